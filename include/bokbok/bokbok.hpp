@@ -1,0 +1,39 @@
+// The bokbok public API: include this one header.
+//
+//   bokbok::options opts;
+//   opts.on_request = [](bokbok::connection&, bokbok::message m) { return m; };
+//   auto conn = bokbok::connect("fd:3,4", opts);
+//   bokbok::message answer = conn.request({"ping", "hello"});
+#pragma once
+
+#include <string_view>
+#include <utility>
+
+#include "bokbok/connection.hpp"
+#include "bokbok/error.hpp"
+#include "bokbok/message.hpp"
+
+namespace bokbok {
+
+// Opens a connection to `address` and completes the bokbok handshake before returning.
+// Addresses understood now:
+//   fd:R,W   read from fd R, write to fd W (the connection takes both; R may equal W)
+//   stdio    read stdin, write stdout (borrowed: they are not closed)
+// Throws address_error for a malformed address and transport_error / protocol_error
+// when the peer cannot be reached or does not speak bokbok.
+connection connect(std::string_view address, const options& opts = {});
+
+// Opens a connection over an already open pair of file descriptors, which it takes
+// ownership of (in_fd may equal out_fd, e.g. a socket). `peer` names the other end.
+connection connect_fds(int in_fd, int out_fd, const options& opts, std::string peer);
+
+// Two connected ends over a socketpair, handshake done: mostly for tests and in-process
+// use. The first uses `a`, the second `b`.
+std::pair<connection, connection> connect_socketpair(const options& a, const options& b);
+
+// Serves exactly one connection on stdin/stdout (a child spawned by its client, inetd's
+// nowait mode): blocks until the peer closes or close() is called from a handler, then
+// returns. Throws like connect() when the handshake fails.
+void serve_stdio(const options& opts);
+
+}  // namespace bokbok

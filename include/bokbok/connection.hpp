@@ -1,0 +1,103 @@
+// bokbok::connection: one symmetric RPC connection.
+//
+// Either side may call request() at any time; many threads may call at once and the
+// answers come back in any order. Incoming requests run the request handler on a
+// bounded pool of handler threads; a handler may itself call the other side over the
+// same connection (nested callbacks never deadlock, because the connection's own event
+// loop thread never runs handlers and never blocks).
+//
+// Thread-safety: every member function of connection may be called from any thread.
+// Lifetime: a connection is a shared handle; copies refer to the same connection. The
+// connection stays open until close() is called on any handle, the peer closes, or the
+// transport fails; dropping handles does not close it. After it closes, calls fail with
+// transport_error and the close handler has run exactly once.
+#pragma once
+
+#include <any>
+#include <chrono>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+
+#include "bokbok/message.hpp"
+
+namespace bokbok {
+
+class connection;
+
+namespace detail {
+class connection_impl;
+}
+
+// Answers one request. Returning a message sends it as the response; throwing sends an
+// error: a bokbok::remote_error keeps its code, any other std::exception becomes
+// error_code::handler_failed with what() as the message. Runs on a handler thread.
+using request_handler = std::function<message(connection&, message request)>;
+
+// Runs once, on a handler thread, after the connection has closed for any reason.
+using close_handler = std::function<void(connection&)>;
+
+// Completion of request_async(): exactly one of `error` (non-null) or `response` is set.
+// Runs on the connection's event-loop thread: keep it short and never block in it.
+using response_callback = std::function<void(std::exception_ptr error, message response)>;
+
+struct options {
+  // No handler: every incoming request is answered with error_code::no_such_method.
+  request_handler on_request;
+  close_handler on_close;
+  // Handler threads for this connection, started on demand and at most this many.
+  unsigned max_threads = 16;
+  // The largest message this side accepts; the peer's own limit is honoured for sends
+  // (the smaller of the two wins). Must be at least 64 KiB.
+  std::size_t max_message_size = 64u << 20;
+  // How long opening waits for the peer's preamble and hello.
+  std::chrono::milliseconds connect_timeout{10'000};
+};
+
+class connection {
+ public:
+  // Blocking call: sends `request`, waits for the response. Throws remote_error when the
+  // peer answered with an error, transport_error when the connection failed or closed
+  // first.
+  message request(message request);
+
+  // Non-blocking forms of request().
+  std::future<message> request_async(message request);
+  void request_async(message request, response_callback done);
+
+  // Closes the connection: pending calls fail with transport_error at once, the peer is
+  // told, handlers still running finish but their answers are dropped. Idempotent; may
+  // be called from a handler.
+  void close();
+
+  // True once the connection has closed for any reason.
+  bool closed() const;
+
+  // Blocks until the connection has closed and its close handler has returned.
+  // Must not be called from this connection's own handler.
+  void wait_closed() const;
+
+  // Why the connection closed ("" while open, "closed by peer", or the failure).
+  std::string close_reason() const;
+
+  // The other end, as text: "fd:4,5", "stdio", "socketpair", later "tcp:1.2.3.4:99".
+  const std::string& peer_address() const;
+
+  // The authenticated user name; empty in plain mode.
+  const std::string& user() const;
+
+  // A slot for the application's own data, shared by all handles of this connection.
+  // Not synchronised: the application guards it if several threads use it.
+  std::any& user_data() const;
+
+  // Internal: connections are made by the connect functions below or by a server.
+  explicit connection(std::shared_ptr<detail::connection_impl> impl);
+
+ private:
+  std::shared_ptr<detail::connection_impl> impl_;
+};
+
+}  // namespace bokbok

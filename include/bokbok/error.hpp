@@ -1,0 +1,64 @@
+// The errors the public API throws. Every one derives from bokbok::error, so a caller
+// can catch the family; the two that matter most are told apart by type:
+//   remote_error    the far side received the call and refused or failed it;
+//   transport_error the call never got an answer because the connection could not be
+//                   opened, broke, or was closed (with protocol_error for a peer that
+//                   does not speak bokbok).
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace bokbok {
+
+// Codes carried by ERROR frames (see src/wire/PROTOCOL.md). Values are wire-stable.
+enum class error_code : std::uint16_t {
+  handler_failed = 1,     // the remote handler threw; what() holds its message
+  no_such_method = 2,     // the remote side has no handler for this request
+  busy = 3,               // the remote side's handler queue is full
+  too_large = 4,          // the message exceeds the negotiated maximum size
+  cancelled = 5,          // the call was cancelled
+  deadline_exceeded = 6,  // the call's deadline passed
+  shutting_down = 7,      // the remote side is closing and takes no new calls
+  protocol = 8,           // the remote side could not decode what we sent
+};
+
+// Short stable name of a code ("handler_failed", ...); "unknown" for other values.
+const char* to_string(error_code code) noexcept;
+
+class error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The peer answered the call with an error.
+class remote_error : public error {
+ public:
+  remote_error(error_code code, const std::string& message)
+      : error(message), code_(code) {}
+  error_code code() const noexcept { return code_; }
+
+ private:
+  error_code code_;
+};
+
+// The connection could not be opened, failed, or closed before the answer came.
+class transport_error : public error {
+ public:
+  using error::error;
+};
+
+// The peer sent bytes that are not the bokbok protocol (stray output, bad frames).
+class protocol_error : public transport_error {
+ public:
+  using transport_error::transport_error;
+};
+
+// An address string could not be parsed; the message quotes it.
+class address_error : public error {
+ public:
+  using error::error;
+};
+
+}  // namespace bokbok

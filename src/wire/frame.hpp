@@ -1,0 +1,92 @@
+// Records and frames (PROTOCOL.md §3-§4). Pure code over bytes, no I/O.
+//
+// A record is `u16 length (big-endian) || body`, 1..65535 bytes of body. In plain mode a
+// record's body is exactly one frame: `u8 type || u8 flags || u32 call id (BE) || payload`.
+// (Key mode, added later, encrypts the frame inside the body; the record shape stays.)
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace bokbok::wire {
+
+inline constexpr std::size_t record_header_size = 2;
+inline constexpr std::size_t max_record_body = 65535;
+inline constexpr std::size_t frame_header_size = 6;
+// Room kept in every record for an AEAD tag, so plain and key mode cut messages alike.
+inline constexpr std::size_t record_overhead_reserved = 16;
+inline constexpr std::size_t max_frame_payload =
+    max_record_body - record_overhead_reserved - frame_header_size;  // 65513
+static_assert(max_frame_payload == 65513);
+
+enum class frame_type : std::uint8_t {
+  hello = 1,     // call id 0; payload: settings (settings.hpp)
+  request = 2,   // call id: the sender's id for the call; payload: message bytes (fragment)
+  response = 3,  // call id: the receiver's request id; payload: message bytes (fragment)
+  error = 4,     // call id: the receiver's request id; payload: u16 code || UTF-8 text
+  cancel = 5,    // call id: the sender's request id; empty payload
+  ping = 6,      // call id 0; payload: 0..8 opaque bytes, echoed by pong
+  pong = 7,      // call id 0; payload: the ping's bytes
+  goaway = 8,    // call id: last peer request id that will be answered; payload: u16 code || text
+  close = 9,     // call id 0; empty payload; the last frame a side sends
+};
+
+// flags
+inline constexpr std::uint8_t flag_more = 0x01;       // more fragments of this message follow
+inline constexpr std::uint8_t flag_continued = 0x02;  // not the first fragment
+inline constexpr std::uint8_t known_flags = flag_more | flag_continued;
+
+struct frame_view {
+  frame_type type;
+  std::uint8_t flags;
+  std::uint32_t call_id;
+  std::string_view payload;  // points into the record body it was parsed from
+};
+
+// Appends one record holding one frame to `out` (header, then payload). `payload` must
+// be at most max_frame_payload bytes.
+void append_frame(std::string& out, frame_type type, std::uint8_t flags,
+                  std::uint32_t call_id, std::string_view payload);
+
+// The 8 bytes (record header + frame header) that precede a payload of `payload_size`
+// bytes; used to send a large payload slice by slice without copying it.
+struct frame_header_bytes {
+  unsigned char bytes[record_header_size + frame_header_size];
+};
+frame_header_bytes encode_frame_header(frame_type type, std::uint8_t flags,
+                                       std::uint32_t call_id, std::size_t payload_size);
+
+// Parses one record body as a frame. Rules checked (each with its own message): body at
+// least frame_header_size bytes; type known; no unknown flags; flag_more / flag_continued
+// only on request and response; call id 0 exactly for hello, ping, pong and close; ping
+// and pong payload at most 8 bytes; error and goaway payload at least 2 bytes; cancel and
+// close payload empty. Returns false and sets `error` when a rule fails.
+bool parse_frame(std::string_view body, frame_view& out, std::string& error);
+
+// Incremental record splitter: feed bytes as they arrive, take records out one by one.
+class record_reader {
+ public:
+  enum class status { need_more, record, error };
+
+  // Appends bytes to the internal buffer. Memory held is at most one record plus the
+  // bytes fed since the last next() that returned need_more.
+  void feed(std::string_view bytes);
+
+  // Takes the next complete record. On `record`, `body` views the record's body and stays
+  // valid until the next call to feed() or next(). A zero length is an error.
+  status next(std::string_view& body);
+
+  const std::string& error() const { return error_; }
+  std::size_t buffered() const { return buf_.size() - pos_; }
+
+ private:
+  std::string buf_;
+  std::size_t pos_ = 0;
+  std::string error_;
+};
+
+const char* to_string(frame_type t) noexcept;  // "hello", ...; "unknown" otherwise
+
+}  // namespace bokbok::wire

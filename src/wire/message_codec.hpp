@@ -1,0 +1,25 @@
+// Message bytes (PROTOCOL.md §5): `u32 field count || (u32 length || bytes)*`, big-endian.
+// Pure code over bytes, no I/O.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "bokbok/message.hpp"
+
+namespace bokbok::wire {
+
+// Encoded size without encoding.
+std::size_t encoded_size(const message& m);
+
+// Appends the encoding of `m` to `out`.
+void encode_message(const message& m, std::string& out);
+
+// Decodes exactly one message spanning all of `bytes`. Checks every length against the
+// bytes that remain before allocating, so a hostile count or length never allocates more
+// than the input's size. Returns false with `error` set ("truncated field 2 of 3",
+// "field count 4294967295 exceeds the message size", "3 trailing bytes", ...).
+bool decode_message(std::string_view bytes, message& out, std::string& error);
+
+}  // namespace bokbok::wire

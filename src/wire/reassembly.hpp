@@ -1,0 +1,55 @@
+// Reassembly of fragmented request and response messages (PROTOCOL.md §4.3).
+// Pure code over bytes, no I/O. Not thread-safe: one per connection, on its loop thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+
+#include "wire/frame.hpp"
+
+namespace bokbok::wire {
+
+class reassembler {
+ public:
+  enum class status {
+    incomplete,  // fragment stored; more to come
+    complete,    // `out` holds the whole message's bytes
+    too_large,   // the message passed the limit: reported once per message, the rest of
+                 // its fragments are then skipped (status skipped) and nothing is kept
+    skipped,     // a fragment of a message already reported too_large (or dropped)
+    error,       // protocol violation; `error` says which; the connection must close
+  };
+
+  // `max_message_size`: the most bytes one message may reach. `max_open`: the most
+  // messages that may be partially received at once (a peer that opens more is in error).
+  reassembler(std::size_t max_message_size, std::size_t max_open);
+
+  // Takes one request or response frame. Errors: a continued fragment of a message that
+  // was never started ("fragment of unknown call"), a first fragment for a (type, id)
+  // whose previous message is unfinished, more than max_open partial messages.
+  status add(const frame_view& f, std::string& out, std::string& error);
+
+  // Forgets a partial message (e.g. its call was cancelled): later fragments are skipped.
+  void drop(frame_type type, std::uint32_t call_id);
+
+  void set_max_message_size(std::size_t n) { max_message_size_ = n; }
+  std::size_t open_messages() const { return partial_.size(); }
+  std::size_t buffered_bytes() const { return buffered_; }
+
+ private:
+  struct partial {
+    std::string bytes;
+    bool skipping = false;
+  };
+  static std::uint64_t key(frame_type type, std::uint32_t id) {
+    return (std::uint64_t(static_cast<std::uint8_t>(type)) << 32) | id;
+  }
+  std::size_t max_message_size_;
+  std::size_t max_open_;
+  std::size_t buffered_ = 0;
+  std::unordered_map<std::uint64_t, partial> partial_;
+};
+
+}  // namespace bokbok::wire
