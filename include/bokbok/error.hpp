@@ -1,6 +1,7 @@
 // The errors the public API throws. Every one derives from bokbok::error, so a caller
 // can catch the family; the two that matter most are told apart by type:
-//   remote_error    the far side received the call and refused or failed it;
+//   remote_error    the far side received the call and refused or failed it (a
+//                   call_error, like calls refused on this side before sending);
 //   transport_error the call never got an answer because the connection could not be
 //                   opened, broke, or was closed (with protocol_error for a peer that
 //                   does not speak bokbok).
@@ -32,15 +33,21 @@ class error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// The peer answered the call with an error.
-class remote_error : public error {
+// A call failed with a code: refused on this side before it was sent (too_large,
+// shutting_down) or answered with an error by the peer (remote_error).
+class call_error : public error {
  public:
-  remote_error(error_code code, const std::string& message)
-      : error(message), code_(code) {}
+  call_error(error_code code, const std::string& message) : error(message), code_(code) {}
   error_code code() const noexcept { return code_; }
 
  private:
   error_code code_;
+};
+
+// The peer answered the call with an error; what() is the peer's message.
+class remote_error : public call_error {
+ public:
+  using call_error::call_error;
 };
 
 // The connection could not be opened, failed, or closed before the answer came.

@@ -37,26 +37,46 @@ class duplex_stream {
  public:
   virtual ~duplex_stream() = default;
 
-  // `out` may be empty, meaning "write to `in` too" (a socket). Sets both fds
-  // non-blocking. `events` must outlive the stream or close() must be called first.
+  // `out` may be empty, meaning "write to `in` too" (a socket); `out` holding the same
+  // number as `in` means the same (one fd, closed once; if either is borrowed it is not
+  // closed). Sets both fds non-blocking (on a borrowed stdin/stdout this changes the
+  // file description shared with other processes). Sockets are told apart with fstat.
+  // `events` must outlive the stream or close() must be called first. Throws
+  // std::system_error when an fd is not usable, std::invalid_argument when `in` is empty.
   static std::shared_ptr<duplex_stream> create(std::shared_ptr<loop> l, unique_fd in,
                                                unique_fd out, stream_events* events);
 
   // Starts reading continuously into an internal buffer; events arrive until the read
-  // half ends or close().
+  // half ends or close(). Also resumes after stop_reading(): bytes held back meanwhile
+  // are delivered first, from the loop (never from inside this call).
   virtual void start_reading() = 0;
 
+  // Backpressure: no on_data (nor on_read_end) until start_reading() is called again.
+  // No new read is submitted; what a read already in flight brings is held (at most one
+  // buffer, 256 KiB), so the peer is slowed by the kernel's buffers filling up.
+  virtual void stop_reading() = 0;
+
   // Writes every byte of `iov` (partial writes are continued internally), then
-  // on_write_done. At most one batch in flight: call again only after on_write_done.
-  // The buffers must stay valid until on_write_done.
-  virtual void write(std::vector<iovec> iov) = 0;
+  // on_write_done. At most one batch in flight: call again only after on_write_done
+  // (a second batch throws std::logic_error). Any number of iovecs (more than IOV_MAX
+  // are written in turns). A batch with no bytes completes on the next loop turn.
+  // The buffers must stay valid until on_write_done, or, if close() came first and no
+  // on_write_done will come, until the kernel has let go of them: pass `keep_alive`
+  // (the owner of the buffers) and the stream releases it only then. After
+  // shutdown_write(), a batch completes with -EPIPE; after close(), nothing happens.
+  virtual void write(std::vector<iovec> iov, std::shared_ptr<const void> keep_alive = {}) = 0;
   virtual bool writing() const = 0;
 
-  // Ends the write half once any batch in flight is written: shutdown(SHUT_WR) on a
-  // socket, closing the out fd on a pipe, so the peer reads end of file.
+  // Ends the write half once any batch in flight is written (before its
+  // on_write_done): shutdown(SHUT_WR) on a socket, closing the out fd on a pipe, so the
+  // peer reads end of file. A borrowed pipe fd (stdout) is not closed but replaced by
+  // /dev/null with dup2, so its number stays taken and the pipe is let go. A single
+  // non-socket fd for both halves (a tty) cannot be half-closed: nothing happens.
   virtual void shutdown_write() = 0;
 
-  // Stops everything; no event after this returns.
+  // Stops everything; no event after this returns. Operations in flight are cancelled;
+  // the fds are closed (unless borrowed) once their completions have arrived, which may
+  // be after close() returns. Idempotent.
   virtual void close() = 0;
 
   virtual loop& owner() const = 0;

@@ -4,7 +4,13 @@
 // Threads: post() may be called from any thread. Every other member is for the loop
 // thread only (from a completion, a timer or a posted function).
 // Lifetime: shared; the thread stops and is joined when the last reference goes. Every
-// stream on the loop must be closed (and its completions delivered) before then.
+// stream on the loop must be closed (and its completions delivered) before then; a
+// duplex_stream holds a reference while it has operations in flight, so this holds by
+// itself for streams. The last reference may be dropped on any thread, the loop thread
+// included (a completion or posted function holding it): then the thread is detached
+// instead of joined, finishes the callback it is in, and destroys the loop itself.
+// Shutdown drops, without running them, the posted functions not yet run and the
+// timers not yet due; a post() during or after shutdown drops its function too.
 #pragma once
 
 #include <sys/uio.h>
@@ -47,13 +53,17 @@ class loop {
 
   virtual const char* backend_name() const noexcept = 0;  // "io_uring" or "epoll"
 
-  // Any thread: runs `fn` on the loop thread soon, in the order posted. Wakes the loop
-  // (one eventfd write, skipped when a wake-up is already pending).
+  // Any thread: runs `fn` on the loop thread soon, in the order posted, never inside
+  // this call. Wakes the loop (one eventfd write, skipped when a wake-up is already
+  // pending, and never needed from the loop thread). `fn` may hold the last reference
+  // to the loop. Dropped (destroyed, not run) once the loop is shutting down.
   virtual void post(std::function<void()> fn) = 0;
   virtual bool in_loop_thread() const noexcept = 0;
 
   // Loop thread only. One read of up to `len` bytes from `fd` into `buf`; completes with
-  // the byte count, 0 at end of file, or -errno. The fd must be non-blocking.
+  // the byte count, 0 at end of file, or -errno. The fd must be non-blocking. The
+  // completion never runs inside submit_*() or cancel(), on either backend. Reads and
+  // writes use the file position (offset -1), so regular files work too.
   virtual void submit_read(int fd, void* buf, std::size_t len, completion* c) = 0;
 
   // Loop thread only. One vectored write (sendmsg with MSG_NOSIGNAL on sockets, writev
@@ -63,10 +73,14 @@ class loop {
                              completion* c) = 0;
 
   // Loop thread only. Asks that every operation of `c` end soon; each still completes
-  // (with -ECANCELED if it had not finished).
+  // (with -ECANCELED if it had not finished, else with its result). io_uring before
+  // 5.19 cancels only the first operation of `c`: give each operation its own
+  // completion object where that matters.
   virtual void cancel(completion* c) = 0;
 
-  // Loop thread only. Runs `fn` on the loop thread at `when`, unless cancelled first.
+  // Loop thread only. Runs `fn` on the loop thread at `when` (never earlier; with
+  // epoll up to a millisecond later), unless cancelled first. Equal deadlines run in
+  // the order added; a deadline already past runs on the next turn.
   virtual timer_id add_timer(clock::time_point when, std::function<void()> fn) = 0;
   // Loop thread only. Cancelling a timer that already ran or was cancelled does nothing.
   virtual void cancel_timer(timer_id id) = 0;

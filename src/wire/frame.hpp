@@ -20,6 +20,11 @@ inline constexpr std::size_t record_overhead_reserved = 16;
 inline constexpr std::size_t max_frame_payload =
     max_record_body - record_overhead_reserved - frame_header_size;  // 65513
 static_assert(max_frame_payload == 65513);
+inline constexpr std::size_t max_ping_payload = 8;
+// The most messages one side may have partly sent at once (first fragment sent, last not
+// yet), requests and responses together (PROTOCOL.md §4.3): a sender keeps to it, a
+// receiver gives it to its reassembler as `max_open`.
+inline constexpr std::size_t max_partial_messages = 16;
 
 enum class frame_type : std::uint8_t {
   hello = 1,     // call id 0; payload: settings (settings.hpp)
@@ -58,11 +63,34 @@ struct frame_header_bytes {
 frame_header_bytes encode_frame_header(frame_type type, std::uint8_t flags,
                                        std::uint32_t call_id, std::size_t payload_size);
 
+// The flags of the fragment that starts at byte `offset` of a `total`-byte message
+// (PROTOCOL.md §4.3): flag_continued unless offset is 0, flag_more unless the fragment
+// (at most max_frame_payload bytes) reaches the end.
+std::uint8_t fragment_flags(std::size_t offset, std::size_t total);
+
+// Appends the records carrying one whole message of `type` (request or response): its
+// bytes cut into fragments of max_frame_payload bytes (the last one shorter), flagged
+// per fragment_flags(). An empty `message_bytes` gives one frame with an empty payload.
+void append_message_frames(std::string& out, frame_type type, std::uint32_t call_id,
+                           std::string_view message_bytes);
+
+// ERROR and GOAWAY payloads: `u16 code || UTF-8 text`. Encoding cuts the text to fit one
+// frame, at a UTF-8 character boundary.
+std::string encode_code_payload(std::uint16_t code, std::string_view text);
+struct code_payload {
+  std::uint16_t code;
+  std::string_view text;  // points into the payload; not checked to be UTF-8
+};
+// `payload` must be at least 2 bytes (parse_frame checks that for error and goaway).
+code_payload parse_code_payload(std::string_view payload);
+
 // Parses one record body as a frame. Rules checked (each with its own message): body at
 // least frame_header_size bytes; type known; no unknown flags; flag_more / flag_continued
-// only on request and response; call id 0 exactly for hello, ping, pong and close; ping
-// and pong payload at most 8 bytes; error and goaway payload at least 2 bytes; cancel and
-// close payload empty. Returns false and sets `error` when a rule fails.
+// only on request and response; call id 0 exactly for hello, ping, pong and close, and
+// nonzero for request, response, error and cancel (goaway: any); payload at most
+// max_frame_payload bytes; ping and pong payload at most 8 bytes; error and goaway
+// payload at least 2 bytes; cancel and close payload empty. Returns false and sets
+// `error` when a rule fails.
 bool parse_frame(std::string_view body, frame_view& out, std::string& error);
 
 // Incremental record splitter: feed bytes as they arrive, take records out one by one.

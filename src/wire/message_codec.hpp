@@ -19,7 +19,8 @@ void encode_message(const message& m, std::string& out);
 // Decodes exactly one message spanning all of `bytes`. Checks every length against the
 // bytes that remain before allocating, so a hostile count or length never allocates more
 // than the input's size. Returns false with `error` set ("truncated field 2 of 3",
-// "field count 4294967295 exceeds the message size", "3 trailing bytes", ...).
+// "field count 4294967295 exceeds the message size", "3 bytes trailing after the last
+// field", ...). On failure `out` is left empty.
 bool decode_message(std::string_view bytes, message& out, std::string& error);
 
 }  // namespace bokbok::wire

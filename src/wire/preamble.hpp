@@ -41,12 +41,20 @@ class preamble_reader {
   // version 7 (this side speaks 1)".
   const std::string& error() const { return error_; }
 
+  // The bytes taken so far: for a message when the stream ends or times out before
+  // done ("peer closed after sending \"BOK\"").
+  const std::string& received() const { return seen_; }
+
  private:
   status state_ = status::need_more;
-  std::string seen_;  // bytes consumed so far (at most 9 + max_user_name)
+  std::string seen_;  // bytes consumed so far (at most 9 + max_user_name, or 64 on error)
   preamble value_;
   std::string error_;
 };
+
+// Compares the peer's mode with this side's (PROTOCOL.md §9): empty when they match,
+// else a one-line explanation for the error (a plain side refuses a key-mode peer).
+std::string mode_mismatch(mode ours, const preamble& peer);
 
 // Renders bytes for an error message: printable ASCII as is, \n \r \t \\ \" escaped,
 // other bytes as \xHH; at most `limit` input bytes, with "..." when cut.

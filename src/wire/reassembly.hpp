@@ -28,10 +28,13 @@ class reassembler {
 
   // Takes one request or response frame. Errors: a continued fragment of a message that
   // was never started ("fragment of unknown call"), a first fragment for a (type, id)
-  // whose previous message is unfinished, more than max_open partial messages.
+  // whose previous message is unfinished, more than max_open partial messages, a frame
+  // of another type. A single-frame message never counts as open. A message being
+  // skipped stays open (without its bytes) until its last fragment.
   status add(const frame_view& f, std::string& out, std::string& error);
 
-  // Forgets a partial message (e.g. its call was cancelled): later fragments are skipped.
+  // Forgets a partial message (e.g. its call was cancelled): its bytes are released and
+  // its later fragments skipped, up to its last. No effect if none is in progress.
   void drop(frame_type type, std::uint32_t call_id);
 
   void set_max_message_size(std::size_t n) { max_message_size_ = n; }

@@ -1,0 +1,256 @@
+// bokbok-demo-server: a small bokbok server that shows how to write request handlers.
+//
+// What it shows
+//   - one request handler dispatching on the first field (the method name);
+//   - answering with a message, and failing with an exception, which the caller receives
+//     as bokbok::remote_error (a plain std::exception becomes error_code::handler_failed,
+//     a bokbok::remote_error keeps its own code);
+//   - calling the caller back over the same connection, from inside a handler
+//     (`callback`);
+//   - serving exactly one connection on stdin/stdout, the way a child process spawned by
+//     its client (or a service under inetd) does, and closing it on request.
+//
+// How to run it
+//   Its client normally starts it: bokbok-demo-client spawns
+//   `bokbok-demo-server --stdio` and talks to it over a pipe pair. Run by hand, it waits
+//   for a bokbok handshake on stdin. stdout carries the protocol, so it logs to stderr.
+//
+// Methods (each request is a list of fields; the first one names the method)
+//   ping S            -> pong S
+//   echo F...         -> F...              (the argument fields, byte for byte)
+//   fail MSG          -> remote error (handler_failed) whose message is MSG
+//   sleep MS          -> slept             (after MS milliseconds, at most 60000)
+//   callback N        -> did N             (after calling the caller with `callback I`
+//                                          for I = 1..N and waiting for each answer)
+//   blob N            -> one field of N bytes, byte i being 'a' + i % 26 (N <= 1 GiB)
+//   shutdown-server!  -> ok, then the server closes the connection and exits
+//   anything else     -> remote error (no_such_method)
+// A wrong number of arguments or a malformed number is a handler_failed remote error
+// that says what was expected.
+#include <bokbok/bokbok.hpp>
+
+#include <unistd.h>
+
+#include <charconv>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#ifndef BOKBOK_VERSION
+#define BOKBOK_VERSION "unknown"
+#endif
+
+namespace {
+
+constexpr std::string_view program = "bokbok-demo-server";
+constexpr unsigned long long max_sleep_ms = 60'000;
+constexpr unsigned long long max_callbacks = 1'000;
+constexpr unsigned long long max_blob = 1ull << 30;  // 1 GiB
+
+// How long the server waits, after answering shutdown-server!, for the client to hang
+// up before it closes the connection itself. See on_shutdown() below.
+constexpr std::chrono::milliseconds shutdown_grace{200};
+
+void log(const std::string& line) {
+  // One write per line, so lines from several handler threads do not interleave.
+  std::string out = "[server] " + line + "\n";
+  (void)!::write(STDERR_FILENO, out.data(), out.size());
+}
+
+// A remote error with a readable message; the caller gets it as bokbok::remote_error.
+[[noreturn]] void bad_request(const std::string& why) {
+  throw bokbok::remote_error(bokbok::error_code::handler_failed, why);
+}
+
+void expect_arity(const bokbok::message& req, std::size_t args, const char* usage) {
+  if (req.size() != args + 1)
+    bad_request(req[0] + " takes " + std::to_string(args) + " argument" +
+                (args == 1 ? "" : "s") + ", got " + std::to_string(req.size() - 1) +
+                " (usage: " + usage + ")");
+}
+
+// Parses a decimal number in [0, max]; anything else is a remote error naming the field.
+unsigned long long parse_count(const std::string& method, const std::string& field,
+                               unsigned long long max) {
+  unsigned long long value = 0;
+  const char* end = field.data() + field.size();
+  auto [ptr, ec] = std::from_chars(field.data(), end, value);
+  if (field.empty() || ec == std::errc::invalid_argument || ptr != end)
+    bad_request(method + ": '" + field + "' is not a decimal number");
+  if (ec == std::errc::result_out_of_range || value > max)
+    bad_request(method + ": " + field + " is too large (at most " + std::to_string(max) +
+                ")");
+  return value;
+}
+
+// Shared between the handlers, the close handler and main(); guarded by `mutex`.
+struct server_state {
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool closed = false;
+  std::thread closer;  // started by shutdown-server!, joined by main()
+};
+
+// shutdown-server! must answer `ok` and then close the connection. Closing from inside
+// the handler would be wrong: close() drops the answers of handlers still running, and
+// this handler's answer is only sent after it returns. So the handler starts a "closer"
+// thread and returns. The closer waits up to `shutdown_grace` for the connection to
+// close by itself (a polite client hangs up as soon as it has its `ok`); if it is still
+// open after that, the answer has long been written and the closer closes it. Either
+// way serve_stdio() then returns and main() exits with status 0.
+bokbok::message on_shutdown(server_state& state, bokbok::connection& conn) {
+  std::lock_guard lock(state.mutex);
+  if (!state.closer.joinable()) {
+    log("shutdown-server! received: closing once the answer is out");
+    state.closer = std::thread([&state, conn]() mutable {
+      std::unique_lock wait_lock(state.mutex);
+      if (!state.changed.wait_for(wait_lock, shutdown_grace,
+                                  [&] { return state.closed; })) {
+        wait_lock.unlock();
+        conn.close();
+      }
+    });
+  }
+  return {"ok"};
+}
+
+bokbok::message on_callback(bokbok::connection& conn, const bokbok::message& req) {
+  expect_arity(req, 1, "callback N");
+  auto n = parse_count(req[0], req[1], max_callbacks);
+  for (unsigned long long i = 1; i <= n; ++i) {
+    // A nested call on the same connection, made from a handler thread: allowed, and it
+    // cannot deadlock (the connection's loop thread never runs handlers).
+    try {
+      conn.request({"callback", std::to_string(i)});
+    } catch (const bokbok::remote_error& e) {
+      bad_request("callback " + std::to_string(i) +
+                  " failed on the caller's side: " + e.what());
+    }
+  }
+  return {"did", req[1]};
+}
+
+bokbok::message on_blob(const bokbok::message& req) {
+  expect_arity(req, 1, "blob N");
+  auto n = parse_count(req[0], req[1], max_blob);
+  std::string blob(n, '\0');
+  for (std::size_t i = 0; i < blob.size(); ++i) blob[i] = char('a' + i % 26);
+  return {std::move(blob)};
+}
+
+bokbok::message handle(server_state& state, bokbok::connection& conn,
+                       bokbok::message req) {
+  if (req.empty()) bad_request("empty request: the first field must name a method");
+  const std::string& method = req[0];
+
+  if (method == "ping") {
+    expect_arity(req, 1, "ping TEXT");
+    return {"pong", std::move(req[1])};
+  }
+  if (method == "echo") {
+    req.erase(req.begin());
+    return req;
+  }
+  if (method == "fail") {
+    expect_arity(req, 1, "fail MESSAGE");
+    // Any std::exception will do: the caller gets a remote_error with this what().
+    throw std::runtime_error(req[1]);
+  }
+  if (method == "sleep") {
+    expect_arity(req, 1, "sleep MILLISECONDS");
+    auto ms = parse_count(method, req[1], max_sleep_ms);
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    return {"slept"};
+  }
+  if (method == "callback") return on_callback(conn, req);
+  if (method == "blob") return on_blob(req);
+  if (method == "shutdown-server!") {
+    expect_arity(req, 0, "shutdown-server!");
+    return on_shutdown(state, conn);
+  }
+  std::string shown = method.size() > 64 ? method.substr(0, 64) + "..." : method;
+  throw bokbok::remote_error(bokbok::error_code::no_such_method,
+                             "unknown method: " + shown);
+}
+
+void print_help() {
+  std::printf(
+      "usage: %s --stdio\n"
+      "\n"
+      "A demo bokbok server: serves one connection on stdin/stdout (plain mode).\n"
+      "Usually started by bokbok-demo-client, which spawns it as a child.\n"
+      "\n"
+      "options:\n"
+      "  --stdio     serve one connection on stdin/stdout, exit when it closes\n"
+      "  --help      show this help and exit\n"
+      "  --version   show the version and exit\n"
+      "\n"
+      "methods: ping S, echo F..., fail MSG, sleep MS, callback N, blob N,\n"
+      "         shutdown-server!  (see the comment at the top of demo_server.cpp)\n"
+      "Logs go to stderr; stdout carries the protocol.\n",
+      program.data());
+}
+
+int usage_error(const std::string& why) {
+  std::fprintf(stderr, "%s: %s\ntry '%s --help'\n", program.data(), why.c_str(),
+               program.data());
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool stdio = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      print_help();
+      return 0;
+    }
+    if (arg == "--version") {
+      std::printf("%s %s\n", program.data(), BOKBOK_VERSION);
+      return 0;
+    }
+    if (arg == "--stdio") {
+      stdio = true;
+      continue;
+    }
+    return usage_error("unknown argument '" + std::string(arg) + "'");
+  }
+  if (!stdio) return usage_error("choose a mode: --stdio");
+
+  server_state state;
+  bokbok::options opts;
+  opts.on_request = [&state](bokbok::connection& conn, bokbok::message req) {
+    return handle(state, conn, std::move(req));
+  };
+  opts.on_close = [&state](bokbok::connection&) {
+    std::lock_guard lock(state.mutex);
+    state.closed = true;
+    state.changed.notify_all();
+  };
+
+  log("serving one connection on stdin/stdout (pid " + std::to_string(::getpid()) + ")");
+  int status = 0;
+  try {
+    bokbok::serve_stdio(opts);
+    log("connection closed; exiting");
+  } catch (const bokbok::error& e) {
+    log(std::string("error: ") + e.what());
+    status = 1;
+  }
+  std::thread closer;
+  {
+    std::lock_guard lock(state.mutex);
+    closer = std::move(state.closer);
+  }
+  if (closer.joinable()) closer.join();
+  return status;
+}

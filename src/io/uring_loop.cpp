@@ -1,0 +1,315 @@
+#include "io/uring_loop.hpp"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdint>
+#include <system_error>
+#include <utility>
+
+namespace bokbok::io {
+namespace {
+
+constexpr std::uint64_t current_position = ~std::uint64_t{0};  // offset -1: RW_CUR_POS
+constexpr unsigned reap_batch = 64;
+constexpr int sqe_attempts = 64;
+constexpr auto exit_drain_limit = std::chrono::seconds(2);
+
+[[noreturn]] void fail(int err, const char* what) {
+  throw std::system_error(err, std::system_category(), what);
+}
+
+__kernel_timespec to_timespec(clock::duration d) {
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+  if (ns < 0) ns = 0;
+  return {ns / 1'000'000'000, ns % 1'000'000'000};
+}
+
+// ThreadSanitizer does not see liburing's mmap and munmap (raw system calls), so when a
+// new ring is mapped where a finished loop thread's ring was (that thread may have been
+// detached), it reports the old thread's accesses as races with the new one. The kernel
+// orders the unmap before the map; these annotations tell the sanitizer so. No-ops in
+// ordinary builds.
+#if defined(__SANITIZE_THREAD__)
+#define BOKBOK_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define BOKBOK_TSAN 1
+#endif
+#endif
+#ifdef BOKBOK_TSAN
+extern "C" void __tsan_acquire(void* addr);
+extern "C" void __tsan_release(void* addr);
+char ring_mapping_order;  // only an address to synchronise on
+void ring_mapped() { __tsan_acquire(&ring_mapping_order); }
+void ring_unmapping() { __tsan_release(&ring_mapping_order); }
+#else
+void ring_mapped() {}
+void ring_unmapping() {}
+#endif
+
+}  // namespace
+
+// The armed read on the wake-up eventfd.
+class uring_loop::wake_op final : public completion {
+ public:
+  explicit wake_op(uring_loop& l) : loop_(l) {}
+  void complete(int result) override { loop_.on_wakeup(result); }
+  std::uint64_t value = 0;
+
+ private:
+  uring_loop& loop_;
+};
+
+// Cancel requests: their own result does not matter (the target completes by itself).
+class uring_loop::cancel_op final : public completion {
+ public:
+  void complete(int) override {}
+};
+
+// A sendmsg in flight: owns the msghdr, forwards the result to the caller's completion.
+class uring_loop::send_op final : public completion {
+ public:
+  explicit send_op(uring_loop& l) : loop_(l) {}
+  void complete(int result) override {
+    completion* c = std::exchange(user, nullptr);
+    loop_.free_send_ops_.push_back(this);
+    c->complete(result);
+  }
+  completion* user = nullptr;
+  msghdr msg{};
+
+ private:
+  uring_loop& loop_;
+};
+
+std::unique_ptr<loop_backend> make_uring_loop(const loop_options& opts) {
+  return std::make_unique<uring_loop>(opts);
+}
+
+uring_loop::uring_loop(const loop_options& opts)
+    : wake_op_(std::make_unique<wake_op>(*this)), cancel_op_(std::make_unique<cancel_op>()) {
+  io_uring_params p{};
+  // SUBMIT_ALL (5.18): one bad SQE does not hold back the rest. COOP_TASKRUN (5.19): no
+  // IPI to run completions, the loop thread runs them when it next enters the kernel.
+  p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;
+  int r = io_uring_queue_init_params(opts.ring_entries, &ring_, &p);
+  if (r == -EINVAL) {
+    p = io_uring_params{};
+    r = io_uring_queue_init_params(opts.ring_entries, &ring_, &p);
+  }
+  if (r < 0) fail(-r, "io_uring_queue_init");
+  ring_mapped();
+  try {
+    check_features(p.features);
+    check_enter();
+  } catch (...) {
+    ring_unmapping();
+    io_uring_queue_exit(&ring_);
+    throw;
+  }
+  ready_.reserve(2 * reap_batch);
+  dispatching_.reserve(2 * reap_batch);
+}
+
+void uring_loop::check_features(unsigned features) {
+  if ((features & IORING_FEAT_RW_CUR_POS) == 0) fail(ENOSYS, "io_uring without RW_CUR_POS");
+  io_uring_probe* probe = io_uring_get_probe_ring(&ring_);
+  if (probe == nullptr) fail(ENOSYS, "io_uring probe");
+  bool ok = true;
+  for (int op : {IORING_OP_READ, IORING_OP_WRITEV, IORING_OP_SENDMSG, IORING_OP_ASYNC_CANCEL})
+    ok = ok && io_uring_opcode_supported(probe, op);
+  // IORING_ASYNC_CANCEL_ALL/ANY came with 5.19, as did IORING_OP_SOCKET.
+  cancel_all_ = probe->last_op >= IORING_OP_SOCKET;
+  io_uring_free_probe(probe);
+  if (!ok) fail(ENOSYS, "io_uring lacks READ, WRITEV, SENDMSG or ASYNC_CANCEL");
+}
+
+// A ring can be created where io_uring_enter is still refused (a seccomp filter that
+// lets io_uring_setup through): one NOP round trip proves the ring usable.
+void uring_loop::check_enter() {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_nop(s);
+  io_uring_sqe_set_data(s, cancel_op_.get());
+  int r = io_uring_submit_and_wait(&ring_, 1);
+  if (r < 0) fail(-r, "io_uring_enter");
+  reap();
+  ready_.clear();
+}
+
+uring_loop::~uring_loop() {
+  ring_unmapping();
+  io_uring_queue_exit(&ring_);
+}
+
+io_uring_sqe* uring_loop::sqe() {
+  for (int attempt = 0; attempt < sqe_attempts; ++attempt) {
+    if (io_uring_sqe* s = io_uring_get_sqe(&ring_)) {
+      ++inflight_;
+      return s;
+    }
+    int r = io_uring_submit(&ring_);
+    if (r == -EBUSY || r == -EAGAIN) {
+      reap();  // the completion queue is full: move CQEs aside (dispatched later)
+    } else if (r < 0 && r != -EINTR) {
+      fail(-r, "io_uring_submit");
+    }
+  }
+  fail(EBUSY, "io_uring submission queue stays full");
+}
+
+void uring_loop::post(std::function<void()> fn) { core_.post(std::move(fn)); }
+
+void uring_loop::request_stop() noexcept { core_.request_stop(); }
+
+void uring_loop::submit_read(int fd, void* buf, std::size_t len, completion* c) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_read(s, fd, buf, static_cast<unsigned>(std::min<std::size_t>(len, INT_MAX)),
+                     current_position);
+  io_uring_sqe_set_data(s, c);
+}
+
+void uring_loop::submit_writev(int fd, bool is_socket, const iovec* iov, int iovcnt,
+                               completion* c) {
+  io_uring_sqe* s = sqe();
+  if (!is_socket) {
+    io_uring_prep_writev(s, fd, iov, static_cast<unsigned>(iovcnt), current_position);
+    io_uring_sqe_set_data(s, c);
+    return;
+  }
+  if (free_send_ops_.empty()) {
+    send_ops_.push_back(std::make_unique<send_op>(*this));
+    free_send_ops_.push_back(send_ops_.back().get());
+  }
+  send_op* op = free_send_ops_.back();
+  free_send_ops_.pop_back();
+  op->user = c;
+  op->msg = msghdr{};
+  op->msg.msg_iov = const_cast<iovec*>(iov);
+  op->msg.msg_iovlen = static_cast<std::size_t>(iovcnt);
+  io_uring_prep_sendmsg(s, fd, &op->msg, MSG_NOSIGNAL);
+  io_uring_sqe_set_data(s, op);
+}
+
+void uring_loop::cancel(completion* c) {
+  submit_cancel(c);
+  for (auto& op : send_ops_)
+    if (op->user == c) submit_cancel(op.get());
+}
+
+void uring_loop::submit_cancel(const void* target) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_cancel64(s, reinterpret_cast<std::uintptr_t>(target),
+                         cancel_all_ ? IORING_ASYNC_CANCEL_ALL : 0);
+  io_uring_sqe_set_data(s, cancel_op_.get());
+}
+
+timer_id uring_loop::add_timer(clock::time_point when, std::function<void()> fn) {
+  return core_.timers().add(when, std::move(fn));
+}
+
+void uring_loop::cancel_timer(timer_id id) { core_.timers().cancel(id); }
+
+void uring_loop::arm_wakeup() {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_read(s, core_.wake_fd(), &wake_op_->value, sizeof wake_op_->value, 0);
+  io_uring_sqe_set_data(s, wake_op_.get());
+}
+
+void uring_loop::on_wakeup(int) {
+  // Whatever the result (a count, or -EINTR), re-arm first, then drain: run_posted()
+  // clears the wake-up flag only now that the eventfd has been consumed.
+  if (core_.stopping()) return;
+  arm_wakeup();
+  core_.run_posted();
+}
+
+void uring_loop::run() {
+  core_.mark_loop_thread();
+  arm_wakeup();
+  while (!core_.stopping()) {
+    wait_once();
+    dispatch();
+    if (core_.stopping()) break;
+    core_.timers().run_due(clock::now());
+    if (core_.local_posts_pending()) core_.run_posted();
+  }
+  drain_at_exit();
+}
+
+void uring_loop::wait_once() {
+  bool busy = !ready_.empty() || core_.local_posts_pending();
+  __kernel_timespec ts{};
+  __kernel_timespec* tsp = nullptr;
+  if (!busy) {
+    if (auto d = core_.timers().next_deadline()) {
+      auto left = *d - clock::now();
+      busy = left <= clock::duration::zero();
+      ts = to_timespec(left);
+      tsp = &ts;
+    }
+  }
+  int r;
+  if (busy) {
+    // Always enters the kernel, so completions waiting as task work (COOP_TASKRUN) are
+    // posted even while posted functions or timers keep the loop from blocking.
+    r = io_uring_submit_and_get_events(&ring_);
+  } else {
+    io_uring_cqe* cqe = nullptr;
+    r = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, tsp, nullptr);
+  }
+  // -ETIME (a timer is due), -EINTR, -EBUSY and -EAGAIN just lead to reaping; anything
+  // else would repeat forever, so it ends the loop thread loudly (std::terminate).
+  if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY && r != -EAGAIN)
+    fail(-r, "io_uring_enter");
+  reap();
+}
+
+void uring_loop::reap() {
+  io_uring_cqe* cqes[reap_batch];
+  for (;;) {
+    unsigned n = io_uring_peek_batch_cqe(&ring_, cqes, reap_batch);
+    if (n == 0) return;
+    for (unsigned i = 0; i < n; ++i) {
+      if (cqes[i]->user_data == LIBURING_UDATA_TIMEOUT) continue;  // liburing's own
+      ready_.push_back({static_cast<completion*>(io_uring_cqe_get_data(cqes[i])), cqes[i]->res});
+      --inflight_;
+    }
+    io_uring_cq_advance(&ring_, n);
+  }
+}
+
+void uring_loop::dispatch() {
+  // Completions may submit (and, with a full queue, reap into ready_): they run from a
+  // separate batch, and what they cause is dispatched on the next turn.
+  dispatching_.swap(ready_);
+  for (const ready_cqe& e : dispatching_) {
+    // A pipe write to a closed reader queued SIGPIPE on this thread, where it is blocked.
+    if (e.res == -EPIPE) discard_pending_sigpipe();
+    e.c->complete(e.res);
+  }
+  dispatching_.clear();
+}
+
+void uring_loop::drain_at_exit() {
+  // Cancel what is left (by contract only the wake-up read) and wait for the kernel to
+  // let go of it before the ring and the buffers go. Completions are not called any more.
+  io_uring_sqe* s = sqe();
+  if (cancel_all_) {
+    io_uring_prep_cancel64(s, 0, IORING_ASYNC_CANCEL_ANY);
+  } else {
+    io_uring_prep_cancel64(s, reinterpret_cast<std::uintptr_t>(wake_op_.get()), 0);
+  }
+  io_uring_sqe_set_data(s, cancel_op_.get());
+  auto give_up = clock::now() + exit_drain_limit;
+  while (inflight_ > 0 && clock::now() < give_up) {
+    __kernel_timespec ts = to_timespec(std::chrono::milliseconds(100));
+    io_uring_cqe* cqe = nullptr;
+    io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+    reap();
+    ready_.clear();
+  }
+}
+
+}  // namespace bokbok::io

@@ -1,0 +1,345 @@
+// The call side and lifecycle of a connection: opening, calls, answers, closing.
+// Inbound frame handling is in connection_reader.cpp.
+#include "rpc/connection_impl.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <future>
+
+#include "wire/message_codec.hpp"
+
+namespace bokbok::detail {
+
+namespace {
+// Bytes a batch may carry beyond its small records: large enough to amortise a system
+// call, small enough that a ping queued behind it waits little.
+constexpr std::size_t batch_bytes = 256 * 1024;
+// How long a closing side waits for its final frames to drain before it drops the link.
+constexpr auto close_drain_timeout = std::chrono::seconds(2);
+}  // namespace
+
+connection_impl::connection_impl(config cfg)
+    : cfg_(std::move(cfg)),
+      reassembler_(cfg_.opts.max_message_size, wire::max_partial_messages) {
+  pool_ = cfg_.pool;
+  if (!pool_) pool_ = std::make_shared<rpc::handler_pool>(
+      rpc::handler_pool::limits{cfg_.opts.max_threads, 4096, std::chrono::seconds(5)});
+  user_ = cfg_.local.user;
+}
+
+connection_impl::~connection_impl() = default;
+
+std::shared_ptr<connection_impl> connection_impl::open(config cfg, io::unique_fd in,
+                                                       io::unique_fd out) {
+  if (cfg.opts.max_message_size < wire::min_max_message_size)
+    throw std::invalid_argument("bokbok: max_message_size must be at least 65536");
+  if (cfg.opts.max_message_size > 0xffffffffu)
+    throw std::invalid_argument("bokbok: max_message_size must fit in 32 bits");
+  auto c = std::make_shared<connection_impl>(std::move(cfg));
+  c->self_ = c;
+  auto in_fd = std::make_shared<io::unique_fd>(std::move(in));
+  auto out_fd = std::make_shared<io::unique_fd>(std::move(out));
+  c->cfg_.loop->post([c, in_fd, out_fd] { c->start(std::move(*in_fd), std::move(*out_fd)); });
+  std::unique_lock lock(c->mu_);
+  c->closed_cv_.wait(lock, [&] { return c->handshake_done_; });
+  if (c->handshake_error_) std::rethrow_exception(c->handshake_error_);
+  return c;
+}
+
+// Loop thread: sends our preamble and hello at once, then reads.
+void connection_impl::start(io::unique_fd in, io::unique_fd out) {
+  stream_ = io::duplex_stream::create(cfg_.loop, std::move(in), std::move(out), this);
+  wire::settings mine;
+  mine.max_message_size = static_cast<std::uint32_t>(cfg_.opts.max_message_size);
+  std::string hello = wire::encode_preamble(cfg_.local);
+  wire::append_frame(hello, wire::frame_type::hello, 0, 0, wire::encode_settings(mine));
+  {
+    std::lock_guard lock(mu_);
+    outbox_.push_record_bytes(hello);
+  }
+  auto weak = weak_from_this();
+  handshake_timer_ = cfg_.loop->add_timer(
+      io::clock::now() + cfg_.opts.connect_timeout, [this, weak] {
+        if (auto self = weak.lock())
+          finish(end_kind::transport,
+                 "timed out after " + std::to_string(cfg_.opts.connect_timeout.count()) +
+                     " ms waiting for the peer's bokbok preamble and hello");
+      });
+  stream_->start_reading();
+  flush();
+}
+
+void connection_impl::call(message request, response_callback done) {
+  std::string bytes;
+  bytes.reserve(wire::encoded_size(request));
+  wire::encode_message(request, bytes);
+  std::unique_lock lock(mu_);
+  if (phase_ != phase::open) {
+    auto err = closed_error_locked();
+    lock.unlock();
+    done(err, {});
+    return;
+  }
+  if (bytes.size() > send_limit_) {
+    lock.unlock();
+    done(std::make_exception_ptr(call_error(
+             error_code::too_large,
+             "request of " + std::to_string(bytes.size()) +
+                 " bytes exceeds the connection's maximum message size of " +
+                 std::to_string(send_limit_) + " bytes")),
+         {});
+    return;
+  }
+  std::uint32_t id = next_id_;
+  while (id == 0 || pending_.count(id)) ++id;
+  next_id_ = id + 1;
+  pending_.emplace(id, std::move(done));
+  outbox_.push_message(wire::frame_type::request, id, std::move(bytes));
+  schedule_flush_locked();
+}
+
+message connection_impl::call_sync(message request) {
+  struct waiter {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    std::exception_ptr error;
+    message response;
+  } w;
+  call(std::move(request), [&w](std::exception_ptr e, message m) {
+    std::lock_guard lock(w.mu);
+    w.error = std::move(e);
+    w.response = std::move(m);
+    w.done = true;
+    w.cv.notify_one();  // under the lock: `w` lives on the waiter's stack
+  });
+  rpc::handler_pool::blocking_scope blocked;  // a nested call frees its handler slot
+  std::unique_lock lock(w.mu);
+  w.cv.wait(lock, [&] { return w.done; });
+  if (w.error) std::rethrow_exception(w.error);
+  return std::move(w.response);
+}
+
+void connection_impl::schedule_flush_locked() {
+  if (writing_ || flush_scheduled_) return;
+  flush_scheduled_ = true;
+  cfg_.loop->post([self = shared_from_this()] { self->flush(); });
+}
+
+// Loop thread: starts the next write when none is in flight.
+void connection_impl::flush() {
+  std::unique_lock lock(mu_);
+  flush_scheduled_ = false;
+  if (writing_ || !stream_) return;
+  auto b = std::make_shared<rpc::batch>();
+  if (!outbox_.take_batch(*b, batch_bytes)) return;
+  writing_ = true;
+  in_flight_ = b;
+  lock.unlock();
+  // The batch rides along as keep_alive: after a close the kernel may still be reading it.
+  stream_->write(b->iov, b);
+}
+
+void connection_impl::on_write_done(int err) {
+  {
+    std::lock_guard lock(mu_);
+    writing_ = false;
+  }
+  in_flight_.reset();
+  if (err < 0) {
+    finish(end_kind::transport, std::string("write failed: ") + std::strerror(-err));
+    return;
+  }
+  {
+    // Once closed, the link is dropped as soon as the close frame is out.
+    std::unique_lock lock(mu_);
+    if (phase_ == phase::closed && outbox_.empty() && stream_) {
+      lock.unlock();
+      drop_stream();
+      return;
+    }
+  }
+  flush();
+}
+
+void connection_impl::send_response(std::uint32_t id, const message& response) {
+  std::string bytes;
+  bytes.reserve(wire::encoded_size(response));
+  wire::encode_message(response, bytes);
+  std::lock_guard lock(mu_);
+  if (phase_ != phase::open) return;  // closed: late answers are dropped
+  if (bytes.size() > send_limit_) {
+    std::string text = "response of " + std::to_string(bytes.size()) +
+                       " bytes exceeds the connection's maximum message size of " +
+                       std::to_string(send_limit_) + " bytes";
+    std::string rec;
+    std::string payload(2, '\0');
+    payload[0] = char(std::uint16_t(error_code::too_large) >> 8);
+    payload[1] = char(std::uint16_t(error_code::too_large) & 0xff);
+    payload += text;
+    wire::append_frame(rec, wire::frame_type::error, 0, id, payload);
+    outbox_.push_record_bytes(rec);
+  } else {
+    outbox_.push_message(wire::frame_type::response, id, std::move(bytes));
+  }
+  schedule_flush_locked();
+}
+
+void connection_impl::send_error(std::uint32_t id, error_code code, std::string_view text) {
+  constexpr std::size_t max_text = wire::max_frame_payload - 2;
+  if (text.size() > max_text) text = text.substr(0, max_text);
+  std::string payload;
+  payload.reserve(2 + text.size());
+  payload.push_back(char(std::uint16_t(code) >> 8));
+  payload.push_back(char(std::uint16_t(code) & 0xff));
+  payload.append(text);
+  std::string rec;
+  wire::append_frame(rec, wire::frame_type::error, 0, id, payload);
+  std::lock_guard lock(mu_);
+  if (phase_ != phase::open) return;
+  outbox_.push_record_bytes(rec);
+  schedule_flush_locked();
+}
+
+void connection_impl::run_handler(std::uint32_t id, message request) {
+  connection handle(shared_from_this());
+  if (!cfg_.opts.on_request) {
+    send_error(id, error_code::no_such_method,
+               "no request handler on this side" +
+                   (request.empty() ? std::string() : " for \"" + request[0] + "\""));
+    return;
+  }
+  try {
+    message response = cfg_.opts.on_request(handle, std::move(request));
+    send_response(id, response);
+  } catch (const call_error& e) {
+    send_error(id, e.code(), e.what());
+  } catch (const std::exception& e) {
+    send_error(id, error_code::handler_failed, e.what());
+  } catch (...) {
+    send_error(id, error_code::handler_failed, "handler threw a non-standard exception");
+  }
+}
+
+void connection_impl::close() {
+  cfg_.loop->post([self = shared_from_this()] {
+    self->finish(end_kind::clean, "closed by this side");
+  });
+}
+
+bool connection_impl::closed() const {
+  std::lock_guard lock(mu_);
+  return phase_ == phase::closed;
+}
+
+void connection_impl::wait_closed() const {
+  std::unique_lock lock(mu_);
+  closed_cv_.wait(lock, [&] { return close_handler_done_; });
+}
+
+std::string connection_impl::close_reason() const {
+  std::lock_guard lock(mu_);
+  return close_reason_;
+}
+
+std::exception_ptr connection_impl::closed_error_locked() const {
+  std::string what = "bokbok: connection to " + cfg_.peer + " closed: " +
+                     (close_reason_.empty() ? "not open" : close_reason_);
+  if (end_kind_ == end_kind::protocol) return std::make_exception_ptr(protocol_error(what));
+  return std::make_exception_ptr(transport_error(what));
+}
+
+// Loop thread: ends the connection once. Pending calls fail at once, the peer gets a
+// close frame if the link still works, and the close handler runs on a handler thread.
+void connection_impl::finish(end_kind kind, std::string reason, std::string_view farewell) {
+  std::unordered_map<std::uint32_t, response_callback> pending;
+  bool was_handshaking;
+  {
+    std::lock_guard lock(mu_);
+    if (phase_ == phase::closed) return;
+    was_handshaking = phase_ == phase::handshaking;
+    phase_ = phase::closed;
+    end_kind_ = kind;
+    close_reason_ = std::move(reason);
+    pending.swap(pending_);
+    if (was_handshaking) {
+      handshake_error_ = closed_error_locked();
+      handshake_done_ = true;
+      closed_cv_.notify_all();
+    }
+  }
+  if (handshake_timer_) cfg_.loop->cancel_timer(handshake_timer_);
+  auto err = [&] {
+    std::lock_guard lock(mu_);
+    return closed_error_locked();
+  }();
+  for (auto& [id, done] : pending) done(err, {});
+
+  // Say goodbye when the transport still works, and drop the link once that is written
+  // (on_write_done), or after close_drain_timeout if the peer does not read.
+  if (stream_) {
+    std::unique_lock lock(mu_);
+    outbox_ = rpc::outbox();  // unsent calls are failed above; the batch in flight owns its bytes
+    if (kind != end_kind::transport) {
+      std::string rec(farewell);
+      wire::append_frame(rec, wire::frame_type::close, 0, 0, {});
+      outbox_.push_record_bytes(rec);
+    }
+    bool idle = !writing_;
+    lock.unlock();
+    if (kind == end_kind::transport) {
+      drop_stream();
+    } else {
+      if (idle) flush();
+      auto weak = weak_from_this();
+      cfg_.loop->add_timer(io::clock::now() + close_drain_timeout, [weak] {
+        if (auto self = weak.lock(); self && self->stream_) self->drop_stream();
+      });
+    }
+  }
+  auto self = shared_from_this();
+  if (was_handshaking) {
+    // open() is failing: nobody saw this connection, so there is no close handler.
+    std::lock_guard lock(mu_);
+    close_handler_done_ = true;
+    closed_cv_.notify_all();
+    release_self_locked();
+    return;
+  }
+  if (!pool_->submit([self] { self->run_close_handler(); }))
+    std::thread([self] { self->run_close_handler(); }).detach();
+}
+
+void connection_impl::run_close_handler() {
+  if (cfg_.opts.on_close) {
+    connection handle(shared_from_this());
+    try {
+      cfg_.opts.on_close(handle);
+    } catch (...) {
+      // A close handler has nobody to report to; its failure must not take the
+      // process down.
+    }
+  }
+  auto keep = shared_from_this();  // the last reference may go below, not under the lock
+  std::lock_guard lock(mu_);
+  close_handler_done_ = true;
+  closed_cv_.notify_all();
+  release_self_locked();
+}
+
+// Loop thread: stops the stream for good. Until then the stream may still deliver events
+// to this object, which is why self_ is kept until both this and the close handler are done.
+void connection_impl::drop_stream() {
+  stream_->close();
+  stream_.reset();
+  auto keep = shared_from_this();
+  std::lock_guard lock(mu_);
+  stream_dropped_ = true;
+  release_self_locked();
+}
+
+void connection_impl::release_self_locked() {
+  if (close_handler_done_ && stream_dropped_) self_.reset();
+}
+
+}  // namespace bokbok::detail

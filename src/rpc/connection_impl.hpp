@@ -1,0 +1,135 @@
+// connection_impl: the state of one RPC connection (what bokbok::connection points to).
+//
+// Threads. The connection's stream, decoders and reassembler belong to its loop thread
+// (all on_* and handle_* members run there). Calls, responses and close() may come from
+// any thread: they touch only what `mu_` guards (phase, pending calls, outbox, write
+// state) and wake the loop with one post() when the send side is idle.
+//
+// Lifetime. The connection holds a reference to itself (`self_`) from open() until it
+// has closed and its close handler has returned, so it stays open with no user handle
+// left. Handler tasks and loop callbacks hold shared references too.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <any>
+
+#include "bokbok/connection.hpp"
+#include "bokbok/error.hpp"
+#include "io/duplex_stream.hpp"
+#include "io/loop.hpp"
+#include "rpc/handler_pool.hpp"
+#include "rpc/outbox.hpp"
+#include "wire/frame.hpp"
+#include "wire/preamble.hpp"
+#include "wire/reassembly.hpp"
+#include "wire/settings.hpp"
+
+namespace bokbok::detail {
+
+class connection_impl final : public io::stream_events,
+                              public std::enable_shared_from_this<connection_impl> {
+ public:
+  struct config {
+    options opts;
+    std::string peer;                      // shown by peer_address()
+    std::shared_ptr<io::loop> loop;        // required
+    std::shared_ptr<rpc::handler_pool> pool;  // null: one of max_threads is made
+    wire::preamble local;                  // what this side announces
+  };
+
+  // Starts the connection over (in, out) — `out` empty means `in` is a socket used both
+  // ways — and blocks until the handshake is done. Throws transport_error or
+  // protocol_error (the connection is then closed and its fds released).
+  static std::shared_ptr<connection_impl> open(config cfg, io::unique_fd in,
+                                               io::unique_fd out);
+
+  ~connection_impl();
+
+  // Public API (any thread).
+  void call(message request, response_callback done);
+  message call_sync(message request);
+  void close();
+  bool closed() const;
+  void wait_closed() const;
+  std::string close_reason() const;
+  const std::string& peer_address() const { return cfg_.peer; }
+  const std::string& user() const { return user_; }
+  std::any& user_data() { return user_data_; }
+
+  // io::stream_events (loop thread).
+  void on_data(std::string_view bytes) override;
+  void on_read_end(int err) override;
+  void on_write_done(int err) override;
+
+  explicit connection_impl(config cfg);  // use open()
+
+ private:
+  enum class phase { handshaking, open, closed };
+  // How a connection ended, which decides the error type pending calls see.
+  enum class end_kind { clean, transport, protocol };
+
+  // Loop thread.
+  void start(io::unique_fd in, io::unique_fd out);
+  void handle_frame(const wire::frame_view& f);
+  void handle_hello(const wire::frame_view& f);
+  void handle_message_frame(const wire::frame_view& f);
+  void handle_error_frame(const wire::frame_view& f);
+  void dispatch_request(std::uint32_t id, std::string bytes);
+  void complete_call(std::uint32_t id, std::exception_ptr error, message response);
+  void flush();
+  // `farewell`: records to send before the close frame (a goaway saying why).
+  void finish(end_kind kind, std::string reason, std::string_view farewell = {});
+  void protocol_failure(const std::string& what);
+
+  // Any thread, `mu_` held: wakes the loop to write when nothing is being written.
+  void schedule_flush_locked();
+  // Any thread: queues the answer to the peer's call `id` unless the connection closed.
+  void send_response(std::uint32_t id, const message& response);
+  void send_error(std::uint32_t id, error_code code, std::string_view text);
+  void run_handler(std::uint32_t id, message request);
+  void run_close_handler();
+  void drop_stream();
+  void release_self_locked();
+  std::exception_ptr closed_error_locked() const;
+
+  config cfg_;
+  std::shared_ptr<rpc::handler_pool> pool_;
+  std::string user_;
+  std::any user_data_;
+
+  // Loop thread only.
+  std::shared_ptr<io::duplex_stream> stream_;
+  wire::preamble_reader preamble_reader_;
+  bool preamble_done_ = false;
+  wire::record_reader records_;
+  wire::reassembler reassembler_;
+  std::shared_ptr<rpc::batch> in_flight_;  // the batch being written, if any
+  bool close_frame_queued_ = false;
+  io::timer_id handshake_timer_ = 0;
+
+  // Guarded by mu_.
+  mutable std::mutex mu_;
+  mutable std::condition_variable closed_cv_;
+  phase phase_ = phase::handshaking;
+  end_kind end_kind_ = end_kind::clean;
+  std::string close_reason_;
+  bool close_handler_done_ = false;
+  bool stream_dropped_ = false;
+  std::uint32_t next_id_ = 1;
+  std::unordered_map<std::uint32_t, response_callback> pending_;
+  rpc::outbox outbox_;
+  bool writing_ = false;          // a batch is in flight
+  bool flush_scheduled_ = false;  // a flush() is posted
+  std::uint32_t send_limit_ = 0;  // negotiated max message size
+  std::shared_ptr<connection_impl> self_;
+  std::exception_ptr handshake_error_;
+  bool handshake_done_ = false;
+};
+
+}  // namespace bokbok::detail

@@ -1,0 +1,193 @@
+// The inbound side of a connection (loop thread only): preamble, records, frames,
+// reassembly, dispatch of requests to handlers and of answers to waiting calls.
+#include <cerrno>
+#include <cstring>
+
+#include "rpc/connection_impl.hpp"
+#include "wire/message_codec.hpp"
+
+namespace bokbok::detail {
+
+void connection_impl::on_data(std::string_view bytes) {
+  if (!preamble_done_) {
+    auto st = preamble_reader_.feed(bytes);
+    if (st == wire::preamble_reader::status::need_more) return;
+    if (st == wire::preamble_reader::status::error) {
+      protocol_failure("peer " + cfg_.peer + " does not speak bokbok: " +
+                       preamble_reader_.error());
+      return;
+    }
+    const auto& theirs = preamble_reader_.value();
+    if (theirs.mode != cfg_.local.mode) {
+      protocol_failure(theirs.mode == wire::mode::key
+                           ? "the peer requires key mode (authentication and encryption), "
+                             "this side is in plain mode"
+                           : "the peer offers plain mode, this side requires key mode");
+      return;
+    }
+    preamble_done_ = true;
+  }
+  records_.feed(bytes);
+  std::string_view body;
+  for (;;) {
+    auto st = records_.next(body);
+    if (st == wire::record_reader::status::need_more) return;
+    if (st == wire::record_reader::status::error) {
+      protocol_failure(records_.error());
+      return;
+    }
+    wire::frame_view f;
+    std::string err;
+    if (!wire::parse_frame(body, f, err)) {
+      protocol_failure(err);
+      return;
+    }
+    handle_frame(f);
+    if (!stream_) return;  // the frame ended the connection
+    std::lock_guard lock(mu_);
+    if (phase_ == phase::closed) return;
+  }
+}
+
+void connection_impl::handle_frame(const wire::frame_view& f) {
+  bool hello_seen;
+  {
+    std::lock_guard lock(mu_);
+    hello_seen = phase_ != phase::handshaking;
+  }
+  if (!hello_seen) {
+    if (f.type != wire::frame_type::hello)
+      return protocol_failure(std::string("expected a hello frame first, got ") +
+                              wire::to_string(f.type));
+    return handle_hello(f);
+  }
+  switch (f.type) {
+    case wire::frame_type::hello:
+      return protocol_failure("a second hello frame");
+    case wire::frame_type::request:
+    case wire::frame_type::response:
+      return handle_message_frame(f);
+    case wire::frame_type::error:
+      return handle_error_frame(f);
+    case wire::frame_type::cancel:
+      reassembler_.drop(wire::frame_type::request, f.call_id);
+      return;
+    case wire::frame_type::ping: {
+      std::string rec;
+      wire::append_frame(rec, wire::frame_type::pong, 0, 0, f.payload);
+      std::lock_guard lock(mu_);
+      outbox_.push_record_bytes(rec);
+      schedule_flush_locked();
+      return;
+    }
+    case wire::frame_type::pong:
+      return;
+    case wire::frame_type::goaway: {
+      auto code = error_code((std::uint8_t(f.payload[0]) << 8) | std::uint8_t(f.payload[1]));
+      std::string text(f.payload.substr(2));
+      if (code == error_code::protocol)
+        return finish(end_kind::protocol, "the peer reported a protocol error: " + text);
+      return finish(end_kind::clean, "the peer is going away: " + text);
+    }
+    case wire::frame_type::close:
+      return finish(end_kind::clean, "closed by peer");
+  }
+}
+
+void connection_impl::handle_hello(const wire::frame_view& f) {
+  wire::settings theirs;
+  std::string err;
+  if (!wire::decode_settings(f.payload, theirs, err)) return protocol_failure(err);
+  wire::settings mine;
+  mine.max_message_size = static_cast<std::uint32_t>(cfg_.opts.max_message_size);
+  std::uint32_t limit = wire::negotiate_max_message_size(mine, theirs);
+  reassembler_.set_max_message_size(limit);
+  cfg_.loop->cancel_timer(handshake_timer_);
+  handshake_timer_ = 0;
+  std::lock_guard lock(mu_);
+  send_limit_ = limit;
+  phase_ = phase::open;
+  handshake_done_ = true;
+  closed_cv_.notify_all();
+}
+
+void connection_impl::handle_message_frame(const wire::frame_view& f) {
+  std::string bytes, err;
+  switch (reassembler_.add(f, bytes, err)) {
+    case wire::reassembler::status::incomplete:
+    case wire::reassembler::status::skipped:
+      return;
+    case wire::reassembler::status::error:
+      return protocol_failure(err);
+    case wire::reassembler::status::too_large: {
+      std::string text = std::string(f.type == wire::frame_type::request ? "request" : "response") +
+                         " exceeds the maximum message size of " +
+                         std::to_string(send_limit_) + " bytes";
+      if (f.type == wire::frame_type::request)
+        send_error(f.call_id, error_code::too_large, text);
+      else
+        complete_call(f.call_id,
+                      std::make_exception_ptr(call_error(error_code::too_large, text)), {});
+      return;
+    }
+    case wire::reassembler::status::complete:
+      break;
+  }
+  if (f.type == wire::frame_type::request) return dispatch_request(f.call_id, std::move(bytes));
+  message m;
+  if (!wire::decode_message(bytes, m, err)) return protocol_failure("bad response: " + err);
+  complete_call(f.call_id, nullptr, std::move(m));
+}
+
+void connection_impl::dispatch_request(std::uint32_t id, std::string bytes) {
+  message m;
+  std::string err;
+  if (!wire::decode_message(bytes, m, err)) return protocol_failure("bad request: " + err);
+  auto self = shared_from_this();
+  bool queued = pool_->submit([self, id, m = std::move(m)]() mutable {
+    self->run_handler(id, std::move(m));
+  });
+  if (!queued) send_error(id, error_code::busy, "too many requests waiting for a handler");
+}
+
+void connection_impl::handle_error_frame(const wire::frame_view& f) {
+  auto code = static_cast<error_code>((std::uint8_t(f.payload[0]) << 8) | std::uint8_t(f.payload[1]));
+  std::string text(f.payload.substr(2));
+  complete_call(f.call_id, std::make_exception_ptr(remote_error(code, text)), {});
+}
+
+// Answers one of our calls; an id we no longer wait for (late, or never ours) is ignored.
+void connection_impl::complete_call(std::uint32_t id, std::exception_ptr error, message response) {
+  response_callback done;
+  {
+    std::lock_guard lock(mu_);
+    auto it = pending_.find(id);
+    if (it == pending_.end()) return;
+    done = std::move(it->second);
+    pending_.erase(it);
+  }
+  done(std::move(error), std::move(response));
+}
+
+void connection_impl::on_read_end(int err) {
+  if (err < 0) return finish(end_kind::transport, std::string("read failed: ") + std::strerror(-err));
+  if (!preamble_done_) {
+    const std::string& got = preamble_reader_.received();
+    return finish(end_kind::transport,
+                  "peer " + cfg_.peer + " closed the connection before speaking bokbok" +
+                      (got.empty() ? "" : " (it sent only \"" + wire::escape_bytes(got) + "\")"));
+  }
+  finish(end_kind::transport, "connection lost: the peer's stream ended without a close frame");
+}
+
+// Tells the peer what went wrong (goaway with code protocol), then ends the connection.
+void connection_impl::protocol_failure(const std::string& what) {
+  std::string payload(2, '\0');
+  payload[1] = char(error_code::protocol);
+  payload += what.substr(0, wire::max_frame_payload - 2);
+  std::string goaway;
+  wire::append_frame(goaway, wire::frame_type::goaway, 0, 0, payload);
+  finish(end_kind::protocol, "protocol error: " + what, goaway);
+}
+
+}  // namespace bokbok::detail

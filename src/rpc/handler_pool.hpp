@@ -1,0 +1,58 @@
+// handler_pool: the bounded set of threads that run request and close handlers.
+//
+// At most `max_threads` threads run tasks at once; threads start on demand and leave
+// after `idle_timeout` without work. A handler that blocks in a nested request() on a
+// pool thread (a callback to the peer) is not counted while it waits (see
+// blocking_scope), so chains of nested callbacks deeper than max_threads still make
+// progress instead of deadlocking; the count of *running* handlers stays bounded.
+//
+// Threads: every member is thread-safe. Lifetime: shared; the threads keep the pool's
+// state alive, so the last reference may be dropped anywhere, even on a pool thread.
+// Dropping it lets queued tasks finish, then the threads leave.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+
+namespace bokbok::rpc {
+
+class handler_pool {
+ public:
+  struct limits {
+    unsigned max_threads = 16;
+    std::size_t max_queued = 4096;  // tasks waiting for a thread beyond this are refused
+    std::chrono::milliseconds idle_timeout{5'000};
+  };
+  explicit handler_pool(limits l);
+  ~handler_pool();
+  handler_pool(const handler_pool&) = delete;
+  handler_pool& operator=(const handler_pool&) = delete;
+
+  // Queues `task`; false (and the task is dropped) when the queue is full.
+  bool submit(std::function<void()> task);
+
+  // Threads alive now (running or idle); for tests and diagnostics.
+  unsigned threads() const;
+
+  // Marks the current thread as blocked waiting (a nested call) for its lifetime, when
+  // the current thread is a pool thread; does nothing on other threads.
+  class blocking_scope {
+   public:
+    blocking_scope();
+    ~blocking_scope();
+    blocking_scope(const blocking_scope&) = delete;
+    blocking_scope& operator=(const blocking_scope&) = delete;
+
+   private:
+    void* state_;
+  };
+
+  struct state;
+
+ private:
+  std::shared_ptr<state> state_;
+};
+
+}  // namespace bokbok::rpc

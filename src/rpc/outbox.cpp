@@ -1,0 +1,69 @@
+#include "rpc/outbox.hpp"
+
+#include <algorithm>
+
+namespace bokbok::rpc {
+
+void batch::clear() {
+  small.clear();
+  headers.clear();
+  keep.clear();
+  iov.clear();
+  bytes = 0;
+}
+
+void outbox::push_record_bytes(std::string_view records) {
+  small_.append(records);
+  queued_ += records.size();
+}
+
+void outbox::push_message(wire::frame_type type, std::uint32_t call_id, std::string bytes) {
+  if (bytes.size() <= wire::max_frame_payload) {
+    wire::append_frame(small_, type, 0, call_id, bytes);
+    queued_ += wire::record_header_size + wire::frame_header_size + bytes.size();
+    return;
+  }
+  queued_ += bytes.size();
+  large_message m{type, call_id, std::make_shared<const std::string>(std::move(bytes)), 0};
+  if (large_.size() < wire::max_partial_messages)
+    large_.push_back(std::move(m));
+  else
+    waiting_.push_back(std::move(m));
+}
+
+bool outbox::take_batch(batch& b, std::size_t max_bytes) {
+  if (empty()) return false;
+  b.small.swap(small_);
+  queued_ -= b.small.size();
+  b.bytes = b.small.size();
+  // Each frame is either a full one or the last of its message, so this bounds the
+  // frames of one batch; reserving it keeps the iovecs' pointers into `headers` valid.
+  std::size_t max_frames = max_bytes / wire::max_frame_payload + 1 + large_.size();
+  b.headers.reserve(max_frames);
+  b.iov.reserve(1 + 2 * max_frames);
+  if (!b.small.empty()) b.iov.push_back({b.small.data(), b.small.size()});
+  // Frames of large messages, one per message per turn, until the batch is full.
+  while (!large_.empty() && b.bytes < max_bytes && b.headers.size() < max_frames) {
+    large_message m = std::move(large_.front());
+    large_.pop_front();
+    std::size_t left = m.bytes->size() - m.sent;
+    std::size_t n = std::min(left, wire::max_frame_payload);
+    std::uint8_t flags = (m.sent > 0 ? wire::flag_continued : 0) | (n < left ? wire::flag_more : 0);
+    b.headers.push_back(wire::encode_frame_header(m.type, flags, m.call_id, n));
+    b.iov.push_back({b.headers.back().bytes, sizeof b.headers.back().bytes});
+    b.iov.push_back({const_cast<char*>(m.bytes->data()) + m.sent, n});
+    b.keep.push_back(m.bytes);
+    b.bytes += sizeof b.headers.back().bytes + n;
+    m.sent += n;
+    queued_ -= n;
+    if (m.sent < m.bytes->size()) {
+      large_.push_back(std::move(m));  // round robin: to the back of the line
+    } else if (!waiting_.empty()) {
+      large_.push_back(std::move(waiting_.front()));
+      waiting_.pop_front();
+    }
+  }
+  return !b.iov.empty();
+}
+
+}  // namespace bokbok::rpc

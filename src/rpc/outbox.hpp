@@ -1,0 +1,69 @@
+// outbox: what one connection has still to send, and the scheduler that turns it into
+// write batches.
+//
+// Small records (control frames, and messages that fit in one frame) are copied into a
+// byte buffer as they are queued and go out first, in order. Larger messages are cut
+// into frames at send time, round-robin between messages, one frame per message per
+// turn, so a 100 MiB response never holds back a ping or a small call. Large payloads
+// are not copied: a batch's iovecs point into the queued message.
+//
+// Threads: not synchronised; the connection guards it with its mutex. Batches are
+// owned by the loop thread while their write is in flight.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "wire/frame.hpp"
+#include "wire/reassembly.hpp"
+
+namespace bokbok::rpc {
+
+// One write's worth of bytes. The iovecs point into `small`, `headers` and the large
+// messages in `keep`, which the batch co-owns, so a batch alone keeps every byte it
+// points to alive (the stream holds it until the kernel lets go, even after a close).
+struct batch {
+  std::string small;
+  std::vector<wire::frame_header_bytes> headers;
+  std::vector<std::shared_ptr<const std::string>> keep;
+  std::vector<iovec> iov;
+  std::size_t bytes = 0;
+  void clear();
+};
+
+class outbox {
+ public:
+  // Appends one already encoded record (or several).
+  void push_record_bytes(std::string_view records);
+
+  // Queues a request or response message (its encoded bytes) for `call_id`.
+  void push_message(wire::frame_type type, std::uint32_t call_id, std::string bytes);
+
+  bool empty() const { return small_.empty() && large_.empty() && waiting_.empty(); }
+  std::size_t queued_bytes() const { return queued_; }
+
+  // Moves the next batch of at most about `max_bytes` (never less than one frame) into
+  // `b`, which must be clear. Returns false when there is nothing to send.
+  bool take_batch(batch& b, std::size_t max_bytes);
+
+ private:
+  struct large_message {
+    wire::frame_type type;
+    std::uint32_t call_id;
+    std::shared_ptr<const std::string> bytes;
+    std::size_t sent = 0;
+  };
+  std::string small_;
+  std::deque<large_message> large_;    // under way, round robin
+  std::deque<large_message> waiting_;  // not started; beyond max_partial_messages
+  std::size_t queued_ = 0;
+};
+
+}  // namespace bokbok::rpc

@@ -1,0 +1,85 @@
+// The public ways to open a connection (include/bokbok/bokbok.hpp): from an address, an
+// fd pair, a socketpair, or stdio. This is the convenience layer: it alone reaches for
+// the shared default event loop; the layers below are given theirs.
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <future>
+#include <mutex>
+#include <optional>
+
+#include "bokbok/bokbok.hpp"
+#include "rpc/connection_impl.hpp"
+#include "transport/address.hpp"
+#include "transport/stdio.hpp"
+
+namespace bokbok {
+
+namespace {
+
+// One loop thread shared by the connections this convenience API opens. Held weakly:
+// it stops when the last connection using it is gone, and a later connect starts anew.
+std::shared_ptr<io::loop> default_loop() {
+  static std::mutex mu;
+  static std::weak_ptr<io::loop> current;
+  std::lock_guard lock(mu);
+  auto l = current.lock();
+  if (!l) {
+    l = io::loop::start();
+    current = l;
+  }
+  return l;
+}
+
+connection open_over(io::unique_fd in, io::unique_fd out, const options& opts,
+                     std::string peer) {
+  detail::connection_impl::config cfg{opts, std::move(peer), default_loop(), nullptr, {}};
+  return connection(detail::connection_impl::open(std::move(cfg), std::move(in), std::move(out)));
+}
+
+}  // namespace
+
+connection connect_fds(int in_fd, int out_fd, const options& opts, std::string peer) {
+  io::unique_fd in(in_fd);
+  io::unique_fd out(out_fd == in_fd ? -1 : out_fd);
+  return open_over(std::move(in), std::move(out), opts, std::move(peer));
+}
+
+connection connect(std::string_view text, const options& opts) {
+  auto addr = transport::parse_address(text);
+  if (std::holds_alternative<transport::stdio_address>(addr)) {
+    auto [in, out] = transport::take_stdio();
+    return open_over(std::move(in), std::move(out), opts, "stdio");
+  }
+  auto fds = std::get<transport::fd_pair_address>(addr);
+  return connect_fds(fds.in_fd, fds.out_fd, opts, transport::to_string(addr));
+}
+
+std::pair<connection, connection> connect_socketpair(const options& a, const options& b) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+    throw transport_error(std::string("bokbok: socketpair failed: ") + std::strerror(errno));
+  io::unique_fd fa(sv[0]), fb(sv[1]);
+  // Both ends must handshake at once, so the second opens on its own thread.
+  auto second = std::async(std::launch::async, [&] {
+    return open_over(std::move(fb), {}, b, "socketpair");
+  });
+  std::exception_ptr first_error;
+  std::optional<connection> first;
+  try {
+    first.emplace(open_over(std::move(fa), {}, a, "socketpair"));
+  } catch (...) {
+    first_error = std::current_exception();
+  }
+  connection other = second.get();
+  if (first_error) std::rethrow_exception(first_error);
+  return {*first, other};
+}
+
+void serve_stdio(const options& opts) {
+  connection c = connect("stdio", opts);
+  c.wait_closed();
+}
+
+}  // namespace bokbok

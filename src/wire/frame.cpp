@@ -1,0 +1,233 @@
+// Records and frames (PROTOCOL.md §3-§4).
+#include "wire/frame.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace bokbok::wire {
+namespace {
+
+void put_u16(unsigned char* p, std::uint16_t v) {
+  p[0] = static_cast<unsigned char>(v >> 8);
+  p[1] = static_cast<unsigned char>(v);
+}
+
+void put_u32(unsigned char* p, std::uint32_t v) {
+  p[0] = static_cast<unsigned char>(v >> 24);
+  p[1] = static_cast<unsigned char>(v >> 16);
+  p[2] = static_cast<unsigned char>(v >> 8);
+  p[3] = static_cast<unsigned char>(v);
+}
+
+std::uint16_t get_u16(std::string_view s) {
+  return static_cast<std::uint16_t>((static_cast<unsigned char>(s[0]) << 8) |
+                                    static_cast<unsigned char>(s[1]));
+}
+
+std::uint32_t get_u32(std::string_view s) {
+  return (std::uint32_t(static_cast<unsigned char>(s[0])) << 24) |
+         (std::uint32_t(static_cast<unsigned char>(s[1])) << 16) |
+         (std::uint32_t(static_cast<unsigned char>(s[2])) << 8) |
+         std::uint32_t(static_cast<unsigned char>(s[3]));
+}
+
+bool known_type(std::uint8_t t) {
+  return t >= static_cast<std::uint8_t>(frame_type::hello) &&
+         t <= static_cast<std::uint8_t>(frame_type::close);
+}
+
+bool carries_message(frame_type t) {
+  return t == frame_type::request || t == frame_type::response;
+}
+
+bool id_must_be_zero(frame_type t) {
+  return t == frame_type::hello || t == frame_type::ping || t == frame_type::pong ||
+         t == frame_type::close;
+}
+
+std::string hex_byte(std::uint8_t b) {
+  static constexpr char hex[] = "0123456789abcdef";
+  return {'0', 'x', hex[b >> 4], hex[b & 15]};
+}
+
+// "a request", "an error".
+std::string a_type(frame_type t) {
+  return (t == frame_type::error ? "an " : "a ") + std::string(to_string(t));
+}
+
+std::string bytes_text(std::size_t n) {
+  return std::to_string(n) + (n == 1 ? " byte" : " bytes");
+}
+
+// The rules on payload size by type; empty when they hold.
+std::string check_payload(frame_type t, std::size_t n) {
+  const std::string name = to_string(t);
+  if (n > max_frame_payload)
+    return name + " frame payload of " + bytes_text(n) + " exceeds the frame limit of " +
+           std::to_string(max_frame_payload);
+  switch (t) {
+    case frame_type::ping:
+    case frame_type::pong:
+      if (n > max_ping_payload)
+        return name + " payload of " + bytes_text(n) + " (at most 8)";
+      break;
+    case frame_type::error:
+    case frame_type::goaway:
+      if (n < 2)
+        return name + " frame payload of " + bytes_text(n) +
+               " is shorter than its 2-byte code";
+      break;
+    case frame_type::cancel:
+    case frame_type::close:
+      if (n != 0)
+        return name + " frame with a " + std::to_string(n) + "-byte payload (must be empty)";
+      break;
+    default:
+      break;
+  }
+  return {};
+}
+
+}  // namespace
+
+frame_header_bytes encode_frame_header(frame_type type, std::uint8_t flags,
+                                       std::uint32_t call_id, std::size_t payload_size) {
+  if (payload_size > max_frame_payload)
+    throw std::length_error("bokbok frame payload larger than max_frame_payload");
+  frame_header_bytes h;
+  put_u16(h.bytes, static_cast<std::uint16_t>(frame_header_size + payload_size));
+  h.bytes[2] = static_cast<unsigned char>(type);
+  h.bytes[3] = flags;
+  put_u32(h.bytes + 4, call_id);
+  return h;
+}
+
+void append_frame(std::string& out, frame_type type, std::uint8_t flags,
+                  std::uint32_t call_id, std::string_view payload) {
+  const frame_header_bytes h = encode_frame_header(type, flags, call_id, payload.size());
+  out.append(reinterpret_cast<const char*>(h.bytes), sizeof h.bytes);
+  out.append(payload);
+}
+
+std::uint8_t fragment_flags(std::size_t offset, std::size_t total) {
+  std::uint8_t flags = 0;
+  if (offset != 0) flags |= flag_continued;
+  if (total - offset > max_frame_payload) flags |= flag_more;
+  return flags;
+}
+
+void append_message_frames(std::string& out, frame_type type, std::uint32_t call_id,
+                           std::string_view message_bytes) {
+  const std::size_t total = message_bytes.size();
+  std::size_t offset = 0;
+  do {
+    const std::size_t n = std::min(total - offset, max_frame_payload);
+    append_frame(out, type, fragment_flags(offset, total), call_id,
+                 message_bytes.substr(offset, n));
+    offset += n;
+  } while (offset < total);
+}
+
+std::string encode_code_payload(std::uint16_t code, std::string_view text) {
+  constexpr std::size_t max_text = max_frame_payload - 2;
+  if (text.size() > max_text) {
+    std::size_t cut = max_text;
+    // Back up over continuation bytes (10xxxxxx) so no character is split.
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xc0) == 0x80) --cut;
+    text = text.substr(0, cut);
+  }
+  std::string out(2, '\0');
+  put_u16(reinterpret_cast<unsigned char*>(out.data()), code);
+  out.append(text);
+  return out;
+}
+
+code_payload parse_code_payload(std::string_view payload) {
+  if (payload.size() < 2)
+    throw std::invalid_argument("bokbok code payload shorter than 2 bytes");
+  return {get_u16(payload), payload.substr(2)};
+}
+
+bool parse_frame(std::string_view body, frame_view& out, std::string& error) {
+  if (body.size() < frame_header_size) {
+    error = "frame of " + bytes_text(body.size()) + " is shorter than its 6-byte header";
+    return false;
+  }
+  const auto raw_type = static_cast<std::uint8_t>(body[0]);
+  if (!known_type(raw_type)) {
+    error = "unknown frame type " + std::to_string(raw_type);
+    return false;
+  }
+  const auto type = static_cast<frame_type>(raw_type);
+  const auto flags = static_cast<std::uint8_t>(body[1]);
+  const std::uint32_t id = get_u32(body.substr(2));
+  const std::string_view payload = body.substr(frame_header_size);
+  if (flags & ~known_flags) {
+    error = "unknown flags " + hex_byte(flags) + " on " + a_type(type) + " frame";
+    return false;
+  }
+  if (flags != 0 && !carries_message(type)) {
+    error = "flags " + hex_byte(flags) + " not allowed on " + a_type(type) + " frame";
+    return false;
+  }
+  if (id_must_be_zero(type) && id != 0) {
+    error = std::string(to_string(type)) + " frame with call id " + std::to_string(id) +
+            " (must be 0)";
+    return false;
+  }
+  if (!id_must_be_zero(type) && type != frame_type::goaway && id == 0) {
+    error = std::string(to_string(type)) + " frame with call id 0 (must be nonzero)";
+    return false;
+  }
+  if (std::string e = check_payload(type, payload.size()); !e.empty()) {
+    error = std::move(e);
+    return false;
+  }
+  out = {type, flags, id, payload};
+  return true;
+}
+
+void record_reader::feed(std::string_view bytes) {
+  if (!error_.empty()) return;
+  if (pos_ != 0) {
+    buf_.erase(0, pos_);
+    pos_ = 0;
+    // Give back the room a burst of input left behind.
+    if (buf_.capacity() > 4 * (record_header_size + max_record_body) &&
+        buf_.size() <= record_header_size + max_record_body)
+      buf_.shrink_to_fit();
+  }
+  buf_.append(bytes);
+}
+
+record_reader::status record_reader::next(std::string_view& body) {
+  if (!error_.empty()) return status::error;
+  const std::string_view rest = std::string_view(buf_).substr(pos_);
+  if (rest.size() < record_header_size) return status::need_more;
+  const std::uint16_t len = get_u16(rest);
+  if (len == 0) {
+    error_ = "record length 0 (a record holds 1 to 65535 bytes)";
+    return status::error;
+  }
+  if (rest.size() < record_header_size + len) return status::need_more;
+  body = rest.substr(record_header_size, len);
+  pos_ += record_header_size + len;
+  return status::record;
+}
+
+const char* to_string(frame_type t) noexcept {
+  switch (t) {
+    case frame_type::hello: return "hello";
+    case frame_type::request: return "request";
+    case frame_type::response: return "response";
+    case frame_type::error: return "error";
+    case frame_type::cancel: return "cancel";
+    case frame_type::ping: return "ping";
+    case frame_type::pong: return "pong";
+    case frame_type::goaway: return "goaway";
+    case frame_type::close: return "close";
+  }
+  return "unknown";
+}
+
+}  // namespace bokbok::wire

@@ -1,0 +1,82 @@
+// Hello settings (PROTOCOL.md §6).
+#include "wire/settings.hpp"
+
+#include <algorithm>
+#include <bitset>
+#include <memory>
+
+namespace bokbok::wire {
+namespace {
+
+constexpr std::size_t entry_size = 6;  // u16 id, u32 value
+
+void put_entry(std::string& out, setting_id id, std::uint32_t v) {
+  const auto i = static_cast<std::uint16_t>(id);
+  const char b[entry_size] = {static_cast<char>(i >> 8),  static_cast<char>(i),
+                              static_cast<char>(v >> 24), static_cast<char>(v >> 16),
+                              static_cast<char>(v >> 8),  static_cast<char>(v)};
+  out.append(b, entry_size);
+}
+
+const char* setting_name(std::uint16_t id) {
+  switch (static_cast<setting_id>(id)) {
+    case setting_id::max_message_size: return "max_message_size";
+    case setting_id::heartbeat_ms: return "heartbeat_ms";
+    case setting_id::max_concurrent_calls: return "max_concurrent_calls";
+    case setting_id::features: return "features";
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+std::string encode_settings(const settings& s) {
+  std::string out;
+  out.reserve(4 * entry_size);
+  put_entry(out, setting_id::max_message_size, s.max_message_size);
+  put_entry(out, setting_id::heartbeat_ms, s.heartbeat_ms);
+  put_entry(out, setting_id::max_concurrent_calls, s.max_concurrent_calls);
+  put_entry(out, setting_id::features, s.features);
+  return out;
+}
+
+bool decode_settings(std::string_view payload, settings& out, std::string& error) {
+  out = settings{};
+  if (payload.size() % entry_size != 0) {
+    error = "hello payload of " + std::to_string(payload.size()) +
+            (payload.size() == 1 ? " byte" : " bytes") +
+            " is not a whole number of 6-byte settings";
+    return false;
+  }
+  auto seen = std::make_unique<std::bitset<65536>>();
+  for (std::size_t at = 0; at < payload.size(); at += entry_size) {
+    const auto* p = reinterpret_cast<const unsigned char*>(payload.data() + at);
+    const auto id = static_cast<std::uint16_t>((p[0] << 8) | p[1]);
+    const std::uint32_t v = (std::uint32_t(p[2]) << 24) | (std::uint32_t(p[3]) << 16) |
+                            (std::uint32_t(p[4]) << 8) | std::uint32_t(p[5]);
+    if (seen->test(id)) {
+      error = "setting " + std::to_string(id) + " (" + setting_name(id) + ") appears twice";
+      return false;
+    }
+    seen->set(id);
+    switch (static_cast<setting_id>(id)) {
+      case setting_id::max_message_size: out.max_message_size = v; break;
+      case setting_id::heartbeat_ms: out.heartbeat_ms = v; break;
+      case setting_id::max_concurrent_calls: out.max_concurrent_calls = v; break;
+      case setting_id::features: out.features = v; break;
+      default: break;  // unknown ids are skipped
+    }
+  }
+  if (out.max_message_size < min_max_message_size) {
+    error = "max_message_size " + std::to_string(out.max_message_size) +
+            " is below the minimum of " + std::to_string(min_max_message_size);
+    return false;
+  }
+  return true;
+}
+
+std::uint32_t negotiate_max_message_size(const settings& mine, const settings& peer) {
+  return std::min(mine.max_message_size, peer.max_message_size);
+}
+
+}  // namespace bokbok::wire

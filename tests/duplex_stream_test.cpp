@@ -1,0 +1,696 @@
+// duplex_stream on real pipes and sockets, once per backend (BOKBOK_BACKEND is set by
+// tests/meson.build).
+#include "io/duplex_stream.hpp"
+
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "io/loop.hpp"
+#include "io/unique_fd.hpp"
+
+using namespace bokbok::io;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto patience = 10s;        // any single small wait
+constexpr auto bulk_patience = 120s;  // the 64 MiB transfers, sanitizers included
+
+std::shared_ptr<loop> start_checked() {
+  auto l = loop::start();
+  const char* want = std::getenv("BOKBOK_BACKEND");
+  if (want != nullptr && std::strcmp(want, "uring") == 0)
+    REQUIRE(std::string(l->backend_name()) == "io_uring");
+  if (want != nullptr && std::strcmp(want, "epoll") == 0)
+    REQUIRE(std::string(l->backend_name()) == "epoll");
+  return l;
+}
+
+template <class F>
+auto on_loop(loop& l, F fn) -> decltype(fn()) {
+  using R = decltype(fn());
+  auto task = std::make_shared<std::packaged_task<R()>>(std::move(fn));
+  auto result = task->get_future();
+  l.post([task] { (*task)(); });
+  REQUIRE(result.wait_for(patience) == std::future_status::ready);
+  return result.get();
+}
+
+bool fd_open(int fd) { return ::fcntl(fd, F_GETFD) != -1 || errno != EBADF; }
+
+// Byte `offset` of the stream with this seed: a table whose length is prime, so whole
+// chunks that arrive out of place do not match.
+class pattern {
+ public:
+  static constexpr std::size_t period = 65521;
+  explicit pattern(std::uint32_t seed, std::size_t max_chunk = 1u << 20)
+      : bytes_(period + max_chunk), max_chunk_(max_chunk) {
+    std::uint32_t x = seed * 2654435761u + 1;
+    for (std::size_t i = 0; i < period; ++i) {
+      x = x * 1664525u + 1013904223u;
+      bytes_[i] = static_cast<char>(x >> 24);
+    }
+    for (std::size_t i = period; i < bytes_.size(); ++i) bytes_[i] = bytes_[i - period];
+  }
+  // The stream from `offset`, contiguous for `max_chunk` bytes.
+  const char* at(std::size_t offset) const { return bytes_.data() + offset % period; }
+  bool matches(std::size_t offset, std::string_view got) const {
+    while (!got.empty()) {
+      std::size_t n = std::min(got.size(), max_chunk_);
+      if (std::memcmp(at(offset), got.data(), n) != 0) return false;
+      offset += n;
+      got.remove_prefix(n);
+    }
+    return true;
+  }
+
+ private:
+  std::vector<char> bytes_;
+  std::size_t max_chunk_;
+};
+
+// Records every event; the test thread watches through the mutex.
+class recorder : public stream_events {
+ public:
+  void on_data(std::string_view bytes) override {
+    {
+      std::lock_guard lock(mutex_);
+      if (closed_) ++after_close_;
+      if (expect_ != nullptr) {
+        if (!expect_->matches(received_, bytes)) mismatch_ = true;
+      } else {
+        data_.append(bytes);
+      }
+      received_ += bytes.size();
+      cv_.notify_all();
+    }
+    if (on_data_hook) on_data_hook(bytes);
+  }
+  void on_read_end(int err) override {
+    std::lock_guard lock(mutex_);
+    if (closed_) ++after_close_;
+    ++read_ends_;
+    read_end_ = err;
+    cv_.notify_all();
+  }
+  void on_write_done(int err) override {
+    {
+      std::lock_guard lock(mutex_);
+      if (closed_) ++after_close_;
+      write_dones_.push_back(err);
+      cv_.notify_all();
+    }
+    if (on_write_done_hook) on_write_done_hook(err);
+  }
+
+  void expect(const pattern* p) { expect_ = p; }
+  void mark_closed() {
+    std::lock_guard lock(mutex_);
+    closed_ = true;
+  }
+  template <class Pred>
+  bool wait(Pred pred, std::chrono::seconds limit = patience) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, limit, [&] { return pred(*this); });
+  }
+  // Read these only under wait() or once the loop is quiet.
+  std::string data_;
+  std::size_t received_ = 0;
+  bool mismatch_ = false;
+  int read_ends_ = 0;
+  std::optional<int> read_end_;
+  std::vector<int> write_dones_;
+  int after_close_ = 0;
+  std::function<void(std::string_view)> on_data_hook;  // runs on the loop thread
+  std::function<void(int)> on_write_done_hook;
+
+  std::string data() {
+    std::lock_guard lock(mutex_);
+    return data_;
+  }
+  int after_close() {
+    std::lock_guard lock(mutex_);
+    return after_close_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  const pattern* expect_ = nullptr;
+  bool closed_ = false;
+};
+
+struct fd_pair {
+  unique_fd a, b;
+};
+
+fd_pair make_pipe() {
+  int fds[2];
+  REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+  return {unique_fd(fds[0]), unique_fd(fds[1])};  // a reads, b writes
+}
+
+fd_pair make_socketpair() {
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  return {unique_fd(sv[0]), unique_fd(sv[1])};
+}
+
+// Writes `total` bytes of `p` through `s` in batches of three iovecs, then ends the
+// write half. Runs on the loop thread, driven by on_write_done.
+class pump {
+ public:
+  pump(const pattern& p, std::size_t total, std::size_t batch) : p_(p), total_(total), batch_(batch) {}
+  void start(duplex_stream& s) {
+    s_ = &s;
+    next();
+  }
+  void on_done(int err) {
+    if (err != 0) {
+      failed_ = err;
+      return;
+    }
+    next();
+  }
+  std::atomic<int> failed_{0};
+
+ private:
+  void next() {
+    if (sent_ == total_) {
+      s_->shutdown_write();
+      return;
+    }
+    std::size_t n = std::min(batch_, total_ - sent_);
+    const char* base = p_.at(sent_);
+    std::size_t a = n / 3, b = n / 2;
+    std::vector<iovec> iov = {{const_cast<char*>(base), a},
+                              {const_cast<char*>(base + a), b - a},
+                              {const_cast<char*>(base + b), n - b}};
+    sent_ += n;
+    s_->write(std::move(iov));
+  }
+  const pattern& p_;
+  std::size_t total_, batch_, sent_ = 0;
+  duplex_stream* s_ = nullptr;
+};
+
+// One side of a bulk transfer: a stream, what it sends, what it checks.
+struct side {
+  side(std::uint32_t send_seed, std::uint32_t recv_seed, std::size_t total, std::size_t batch)
+      : sends(send_seed, batch), expects(recv_seed, batch), out(sends, total, batch) {
+    events.expect(&expects);
+    events.on_write_done_hook = [this](int err) { out.on_done(err); };
+  }
+  pattern sends, expects;
+  recorder events;
+  pump out;
+  std::shared_ptr<duplex_stream> stream;
+};
+
+// Runs a two-way transfer between two streams, checks it all, closes both.
+void transfer_both_ways(std::shared_ptr<loop> l, std::size_t total, std::size_t batch,
+                        unique_fd a_in, unique_fd a_out, unique_fd b_in, unique_fd b_out) {
+  side a(1, 2, total, batch), b(2, 1, total, batch);
+  std::vector<int> fds = {a_in.get(), a_out.get(), b_in.get(), b_out.get()};
+  a.stream = duplex_stream::create(l, std::move(a_in), std::move(a_out), &a.events);
+  b.stream = duplex_stream::create(l, std::move(b_in), std::move(b_out), &b.events);
+  on_loop(*l, [&] {
+    for (side* s : {&a, &b}) {
+      s->stream->start_reading();
+      s->out.start(*s->stream);
+    }
+    return 0;
+  });
+  for (side* s : {&a, &b}) {
+    bool ended = s->events.wait([](recorder& r) { return r.read_ends_ > 0; }, bulk_patience);
+    REQUIRE(ended);
+    CHECK(s->out.failed_ == 0);
+  }
+  for (side* s : {&a, &b}) {
+    s->events.wait([&](recorder& r) { return r.write_dones_.size() * batch >= total; });
+    CHECK(s->events.read_end_ == 0);
+    CHECK(s->events.received_ == total);
+    CHECK_FALSE(s->events.mismatch_);
+  }
+  std::weak_ptr<duplex_stream> wa = a.stream, wb = b.stream;
+  on_loop(*l, [&] {
+    a.stream->close();
+    b.stream->close();
+    a.stream.reset();
+    b.stream.reset();
+    return 0;
+  });
+  // Closed once each, and only by the streams (a second close would hit a reused
+  // number only by accident, so check that every number is free now).
+  auto give_up = std::chrono::steady_clock::now() + patience;
+  while ((!wa.expired() || !wb.expired()) && std::chrono::steady_clock::now() < give_up)
+    on_loop(*l, [] { return 0; });
+  CHECK(wa.expired());
+  CHECK(wb.expired());
+  for (int fd : fds)
+    if (fd >= 0) CHECK_FALSE(fd_open(fd));
+}
+
+}  // namespace
+
+TEST_CASE("64 MiB flow both ways at once with every byte checked") {
+  auto l = start_checked();
+  constexpr std::size_t total = 64u << 20;
+  constexpr std::size_t batch = 1u << 20;
+  SUBCASE("over a pipe pair") {
+    auto ab = make_pipe();  // a writes to b
+    auto ba = make_pipe();  // b writes to a
+    transfer_both_ways(l, total, batch, std::move(ba.a), std::move(ab.b), std::move(ab.a),
+                       std::move(ba.b));
+  }
+  SUBCASE("over a socketpair, with separate in and out fds on each side") {
+    auto sp = make_socketpair();
+    unique_fd a_out(::fcntl(sp.a.get(), F_DUPFD_CLOEXEC, 0));
+    unique_fd b_out(::fcntl(sp.b.get(), F_DUPFD_CLOEXEC, 0));
+    transfer_both_ways(l, total, batch, std::move(sp.a), std::move(a_out), std::move(sp.b),
+                       std::move(b_out));
+  }
+  SUBCASE("over one socket for both halves (no out fd, or the same number twice)") {
+    auto sp = make_socketpair();
+    int b = sp.b.get();
+    transfer_both_ways(l, total, batch, std::move(sp.a), unique_fd(), std::move(sp.b),
+                       unique_fd(b));
+  }
+}
+
+TEST_CASE("partial writes into a 4096-byte pipe are continued to the last byte") {
+  auto l = start_checked();
+  auto p = make_pipe();
+  REQUIRE(::fcntl(p.b.get(), F_SETPIPE_SZ, 4096) >= 4096);
+  REQUIRE(::fcntl(p.b.get(), F_GETPIPE_SZ) == 4096);
+  pattern pat(7);
+  constexpr std::size_t total = 1u << 20;
+  // 50 iovecs of uneven sizes, and more than IOV_MAX tiny ones after them.
+  std::vector<iovec> iov;
+  std::size_t off = 0;
+  for (int i = 0; off < total / 2; ++i) {
+    std::size_t n = std::min<std::size_t>(total / 2 - off, 1000 + 977 * (i % 37));
+    iov.push_back({const_cast<char*>(pat.at(off)), n});
+    off += n;
+  }
+  while (off < total) {
+    std::size_t n = std::min<std::size_t>(total - off, 200);
+    iov.push_back({const_cast<char*>(pat.at(off)), n});
+    off += n;
+  }
+  REQUIRE(iov.size() > IOV_MAX);
+  recorder events;
+  int reader_fd = p.a.get();
+  auto s = duplex_stream::create(l, unique_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC)),
+                                 std::move(p.b), &events);
+  on_loop(*l, [&] {
+    s->write(iov);
+    CHECK(s->writing());
+    return 0;
+  });
+  // Read it back slowly, a page at a time, with a bounded wait on each read.
+  std::string got;
+  char buf[4096];
+  while (got.size() < total) {
+    pollfd pfd{reader_fd, POLLIN, 0};
+    REQUIRE(::poll(&pfd, 1, 10'000) == 1);
+    ssize_t n = ::read(reader_fd, buf, sizeof buf);
+    REQUIRE(n > 0);
+    got.append(buf, static_cast<std::size_t>(n));
+  }
+  REQUIRE(events.wait([](recorder& r) { return !r.write_dones_.empty(); }));
+  CHECK(events.write_dones_ == std::vector<int>{0});
+  CHECK(pat.matches(0, got));
+  CHECK_FALSE(on_loop(*l, [&] { return s->writing(); }));
+  on_loop(*l, [&] {
+    s->close();
+    return 0;
+  });
+}
+
+TEST_CASE("end of file delivers the data then on_read_end(0)") {
+  auto l = start_checked();
+  auto p = make_pipe();
+  recorder events;
+  auto s = duplex_stream::create(l, std::move(p.a), unique_fd(::open("/dev/null", O_WRONLY | O_CLOEXEC)),
+                                 &events);
+  on_loop(*l, [&] {
+    s->start_reading();
+    return 0;
+  });
+  REQUIRE(::write(p.b.get(), "abc", 3) == 3);
+  REQUIRE(events.wait([](recorder& r) { return r.received_ == 3; }));
+  p.b.reset();
+  REQUIRE(events.wait([](recorder& r) { return r.read_ends_ > 0; }));
+  CHECK(events.data() == "abc");
+  CHECK(events.read_end_ == 0);
+  on_loop(*l, [&] {
+    s->start_reading();  // after the end: does nothing
+    s->close();
+    return 0;
+  });
+  CHECK(events.read_ends_ == 1);
+}
+
+TEST_CASE("a regular file can be read to its end (stdin redirected from a file)") {
+  auto l = start_checked();
+  char path[] = "/tmp/bokbok-duplex-XXXXXX";
+  unique_fd file(::mkstemp(path));
+  REQUIRE(file);
+  ::unlink(path);
+  pattern pat(9);
+  constexpr std::size_t total = 600'000;  // more than one 256 KiB read
+  for (std::size_t off = 0; off < total;) {
+    std::size_t n = std::min<std::size_t>(total - off, 100'000);
+    REQUIRE(::write(file.get(), pat.at(off), n) == static_cast<ssize_t>(n));
+    off += n;
+  }
+  REQUIRE(::lseek(file.get(), 0, SEEK_SET) == 0);
+  recorder events;
+  events.expect(&pat);
+  auto s = duplex_stream::create(l, std::move(file),
+                                 unique_fd(::open("/dev/null", O_WRONLY | O_CLOEXEC)), &events);
+  on_loop(*l, [&] {
+    s->start_reading();
+    return 0;
+  });
+  REQUIRE(events.wait([](recorder& r) { return r.read_ends_ > 0; }));
+  CHECK(events.read_end_ == 0);
+  CHECK(events.received_ == total);
+  CHECK_FALSE(events.mismatch_);
+  on_loop(*l, [&] {
+    s->close();
+    return 0;
+  });
+}
+
+TEST_CASE("shutdown_write makes the peer see end of file while reads continue") {
+  auto l = start_checked();
+  recorder events;
+  int peer_read = -1, peer_write = -1, out_fd = -1;
+  fd_pair keep_a, keep_b;
+  std::shared_ptr<duplex_stream> s;
+  bool pipe_out = false;
+  SUBCASE("on a socket") {
+    auto sp = make_socketpair();
+    peer_read = peer_write = sp.b.get();
+    keep_b = std::move(sp);
+    s = duplex_stream::create(l, std::move(keep_b.a), unique_fd(), &events);
+  }
+  SUBCASE("on a pipe pair: the out fd is closed") {
+    auto in = make_pipe(), out = make_pipe();
+    peer_write = in.b.get();
+    peer_read = out.a.get();
+    out_fd = out.b.get();
+    pipe_out = true;
+    keep_a = {std::move(in.b), std::move(out.a)};
+    s = duplex_stream::create(l, std::move(in.a), std::move(out.b), &events);
+  }
+  SUBCASE("on a borrowed pipe fd (stdout): it stays open, on /dev/null") {
+    auto in = make_pipe(), out = make_pipe();
+    peer_write = in.b.get();
+    peer_read = out.a.get();
+    out_fd = out.b.get();
+    keep_a = {std::move(in.b), std::move(out.a)};
+    keep_b = {std::move(out.b), unique_fd()};  // the real owner
+    s = duplex_stream::create(l, std::move(in.a), unique_fd::borrow(out_fd), &events);
+  }
+  std::string msg = "hello";
+  on_loop(*l, [&] {
+    s->start_reading();
+    s->write({{msg.data(), msg.size()}});
+    s->shutdown_write();  // with the batch in flight: after it
+    return 0;
+  });
+  std::string got;
+  char buf[64];
+  for (int i = 0; i < 100; ++i) {
+    pollfd pfd{peer_read, POLLIN, 0};
+    REQUIRE(::poll(&pfd, 1, 10'000) == 1);
+    ssize_t n = ::read(peer_read, buf, sizeof buf);
+    REQUIRE(n >= 0);
+    if (n == 0) break;
+    got.append(buf, static_cast<std::size_t>(n));
+  }
+  CHECK(got == "hello");
+  REQUIRE(events.wait([](recorder& r) { return !r.write_dones_.empty(); }));
+  CHECK(events.write_dones_ == std::vector<int>{0});
+  if (pipe_out) CHECK_FALSE(fd_open(out_fd));
+  if (keep_b.a) CHECK(fd_open(out_fd));
+  // Reads go on.
+  REQUIRE(::write(peer_write, "world", 5) == 5);
+  REQUIRE(events.wait([](recorder& r) { return r.received_ == 5; }));
+  CHECK(events.data() == "world");
+  // A write after the shutdown fails quietly with -EPIPE.
+  on_loop(*l, [&] {
+    s->write({{msg.data(), msg.size()}});
+    return 0;
+  });
+  REQUIRE(events.wait([](recorder& r) { return r.write_dones_.size() == 2; }));
+  CHECK(events.write_dones_[1] == -EPIPE);
+  on_loop(*l, [&] {
+    s->close();
+    return 0;
+  });
+}
+
+TEST_CASE("close() with reads and writes in flight delivers nothing after and closes the fds once the kernel is done") {
+  auto l = start_checked();
+  for (int round = 0; round < 30; ++round) {
+    CAPTURE(round);
+    auto in = make_pipe(), out = make_pipe();
+    REQUIRE(::fcntl(out.b.get(), F_SETPIPE_SZ, 4096) >= 4096);
+    int in_fd = in.a.get(), out_fd = out.b.get();
+    recorder events;
+    auto buffers = std::make_shared<std::vector<char>>(1u << 20, 'x');
+    std::weak_ptr<std::vector<char>> buffers_watch = buffers;
+    auto s = duplex_stream::create(l, std::move(in.a), std::move(out.b), &events);
+    std::weak_ptr<duplex_stream> watch = s;
+    on_loop(*l, [&] {
+      s->start_reading();
+      s->write({{buffers->data(), buffers->size()}}, buffers);
+      return 0;
+    });
+    buffers.reset();
+    on_loop(*l, [] { return 0; });  // the operations are in the kernel now
+    // Data arrives as close() runs: its read may complete, but must not be delivered.
+    if (round % 2 == 1) REQUIRE(::write(in.b.get(), "late", 4) == 4);
+    bool open_at_close = on_loop(*l, [&] {
+      s->close();
+      events.mark_closed();
+      bool open = fd_open(in_fd) && fd_open(out_fd);
+      s->close();  // idempotent
+      s.reset();
+      return open;
+    });
+    CHECK(open_at_close);  // completions have not arrived yet
+    auto give_up = std::chrono::steady_clock::now() + patience;
+    while (!watch.expired() && std::chrono::steady_clock::now() < give_up)
+      on_loop(*l, [] { return 0; });
+    REQUIRE(watch.expired());
+    CHECK_FALSE(fd_open(in_fd));
+    CHECK_FALSE(fd_open(out_fd));
+    CHECK(buffers_watch.expired());
+    on_loop(*l, [] { return 0; });
+    CHECK(events.after_close() == 0);
+  }
+}
+
+TEST_CASE("close() from inside on_data stops every later event") {
+  auto l = start_checked();
+  auto sp = make_socketpair();
+  recorder events;
+  std::shared_ptr<duplex_stream> s = duplex_stream::create(l, std::move(sp.a), unique_fd(), &events);
+  events.on_data_hook = [&](std::string_view) {
+    s->close();
+    events.mark_closed();
+  };
+  std::weak_ptr<duplex_stream> watch = s;
+  on_loop(*l, [&] {
+    s->start_reading();
+    return 0;
+  });
+  REQUIRE(::write(sp.b.get(), "one", 3) == 3);
+  REQUIRE(events.wait([](recorder& r) { return r.received_ > 0; }));
+  // The stream may have closed its end already: no SIGPIPE for this thread, please.
+  ::send(sp.b.get(), "two", 3, MSG_NOSIGNAL);
+  sp.b.reset();
+  on_loop(*l, [&] {
+    s.reset();
+    return 0;
+  });
+  auto give_up = std::chrono::steady_clock::now() + patience;
+  while (!watch.expired() && std::chrono::steady_clock::now() < give_up)
+    on_loop(*l, [] { return 0; });
+  CHECK(watch.expired());
+  CHECK(events.after_close() == 0);
+  CHECK(events.read_ends_ == 0);
+}
+
+TEST_CASE("borrowed fds stay open after close()") {
+  auto l = start_checked();
+  auto in = make_pipe(), out = make_pipe();
+  recorder events;
+  auto s = duplex_stream::create(l, unique_fd::borrow(in.a.get()), unique_fd::borrow(out.b.get()),
+                                 &events);
+  std::weak_ptr<duplex_stream> watch = s;
+  std::string msg = "borrowed";
+  on_loop(*l, [&] {
+    s->start_reading();
+    s->write({{msg.data(), msg.size()}});
+    return 0;
+  });
+  REQUIRE(events.wait([](recorder& r) { return !r.write_dones_.empty(); }));
+  on_loop(*l, [&] {
+    s->close();
+    s.reset();
+    return 0;
+  });
+  auto give_up = std::chrono::steady_clock::now() + patience;
+  while (!watch.expired() && std::chrono::steady_clock::now() < give_up)
+    on_loop(*l, [] { return 0; });
+  REQUIRE(watch.expired());
+  CHECK(fd_open(in.a.get()));
+  CHECK(fd_open(out.b.get()));
+  char buf[16];
+  CHECK(::read(out.a.get(), buf, sizeof buf) == static_cast<ssize_t>(msg.size()));
+}
+
+TEST_CASE("stop_reading holds data back until start_reading") {
+  auto l = start_checked();
+  auto sp = make_socketpair();
+  int fd = sp.a.get();
+  recorder events;
+  auto s = duplex_stream::create(l, std::move(sp.a), unique_fd(), &events);
+  on_loop(*l, [&] {
+    s->start_reading();
+    s->stop_reading();  // the read already in flight will be held
+    return 0;
+  });
+  auto unread = [&] {
+    int n = -1;
+    REQUIRE(::ioctl(fd, FIONREAD, &n) == 0);
+    return n;
+  };
+  REQUIRE(::write(sp.b.get(), "abc", 3) == 3);
+  auto give_up = std::chrono::steady_clock::now() + patience;
+  while (unread() != 0 && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+  REQUIRE(unread() == 0);  // taken by the read in flight
+  REQUIRE(::write(sp.b.get(), "def", 3) == 3);
+  on_loop(*l, [] { return 0; });
+  on_loop(*l, [] { return 0; });
+  CHECK(unread() == 3);  // no new read was submitted
+  CHECK(events.data().empty());
+  on_loop(*l, [&] {
+    s->start_reading();
+    return 0;
+  });
+  REQUIRE(events.wait([](recorder& r) { return r.received_ == 6; }));
+  CHECK(events.data() == "abcdef");
+  on_loop(*l, [&] {
+    s->close();
+    return 0;
+  });
+}
+
+TEST_CASE("an empty batch completes with on_write_done(0) on a later turn") {
+  auto l = start_checked();
+  auto sp = make_socketpair();
+  recorder events;
+  auto s = duplex_stream::create(l, std::move(sp.a), unique_fd(), &events);
+  bool inline_done = on_loop(*l, [&] {
+    s->write({});
+    return !events.write_dones_.empty();
+  });
+  CHECK_FALSE(inline_done);
+  REQUIRE(events.wait([](recorder& r) { return !r.write_dones_.empty(); }));
+  CHECK(events.write_dones_ == std::vector<int>{0});
+  on_loop(*l, [&] {
+    s->close();
+    return 0;
+  });
+}
+
+TEST_CASE("a write to a pipe with no reader ends with on_write_done(-EPIPE)") {
+  auto l = start_checked();
+  auto p = make_pipe();
+  p.a.reset();
+  recorder events;
+  auto s = duplex_stream::create(l, unique_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC)),
+                                 std::move(p.b), &events);
+  std::string msg = "x";
+  on_loop(*l, [&] {
+    s->write({{msg.data(), 1}});
+    return 0;
+  });
+  REQUIRE(events.wait([](recorder& r) { return !r.write_dones_.empty(); }));
+  CHECK(events.write_dones_ == std::vector<int>{-EPIPE});
+  on_loop(*l, [&] {
+    s->close();
+    return 0;
+  });
+}
+
+TEST_CASE("many streams share one loop") {
+  auto l = start_checked();
+  constexpr int pairs = 64;
+  constexpr std::size_t total = 256u << 10;
+  std::vector<std::unique_ptr<side>> sides;
+  for (int i = 0; i < pairs; ++i) {
+    auto sp = make_socketpair();
+    auto a = std::make_unique<side>(2 * i + 1, 2 * i + 2, total, 48u << 10);
+    auto b = std::make_unique<side>(2 * i + 2, 2 * i + 1, total, 48u << 10);
+    a->stream = duplex_stream::create(l, std::move(sp.a), unique_fd(), &a->events);
+    b->stream = duplex_stream::create(l, std::move(sp.b), unique_fd(), &b->events);
+    sides.push_back(std::move(a));
+    sides.push_back(std::move(b));
+  }
+  on_loop(*l, [&] {
+    for (auto& s : sides) {
+      s->stream->start_reading();
+      s->out.start(*s->stream);
+    }
+    return 0;
+  });
+  for (auto& s : sides) {
+    REQUIRE(s->events.wait([](recorder& r) { return r.read_ends_ > 0; }, bulk_patience));
+    CHECK(s->events.read_end_ == 0);
+    CHECK(s->events.received_ == total);
+    CHECK_FALSE(s->events.mismatch_);
+    CHECK(s->out.failed_ == 0);
+  }
+  on_loop(*l, [&] {
+    for (auto& s : sides) s->stream->close();
+    return 0;
+  });
+  for (auto& s : sides) {
+    std::weak_ptr<duplex_stream> w = s->stream;
+    on_loop(*l, [&] {
+      s->stream.reset();
+      return 0;
+    });
+    auto give_up = std::chrono::steady_clock::now() + patience;
+    while (!w.expired() && std::chrono::steady_clock::now() < give_up)
+      on_loop(*l, [] { return 0; });
+    CHECK(w.expired());
+  }
+}

@@ -1,0 +1,133 @@
+// libFuzzer target: arbitrary bytes as the record stream after the preamble, through
+// record_reader, parse_frame, the hello check and the reassembler (PROTOCOL.md §3-§6).
+//
+// Input: byte 0 picks the chunk size used to feed the record reader; the rest is the
+// stream. Properties checked: feeding in chunks gives the same records as feeding at once;
+// every parsed frame re-encodes to its own bytes; a decoded hello re-encodes to the same
+// settings; a reassembled message that decodes re-encodes to the same bytes; the
+// reassembler never holds more than its limits allow.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fuzz_check.hpp"
+#include "wire/frame.hpp"
+#include "wire/message_codec.hpp"
+#include "wire/reassembly.hpp"
+#include "wire/settings.hpp"
+
+using namespace bokbok::wire;
+
+namespace {
+
+constexpr std::size_t limit = 512;  // small, so inputs reach the too-large paths
+constexpr std::size_t max_open = 4;
+
+struct split_result {
+  std::vector<std::string> bodies;
+  std::string error;
+  std::size_t left = 0;
+  bool operator==(const split_result&) const = default;
+};
+
+split_result split(std::string_view stream, std::size_t chunk) {
+  split_result res;
+  record_reader r;
+  for (std::size_t at = 0; at < stream.size(); at += chunk) {
+    r.feed(stream.substr(at, chunk));
+    std::string_view body;
+    for (;;) {
+      const auto st = r.next(body);
+      if (st == record_reader::status::need_more) break;
+      if (st == record_reader::status::error) {
+        FUZZ_CHECK(!r.error().empty());
+        res.error = r.error();
+        return res;
+      }
+      FUZZ_CHECK(!body.empty());
+      res.bodies.emplace_back(body);
+    }
+    FUZZ_CHECK(r.buffered() <= record_header_size + max_record_body + chunk);
+  }
+  res.left = r.buffered();
+  return res;
+}
+
+// Returns false when the connection would end here (a violation).
+bool check_message_frame(reassembler& r, const frame_view& f) {
+  std::string out, error;
+  const std::size_t open_before = r.open_messages();
+  const auto st = r.add(f, out, error);
+  FUZZ_CHECK(r.open_messages() <= max_open);
+  FUZZ_CHECK(r.open_messages() <= open_before + 1);
+  FUZZ_CHECK(r.buffered_bytes() <= max_open * limit);
+  if (st == reassembler::status::error) {
+    FUZZ_CHECK(!error.empty());
+    return false;
+  }
+  if (st != reassembler::status::complete) return true;
+  FUZZ_CHECK(out.size() <= limit);
+  bokbok::message m;
+  if (!decode_message(out, m, error)) return false;
+  FUZZ_CHECK(encoded_size(m) == out.size());
+  std::string again;
+  encode_message(m, again);
+  FUZZ_CHECK(again == out);
+  return true;
+}
+
+// Returns false when the connection would end here (a violation).
+bool check_frame(reassembler& r, std::string_view body) {
+  frame_view f;
+  std::string error;
+  if (!parse_frame(body, f, error)) {
+    FUZZ_CHECK(!error.empty());
+    return false;
+  }
+  std::string again;
+  append_frame(again, f.type, f.flags, f.call_id, f.payload);
+  FUZZ_CHECK(std::string_view(again).substr(record_header_size) == body);
+  switch (f.type) {
+    case frame_type::hello: {
+      settings s, back;
+      if (!decode_settings(f.payload, s, error)) return false;
+      FUZZ_CHECK(decode_settings(encode_settings(s), back, error));
+      FUZZ_CHECK(back == s);
+      return true;
+    }
+    case frame_type::error:
+    case frame_type::goaway: {
+      const code_payload c = parse_code_payload(f.payload);
+      FUZZ_CHECK(encode_code_payload(c.code, c.text) == f.payload);
+      return true;
+    }
+    case frame_type::cancel:
+      r.drop(frame_type::request, f.call_id);
+      return true;
+    case frame_type::request:
+    case frame_type::response:
+      return check_message_frame(r, f);
+    default:
+      return true;
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size == 0) return 0;
+  const std::size_t chunk = data[0] == 0 ? 65536 : data[0];
+  const std::string_view stream(reinterpret_cast<const char*>(data + 1), size - 1);
+
+  const split_result whole = split(stream, stream.size() ? stream.size() : 1);
+  const split_result parts = split(stream, chunk);
+  FUZZ_CHECK(whole == parts);
+
+  reassembler r(limit, max_open);
+  for (const std::string& body : whole.bodies) {
+    if (!check_frame(r, body)) break;
+  }
+  return 0;
+}

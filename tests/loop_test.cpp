@@ -1,0 +1,479 @@
+// The event loop on real pipes and sockets. Runs once per backend: tests/meson.build
+// sets BOKBOK_BACKEND=uring and =epoll, and every loop here is started the ordinary way.
+#include "io/loop.hpp"
+
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <dirent.h>
+#include <fstream>
+#include <future>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "io/loop_backend.hpp"
+#include "io/unique_fd.hpp"
+
+using namespace bokbok::io;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto patience = 10s;  // the longest any single wait may take
+
+std::shared_ptr<loop> start_checked() {
+  auto l = loop::start();
+  const char* want = std::getenv("BOKBOK_BACKEND");
+  if (want != nullptr && std::strcmp(want, "uring") == 0)
+    REQUIRE(std::string(l->backend_name()) == "io_uring");
+  if (want != nullptr && std::strcmp(want, "epoll") == 0)
+    REQUIRE(std::string(l->backend_name()) == "epoll");
+  return l;
+}
+
+// Runs `fn` on the loop thread and returns its result; fails the test after `patience`.
+template <class F>
+auto on_loop(loop& l, F fn) -> decltype(fn()) {
+  using R = decltype(fn());
+  auto task = std::make_shared<std::packaged_task<R()>>(std::move(fn));
+  auto result = task->get_future();
+  l.post([task] { (*task)(); });
+  REQUIRE(result.wait_for(patience) == std::future_status::ready);
+  return result.get();
+}
+
+// A completion that records its results; safe to watch from the test thread.
+class recording_completion final : public completion {
+ public:
+  void complete(int result) override {
+    std::lock_guard lock(mutex_);
+    results_.push_back(result);
+    cv_.notify_all();
+  }
+  std::optional<int> wait() {
+    std::unique_lock lock(mutex_);
+    if (!cv_.wait_for(lock, patience, [&] { return !results_.empty(); })) return std::nullopt;
+    return results_.front();
+  }
+  std::size_t count() {
+    std::lock_guard lock(mutex_);
+    return results_.size();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<int> results_;
+};
+
+struct pipe_fds {
+  unique_fd read_end, write_end;
+};
+
+pipe_fds make_pipe() {
+  int fds[2];
+  REQUIRE(::pipe2(fds, O_NONBLOCK | O_CLOEXEC) == 0);
+  return {unique_fd(fds[0]), unique_fd(fds[1])};
+}
+
+// Threads of this process with the given name, from /proc/self/task/*/comm.
+int threads_named(const std::string& name) {
+  int n = 0;
+  DIR* d = ::opendir("/proc/self/task");
+  REQUIRE(d != nullptr);
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::ifstream comm(std::string("/proc/self/task/") + e->d_name + "/comm");
+    std::string line;
+    if (std::getline(comm, line) && line == name) ++n;
+  }
+  ::closedir(d);
+  return n;
+}
+
+bool wait_until(const std::function<bool()>& done) {
+  auto give_up = std::chrono::steady_clock::now() + patience;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
+// Sets BOKBOK_BACKEND for one scope and restores it after.
+class scoped_backend_env {
+ public:
+  explicit scoped_backend_env(const char* value) {
+    if (const char* old = std::getenv("BOKBOK_BACKEND")) old_ = old;
+    ::setenv("BOKBOK_BACKEND", value, 1);
+  }
+  ~scoped_backend_env() {
+    if (old_) {
+      ::setenv("BOKBOK_BACKEND", old_->c_str(), 1);
+    } else {
+      ::unsetenv("BOKBOK_BACKEND");
+    }
+  }
+
+ private:
+  std::optional<std::string> old_;
+};
+
+}  // namespace
+
+TEST_CASE("the loop runs on a thread named bokbok-loop that blocks SIGPIPE") {
+  auto l = start_checked();
+  CHECK_FALSE(l->in_loop_thread());
+  auto [name, blocked, inside] = on_loop(*l, [&] {
+    char buf[32] = {};
+    pthread_getname_np(pthread_self(), buf, sizeof buf);
+    sigset_t cur;
+    pthread_sigmask(SIG_BLOCK, nullptr, &cur);
+    return std::tuple(std::string(buf), sigismember(&cur, SIGPIPE) == 1, l->in_loop_thread());
+  });
+  CHECK(name == "bokbok-loop");
+  CHECK(blocked);
+  CHECK(inside);
+}
+
+TEST_CASE("post from many threads runs every function exactly once and in order per thread") {
+  auto l = start_checked();
+  constexpr int threads = 4;
+  constexpr int per_thread = 20000;
+  std::vector<std::vector<int>> seen(threads);  // touched on the loop thread only
+  std::vector<std::thread> posters;
+  for (int t = 0; t < threads; ++t) {
+    posters.emplace_back([&, t] {
+      for (int i = 0; i < per_thread; ++i) l->post([&seen, t, i] { seen[t].push_back(i); });
+    });
+  }
+  for (auto& p : posters) p.join();
+  // Posted after every other function, so it runs after all of them.
+  auto result = on_loop(*l, [&] { return seen; });
+  for (int t = 0; t < threads; ++t) {
+    REQUIRE(result[t].size() == per_thread);
+    for (int i = 0; i < per_thread; ++i) REQUIRE(result[t][i] == i);
+  }
+}
+
+TEST_CASE("a ping-pong of posts never loses a wake-up") {
+  auto l = start_checked();
+  for (int i = 0; i < 20000; ++i) REQUIRE(on_loop(*l, [i] { return i; }) == i);
+}
+
+TEST_CASE("functions posted from the loop thread run later, in order, never inline") {
+  auto l = start_checked();
+  std::vector<int> order;
+  std::promise<void> done;
+  l->post([&] {
+    l->post([&] { order.push_back(2); });
+    l->post([&] {
+      order.push_back(3);
+      done.set_value();
+    });
+    order.push_back(1);
+  });
+  REQUIRE(done.get_future().wait_for(patience) == std::future_status::ready);
+  CHECK(order == std::vector<int>{1, 2, 3});
+}
+
+TEST_CASE("a function that keeps posting itself starves neither reads nor timers") {
+  auto l = start_checked();
+  auto p = make_pipe();
+  recording_completion read_done;
+  char buf[8];
+  std::atomic<bool> timer_fired{false};
+  std::atomic<int> spins{0};
+  constexpr int max_spins = 5'000'000;  // a bound, far above what the test needs
+  std::function<void()> spin = [&] {
+    bool done = read_done.count() > 0 && timer_fired;
+    if (!done && ++spins < max_spins) l->post(spin);
+  };
+  on_loop(*l, [&] {
+    l->submit_read(p.read_end.get(), buf, sizeof buf, &read_done);
+    l->add_timer(clock::now() + 5ms, [&] { timer_fired = true; });
+    l->post(spin);
+    return 0;
+  });
+  REQUIRE(::write(p.write_end.get(), "x", 1) == 1);
+  CHECK(read_done.wait() == 1);
+  auto give_up = std::chrono::steady_clock::now() + patience;
+  while (!timer_fired && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+  CHECK(timer_fired);
+  CHECK(spins < max_spins);
+  on_loop(*l, [] { return 0; });  // the spinning has stopped (it checks on each turn)
+}
+
+TEST_CASE("timers fire in deadline order and cancelled ones never fire") {
+  auto l = start_checked();
+  std::vector<int> fired;  // loop thread only until `done`
+  std::promise<void> done;
+  on_loop(*l, [&] {
+    auto base = clock::now();
+    auto at = [&](int ms, int label) {
+      return l->add_timer(base + std::chrono::milliseconds(ms), [&fired, label] {
+        fired.push_back(label);
+      });
+    };
+    at(40, 40);
+    at(10, 10);
+    timer_id t30 = at(30, 30);
+    at(20, 20);
+    timer_id t60 = at(60, 60);
+    at(20, 21);  // same deadline as 20: runs after it, in the order added
+    // A timer that cancels a later one when it runs.
+    l->add_timer(base + 45ms, [&, t60] {
+      fired.push_back(45);
+      l->cancel_timer(t60);
+    });
+    l->add_timer(base + 80ms, [&] { done.set_value(); });  // after 60 would have fired
+    l->cancel_timer(t30);
+    l->cancel_timer(t30);  // twice: does nothing
+    l->add_timer(base - 5ms, [&fired] { fired.push_back(0); });  // already due
+    return 0;
+  });
+  REQUIRE(done.get_future().wait_for(patience) == std::future_status::ready);
+  auto result = on_loop(*l, [&] { return fired; });
+  CHECK(result == std::vector<int>{0, 10, 20, 21, 40, 45});
+}
+
+TEST_CASE("a timer does not fire before its deadline") {
+  auto l = start_checked();
+  std::promise<clock::time_point> fired;
+  auto deadline = on_loop(*l, [&] {
+    auto when = clock::now() + 30ms;
+    l->add_timer(when, [&] { fired.set_value(clock::now()); });
+    return when;
+  });
+  auto f = fired.get_future();
+  REQUIRE(f.wait_for(patience) == std::future_status::ready);
+  CHECK(f.get() >= deadline);
+}
+
+TEST_CASE("forcing an invalid BOKBOK_BACKEND throws std::invalid_argument") {
+  scoped_backend_env env("io_urinq");
+  CHECK_THROWS_AS(loop::start(), std::invalid_argument);
+  try {
+    loop::start();
+  } catch (const std::invalid_argument& e) {
+    CHECK(std::string(e.what()).find("BOKBOK_BACKEND") != std::string::npos);
+    CHECK(std::string(e.what()).find("io_urinq") != std::string::npos);
+  }
+}
+
+TEST_CASE("BOKBOK_BACKEND=epoll always gives a working epoll loop") {
+  scoped_backend_env env("epoll");
+  auto l = loop::start();
+  CHECK(std::string(l->backend_name()) == "epoll");
+  CHECK(on_loop(*l, [] { return 7; }) == 7);
+}
+
+TEST_CASE("when the io_uring ring cannot be set up, the automatic choice falls back to epoll") {
+  // The kernel refuses rings of more than 32768 entries: a real io_uring_queue_init
+  // failure, the same path as seccomp or kernel.io_uring_disabled.
+  loop_options absurd;
+  absurd.ring_entries = 1u << 20;
+  auto l = start_loop(backend_kind::automatic, absurd);
+  CHECK(std::string(l->backend_name()) == "epoll");
+  CHECK(on_loop(*l, [] { return 1; }) == 1);
+  CHECK_THROWS_AS(start_loop(backend_kind::uring, absurd), std::system_error);
+}
+
+TEST_CASE("a read on an empty pipe completes when data arrives") {
+  auto l = start_checked();
+  auto p = make_pipe();
+  recording_completion c;
+  char buf[64] = {};
+  on_loop(*l, [&] {
+    l->submit_read(p.read_end.get(), buf, sizeof buf, &c);
+    return 0;
+  });
+  on_loop(*l, [] { return 0; });  // one more turn: the read is waiting in the kernel
+  CHECK(c.count() == 0);
+  REQUIRE(::write(p.write_end.get(), "hello", 5) == 5);
+  auto res = c.wait();
+  REQUIRE(res.has_value());
+  CHECK(*res == 5);
+  CHECK(std::string(buf, 5) == "hello");
+}
+
+TEST_CASE("a read completes with 0 at end of file") {
+  auto l = start_checked();
+  auto p = make_pipe();
+  recording_completion c;
+  char buf[8];
+  on_loop(*l, [&] {
+    l->submit_read(p.read_end.get(), buf, sizeof buf, &c);
+    return 0;
+  });
+  p.write_end.reset();
+  CHECK(c.wait() == 0);
+}
+
+TEST_CASE("cancel of a pending read completes with -ECANCELED") {
+  auto l = start_checked();
+  auto p = make_pipe();
+  char buf[16];
+  SUBCASE("after the read reached the kernel") {
+    recording_completion c;
+    on_loop(*l, [&] {
+      l->submit_read(p.read_end.get(), buf, sizeof buf, &c);
+      return 0;
+    });
+    on_loop(*l, [] { return 0; });
+    on_loop(*l, [&] {
+      l->cancel(&c);
+      return 0;
+    });
+    CHECK(c.wait() == -ECANCELED);
+    on_loop(*l, [] { return 0; });
+    CHECK(c.count() == 1);
+  }
+  SUBCASE("in the same turn as the submission") {
+    recording_completion c;
+    on_loop(*l, [&] {
+      l->submit_read(p.read_end.get(), buf, sizeof buf, &c);
+      l->cancel(&c);
+      return 0;
+    });
+    CHECK(c.wait() == -ECANCELED);
+  }
+  SUBCASE("on a socket") {
+    int sv[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+    unique_fd a(sv[0]), b(sv[1]);
+    recording_completion c;
+    on_loop(*l, [&] {
+      l->submit_read(a.get(), buf, sizeof buf, &c);
+      return 0;
+    });
+    on_loop(*l, [&] {
+      l->cancel(&c);
+      return 0;
+    });
+    CHECK(c.wait() == -ECANCELED);
+  }
+}
+
+TEST_CASE("a vectored write to a pipe and to a socket delivers every byte in order") {
+  auto l = start_checked();
+  char a[] = "abc", b[] = "defgh";
+  iovec iov[2] = {{a, 3}, {b, 5}};
+  recording_completion pipe_done, sock_done;
+  auto p = make_pipe();
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+  unique_fd s0(sv[0]), s1(sv[1]);
+  on_loop(*l, [&] {
+    l->submit_writev(p.write_end.get(), false, iov, 2, &pipe_done);
+    l->submit_writev(s0.get(), true, iov, 2, &sock_done);
+    return 0;
+  });
+  CHECK(pipe_done.wait() == 8);
+  CHECK(sock_done.wait() == 8);
+  char got[16] = {};
+  CHECK(::read(p.read_end.get(), got, sizeof got) == 8);
+  CHECK(std::string(got, 8) == "abcdefgh");
+  CHECK(::read(s1.get(), got, sizeof got) == 8);
+  CHECK(std::string(got, 8) == "abcdefgh");
+}
+
+TEST_CASE("writing to a pipe whose read end is closed returns -EPIPE and the process survives") {
+  // Default disposition: a SIGPIPE that reached this process would kill it.
+  struct sigaction old {};
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  sigaction(SIGPIPE, &dfl, &old);
+  auto l = start_checked();
+  char data[] = "doomed";
+  iovec iov{data, 6};
+  SUBCASE("a pipe") {
+    auto p = make_pipe();
+    p.read_end.reset();
+    for (int i = 0; i < 3; ++i) {
+      recording_completion c;
+      on_loop(*l, [&] {
+        l->submit_writev(p.write_end.get(), false, &iov, 1, &c);
+        return 0;
+      });
+      CHECK(c.wait() == -EPIPE);
+    }
+  }
+  SUBCASE("a socket") {
+    int sv[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+    unique_fd a(sv[0]);
+    ::close(sv[1]);
+    recording_completion c;
+    on_loop(*l, [&] {
+      l->submit_writev(a.get(), true, &iov, 1, &c);
+      return 0;
+    });
+    CHECK(c.wait() == -EPIPE);
+  }
+  // Nothing is left pending to surface later, on the loop thread or for the process.
+  bool pending_in_loop = on_loop(*l, [] {
+    sigset_t set;
+    sigpending(&set);
+    return sigismember(&set, SIGPIPE) == 1;
+  });
+  CHECK_FALSE(pending_in_loop);
+  sigset_t set;
+  sigpending(&set);
+  CHECK(sigismember(&set, SIGPIPE) == 0);
+  sigaction(SIGPIPE, &old, nullptr);
+}
+
+TEST_CASE("the last loop reference may be dropped on the loop thread itself") {
+  int before = threads_named("bokbok-loop");
+  auto l = start_checked();
+  REQUIRE(wait_until([&] { return threads_named("bokbok-loop") == before + 1; }));
+  std::weak_ptr<loop> watch = l;
+  loop* raw = l.get();
+  std::atomic<bool> late_ran{false};
+  std::promise<bool> late_dropped;
+  raw->post([l = std::move(l), raw, &late_ran, &late_dropped]() mutable {
+    l.reset();  // the last reference: stop, detach; destroyed once this returns
+    auto token = std::make_shared<int>(0);
+    std::weak_ptr<int> token_watch = token;
+    raw->post([token, &late_ran] { late_ran = true; });  // shutting down: dropped
+    token.reset();
+    late_dropped.set_value(token_watch.expired());
+  });
+  auto f = late_dropped.get_future();
+  REQUIRE(f.wait_for(patience) == std::future_status::ready);
+  CHECK(f.get());
+  CHECK(watch.expired());
+  // The thread ends by itself.
+  CHECK(wait_until([&] { return threads_named("bokbok-loop") == before; }));
+  CHECK_FALSE(late_ran);
+}
+
+TEST_CASE("dropping the loop from another thread stops it with timers and posts pending") {
+  int before = threads_named("bokbok-loop");
+  std::atomic<bool> ran{false};
+  {
+    auto l = start_checked();
+    on_loop(*l, [&] {
+      l->add_timer(clock::now() + 1h, [&] { ran = true; });
+      return 0;
+    });
+  }
+  CHECK(threads_named("bokbok-loop") == before);  // joined
+  CHECK_FALSE(ran);
+}

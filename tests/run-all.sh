@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The README's test command, and what CI runs: installs what is needed, builds, and runs
+# every test — the doctest suite on both engine backends, the whole suite again under
+# ASan+UBSan, the concurrency tests under TSan, and each libFuzzer target for a bounded
+# time. Ends with one line "N passed, N failed".
+#   FUZZ_SECONDS=N  seconds per fuzz target (default 60; 0 skips fuzzing)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash tools/install-deps.sh || exit 1
+fuzz_seconds=${FUZZ_SECONDS:-60}
+passed=0
+failed=0
+failures=()
+
+step() {  # step NAME COMMAND...: runs a step, counts it, keeps going on failure
+  local name=$1; shift
+  echo "=== $name"
+  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$name"); fi
+}
+
+setup() {  # setup DIR OPTIONS...: configure once, then build
+  local dir=$1; shift
+  { [ -f "$dir/build.ninja" ] || meson setup "$dir" "$@" >/dev/null; } && ninja -C "$dir" >/dev/null
+}
+
+step "build" setup build
+step "tests" meson test -C build --print-errorlogs --num-processes 2
+step "build (ASan+UBSan)" setup build-asan -Db_sanitize=address,undefined -Db_lundef=false
+step "tests (ASan+UBSan)" env ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  meson test -C build-asan --print-errorlogs --num-processes 2 --timeout-multiplier 3
+step "build (TSan)" setup build-tsan -Db_sanitize=thread -Db_lundef=false
+step "concurrency tests (TSan)" env TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+  meson test -C build-tsan --suite concurrency --print-errorlogs --num-processes 2 --timeout-multiplier 4
+
+if [ "$fuzz_seconds" != 0 ]; then
+  step "build (fuzzers)" env CXX=clang++ bash -c 'cd "$0" && { [ -f build-fuzz/build.ninja ] || meson setup build-fuzz -Dfuzz=true -Dtests=false >/dev/null; } && ninja -C build-fuzz >/dev/null' "$PWD"
+  for target in build-fuzz/tests/fuzz/*_fuzz; do
+    [ -x "$target" ] || continue
+    name=$(basename "$target")
+    corpus=tests/fuzz/corpus/${name%_fuzz}
+    work=$(mktemp -d)
+    step "fuzz $name (${fuzz_seconds}s)" "$target" -max_total_time="$fuzz_seconds" -print_final_stats=1 \
+      -artifact_prefix="$work/" "$work" "$corpus"
+    rm -rf "$work"
+  done
+fi
+
+echo
+for f in "${failures[@]}"; do echo "FAILED: $f"; done
+echo "steps: $passed passed, $failed failed"
+[ "$failed" = 0 ]

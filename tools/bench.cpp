@@ -1,0 +1,196 @@
+// `bokbok bench`: bokbok against the physical limit of each transport, in one run.
+// See bench.hpp for how the files divide the work.
+#include "bench.hpp"
+
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "command.hpp"
+
+namespace bokbok::tools::bench {
+namespace {
+
+constexpr std::string_view help_text =
+    "usage: bokbok bench [--quick] [--transport socketpair|pipe|all] [--seconds N]\n"
+    "\n"
+    "Measures bokbok against a raw baseline over the same transport: a blocking\n"
+    "length-prefixed echo (u32 length, bytes), written then read back whole, with the\n"
+    "echo peer on its own thread. Both run in this process. For each transport it\n"
+    "prints one line per figure:\n"
+    "  rtt-median, rtt-p99  round trip of a tiny call, one caller (lower is better)\n"
+    "  calls/s              calls per second from 16 threads on one connection; the raw\n"
+    "                       figure is its one-caller rate, as a blocking echo cannot\n"
+    "                       multiplex (higher is better)\n"
+    "  bulk-1MiB            MB/s echoing 1 MiB payloads, both directions counted\n"
+    "                       (higher is better)\n"
+    "Every response is checked against its request; a mismatch fails the run.\n"
+    "\n"
+    "options:\n"
+    "  --quick           a short smoke run (under 10 s in all), for CI\n"
+    "  --transport NAME  socketpair, pipe, or all (default: all)\n"
+    "  --seconds N       seconds per time-bounded figure (default 2, quick 0.3)\n"
+    "  --help            show this help\n"
+    "\n"
+    "Exit status: 0 when every figure was measured, 1 when a run failed, 2 bad usage.\n";
+
+// Ends the process if one step of the run takes far longer than it may, so a hung
+// transport fails CI instead of stalling it.
+class watchdog {
+ public:
+  watchdog() : thread_([this] { watch(); }) {}
+  ~watchdog() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    changed_.notify_all();
+    thread_.join();
+  }
+
+  void arm(std::string step, seconds_f budget) {
+    std::lock_guard lock(mutex_);
+    step_ = std::move(step);
+    deadline_ =
+        clock_type::now() + std::chrono::duration_cast<clock_type::duration>(budget);
+    changed_.notify_all();
+  }
+
+ private:
+  void watch() {
+    std::unique_lock lock(mutex_);
+    while (!stopping_) {
+      if (deadline_ != clock_type::time_point{} && clock_type::now() >= deadline_) {
+        std::fprintf(stderr, "bokbok bench: %s is stuck; giving up\n", step_.c_str());
+        std::_Exit(1);
+      }
+      if (deadline_ == clock_type::time_point{})
+        changed_.wait(lock);
+      else
+        changed_.wait_until(lock, deadline_);
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool stopping_ = false;
+  std::string step_;
+  clock_type::time_point deadline_{};
+  std::thread thread_;  // last: starts after the members it uses
+};
+
+void run_transport(const transport& t, const settings& s, watchdog& dog) {
+  const std::string name(t.name);
+  const seconds_f budget = s.figure_time * 4 + seconds_f(20);
+
+  dog.arm(name + ": opening the connections", seconds_f(30));
+  auto raw = open_raw_echo(t.open_fds());
+  auto bokbok = open_bokbok_echo(t);
+
+  dog.arm(name + ": rtt (raw)", budget);
+  rtt_result raw_rtt = measure_rtt(*raw, s);
+  dog.arm(name + ": rtt (bokbok)", budget);
+  rtt_result bokbok_rtt = measure_rtt(*bokbok, s);
+  print_figure({t.name, "rtt-median", percentile(bokbok_rtt.micros, 50),
+                percentile(raw_rtt.micros, 50), "us", better::lower, ""});
+  print_figure({t.name, "rtt-p99", percentile(bokbok_rtt.micros, 99),
+                percentile(raw_rtt.micros, 99), "us", better::lower, ""});
+
+  dog.arm(name + ": calls/s (bokbok)", budget);
+  double rate = measure_rate(*bokbok, s);
+  print_figure({t.name, "calls/s", rate, raw_rtt.calls_per_second, "/s", better::higher,
+                "raw: 1 caller"});
+
+  dog.arm(name + ": bulk (raw)", budget);
+  double raw_bulk = measure_bulk(*raw, s);
+  dog.arm(name + ": bulk (bokbok)", budget);
+  double bokbok_bulk = measure_bulk(*bokbok, s);
+  print_figure(
+      {t.name, "bulk-1MiB", bokbok_bulk, raw_bulk, "MB/s", better::higher, ""});
+
+  dog.arm(name + ": closing the connections", seconds_f(30));
+}
+
+double parse_seconds(std::string_view text) {
+  std::string s(text);
+  char* end = nullptr;
+  double v = std::strtod(s.c_str(), &end);
+  if (s.empty() || *end != '\0' || !(v > 0) || v > 600)
+    throw usage_error("--seconds wants a number of seconds in (0, 600], not '" + s + "'");
+  return v;
+}
+
+int run(args_view args) {
+  settings s;
+  bool quick = false;
+  std::string transport_name = "all";
+  double seconds = 0;
+
+  arg_reader reader(args);
+  while (!reader.done()) {
+    std::string_view opt = reader.next();
+    if (opt == "--quick") {
+      reader.no_value();
+      quick = true;
+    } else if (opt == "--transport") {
+      transport_name = reader.value();
+    } else if (opt == "--seconds") {
+      seconds = parse_seconds(reader.value());
+    } else if (opt.starts_with("-")) {
+      throw usage_error("unknown option '" + std::string(opt) + "'");
+    } else {
+      throw usage_error("unexpected argument '" + std::string(opt) + "'");
+    }
+  }
+
+  std::vector<const transport*> chosen;
+  if (transport_name == "all") {
+    for (const transport& t : all_transports()) chosen.push_back(&t);
+  } else if (const transport* t = find_transport(transport_name)) {
+    chosen.push_back(t);
+  } else {
+    throw usage_error("unknown transport '" + transport_name +
+                      "' (socketpair, pipe or all)");
+  }
+
+  if (quick) {
+    s.figure_time = seconds_f(0.3);
+    s.rtt_calls = 2'000;
+    s.rtt_warmup = 200;
+  }
+  if (seconds > 0) s.figure_time = seconds_f(seconds);
+
+  // The raw baseline writes to pipes whose reader may be gone; we want EPIPE, not death.
+  std::signal(SIGPIPE, SIG_IGN);
+
+  print_header(s, quick);
+  watchdog dog;
+  int failures = 0;
+  for (const transport* t : chosen) {
+    try {
+      run_transport(*t, s, dog);
+    } catch (const std::exception& e) {
+      ++failures;
+      print_failure(t->name, e.what());
+    }
+  }
+  return failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace bokbok::tools::bench
+
+namespace bokbok::tools {
+
+const command bench_command = {
+    "bench",
+    "measure bokbok against a raw echo over the same transport",
+    bench::help_text,
+    bench::run,
+};
+
+}  // namespace bokbok::tools

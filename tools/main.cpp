@@ -1,0 +1,132 @@
+// `bokbok`: the command-line tool. Subcommands live in their own files (bench.cpp, ...)
+// and are listed in `commands` below; this file only dispatches and prints help.
+//
+// Exit status: 0 success, 1 failure at run time, 2 bad usage (message on stderr).
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "command.hpp"
+
+#ifndef BOKBOK_VERSION
+#define BOKBOK_VERSION "unknown"
+#endif
+
+namespace bokbok::tools {
+namespace {
+
+// Add a subcommand here (and its file to tools/meson.build).
+const command* const commands[] = {
+    &bench_command,
+};
+
+const command* find_command(std::string_view name) {
+  for (const command* c : commands)
+    if (c->name == name) return c;
+  return nullptr;
+}
+
+void print_main_help() {
+  std::printf(
+      "usage: bokbok COMMAND [ARGS...]\n"
+      "       bokbok help COMMAND\n"
+      "\n"
+      "bokbok: secure, symmetric RPC between processes.\n"
+      "\n"
+      "commands:\n");
+  for (const command* c : commands)
+    std::printf("  %-10.*s %.*s\n", int(c->name.size()), c->name.data(),
+                int(c->summary.size()), c->summary.data());
+  std::printf(
+      "  %-10s %s\n"
+      "\n"
+      "options:\n"
+      "  --help     show this help and exit\n"
+      "  --version  show the version and exit\n",
+      "help", "show the help of a command");
+}
+
+void print_command_help(const command& c) {
+  std::fwrite(c.help.data(), 1, c.help.size(), stdout);
+  if (!c.help.ends_with('\n')) std::putchar('\n');
+}
+
+int usage_failure(std::string_view where, const std::string& why, std::string_view hint) {
+  std::fprintf(stderr, "%.*s: %s\ntry '%.*s'\n", int(where.size()), where.data(),
+               why.c_str(), int(hint.size()), hint.data());
+  return 2;
+}
+
+int run_help(const std::vector<std::string_view>& args) {
+  if (args.empty()) {
+    print_main_help();
+    return 0;
+  }
+  if (args.size() > 1)
+    return usage_failure("bokbok help", "takes one COMMAND", "bokbok --help");
+  if (args[0] == "help") {
+    std::printf("usage: bokbok help COMMAND\n\nShows the help of COMMAND.\n");
+    return 0;
+  }
+  const command* c = find_command(args[0]);
+  if (!c)
+    return usage_failure("bokbok help", "unknown command '" + std::string(args[0]) + "'",
+                         "bokbok --help");
+  print_command_help(*c);
+  return 0;
+}
+
+// True if the arguments ask for help. Stops at "--", after which arguments are data
+// (a later `bokbok call` may send "--help" as a message field).
+bool asks_for_help(const std::vector<std::string_view>& args) {
+  for (std::string_view a : args) {
+    if (a == "--") return false;
+    if (a == "--help" || a == "-h") return true;
+  }
+  return false;
+}
+
+int run_command(const command& c, const std::vector<std::string_view>& args) {
+  if (asks_for_help(args)) {
+    print_command_help(c);
+    return 0;
+  }
+  std::string where = "bokbok " + std::string(c.name);
+  try {
+    return c.run(args);
+  } catch (const usage_error& e) {
+    return usage_failure(where, e.what(), "bokbok help " + std::string(c.name));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", where.c_str(), e.what());
+    return 1;
+  }
+}
+
+int main(int argc, char** argv) {
+  std::vector<std::string_view> args(argv + 1, argv + argc);
+  if (args.empty()) return usage_failure("bokbok", "no command given", "bokbok --help");
+  std::string_view first = args[0];
+  std::vector<std::string_view> rest(args.begin() + 1, args.end());
+  if (first == "--help" || first == "-h") {
+    print_main_help();
+    return 0;
+  }
+  if (first == "--version") {
+    std::printf("bokbok %s\n", BOKBOK_VERSION);
+    return 0;
+  }
+  if (first == "help") return run_help(rest);
+  if (const command* c = find_command(first)) return run_command(*c, rest);
+  if (first.starts_with('-'))
+    return usage_failure("bokbok", "unknown option '" + std::string(first) + "'",
+                         "bokbok --help");
+  return usage_failure("bokbok", "unknown command '" + std::string(first) + "'",
+                       "bokbok --help");
+}
+
+}  // namespace
+}  // namespace bokbok::tools
+
+int main(int argc, char** argv) { return bokbok::tools::main(argc, argv); }
