@@ -2,21 +2,30 @@
 // sets BOKBOK_BACKEND=uring and =epoll, and every loop here is started the ordinary way.
 #include "io/loop.hpp"
 
+#include <dirent.h>
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <dirent.h>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <optional>
@@ -24,6 +33,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "io/loop_backend.hpp"
@@ -293,6 +303,70 @@ TEST_CASE("when the io_uring ring cannot be set up, the automatic choice falls b
   CHECK(on_loop(*l, [] { return 1; }) == 1);
   CHECK_THROWS_AS(start_loop(backend_kind::uring, absurd), std::system_error);
 }
+
+#if defined(__x86_64__) || defined(__aarch64__)
+namespace {
+
+// In a child process: refuses the system call `nr` with EPERM (as container runtimes'
+// seccomp profiles do for io_uring), then checks what loop::start picks. Exit status 0
+// when it fell back to epoll and a forced uring start threw std::system_error.
+int child_without_syscall(long nr) {
+  alarm(20);  // a hung child dies instead of hanging the test
+#if defined(__x86_64__)
+  constexpr std::uint32_t arch = AUDIT_ARCH_X86_64;
+#else
+  constexpr std::uint32_t arch = AUDIT_ARCH_AARCH64;
+#endif
+  sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, arch, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<std::uint32_t>(nr), 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog prog{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return 10;
+  if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) return 11;
+  ::unsetenv("BOKBOK_BACKEND");
+  try {
+    auto l = loop::start();
+    if (std::string(l->backend_name()) != "epoll") return 12;
+    std::promise<int> p;
+    l->post([&] { p.set_value(42); });
+    auto f = p.get_future();
+    if (f.wait_for(patience) != std::future_status::ready || f.get() != 42) return 13;
+  } catch (...) {
+    return 14;
+  }
+  try {
+    loop::start(backend_kind::uring);
+    return 15;
+  } catch (const std::system_error&) {
+  }
+  return 0;
+}
+
+int run_in_child(long nr) {
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) ::_exit(child_without_syscall(nr));
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  return WEXITSTATUS(status);
+}
+
+}  // namespace
+
+TEST_CASE("under seccomp that refuses io_uring, the automatic choice falls back to epoll") {
+  SUBCASE("io_uring_setup refused") { CHECK(run_in_child(__NR_io_uring_setup) == 0); }
+  SUBCASE("io_uring_setup allowed but io_uring_enter refused") {
+    CHECK(run_in_child(__NR_io_uring_enter) == 0);
+  }
+}
+#endif
 
 TEST_CASE("a read on an empty pipe completes when data arrives") {
   auto l = start_checked();

@@ -29,7 +29,7 @@ step "build (ASan+UBSan)" setup build-asan -Db_sanitize=address,undefined -Db_lu
 step "tests (ASan+UBSan)" env ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   meson test -C build-asan --print-errorlogs --num-processes 2 --timeout-multiplier 3
 step "build (TSan)" setup build-tsan -Db_sanitize=thread -Db_lundef=false
-step "concurrency tests (TSan)" env TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+step "concurrency tests (TSan)" env TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp \
   meson test -C build-tsan --suite concurrency --print-errorlogs --num-processes 2 --timeout-multiplier 4
 
 if [ "$fuzz_seconds" != 0 ]; then

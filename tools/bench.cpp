@@ -26,6 +26,9 @@ constexpr std::string_view help_text =
     "  calls/s              calls per second from 16 threads on one connection; the raw\n"
     "                       figure is its one-caller rate, as a blocking echo cannot\n"
     "                       multiplex (higher is better)\n"
+    "  x16-vs-x1            bokbok's 16-caller rate against its own one-caller rate\n"
+    "rtt and calls/s are measured twice: with the echo handler on a handler thread (the\n"
+    "default) and inline on the event-loop thread (options::inline_handlers).\n"
     "  bulk-1MiB            MB/s echoing 1 MiB payloads, both directions counted\n"
     "                       (higher is better)\n"
     "Every response is checked against its request; a mismatch fails the run.\n"
@@ -89,7 +92,8 @@ void run_transport(const transport& t, const settings& s, watchdog& dog) {
 
   dog.arm(name + ": opening the connections", seconds_f(30));
   auto raw = open_raw_echo(t.open_fds());
-  auto bokbok = open_bokbok_echo(t);
+  auto bokbok = open_bokbok_echo(t, false);
+  auto bokbok_inline = open_bokbok_echo(t, true);
 
   dog.arm(name + ": rtt (raw)", budget);
   rtt_result raw_rtt = measure_rtt(*raw, s);
@@ -99,11 +103,23 @@ void run_transport(const transport& t, const settings& s, watchdog& dog) {
                 percentile(raw_rtt.micros, 50), "us", better::lower, ""});
   print_figure({t.name, "rtt-p99", percentile(bokbok_rtt.micros, 99),
                 percentile(raw_rtt.micros, 99), "us", better::lower, ""});
+  dog.arm(name + ": rtt (bokbok, inline handler)", budget);
+  rtt_result inline_rtt = measure_rtt(*bokbok_inline, s);
+  print_figure({t.name, "rtt-median", percentile(inline_rtt.micros, 50),
+                percentile(raw_rtt.micros, 50), "us", better::lower, "inline handler"});
+  print_figure({t.name, "rtt-p99", percentile(inline_rtt.micros, 99),
+                percentile(raw_rtt.micros, 99), "us", better::lower, "inline handler"});
 
   dog.arm(name + ": calls/s (bokbok)", budget);
   double rate = measure_rate(*bokbok, s);
   print_figure({t.name, "calls/s", rate, raw_rtt.calls_per_second, "/s", better::higher,
                 "raw: 1 caller"});
+  dog.arm(name + ": calls/s (bokbok, inline handler)", budget);
+  double inline_rate = measure_rate(*bokbok_inline, s);
+  print_figure({t.name, "calls/s", inline_rate, raw_rtt.calls_per_second, "/s",
+                better::higher, "inline handler; raw: 1 caller"});
+  print_figure({t.name, "x16-vs-x1", rate, bokbok_rtt.calls_per_second, "/s", better::higher,
+                "bokbok 16 callers against bokbok 1 caller"});
 
   dog.arm(name + ": bulk (raw)", budget);
   double raw_bulk = measure_bulk(*raw, s);

@@ -89,7 +89,9 @@ class echo_client {
 std::unique_ptr<echo_client> open_raw_echo(fd_link link);
 
 // bench_bokbok.cpp: a bokbok pair over `t` whose peer answers every request with itself.
-std::unique_ptr<echo_client> open_bokbok_echo(const transport& t);
+// `inline_handlers`: the peer runs its echo handler on its event-loop thread
+// (options::inline_handlers) rather than on a handler thread.
+std::unique_ptr<echo_client> open_bokbok_echo(const transport& t, bool inline_handlers);
 
 // ---- measurements (bench_measure.cpp) ----------------------------------------------
 

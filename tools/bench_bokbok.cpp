@@ -11,9 +11,10 @@ namespace {
 
 class bokbok_echo final : public echo_client {
  public:
-  explicit bokbok_echo(const transport& t) {
+  bokbok_echo(const transport& t, bool inline_handlers) {
     options peer;
     peer.on_request = [](connection&, message request) { return request; };
+    peer.inline_handlers = inline_handlers;
     auto [caller_conn, peer_conn] = t.open_bokbok(options{}, peer);
     caller_.emplace(std::move(caller_conn));
     peer_.emplace(std::move(peer_conn));
@@ -46,8 +47,8 @@ class bokbok_echo final : public echo_client {
 
 }  // namespace
 
-std::unique_ptr<echo_client> open_bokbok_echo(const transport& t) {
-  return std::make_unique<bokbok_echo>(t);
+std::unique_ptr<echo_client> open_bokbok_echo(const transport& t, bool inline_handlers) {
+  return std::make_unique<bokbok_echo>(t, inline_handlers);
 }
 
 }  // namespace bokbok::tools::bench

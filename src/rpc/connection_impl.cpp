@@ -6,14 +6,16 @@
 #include <cstring>
 #include <future>
 
+#include <fcntl.h>
+
+#include "io/write_now.hpp"
+#include "rpc/error_ptr.hpp"
+
 #include "wire/message_codec.hpp"
 
 namespace bokbok::detail {
 
 namespace {
-// Bytes a batch may carry beyond its small records: large enough to amortise a system
-// call, small enough that a ping queued behind it waits little.
-constexpr std::size_t batch_bytes = 256 * 1024;
 // How long a closing side waits for its final frames to drain before it drops the link.
 constexpr auto close_drain_timeout = std::chrono::seconds(2);
 }  // namespace
@@ -42,13 +44,32 @@ std::shared_ptr<connection_impl> connection_impl::open(config cfg, io::unique_fd
   c->cfg_.loop->post([c, in_fd, out_fd] { c->start(std::move(*in_fd), std::move(*out_fd)); });
   std::unique_lock lock(c->mu_);
   c->closed_cv_.wait(lock, [&] { return c->handshake_done_; });
-  if (c->handshake_error_) std::rethrow_exception(c->handshake_error_);
+  if (c->handshake_error_) {
+    auto error = std::move(c->handshake_error_);  // this thread is its only owner now
+    lock.unlock();
+    std::rethrow_exception(std::move(error));
+  }
   return c;
 }
 
 // Loop thread: sends our preamble and hello at once, then reads.
 void connection_impl::start(io::unique_fd in, io::unique_fd out) {
-  stream_ = io::duplex_stream::create(cfg_.loop, std::move(in), std::move(out), this);
+  int out_fd = out ? out.get() : in.get();
+  {
+    std::lock_guard lock(mu_);
+    direct_fd_.reset(fcntl(out_fd, F_DUPFD_CLOEXEC, 3));  // if this fails, the loop writes all
+    direct_is_socket_ = io::is_socket(out_fd);
+  }
+  try {
+    stream_ = io::duplex_stream::create(cfg_.loop, std::move(in), std::move(out), this);
+  } catch (const std::exception& e) {
+    {
+      std::lock_guard lock(mu_);
+      stream_dropped_ = true;
+      direct_fd_.reset();
+    }
+    return finish(end_kind::transport, std::string("cannot use the file descriptors: ") + e.what());
+  }
   wire::settings mine;
   mine.max_message_size = static_cast<std::uint32_t>(cfg_.opts.max_message_size);
   std::string hello = wire::encode_preamble(cfg_.local);
@@ -80,13 +101,18 @@ void connection_impl::call(message request, response_callback done) {
     done(err, {});
     return;
   }
+  if (peer_goaway_) {
+    lock.unlock();
+    done(error_ptr<call_error>(error_code::shutting_down, goaway_reason_), {});
+    return;
+  }
   if (bytes.size() > send_limit_) {
     lock.unlock();
-    done(std::make_exception_ptr(call_error(
+    done(error_ptr<call_error>(
              error_code::too_large,
              "request of " + std::to_string(bytes.size()) +
                  " bytes exceeds the connection's maximum message size of " +
-                 std::to_string(send_limit_) + " bytes")),
+                 std::to_string(send_limit_) + " bytes"),
          {});
     return;
   }
@@ -94,11 +120,14 @@ void connection_impl::call(message request, response_callback done) {
   while (id == 0 || pending_.count(id)) ++id;
   next_id_ = id + 1;
   pending_.emplace(id, std::move(done));
-  outbox_.push_message(wire::frame_type::request, id, std::move(bytes));
-  schedule_flush_locked();
+  queue_message_locked(lock, wire::frame_type::request, id, std::move(bytes));
 }
 
 message connection_impl::call_sync(message request) {
+  if (cfg_.loop->in_loop_thread())
+    throw std::logic_error(
+        "bokbok: request() would block the event loop thread it waits on (called from an "
+        "inline handler or a response callback); use request_async there");
   struct waiter {
     std::mutex mu;
     std::condition_variable cv;
@@ -120,89 +149,12 @@ message connection_impl::call_sync(message request) {
   return std::move(w.response);
 }
 
-void connection_impl::schedule_flush_locked() {
-  if (writing_ || flush_scheduled_) return;
-  flush_scheduled_ = true;
-  cfg_.loop->post([self = shared_from_this()] { self->flush(); });
-}
-
-// Loop thread: starts the next write when none is in flight.
-void connection_impl::flush() {
-  std::unique_lock lock(mu_);
-  flush_scheduled_ = false;
-  if (writing_ || !stream_) return;
-  auto b = std::make_shared<rpc::batch>();
-  if (!outbox_.take_batch(*b, batch_bytes)) return;
-  writing_ = true;
-  in_flight_ = b;
-  lock.unlock();
-  // The batch rides along as keep_alive: after a close the kernel may still be reading it.
-  stream_->write(b->iov, b);
-}
-
-void connection_impl::on_write_done(int err) {
-  {
-    std::lock_guard lock(mu_);
-    writing_ = false;
-  }
-  in_flight_.reset();
-  if (err < 0) {
-    finish(end_kind::transport, std::string("write failed: ") + std::strerror(-err));
-    return;
-  }
-  {
-    // Once closed, the link is dropped as soon as the close frame is out.
-    std::unique_lock lock(mu_);
-    if (phase_ == phase::closed && outbox_.empty() && stream_) {
-      lock.unlock();
-      drop_stream();
-      return;
-    }
-  }
-  flush();
-}
-
-void connection_impl::send_response(std::uint32_t id, const message& response) {
-  std::string bytes;
-  bytes.reserve(wire::encoded_size(response));
-  wire::encode_message(response, bytes);
-  std::lock_guard lock(mu_);
-  if (phase_ != phase::open) return;  // closed: late answers are dropped
-  if (bytes.size() > send_limit_) {
-    std::string text = "response of " + std::to_string(bytes.size()) +
-                       " bytes exceeds the connection's maximum message size of " +
-                       std::to_string(send_limit_) + " bytes";
-    std::string rec;
-    std::string payload(2, '\0');
-    payload[0] = char(std::uint16_t(error_code::too_large) >> 8);
-    payload[1] = char(std::uint16_t(error_code::too_large) & 0xff);
-    payload += text;
-    wire::append_frame(rec, wire::frame_type::error, 0, id, payload);
-    outbox_.push_record_bytes(rec);
-  } else {
-    outbox_.push_message(wire::frame_type::response, id, std::move(bytes));
-  }
-  schedule_flush_locked();
-}
-
-void connection_impl::send_error(std::uint32_t id, error_code code, std::string_view text) {
-  constexpr std::size_t max_text = wire::max_frame_payload - 2;
-  if (text.size() > max_text) text = text.substr(0, max_text);
-  std::string payload;
-  payload.reserve(2 + text.size());
-  payload.push_back(char(std::uint16_t(code) >> 8));
-  payload.push_back(char(std::uint16_t(code) & 0xff));
-  payload.append(text);
-  std::string rec;
-  wire::append_frame(rec, wire::frame_type::error, 0, id, payload);
-  std::lock_guard lock(mu_);
-  if (phase_ != phase::open) return;
-  outbox_.push_record_bytes(rec);
-  schedule_flush_locked();
-}
-
 void connection_impl::run_handler(std::uint32_t id, message request) {
   connection handle(shared_from_this());
+  struct done_guard {
+    connection_impl* c;
+    ~done_guard() { c->handler_done(); }
+  } guard{this};
   if (!cfg_.opts.on_request) {
     send_error(id, error_code::no_such_method,
                "no request handler on this side" +
@@ -245,8 +197,8 @@ std::string connection_impl::close_reason() const {
 std::exception_ptr connection_impl::closed_error_locked() const {
   std::string what = "bokbok: connection to " + cfg_.peer + " closed: " +
                      (close_reason_.empty() ? "not open" : close_reason_);
-  if (end_kind_ == end_kind::protocol) return std::make_exception_ptr(protocol_error(what));
-  return std::make_exception_ptr(transport_error(what));
+  if (end_kind_ == end_kind::protocol) return error_ptr<protocol_error>(what);
+  return error_ptr<transport_error>(what);
 }
 
 // Loop thread: ends the connection once. Pending calls fail at once, the peer gets a
@@ -269,11 +221,12 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     }
   }
   if (handshake_timer_) cfg_.loop->cancel_timer(handshake_timer_);
-  auto err = [&] {
-    std::lock_guard lock(mu_);
-    return closed_error_locked();
-  }();
-  for (auto& [id, done] : pending) done(err, {});
+  for (auto& [id, done] : pending) {
+    std::unique_lock lock(mu_);
+    auto err = closed_error_locked();  // one each: waiters on other threads own them
+    lock.unlock();
+    done(std::move(err), {});
+  }
 
   // Say goodbye when the transport still works, and drop the link once that is written
   // (on_write_done), or after close_drain_timeout if the peer does not read.
@@ -335,6 +288,10 @@ void connection_impl::drop_stream() {
   auto keep = shared_from_this();
   std::lock_guard lock(mu_);
   stream_dropped_ = true;
+  if (direct_writing_)
+    direct_fd_close_pending_ = true;  // the writer closes it when done
+  else
+    direct_fd_.reset();
   release_self_locked();
 }
 

@@ -87,12 +87,20 @@ class connection_impl final : public io::stream_events,
   void finish(end_kind kind, std::string reason, std::string_view farewell = {});
   void protocol_failure(const std::string& what);
 
-  // Any thread, `mu_` held: wakes the loop to write when nothing is being written.
+  // Any thread, `mu_` held (connection_sender.cpp).
+  void queue_message_locked(std::unique_lock<std::mutex>& lock, wire::frame_type type,
+                            std::uint32_t id, std::string bytes);
+  void queue_record_locked(std::unique_lock<std::mutex>& lock, std::string_view record);
+  bool send_now_locked(std::unique_lock<std::mutex>& lock, std::string_view record);
+  // Wakes the loop to write when nothing is being written.
   void schedule_flush_locked();
   // Any thread: queues the answer to the peer's call `id` unless the connection closed.
   void send_response(std::uint32_t id, const message& response);
   void send_error(std::uint32_t id, error_code code, std::string_view text);
   void run_handler(std::uint32_t id, message request);
+  void handle_goaway(const wire::frame_view& f);
+  void close_if_drained();
+  void handler_done();
   void run_close_handler();
   void drop_stream();
   void release_self_locked();
@@ -109,7 +117,6 @@ class connection_impl final : public io::stream_events,
   bool preamble_done_ = false;
   wire::record_reader records_;
   wire::reassembler reassembler_;
-  std::shared_ptr<rpc::batch> in_flight_;  // the batch being written, if any
   bool close_frame_queued_ = false;
   io::timer_id handshake_timer_ = 0;
 
@@ -124,9 +131,18 @@ class connection_impl final : public io::stream_events,
   std::uint32_t next_id_ = 1;
   std::unordered_map<std::uint32_t, response_callback> pending_;
   rpc::outbox outbox_;
-  bool writing_ = false;          // a batch is in flight
+  bool writing_ = false;          // a batch is in flight, or a thread is in send_now_locked
+  // A duplicate of the stream's output fd for send_now_locked. Closed with the stream,
+  // or by the direct writer when it is mid-write then (direct_fd_close_pending_).
+  io::unique_fd direct_fd_;
+  bool direct_is_socket_ = false;
+  bool direct_writing_ = false;
+  bool direct_fd_close_pending_ = false;
   bool flush_scheduled_ = false;  // a flush() is posted
   std::uint32_t send_limit_ = 0;  // negotiated max message size
+  unsigned running_handlers_ = 0;  // peer requests being handled
+  bool peer_goaway_ = false;
+  std::string goaway_reason_;      // set once, before peer_goaway_
   std::shared_ptr<connection_impl> self_;
   std::exception_ptr handshake_error_;
   bool handshake_done_ = false;

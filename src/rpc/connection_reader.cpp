@@ -2,8 +2,10 @@
 // reassembly, dispatch of requests to handlers and of answers to waiting calls.
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "rpc/connection_impl.hpp"
+#include "rpc/error_ptr.hpp"
 #include "wire/message_codec.hpp"
 
 namespace bokbok::detail {
@@ -82,13 +84,8 @@ void connection_impl::handle_frame(const wire::frame_view& f) {
     }
     case wire::frame_type::pong:
       return;
-    case wire::frame_type::goaway: {
-      auto code = error_code((std::uint8_t(f.payload[0]) << 8) | std::uint8_t(f.payload[1]));
-      std::string text(f.payload.substr(2));
-      if (code == error_code::protocol)
-        return finish(end_kind::protocol, "the peer reported a protocol error: " + text);
-      return finish(end_kind::clean, "the peer is going away: " + text);
-    }
+    case wire::frame_type::goaway:
+      return handle_goaway(f);
     case wire::frame_type::close:
       return finish(end_kind::clean, "closed by peer");
   }
@@ -127,7 +124,7 @@ void connection_impl::handle_message_frame(const wire::frame_view& f) {
         send_error(f.call_id, error_code::too_large, text);
       else
         complete_call(f.call_id,
-                      std::make_exception_ptr(call_error(error_code::too_large, text)), {});
+                      error_ptr<call_error>(error_code::too_large, text), {});
       return;
     }
     case wire::reassembler::status::complete:
@@ -143,17 +140,71 @@ void connection_impl::dispatch_request(std::uint32_t id, std::string bytes) {
   message m;
   std::string err;
   if (!wire::decode_message(bytes, m, err)) return protocol_failure("bad request: " + err);
+  {
+    std::unique_lock lock(mu_);
+    if (phase_ != phase::open) return;
+    if (peer_goaway_) {
+      // A peer that said goaway starts no new calls (PROTOCOL.md §8.4); refuse, not hang.
+      lock.unlock();
+      return send_error(id, error_code::shutting_down, "this side saw the peer's goaway");
+    }
+    ++running_handlers_;
+  }
+  if (cfg_.opts.inline_handlers) return run_handler(id, std::move(m));
   auto self = shared_from_this();
   bool queued = pool_->submit([self, id, m = std::move(m)]() mutable {
     self->run_handler(id, std::move(m));
   });
-  if (!queued) send_error(id, error_code::busy, "too many requests waiting for a handler");
+  if (!queued) {
+    send_error(id, error_code::busy, "too many requests waiting for a handler");
+    handler_done();
+  }
 }
 
 void connection_impl::handle_error_frame(const wire::frame_view& f) {
-  auto code = static_cast<error_code>((std::uint8_t(f.payload[0]) << 8) | std::uint8_t(f.payload[1]));
-  std::string text(f.payload.substr(2));
-  complete_call(f.call_id, std::make_exception_ptr(remote_error(code, text)), {});
+  auto [code, text] = wire::parse_code_payload(f.payload);
+  complete_call(f.call_id, error_ptr<remote_error>(static_cast<error_code>(code), std::string(text)), {});
+}
+
+// The peer is shutting down (PROTOCOL.md §8.4): it answers our calls up to the goaway's
+// id; later ones fail now, new ones are refused, and once nothing is outstanding either
+// way the connection closes.
+void connection_impl::handle_goaway(const wire::frame_view& f) {
+  auto [code, text] = wire::parse_code_payload(f.payload);
+  if (code == std::uint16_t(error_code::protocol))
+    return finish(end_kind::protocol, "the peer reported a protocol error: " + std::string(text));
+  std::vector<response_callback> unanswered;
+  {
+    std::lock_guard lock(mu_);
+    peer_goaway_ = true;
+    goaway_reason_ = "the peer is shutting down: " + std::string(text);
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      if (it->first > f.call_id) {
+        unanswered.push_back(std::move(it->second));
+        it = pending_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& done : unanswered) done(error_ptr<call_error>(error_code::shutting_down, goaway_reason_), {});
+  close_if_drained();
+}
+
+// Any thread: after a goaway, closes once no call is outstanding either way.
+void connection_impl::close_if_drained() {
+  std::lock_guard lock(mu_);
+  if (!peer_goaway_ || phase_ != phase::open || !pending_.empty() || running_handlers_ > 0)
+    return;
+  cfg_.loop->post([self = shared_from_this()] { self->finish(end_kind::clean, self->goaway_reason_); });
+}
+
+void connection_impl::handler_done() {
+  {
+    std::lock_guard lock(mu_);
+    --running_handlers_;
+  }
+  close_if_drained();
 }
 
 // Answers one of our calls; an id we no longer wait for (late, or never ours) is ignored.
@@ -167,6 +218,7 @@ void connection_impl::complete_call(std::uint32_t id, std::exception_ptr error, 
     pending_.erase(it);
   }
   done(std::move(error), std::move(response));
+  close_if_drained();
 }
 
 void connection_impl::on_read_end(int err) {

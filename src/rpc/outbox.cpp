@@ -17,6 +17,11 @@ void outbox::push_record_bytes(std::string_view records) {
   queued_ += records.size();
 }
 
+void outbox::push_front_record_bytes(std::string_view records) {
+  small_.insert(0, records);
+  queued_ += records.size();
+}
+
 void outbox::push_message(wire::frame_type type, std::uint32_t call_id, std::string bytes) {
   if (bytes.size() <= wire::max_frame_payload) {
     wire::append_frame(small_, type, 0, call_id, bytes);

@@ -43,6 +43,9 @@ class outbox {
   // Appends one already encoded record (or several).
   void push_record_bytes(std::string_view records);
 
+  // Puts bytes back at the very front (the unsent rest of a direct write).
+  void push_front_record_bytes(std::string_view records);
+
   // Queues a request or response message (its encoded bytes) for `call_id`.
   void push_message(wire::frame_type type, std::uint32_t call_id, std::string bytes);
 

@@ -18,18 +18,14 @@ namespace bokbok {
 
 namespace {
 
-// One loop thread shared by the connections this convenience API opens. Held weakly:
-// it stops when the last connection using it is gone, and a later connect starts anew.
+// One loop thread shared by the connections this convenience API opens, started on
+// first use. It lives until static destruction at exit, which stops and joins it on the
+// exiting thread: were the last reference dropped on the loop thread itself (by its last
+// connection), it would have to detach, and could still be running when exit() tears
+// the process down.
 std::shared_ptr<io::loop> default_loop() {
-  static std::mutex mu;
-  static std::weak_ptr<io::loop> current;
-  std::lock_guard lock(mu);
-  auto l = current.lock();
-  if (!l) {
-    l = io::loop::start();
-    current = l;
-  }
-  return l;
+  static const std::shared_ptr<io::loop> loop = io::loop::start();
+  return loop;
 }
 
 connection open_over(io::unique_fd in, io::unique_fd out, const options& opts,

@@ -192,8 +192,9 @@ void record_reader::feed(std::string_view bytes) {
   if (pos_ != 0) {
     buf_.erase(0, pos_);
     pos_ = 0;
-    // Give back the room a burst of input left behind.
-    if (buf_.capacity() > 4 * (record_header_size + max_record_body) &&
+    // Give back the room a burst of input left behind, but keep enough for the reads of
+    // a busy stream (up to 1 MiB) so steady traffic does not allocate on every read.
+    if (buf_.capacity() > 16 * (record_header_size + max_record_body) &&
         buf_.size() <= record_header_size + max_record_body)
       buf_.shrink_to_fit();
   }
