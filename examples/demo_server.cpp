@@ -28,13 +28,20 @@
 // A wrong number of arguments or a malformed number is a handler_failed remote error
 // that says what was expected.
 #include <bokbok/bokbok.hpp>
+#include <bokbok/server.hpp>
 
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <optional>
+#include <vector>
 #include <cstring>
 #include <exception>
 #include <mutex>
@@ -95,7 +102,9 @@ struct server_state {
   std::mutex mutex;
   std::condition_variable changed;
   bool closed = false;
-  std::thread closer;  // started by shutdown-server!, joined by main()
+  std::thread closer;  // started by shutdown-server! in --stdio mode, joined by main()
+  // Listening modes: stops the server (graceful: this handler's answer still goes out).
+  std::function<void()> stop_server;
 };
 
 // shutdown-server! must answer `ok` and then close the connection. Closing from inside
@@ -106,6 +115,11 @@ struct server_state {
 // open after that, the answer has long been written and the closer closes it. Either
 // way serve_stdio() then returns and main() exits with status 0.
 bokbok::message on_shutdown(server_state& state, bokbok::connection& conn) {
+  if (state.stop_server) {
+    log("shutdown-server! received: stopping the server");
+    state.stop_server();  // returns at once; running calls, this one included, finish
+    return {"ok"};
+  }
   std::lock_guard lock(state.mutex);
   if (!state.closer.joinable()) {
     log("shutdown-server! received: closing once the answer is out");
@@ -183,19 +197,33 @@ bokbok::message handle(server_state& state, bokbok::connection& conn,
 void print_help() {
   std::printf(
       "usage: %s --stdio\n"
+      "       %s --listen ADDRESS [--listen ADDRESS]... [options]\n"
+      "       %s --inetd | --systemd   (or no mode: detected)\n"
       "\n"
-      "A demo bokbok server: serves one connection on stdin/stdout (plain mode).\n"
-      "Usually started by bokbok-demo-client, which spawns it as a child.\n"
+      "A demo bokbok server (plain mode). With --stdio it serves one connection on\n"
+      "stdin/stdout, as bokbok-demo-client starts it. With --listen it accepts\n"
+      "connections until shutdown-server! or SIGTERM/SIGINT.\n"
+      "\n"
+      "modes:\n"
+      "  --stdio             serve one connection on stdin/stdout, exit when it closes\n"
+      "  --listen ADDRESS    listen on tcp:HOST:PORT, tcp:*:PORT, unix:PATH, unix:@NAME;\n"
+      "                      repeatable\n"
+      "  --inetd             run under inetd/xinetd: the connection on fds 0/1 (nowait)\n"
+      "                      or a listening socket on fd 0 (wait)\n"
+      "  --systemd           take the sockets systemd passes (LISTEN_FDS): listeners\n"
+      "                      (Accept=no) or one connection (Accept=yes)\n"
+      "  With no mode, a process started by systemd or inetd detects it.\n"
       "\n"
       "options:\n"
-      "  --stdio     serve one connection on stdin/stdout, exit when it closes\n"
-      "  --help      show this help and exit\n"
-      "  --version   show the version and exit\n"
+      "  --max-connections N connections served at once (default 1024)\n"
+      "  --unix-mode OCTAL   permission bits of unix:PATH socket files, e.g. 660\n"
+      "  --help              show this help and exit\n"
+      "  --version           show the version and exit\n"
       "\n"
       "methods: ping S, echo F..., fail MSG, sleep MS, callback N, blob N,\n"
       "         shutdown-server!  (see the comment at the top of demo_server.cpp)\n"
-      "Logs go to stderr; stdout carries the protocol.\n",
-      program.data());
+      "Logs go to stderr; stdout is never written (under --stdio it is the protocol).\n",
+      program.data(), program.data(), program.data());
 }
 
 int usage_error(const std::string& why) {
@@ -204,29 +232,67 @@ int usage_error(const std::string& why) {
   return 2;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+struct command_line {
   bool stdio = false;
+  std::vector<std::string> listen;
+  unsigned max_connections = 1024;
+  std::optional<unsigned> unix_mode;
+};
+
+// Returns an exit status to leave with, or -1 to go on.
+int parse(int argc, char** argv, command_line& cl) {
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
+    auto value = [&]() -> std::optional<std::string> {
+      if (i + 1 >= argc) return std::nullopt;
+      return std::string(argv[++i]);
+    };
     if (arg == "--help" || arg == "-h") {
       print_help();
       return 0;
-    }
-    if (arg == "--version") {
+    } else if (arg == "--version") {
       std::printf("%s %s\n", program.data(), BOKBOK_VERSION);
       return 0;
+    } else if (arg == "--stdio") {
+      cl.stdio = true;
+    } else if (arg == "--inetd") {
+      cl.listen.push_back("inetd");
+    } else if (arg == "--systemd") {
+      cl.listen.push_back("systemd");
+    } else if (arg == "--listen") {
+      auto v = value();
+      if (!v) return usage_error("--listen needs an ADDRESS");
+      cl.listen.push_back(*v);
+    } else if (arg == "--max-connections") {
+      auto v = value();
+      char* end = nullptr;
+      unsigned long n = v ? std::strtoul(v->c_str(), &end, 10) : 0;
+      if (!v || v->empty() || *end || n == 0 || n > 1000000)
+        return usage_error("--max-connections needs a number from 1 to 1000000");
+      cl.max_connections = static_cast<unsigned>(n);
+    } else if (arg == "--unix-mode") {
+      auto v = value();
+      char* end = nullptr;
+      unsigned long n = v ? std::strtoul(v->c_str(), &end, 8) : 0;
+      if (!v || v->empty() || *end || n > 07777)
+        return usage_error("--unix-mode needs octal permission bits, e.g. 660");
+      cl.unix_mode = static_cast<unsigned>(n);
+    } else {
+      return usage_error("unknown argument '" + std::string(arg) + "'");
     }
-    if (arg == "--stdio") {
-      stdio = true;
-      continue;
-    }
-    return usage_error("unknown argument '" + std::string(arg) + "'");
   }
-  if (!stdio) return usage_error("choose a mode: --stdio");
+  if (cl.stdio && !cl.listen.empty())
+    return usage_error("--stdio serves stdin/stdout; it cannot be combined with listening");
+  if (!cl.stdio && cl.listen.empty()) {
+    std::string detected = bokbok::superserver_address();
+    if (detected.empty())
+      return usage_error("choose a mode: --stdio, --listen ADDRESS, --inetd or --systemd");
+    cl.listen.push_back(detected);
+  }
+  return -1;
+}
 
-  server_state state;
+int serve_stdio_mode(server_state& state) {
   bokbok::options opts;
   opts.on_request = [&state](bokbok::connection& conn, bokbok::message req) {
     return handle(state, conn, std::move(req));
@@ -236,7 +302,6 @@ int main(int argc, char** argv) {
     state.closed = true;
     state.changed.notify_all();
   };
-
   log("serving one connection on stdin/stdout (pid " + std::to_string(::getpid()) + ")");
   int status = 0;
   try {
@@ -253,4 +318,58 @@ int main(int argc, char** argv) {
   }
   if (closer.joinable()) closer.join();
   return status;
+}
+
+// SIGTERM / SIGINT stop the server gracefully: a thread waits for them with sigwait.
+void stop_on_signals(bokbok::server& srv) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before any other thread starts
+  std::thread([set, &srv] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    log(std::string("signal ") + strsignal(sig) + ": stopping");
+    srv.stop();
+  }).detach();
+}
+
+int serve_listening_mode(server_state& state, const command_line& cl) {
+  bokbok::server_options o;
+  o.listen = cl.listen;
+  o.max_connections = cl.max_connections;
+  o.unix_mode = cl.unix_mode;
+  o.on_request = [&state](bokbok::connection& conn, bokbok::message req) {
+    return handle(state, conn, std::move(req));
+  };
+  o.on_open = [](bokbok::connection& c) { log("connection from " + c.peer_address()); };
+  o.on_close = [](bokbok::connection& c) {
+    log("connection from " + c.peer_address() + " closed: " + c.close_reason());
+  };
+  o.on_connection_error = [](const std::string& peer, const std::string& why) {
+    log("connection from " + peer + " failed: " + why);
+  };
+  bokbok::server srv(o);
+  state.stop_server = [&srv] { srv.stop(); };
+  stop_on_signals(srv);
+  try {
+    srv.start();
+  } catch (const bokbok::error& e) {
+    log(std::string("cannot start: ") + e.what());
+    return 1;
+  }
+  for (const auto& a : srv.local_addresses()) log("listening on " + a);
+  srv.wait();
+  log("stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  command_line cl;
+  if (int status = parse(argc, argv, cl); status >= 0) return status;
+  server_state state;
+  return cl.stdio ? serve_stdio_mode(state) : serve_listening_mode(state, cl);
 }

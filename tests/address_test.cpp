@@ -27,3 +27,105 @@ TEST_CASE("a malformed address is refused with a message that quotes it") {
     }
   }
 }
+
+namespace {
+
+// The message of the address_error that parsing `text` throws ("" if it parses).
+std::string error_of(const std::string& text) {
+  try {
+    parse_address(text);
+  } catch (const bokbok::address_error& e) {
+    return e.what();
+  }
+  return {};
+}
+
+}  // namespace
+
+TEST_CASE("every address form parses and prints back canonically") {
+  for (const char* text : {"tcp:localhost:80", "tcp:127.0.0.1:7000", "tcp:[::1]:7000", "tcp:[::]:0",
+                           "tcp:*:7000", "tcp:example.org:http", "tcp:my-host_1.lan:65535",
+                           "tcp:[fe80::1%lo]:22", "unix:/run/app.sock", "unix:relative/app.sock",
+                           "unix:@bokbok-test", "fd:3,4", "fd:5,5", "stdio", "inetd", "systemd"}) {
+    std::string shown = text;
+    CAPTURE(shown);
+    CHECK(to_string(parse_address(text)) == text);
+  }
+}
+
+TEST_CASE("tcp addresses keep the host without brackets and the port as written") {
+  auto v6 = std::get<tcp_address>(parse_address("tcp:[::1]:7000"));
+  CHECK(v6.host == "::1");
+  CHECK(v6.port == "7000");
+  auto any = std::get<tcp_address>(parse_address("tcp:*:0"));
+  CHECK(any.host == "");
+  CHECK(any.port == "0");
+  auto named = std::get<tcp_address>(parse_address("tcp:localhost:ssh"));
+  CHECK(named.host == "localhost");
+  CHECK(named.port == "ssh");
+  CHECK(std::get<tcp_address>(parse_address("tcp:[::]:80")).host == "::");
+}
+
+TEST_CASE("unix addresses tell a path from an abstract name") {
+  auto path = std::get<unix_address>(parse_address("unix:/tmp/a.sock"));
+  CHECK(path.path == "/tmp/a.sock");
+  CHECK_FALSE(path.abstract);
+  auto abstract = std::get<unix_address>(parse_address("unix:@name"));
+  CHECK(abstract.path == "name");
+  CHECK(abstract.abstract);
+  CHECK(to_string(unix_address{"x", true}) == "unix:@x");
+  CHECK(to_string(tcp_address{"", "9"}) == "tcp:*:9");
+  CHECK(to_string(tcp_address{"::1", "9"}) == "tcp:[::1]:9");
+}
+
+TEST_CASE("each malformed socket address is refused with a message that quotes it and says why") {
+  struct bad_case {
+    const char* text;
+    const char* says;
+  };
+  for (auto [text, says] : std::initializer_list<bad_case>{
+           {"tcp:host", "the port is missing"},
+           {"tcp:host:", "the port is missing"},
+           {"tcp:", "the port is missing"},
+           {"tcp::80", "the host is empty"},
+           {"tcp:host:65536", "out of range"},
+           {"tcp:host:99999999999", "out of range"},
+           {"tcp:host:-1", "neither a port number nor a service name"},
+           {"tcp:[::1:80", "not closed"},
+           {"tcp:[::1]", "the port is missing"},
+           {"tcp:[::1]80", "the port is missing"},
+           {"tcp:[]:80", "empty"},
+           {"tcp:[localhost]:80", "not an IPv6 address"},
+           {"tcp:::1:80", "must be written in brackets"},
+           {"tcp:fe80::1:80", "must be written in brackets"},
+           {"tcp:bad host:80", "not a host name"},
+           {"unix:", "the path is empty"},
+           {"unix:@", "the abstract name after '@' is empty"},
+           {"unix:/a-path-too-long-for-sockaddr_un/xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.sock",
+            "at most 107"},
+           {"tcp:host:+80", "neither a port number nor a service name"},
+           {"tcp:host:8 0", "neither a port number nor a service name"},
+           {"udp:host:80", "unknown scheme \"udp:\""},
+           {"http://x", "unknown scheme \"http:\""},
+           {"tcp", "one of tcp:HOST:PORT"},
+       }) {
+    std::string shown = text;
+    CAPTURE(shown);
+    std::string m = error_of(text);
+    CAPTURE(m);
+    CHECK(m.find(std::string("bad address \"") + text + "\": expected ") != std::string::npos);
+    CHECK(m.find(says) != std::string::npos);
+  }
+  CHECK(error_of("tcp:host")
+            .find("expected tcp:HOST:PORT (HOST a name, an IPv4 address, "
+                  "[IPv6] or *; PORT a number or service name)") != std::string::npos);
+  CHECK(error_of("nope:1").find("unix:PATH, unix:@NAME, fd:R,W, stdio, inetd or systemd") !=
+        std::string::npos);
+}
+
+TEST_CASE("port 0 and port 65535 are in range") {
+  CHECK(error_of("tcp:127.0.0.1:0").empty());
+  CHECK(error_of("tcp:127.0.0.1:65535").empty());
+  CHECK(error_of("tcp:127.0.0.1:1").empty());
+}

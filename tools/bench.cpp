@@ -16,12 +16,17 @@ namespace bokbok::tools::bench {
 namespace {
 
 constexpr std::string_view help_text =
-    "usage: bokbok bench [--quick] [--transport socketpair|pipe|all] [--seconds N]\n"
+    "usage: bokbok bench [--quick] [--transport socketpair|pipe|unix|tcp|all] [--seconds N]\n"
     "\n"
     "Measures bokbok against a raw baseline over the same transport: a blocking\n"
     "length-prefixed echo (u32 length, bytes), written then read back whole, with the\n"
-    "echo peer on its own thread. Both run in this process. For each transport it\n"
-    "prints one line per figure:\n"
+    "echo peer on its own thread. Both run in this process. The transports:\n"
+    "  socketpair  an AF_UNIX socketpair\n"
+    "  pipe        two pipes, one per direction\n"
+    "  unix        a UNIX stream socket, connected through a listener in the abstract\n"
+    "              namespace\n"
+    "  tcp         a TCP connection over 127.0.0.1, TCP_NODELAY on both ends\n"
+    "For each transport it prints one line per figure:\n"
     "  rtt-median, rtt-p99  round trip of a tiny call, one caller (lower is better)\n"
     "  calls/s              calls per second from 16 threads on one connection; the raw\n"
     "                       figure is its one-caller rate, as a blocking echo cannot\n"
@@ -35,7 +40,7 @@ constexpr std::string_view help_text =
     "\n"
     "options:\n"
     "  --quick           a short smoke run (under 10 s in all), for CI\n"
-    "  --transport NAME  socketpair, pipe, or all (default: all)\n"
+    "  --transport NAME  socketpair, pipe, unix, tcp, or all (default: all)\n"
     "  --seconds N       seconds per time-bounded figure (default 2, quick 0.3)\n"
     "  --help            show this help\n"
     "\n"
@@ -170,7 +175,7 @@ int run(args_view args) {
     chosen.push_back(t);
   } else {
     throw usage_error("unknown transport '" + transport_name +
-                      "' (socketpair, pipe or all)");
+                      "' (socketpair, pipe, unix, tcp or all)");
   }
 
   if (quick) {

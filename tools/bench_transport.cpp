@@ -1,13 +1,28 @@
 // The transports `bokbok bench` runs over. Each gives a raw descriptor link (for the
 // baseline) and a bokbok connection pair over the same kind of link.
 //
-// To add a transport (UNIX, TCP, a spawned child, encrypted...), add a row to `table`.
+//   socketpair  one AF_UNIX socketpair
+//   pipe        two pipes, one per direction
+//   unix        a UNIX stream socket connected through a listener in the abstract
+//               namespace (autobind: the kernel picks a unique name)
+//   tcp         a TCP connection over 127.0.0.1 (port 0: the kernel picks), TCP_NODELAY
+//               on both ends
+// The listeners are made here with plain POSIX calls and closed once the one connection
+// is accepted; bokbok gets the two connected fds through connect_fds, as it would from
+// any other source.
+//
+// To add a transport (a spawned child, encrypted...), add a row to `table`.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <future>
+#include <string>
 #include <system_error>
 
 #include "bench.hpp"
@@ -53,17 +68,20 @@ fd_link pipe_fds() {
   return link;
 }
 
-// Both ends handshake at once, so the peer's connect_fds runs on another thread.
-bokbok_pair pipe_bokbok(const options& caller, const options& peer) {
-  fd_link link = pipe_fds();
-  int peer_in = link.peer.in.release(), peer_out = link.peer.out.release();
+// A bokbok pair over a link. Both ends handshake at once, so the peer's connect_fds
+// runs on another thread.
+bokbok_pair bokbok_over(fd_link link, const options& caller, const options& peer,
+                        const std::string& name) {
+  int peer_in = link.peer.in.release();
+  int peer_out = link.peer.out ? link.peer.out.release() : peer_in;
   auto peer_conn = std::async(std::launch::async, [&] {
-    return connect_fds(peer_in, peer_out, peer, "pipe:peer");
+    return connect_fds(peer_in, peer_out, peer, name + ":peer");
   });
-  int caller_in = link.caller.in.release(), caller_out = link.caller.out.release();
+  int caller_in = link.caller.in.release();
+  int caller_out = link.caller.out ? link.caller.out.release() : caller_in;
   // If the caller side throws, its fds are closed, so the peer side fails too and the
   // future's destructor joins it.
-  connection caller_conn = connect_fds(caller_in, caller_out, caller, "pipe:caller");
+  connection caller_conn = connect_fds(caller_in, caller_out, caller, name + ":caller");
   try {
     return {caller_conn, peer_conn.get()};
   } catch (...) {
@@ -72,9 +90,69 @@ bokbok_pair pipe_bokbok(const options& caller, const options& peer) {
   }
 }
 
+bokbok_pair pipe_bokbok(const options& caller, const options& peer) {
+  return bokbok_over(pipe_fds(), caller, peer, "pipe");
+}
+
+// A connected pair of stream sockets through a fresh listener on `addr` (whose port or
+// name may be left for the kernel to pick): connect, then accept. Loopback connects
+// complete in the kernel's backlog, so one thread can do both in turn.
+fd_link socket_link(int family, const sockaddr* addr, socklen_t addr_len) {
+  io::unique_fd listener(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!listener) fail_errno("socket");
+  if (::bind(listener.get(), addr, addr_len) != 0) fail_errno("bind");
+  if (::listen(listener.get(), 1) != 0) fail_errno("listen");
+  sockaddr_storage bound{};
+  socklen_t bound_len = sizeof bound;
+  if (::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&bound), &bound_len) != 0)
+    fail_errno("getsockname");
+
+  fd_link link;
+  link.caller.in.reset(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!link.caller.in) fail_errno("socket");
+  if (::connect(link.caller.in.get(), reinterpret_cast<sockaddr*>(&bound), bound_len) != 0)
+    fail_errno("connect");
+  link.peer.in.reset(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  if (!link.peer.in) fail_errno("accept4");
+  if (family == AF_INET) {
+    int one = 1;
+    for (int fd : {link.caller.in.get(), link.peer.in.get()})
+      if (::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
+        fail_errno("setsockopt TCP_NODELAY");
+  }
+  return link;
+}
+
+// unix: binding only the address family autobinds to a unique abstract name (Linux).
+fd_link unix_fds() {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  return socket_link(AF_UNIX, reinterpret_cast<const sockaddr*>(&addr),
+                     sizeof addr.sun_family);
+}
+
+bokbok_pair unix_bokbok(const options& caller, const options& peer) {
+  return bokbok_over(unix_fds(), caller, peer, "unix");
+}
+
+// tcp: 127.0.0.1, port 0.
+fd_link tcp_fds() {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = 0;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return socket_link(AF_INET, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+}
+
+bokbok_pair tcp_bokbok(const options& caller, const options& peer) {
+  return bokbok_over(tcp_fds(), caller, peer, "tcp");
+}
+
 constexpr transport table[] = {
     {"socketpair", socketpair_fds, socketpair_bokbok},
     {"pipe", pipe_fds, pipe_bokbok},
+    {"unix", unix_fds, unix_bokbok},
+    {"tcp", tcp_fds, tcp_bokbok},
 };
 
 }  // namespace

@@ -74,6 +74,7 @@ class arg_reader {
 };
 
 // The subcommands (one per file).
+extern const command call_command;
 extern const command bench_command;
 
 }  // namespace bokbok::tools

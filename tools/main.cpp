@@ -1,7 +1,8 @@
 // `bokbok`: the command-line tool. Subcommands live in their own files (bench.cpp, ...)
 // and are listed in `commands` below; this file only dispatches and prints help.
 //
-// Exit status: 0 success, 1 failure at run time, 2 bad usage (message on stderr).
+// Exit status: 0 success, 1 failure at run time, 2 bad usage (message on stderr); a
+// command may give more statuses their own meaning (`bokbok call`: 3 to 5).
 #include <cstdio>
 #include <exception>
 #include <string>
@@ -19,6 +20,7 @@ namespace {
 
 // Add a subcommand here (and its file to tools/meson.build).
 const command* const commands[] = {
+    &call_command,
     &bench_command,
 };
 
@@ -79,7 +81,7 @@ int run_help(const std::vector<std::string_view>& args) {
 }
 
 // True if the arguments ask for help. Stops at "--", after which arguments are data
-// (a later `bokbok call` may send "--help" as a message field).
+// (`bokbok call ADDRESS -- echo --help` sends "--help" as a message field).
 bool asks_for_help(const std::vector<std::string_view>& args) {
   for (std::string_view a : args) {
     if (a == "--") return false;

@@ -12,6 +12,7 @@
 #include "bokbok/connection.hpp"
 #include "bokbok/error.hpp"
 #include "bokbok/message.hpp"
+#include "bokbok/server.hpp"
 
 namespace bokbok {
 

@@ -20,6 +20,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "bokbok/message.hpp"
@@ -94,6 +95,14 @@ class connection {
 
   // The authenticated user name; empty in plain mode.
   const std::string& user() const;
+
+  // The peer's credentials on a UNIX socket (SO_PEERCRED); none on other transports.
+  struct credentials {
+    unsigned uid;
+    unsigned gid;
+    int pid;
+  };
+  std::optional<credentials> peer_credentials() const;
 
   // A slot for the application's own data, shared by all handles of this connection.
   // Not synchronised: the application guards it if several threads use it.

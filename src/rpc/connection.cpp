@@ -34,3 +34,11 @@ const std::string& connection::user() const { return impl_->user(); }
 std::any& connection::user_data() const { return impl_->user_data(); }
 
 }  // namespace bokbok
+
+namespace bokbok {
+
+std::optional<connection::credentials> connection::peer_credentials() const {
+  return impl_->peer_credentials();
+}
+
+}  // namespace bokbok

@@ -31,25 +31,89 @@ connection_impl::connection_impl(config cfg)
 
 connection_impl::~connection_impl() = default;
 
-std::shared_ptr<connection_impl> connection_impl::open(config cfg, io::unique_fd in,
-                                                       io::unique_fd out) {
+namespace {
+void check_config(const connection_impl::config& cfg) {
   if (cfg.opts.max_message_size < wire::min_max_message_size)
     throw std::invalid_argument("bokbok: max_message_size must be at least 65536");
   if (cfg.opts.max_message_size > 0xffffffffu)
     throw std::invalid_argument("bokbok: max_message_size must fit in 32 bits");
+}
+}  // namespace
+
+void connection_impl::open_async(config cfg, io::unique_fd in, io::unique_fd out,
+                                 open_callback done) {
+  check_config(cfg);
   auto c = std::make_shared<connection_impl>(std::move(cfg));
   c->self_ = c;
+  c->opened_ = std::move(done);
+  c->holding_ = c->cfg_.hold_requests;
   auto in_fd = std::make_shared<io::unique_fd>(std::move(in));
   auto out_fd = std::make_shared<io::unique_fd>(std::move(out));
   c->cfg_.loop->post([c, in_fd, out_fd] { c->start(std::move(*in_fd), std::move(*out_fd)); });
-  std::unique_lock lock(c->mu_);
-  c->closed_cv_.wait(lock, [&] { return c->handshake_done_; });
-  if (c->handshake_error_) {
-    auto error = std::move(c->handshake_error_);  // this thread is its only owner now
+}
+
+std::shared_ptr<connection_impl> connection_impl::open(config cfg, io::unique_fd in,
+                                                       io::unique_fd out) {
+  struct outcome {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    std::shared_ptr<connection_impl> conn;
+    std::exception_ptr error;
+  };
+  auto o = std::make_shared<outcome>();
+  open_async(std::move(cfg), std::move(in), std::move(out),
+             [o](std::shared_ptr<connection_impl> c, std::exception_ptr e) {
+               std::lock_guard lock(o->mu);
+               o->conn = std::move(c);
+               o->error = std::move(e);
+               o->done = true;
+               o->cv.notify_all();
+             });
+  std::unique_lock lock(o->mu);
+  o->cv.wait(lock, [&] { return o->done; });
+  if (o->error) {
+    auto error = std::move(o->error);  // this thread is its only owner now
     lock.unlock();
     std::rethrow_exception(std::move(error));
   }
-  return c;
+  return std::move(o->conn);
+}
+
+void connection_impl::release_requests() {
+  cfg_.loop->post([self = shared_from_this()] {
+    self->holding_ = false;
+    std::vector<std::pair<std::uint32_t, message>> held;
+    {
+      std::lock_guard lock(self->mu_);
+      held.swap(self->held_);
+      self->running_handlers_ += held.size();  // counted as running until dispatched
+    }
+    for (auto& [id, m] : held) {
+      {
+        std::lock_guard lock(self->mu_);
+        --self->running_handlers_;
+      }
+      self->dispatch_message(id, std::move(m));
+    }
+  });
+}
+
+void connection_impl::go_away(std::string text) {
+  cfg_.loop->post([self = shared_from_this(), text = std::move(text)] {
+    {
+      std::unique_lock lock(self->mu_);
+      if (self->phase_ != phase::open || self->self_goaway_) return;
+      self->self_goaway_ = true;
+      self->goaway_last_id_ = self->last_peer_request_;
+      std::string record;
+      wire::append_frame(record, wire::frame_type::goaway, 0, self->last_peer_request_,
+                         wire::encode_code_payload(std::uint16_t(error_code::shutting_down), text));
+      self->goaway_reason_ = "this side is shutting down: " + text;
+      self->queue_record_locked(lock, record);
+    }
+    self->close_if_drained();
+  });
 }
 
 // Loop thread: sends our preamble and hello at once, then reads.
@@ -101,7 +165,7 @@ void connection_impl::call(message request, response_callback done) {
     done(err, {});
     return;
   }
-  if (peer_goaway_) {
+  if (peer_goaway_ || self_goaway_) {
     lock.unlock();
     done(error_ptr<call_error>(error_code::shutting_down, goaway_reason_), {});
     return;
@@ -186,7 +250,9 @@ bool connection_impl::closed() const {
 
 void connection_impl::wait_closed() const {
   std::unique_lock lock(mu_);
-  closed_cv_.wait(lock, [&] { return close_handler_done_; });
+  // Also until the stream has stopped: our close frame is then written (or the link
+  // failed), so a process may exit right after without the peer seeing it as lost.
+  closed_cv_.wait(lock, [&] { return close_handler_done_ && stream_dropped_; });
 }
 
 std::string connection_impl::close_reason() const {
@@ -214,11 +280,7 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     end_kind_ = kind;
     close_reason_ = std::move(reason);
     pending.swap(pending_);
-    if (was_handshaking) {
-      handshake_error_ = closed_error_locked();
-      handshake_done_ = true;
-      closed_cv_.notify_all();
-    }
+
   }
   if (handshake_timer_) cfg_.loop->cancel_timer(handshake_timer_);
   for (auto& [id, done] : pending) {
@@ -252,10 +314,16 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
   }
   auto self = shared_from_this();
   if (was_handshaking) {
-    // open() is failing: nobody saw this connection, so there is no close handler.
+    // Opening failed: nobody saw this connection, so there is no close handler.
+    std::exception_ptr error;
+    {
+      std::lock_guard lock(mu_);
+      error = closed_error_locked();
+      close_handler_done_ = true;
+      closed_cv_.notify_all();
+    }
+    if (auto done = std::move(opened_)) done(nullptr, std::move(error));
     std::lock_guard lock(mu_);
-    close_handler_done_ = true;
-    closed_cv_.notify_all();
     release_self_locked();
     return;
   }
@@ -288,6 +356,7 @@ void connection_impl::drop_stream() {
   auto keep = shared_from_this();
   std::lock_guard lock(mu_);
   stream_dropped_ = true;
+  closed_cv_.notify_all();
   if (direct_writing_)
     direct_fd_close_pending_ = true;  // the writer closes it when done
   else

@@ -18,6 +18,9 @@
 #include <string>
 #include <unordered_map>
 #include <any>
+#include <functional>
+#include <optional>
+#include <vector>
 
 #include "bokbok/connection.hpp"
 #include "bokbok/error.hpp"
@@ -41,7 +44,16 @@ class connection_impl final : public io::stream_events,
     std::shared_ptr<io::loop> loop;        // required
     std::shared_ptr<rpc::handler_pool> pool;  // null: one of max_threads is made
     wire::preamble local;                  // what this side announces
+    std::optional<connection::credentials> peer_credentials;  // SO_PEERCRED, if known
+    // Requests that arrive are held, not handled, until release_requests() (a server
+    // runs its open handler first).
+    bool hold_requests = false;
   };
+
+  // Called once on the loop thread when the handshake is done (error null) or has failed
+  // (connection null, error the reason).
+  using open_callback =
+      std::function<void(std::shared_ptr<connection_impl>, std::exception_ptr error)>;
 
   // Starts the connection over (in, out) — `out` empty means `in` is a socket used both
   // ways — and blocks until the handshake is done. Throws transport_error or
@@ -49,7 +61,17 @@ class connection_impl final : public io::stream_events,
   static std::shared_ptr<connection_impl> open(config cfg, io::unique_fd in,
                                                io::unique_fd out);
 
+  // The same without blocking: `done` reports the outcome.
+  static void open_async(config cfg, io::unique_fd in, io::unique_fd out, open_callback done);
+
   ~connection_impl();
+
+  // Any thread: handles the requests held back by config::hold_requests.
+  void release_requests();
+  // Any thread: graceful close (PROTOCOL.md §8.4): tells the peer goaway, answers the
+  // requests already received, starts nothing new, and closes once nothing is
+  // outstanding either way.
+  void go_away(std::string text);
 
   // Public API (any thread).
   void call(message request, response_callback done);
@@ -61,6 +83,9 @@ class connection_impl final : public io::stream_events,
   const std::string& peer_address() const { return cfg_.peer; }
   const std::string& user() const { return user_; }
   std::any& user_data() { return user_data_; }
+  const std::optional<connection::credentials>& peer_credentials() const {
+    return cfg_.peer_credentials;
+  }
 
   // io::stream_events (loop thread).
   void on_data(std::string_view bytes) override;
@@ -81,6 +106,7 @@ class connection_impl final : public io::stream_events,
   void handle_message_frame(const wire::frame_view& f);
   void handle_error_frame(const wire::frame_view& f);
   void dispatch_request(std::uint32_t id, std::string bytes);
+  void dispatch_message(std::uint32_t id, message m);
   void complete_call(std::uint32_t id, std::exception_ptr error, message response);
   void flush();
   // `farewell`: records to send before the close frame (a goaway saying why).
@@ -119,6 +145,9 @@ class connection_impl final : public io::stream_events,
   wire::reassembler reassembler_;
   bool close_frame_queued_ = false;
   io::timer_id handshake_timer_ = 0;
+  open_callback opened_;
+  bool holding_ = false;
+  std::uint32_t last_peer_request_ = 0;  // id of the latest request the peer started
 
   // Guarded by mu_.
   mutable std::mutex mu_;
@@ -142,10 +171,11 @@ class connection_impl final : public io::stream_events,
   std::uint32_t send_limit_ = 0;  // negotiated max message size
   unsigned running_handlers_ = 0;  // peer requests being handled
   bool peer_goaway_ = false;
+  bool self_goaway_ = false;       // we sent goaway: no new calls either way
+  std::uint32_t goaway_last_id_ = 0;  // the last peer request our goaway promised to answer
+  std::vector<std::pair<std::uint32_t, message>> held_;  // see config::hold_requests
   std::string goaway_reason_;      // set once, before peer_goaway_
   std::shared_ptr<connection_impl> self_;
-  std::exception_ptr handshake_error_;
-  bool handshake_done_ = false;
 };
 
 }  // namespace bokbok::detail

@@ -11,6 +11,7 @@
 namespace bokbok::detail {
 
 void connection_impl::on_data(std::string_view bytes) {
+  auto keep = shared_from_this();  // a frame may end the connection and its last owner
   if (!preamble_done_) {
     auto st = preamble_reader_.feed(bytes);
     if (st == wire::preamble_reader::status::need_more) return;
@@ -58,6 +59,15 @@ void connection_impl::handle_frame(const wire::frame_view& f) {
     hello_seen = phase_ != phase::handshaking;
   }
   if (!hello_seen) {
+    if (f.type == wire::frame_type::goaway) {
+      // A server that will not take us (at its connection limit, stopping) says why
+      // instead of a hello (PROTOCOL.md §8.1).
+      auto [code, text] = wire::parse_code_payload(f.payload);
+      return finish(end_kind::transport,
+                    "refused by the peer: " +
+                        std::string(to_string(static_cast<error_code>(code))) + ": " +
+                        std::string(text));
+    }
     if (f.type != wire::frame_type::hello)
       return protocol_failure(std::string("expected a hello frame first, got ") +
                               wire::to_string(f.type));
@@ -101,11 +111,12 @@ void connection_impl::handle_hello(const wire::frame_view& f) {
   reassembler_.set_max_message_size(limit);
   cfg_.loop->cancel_timer(handshake_timer_);
   handshake_timer_ = 0;
-  std::lock_guard lock(mu_);
-  send_limit_ = limit;
-  phase_ = phase::open;
-  handshake_done_ = true;
-  closed_cv_.notify_all();
+  {
+    std::lock_guard lock(mu_);
+    send_limit_ = limit;
+    phase_ = phase::open;
+  }
+  if (auto done = std::move(opened_)) done(shared_from_this(), nullptr);
 }
 
 void connection_impl::handle_message_frame(const wire::frame_view& f) {
@@ -140,13 +151,23 @@ void connection_impl::dispatch_request(std::uint32_t id, std::string bytes) {
   message m;
   std::string err;
   if (!wire::decode_message(bytes, m, err)) return protocol_failure("bad request: " + err);
+  last_peer_request_ = id;
+  if (holding_) {
+    std::lock_guard lock(mu_);
+    held_.emplace_back(id, std::move(m));
+    return;
+  }
+  dispatch_message(id, std::move(m));
+}
+
+void connection_impl::dispatch_message(std::uint32_t id, message m) {
   {
     std::unique_lock lock(mu_);
     if (phase_ != phase::open) return;
-    if (peer_goaway_) {
-      // A peer that said goaway starts no new calls (PROTOCOL.md §8.4); refuse, not hang.
+    if (peer_goaway_ || (self_goaway_ && id > goaway_last_id_)) {
+      // Nothing new starts once a goaway is out either way (PROTOCOL.md §8.4).
       lock.unlock();
-      return send_error(id, error_code::shutting_down, "this side saw the peer's goaway");
+      return send_error(id, error_code::shutting_down, goaway_reason_);
     }
     ++running_handlers_;
   }
@@ -194,7 +215,8 @@ void connection_impl::handle_goaway(const wire::frame_view& f) {
 // Any thread: after a goaway, closes once no call is outstanding either way.
 void connection_impl::close_if_drained() {
   std::lock_guard lock(mu_);
-  if (!peer_goaway_ || phase_ != phase::open || !pending_.empty() || running_handlers_ > 0)
+  if (!(peer_goaway_ || self_goaway_) || phase_ != phase::open || !pending_.empty() ||
+      running_handlers_ > 0 || !held_.empty())
     return;
   cfg_.loop->post([self = shared_from_this()] { self->finish(end_kind::clean, self->goaway_reason_); });
 }
@@ -222,6 +244,7 @@ void connection_impl::complete_call(std::uint32_t id, std::exception_ptr error, 
 }
 
 void connection_impl::on_read_end(int err) {
+  auto keep = shared_from_this();
   if (err < 0) return finish(end_kind::transport, std::string("read failed: ") + std::strerror(-err));
   if (!preamble_done_) {
     const std::string& got = preamble_reader_.received();

@@ -83,6 +83,7 @@ void connection_impl::flush() {
 }
 
 void connection_impl::on_write_done(int err) {
+  auto keep = shared_from_this();
   std::unique_lock lock(mu_);
   writing_ = false;
   if (err < 0) {

@@ -1,5 +1,10 @@
 #include "transport/address.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/un.h>
+
+#include <algorithm>
 #include <charconv>
 
 #include "bokbok/error.hpp"
@@ -8,9 +13,25 @@ namespace bokbok::transport {
 
 namespace {
 
-[[noreturn]] void bad(std::string_view text, std::string_view expected) {
-  throw address_error("bokbok: bad address \"" + std::string(text) + "\": expected " +
-                      std::string(expected));
+constexpr std::string_view known_forms =
+    "one of tcp:HOST:PORT, unix:PATH, unix:@NAME, fd:R,W, stdio, inetd or systemd";
+constexpr std::string_view tcp_form =
+    "tcp:HOST:PORT (HOST a name, an IPv4 address, [IPv6] or *; PORT a number or service "
+    "name)";
+constexpr std::string_view unix_form = "unix:PATH or unix:@NAME (abstract)";
+constexpr std::string_view fd_form =
+    "fd:R,W with R and W non-negative file descriptor numbers, e.g. fd:3,4";
+
+// The longest path (or abstract name) sockaddr_un holds, keeping a path's NUL.
+constexpr std::size_t max_unix_path = sizeof(sockaddr_un{}.sun_path) - 1;
+
+// Throws the one error this parser gives: the address quoted, what was expected, and,
+// when there is more to say than the expected form, why this text is not it.
+[[noreturn]] void bad(std::string_view text, std::string_view expected, std::string_view why = {}) {
+  std::string m =
+      "bokbok: bad address \"" + std::string(text) + "\": expected " + std::string(expected);
+  if (!why.empty()) m += "; " + std::string(why);
+  throw address_error(m);
 }
 
 bool parse_fd(std::string_view s, int& out) {
@@ -19,31 +40,137 @@ bool parse_fd(std::string_view s, int& out) {
   return ec == std::errc() && p == s.data() + s.size() && out >= 0;
 }
 
-constexpr std::string_view known =
-    "one of fd:R,W (two file descriptor numbers) or stdio";
+bool all_digits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+bool is_name_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_';
+}
+
+void check_port(std::string_view text, std::string_view port) {
+  if (port.empty()) bad(text, tcp_form, "the port is missing");
+  if (all_digits(port)) {
+    unsigned n = 0;
+    auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), n);
+    if (ec != std::errc() || p != port.data() + port.size() || n > 65535)
+      bad(text, tcp_form,
+          "port " + std::string(port) + " is out of range (1 to 65535, or 0 for any port)");
+    return;
+  }
+  auto is_letter = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); };
+  bool service = std::all_of(port.begin(), port.end(), is_name_char) &&
+                 std::any_of(port.begin(), port.end(), is_letter) &&
+                 (is_letter(port.front()) || (port.front() >= '0' && port.front() <= '9'));
+  if (!service)
+    bad(text, tcp_form,
+        "\"" + std::string(port) + "\" is neither a port number nor a service name");
+}
+
+// An IPv6 literal, optionally with a zone ("fe80::1%eth0").
+bool is_ipv6_literal(std::string_view host) {
+  auto zone = host.find('%');
+  std::string addr(host.substr(0, zone));
+  if (zone != std::string_view::npos && zone + 1 == host.size()) return false;
+  in6_addr a;
+  return inet_pton(AF_INET6, addr.c_str(), &a) == 1;
+}
+
+tcp_address parse_tcp(std::string_view text, std::string_view rest) {
+  tcp_address a;
+  std::string_view port;
+  if (!rest.empty() && rest.front() == '[') {
+    auto close = rest.find(']');
+    if (close == std::string_view::npos)
+      bad(text, tcp_form, "the '[' of the IPv6 address is not closed by ']'");
+    std::string_view host = rest.substr(1, close - 1);
+    if (host.empty()) bad(text, tcp_form, "the host in brackets is empty");
+    if (!is_ipv6_literal(host))
+      bad(text, tcp_form, "\"" + std::string(host) + "\" in brackets is not an IPv6 address");
+    std::string_view after = rest.substr(close + 1);
+    if (after.empty() || after.front() != ':') bad(text, tcp_form, "the port is missing");
+    port = after.substr(1);
+    a.host = std::string(host);
+  } else {
+    auto colon = rest.rfind(':');
+    if (colon == std::string_view::npos) bad(text, tcp_form, "the port is missing");
+    std::string_view host = rest.substr(0, colon);
+    port = rest.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos)
+      bad(text, tcp_form, "an IPv6 address must be written in brackets, e.g. tcp:[::1]:80");
+    if (host.empty()) bad(text, tcp_form, "the host is empty (use * for every address)");
+    if (host != "*" && !std::all_of(host.begin(), host.end(), is_name_char))
+      bad(text, tcp_form, "\"" + std::string(host) + "\" is not a host name or address");
+    if (host != "*") a.host = std::string(host);
+  }
+  check_port(text, port);
+  a.port = std::string(port);
+  return a;
+}
+
+unix_address parse_unix(std::string_view text, std::string_view rest) {
+  unix_address a;
+  if (!rest.empty() && rest.front() == '@') {
+    a.abstract = true;
+    rest.remove_prefix(1);
+    if (rest.empty()) bad(text, unix_form, "the abstract name after '@' is empty");
+  } else if (rest.empty()) {
+    bad(text, unix_form, "the path is empty");
+  }
+  if (rest.find('\0') != std::string_view::npos)
+    bad(text, unix_form, "the path contains a NUL byte");
+  if (rest.size() > max_unix_path)
+    bad(text, unix_form,
+        (a.abstract ? "the name is " : "the path is ") + std::to_string(rest.size()) +
+            " bytes long; at most " + std::to_string(max_unix_path) +
+            " fit in a UNIX socket address");
+  a.path = std::string(rest);
+  return a;
+}
+
+fd_pair_address parse_fds(std::string_view text, std::string_view rest) {
+  auto comma = rest.find(',');
+  fd_pair_address a{};
+  if (comma == std::string_view::npos || !parse_fd(rest.substr(0, comma), a.in_fd) ||
+      !parse_fd(rest.substr(comma + 1), a.out_fd))
+    bad(text, fd_form);
+  return a;
+}
 
 }  // namespace
 
 address parse_address(std::string_view text) {
   if (text == "stdio") return stdio_address{};
+  if (text == "inetd") return inetd_address{};
+  if (text == "systemd") return systemd_address{};
   auto colon = text.find(':');
-  if (colon == std::string_view::npos) bad(text, known);
+  if (colon == std::string_view::npos) bad(text, known_forms);
   std::string_view scheme = text.substr(0, colon), rest = text.substr(colon + 1);
-  if (scheme == "fd") {
-    auto comma = rest.find(',');
-    fd_pair_address a{};
-    if (comma == std::string_view::npos || !parse_fd(rest.substr(0, comma), a.in_fd) ||
-        !parse_fd(rest.substr(comma + 1), a.out_fd))
-      bad(text, "fd:R,W with R and W non-negative file descriptor numbers, e.g. fd:3,4");
-    return a;
-  }
-  bad(text, std::string(known) + " (unknown scheme \"" + std::string(scheme) + ":\")");
+  if (scheme == "tcp") return parse_tcp(text, rest);
+  if (scheme == "unix") return parse_unix(text, rest);
+  if (scheme == "fd") return parse_fds(text, rest);
+  bad(text, known_forms, "unknown scheme \"" + std::string(scheme) + ":\"");
 }
 
 std::string to_string(const address& a) {
-  if (auto* f = std::get_if<fd_pair_address>(&a))
-    return "fd:" + std::to_string(f->in_fd) + "," + std::to_string(f->out_fd);
-  return "stdio";
+  struct printer {
+    std::string operator()(const fd_pair_address& f) const {
+      return "fd:" + std::to_string(f.in_fd) + "," + std::to_string(f.out_fd);
+    }
+    std::string operator()(const stdio_address&) const { return "stdio"; }
+    std::string operator()(const tcp_address& t) const {
+      if (t.host.empty()) return "tcp:*:" + t.port;
+      if (t.host.find(':') != std::string::npos) return "tcp:[" + t.host + "]:" + t.port;
+      return "tcp:" + t.host + ":" + t.port;
+    }
+    std::string operator()(const unix_address& u) const {
+      return (u.abstract ? "unix:@" : "unix:") + u.path;
+    }
+    std::string operator()(const inetd_address&) const { return "inetd"; }
+    std::string operator()(const systemd_address&) const { return "systemd"; }
+  };
+  return std::visit(printer{}, a);
 }
 
 }  // namespace bokbok::transport

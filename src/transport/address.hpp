@@ -1,5 +1,16 @@
 // The address grammar (README "Addresses"), parsed in one place for connecting and for
-// listening. This revision knows the fd-pair forms; sockets and child processes follow.
+// listening.
+//
+//   tcp:HOST:PORT     HOST a name (resolved; every address tried in order), an IPv4
+//                     literal or a [v6] literal; PORT a number or a service name
+//   tcp:*:PORT        listen on every address, IPv4 and IPv6 (one dual-stack socket)
+//   tcp:[::]:PORT     the same
+//   unix:PATH         a UNIX socket file
+//   unix:@NAME        a UNIX socket in the abstract namespace (Linux)
+//   fd:R,W            read fd R, write fd W (R may equal W)
+//   stdio             stdin and stdout
+//   inetd             the connection on fd 0, or (inetd "wait") a listening socket on fd 0
+//   systemd           the sockets systemd passed (LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES)
 #pragma once
 
 #include <string>
@@ -13,14 +24,25 @@ struct fd_pair_address {
   int out_fd;
 };
 struct stdio_address {};
+struct tcp_address {
+  std::string host;  // without brackets; "" for "*" (every address)
+  std::string port;  // as written: digits or a service name
+};
+struct unix_address {
+  std::string path;  // for abstract: the name without its '@'
+  bool abstract = false;
+};
+struct inetd_address {};
+struct systemd_address {};
 
-using address = std::variant<fd_pair_address, stdio_address>;
+using address = std::variant<fd_pair_address, stdio_address, tcp_address, unix_address,
+                             inetd_address, systemd_address>;
 
 // Parses `text`; throws bokbok::address_error quoting `text` and saying what was
-// expected. `fd:R,W` takes non-negative decimal fd numbers (R may equal W).
+// expected (e.g. `bad address "tcp:host": expected tcp:HOST:PORT ...`).
 address parse_address(std::string_view text);
 
-// The canonical text of an address ("fd:3,4", "stdio").
+// The canonical text of an address ("fd:3,4", "tcp:[::1]:80", "unix:@name", ...).
 std::string to_string(const address& a);
 
 }  // namespace bokbok::transport

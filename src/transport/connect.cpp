@@ -12,6 +12,7 @@
 #include "bokbok/bokbok.hpp"
 #include "rpc/connection_impl.hpp"
 #include "transport/address.hpp"
+#include "transport/sockets.hpp"
 #include "transport/stdio.hpp"
 
 namespace bokbok {
@@ -29,8 +30,10 @@ std::shared_ptr<io::loop> default_loop() {
 }
 
 connection open_over(io::unique_fd in, io::unique_fd out, const options& opts,
-                     std::string peer) {
+                     std::string peer,
+                     std::optional<connection::credentials> creds = std::nullopt) {
   detail::connection_impl::config cfg{opts, std::move(peer), default_loop(), nullptr, {}};
+  cfg.peer_credentials = creds;
   return connection(detail::connection_impl::open(std::move(cfg), std::move(in), std::move(out)));
 }
 
@@ -48,8 +51,19 @@ connection connect(std::string_view text, const options& opts) {
     auto [in, out] = transport::take_stdio();
     return open_over(std::move(in), std::move(out), opts, "stdio");
   }
-  auto fds = std::get<transport::fd_pair_address>(addr);
-  return connect_fds(fds.in_fd, fds.out_fd, opts, transport::to_string(addr));
+  if (auto* fds = std::get_if<transport::fd_pair_address>(&addr))
+    return connect_fds(fds->in_fd, fds->out_fd, opts, transport::to_string(addr));
+  if (std::holds_alternative<transport::tcp_address>(addr) ||
+      std::holds_alternative<transport::unix_address>(addr)) {
+    auto sock = transport::connect_socket(addr, opts.connect_timeout);
+    std::optional<connection::credentials> creds;
+    if (auto c = transport::peer_credentials_of(sock.fd.get()))
+      creds = connection::credentials{c->uid, c->gid, c->pid};
+    return open_over(std::move(sock.fd), {}, opts, std::move(sock.peer), creds);
+  }
+  throw address_error("bokbok: cannot connect to \"" + std::string(text) +
+                      "\": it names sockets a superserver passes to a server; use it to "
+                      "listen (server_options::listen)");
 }
 
 std::pair<connection, connection> connect_socketpair(const options& a, const options& b) {

@@ -1,0 +1,102 @@
+// bokbok::server: accepts connections on any number of listeners and serves them, with
+// the operational features of Sagittarius' (net server): a bounded handler pool shared
+// by every connection, a connection limit that waits briefly for a slot and then refuses
+// that client with a clear error, open / request / close handlers, start and stop hooks,
+// an exception handler, graceful stop, wait() and stopped().
+//
+//   bokbok::server_options o;
+//   o.listen = {"tcp:*:7000", "unix:/run/app.sock"};
+//   o.on_request = [](bokbok::connection&, bokbok::message m) { return m; };
+//   bokbok::server s(o);
+//   s.start();   // binds (throws if it cannot), then serves in the background
+//   s.wait();    // until stop() — e.g. from a handler
+//
+// Threads: every member is thread-safe; stop() may be called from a handler.
+#pragma once
+
+#include <chrono>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bokbok/connection.hpp"
+
+namespace bokbok {
+
+struct server_options {
+  // Addresses to listen on (README "Addresses"): tcp:, unix:, and `inetd` / `systemd`
+  // to take the sockets a superserver passed (listeners are accepted on; a connection
+  // handed over is served, and a server with no listener stops when it closes).
+  std::vector<std::string> listen;
+  int backlog = 128;
+  // Permission bits for unix:PATH socket files, e.g. 0660; none: as the umask leaves them.
+  std::optional<unsigned> unix_mode;
+
+  // Handler threads shared by all connections.
+  unsigned max_threads = 32;
+  // Connections served at once. One more waits up to connection_wait for a slot, then
+  // is refused: its client's connect fails with "refused by the server: busy ...".
+  unsigned max_connections = 1024;
+  std::chrono::milliseconds connection_wait{1000};
+
+  request_handler on_request;
+  // Runs on a handler thread when a connection has opened (handshake done), before any
+  // of its requests is handled.
+  std::function<void(connection&)> on_open;
+  close_handler on_close;
+  // Run once by start() after binding, and once when the server has stopped.
+  std::function<void()> on_start;
+  std::function<void()> on_stop;
+  // Told of each exception a request handler throws (the caller gets a remote_error
+  // either way); for logging. Runs on the handler thread.
+  std::function<void(connection&, std::exception_ptr)> on_handler_error;
+  // Told of each connection that failed before or while opening (bad preamble, timeout,
+  // refused for the limit): for logging. Runs on the server's own thread.
+  std::function<void(const std::string& peer, const std::string& why)> on_connection_error;
+
+  bool inline_handlers = false;
+  std::size_t max_message_size = 64u << 20;
+  std::chrono::milliseconds handshake_timeout{10'000};
+};
+
+// The listen address for the superserver that started this process, judging by its
+// environment and file descriptors: "systemd" when LISTEN_PID names this process,
+// "inetd" when fd 0 is a socket, "" when neither.
+std::string superserver_address();
+
+class server {
+ public:
+  explicit server(server_options opts);
+  // Stops (as stop() with no grace) and waits.
+  ~server();
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  // Binds every listener (throws address_error / transport_error naming the one that
+  // failed, with none left bound), runs on_start, then accepts in the background.
+  void start();
+
+  // Stops accepting (listeners closed, socket files removed), tells every connection
+  // goaway, lets calls already running finish for up to `grace`, then closes what is
+  // left, runs on_stop, and marks the server stopped. Returns at once; wait() blocks.
+  void stop(std::chrono::milliseconds grace = std::chrono::seconds(5));
+
+  // Blocks until the server has stopped.
+  void wait();
+  bool stopped() const;
+
+  // The addresses actually bound, with real port numbers ("tcp:[::]:41234").
+  std::vector<std::string> local_addresses() const;
+  // Connections open now.
+  std::size_t connection_count() const;
+
+  class impl;
+
+ private:
+  std::shared_ptr<impl> impl_;
+};
+
+}  // namespace bokbok

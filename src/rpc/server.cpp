@@ -1,0 +1,383 @@
+// bokbok::server (include/bokbok/server.hpp).
+//
+// Threads. The acceptor thread owns the listeners and everything not yet a connection:
+// clients waiting for a slot, and refused clients being let go ("lingering": we wrote our
+// refusal, shut our side, and read until the client hangs up, so the kernel does not
+// answer its unread bytes with a reset that would swallow the refusal). Connections run
+// on the server's own event loop and share one handler pool. stop() hands the rest of
+// the shutdown to a stopper thread, so it may be called from a handler.
+#include "bokbok/server.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "bokbok/error.hpp"
+#include "io/write_now.hpp"
+#include "rpc/connection_impl.hpp"
+#include "rpc/handler_pool.hpp"
+#include "rpc/server_admission.hpp"
+#include "transport/address.hpp"
+#include "transport/sockets.hpp"
+#include "transport/superserver.hpp"
+
+namespace bokbok {
+
+using clock = std::chrono::steady_clock;
+
+class server::impl : public std::enable_shared_from_this<impl> {
+ public:
+  explicit impl(server_options o) : opts_(std::move(o)) {
+    if (opts_.max_connections == 0) opts_.max_connections = 1;
+  }
+  ~impl() { shutdown_and_join(); }
+
+  void start();
+  void stop(std::chrono::milliseconds grace);
+  void wait() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return stopped_; });
+  }
+  bool stopped() const {
+    std::lock_guard lock(mu_);
+    return stopped_;
+  }
+  std::vector<std::string> local_addresses() const {
+    std::lock_guard lock(mu_);
+    return addresses_;
+  }
+  std::size_t connection_count() const {
+    std::lock_guard lock(mu_);
+    return conns_.size();
+  }
+  void shutdown_and_join();
+
+ private:
+  void take_listeners(std::vector<transport::connected_socket>& adopted);
+  void accept_loop();
+  void start_connection(transport::connected_socket sock);
+  void opened(std::uint64_t id, const std::string& peer,
+              std::shared_ptr<detail::connection_impl> c, std::exception_ptr e);
+  void connection_closed(std::uint64_t id);
+  void finish_stop(std::chrono::milliseconds grace);
+  void wake() {
+    std::uint64_t one = 1;
+    (void)!::write(wake_fd_.get(), &one, sizeof one);
+  }
+  bool has_room_locked() const { return conns_.size() + opening_ < opts_.max_connections; }
+  void report(const std::string& peer, const std::string& why) {
+    if (opts_.on_connection_error) opts_.on_connection_error(peer, why);
+  }
+
+  server_options opts_;
+  std::shared_ptr<io::loop> loop_;
+  std::shared_ptr<rpc::handler_pool> pool_;
+  io::unique_fd wake_fd_;
+  std::thread acceptor_, stopper_;
+
+  // Acceptor thread only (after start()).
+  std::vector<transport::listener> listeners_;
+  rpc::admission admission_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::uint64_t, std::shared_ptr<detail::connection_impl>> conns_;
+  std::uint64_t next_id_ = 1;
+  unsigned opening_ = 0;
+  bool started_ = false, stopping_ = false, stopped_ = false;
+  bool listening_ = false;  // false: serving handed-over connections only
+  std::vector<std::string> addresses_;
+  std::chrono::milliseconds stop_grace_{0};
+};
+
+// Binds every listener first, so a failure leaves nothing half started.
+void server::impl::take_listeners(std::vector<transport::connected_socket>& adopted) {
+  transport::listen_options lo{opts_.backlog, opts_.unix_mode};
+  for (const std::string& text : opts_.listen) {
+    auto addr = transport::parse_address(text);
+    transport::inherited_sockets got;
+    if (std::holds_alternative<transport::inetd_address>(addr)) {
+      got = transport::take_inetd_socket();
+    } else if (std::holds_alternative<transport::systemd_address>(addr)) {
+      got = transport::take_systemd_sockets();
+    } else if (std::holds_alternative<transport::tcp_address>(addr) ||
+               std::holds_alternative<transport::unix_address>(addr)) {
+      got.listeners = transport::listen_on(addr, lo);
+    } else {
+      throw address_error("bokbok: cannot listen on \"" + text +
+                          "\": a server listens on tcp:, unix:, inetd or systemd");
+    }
+    for (auto& l : got.listeners) listeners_.push_back(std::move(l));
+    for (auto& c : got.connections) adopted.push_back(std::move(c));
+  }
+  if (listeners_.empty() && adopted.empty())
+    throw transport_error("bokbok: the server has nothing to listen on (server_options::listen)");
+}
+
+void server::impl::start() {
+  {
+    std::lock_guard lock(mu_);
+    if (started_) throw std::logic_error("bokbok::server::start called twice");
+    started_ = true;
+  }
+  std::vector<transport::connected_socket> adopted;
+  take_listeners(adopted);
+  wake_fd_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake_fd_) throw transport_error("bokbok: eventfd failed");
+  loop_ = io::loop::start();
+  pool_ = std::make_shared<rpc::handler_pool>(
+      rpc::handler_pool::limits{opts_.max_threads, 4096, std::chrono::seconds(5)});
+  {
+    std::lock_guard lock(mu_);
+    for (auto& l : listeners_) addresses_.push_back(l.name);
+    listening_ = !listeners_.empty();
+  }
+  admission_ = rpc::admission(opts_.connection_wait, transport::watchdog_usec());
+  if (opts_.on_start) opts_.on_start();
+  for (auto& c : adopted) start_connection(std::move(c));
+  acceptor_ = std::thread([self = shared_from_this()] { self->accept_loop(); });
+  transport::sd_notify("READY=1");
+}
+
+void server::impl::accept_loop() {
+  pthread_setname_np(pthread_self(), "bokbok-accept");
+  for (;;) {
+    bool room;
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) break;
+      room = has_room_locked();
+    }
+    // Admit clients that waited for a slot, then refuse those that waited too long.
+    while (room && admission_.has_waiting()) {
+      start_connection(admission_.pop_waiting());
+      std::lock_guard lock(mu_);
+      room = has_room_locked();
+    }
+    for (auto& late : admission_.take_expired())
+      report(late.peer, admission_.refuse(std::move(late), "busy: the server is at its "
+                                                  "connection limit of " +
+                                                  std::to_string(opts_.max_connections)));
+
+    std::vector<pollfd> fds{{wake_fd_.get(), POLLIN, 0}};
+    bool take_new = room || admission_.can_wait();
+    if (take_new)
+      for (auto& l : listeners_) fds.push_back({l.fd.get(), POLLIN, 0});
+    std::size_t first_lingering = fds.size();
+    admission_.add_lingering_fds(fds);
+    int rc = ::poll(fds.data(), fds.size(), admission_.poll_timeout_ms());
+    if (rc < 0 && errno != EINTR) break;
+    std::uint64_t drained;
+    while (::read(wake_fd_.get(), &drained, sizeof drained) > 0) {
+    }
+    admission_.service_lingering(fds, first_lingering);
+    admission_.maybe_ping_watchdog();
+    if (!take_new) continue;
+    for (std::size_t i = 0; i < listeners_.size(); ++i) {
+      if (!(fds[1 + i].revents & POLLIN)) continue;
+      for (int n = 0; n < 64; ++n) {  // bounded, so one busy listener cannot starve others
+        auto sock = transport::accept_from(listeners_[i]);
+        if (!sock) break;
+        bool now;
+        {
+          std::lock_guard lock(mu_);
+          now = has_room_locked() && !admission_.has_waiting();
+        }
+        if (now)
+          start_connection(std::move(*sock));
+        else if (admission_.can_wait())
+          admission_.wait_for_slot(std::move(*sock));
+        else
+          report(sock->peer, admission_.refuse(std::move(*sock),
+                                               "busy: too many clients waiting"));
+      }
+    }
+  }
+  // Stopping: no new clients; the listeners go (their socket files with them).
+  listeners_.clear();
+  for (auto& w : admission_.take_all_waiting())
+    report(w.peer, admission_.refuse(std::move(w), "shutting_down: the server is stopping"));
+  admission_.close_lingering();
+}
+
+void server::impl::start_connection(transport::connected_socket sock) {
+  std::uint64_t id;
+  {
+    std::lock_guard lock(mu_);
+    id = next_id_++;
+    ++opening_;
+  }
+  auto weak = weak_from_this();
+  options o;
+  o.on_request = opts_.on_request;
+  if (opts_.on_handler_error && o.on_request)
+    o.on_request = [inner = opts_.on_request, tell = opts_.on_handler_error](
+                       connection& c, message m) -> message {
+      try {
+        return inner(c, std::move(m));
+      } catch (...) {
+        tell(c, std::current_exception());
+        throw;
+      }
+    };
+  o.on_close = [weak, id, user = opts_.on_close](connection& c) {
+    if (user) user(c);
+    if (auto self = weak.lock()) self->connection_closed(id);
+  };
+  o.max_threads = opts_.max_threads;
+  o.inline_handlers = opts_.inline_handlers;
+  o.max_message_size = opts_.max_message_size;
+  o.connect_timeout = opts_.handshake_timeout;
+  detail::connection_impl::config cfg{o, sock.peer, loop_, pool_, {}};
+  if (auto cr = transport::peer_credentials_of(sock.fd.get()))
+    cfg.peer_credentials = connection::credentials{cr->uid, cr->gid, cr->pid};
+  cfg.hold_requests = static_cast<bool>(opts_.on_open);
+  std::string peer = sock.peer;
+  detail::connection_impl::open_async(
+      std::move(cfg), std::move(sock.fd), {},
+      [weak, id, peer](std::shared_ptr<detail::connection_impl> c, std::exception_ptr e) {
+        if (auto self = weak.lock())
+          self->opened(id, peer, std::move(c), std::move(e));
+        else if (c)
+          c->close();
+      });
+}
+
+// Loop thread: a handshake finished.
+void server::impl::opened(std::uint64_t id, const std::string& peer,
+                          std::shared_ptr<detail::connection_impl> c, std::exception_ptr e) {
+  bool stopping;
+  {
+    std::lock_guard lock(mu_);
+    --opening_;
+    stopping = stopping_;
+    if (!e && !stopping) conns_.emplace(id, c);
+  }
+  if (e) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      report(peer, ex.what());
+    }
+    connection_closed(0);  // a slot is free again
+    return;
+  }
+  if (stopping) return c->close();
+  if (opts_.on_open) {
+    pool_->submit([c, this, keep = shared_from_this()] {
+      connection handle(c);
+      try {
+        opts_.on_open(handle);
+      } catch (...) {
+        // An open handler that throws closes its connection; nothing else to report to.
+        c->close();
+      }
+      c->release_requests();
+    });
+  }
+}
+
+// Any thread: a connection ended (id 0: one that never opened).
+void server::impl::connection_closed(std::uint64_t id) {
+  bool done_serving;
+  {
+    std::lock_guard lock(mu_);
+    if (id) conns_.erase(id);
+    done_serving = !listening_ && conns_.empty() && opening_ == 0 && !stopping_;
+    cv_.notify_all();
+  }
+  if (wake_fd_) wake();
+  // A server given only handed-over connections (inetd nowait, systemd Accept=yes)
+  // stops when the last one closes.
+  if (done_serving) stop(std::chrono::milliseconds(0));
+}
+
+void server::impl::stop(std::chrono::milliseconds grace) {
+  {
+    std::lock_guard lock(mu_);
+    if (!started_ || stopping_) {
+      if (!started_) {
+        stopping_ = stopped_ = true;
+        cv_.notify_all();
+      }
+      return;
+    }
+    stopping_ = true;
+    stop_grace_ = grace;
+  }
+  wake();
+  stopper_ = std::thread([self = shared_from_this(), grace] { self->finish_stop(grace); });
+}
+
+void server::impl::finish_stop(std::chrono::milliseconds grace) {
+  pthread_setname_np(pthread_self(), "bokbok-stop");
+  if (acceptor_.joinable()) acceptor_.join();
+  std::vector<std::shared_ptr<detail::connection_impl>> open;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, c] : conns_) open.push_back(c);
+  }
+  for (auto& c : open) c->go_away("the server is stopping");
+  std::unique_lock lock(mu_);
+  cv_.wait_for(lock, grace, [&] { return conns_.empty() && opening_ == 0; });
+  open.clear();
+  for (auto& [id, c] : conns_) open.push_back(c);
+  lock.unlock();
+  for (auto& c : open) c->close();
+  open.clear();
+  lock.lock();
+  // Close handlers run on the pool; give them a bounded time to finish.
+  cv_.wait_for(lock, std::chrono::seconds(10), [&] { return conns_.empty() && opening_ == 0; });
+  lock.unlock();
+  if (opts_.on_stop) opts_.on_stop();
+  transport::sd_notify("STOPPING=1");
+  lock.lock();
+  stopped_ = true;
+  cv_.notify_all();
+}
+
+void server::impl::shutdown_and_join() {
+  stop(std::chrono::milliseconds(0));
+  wait();
+  auto me = std::this_thread::get_id();
+  if (stopper_.joinable() && stopper_.get_id() != me) stopper_.join();
+  if (acceptor_.joinable() && acceptor_.get_id() != me) acceptor_.join();
+  // Connections keep the loop until their streams have stopped, which may be a moment
+  // after their close handlers ran. Wait (bounded) to hold the last reference here, so
+  // the loop is joined on this thread rather than left to finish on its own.
+  auto until = clock::now() + std::chrono::seconds(2);
+  while (loop_ && loop_.use_count() > 1 && clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  loop_.reset();
+}
+
+std::string superserver_address() {
+  switch (transport::detect_superserver()) {
+    case transport::superserver::systemd:
+      return "systemd";
+    case transport::superserver::inetd:
+      return "inetd";
+    case transport::superserver::none:
+      break;
+  }
+  return "";
+}
+
+server::server(server_options opts) : impl_(std::make_shared<impl>(std::move(opts))) {}
+server::~server() { impl_->shutdown_and_join(); }
+void server::start() { impl_->start(); }
+void server::stop(std::chrono::milliseconds grace) { impl_->stop(grace); }
+void server::wait() { impl_->wait(); }
+bool server::stopped() const { return impl_->stopped(); }
+std::vector<std::string> server::local_addresses() const { return impl_->local_addresses(); }
+std::size_t server::connection_count() const { return impl_->connection_count(); }
+
+}  // namespace bokbok

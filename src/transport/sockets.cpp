@@ -1,0 +1,184 @@
+// Connecting, peer names and credentials. Listening lives in listen.cpp; the sockaddr
+// helpers both use are in sockaddr.hpp.
+#include "transport/sockets.hpp"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "bokbok/error.hpp"
+#include "transport/sockaddr.hpp"
+
+namespace bokbok::transport {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+std::string timed_out(std::chrono::milliseconds timeout) {
+  return "timed out after " + std::to_string(timeout.count()) + " ms";
+}
+
+// Waits for a non-blocking connect to finish by `deadline` (none: no limit); returns
+// 0 or the errno it failed with (ETIMEDOUT when the deadline passed).
+int finish_connect(int fd, std::optional<clock::time_point> deadline) {
+  for (;;) {
+    int wait_ms = -1;
+    if (deadline) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - clock::now());
+      if (left.count() <= 0) return ETIMEDOUT;
+      wait_ms = static_cast<int>(std::min<long long>(left.count(), 1 << 30));
+    }
+    pollfd p{fd, POLLOUT, 0};
+    int r = ::poll(&p, 1, wait_ms);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return errno;
+    if (r == 0) continue;  // the deadline check above reports it
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) return errno;
+    return err;
+  }
+}
+
+// One attempt at one resolved address: a connected blocking socket, or the reason.
+std::pair<io::unique_fd, std::string> connect_one(const addrinfo& ai,
+                                                  std::chrono::milliseconds timeout) {
+  io::unique_fd fd(
+      ::socket(ai.ai_family, ai.ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai.ai_protocol));
+  if (!fd) return {io::unique_fd(), std::string("socket: ") + std::strerror(errno)};
+  int err = 0;
+  if (::connect(fd.get(), ai.ai_addr, ai.ai_addrlen) < 0) {
+    err = errno;
+    if (err == EINPROGRESS || err == EINTR) {
+      std::optional<clock::time_point> deadline;
+      if (timeout.count() > 0) deadline = clock::now() + timeout;
+      err = finish_connect(fd.get(), deadline);
+    }
+  }
+  if (err == ETIMEDOUT && timeout.count() > 0) return {io::unique_fd(), timed_out(timeout)};
+  if (err != 0) return {io::unique_fd(), std::strerror(err)};
+  if (!set_blocking(fd.get()) || !set_nodelay(fd.get()))
+    return {io::unique_fd(), std::string("fcntl/setsockopt: ") + std::strerror(errno)};
+  return {std::move(fd), std::string()};
+}
+
+connected_socket connect_tcp(const tcp_address& t, const std::string& name,
+                             std::chrono::milliseconds timeout) {
+  if (t.host.empty())
+    throw transport_error("bokbok: cannot connect to " + name +
+                          ": * means every address, for listening; name a host to connect to");
+  auto list = resolve(t, false, AF_UNSPEC, "bokbok: cannot connect to " + name);
+  std::string failures;
+  int tried = 0;
+  for (const addrinfo* ai = list.get(); ai; ai = ai->ai_next) {
+    auto [fd, why] = connect_one(*ai, timeout);
+    if (fd) return {std::move(fd), sockaddr_name(ai->ai_addr, ai->ai_addrlen)};
+    if (tried++) failures += "; ";
+    failures += endpoint_text(ai->ai_addr, ai->ai_addrlen) + ": " + why;
+  }
+  // One address: its reason alone ("... tcp:127.0.0.1:9: Connection refused").
+  if (tried == 1) failures = failures.substr(failures.find(": ") + 2);
+  throw transport_error("bokbok: cannot connect to " + name + ": " + failures);
+}
+
+// A UNIX connect waits, when the listener's queue is full, for up to SO_SNDTIMEO (a
+// non-blocking one fails at once with EAGAIN instead), so the timeout is set there.
+connected_socket connect_unix(const unix_address& u, const std::string& name,
+                              std::chrono::milliseconds timeout) {
+  auto fail = [&](const std::string& why) -> connected_socket {
+    throw transport_error("bokbok: cannot connect to " + name + ": " + why);
+  };
+  io::unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return fail(std::string("socket: ") + std::strerror(errno));
+  auto [sa, len] = unix_sockaddr(u);
+  auto deadline = clock::now() + timeout;
+  for (;;) {
+    if (timeout.count() > 0) {
+      auto left = std::chrono::ceil<std::chrono::microseconds>(deadline - clock::now());
+      if (left.count() <= 0) return fail(timed_out(timeout) + " (the listener's queue is full)");
+      if (!set_send_timeout(fd.get(), left)) return fail(std::strerror(errno));
+    }
+    if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&sa), len) == 0) break;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN && timeout.count() > 0)
+      return fail(timed_out(timeout) + " (the listener's queue is full)");
+    return fail(std::strerror(errno));
+  }
+  if (!set_send_timeout(fd.get(), std::chrono::microseconds(0))) return fail(std::strerror(errno));
+  return {std::move(fd), to_string(address(u))};
+}
+
+}  // namespace
+
+connected_socket connect_socket(const address& a, std::chrono::milliseconds timeout) {
+  std::string name = to_string(a);
+  if (auto* t = std::get_if<tcp_address>(&a)) return connect_tcp(*t, name, timeout);
+  if (auto* u = std::get_if<unix_address>(&a)) return connect_unix(*u, name, timeout);
+  throw transport_error("bokbok: cannot connect to " + name +
+                        ": only tcp: and unix: addresses are sockets to connect to");
+}
+
+std::optional<connected_socket> accept_from(const listener& l) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  io::unique_fd fd(::accept4(l.fd.get(), reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC));
+  if (!fd) {
+    switch (errno) {
+      case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+      case EWOULDBLOCK:
+#endif
+      case EINTR:
+      case ECONNABORTED:
+      case EPROTO:
+      case EPERM:
+      case ENETDOWN:
+      case ENOPROTOOPT:
+      case EHOSTDOWN:
+      case ENONET:
+      case EHOSTUNREACH:
+      case EOPNOTSUPP:
+      case ENETUNREACH:
+        return std::nullopt;
+      default:
+        throw transport_error("bokbok: cannot accept on " + l.name + ": " + std::strerror(errno));
+    }
+  }
+  if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) set_nodelay(fd.get());
+  std::string peer = sockaddr_name(reinterpret_cast<const sockaddr*>(&ss), len);
+  return connected_socket{std::move(fd), std::move(peer)};
+}
+
+std::string peer_name(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) < 0) return {};
+  return sockaddr_name(reinterpret_cast<const sockaddr*>(&ss), len);
+}
+
+std::optional<peer_credentials> peer_credentials_of(int fd) {
+  int domain = 0;
+  socklen_t len = sizeof domain;
+  if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 || domain != AF_UNIX)
+    return std::nullopt;
+  ucred c{};
+  len = sizeof c;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &len) < 0) return std::nullopt;
+  return peer_credentials{c.uid, c.gid, c.pid};
+}
+
+bool is_listening_socket(int fd) {
+  int on = 0;
+  socklen_t len = sizeof on;
+  return ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on != 0;
+}
+
+}  // namespace bokbok::transport

@@ -1,0 +1,80 @@
+// Sockets for the transport layer: connecting, listening, accepting, peer credentials.
+// Plain blocking-API wrappers with clear errors; the event loop takes the fds from here.
+// Every fd returned is close-on-exec. Errors throw bokbok::transport_error whose message
+// names the address and the system error ("bokbok: cannot connect to tcp:127.0.0.1:9:
+// Connection refused").
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "io/unique_fd.hpp"
+#include "transport/address.hpp"
+
+namespace bokbok::transport {
+
+// A connected stream socket and the text naming its peer ("tcp:127.0.0.1:40112",
+// "tcp:[::1]:40112", "unix:/run/app.sock", "unix:@name", "unix" when unnamed).
+struct connected_socket {
+  io::unique_fd fd;
+  std::string peer;
+};
+
+// Connects to a tcp: or unix: address, trying every resolved address in order, each
+// within `timeout`. Sets TCP_NODELAY on TCP. The fd is left blocking.
+connected_socket connect_socket(const address& a, std::chrono::milliseconds timeout);
+
+// A listening socket (non-blocking) and the address it is bound to, with the real port
+// when port 0 was asked for ("tcp:127.0.0.1:41234"). Owns the socket file of a unix:PATH
+// listener: removes it on destruction if it is still the one it made (same inode).
+struct listener {
+  io::unique_fd fd;
+  std::string name;
+  std::string unix_path;  // the file to remove, if any
+  dev_t unix_dev = 0;
+  ino_t unix_ino = 0;
+  listener() = default;
+  // Moving hands the file over: the moved-from listener no longer removes it, and
+  // assigning over a listener first removes the file that one owned.
+  listener(listener&&) noexcept;
+  listener& operator=(listener&&) noexcept;
+  ~listener();
+};
+
+struct listen_options {
+  int backlog = 128;
+  // Permission bits for a unix:PATH socket file (chmod after bind); none: leave as umask.
+  std::optional<unsigned> unix_mode;
+};
+
+// Binds and listens on a tcp: or unix: address. tcp:*:PORT and tcp:[::]:PORT give one
+// dual-stack IPv6 socket (IPV6_V6ONLY off); a host name gives one socket per resolved
+// address. SO_REUSEADDR on TCP. A unix:PATH whose file exists is replaced only when it
+// is a socket nobody listens on (connect gets ECONNREFUSED); a live one, or a file that
+// is not a socket, is an error saying so.
+std::vector<listener> listen_on(const address& a, const listen_options& opts);
+
+// Accepts one connection from a non-blocking listener; nullopt when none is waiting
+// (EAGAIN), or for transient errors (ECONNABORTED, EINTR, ...). The accepted fd is
+// blocking, close-on-exec, with TCP_NODELAY on TCP.
+std::optional<connected_socket> accept_from(const listener& l);
+
+// The name of a connected socket's peer, as above; "" when it is not a socket.
+std::string peer_name(int fd);
+
+// SO_PEERCRED of a UNIX socket; nullopt for other fds.
+struct peer_credentials {
+  uid_t uid;
+  gid_t gid;
+  pid_t pid;
+};
+std::optional<peer_credentials> peer_credentials_of(int fd);
+
+// True if `fd` is a socket in the listening state (SO_ACCEPTCONN).
+bool is_listening_socket(int fd);
+
+}  // namespace bokbok::transport

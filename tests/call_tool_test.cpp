@@ -1,0 +1,290 @@
+// `bokbok call`, the real binary (BOKBOK_TOOL), against bokbok-demo-server --stdio
+// (BOKBOK_DEMO_SERVER) spawned as a child over a pipe pair. The `bokbok call` child
+// inherits our ends of the pipes and reaches the server with the address fd:R,W.
+// Every child is bounded in time and killed if it overstays.
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/child_process.hpp"
+
+using namespace std::chrono_literals;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+constexpr auto run_limit = 20s;  // no single `bokbok call` may take longer
+
+void close_fd(int& fd) {
+  if (fd >= 0) ::close(fd);
+  fd = -1;
+}
+
+void set_cloexec(int fd, bool on) {
+  int flags = ::fcntl(fd, F_GETFD);
+  REQUIRE(flags >= 0);
+  REQUIRE(::fcntl(fd, F_SETFD, on ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC)) == 0);
+}
+
+// The demo server on the far end of two pipes; `read_fd`/`write_fd` are our ends, for a
+// `bokbok call` child to inherit.
+struct demo_server {
+  pid_t pid = -1;
+  int read_fd = -1;   // the server's stdout
+  int write_fd = -1;  // the server's stdin
+
+  demo_server() {
+    int to_server[2], from_server[2];
+    REQUIRE(::pipe2(to_server, O_CLOEXEC) == 0);
+    REQUIRE(::pipe2(from_server, O_CLOEXEC) == 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, to_server[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, from_server[1], 1);
+    std::string path = bokbok_test::built_program("BOKBOK_DEMO_SERVER");
+    char* argv[] = {path.data(), const_cast<char*>("--stdio"), nullptr};
+    int rc = ::posix_spawn(&pid, path.c_str(), &fa, nullptr, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(to_server[0]);
+    ::close(from_server[1]);
+    read_fd = from_server[0];
+    write_fd = to_server[1];
+    REQUIRE(rc == 0);
+  }
+  demo_server(const demo_server&) = delete;
+  demo_server& operator=(const demo_server&) = delete;
+
+  std::string address() const {
+    return "fd:" + std::to_string(read_fd) + "," + std::to_string(write_fd);
+  }
+
+  ~demo_server() {
+    close_fd(read_fd);
+    close_fd(write_fd);
+    // With its pipes closed the server exits by itself; give it a moment, then insist.
+    auto deadline = clock_type::now() + 5s;
+    int status;
+    while (::waitpid(pid, &status, WNOHANG) == 0) {
+      if (clock_type::now() >= deadline) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+};
+
+struct run_result {
+  int status = -1;  // exit status; -1 if killed
+  std::string out, err;
+  clock_type::duration took{};
+};
+
+// Runs `bokbok ARGS...` with `inherit` (fds passed to it, closed here afterwards) and
+// `input` on its stdin; collects stdout and stderr.
+run_result run_tool(const std::vector<std::string>& args, std::vector<int*> inherit = {},
+                    const std::string& input = "") {
+  int out[2], err[2], in[2];
+  REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
+  REQUIRE(::pipe2(err, O_CLOEXEC) == 0);
+  REQUIRE(::pipe2(in, O_CLOEXEC) == 0);
+  for (int* fd : inherit) set_cloexec(*fd, false);
+
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+  std::vector<std::string> argv_text = {bokbok_test::built_program("BOKBOK_TOOL")};
+  argv_text.insert(argv_text.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_text) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  auto start = clock_type::now();
+  int rc = ::posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(in[0]);
+  ::close(out[1]);
+  ::close(err[1]);
+  for (int* fd : inherit) close_fd(*fd);  // the child has them now
+  REQUIRE(rc == 0);
+
+  // Feed stdin (small inputs fit the pipe buffer), then read both outputs to EOF.
+  if (!input.empty()) CHECK(::write(in[1], input.data(), input.size()) == ssize_t(input.size()));
+  ::close(in[1]);
+  run_result r;
+  auto deadline = start + run_limit;
+  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+  std::string* sinks[2] = {&r.out, &r.err};
+  int open_count = 2;
+  bool killed = false;
+  while (open_count > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now());
+    if (left <= 0ms) {
+      ::kill(pid, SIGKILL);
+      killed = true;
+      break;
+    }
+    if (::poll(fds, 2, int(left.count())) < 0) continue;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      char buf[4096];
+      ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) {
+        sinks[i]->append(buf, std::size_t(n));
+      } else {
+        fds[i].fd = -1;
+        --open_count;
+      }
+    }
+  }
+  ::close(out[0]);
+  ::close(err[0]);
+  int status = 0;
+  while (!killed && ::waitpid(pid, &status, WNOHANG) == 0) {
+    if (clock_type::now() >= deadline) {
+      ::kill(pid, SIGKILL);
+      killed = true;
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  if (killed) ::waitpid(pid, &status, 0);
+  r.took = clock_type::now() - start;
+  CHECK_MESSAGE(!killed, "bokbok call did not finish within the limit");
+  if (WIFEXITED(status)) r.status = WEXITSTATUS(status);
+  return r;
+}
+
+// `bokbok call [options] ADDRESS FIELD...` against a fresh demo server.
+run_result call_demo(const std::vector<std::string>& options,
+                     const std::vector<std::string>& fields, const std::string& input = "") {
+  demo_server server;
+  std::vector<std::string> args = {"call"};
+  args.insert(args.end(), options.begin(), options.end());
+  args.push_back(server.address());
+  args.insert(args.end(), fields.begin(), fields.end());
+  return run_tool(args, {&server.read_fd, &server.write_fd}, input);
+}
+
+}  // namespace
+
+TEST_CASE("bokbok call prints each field of the response on its own line") {
+  auto r = call_demo({}, {"ping", "hi"});
+  CHECK(r.status == 0);
+  CHECK(r.out == "pong\nhi\n");
+  CHECK(r.err == "");
+}
+
+TEST_CASE("bokbok call --json prints text as strings and other bytes as base64") {
+  auto r = call_demo({"--json"}, {"echo", "a\"b\\c\n\t", "\xff\xfe", "\x01", "", "h\xc3\xa9"});
+  CHECK(r.status == 0);
+  CHECK(r.out ==
+        "[\"a\\\"b\\\\c\\n\\t\", {\"base64\": \"//4=\"}, {\"base64\": \"AQ==\"}, \"\", "
+        "\"h\xc3\xa9\"]\n");
+}
+
+TEST_CASE("bokbok call --stdin-field sends standard input as one binary-safe field") {
+  auto r = call_demo({"--json", "--stdin-field"}, {"echo", "x"}, std::string("\0\1\2", 3));
+  CHECK(r.status == 0);
+  CHECK(r.out == "[\"x\", {\"base64\": \"AAEC\"}]\n");
+}
+
+TEST_CASE("bokbok call takes FIELDs that start with '-' after --") {
+  auto r = call_demo({}, {"--", "echo", "--json", "-x", "--help"});
+  CHECK(r.status == 0);
+  CHECK(r.out == "--json\n-x\n--help\n");
+}
+
+TEST_CASE("bokbok call exits 1 with the remote message when the handler fails") {
+  auto r = call_demo({}, {"fail", "boom"});
+  CHECK(r.status == 1);
+  CHECK(r.out == "");
+  CHECK(r.err == "bokbok call: remote error (handler_failed): boom\n");
+}
+
+TEST_CASE("bokbok call exits 2 for bad usage and malformed addresses") {
+  auto none = run_tool({"call"});
+  CHECK(none.status == 2);
+  CHECK(none.err.find("no ADDRESS given") != std::string::npos);
+  auto no_field = run_tool({"call", "fd:3,4"});
+  CHECK(no_field.status == 2);
+  auto bad = run_tool({"call", "nonsense", "ping", "x"});
+  CHECK(bad.status == 2);
+  CHECK(bad.err.find("bad address \"nonsense\"") != std::string::npos);
+  auto bad_fd = run_tool({"call", "fd:x,y", "ping", "x"});
+  CHECK(bad_fd.status == 2);
+  auto not_open = run_tool({"call", "fd:900,901", "ping", "x"});
+  CHECK(not_open.status == 2);
+  CHECK(not_open.err.find("fd 900 is not open") != std::string::npos);
+  auto bad_option = run_tool({"call", "fd:3,4", "echo", "-x"});
+  CHECK(bad_option.status == 2);
+  auto stdin_twice = run_tool({"call", "--stdin-field", "stdio", "echo"});
+  CHECK(stdin_twice.status == 2);
+  auto bad_timeout = run_tool({"call", "--timeout", "soon", "fd:3,4", "ping", "x"});
+  CHECK(bad_timeout.status == 2);
+}
+
+TEST_CASE("bokbok call exits 3 when the peer is gone") {
+  int a[2], b[2];
+  REQUIRE(::pipe2(a, O_CLOEXEC) == 0);
+  REQUIRE(::pipe2(b, O_CLOEXEC) == 0);
+  ::close(a[1]);  // reading a[0] sees EOF at once
+  ::close(b[0]);  // writing b[1] fails with EPIPE
+  std::string addr = "fd:" + std::to_string(a[0]) + "," + std::to_string(b[1]);
+  auto r = run_tool({"call", addr, "ping", "x"}, {&a[0], &b[1]});
+  CHECK(r.status == 3);
+  CHECK(r.err.starts_with("bokbok call: "));
+}
+
+TEST_CASE("bokbok call --timeout gives up on a slow answer with exit 5, promptly") {
+  auto r = call_demo({"--timeout", "0.3"}, {"sleep", "5000"});
+  CHECK(r.status == 5);
+  CHECK(r.err == "bokbok call: timed out after 0.3 s\n");
+  CHECK(r.took < 3s);
+}
+
+TEST_CASE("bokbok call --timeout covers a peer that never completes the handshake") {
+  int a[2], b[2];
+  REQUIRE(::pipe2(a, O_CLOEXEC) == 0);
+  REQUIRE(::pipe2(b, O_CLOEXEC) == 0);
+  // We keep a[1] and b[0] open but never write: the handshake waits forever.
+  std::string addr = "fd:" + std::to_string(a[0]) + "," + std::to_string(b[1]);
+  auto r = run_tool({"call", "--timeout", "0.3", addr, "ping", "x"}, {&a[0], &b[1]});
+  CHECK(r.status == 5);
+  CHECK(r.err == "bokbok call: timed out after 0.3 s\n");
+  CHECK(r.took < 3s);
+  ::close(a[1]);
+  ::close(b[0]);
+}
+
+TEST_CASE("bokbok call --echo answers the server's callbacks with their own fields") {
+  auto r = call_demo({"--echo"}, {"callback", "2"});
+  CHECK(r.status == 0);
+  CHECK(r.out == "did\n2\n");
+}
+
+TEST_CASE("bokbok call without --echo refuses the server's callbacks") {
+  auto r = call_demo({}, {"callback", "2"});
+  CHECK(r.status == 1);
+  CHECK(r.err.starts_with("bokbok call: remote error (handler_failed): callback 1 failed"));
+  CHECK(r.err.find("bokbok call does not answer requests; use --echo") != std::string::npos);
+}
+
+TEST_CASE("bokbok help call documents the JSON form and the exit statuses") {
+  auto r = run_tool({"help", "call"});
+  CHECK(r.status == 0);
+  CHECK(r.out.find("{\"base64\": \"...\"}") != std::string::npos);
+  CHECK(r.out.find("5  timed out") != std::string::npos);
+}

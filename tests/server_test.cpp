@@ -1,0 +1,259 @@
+// bokbok::server over real loopback sockets: TCP (IPv4, IPv6, a host name), UNIX path
+// and abstract sockets; many clients; the connection limit; graceful stop; hooks; bad
+// input at a listener.
+#include <doctest/doctest.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "bokbok/bokbok.hpp"
+#include "transport/sockets.hpp"
+
+using namespace std::chrono_literals;
+using bokbok::message;
+
+namespace {
+
+// Enough descriptors for a few hundred connections at both ends.
+void raise_fd_limit() {
+  rlimit r{};
+  getrlimit(RLIMIT_NOFILE, &r);
+  r.rlim_cur = r.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &r);
+}
+
+bokbok::server_options echo_server(std::vector<std::string> listen) {
+  bokbok::server_options o;
+  o.listen = std::move(listen);
+  o.on_request = [](bokbok::connection& c, message m) -> message {
+    if (!m.empty() && m[0] == "sleep") std::this_thread::sleep_for(std::chrono::milliseconds(std::stoi(m.at(1))));
+    if (!m.empty() && m[0] == "back") return c.request({"called", "back"});
+    if (!m.empty() && m[0] == "creds") {
+      auto cr = c.peer_credentials();
+      return {cr ? std::to_string(cr->uid) : "none", cr ? std::to_string(cr->pid) : "none"};
+    }
+    return m;
+  };
+  return o;
+}
+
+bokbok::options answering_client() {
+  bokbok::options o;
+  o.on_request = [](bokbok::connection&, message m) { return message{"client", m.at(0)}; };
+  return o;
+}
+
+std::string temp_socket_path(const char* name) {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("bokbok-test-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  return (dir / name).string();
+}
+
+}  // namespace
+
+TEST_CASE("a server answers calls both ways over every socket kind") {
+  std::string path = temp_socket_path("both-ways.sock");
+  std::string abstract = "unix:@bokbok-test-" + std::to_string(getpid());
+  bokbok::server srv(echo_server({"tcp:127.0.0.1:0", "tcp:[::1]:0", "unix:" + path, abstract}));
+  srv.start();
+  auto bound = srv.local_addresses();
+  REQUIRE(bound.size() == 4);
+  std::vector<std::string> targets = bound;
+  // A host name, resolved: the port of the IPv4 listener, reached as localhost.
+  targets.push_back("tcp:localhost:" + bound[0].substr(bound[0].rfind(':') + 1));
+  for (const auto& address : targets) {
+    CAPTURE(address);
+    auto c = bokbok::connect(address, answering_client());
+    CHECK(c.request({"hello", "there"}) == message{"hello", "there"});
+    CHECK(c.request({"back"}) == message{"client", "called"});
+    c.close();
+    c.wait_closed();
+  }
+  // SO_PEERCRED reaches the handler on UNIX sockets only.
+  auto u = bokbok::connect("unix:" + path, {});
+  CHECK(u.request({"creds"}) == message{std::to_string(getuid()), std::to_string(getpid())});
+  u.close();
+  auto t = bokbok::connect(bound[0], {});
+  CHECK(t.request({"creds"}) == message{"none", "none"});
+  t.close();
+  srv.stop();
+  srv.wait();
+  CHECK_FALSE(std::filesystem::exists(path));
+}
+
+TEST_CASE("a tcp:*:PORT listener takes IPv4 and IPv6 clients") {
+  bokbok::server srv(echo_server({"tcp:*:0"}));
+  srv.start();
+  auto bound = srv.local_addresses();
+  REQUIRE(bound.size() == 1);
+  std::string port = bound[0].substr(bound[0].rfind(':') + 1);
+  for (std::string host : {"127.0.0.1", "[::1]"}) {
+    auto c = bokbok::connect("tcp:" + host + ":" + port, {});
+    CHECK(c.request({"x"}) == message{"x"});
+    c.close();
+  }
+}
+
+TEST_CASE("200 clients at once, each calling from two threads, all get their own answers") {
+  raise_fd_limit();
+  auto o = echo_server({"tcp:127.0.0.1:0"});
+  o.max_connections = 300;
+  bokbok::server srv(o);
+  srv.start();
+  std::string address = srv.local_addresses().at(0);
+  constexpr int clients = 200, threads = 2, calls = 10;
+  std::atomic<int> wrong{0}, errors{0};
+  std::vector<std::thread> ts;
+  for (int i = 0; i < clients; ++i)
+    ts.emplace_back([&, i] {
+      try {
+        auto c = bokbok::connect(address, {});
+        std::vector<std::thread> inner;
+        for (int t = 0; t < threads; ++t)
+          inner.emplace_back([&, t] {
+            for (int k = 0; k < calls; ++k) {
+              message m = {std::to_string(i), std::to_string(t), std::to_string(k)};
+              if (c.request(m) != m) ++wrong;
+            }
+          });
+        for (auto& th : inner) th.join();
+        c.close();
+        c.wait_closed();
+      } catch (const std::exception& e) {
+        ++errors;
+        MESSAGE(e.what());
+      }
+    });
+  for (auto& t : ts) t.join();
+  CHECK(errors == 0);
+  CHECK(wrong == 0);
+}
+
+TEST_CASE("beyond the connection limit a client waits briefly, then is refused clearly") {
+  auto o = echo_server({"tcp:127.0.0.1:0"});
+  o.max_connections = 2;
+  o.connection_wait = 300ms;
+  std::mutex mu;
+  std::vector<std::string> logged;
+  o.on_connection_error = [&](const std::string&, const std::string& why) {
+    std::lock_guard lock(mu);
+    logged.push_back(why);
+  };
+  bokbok::server srv(o);
+  srv.start();
+  std::string address = srv.local_addresses().at(0);
+  auto a = bokbok::connect(address, {});
+  auto b = bokbok::connect(address, {});
+  try {
+    bokbok::connect(address, {});
+    FAIL("a third client was let in");
+  } catch (const bokbok::transport_error& e) {
+    CHECK(std::string(e.what()).find("refused by the peer: busy") != std::string::npos);
+  }
+  // The others keep working.
+  CHECK(a.request({"still"}) == message{"still"});
+  CHECK(b.request({"here"}) == message{"here"});
+  {
+    std::lock_guard lock(mu);
+    REQUIRE(logged.size() == 1);
+    CHECK(logged[0].find("refused") != std::string::npos);
+  }
+  // A slot that frees while a client waits lets it in.
+  auto third = std::async(std::launch::async, [&] { return bokbok::connect(address, {}); });
+  std::this_thread::yield();
+  a.close();
+  auto c = third.get();
+  CHECK(c.request({"in"}) == message{"in"});
+  c.close();
+  b.close();
+}
+
+TEST_CASE("stop() lets running calls finish, then the listener is gone") {
+  std::atomic<int> starts{0}, stops{0};
+  auto o = echo_server({"tcp:127.0.0.1:0"});
+  o.on_start = [&] { ++starts; };
+  o.on_stop = [&] { ++stops; };
+  bokbok::server srv(o);
+  srv.start();
+  CHECK(starts == 1);
+  std::string address = srv.local_addresses().at(0);
+  auto c = bokbok::connect(address, {});
+  auto slow = c.request_async({"sleep", "300"});
+  CHECK(c.request({"quick"}) == message{"quick"});  // the slow call is running now
+  srv.stop(5s);
+  CHECK(slow.get() == message{"sleep", "300"});
+  srv.wait();
+  CHECK(srv.stopped());
+  CHECK(stops == 1);
+  c.wait_closed();
+  CHECK_THROWS_AS(bokbok::connect(address, {}), bokbok::transport_error);
+}
+
+TEST_CASE("the open handler runs before the connection's requests, and handler failures are reported") {
+  auto o = echo_server({"tcp:127.0.0.1:0"});
+  std::atomic<int> handler_errors{0};
+  o.on_open = [](bokbok::connection& c) {
+    std::this_thread::sleep_for(50ms);  // a slow open handler: requests must wait for it
+    c.user_data() = std::string("opened");
+  };
+  o.on_request = [](bokbok::connection& c, message m) -> message {
+    if (m.at(0) == "fail") throw std::runtime_error("no");
+    return {std::any_cast<std::string>(c.user_data())};
+  };
+  o.on_handler_error = [&](bokbok::connection&, std::exception_ptr) { ++handler_errors; };
+  bokbok::server srv(o);
+  srv.start();
+  auto c = bokbok::connect(srv.local_addresses().at(0), {});
+  CHECK(c.request({"who"}) == message{"opened"});
+  CHECK_THROWS_AS(c.request({"fail"}), bokbok::remote_error);
+  CHECK(handler_errors == 1);
+  c.close();
+}
+
+TEST_CASE("garbage, silence and a half preamble at a listener end those connections only") {
+  auto o = echo_server({"tcp:127.0.0.1:0"});
+  o.handshake_timeout = 300ms;
+  std::mutex mu;
+  std::vector<std::string> logged;
+  o.on_connection_error = [&](const std::string&, const std::string& why) {
+    std::lock_guard lock(mu);
+    logged.push_back(why);
+  };
+  bokbok::server srv(o);
+  srv.start();
+  std::string address = srv.local_addresses().at(0);
+  auto good = bokbok::connect(address, {});
+  auto addr = bokbok::transport::parse_address(address);
+  auto raw = [&](std::string bytes, bool hang_up) {
+    auto s = bokbok::transport::connect_socket(addr, 2s);
+    if (!bytes.empty()) REQUIRE(write(s.fd.get(), bytes.data(), bytes.size()) == ssize_t(bytes.size()));
+    if (hang_up) s.fd.reset();
+    return s;
+  };
+  auto garbage = raw("GET / HTTP/1.0\r\n\r\n", false);
+  auto half = raw("BOKB", true);
+  auto silent = raw("", false);
+  // Each ends with an error logged, while the good client keeps being served.
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  for (;;) {
+    CHECK(good.request({"alive"}) == message{"alive"});
+    std::lock_guard lock(mu);
+    if (logged.size() >= 3 || std::chrono::steady_clock::now() > deadline) break;
+  }
+  std::lock_guard lock(mu);
+  REQUIRE(logged.size() == 3);
+  std::string all = logged[0] + "\n" + logged[1] + "\n" + logged[2];
+  CHECK(all.find("GET / HTTP/1.0") != std::string::npos);
+  CHECK(all.find("timed out") != std::string::npos);
+  CHECK(all.find("BOKB") != std::string::npos);
+  good.close();
+}

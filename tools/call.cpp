@@ -1,0 +1,374 @@
+// `bokbok call`: sends one request to an address, prints the response, exits.
+// The exit status says how it went (see help_text); call_output.cpp formats the answer.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <bokbok/bokbok.hpp>
+
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <future>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <variant>
+
+#include "call_output.hpp"
+#include "command.hpp"
+#include "transport/address.hpp"
+
+namespace bokbok::tools::call {
+namespace {
+
+constexpr std::string_view help_text =
+    "usage: bokbok call [options] ADDRESS FIELD...\n"
+    "\n"
+    "Connects to ADDRESS, sends one request whose message is the FIELDs in order (by\n"
+    "convention the first names the method), prints the response and exits.\n"
+    "\n"
+    "ADDRESS is one of\n"
+    "  tcp:HOST:PORT           a TCP server (HOST a name, an IPv4 or a [v6] literal)\n"
+    "  unix:PATH, unix:@NAME   a UNIX socket file, or one in the abstract namespace\n"
+    "  fd:R,W                  read fd R and write fd W, inherited from the caller\n"
+    "  stdio                   stdin and stdout carry the protocol; the response is then\n"
+    "                          printed on stderr\n"
+    "\n"
+    "output:\n"
+    "  By default each field of the response is written as is (raw bytes), followed\n"
+    "  by a newline. A field that contains a newline makes this output ambiguous: for\n"
+    "  anything but simple text, use --json.\n"
+    "  With --json the response is one line: a JSON array (RFC 8259) with one element\n"
+    "  per field, in order. A field that is valid UTF-8 and contains no control\n"
+    "  character (U+0000-U+001F, U+007F-U+009F) other than newline, tab and carriage\n"
+    "  return is a JSON string: '\"' and '\\' are escaped, newline, tab and carriage\n"
+    "  return are written \\n, \\t and \\r, and every other character as is (UTF-8).\n"
+    "  Any other field is an object {\"base64\": \"...\"} holding its bytes in standard\n"
+    "  base64 (RFC 4648, alphabet A-Z a-z 0-9 + /, with = padding). For example the\n"
+    "  response (\"pong\", the bytes 00 ff) prints  [\"pong\", {\"base64\": \"AP8=\"}]\n"
+    "\n"
+    "options (before or after ADDRESS):\n"
+    "  --json              print the response as one JSON array (see above)\n"
+    "  --timeout SECONDS   the whole call, connecting included, must finish within\n"
+    "                      SECONDS (a decimal number, e.g. 0.5), else exit status 5\n"
+    "  --echo              answer each request the server makes during the call with\n"
+    "                      its own fields; without it such requests get the error\n"
+    "                      no_such_method\n"
+    "  --stdin-field       append one more field after the FIELDs: all of standard\n"
+    "                      input, byte for byte (for large or binary payloads). Not\n"
+    "                      with an address that reads standard input (stdio, inetd,\n"
+    "                      fd:0,W)\n"
+    "  --                  end of options: every later argument is a FIELD, even one\n"
+    "                      that starts with '-'\n"
+    "  --help              show this help\n"
+    "\n"
+    "exit status:\n"
+    "  0  success: the response was printed\n"
+    "  1  the call was answered with an error: stderr says\n"
+    "     'bokbok call: remote error (CODE): MESSAGE', CODE being handler_failed\n"
+    "     (the remote handler failed), no_such_method, busy, ...; or it was refused\n"
+    "     before sending ('call refused (too_large): ...'); or a local I/O error\n"
+    "     (reading standard input, writing the response)\n"
+    "  2  bad usage, including a malformed ADDRESS\n"
+    "  3  could not connect, or the connection failed before the answer came\n"
+    "  4  authentication refused (reserved for key mode; not produced yet)\n"
+    "  5  timed out (--timeout)\n"
+    "\n"
+    "examples:\n"
+    "  bokbok call unix:/run/app.sock ping hello\n"
+    "  bokbok call --json --timeout 2 tcp:127.0.0.1:7000 echo hi\n"
+    "  bokbok call --stdin-field tcp:127.0.0.1:7000 store -- -name- < photo.jpg\n";
+
+enum exit_status : int {
+  exit_ok = 0,
+  exit_remote_error = 1,
+  exit_transport = 3,
+  exit_timed_out = 5,
+};
+
+struct call_options {
+  bool json = false;
+  bool echo = false;
+  bool stdin_field = false;
+  double timeout = 0;  // seconds; 0: none
+  std::string address;
+  message fields;
+};
+
+double parse_timeout(std::string_view text) {
+  std::string s(text);
+  bool digits_only = !s.empty() && s.find_first_not_of("0123456789.") == std::string::npos;
+  char* end = nullptr;
+  double v = digits_only ? std::strtod(s.c_str(), &end) : 0;
+  if (!digits_only || *end != '\0' || !(v > 0) || v > 1e6)
+    throw usage_error("--timeout wants a positive number of seconds, not '" + s + "'");
+  return v;
+}
+
+void take_positional(call_options& o, std::string_view arg) {
+  if (o.address.empty())
+    o.address = arg;
+  else
+    o.fields.emplace_back(arg);
+}
+
+call_options parse_args(args_view args) {
+  call_options o;
+  std::size_t end_of_options = 0;
+  while (end_of_options < args.size() && args[end_of_options] != "--") ++end_of_options;
+
+  arg_reader reader(args.first(end_of_options));
+  while (!reader.done()) {
+    std::string_view arg = reader.next();
+    if (arg == "--json") {
+      reader.no_value();
+      o.json = true;
+    } else if (arg == "--echo") {
+      reader.no_value();
+      o.echo = true;
+    } else if (arg == "--stdin-field") {
+      reader.no_value();
+      o.stdin_field = true;
+    } else if (arg == "--timeout") {
+      o.timeout = parse_timeout(reader.value());
+    } else if (arg.starts_with('-') && arg != "-") {
+      throw usage_error("unknown option '" + std::string(arg) +
+                        "' (put -- before FIELDs that start with '-')");
+    } else {
+      take_positional(o, arg);
+    }
+  }
+  for (std::size_t i = end_of_options + 1; i < args.size(); ++i)
+    take_positional(o, args[i]);
+
+  if (o.address.empty()) throw usage_error("no ADDRESS given");
+  if (o.fields.empty() && !o.stdin_field)
+    throw usage_error("no FIELD given (the first field names the method)");
+  return o;
+}
+
+// "bokbok: cannot connect ..." -> "cannot connect ...": we print our own prefix.
+std::string without_prefix(const char* what) {
+  std::string_view s(what);
+  if (s.starts_with("bokbok: ")) s.remove_prefix(8);
+  return std::string(s);
+}
+
+// True if the address makes the connection read this process's standard input.
+bool reads_stdin(const transport::address& a) {
+  if (std::holds_alternative<transport::stdio_address>(a)) return true;
+  if (std::holds_alternative<transport::inetd_address>(a)) return true;
+  if (auto* f = std::get_if<transport::fd_pair_address>(&a)) return f->in_fd == 0;
+  return false;
+}
+
+// fd:R,W names descriptors this process inherited; say so clearly if one is not open
+// (connecting would otherwise fail obscurely, or take over the library's own fds once it
+// has opened some under those numbers).
+void check_fds_open(const transport::address& a) {
+  auto* f = std::get_if<transport::fd_pair_address>(&a);
+  if (!f) return;
+  for (int fd : {f->in_fd, f->out_fd})
+    if (::fcntl(fd, F_GETFD) == -1)
+      throw usage_error("fd " + std::to_string(fd) +
+                        " is not open (fd:R,W uses descriptors inherited from the caller)");
+}
+
+std::string read_stdin_whole(std::size_t limit) {
+  std::string data;
+  char buf[65536];
+  for (;;) {
+    ssize_t r = ::read(STDIN_FILENO, buf, sizeof buf);
+    if (r == 0) return data;
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      throw std::system_error(errno, std::generic_category(), "reading standard input");
+    }
+    data.append(buf, std::size_t(r));
+    if (data.size() > limit)
+      throw std::runtime_error("standard input is larger than a message may be (" +
+                               std::to_string(limit >> 20) + " MiB)");
+  }
+}
+
+void write_all(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    ssize_t r = ::write(fd, bytes.data(), bytes.size());
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      throw std::system_error(errno, std::generic_category(), "writing the response");
+    }
+    bytes.remove_prefix(std::size_t(r));
+  }
+}
+
+int failure(int status, const std::string& why) {
+  std::fprintf(stderr, "bokbok call: %s\n", why.c_str());
+  return status;
+}
+
+std::string timed_out_text(double seconds) {
+  char text[64];
+  std::snprintf(text, sizeof text, "timed out after %g s", seconds);
+  return text;
+}
+
+// The last resort behind --timeout: if the process is still alive last_resort_grace after the
+// deadline (a library call that ignored its own timeout, or an exit that hangs), SIGALRM
+// ends it with status 5. The normal paths never get here.
+constexpr double last_resort_grace = 2.0;  // seconds
+char alarm_text[96];
+std::size_t alarm_text_size = 0;
+
+extern "C" void on_alarm(int) {
+  (void)!::write(STDERR_FILENO, alarm_text, alarm_text_size);
+  ::_exit(exit_timed_out);
+}
+
+// Arms (or re-arms) the alarm to go off `seconds` from now.
+void set_alarm(double seconds) {
+  itimerval t{};
+  t.it_value.tv_sec = static_cast<time_t>(seconds);
+  t.it_value.tv_usec = static_cast<suseconds_t>((seconds - std::floor(seconds)) * 1e6);
+  ::setitimer(ITIMER_REAL, &t, nullptr);
+}
+
+void arm_last_resort(double seconds) {
+  int n = std::snprintf(alarm_text, sizeof alarm_text, "bokbok call: %s\n",
+                        timed_out_text(seconds).c_str());
+  alarm_text_size = n > 0 ? std::size_t(n) : 0;
+  struct sigaction sa {};
+  sa.sa_handler = on_alarm;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGALRM, &sa, nullptr);
+  set_alarm(seconds + last_resort_grace);
+}
+
+options connection_options(const call_options& o) {
+  options opts;
+  if (o.echo) {
+    opts.on_request = [](connection&, message request) { return request; };
+  } else {
+    opts.on_request = [](connection&, message) -> message {
+      throw remote_error(error_code::no_such_method,
+                         "bokbok call does not answer requests; use --echo");
+    };
+  }
+  return opts;
+}
+
+using clock = std::chrono::steady_clock;
+
+// The call's deadline, if --timeout was given.
+struct deadline {
+  std::optional<clock::time_point> at;
+  double seconds = 0;
+  bool passed() const { return at && clock::now() >= *at; }
+};
+
+// A connection failure: its message names the address (the library's usually does).
+int transport_failure(const std::string& address, const char* what) {
+  std::string why = without_prefix(what);
+  if (why.find(address) == std::string::npos) why = address + ": " + why;
+  return failure(exit_transport, why);
+}
+
+// Connects within the deadline; on failure returns the exit status instead.
+std::variant<connection, int> open_connection(const std::string& address, options opts,
+                                              const deadline& d) {
+  if (d.at) {
+    auto ms = std::chrono::ceil<std::chrono::milliseconds>(*d.at - clock::now());
+    opts.connect_timeout = std::max(ms, std::chrono::milliseconds(1));
+  }
+  try {
+    return connect(address, opts);
+  } catch (const address_error& e) {
+    throw usage_error(without_prefix(e.what()));
+  } catch (const error& e) {
+    if (d.passed()) return failure(exit_timed_out, timed_out_text(d.seconds));
+    return transport_failure(address, e.what());
+  }
+}
+
+// Sends the request and waits for the answer within the deadline; on failure returns
+// the exit status instead. Closes the connection either way (pending calls fail at
+// once, the peer is told).
+std::variant<message, int> call_once(connection& conn, message request,
+                                     const std::string& address, const deadline& d) {
+  std::future<message> answer = conn.request_async(std::move(request));
+  struct closer {
+    connection& c;
+    ~closer() { c.close(); }
+  } close_at_end{conn};
+  if (d.at && answer.wait_until(*d.at) != std::future_status::ready)
+    return failure(exit_timed_out, timed_out_text(d.seconds));
+  try {
+    return answer.get();
+  } catch (const remote_error& e) {
+    return failure(exit_remote_error,
+                   std::string("remote error (") + to_string(e.code()) + "): " + e.what());
+  } catch (const call_error& e) {
+    return failure(exit_remote_error,
+                   std::string("call refused (") + to_string(e.code()) + "): " + e.what());
+  } catch (const transport_error& e) {
+    return transport_failure(address, e.what());
+  }
+}
+
+int run(args_view args) {
+  call_options o = parse_args(args);
+  transport::address addr;
+  try {
+    addr = transport::parse_address(o.address);
+  } catch (const address_error& e) {
+    throw usage_error(without_prefix(e.what()));
+  }
+  check_fds_open(addr);
+  if (o.stdin_field) {
+    if (reads_stdin(addr))
+      throw usage_error("--stdin-field cannot be used with " + o.address +
+                        ", which reads standard input");
+    o.fields.push_back(read_stdin_whole(options{}.max_message_size));
+  }
+  // With stdio, stdout carries the protocol.
+  const int out_fd =
+      std::holds_alternative<transport::stdio_address>(addr) ? STDERR_FILENO : STDOUT_FILENO;
+
+  deadline d;
+  if (o.timeout > 0) {
+    d.seconds = o.timeout;
+    d.at = clock::now() + std::chrono::duration_cast<clock::duration>(
+                              std::chrono::duration<double>(o.timeout));
+    arm_last_resort(o.timeout);
+  }
+  auto conn = open_connection(o.address, connection_options(o), d);
+  if (auto* status = std::get_if<int>(&conn)) return *status;
+  auto response =
+      call_once(std::get<connection>(conn), std::move(o.fields), o.address, d);
+  if (auto* status = std::get_if<int>(&response)) return *status;
+
+  // Printing may take as long as the reader of our output wants: not part of the call.
+  if (d.at) set_alarm(0);
+  const message& fields = std::get<message>(response);
+  write_all(out_fd, o.json ? format_json(fields) : format_lines(fields));
+  if (d.at) set_alarm(last_resort_grace);  // for the exit that follows
+  return exit_ok;
+}
+
+}  // namespace
+}  // namespace bokbok::tools::call
+
+namespace bokbok::tools {
+
+const command call_command = {
+    "call",
+    "send one request to an address and print the response",
+    call::help_text,
+    call::run,
+};
+
+}  // namespace bokbok::tools
