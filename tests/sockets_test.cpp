@@ -6,9 +6,12 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -16,6 +19,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <set>
 
 #include "bokbok/error.hpp"
@@ -134,6 +138,48 @@ std::string listen_error(const std::string& text, listen_options o = {}) {
 
 bool contains(const std::string& s, const std::string& part) {
   return s.find(part) != std::string::npos;
+}
+
+// Runs `body` in a forked child that has its own mount namespace with /etc/hosts
+// replaced by `hosts`; returns "" when it returned, what it threw otherwise, or "skip"
+// when this process may not make a mount namespace (not root).
+std::string with_hosts_file(const std::string& hosts, const std::function<void()>& body) {
+  temp_dir dir;
+  std::ofstream(dir / "hosts") << hosts;
+  int p[2];
+  REQUIRE(pipe2(p, O_CLOEXEC) == 0);
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    std::string verdict;
+    if (unshare(CLONE_NEWNS) < 0 ||
+        mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0 ||
+        mount((dir / "hosts").c_str(), "/etc/hosts", nullptr, MS_BIND, nullptr) < 0) {
+      verdict = "skip";
+    } else {
+      try {
+        body();
+      } catch (const std::exception& e) {
+        verdict = std::string("failed: ") + e.what();
+      }
+    }
+    (void)!write(p[1], verdict.data(), verdict.size());
+    _exit(0);
+  }
+  close(p[1]);
+  std::string verdict;
+  char buf[512];
+  ssize_t n;
+  while ((n = read(p[0], buf, sizeof buf)) > 0) verdict.append(buf, static_cast<std::size_t>(n));
+  close(p[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status)) verdict += " (child ended with status " + std::to_string(status) + ")";
+  return verdict;
+}
+
+void expect(bool ok, const std::string& what) {
+  if (!ok) throw std::runtime_error(what);
 }
 
 }  // namespace
@@ -437,4 +483,50 @@ TEST_CASE("a unix listener removes its own socket file, and not a replacement") 
   CHECK(std::filesystem::is_socket(path));
   other = listener();  // assigning over it removes its file
   CHECK_FALSE(std::filesystem::exists(path));
+}
+
+TEST_CASE("a name with an IPv4 and an IPv6 address gets a listener on each, on one port") {
+  std::string verdict = with_hosts_file("127.0.0.1 bokbok-dual\n::1 bokbok-dual\n", [] {
+    auto ls = listen_at("tcp:bokbok-dual:0");
+    expect(ls.size() == 2, "two listeners, got " + std::to_string(ls.size()));
+    std::set<std::string> names{ls[0].name, ls[1].name};
+    std::string port = port_of(ls[0].name);
+    expect(port != "0" && port_of(ls[1].name) == port,
+           "one port: " + ls[0].name + " " + ls[1].name);
+    expect(names.count("tcp:127.0.0.1:" + port) == 1 && names.count("tcp:[::1]:" + port) == 1,
+           "both addresses: " + ls[0].name + " " + ls[1].name);
+    for (auto& l : ls) {
+      auto client = connect_to(l.name);
+      auto server = accept_one(l);
+      expect(pass(client.fd.get(), server.fd.get(), "dual") == "dual", "bytes over " + l.name);
+    }
+    // The first address that answers is used.
+    auto client = connect_to("tcp:bokbok-dual:" + port);
+    expect(names.count(client.peer) == 1, "connected to one of them: " + client.peer);
+  });
+  if (verdict == "skip") {
+    MESSAGE("skipped: cannot make a mount namespace to provide a test /etc/hosts");
+    return;
+  }
+  CHECK(verdict == "");
+}
+
+TEST_CASE("connecting to a name tries each address and lists every failure") {
+  std::string verdict = with_hosts_file("127.0.0.1 bokbok-dual\n::1 bokbok-dual\n", [] {
+    std::string port = free_port("127.0.0.1");
+    std::string m = connect_error("tcp:bokbok-dual:" + port);
+    expect(contains(m, "bokbok: cannot connect to tcp:bokbok-dual:" + port + ": "), m);
+    expect(contains(m, "127.0.0.1:" + port + ": Connection refused"), m);
+    expect(contains(m, "[::1]:" + port + ": Connection refused"), m);
+    expect(contains(m, "; "), m);
+    // A listener on the second address alone is still found.
+    auto v4 = listen_at("tcp:127.0.0.1:" + port);
+    auto client = connect_to("tcp:bokbok-dual:" + port);
+    expect(client.peer == "tcp:127.0.0.1:" + port, "reached " + client.peer);
+  });
+  if (verdict == "skip") {
+    MESSAGE("skipped: cannot make a mount namespace to provide a test /etc/hosts");
+    return;
+  }
+  CHECK(verdict == "");
 }

@@ -7,6 +7,8 @@ packages=(
   liburing-dev libsodium-dev libboost1.81-dev      # libraries
   doctest-dev                                      # tests
   clang libclang-rt-14-dev                         # fuzzers (libFuzzer) and sanitizers
+  systemd                                          # deploy tests: systemd-socket-activate, systemd-analyze
+  libwrap0 libevent-2.1-7 libbsd0 libtirpc3 libselinux1  # what the unpacked openbsd-inetd and xinetd load
 )
 sudo=""
 if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
@@ -20,3 +22,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -q
   $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+
+# Deploy tests (tests/deploy): openbsd-inetd and xinetd run from their .deb files unpacked
+# into the build tree, never installed (no service started). Fetch the .debs once into a
+# cache the tests read; a test without them tries `apt-get download` itself, and fails
+# saying why when that cannot work either.
+deb_cache=/var/cache/bokbok-test
+for p in openbsd-inetd xinetd; do
+  if ! ls "$deb_cache/${p}"_*.deb >/dev/null 2>&1; then
+    echo "install-deps: downloading ${p}'s .deb into $deb_cache"
+    $sudo mkdir -p "$deb_cache"
+    get() { (cd "$deb_cache" && $sudo apt-get -q -o APT::Sandbox::User=root download "$p"); }
+    get || { $sudo apt-get update -q && get; } ||
+      echo "install-deps: WARNING: cannot download $p; the deploy tests will fail" >&2
+  fi
+done

@@ -25,7 +25,9 @@ namespace bokbok {
 connection connect(std::string_view address, const options& opts = {});
 
 // Opens a connection over an already open pair of file descriptors, which it takes
-// ownership of (in_fd may equal out_fd, e.g. a socket). `peer` names the other end.
+// ownership of (in_fd may equal out_fd, e.g. a socket): they are closed with the
+// connection, or when opening fails. `peer` names the other end. A descriptor that is
+// not open is a transport_error.
 connection connect_fds(int in_fd, int out_fd, const options& opts, std::string peer);
 
 // Two connected ends over a socketpair, handshake done: mostly for tests and in-process

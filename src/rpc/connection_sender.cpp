@@ -87,7 +87,11 @@ void connection_impl::on_write_done(int err) {
   std::unique_lock lock(mu_);
   writing_ = false;
   if (err < 0) {
+    bool already_closed = phase_ == phase::closed;
     lock.unlock();
+    // Closed already (our close frame could not be written): stop the stream now rather
+    // than on the drain timer.
+    if (already_closed) return stream_ ? drop_stream() : void();
     return finish(end_kind::transport, std::string("write failed: ") + std::strerror(-err));
   }
   if (phase_ == phase::closed && outbox_.empty() && stream_) {

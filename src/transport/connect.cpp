@@ -1,10 +1,12 @@
 // The public ways to open a connection (include/bokbok/bokbok.hpp): from an address, an
 // fd pair, a socketpair, or stdio. This is the convenience layer: it alone reaches for
 // the shared default event loop; the layers below are given theirs.
+#include <fcntl.h>
 #include <sys/socket.h>
 
 #include <cerrno>
 #include <cstring>
+#include <unistd.h>
 #include <future>
 #include <mutex>
 #include <optional>
@@ -40,6 +42,16 @@ connection open_over(io::unique_fd in, io::unique_fd out, const options& opts,
 }  // namespace
 
 connection connect_fds(int in_fd, int out_fd, const options& opts, std::string peer) {
+  // Check before anything opens descriptors of its own (the loop's first start), which
+  // could take these very numbers if they are free.
+  for (int fd : {in_fd, out_fd}) {
+    if (fcntl(fd, F_GETFD) >= 0) continue;
+    int err = errno;
+    for (int other : {in_fd, out_fd})  // ownership was taken: close what is open
+      if (other != fd && fcntl(other, F_GETFD) >= 0) ::close(other);
+    throw transport_error("bokbok: cannot use fd " + std::to_string(fd) + " for " + peer +
+                          ": " + std::strerror(err));
+  }
   io::unique_fd in(in_fd);
   io::unique_fd out(out_fd == in_fd ? -1 : out_fd);
   return open_over(std::move(in), std::move(out), opts, std::move(peer));

@@ -25,7 +25,9 @@ struct connected_socket {
 };
 
 // Connects to a tcp: or unix: address, trying every resolved address in order, each
-// within `timeout`. Sets TCP_NODELAY on TCP. The fd is left blocking.
+// within `timeout` (zero or less: no limit); the error lists each address's failure.
+// Sets TCP_NODELAY on TCP. The fd is left blocking. A unix: connect waits for room in
+// a full listen queue up to `timeout` too. tcp:*:PORT is refused (it is for listening).
 connected_socket connect_socket(const address& a, std::chrono::milliseconds timeout);
 
 // A listening socket (non-blocking) and the address it is bound to, with the real port
@@ -52,15 +54,20 @@ struct listen_options {
 };
 
 // Binds and listens on a tcp: or unix: address. tcp:*:PORT and tcp:[::]:PORT give one
-// dual-stack IPv6 socket (IPV6_V6ONLY off); a host name gives one socket per resolved
-// address. SO_REUSEADDR on TCP. A unix:PATH whose file exists is replaced only when it
-// is a socket nobody listens on (connect gets ECONNREFUSED); a live one, or a file that
-// is not a socket, is an error saying so.
+// dual-stack IPv6 socket (IPV6_V6ONLY off; plain IPv4 on a kernel without IPv6); a host
+// name gives one socket per resolved address, and with port 0 they all share the port
+// the first was given. SO_REUSEADDR on TCP. A unix:PATH whose file exists is replaced
+// only when it is a socket nobody listens on (connect gets ECONNREFUSED); a live one, or
+// a file that is not a socket, is an error saying so. That check connects to the live
+// listener: its owner sees one connection that closes without sending a byte.
+// unix_mode does not apply to abstract names (they have no file and no permissions).
 std::vector<listener> listen_on(const address& a, const listen_options& opts);
 
 // Accepts one connection from a non-blocking listener; nullopt when none is waiting
 // (EAGAIN), or for transient errors (ECONNABORTED, EINTR, ...). The accepted fd is
-// blocking, close-on-exec, with TCP_NODELAY on TCP.
+// blocking, close-on-exec, with TCP_NODELAY on TCP. Running out of descriptors or
+// memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) throws transport_error: the connection stays
+// queued and the listener stays readable, so a caller must back off, not spin.
 std::optional<connected_socket> accept_from(const listener& l);
 
 // The name of a connected socket's peer, as above; "" when it is not a socket.

@@ -24,16 +24,21 @@ struct inherited_sockets {
 
 // Takes the sockets systemd passed: checks LISTEN_PID is this process, takes fds 3 ..
 // 3+LISTEN_FDS-1, tells listening from connected with SO_ACCEPTCONN, names them from
-// LISTEN_FDNAMES (listener name "systemd:NAME"), sets close-on-exec, and unsets the three
-// variables. Throws transport_error when they are absent or wrong (LISTEN_PID of another
-// process, LISTEN_FDS not a number).
+// LISTEN_FDNAMES (listener name "systemd:NAME"; "unknown" when unnamed, as systemd
+// says), sets close-on-exec (and non-blocking on listeners), and unsets the three
+// variables (also when they name another process). A connection's peer is its
+// peer_name(), or "systemd:NAME" when the peer has no name (an unnamed UNIX socket).
+// Throws transport_error when they are absent or wrong (LISTEN_PID of another process,
+// LISTEN_FDS not a number) or when a passed fd is not a stream socket; on error no fd
+// is taken or closed.
 inherited_sockets take_systemd_sockets();
 
 // Takes the inetd socket on fd 0 (listening: "wait" mode; connected: "nowait"). First
 // moves stderr off the socket when fd 2 is the same socket (or any socket): fd 2 then
 // goes to /dev/null, so no log line can ever corrupt the stream. The connection's fd is
-// a duplicate; fds 0 and 1 are pointed at /dev/null. Throws transport_error when fd 0 is
-// not a socket.
+// a duplicate; fds 0 and 1 are pointed at /dev/null. The listener is named "inetd"; a
+// connection by its peer_name(), or "inetd" for an unnamed UNIX peer. Throws
+// transport_error when fd 0 is not a stream socket.
 inherited_sockets take_inetd_socket();
 
 // Which superserver started this process, judging by the environment and fds: systemd
@@ -42,8 +47,9 @@ enum class superserver { none, inetd, systemd };
 superserver detect_superserver();
 
 // Sends `state` ("READY=1", "WATCHDOG=1", "STOPPING=1") to $NOTIFY_SOCKET (a path or an
-// abstract "@name"), without libsystemd. Does nothing when NOTIFY_SOCKET is unset;
-// returns false if sending failed.
+// abstract "@name"), without libsystemd. Does nothing and returns true when
+// NOTIFY_SOCKET is unset; returns false if sending failed (or the address is not a path
+// or "@name", e.g. vsock:).
 bool sd_notify(std::string_view state);
 
 // The watchdog interval systemd asked for (WATCHDOG_USEC, when WATCHDOG_PID is absent or

@@ -63,6 +63,11 @@ void check_bokbok_call(const std::string& address, const std::string& text) {
                       << r.out << "\nstderr:\n" << r.err);
   CHECK(r.exit_code() == 0);
   CHECK(r.out == "pong\n" + text + "\n");
+  // --echo answers the server's callbacks.
+  call_result cb = bokbok_call(address, {"--echo", "callback", "2"});
+  INFO("bokbok call --echo " << address << " callback 2\nstdout:\n" << cb.out << "\nstderr:\n" << cb.err);
+  CHECK(cb.exit_code() == 0);
+  CHECK(cb.out == "did\n2\n");
 }
 
 // The calls every mode must serve: one client at a time, `bokbok call`, then two clients
@@ -77,7 +82,7 @@ int serve_the_clients(const activator& a, const std::string& label) {
     CHECK(exercise(*c, label + "-" + std::to_string(i)) == "");
   }
   check_bokbok_call("tcp:127.0.0.1:" + std::to_string(a.port), label + " via bokbok call");
-  ++connections;
+  connections += 2;
   {
     auto first = client::tcp(a.port);
     auto second = client::tcp(a.port);

@@ -120,6 +120,11 @@ int serve_the_clients(running& r, const std::string& label) {
     INFO("bokbok call: stdout:\n" << c.out << "\nstderr:\n" << c.err);
     CHECK(c.exit_code() == 0);
     CHECK(c.out == "pong\n" + label + "\n");
+    call_result cb = bokbok_call("tcp:127.0.0.1:" + std::to_string(r.port), {"--echo", "callback", "2"});
+    ++connections;
+    INFO("bokbok call --echo callback 2: stdout:\n" << cb.out << "\nstderr:\n" << cb.err);
+    CHECK(cb.exit_code() == 0);
+    CHECK(cb.out == "did\n2\n");
   }
   {
     std::vector<std::unique_ptr<client>> four;
