@@ -17,6 +17,7 @@
 #include <condition_variable>
 #include <deque>
 #include <map>
+#include <optional>
 #include <mutex>
 #include <thread>
 
@@ -149,6 +150,7 @@ void server::impl::start() {
 
 void server::impl::accept_loop() {
   pthread_setname_np(pthread_self(), "bokbok-accept");
+  clock::time_point accept_paused_until{};
   for (;;) {
     bool room;
     {
@@ -168,12 +170,19 @@ void server::impl::accept_loop() {
                                                   std::to_string(opts_.max_connections)));
 
     std::vector<pollfd> fds{{wake_fd_.get(), POLLIN, 0}};
-    bool take_new = room || admission_.can_wait();
+    bool paused = clock::now() < accept_paused_until;
+    bool take_new = (room || admission_.can_wait()) && !paused;
     if (take_new)
       for (auto& l : listeners_) fds.push_back({l.fd.get(), POLLIN, 0});
     std::size_t first_lingering = fds.size();
     admission_.add_lingering_fds(fds);
-    int rc = ::poll(fds.data(), fds.size(), admission_.poll_timeout_ms());
+    int timeout = admission_.poll_timeout_ms();
+    if (paused) {
+      int left = int(std::chrono::ceil<std::chrono::milliseconds>(accept_paused_until -
+                                                                 clock::now()).count());
+      timeout = timeout < 0 ? left : std::min(timeout, left);
+    }
+    int rc = ::poll(fds.data(), fds.size(), timeout);
     if (rc < 0 && errno != EINTR) break;
     std::uint64_t drained;
     while (::read(wake_fd_.get(), &drained, sizeof drained) > 0) {
@@ -184,7 +193,16 @@ void server::impl::accept_loop() {
     for (std::size_t i = 0; i < listeners_.size(); ++i) {
       if (!(fds[1 + i].revents & POLLIN)) continue;
       for (int n = 0; n < 64; ++n) {  // bounded, so one busy listener cannot starve others
-        auto sock = transport::accept_from(listeners_[i]);
+        std::optional<transport::connected_socket> sock;
+        try {
+          sock = transport::accept_from(listeners_[i]);
+        } catch (const std::exception& e) {
+          // Out of descriptors or memory: the client stays queued in the kernel. Say so,
+          // and stop accepting for a moment instead of spinning on a readable listener.
+          report(listeners_[i].name, e.what());
+          accept_paused_until = clock::now() + std::chrono::milliseconds(100);
+          break;
+        }
         if (!sock) break;
         bool now;
         {
@@ -236,10 +254,11 @@ void server::impl::start_connection(transport::connected_socket sock) {
   o.inline_handlers = opts_.inline_handlers;
   o.max_message_size = opts_.max_message_size;
   o.connect_timeout = opts_.handshake_timeout;
-  detail::connection_impl::config cfg{o, sock.peer, loop_, pool_, {}};
+  std::optional<connection::credentials> creds;
   if (auto cr = transport::peer_credentials_of(sock.fd.get()))
-    cfg.peer_credentials = connection::credentials{cr->uid, cr->gid, cr->pid};
-  cfg.hold_requests = static_cast<bool>(opts_.on_open);
+    creds = connection::credentials{cr->uid, cr->gid, cr->pid};
+  detail::connection_impl::config cfg{o,     sock.peer, loop_, pool_, {},
+                                      creds, /*hold_requests=*/static_cast<bool>(opts_.on_open)};
   std::string peer = sock.peer;
   detail::connection_impl::open_async(
       std::move(cfg), std::move(sock.fd), {},

@@ -34,8 +34,8 @@ std::shared_ptr<io::loop> default_loop() {
 connection open_over(io::unique_fd in, io::unique_fd out, const options& opts,
                      std::string peer,
                      std::optional<connection::credentials> creds = std::nullopt) {
-  detail::connection_impl::config cfg{opts, std::move(peer), default_loop(), nullptr, {}};
-  cfg.peer_credentials = creds;
+  detail::connection_impl::config cfg{opts, std::move(peer), default_loop(), nullptr, {},
+                                      creds, false};
   return connection(detail::connection_impl::open(std::move(cfg), std::move(in), std::move(out)));
 }
 
