@@ -245,13 +245,15 @@ void connection_impl::complete_call(std::uint32_t id, std::exception_ptr error, 
 
 void connection_impl::on_read_end(int err) {
   auto keep = shared_from_this();
-  if (err < 0) return finish(end_kind::transport, std::string("read failed: ") + std::strerror(-err));
   if (!preamble_done_) {
+    // Say what little the peer sent: it tells a crashed child from a wrong program.
     const std::string& got = preamble_reader_.received();
     return finish(end_kind::transport,
                   "peer " + cfg_.peer + " closed the connection before speaking bokbok" +
+                      (err < 0 ? std::string(" (") + std::strerror(-err) + ")" : "") +
                       (got.empty() ? "" : " (it sent only \"" + wire::escape_bytes(got) + "\")"));
   }
+  if (err < 0) return finish(end_kind::transport, std::string("read failed: ") + std::strerror(-err));
   finish(end_kind::transport, "connection lost: the peer's stream ended without a close frame");
 }
 

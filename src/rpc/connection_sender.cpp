@@ -92,6 +92,11 @@ void connection_impl::on_write_done(int err) {
     // Closed already (our close frame could not be written): stop the stream now rather
     // than on the drain timer.
     if (already_closed) return stream_ ? drop_stream() : void();
+    if (!preamble_done_) {
+      // The peer left before we could even greet it. Its side of the story (what it
+      // sent, if anything) arrives as the read end; the handshake timer bounds the wait.
+      return;
+    }
     return finish(end_kind::transport, std::string("write failed: ") + std::strerror(-err));
   }
   if (phase_ == phase::closed && outbox_.empty() && stream_) {

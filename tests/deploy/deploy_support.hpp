@@ -22,6 +22,7 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -123,6 +124,33 @@ inline unsigned short free_tcp_port() {
   }
   ::close(fd);
   return ntohs(a.sin_port);
+}
+
+// Whether process `pid` holds a socket listening on 127.0.0.1:`port` (from /proc): proof
+// that a superserver bound the port itself, since some (openbsd-inetd) say they added a
+// service even when its bind failed.
+inline bool listens_on(pid_t pid, unsigned short port) {
+  std::ifstream tcp("/proc/net/tcp");
+  char local[32];
+  std::snprintf(local, sizeof local, "0100007F:%04X", port);
+  std::vector<std::string> inodes;
+  std::string line;
+  std::getline(tcp, line);  // header
+  while (std::getline(tcp, line)) {
+    std::istringstream f(line);
+    std::string slot, loc, rem, st, queues, timer, retr, uid, timeout, inode;
+    f >> slot >> loc >> rem >> st >> queues >> timer >> retr >> uid >> timeout >> inode;
+    if (loc == local && st == "0A") inodes.push_back("socket:[" + inode + "]");
+  }
+  if (inodes.empty()) return false;
+  std::error_code ec;
+  for (auto& fd : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+    auto target = std::filesystem::read_symlink(fd.path(), ec);
+    if (ec) continue;
+    for (auto& i : inodes)
+      if (target.string() == i) return true;
+  }
+  return false;
 }
 
 // The connected socket; throws with the errno text when the connection fails.

@@ -93,9 +93,13 @@ running start(const superserver& s, const temp_dir& dir) {
     running r;
     r.port = free_tcp_port();
     r.proc = std::make_unique<process>(s.command(r.port, dir));
-    if (r.proc->wait_for_output(s.ready)) return r;
+    bool said_ready = r.proc->wait_for_output(s.ready);
+    // It must hold the port itself: the port may have been taken since we picked it.
+    bool bound = said_ready && listens_on(r.proc->pid(), r.port);
+    if (bound) return r;
     r.proc->stop();
     last = r.proc->report();
+    if (said_ready) continue;  // started, but without the port: try another one
     if (last.find("in use") == std::string::npos) break;
   }
   if (last.find("error while loading shared libraries") != std::string::npos)
@@ -301,7 +305,7 @@ superserver xinetd(const std::string& wait) {
     write_file(path, conf);
     return std::vector<std::string>{bin, "-dontfork", "-filelog", "/dev/stderr", "-f", path};
   };
-  s.ready = "Started working: 1 available service";
+  s.ready = "Started working:";  // then "1 available service", or 0 when bind failed
   s.clean_exit = "EXIT: bokbok-demo status=0";
   s.server_pid_regex = "START: bokbok-demo pid=(\\d+)";
   return s;
