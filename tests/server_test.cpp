@@ -13,6 +13,8 @@
 #include <future>
 #include <mutex>
 #include <thread>
+#include <cstdio>
+#include <cstring>
 
 #include "bokbok/bokbok.hpp"
 #include "transport/sockets.hpp"
@@ -256,4 +258,86 @@ TEST_CASE("garbage, silence and a half preamble at a listener end those connecti
   CHECK(all.find("timed out") != std::string::npos);
   CHECK(all.find("BOKB") != std::string::npos);
   good.close();
+}
+
+namespace {
+// Resident memory of this process, in KiB.
+long rss_kib() {
+  FILE* f = std::fopen("/proc/self/status", "r");
+  char line[256];
+  long kib = -1;
+  while (f && std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "VmRSS: %ld kB", &kib) == 1) break;
+  if (f) std::fclose(f);
+  return kib;
+}
+}  // namespace
+
+TEST_CASE("a flood of clients sending garbage leaves memory flat and the server serving") {
+  auto o = echo_server({"tcp:127.0.0.1:0"});
+  std::atomic<int> failed{0};
+  o.on_connection_error = [&](const std::string&, const std::string&) { ++failed; };
+  bokbok::server srv(o);
+  srv.start();
+  std::string address = srv.local_addresses().at(0);
+  auto addr = bokbok::transport::parse_address(address);
+  auto flood = [&](int n) {
+    std::string junk(4096, '\x17');
+    for (int i = 0; i < n; ++i) {
+      auto s = bokbok::transport::connect_socket(addr, 2s);
+      (void)!write(s.fd.get(), junk.data(), junk.size());
+    }
+  };
+  int before_failed = failed;
+  flood(100);  // warm up: allocator pools, thread stacks
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (failed - before_failed < 100 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);  // waiting for the server to report, bounded
+  long before = rss_kib();
+  flood(500);
+  while (failed - before_failed < 600 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  long after = rss_kib();
+  CHECK(failed - before_failed == 600);
+  MESSAGE("RSS before " << before << " KiB, after 500 more bad clients " << after << " KiB");
+  CHECK(after - before < 8 * 1024);  // each bad client held 4 KiB at most, briefly
+  auto good = bokbok::connect(address, {});
+  CHECK(good.request({"fine"}) == message{"fine"});
+  CHECK(srv.connection_count() == 1);
+  good.close();
+}
+
+TEST_CASE("under systemd the server says READY=1 and pings the watchdog") {
+  std::string path = temp_socket_path("notify.sock");
+  std::filesystem::remove(path);
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::strncpy(sa.sun_path, path.c_str(), sizeof sa.sun_path - 1);
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setenv("NOTIFY_SOCKET", path.c_str(), 1);
+  setenv("WATCHDOG_USEC", "200000", 1);
+  {
+    bokbok::server srv(echo_server({"tcp:127.0.0.1:0"}));
+    srv.start();
+    std::vector<std::string> got;
+    char buf[256];
+    while (got.size() < 3) {
+      ssize_t n = recv(fd, buf, sizeof buf, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) { MESSAGE("recv: " << std::strerror(errno)); break; }  // SO_RCVTIMEO bounds the wait
+      got.emplace_back(buf, n);
+    }
+    for (auto& g : got) MESSAGE("got " << g);
+    REQUIRE(got.size() == 3);
+    CHECK(got[0] == "READY=1");
+    CHECK(got[1] == "WATCHDOG=1");
+    CHECK(got[2] == "WATCHDOG=1");
+  }
+  unsetenv("NOTIFY_SOCKET");
+  unsetenv("WATCHDOG_USEC");
+  close(fd);
 }

@@ -144,8 +144,8 @@ void server::impl::start() {
   admission_ = rpc::admission(opts_.connection_wait, transport::watchdog_usec());
   if (opts_.on_start) opts_.on_start();
   for (auto& c : adopted) start_connection(std::move(c));
+  transport::sd_notify("READY=1");  // first: the acceptor's watchdog pings come after it
   acceptor_ = std::thread([self = shared_from_this()] { self->accept_loop(); });
-  transport::sd_notify("READY=1");
 }
 
 void server::impl::accept_loop() {
