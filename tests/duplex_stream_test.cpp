@@ -25,35 +25,20 @@
 #include <vector>
 
 #include "io/loop.hpp"
+#include "support/engine.hpp"
 #include "io/unique_fd.hpp"
 
 using namespace bokbok::io;
 using namespace std::chrono_literals;
+using bokbok_test::on_loop;
+using bokbok_test::patience;
+using bokbok_test::start_checked;
 
 namespace {
 
-constexpr auto patience = 10s;        // any single small wait
 constexpr auto bulk_patience = 120s;  // the 64 MiB transfers, sanitizers included
 
-std::shared_ptr<loop> start_checked() {
-  auto l = loop::start();
-  const char* want = std::getenv("BOKBOK_BACKEND");
-  if (want != nullptr && std::strcmp(want, "uring") == 0)
-    REQUIRE(std::string(l->backend_name()) == "io_uring");
-  if (want != nullptr && std::strcmp(want, "epoll") == 0)
-    REQUIRE(std::string(l->backend_name()) == "epoll");
-  return l;
-}
 
-template <class F>
-auto on_loop(loop& l, F fn) -> decltype(fn()) {
-  using R = decltype(fn());
-  auto task = std::make_shared<std::packaged_task<R()>>(std::move(fn));
-  auto result = task->get_future();
-  l.post([task] { (*task)(); });
-  REQUIRE(result.wait_for(patience) == std::future_status::ready);
-  return result.get();
-}
 
 bool fd_open(int fd) { return ::fcntl(fd, F_GETFD) != -1 || errno != EBADF; }
 

@@ -1,6 +1,7 @@
 // The event loop on real pipes and sockets. Runs once per backend: tests/meson.build
 // sets BOKBOK_BACKEND=uring and =epoll, and every loop here is started the ordinary way.
 #include "io/loop.hpp"
+#include "support/engine.hpp"
 
 #include <dirent.h>
 #include <doctest/doctest.h>
@@ -41,31 +42,14 @@
 
 using namespace bokbok::io;
 using namespace std::chrono_literals;
+using bokbok_test::on_loop;
+using bokbok_test::patience;
+using bokbok_test::start_checked;
 
 namespace {
 
-constexpr auto patience = 10s;  // the longest any single wait may take
 
-std::shared_ptr<loop> start_checked() {
-  auto l = loop::start();
-  const char* want = std::getenv("BOKBOK_BACKEND");
-  if (want != nullptr && std::strcmp(want, "uring") == 0)
-    REQUIRE(std::string(l->backend_name()) == "io_uring");
-  if (want != nullptr && std::strcmp(want, "epoll") == 0)
-    REQUIRE(std::string(l->backend_name()) == "epoll");
-  return l;
-}
 
-// Runs `fn` on the loop thread and returns its result; fails the test after `patience`.
-template <class F>
-auto on_loop(loop& l, F fn) -> decltype(fn()) {
-  using R = decltype(fn());
-  auto task = std::make_shared<std::packaged_task<R()>>(std::move(fn));
-  auto result = task->get_future();
-  l.post([task] { (*task)(); });
-  REQUIRE(result.wait_for(patience) == std::future_status::ready);
-  return result.get();
-}
 
 // A completion that records its results; safe to watch from the test thread.
 class recording_completion final : public completion {
