@@ -18,9 +18,18 @@ step() {  # step NAME COMMAND...: runs a step, counts it, keeps going on failure
   if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$name"); fi
 }
 
-setup() {  # setup DIR OPTIONS...: configure once, then build
+setup() {  # setup DIR OPTIONS...: configure once, then build; shows the log on failure
   local dir=$1; shift
-  { [ -f "$dir/build.ninja" ] || meson setup "$dir" "$@" >/dev/null; } && ninja -C "$dir" >/dev/null
+  local log
+  log=$(mktemp)
+  if { [ -f "$dir/build.ninja" ] || meson setup "$dir" "$@"; } >"$log" 2>&1 &&
+     ninja -C "$dir" >>"$log" 2>&1; then
+    rm -f "$log"
+  else
+    tail -n 40 "$log"
+    rm -f "$log"
+    return 1
+  fi
 }
 
 step "build" setup build
@@ -33,7 +42,7 @@ step "concurrency tests (TSan)" env TSAN_OPTIONS=halt_on_error=1:second_deadlock
   meson test -C build-tsan --suite concurrency --print-errorlogs --num-processes 2 --timeout-multiplier 4
 
 if [ "$fuzz_seconds" != 0 ]; then
-  step "build (fuzzers)" env CXX=clang++ bash -c 'cd "$0" && { [ -f build-fuzz/build.ninja ] || meson setup build-fuzz -Dfuzz=true -Dtests=false >/dev/null; } && ninja -C build-fuzz >/dev/null' "$PWD"
+  CXX=clang++ step "build (fuzzers)" setup build-fuzz -Dfuzz=true -Dtests=false
   for target in build-fuzz/tests/fuzz/*_fuzz; do
     [ -x "$target" ] || continue
     name=$(basename "$target")

@@ -303,7 +303,12 @@ std::variant<message, int> call_once(connection& conn, message request,
   std::future<message> answer = conn.request_async(std::move(request));
   struct closer {
     connection& c;
-    ~closer() { c.close(); }
+    // wait_closed: our close frame is out before the process exits, so the server sees a
+    // clean close rather than a lost connection (bounded by the library's drain timer).
+    ~closer() {
+      c.close();
+      c.wait_closed();
+    }
   } close_at_end{conn};
   if (d.at && answer.wait_until(*d.at) != std::future_status::ready)
     return failure(exit_timed_out, timed_out_text(d.seconds));

@@ -294,7 +294,9 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
   // (on_write_done), or after close_drain_timeout if the peer does not read.
   if (stream_) {
     std::unique_lock lock(mu_);
-    outbox_ = rpc::outbox();  // unsent calls are failed above; the batch in flight owns its bytes
+    // Unsent calls were failed above, so their requests go; the batch in flight owns its
+    // bytes. After a goaway drained the connection, only answers are queued: they stay.
+    if (kind != end_kind::drained) outbox_ = rpc::outbox();
     if (kind != end_kind::transport) {
       std::string rec(farewell);
       wire::append_frame(rec, wire::frame_type::close, 0, 0, {});

@@ -97,7 +97,10 @@ class connection_impl final : public io::stream_events,
  private:
   enum class phase { handshaking, open, closed };
   // How a connection ended, which decides the error type pending calls see.
-  enum class end_kind { clean, transport, protocol };
+  // drained: a clean end after goaway once nothing was outstanding; what is queued (the
+  // last answers) still goes out before the close frame. clean: a close; queued frames
+  // are dropped (their calls have failed).
+  enum class end_kind { clean, drained, transport, protocol };
 
   // Loop thread.
   void start(io::unique_fd in, io::unique_fd out);

@@ -218,7 +218,7 @@ void connection_impl::close_if_drained() {
   if (!(peer_goaway_ || self_goaway_) || phase_ != phase::open || !pending_.empty() ||
       running_handlers_ > 0 || !held_.empty())
     return;
-  cfg_.loop->post([self = shared_from_this()] { self->finish(end_kind::clean, self->goaway_reason_); });
+  cfg_.loop->post([self = shared_from_this()] { self->finish(end_kind::drained, self->goaway_reason_); });
 }
 
 void connection_impl::handler_done() {

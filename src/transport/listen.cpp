@@ -167,7 +167,10 @@ listener listen_unix(const unix_address& u, const std::string& name, const liste
   l.fd.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!l.fd) throw transport_error(context + ": socket: " + std::strerror(errno));
   auto [sa, len] = unix_sockaddr(u);
-  auto bind_it = [&] { return ::bind(l.fd.get(), reinterpret_cast<sockaddr*>(&sa), len); };
+  // Plain locals for the lambda: clang 14 cannot capture structured bindings.
+  const sockaddr* sa_ptr = reinterpret_cast<const sockaddr*>(&sa);
+  const auto sa_len = len;
+  auto bind_it = [&] { return ::bind(l.fd.get(), sa_ptr, sa_len); };
   if (bind_it() < 0) {
     if (errno != EADDRINUSE) throw transport_error(context + ": bind: " + std::strerror(errno));
     if (u.abstract) throw transport_error(context + ": the abstract name is in use");

@@ -195,22 +195,34 @@ std::vector<std::string> inetd_fields(const std::string& conf) {
   return fields;
 }
 
-// /run/inetd.pid: openbsd-inetd writes it even in debug mode; put back what was there.
+// /run/inetd.pid: openbsd-inetd writes it even in debug mode (and removes it when SIGTERM
+// ends it). Once our inetd is gone, put back what was there if that names a live process
+// (a real inetd), else leave no file. A file naming a live process (a concurrent run's
+// inetd) is left alone.
 struct pidfile_guard {
-  const char* path = "/run/inetd.pid";
+  static constexpr const char* path = "/run/inetd.pid";
   std::optional<std::string> before;
+  static bool names_live_process(const std::string& text) {
+    try {
+      long pid = std::stol(text);
+      return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
+    } catch (...) {
+      return false;
+    }
+  }
   pidfile_guard() {
     if (fs::exists(path)) before = read_file(path);
   }
   ~pidfile_guard() {
     std::error_code ec;
-    if (before) {
-      try {
+    try {
+      // (inetd removes the file itself when SIGTERM ends it.)
+      if (fs::exists(path) && names_live_process(read_file(path))) return;
+      if (before && names_live_process(*before))
         write_file(path, *before);
-      } catch (...) {
-      }
-    } else {
-      fs::remove(path, ec);
+      else
+        fs::remove(path, ec);
+    } catch (...) {
     }
   }
 };
