@@ -46,7 +46,7 @@ if [ "$fuzz_seconds" != 0 ]; then
   for target in build-fuzz/tests/fuzz/*_fuzz; do
     [ -x "$target" ] || continue
     name=$(basename "$target")
-    corpus=tests/fuzz/corpus/${name%_fuzz}
+    corpus=tests/fuzz/corpus/$name
     work=$(mktemp -d)
     step "fuzz $name (${fuzz_seconds}s)" "$target" -max_total_time="$fuzz_seconds" -print_final_stats=1 \
       -artifact_prefix="$work/" "$work" "$corpus"
