@@ -290,6 +290,29 @@ TEST_CASE("under inetd nowait the connection is taken and stderr moved off the s
   CHECK(verdict == "");
 }
 
+TEST_CASE("under systemd Accept=yes with StandardInput=socket the duplicate on fd 3 is closed") {
+  std::string verdict = in_child([] {
+    int sv[2];
+    expect(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
+    int far = high(sv[1]);
+    int near = high(sv[0]);
+    expect(dup2(near, 0) == 0 && dup2(near, 1) == 1 && dup2(near, 3) == 3, "dup2");
+    close(near);
+    setenv("LISTEN_PID", std::to_string(getpid()).c_str(), 1);
+    setenv("LISTEN_FDS", "1", 1);
+    auto got = take_inetd_socket();
+    expect(got.connections.size() == 1, "one connection");
+    expect(fcntl(3, F_GETFD) < 0, "fd 3 closed");
+    expect(std::getenv("LISTEN_PID") == nullptr && std::getenv("LISTEN_FDS") == nullptr,
+           "variables unset");
+    // Closing our connection now really ends it: the peer reads end of file.
+    got.connections.clear();
+    char byte;
+    expect(read(far, &byte, 1) == 0, "the peer sees end of file");
+  });
+  CHECK(verdict == "");
+}
+
 TEST_CASE("under inetd wait fd 0 is a listener, and a stderr that is not a socket stays") {
   std::string verdict = in_child([] {
     auto [lfd, port] = tcp_listener();

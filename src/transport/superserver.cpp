@@ -152,6 +152,15 @@ inherited_sockets take_inetd_socket() {
   if (!fd) throw transport_error(std::string("bokbok: cannot take fd 0: ") + std::strerror(errno));
   to_dev_null(0);
   to_dev_null(1);
+  // systemd with Accept=yes and StandardInput=socket passes the connection as fd 3 too
+  // (LISTEN_FDS): close those duplicates, or the connection would outlive our close of it.
+  if (names_this_process(std::getenv("LISTEN_PID"))) {
+    const char* fds = std::getenv("LISTEN_FDS");
+    long n = fds ? std::strtol(fds, nullptr, 10) : 0;
+    for (long i = 0; i < n && i < 1024; ++i)
+      if (is_socket(3 + static_cast<int>(i))) ::close(3 + static_cast<int>(i));
+    unset_systemd_variables();
+  }
   inherited_sockets out;
   take_inherited(std::move(fd), "inetd", out);
   return out;
