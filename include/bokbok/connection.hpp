@@ -42,7 +42,8 @@ using request_handler = std::function<message(connection&, message request)>;
 using close_handler = std::function<void(connection&)>;
 
 // Completion of request_async(): exactly one of `error` (non-null) or `response` is set.
-// Runs on the connection's event-loop thread: keep it short and never block in it.
+// Runs on the connection's event-loop thread (or on the caller's, when the call fails
+// before it is sent): keep it short and never block in it.
 using response_callback = std::function<void(std::exception_ptr error, message response)>;
 
 struct options {
@@ -67,11 +68,14 @@ struct options {
 class connection {
  public:
   // Blocking call: sends `request`, waits for the response. Throws remote_error when the
-  // peer answered with an error, transport_error when the connection failed or closed
-  // first.
+  // peer answered with an error, call_error when refused here before sending (too_large,
+  // shutting_down after a goaway), transport_error when the connection failed or closed
+  // first. Throws std::logic_error on the connection's event-loop thread (an inline
+  // handler or a response callback), where waiting would deadlock.
   message request(message request);
 
-  // Non-blocking forms of request().
+  // Non-blocking forms of request(). The callback runs on the event-loop thread, or on
+  // the calling thread when the call fails before it is sent.
   std::future<message> request_async(message request);
   void request_async(message request, response_callback done);
 
@@ -83,8 +87,9 @@ class connection {
   // True once the connection has closed for any reason.
   bool closed() const;
 
-  // Blocks until the connection has closed and its close handler has returned.
-  // Must not be called from this connection's own handler.
+  // Blocks until the connection has closed, its close handler has returned and its last
+  // frames are written (or the link failed; at most about 2 s after closing), so a
+  // process may exit right after. Must not be called from this connection's own handler.
   void wait_closed() const;
 
   // Why the connection closed ("" while open, "closed by peer", or the failure).
