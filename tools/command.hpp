@@ -76,5 +76,6 @@ class arg_reader {
 // The subcommands (one per file).
 extern const command call_command;
 extern const command bench_command;
+extern const command bridge_command;
 
 }  // namespace bokbok::tools

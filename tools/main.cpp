@@ -22,6 +22,7 @@ namespace {
 const command* const commands[] = {
     &call_command,
     &bench_command,
+    &bridge_command,
 };
 
 const command* find_command(std::string_view name) {

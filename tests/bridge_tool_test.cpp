@@ -1,0 +1,79 @@
+// `bokbok bridge stdio unix:PATH`, the real binary, between this process (over the
+// bridge's stdin/stdout) and the demo server listening on a UNIX socket: the path
+// `ssh HOST bokbok bridge stdio unix:...` takes, without the ssh.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "bokbok/bokbok.hpp"
+#include "support/child_process.hpp"
+
+using namespace std::chrono_literals;
+using bokbok::message;
+using bokbok_test::built_program;
+using bokbok_test::child_process;
+
+namespace {
+
+// Connects to `address`, retrying while the server starts (bounded).
+bokbok::connection connect_when_up(const std::string& address) {
+  auto give_up = std::chrono::steady_clock::now() + 10s;
+  for (;;) {
+    try {
+      return bokbok::connect(address, {});
+    } catch (const bokbok::transport_error&) {
+      if (std::chrono::steady_clock::now() > give_up) throw;
+      std::this_thread::sleep_for(10ms);  // the server is still binding its socket
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("calls go both ways through bokbok bridge, and closing ends the bridge cleanly") {
+  auto dir = std::filesystem::temp_directory_path() / ("bokbok-bridge-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::string address = "unix:" + (dir / "demo.sock").string();
+  child_process server({built_program("BOKBOK_DEMO_SERVER"), "--listen", address});
+  connect_when_up(address).close();
+
+  child_process bridge({built_program("BOKBOK_TOOL"), "bridge", "stdio", address});
+  bokbok::options o;
+  o.on_request = [](bokbok::connection&, message m) { return message{"client", m.at(1)}; };
+  auto c = bokbok::connect_fds(std::exchange(bridge.from_child, -1),
+                               std::exchange(bridge.to_child, -1), o, "bridge");
+  CHECK(c.request({"ping", "through"}) == message{"pong", "through"});
+  CHECK(c.request({"callback", "2"}) == message{"did", "2"});
+  message binary = {"echo", std::string("\0\xff\n", 3), std::string(1 << 20, 'q')};
+  CHECK(c.request(binary) == message(binary.begin() + 1, binary.end()));
+  message blob = c.request({"blob", std::to_string(4 << 20)});
+  REQUIRE(blob.size() == 1);
+  CHECK(blob[0].size() == (4u << 20));
+  c.close();
+  c.wait_closed();
+  int status = bridge.wait();  // both directions end: the bridge exits by itself
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+
+  auto admin = connect_when_up(address);
+  CHECK(admin.request({"shutdown-server!"}) == message{"ok"});
+  admin.wait_closed();
+  CHECK(WEXITSTATUS(server.wait()) == 0);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("bokbok bridge refuses bad usage and reports an address it cannot reach") {
+  auto run = [](std::vector<std::string> args) {
+    args.insert(args.begin(), built_program("BOKBOK_TOOL"));
+    child_process p(args);
+    close(std::exchange(p.to_child, -1));
+    return p.wait();
+  };
+  CHECK(WEXITSTATUS(run({"bridge", "stdio"})) == 2);
+  CHECK(WEXITSTATUS(run({"bridge", "stdio", "nope:1"})) == 2);
+  CHECK(WEXITSTATUS(run({"bridge", "stdio", "unix:/nonexistent/bokbok.sock"})) == 3);
+}

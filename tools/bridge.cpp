@@ -1,0 +1,177 @@
+// `bokbok bridge ADDRESS_A ADDRESS_B`: relays bytes both ways between two addresses
+// until both directions have ended, passing each half-close on. Its main use is at the
+// far end of an ssh pipe: `ssh host bokbok bridge stdio unix:/run/app.sock` reaches a
+// server on that host's UNIX socket, which knows nothing of stdio. It relays bytes, not
+// messages, so end-to-end encryption passes through untouched.
+//
+// One thread per direction, each a blocking copy loop (poll() on descriptors that are
+// non-blocking). A direction that reads end of file ends the other side's write half
+// (shutdown on a socket, close on a pipe); a read or write error ends the whole bridge.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+
+#include "bokbok/error.hpp"
+#include "command.hpp"
+#include "io/unique_fd.hpp"
+#include "io/write_now.hpp"
+#include "transport/address.hpp"
+#include "transport/sockets.hpp"
+#include "transport/stdio.hpp"
+
+namespace bokbok::tools {
+namespace {
+
+constexpr std::string_view help_text =
+    "usage: bokbok bridge ADDRESS_A ADDRESS_B\n"
+    "\n"
+    "Relays bytes both ways between two addresses until both directions have ended,\n"
+    "passing half-closes on: when A ends its output, B's input is ended too (and the\n"
+    "other way round). It relays bytes, not messages, so an encrypted connection passes\n"
+    "through untouched.\n"
+    "\n"
+    "Addresses: stdio, fd:R,W, tcp:HOST:PORT, unix:PATH, unix:@NAME (connected to).\n"
+    "\n"
+    "Typical use, reaching a server on another host's UNIX socket: run\n"
+    "  ssh HOST bokbok bridge stdio unix:/run/app.sock\n"
+    "and speak bokbok over that ssh command's stdin and stdout.\n"
+    "\n"
+    "Exit status: 0 both directions ended cleanly; 2 bad usage; 3 an address could not\n"
+    "be opened, or reading or writing failed.\n";
+
+constexpr int exit_transport = 3;
+
+// One side of the bridge: where to read from and write to. `out` empty: `in` is a
+// socket used both ways.
+struct side {
+  io::unique_fd in;
+  io::unique_fd out;
+  std::string name;
+  int out_fd() const { return out ? out.get() : in.get(); }
+};
+
+side open_side(std::string_view text) {
+  auto a = transport::parse_address(text);  // address_error: usage
+  side s;
+  s.name = transport::to_string(a);
+  if (std::holds_alternative<transport::stdio_address>(a)) {
+    auto [in, out] = transport::take_stdio();
+    s.in = std::move(in);
+    s.out = std::move(out);
+  } else if (auto* f = std::get_if<transport::fd_pair_address>(&a)) {
+    for (int fd : {f->in_fd, f->out_fd})
+      if (fcntl(fd, F_GETFD) < 0)
+        throw usage_error("fd " + std::to_string(fd) + " of " + s.name + " is not open");
+    s.in.reset(f->in_fd);
+    if (f->out_fd != f->in_fd) s.out.reset(f->out_fd);
+  } else if (std::holds_alternative<transport::tcp_address>(a) ||
+             std::holds_alternative<transport::unix_address>(a)) {
+    s.in = transport::connect_socket(a, std::chrono::seconds(10)).fd;
+  } else {
+    throw usage_error("bridge connects to its addresses; " + s.name +
+                      " is for servers that listen");
+  }
+  return s;
+}
+
+// Waits until `fd` is ready for `events`; false on a poll error.
+bool wait_ready(int fd, short events) {
+  pollfd p{fd, events, 0};
+  int rc;
+  do rc = ::poll(&p, 1, -1);
+  while (rc < 0 && errno == EINTR);
+  return rc > 0;
+}
+
+// Copies `from` to `to` until end of file (returns "") or an error (returns it). A
+// destination that is gone (EPIPE, ECONNRESET) or a source reset by its peer ends the
+// direction like end of file: the other end hung up, which is how bridged sessions end.
+std::string pump(int from, int to, bool to_is_socket) {
+  char buf[64 * 1024];
+  for (;;) {
+    ssize_t n = ::read(from, buf, sizeof buf);
+    if (n == 0) return "";
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN && wait_ready(from, POLLIN)) continue;
+      if (errno == ECONNRESET) return "";
+      return std::string("read failed: ") + std::strerror(errno);
+    }
+    std::string_view left(buf, static_cast<std::size_t>(n));
+    while (!left.empty()) {
+      ssize_t w = io::write_now(to, to_is_socket, left);
+      if (w == -EAGAIN) {
+        if (!wait_ready(to, POLLOUT)) return "poll failed";
+        continue;
+      }
+      if (w == -EPIPE || w == -ECONNRESET) return "";
+      if (w < 0) return std::string("write failed: ") + std::strerror(static_cast<int>(-w));
+      left.remove_prefix(static_cast<std::size_t>(w));
+    }
+  }
+}
+
+// Ends `s`'s write half, so its peer reads end of file.
+void end_output(side& s) {
+  if (s.out)
+    s.out.reset();
+  else
+    ::shutdown(s.in.get(), SHUT_WR);
+}
+
+int run(args_view args) {
+  arg_reader reader(args);
+  std::vector<std::string> addresses;
+  while (!reader.done()) {
+    std::string_view a = reader.next();
+    if (a.starts_with("--")) throw usage_error("unknown option '" + std::string(a) + "'");
+    addresses.emplace_back(a);
+  }
+  if (addresses.size() != 2) throw usage_error("needs exactly two addresses, A and B");
+  side a, b;
+  try {
+    a = open_side(addresses[0]);
+    b = open_side(addresses[1]);
+  } catch (const address_error& e) {
+    throw usage_error(e.what());
+  } catch (const transport_error& e) {
+    std::fprintf(stderr, "bokbok bridge: %s\n", e.what());
+    return exit_transport;
+  }
+  ::signal(SIGPIPE, SIG_IGN);  // write errors come back as EPIPE
+  bool a_out_socket = io::is_socket(a.out_fd()), b_out_socket = io::is_socket(b.out_fd());
+  std::atomic<bool> failed{false};
+  auto direction = [&](side& from, side& to, bool to_socket) {
+    std::string err = pump(from.in.get(), to.out_fd(), to_socket);
+    if (!err.empty()) {
+      std::fprintf(stderr, "bokbok bridge: %s -> %s: %s\n", from.name.c_str(),
+                   to.name.c_str(), err.c_str());
+      failed = true;
+      std::_Exit(exit_transport);  // the other direction may be blocked for good
+    }
+    end_output(to);
+  };
+  std::thread a_to_b([&] { direction(a, b, b_out_socket); });
+  direction(b, a, a_out_socket);
+  a_to_b.join();
+  return failed ? exit_transport : 0;
+}
+
+}  // namespace
+
+const command bridge_command = {
+    "bridge",
+    "relay bytes both ways between two addresses (e.g. stdio and a UNIX socket)",
+    help_text,
+    run,
+};
+
+}  // namespace bokbok::tools
