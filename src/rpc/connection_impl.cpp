@@ -155,9 +155,7 @@ void connection_impl::start(io::unique_fd in, io::unique_fd out) {
 }
 
 void connection_impl::call(message request, response_callback done) {
-  std::string bytes;
-  bytes.reserve(wire::encoded_size(request));
-  wire::encode_message(request, bytes);
+  std::string framed = encode_framed(request);
   std::unique_lock lock(mu_);
   if (phase_ != phase::open) {
     auto err = closed_error_locked();
@@ -170,21 +168,16 @@ void connection_impl::call(message request, response_callback done) {
     done(error_ptr<call_error>(error_code::shutting_down, goaway_reason_), {});
     return;
   }
-  if (bytes.size() > send_limit_) {
+  if (auto why = too_large_locked("request", framed)) {
     lock.unlock();
-    done(error_ptr<call_error>(
-             error_code::too_large,
-             "request of " + std::to_string(bytes.size()) +
-                 " bytes exceeds the connection's maximum message size of " +
-                 std::to_string(send_limit_) + " bytes"),
-         {});
+    done(error_ptr<call_error>(error_code::too_large, *why), {});
     return;
   }
   std::uint32_t id = next_id_;
   while (id == 0 || pending_.count(id)) ++id;
   next_id_ = id + 1;
   pending_.emplace(id, std::move(done));
-  queue_message_locked(lock, wire::frame_type::request, id, std::move(bytes));
+  queue_message_locked(lock, wire::frame_type::request, id, std::move(framed));
 }
 
 message connection_impl::call_sync(message request) {

@@ -116,9 +116,12 @@ class connection_impl final : public io::stream_events,
   void finish(end_kind kind, std::string reason, std::string_view farewell = {});
   void protocol_failure(const std::string& what);
 
-  // Any thread, `mu_` held (connection_sender.cpp).
+  // Any thread (connection_sender.cpp).
+  static std::string encode_framed(const message& m);
+  // `mu_` held.
+  std::optional<std::string> too_large_locked(const char* what, const std::string& framed) const;
   void queue_message_locked(std::unique_lock<std::mutex>& lock, wire::frame_type type,
-                            std::uint32_t id, std::string bytes);
+                            std::uint32_t id, std::string framed);
   void queue_record_locked(std::unique_lock<std::mutex>& lock, std::string_view record);
   bool send_now_locked(std::unique_lock<std::mutex>& lock, std::string_view record);
   // Wakes the loop to write when nothing is being written.

@@ -16,20 +16,45 @@ namespace {
 constexpr std::size_t batch_bytes = 512 * 1024;
 }  // namespace
 
-// Any thread, `mu_` held: queues one whole message, or sends it at once when it is a
-// single frame and nothing else is queued or being written.
+namespace {
+// Room for a record header and a frame header in front of an encoded message.
+constexpr std::size_t headroom = wire::record_header_size + wire::frame_header_size;
+}  // namespace
+
+// Encodes once, leaving room in front: a message that fits one frame becomes its
+// record in place (no second copy); a larger one is cut into frames from that buffer.
+std::string connection_impl::encode_framed(const message& m) {
+  std::string framed;
+  framed.reserve(headroom + wire::encoded_size(m));
+  framed.resize(headroom);
+  wire::encode_message(m, framed);
+  return framed;
+}
+
+// `mu_` held: why a message framed by encode_framed may not be sent, if it may not.
+std::optional<std::string> connection_impl::too_large_locked(const char* what,
+                                                             const std::string& framed) const {
+  std::size_t size = framed.size() - headroom;
+  if (size <= send_limit_) return std::nullopt;
+  return std::string(what) + " of " + std::to_string(size) +
+         " bytes exceeds the connection's maximum message size of " +
+         std::to_string(send_limit_) + " bytes";
+}
+
+// Any thread, `mu_` held: queues one whole message (framed by encode_framed), or sends
+// it at once when it is a single frame and nothing else is queued or being written.
 void connection_impl::queue_message_locked(std::unique_lock<std::mutex>& lock,
                                            wire::frame_type type, std::uint32_t id,
-                                           std::string bytes) {
-  if (bytes.size() > wire::max_frame_payload) {
-    outbox_.push_message(type, id, std::move(bytes));
+                                           std::string framed) {
+  std::size_t size = framed.size() - headroom;
+  if (size > wire::max_frame_payload) {
+    outbox_.push_message(type, id, std::move(framed), headroom);
     schedule_flush_locked();
     return;
   }
-  std::string record;
-  record.reserve(wire::record_header_size + wire::frame_header_size + bytes.size());
-  wire::append_frame(record, type, 0, id, bytes);
-  queue_record_locked(lock, record);
+  auto header = wire::encode_frame_header(type, 0, id, size);
+  std::memcpy(framed.data(), header.bytes, headroom);
+  queue_record_locked(lock, framed);
 }
 
 void connection_impl::queue_record_locked(std::unique_lock<std::mutex>& lock,
@@ -109,19 +134,14 @@ void connection_impl::on_write_done(int err) {
 }
 
 void connection_impl::send_response(std::uint32_t id, const message& response) {
-  std::string bytes;
-  bytes.reserve(wire::encoded_size(response));
-  wire::encode_message(response, bytes);
+  std::string framed = encode_framed(response);
   std::unique_lock lock(mu_);
   if (phase_ != phase::open) return;  // closed: late answers are dropped
-  if (bytes.size() > send_limit_) {
-    std::string text = "response of " + std::to_string(bytes.size()) +
-                       " bytes exceeds the connection's maximum message size of " +
-                       std::to_string(send_limit_) + " bytes";
+  if (auto why = too_large_locked("response", framed)) {
     lock.unlock();
-    return send_error(id, error_code::too_large, text);
+    return send_error(id, error_code::too_large, *why);
   }
-  queue_message_locked(lock, wire::frame_type::response, id, std::move(bytes));
+  queue_message_locked(lock, wire::frame_type::response, id, std::move(framed));
 }
 
 void connection_impl::send_error(std::uint32_t id, error_code code, std::string_view text) {

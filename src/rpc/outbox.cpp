@@ -22,14 +22,17 @@ void outbox::push_front_record_bytes(std::string_view records) {
   queued_ += records.size();
 }
 
-void outbox::push_message(wire::frame_type type, std::uint32_t call_id, std::string bytes) {
-  if (bytes.size() <= wire::max_frame_payload) {
-    wire::append_frame(small_, type, 0, call_id, bytes);
-    queued_ += wire::record_header_size + wire::frame_header_size + bytes.size();
+void outbox::push_message(wire::frame_type type, std::uint32_t call_id, std::string bytes,
+                          std::size_t start) {
+  std::string_view body = std::string_view(bytes).substr(start);
+  if (body.size() <= wire::max_frame_payload) {
+    wire::append_frame(small_, type, 0, call_id, body);
+    queued_ += wire::record_header_size + wire::frame_header_size + body.size();
     return;
   }
-  queued_ += bytes.size();
-  large_message m{type, call_id, std::make_shared<const std::string>(std::move(bytes)), 0};
+  queued_ += body.size();
+  large_message m{type, call_id, std::make_shared<const std::string>(std::move(bytes)), start,
+                  start};
   if (large_.size() < wire::max_partial_messages)
     large_.push_back(std::move(m));
   else
@@ -53,7 +56,8 @@ bool outbox::take_batch(batch& b, std::size_t max_bytes) {
     large_.pop_front();
     std::size_t left = m.bytes->size() - m.sent;
     std::size_t n = std::min(left, wire::max_frame_payload);
-    std::uint8_t flags = (m.sent > 0 ? wire::flag_continued : 0) | (n < left ? wire::flag_more : 0);
+    std::uint8_t flags =
+        (m.sent > m.start ? wire::flag_continued : 0) | (n < left ? wire::flag_more : 0);
     b.headers.push_back(wire::encode_frame_header(m.type, flags, m.call_id, n));
     b.iov.push_back({b.headers.back().bytes, sizeof b.headers.back().bytes});
     b.iov.push_back({const_cast<char*>(m.bytes->data()) + m.sent, n});

@@ -46,8 +46,10 @@ class outbox {
   // Puts bytes back at the very front (the unsent rest of a direct write).
   void push_front_record_bytes(std::string_view records);
 
-  // Queues a request or response message (its encoded bytes) for `call_id`.
-  void push_message(wire::frame_type type, std::uint32_t call_id, std::string bytes);
+  // Queues a request or response message for `call_id`: its encoded bytes are those of
+  // `bytes` from offset `start` on (what comes before is unused headroom).
+  void push_message(wire::frame_type type, std::uint32_t call_id, std::string bytes,
+                    std::size_t start = 0);
 
   bool empty() const { return small_.empty() && large_.empty() && waiting_.empty(); }
   std::size_t queued_bytes() const { return queued_; }
@@ -61,7 +63,8 @@ class outbox {
     wire::frame_type type;
     std::uint32_t call_id;
     std::shared_ptr<const std::string> bytes;
-    std::size_t sent = 0;
+    std::size_t start = 0;  // where the message begins in *bytes
+    std::size_t sent = 0;   // offset in *bytes of the next fragment
   };
   std::string small_;
   std::deque<large_message> large_;    // under way, round robin
