@@ -61,6 +61,22 @@ std::string temp_socket_path(const char* name) {
   return (dir / name).string();
 }
 
+// Collects what a server reports through on_connection_error.
+struct connection_error_log {
+  std::mutex mu;
+  std::vector<std::string> logged;
+  void attach(bokbok::server_options& o) {
+    o.on_connection_error = [this](const std::string&, const std::string& why) {
+      std::lock_guard lock(mu);
+      logged.push_back(why);
+    };
+  }
+  std::vector<std::string> lines() {
+    std::lock_guard lock(mu);
+    return logged;
+  }
+};
+
 }  // namespace
 
 TEST_CASE("a server answers calls both ways over every socket kind") {
@@ -145,12 +161,8 @@ TEST_CASE("beyond the connection limit a client waits briefly, then is refused c
   auto o = echo_server({"tcp:127.0.0.1:0"});
   o.max_connections = 2;
   o.connection_wait = 300ms;
-  std::mutex mu;
-  std::vector<std::string> logged;
-  o.on_connection_error = [&](const std::string&, const std::string& why) {
-    std::lock_guard lock(mu);
-    logged.push_back(why);
-  };
+  connection_error_log log;
+  log.attach(o);
   bokbok::server srv(o);
   srv.start();
   std::string address = srv.local_addresses().at(0);
@@ -166,7 +178,7 @@ TEST_CASE("beyond the connection limit a client waits briefly, then is refused c
   CHECK(a.request({"still"}) == message{"still"});
   CHECK(b.request({"here"}) == message{"here"});
   {
-    std::lock_guard lock(mu);
+    auto logged = log.lines();
     REQUIRE(logged.size() == 1);
     CHECK(logged[0].find("refused") != std::string::npos);
   }
@@ -225,12 +237,8 @@ TEST_CASE("the open handler runs before the connection's requests, and handler f
 TEST_CASE("garbage, silence and a half preamble at a listener end those connections only") {
   auto o = echo_server({"tcp:127.0.0.1:0"});
   o.handshake_timeout = 300ms;
-  std::mutex mu;
-  std::vector<std::string> logged;
-  o.on_connection_error = [&](const std::string&, const std::string& why) {
-    std::lock_guard lock(mu);
-    logged.push_back(why);
-  };
+  connection_error_log log;
+  log.attach(o);
   bokbok::server srv(o);
   srv.start();
   std::string address = srv.local_addresses().at(0);
@@ -249,10 +257,9 @@ TEST_CASE("garbage, silence and a half preamble at a listener end those connecti
   auto deadline = std::chrono::steady_clock::now() + 10s;
   for (;;) {
     CHECK(good.request({"alive"}) == message{"alive"});
-    std::lock_guard lock(mu);
-    if (logged.size() >= 3 || std::chrono::steady_clock::now() > deadline) break;
+    if (log.lines().size() >= 3 || std::chrono::steady_clock::now() > deadline) break;
   }
-  std::lock_guard lock(mu);
+  auto logged = log.lines();
   REQUIRE(logged.size() == 3);
   std::string all = logged[0] + "\n" + logged[1] + "\n" + logged[2];
   CHECK(all.find("GET / HTTP/1.0") != std::string::npos);
