@@ -2,32 +2,23 @@
 // of its methods over a pipe pair, printing what it sends and what comes back.
 //
 // What it shows
-//   - opening a connection over a pair of file descriptors (bokbok::connect_fds);
+//   - opening a connection to a child process with an exec: address: bokbok spawns
+//     `bokbok-demo-server --stdio`, talks over its stdin/stdout, and reaps it;
 //   - blocking calls (connection::request) and what comes back: fields, which may hold
 //     any bytes; a remote_error carrying the server's message and error code;
 //   - answering the server's own calls with a request handler (the server calls us back
 //     in the middle of our `callback` request, over the same connection);
 //   - many threads calling at once over one connection;
-//   - the server closing the connection, noticed through the close handler.
+//   - the server closing the connection, noticed through the close handler, and the
+//     child's exit status (connection::child_status).
 //
 // How to run it
 //   bokbok-demo-client                  (finds bokbok-demo-server next to itself)
 //   bokbok-demo-client --server PATH    (or runs the server at PATH)
 // It exits with status 0 when every answer was the expected one, 1 otherwise.
 //
-// Starting the child: the server runs as `bokbok-demo-server --stdio` with its stdin and
-// stdout on two pipes. We use pipe2(O_CLOEXEC) and posix_spawn() with dup2 file actions:
-// it is plain POSIX, needs no extra library, and O_CLOEXEC keeps our ends of the pipes
-// (and every other descriptor of ours) out of the child, so the child sees EOF as soon as
-// we close our end. The child's stderr stays ours, so its log lines show up here. (A
-// later bokbok address, `exec:`, will do all of this for you.)
+// The child's stderr stays ours (the exec: default), so its log lines show up here.
 #include <bokbok/bokbok.hpp>
-
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -46,8 +37,6 @@
 #ifndef BOKBOK_VERSION
 #define BOKBOK_VERSION "unknown"
 #endif
-
-extern char** environ;
 
 namespace {
 
@@ -123,73 +112,6 @@ struct tally {
     ++(ok ? passed : failed);
   }
 };
-
-// ---- the child process ------------------------------------------------------------
-
-struct child_process {
-  pid_t pid = -1;
-  int from_child = -1;  // read end of the child's stdout
-  int to_child = -1;    // write end of the child's stdin
-};
-
-[[noreturn]] void fail_errno(const std::string& what) {
-  throw std::system_error(errno, std::generic_category(), what);
-}
-
-// Spawns `path --stdio` with its stdin and stdout on fresh pipes.
-child_process spawn_server(const std::string& path) {
-  int to_child[2], from_child[2];
-  if (::pipe2(to_child, O_CLOEXEC) != 0) fail_errno("pipe2");
-  if (::pipe2(from_child, O_CLOEXEC) != 0) fail_errno("pipe2");
-
-  // In the child, dup2 puts the pipe ends on 0 and 1 (dup2 clears O_CLOEXEC on the copy);
-  // the originals, all O_CLOEXEC, close at exec.
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, to_child[0], STDIN_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, from_child[1], STDOUT_FILENO);
-
-  std::string arg0 = path, arg1 = "--stdio";
-  char* argv[] = {arg0.data(), arg1.data(), nullptr};
-  child_process child;
-  int rc = ::posix_spawn(&child.pid, path.c_str(), &actions, nullptr, argv, environ);
-  posix_spawn_file_actions_destroy(&actions);
-  ::close(to_child[0]);
-  ::close(from_child[1]);
-  if (rc != 0) {
-    ::close(to_child[1]);
-    ::close(from_child[0]);
-    errno = rc;
-    fail_errno("cannot start " + path);
-  }
-  child.from_child = from_child[0];
-  child.to_child = to_child[1];
-  return child;
-}
-
-// Waits up to `timeout` for the child to exit, then kills it. Returns a description.
-std::string reap(pid_t pid, std::chrono::milliseconds timeout, bool& clean_exit) {
-  clean_exit = false;
-  auto deadline = clock_type::now() + timeout;
-  int status = 0;
-  for (;;) {
-    pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) break;
-    if (r < 0) return std::string("waitpid failed: ") + std::strerror(errno);
-    if (clock_type::now() >= deadline) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      return "did not exit in time, killed";
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  if (WIFEXITED(status)) {
-    clean_exit = WEXITSTATUS(status) == 0;
-    return "exited with status " + std::to_string(WEXITSTATUS(status));
-  }
-  if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
-  return "ended with wait status " + std::to_string(status);
-}
 
 std::string default_server_path() {
   std::error_code ec;
@@ -306,8 +228,12 @@ void demo_threads(tally& t, bokbok::connection& conn) {
 
 int run_demo(const std::string& server_path) {
   say(std::string(program) + " " + BOKBOK_VERSION);
-  say("starting " + server_path + " --stdio");
-  child_process child = spawn_server(server_path);
+  // exec: words are split like a shell's, without expansions; quote the path in case
+  // it holds spaces ('...' keeps everything but a quote, which becomes '\'').
+  std::string quoted = "'";
+  for (char c : server_path) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  const std::string address = "exec:" + quoted + "' --stdio";
+  say("connecting to " + address);
 
   callback_log log;
   std::promise<void> closed;
@@ -321,11 +247,9 @@ int run_demo(const std::string& server_path) {
   tally t;
   std::optional<bokbok::connection> conn;
   try {
-    // connect_fds owns both descriptors from here on.
-    conn = bokbok::connect_fds(child.from_child, child.to_child, opts,
-                               "child:" + std::to_string(child.pid));
-    say("connected to the server (pid " + std::to_string(child.pid) +
-        ") over a pipe pair\n");
+    // Spawns the child with its stdin and stdout on pipes and completes the handshake.
+    conn = bokbok::connect(address, opts);
+    say("connected to the server over its stdin/stdout (" + conn->peer_address() + ")\n");
 
     call_and_expect(t, *conn, {"ping", "hello"}, {"pong", "hello"});
     bokbok::message fields{"alpha", std::string("nul\0byte", 8), ""};
@@ -352,13 +276,12 @@ int run_demo(const std::string& server_path) {
     t.check(false, std::string("!! ") + e.what());
   }
   if (conn) {
-    conn->close();        // idempotent; makes sure the child sees EOF
-    conn->wait_closed();  // our close handler has run: `closed` may now go away
+    conn->close();        // idempotent; the child reads end of file and exits
+    conn->wait_closed();  // our close handler has run, and the child has been reaped
+    auto status = conn->child_status();
+    t.check(status && status->signal == 0 && status->code == 0,
+            "   the server " + (status ? status->describe() : std::string("was not reaped")));
   }
-
-  bool clean_exit = false;
-  std::string how = reap(child.pid, std::chrono::seconds(5), clean_exit);
-  t.check(clean_exit, "   the server " + how);
 
   say("");
   if (t.failed == 0) {
@@ -374,8 +297,9 @@ void print_help() {
   std::printf(
       "usage: %s [--server PATH]\n"
       "\n"
-      "Starts bokbok-demo-server as a child process, calls each of its methods over a\n"
-      "pipe pair and checks the answers. Exits 0 if all were as expected, else 1.\n"
+      "Starts bokbok-demo-server as a child process (an exec: address), calls each of\n"
+      "its methods over the child's stdin/stdout and checks the answers. Exits 0 if all\n"
+      "were as expected, else 1.\n"
       "\n"
       "options:\n"
       "  --server PATH   the server to run (default: bokbok-demo-server next to this\n"

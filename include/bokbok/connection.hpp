@@ -22,6 +22,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "bokbok/message.hpp"
 
@@ -46,6 +48,15 @@ using close_handler = std::function<void(connection&)>;
 // before it is sent): keep it short and never block in it.
 using response_callback = std::function<void(std::exception_ptr error, message response)>;
 
+// How a child process at the other end of a connection (exec:, ssh:) ended.
+struct child_exit {
+  int pid = 0;
+  int code = -1;   // its exit status when it exited, else -1
+  int signal = 0;  // the signal that killed it, else 0
+  // "child 41 exited with status 3", "child 41 was killed by signal 9 (Killed)"
+  std::string describe() const;
+};
+
 struct options {
   // No handler: every incoming request is answered with error_code::no_such_method.
   request_handler on_request;
@@ -63,6 +74,18 @@ struct options {
   std::size_t max_message_size = 64u << 20;
   // How long opening waits for the peer's preamble and hello.
   std::chrono::milliseconds connect_timeout{10'000};
+
+  // For connections to a child process (exec: and ssh: addresses).
+  struct child_options {
+    // Once the connection has closed, the child (which then reads end of file) has this
+    // long to exit on its own; then it gets SIGTERM, and this long again; then SIGKILL.
+    std::chrono::milliseconds grace{3'000};
+    // Receives the child's stderr as it comes, in chunks, on the child's monitoring
+    // thread. Unset: the bytes go to this process's stderr.
+    std::function<void(std::string_view)> on_stderr;
+    // More ssh options, placed before the host (ssh: only), e.g. {"-o", "Port=2222"}.
+    std::vector<std::string> ssh_options;
+  } child;
 };
 
 class connection {
@@ -89,7 +112,9 @@ class connection {
 
   // Blocks until the connection has closed, its close handler has returned and its last
   // frames are written (or the link failed; at most about 2 s after closing), so a
-  // process may exit right after. Must not be called from this connection's own handler.
+  // process may exit right after. For a child process (exec:, ssh:) it also waits until
+  // the child has been reaped (see options::child_options::grace). Must not be called
+  // from this connection's own handler.
   void wait_closed() const;
 
   // Why the connection closed ("" while open, "closed by peer", or the failure).
@@ -108,6 +133,11 @@ class connection {
     int pid;
   };
   std::optional<credentials> peer_credentials() const;
+
+  // For a connection to a child process (exec:, ssh:): how the child ended, once it has
+  // been reaped (always so after wait_closed()). Empty while it runs, and for other
+  // transports.
+  std::optional<child_exit> child_status() const;
 
   // A slot for the application's own data, shared by all handles of this connection.
   // Not synchronised: the application guards it if several threads use it.

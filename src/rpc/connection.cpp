@@ -1,6 +1,8 @@
 // bokbok::connection: the public handle, forwarding to connection_impl.
 #include "bokbok/connection.hpp"
 
+#include <cstring>
+
 #include "rpc/connection_impl.hpp"
 
 namespace bokbok {
@@ -39,6 +41,19 @@ namespace bokbok {
 
 std::optional<connection::credentials> connection::peer_credentials() const {
   return impl_->peer_credentials();
+}
+
+std::optional<child_exit> connection::child_status() const {
+  const auto& process = impl_->process();
+  return process ? process->exit_status() : std::nullopt;
+}
+
+std::string child_exit::describe() const {
+  std::string who = "child " + std::to_string(pid);
+  if (signal == 0) return who + " exited with status " + std::to_string(code);
+  const char* name = sigabbrev_np(signal);
+  return who + " was killed by signal " + std::to_string(signal) +
+         (name ? std::string(" (SIG") + name + ")" : "");
 }
 
 }  // namespace bokbok

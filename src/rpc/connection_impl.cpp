@@ -18,6 +18,8 @@ namespace bokbok::detail {
 namespace {
 // How long a closing side waits for its final frames to drain before it drops the link.
 constexpr auto close_drain_timeout = std::chrono::seconds(2);
+// How long a failed connection to a child waits for the child's exit status.
+constexpr auto child_end_wait = std::chrono::milliseconds(200);
 }  // namespace
 
 connection_impl::connection_impl(config cfg)
@@ -246,6 +248,8 @@ void connection_impl::wait_closed() const {
   // Also until the stream has stopped: our close frame is then written (or the link
   // failed), so a process may exit right after without the peer seeing it as lost.
   closed_cv_.wait(lock, [&] { return close_handler_done_ && stream_dropped_; });
+  lock.unlock();
+  if (cfg_.process) cfg_.process->wait_reaped();
 }
 
 std::string connection_impl::close_reason() const {
@@ -265,6 +269,14 @@ std::exception_ptr connection_impl::closed_error_locked() const {
 void connection_impl::finish(end_kind kind, std::string reason, std::string_view farewell) {
   std::unordered_map<std::uint32_t, response_callback> pending;
   bool was_handshaking;
+  {
+    std::lock_guard lock(mu_);
+    if (phase_ == phase::closed) return;
+  }
+  // A child that broke the connection is usually dying: say how it ended. (Briefly
+  // waits for that, on the loop thread, only when the connection failed.)
+  if (cfg_.process && (kind == end_kind::transport || kind == end_kind::protocol))
+    reason += cfg_.process->end_note(child_end_wait);
   {
     std::lock_guard lock(mu_);
     if (phase_ == phase::closed) return;
@@ -348,6 +360,7 @@ void connection_impl::run_close_handler() {
 void connection_impl::drop_stream() {
   stream_->close();
   stream_.reset();
+  if (cfg_.process) cfg_.process->release();
   auto keep = shared_from_this();
   std::lock_guard lock(mu_);
   stream_dropped_ = true;

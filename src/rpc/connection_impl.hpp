@@ -28,6 +28,7 @@
 #include "io/loop.hpp"
 #include "rpc/handler_pool.hpp"
 #include "rpc/outbox.hpp"
+#include "rpc/peer_process.hpp"
 #include "wire/frame.hpp"
 #include "wire/preamble.hpp"
 #include "wire/reassembly.hpp"
@@ -48,6 +49,10 @@ class connection_impl final : public io::stream_events,
     // Requests that arrive are held, not handled, until release_requests() (a server
     // runs its open handler first).
     bool hold_requests = false;
+    // The peer is this process's child (exec:, ssh:): its exit status is added to the
+    // reason a connection fails, it is released when the stream closes, and
+    // wait_closed() waits until it has been reaped.
+    std::shared_ptr<rpc::peer_process> process;
   };
 
   // Called once on the loop thread when the handshake is done (error null) or has failed
@@ -86,6 +91,7 @@ class connection_impl final : public io::stream_events,
   const std::optional<connection::credentials>& peer_credentials() const {
     return cfg_.peer_credentials;
   }
+  const std::shared_ptr<rpc::peer_process>& process() const { return cfg_.process; }
 
   // io::stream_events (loop thread).
   void on_data(std::string_view bytes) override;

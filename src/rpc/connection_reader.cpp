@@ -16,7 +16,9 @@ void connection_impl::on_data(std::string_view bytes) {
     auto st = preamble_reader_.feed(bytes);
     if (st == wire::preamble_reader::status::need_more) return;
     if (st == wire::preamble_reader::status::error) {
-      protocol_failure("peer " + cfg_.peer + " does not speak bokbok: " +
+      // Say where the bytes came from: for a child, its stdout (a banner, a greeting).
+      protocol_failure((cfg_.process ? "the stdout of " + cfg_.peer + " does not carry bokbok: "
+                                     : "peer " + cfg_.peer + " does not speak bokbok: ") +
                        preamble_reader_.error());
       return;
     }

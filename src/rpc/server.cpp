@@ -258,7 +258,7 @@ void server::impl::start_connection(transport::connected_socket sock) {
   if (auto cr = transport::peer_credentials_of(sock.fd.get()))
     creds = connection::credentials{cr->uid, cr->gid, cr->pid};
   detail::connection_impl::config cfg{o,     sock.peer, loop_, pool_, {},
-                                      creds, /*hold_requests=*/static_cast<bool>(opts_.on_open)};
+                                      creds, /*hold_requests=*/static_cast<bool>(opts_.on_open), nullptr};
   std::string peer = sock.peer;
   detail::connection_impl::open_async(
       std::move(cfg), std::move(sock.fd), {},

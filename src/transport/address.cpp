@@ -8,13 +8,15 @@
 #include <charconv>
 
 #include "bokbok/error.hpp"
+#include "transport/command_line.hpp"
 
 namespace bokbok::transport {
 
 namespace {
 
 constexpr std::string_view known_forms =
-    "one of tcp:HOST:PORT, unix:PATH, unix:@NAME, fd:R,W, stdio, inetd or systemd";
+    "one of tcp:HOST:PORT, unix:PATH, unix:@NAME, fd:R,W, stdio, inetd, systemd, "
+    "exec:COMMAND or ssh:[USER@]HOST[:PORT] COMMAND";
 constexpr std::string_view tcp_form =
     "tcp:HOST:PORT (HOST a name, an IPv4 address, [IPv6] or *; PORT a number or service "
     "name)";
@@ -138,6 +140,84 @@ fd_pair_address parse_fds(std::string_view text, std::string_view rest) {
   return a;
 }
 
+constexpr std::string_view exec_form = "exec:COMMAND [ARG...]";
+constexpr std::string_view ssh_form =
+    "ssh:[USER@]HOST[:PORT] [SSH_OPTION...] [--] COMMAND [ARG...]";
+
+exec_address parse_exec(std::string_view text, std::string_view rest) {
+  exec_address a{split_command(rest, text)};
+  if (a.argv.empty() || a.argv.front().empty()) bad(text, exec_form, "the command is missing");
+  return a;
+}
+
+// ssh options that take a value in the next word (ssh(1)).
+bool ssh_option_takes_value(std::string_view opt) {
+  static constexpr std::string_view with_value[] = {"-o", "-i", "-F", "-J", "-c", "-m", "-E",
+                                                    "-b", "-B", "-S", "-l", "-p", "-O", "-Q"};
+  return std::find(std::begin(with_value), std::end(with_value), opt) != std::end(with_value);
+}
+
+ssh_address parse_ssh(std::string_view text, std::string_view rest) {
+  ssh_address a;
+  auto blank = rest.find_first_of(" \t");
+  std::string_view dest = rest.substr(0, blank);
+  std::vector<std::string> words =
+      split_command(blank == std::string_view::npos ? "" : rest.substr(blank), text);
+  if (auto at = dest.rfind('@'); at != std::string_view::npos) {
+    a.user = std::string(dest.substr(0, at));
+    dest.remove_prefix(at + 1);
+    if (a.user.empty()) bad(text, ssh_form, "the user before '@' is empty");
+    if (!std::all_of(a.user.begin(), a.user.end(), [](char c) { return is_name_char(c); }))
+      bad(text, ssh_form, "\"" + a.user + "\" is not a user name");
+  }
+  std::string_view port;
+  if (!dest.empty() && dest.front() == '[') {
+    auto close = dest.find(']');
+    if (close == std::string_view::npos || !is_ipv6_literal(dest.substr(1, close - 1)))
+      bad(text, ssh_form, "a host in brackets must be an IPv6 address, e.g. [::1]");
+    a.host = std::string(dest.substr(1, close - 1));
+    std::string_view after = dest.substr(close + 1);
+    if (!after.empty() && after.front() != ':') bad(text, ssh_form, "junk after ']'");
+    if (!after.empty()) port = after.substr(1);
+    if (!after.empty() && port.empty()) bad(text, ssh_form, "the port after ':' is empty");
+  } else {
+    auto colon = dest.find(':');
+    a.host = std::string(dest.substr(0, colon));
+    if (colon != std::string_view::npos) {
+      port = dest.substr(colon + 1);
+      if (port.empty()) bad(text, ssh_form, "the port after ':' is empty");
+    }
+    if (a.host.find(':') != std::string::npos)
+      bad(text, ssh_form, "an IPv6 address must be written in brackets, e.g. ssh:[::1]");
+  }
+  if (a.host.empty()) bad(text, ssh_form, "the host is missing");
+  if (a.host.front() == '-' ||
+      !std::all_of(a.host.begin(), a.host.end(), [](char c) { return is_name_char(c) || c == ':' || c == '%'; }))
+    bad(text, ssh_form, "\"" + a.host + "\" is not a host name or address");
+  if (!port.empty()) {
+    if (!all_digits(port) || port.size() > 5 || std::stoul(std::string(port)) > 65535 ||
+        std::stoul(std::string(port)) == 0)
+      bad(text, ssh_form, "port \"" + std::string(port) + "\" is not a number from 1 to 65535");
+    a.port = std::string(port);
+  }
+  std::size_t i = 0;
+  for (; i < words.size() && !words[i].empty() && words[i].front() == '-'; ++i) {
+    if (words[i] == "--") {
+      ++i;
+      break;
+    }
+    a.ssh_options.push_back(words[i]);
+    if (ssh_option_takes_value(words[i])) {
+      if (i + 1 == words.size()) bad(text, ssh_form, "ssh option " + words[i] + " needs a value");
+      a.ssh_options.push_back(words[++i]);
+    }
+  }
+  a.argv.assign(words.begin() + long(i), words.end());
+  if (a.argv.empty() || a.argv.front().empty())
+    bad(text, ssh_form, "the remote command is missing (e.g. ssh:host bokbok-demo-server --stdio)");
+  return a;
+}
+
 }  // namespace
 
 address parse_address(std::string_view text) {
@@ -150,6 +230,8 @@ address parse_address(std::string_view text) {
   if (scheme == "tcp") return parse_tcp(text, rest);
   if (scheme == "unix") return parse_unix(text, rest);
   if (scheme == "fd") return parse_fds(text, rest);
+  if (scheme == "exec") return parse_exec(text, rest);
+  if (scheme == "ssh") return parse_ssh(text, rest);
   bad(text, known_forms, "unknown scheme \"" + std::string(scheme) + ":\"");
 }
 
@@ -169,6 +251,15 @@ std::string to_string(const address& a) {
     }
     std::string operator()(const inetd_address&) const { return "inetd"; }
     std::string operator()(const systemd_address&) const { return "systemd"; }
+    std::string operator()(const exec_address& e) const { return "exec:" + shell_join(e.argv); }
+    std::string operator()(const ssh_address& s) const {
+      std::string out = "ssh:";
+      if (!s.user.empty()) out += s.user + "@";
+      out += s.host.find(':') != std::string::npos ? "[" + s.host + "]" : s.host;
+      if (!s.port.empty()) out += ":" + s.port;
+      if (!s.ssh_options.empty()) out += " " + shell_join(s.ssh_options) + " --";
+      return out + " " + shell_join(s.argv);
+    }
   };
   return std::visit(printer{}, a);
 }

@@ -11,11 +11,17 @@
 //   stdio             stdin and stdout
 //   inetd             the connection on fd 0, or (inetd "wait") a listening socket on fd 0
 //   systemd           the sockets systemd passed (LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES)
+//   exec:COMMAND ARG...
+//                     a child process, spawned, talked to over its stdin and stdout
+//                     (words split as in command_line.hpp)
+//   ssh:[USER@]HOST[:PORT] [SSH_OPTION...] [--] COMMAND ARG...
+//                     COMMAND run on HOST through ssh, talked to over ssh's stdin/stdout
 #pragma once
 
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 namespace bokbok::transport {
 
@@ -34,9 +40,19 @@ struct unix_address {
 };
 struct inetd_address {};
 struct systemd_address {};
+struct exec_address {
+  std::vector<std::string> argv;  // argv[0] is the program (searched on PATH if no '/')
+};
+struct ssh_address {
+  std::string user;                      // "" = ssh's default
+  std::string host;                      // a name or an address, without brackets
+  std::string port;                      // "" = ssh's default
+  std::vector<std::string> ssh_options;  // passed to ssh before the host, e.g. -o K=V
+  std::vector<std::string> argv;         // the remote command
+};
 
 using address = std::variant<fd_pair_address, stdio_address, tcp_address, unix_address,
-                             inetd_address, systemd_address>;
+                             inetd_address, systemd_address, exec_address, ssh_address>;
 
 // Parses `text`; throws bokbok::address_error quoting `text` and saying what was
 // expected (e.g. `bad address "tcp:host": expected tcp:HOST:PORT ...`).

@@ -14,6 +14,8 @@
 #include "bokbok/bokbok.hpp"
 #include "rpc/connection_impl.hpp"
 #include "transport/address.hpp"
+#include "transport/child_process.hpp"
+#include "transport/ssh_command.hpp"
 #include "transport/sockets.hpp"
 #include "transport/stdio.hpp"
 
@@ -33,10 +35,29 @@ std::shared_ptr<io::loop> default_loop() {
 
 connection open_over(io::unique_fd in, io::unique_fd out, const options& opts,
                      std::string peer,
-                     std::optional<connection::credentials> creds = std::nullopt) {
+                     std::optional<connection::credentials> creds = std::nullopt,
+                     std::shared_ptr<rpc::peer_process> process = nullptr) {
   detail::connection_impl::config cfg{opts, std::move(peer), default_loop(), nullptr, {},
-                                      creds, false};
+                                      creds, false, std::move(process)};
   return connection(detail::connection_impl::open(std::move(cfg), std::move(in), std::move(out)));
+}
+
+// exec: and ssh: — the peer is a child process speaking on its stdin and stdout.
+connection open_child(const transport::address& addr, const options& opts) {
+  transport::spawn_request req;
+  req.grace = opts.child.grace;
+  req.on_stderr = opts.child.on_stderr;
+  if (auto* e = std::get_if<transport::exec_address>(&addr)) {
+    req.argv = e->argv;
+  } else {
+    req.argv = transport::ssh_command(std::get<transport::ssh_address>(addr), opts.child.ssh_options);
+    req.keep_stderr_tail = true;  // ssh's own errors explain a failed connection
+    req.is_ssh = true;
+  }
+  auto s = transport::child_process::spawn(std::move(req));
+  std::string peer = transport::to_string(addr) + " (pid " + std::to_string(s.child->pid()) + ")";
+  return open_over(std::move(s.from_child), std::move(s.to_child), opts, std::move(peer),
+                   std::nullopt, std::move(s.child));
 }
 
 }  // namespace
@@ -73,6 +94,9 @@ connection connect(std::string_view text, const options& opts) {
       creds = connection::credentials{c->uid, c->gid, c->pid};
     return open_over(std::move(sock.fd), {}, opts, std::move(sock.peer), creds);
   }
+  if (std::holds_alternative<transport::exec_address>(addr) ||
+      std::holds_alternative<transport::ssh_address>(addr))
+    return open_child(addr, opts);
   throw address_error("bokbok: cannot connect to \"" + std::string(text) +
                       "\": it names sockets a superserver passes to a server; use it to "
                       "listen (server_options::listen)");

@@ -1,0 +1,76 @@
+// child_process: a peer that is this process's child (exec: and ssh: addresses).
+//
+// spawn() starts the program with Boost.Process, its stdin and stdout on two fresh pipes
+// whose other ends it returns, and its stderr either inherited (the default) or on a
+// third pipe read by the child's monitoring thread. The child inherits no other
+// descriptor of ours (see spawn.cpp).
+//
+// Reaping without owning SIGCHLD: the monitor waits on a pidfd (Linux 5.3) and then
+// reaps exactly this pid with waitpid(pid); it never installs a signal handler and never
+// waits for "any child". (An application that itself reaps every child, or sets SIGCHLD
+// to SIG_IGN, takes the status first: the child is then reported as ended with its
+// status unknown.) Without pidfd_open the monitor polls waitpid(pid, WNOHANG) every
+// 20 ms instead.
+//
+// Lifetime: the object is shared by the connection (rpc::peer_process) and the monitor
+// thread, which is detached and ends once the child has been reaped. Dropping the last
+// handle releases the child like release() does; nothing here ever blocks a destructor.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "io/unique_fd.hpp"
+#include "rpc/peer_process.hpp"
+
+namespace bokbok::transport {
+
+struct spawn_request {
+  std::vector<std::string> argv;  // argv[0]: a path, or a name searched on PATH
+  std::chrono::milliseconds grace{3'000};
+  // Receives stderr chunks on the monitoring thread; unset and !keep_stderr_tail:
+  // stderr is simply inherited.
+  std::function<void(std::string_view)> on_stderr;
+  // Keep the last few KiB of stderr for end_note() (ssh: its own error messages),
+  // while still passing them on (to on_stderr, or to this process's stderr).
+  bool keep_stderr_tail = false;
+  // ssh: an exit status of 255 is ssh's own failure, reported with its stderr.
+  bool is_ssh = false;
+};
+
+class child_process final : public rpc::peer_process {
+ public:
+  struct spawned {
+    std::shared_ptr<child_process> child;
+    io::unique_fd from_child;  // read end of the child's stdout
+    io::unique_fd to_child;    // write end of the child's stdin
+  };
+
+  // Throws transport_error when the program cannot be found or started.
+  static spawned spawn(spawn_request req);
+
+  int pid() const;
+
+  std::string end_note(std::chrono::milliseconds wait) override;
+  void release() override;
+  void wait_reaped() override;
+  std::optional<child_exit> exit_status() override;
+
+  ~child_process() override;
+
+  struct state;  // shared with the monitoring thread (child_process.cpp)
+  explicit child_process(std::shared_ptr<state> st);
+
+ private:
+  std::shared_ptr<state> st_;
+};
+
+// Finds `name` the way execvp would (a name with a '/' is used as it is). Empty when it
+// is not found or not executable.
+std::string find_program(const std::string& name);
+
+}  // namespace bokbok::transport

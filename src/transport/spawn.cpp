@@ -1,0 +1,160 @@
+// Starting a child process for exec: and ssh: with Boost.Process (v1; header-only in
+// Boost 1.81).
+//
+// Descriptor hygiene. The child must get its three standard descriptors and nothing
+// else of ours: not our sockets, not another connection's pipes, not the application's
+// files. Boost 1.81's `limit_handles` would do that but also closes a redirected stdout
+// (it closed fds 1 and 2 in our trial), so instead a small exec-setup step marks every
+// descriptor above 2 close-on-exec in the child with close_range(CLOSE_RANGE_CLOEXEC)
+// (Linux 5.11), falling back to fcntl on each descriptor below the soft RLIMIT_NOFILE
+// (capped at 65536). Our pipes are created close-on-exec too, so a child spawned at the
+// same moment by another thread (by any means) does not inherit them either.
+//
+// (glibc 2.36 declares pidfd_open without C linkage for C++, so it is called through
+// syscall().)
+//
+// The child also gets an empty signal mask: a mask is inherited across exec, and the
+// spawning thread may block signals (bokbok's loop thread blocks SIGPIPE).
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <boost/process/args.hpp>
+#include <boost/process/child.hpp>
+#include <boost/process/exe.hpp>
+#include <boost/process/extend.hpp>
+#include <boost/process/io.hpp>
+#include <boost/process/pipe.hpp>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "bokbok/error.hpp"
+#include "transport/child_process.hpp"
+#include "transport/child_state.hpp"
+
+namespace bokbok::transport {
+
+namespace bp = boost::process;
+
+namespace {
+
+// Runs in the child between fork and exec: only async-signal-safe calls.
+struct child_setup : bp::extend::handler {
+  template <class Executor>
+  void on_exec_setup(Executor&) const {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    if (syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) == 0) return;
+    rlimit rl{};
+    int top = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? int(rl.rlim_cur) : 65536;
+    for (int fd = 3; fd < top; ++fd) fcntl(fd, F_SETFD, FD_CLOEXEC);
+  }
+};
+
+struct pipe_pair {
+  io::unique_fd read, write;
+};
+
+pipe_pair make_pipe() {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) < 0)
+    throw transport_error(std::string("bokbok: cannot make a pipe for a child: ") +
+                          std::strerror(errno));
+  return {io::unique_fd(p[0]), io::unique_fd(p[1])};
+}
+
+io::unique_fd dup_cloexec(int fd) {
+  int d = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (d < 0)
+    throw transport_error(std::string("bokbok: cannot duplicate a pipe: ") + std::strerror(errno));
+  return io::unique_fd(d);
+}
+
+bool is_executable_file(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
+}
+
+}  // namespace
+
+std::string find_program(const std::string& name) {
+  if (name.empty()) return {};
+  if (name.find('/') != std::string::npos) return is_executable_file(name) ? name : "";
+  const char* path = std::getenv("PATH");
+  std::string_view dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  while (true) {
+    auto colon = dirs.find(':');
+    std::string dir(dirs.substr(0, colon));
+    std::string candidate = (dir.empty() ? "." : dir) + "/" + name;
+    if (is_executable_file(candidate)) return candidate;
+    if (colon == std::string_view::npos) return {};
+    dirs.remove_prefix(colon + 1);
+  }
+}
+
+child_process::spawned child_process::spawn(spawn_request req) {
+  if (req.argv.empty()) throw transport_error("bokbok: no command to run");
+  std::string exe = find_program(req.argv.front());
+  if (exe.empty())
+    throw transport_error("bokbok: cannot run \"" + req.argv.front() + "\": " +
+                          (req.argv.front().find('/') != std::string::npos
+                               ? "no such executable file"
+                               : "not found on PATH"));
+  auto to_child = make_pipe(), from_child = make_pipe();
+  bool capture = req.on_stderr || req.keep_stderr_tail;
+  pipe_pair err;
+  if (capture) err = make_pipe();
+
+  // Boost's pipe objects close what they hold: hand them duplicates, keep ours.
+  bp::pipe in(dup_cloexec(to_child.read.get()).release(), dup_cloexec(to_child.write.get()).release());
+  bp::pipe out(dup_cloexec(from_child.read.get()).release(),
+               dup_cloexec(from_child.write.get()).release());
+  std::vector<std::string> args(req.argv.begin() + 1, req.argv.end());
+  std::error_code ec;
+  bp::child c;
+  if (capture) {
+    bp::pipe errp(dup_cloexec(err.read.get()).release(), dup_cloexec(err.write.get()).release());
+    c = bp::child(bp::exe = exe, bp::args = args, bp::std_in < in, bp::std_out > out,
+                  bp::std_err > errp, child_setup{}, ec);
+  } else {
+    c = bp::child(bp::exe = exe, bp::args = args, bp::std_in < in, bp::std_out > out,
+                  child_setup{}, ec);
+  }
+  if (ec)
+    throw transport_error("bokbok: cannot run \"" + exe + "\": " + ec.message());
+  int pid = c.id();
+  c.detach();  // we reap it ourselves (child_process.cpp); its destructor must not kill it
+
+  auto st = std::make_shared<state>();
+  st->pid = pid;
+  st->pidfd = io::unique_fd(int(syscall(SYS_pidfd_open, pid, 0u)));  // -1 (ENOSYS): the polling fallback
+  int efd = ::eventfd(0, EFD_CLOEXEC);
+  if (efd < 0) {
+    ::kill(pid, SIGKILL);
+    throw transport_error(std::string("bokbok: eventfd failed: ") + std::strerror(errno));
+  }
+  st->control = io::unique_fd(efd);
+  st->grace = req.grace;
+  st->on_stderr = std::move(req.on_stderr);
+  st->keep_tail = req.keep_stderr_tail;
+  st->is_ssh = req.is_ssh;
+  if (capture) st->stderr_pipe = std::move(err.read);
+  std::thread(child_state_monitor, st).detach();
+
+  spawned s;
+  s.child = std::make_shared<child_process>(std::move(st));
+  s.from_child = std::move(from_child.read);
+  s.to_child = std::move(to_child.write);
+  return s;
+}
+
+}  // namespace bokbok::transport
