@@ -288,3 +288,16 @@ TEST_CASE("bokbok help call documents the JSON form and the exit statuses") {
   CHECK(r.out.find("{\"base64\": \"...\"}") != std::string::npos);
   CHECK(r.out.find("5  timed out") != std::string::npos);
 }
+
+TEST_CASE("bokbok call exec:... starts the server itself and reports a failing child") {
+  std::string server = bokbok_test::built_program("BOKBOK_DEMO_SERVER");
+  auto r = run_tool({"call", "exec:'" + server + "' --stdio", "ping", "hi"});
+  CHECK(r.status == 0);
+  CHECK(r.out == "pong\nhi\n");
+  CHECK(r.err.find("[server] serving one connection") != std::string::npos);  // its stderr
+
+  auto bad = run_tool({"call", "exec:sh -c 'echo oops >&2; exit 7'", "ping"});
+  CHECK(bad.status == 3);
+  CHECK(bad.err.find("oops") != std::string::npos);
+  CHECK(bad.err.find("exited with status 7") != std::string::npos);
+}

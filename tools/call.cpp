@@ -37,6 +37,11 @@ constexpr std::string_view help_text =
     "  fd:R,W                  read fd R and write fd W, inherited from the caller\n"
     "  stdio                   stdin and stdout carry the protocol; the response is then\n"
     "                          printed on stderr\n"
+    "  exec:COMMAND ARG...     a server started as a child, over its stdin/stdout (words\n"
+    "                          split like sh without expansions; quote the address)\n"
+    "  ssh:[USER@]HOST[:PORT] [SSH_OPTION...] [--] COMMAND ARG...\n"
+    "                          COMMAND run on HOST by ssh in batch mode, over ssh's\n"
+    "                          stdin/stdout\n"
     "\n"
     "output:\n"
     "  By default each field of the response is written as is (raw bytes), followed\n"
@@ -82,6 +87,8 @@ constexpr std::string_view help_text =
     "examples:\n"
     "  bokbok call unix:/run/app.sock ping hello\n"
     "  bokbok call --json --timeout 2 tcp:127.0.0.1:7000 echo hi\n"
+    "  bokbok call 'exec:bokbok-demo-server --stdio' ping hi\n"
+    "  bokbok call 'ssh:admin@db1 bokbok bridge stdio unix:/run/app.sock' status\n"
     "  bokbok call --stdin-field tcp:127.0.0.1:7000 store -- -name- < photo.jpg\n";
 
 enum exit_status : int {

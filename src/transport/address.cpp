@@ -182,6 +182,8 @@ ssh_address parse_ssh(std::string_view text, std::string_view rest) {
     if (!after.empty() && port.empty()) bad(text, ssh_form, "the port after ':' is empty");
   } else {
     auto colon = dest.find(':');
+    if (colon != dest.rfind(':'))
+      bad(text, ssh_form, "an IPv6 address must be written in brackets, e.g. ssh:[::1]");
     a.host = std::string(dest.substr(0, colon));
     if (colon != std::string_view::npos) {
       port = dest.substr(colon + 1);

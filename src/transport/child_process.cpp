@@ -93,11 +93,9 @@ int child_process::pid() const { return st_->pid; }
 
 void child_process::release() {
   std::uint64_t one = 1;
-  {
-    std::lock_guard lock(st_->mu);
-    if (st_->released) return;
-    st_->released = true;
-  }
+  std::lock_guard lock(st_->mu);  // the monitor closes `control` under it once done
+  if (st_->released || st_->done) return;
+  st_->released = true;
   (void)!::write(st_->control.get(), &one, sizeof one);
 }
 
@@ -189,7 +187,10 @@ bool child_process::state::try_reap(bool exited) {
 }
 
 void child_process::state::mark_done() {
+  pidfd.reset();
+  stderr_pipe.reset();
   std::lock_guard lock(mu);
+  control.reset();  // no descriptor outlives the child: done means all are closed
   done = true;
   cv.notify_all();
 }
