@@ -8,6 +8,7 @@ packages=(
   doctest-dev                                      # tests
   clang libclang-rt-14-dev                         # fuzzers (libFuzzer) and sanitizers
   systemd                                          # deploy tests: systemd-socket-activate, systemd-analyze
+  openssh-client openssh-server                    # ssh: addresses, tested against sshd on loopback
   libwrap0 libevent-2.1-7 libbsd0 libtirpc3 libselinux1  # what the unpacked openbsd-inetd and xinetd load
 )
 sudo=""
@@ -20,7 +21,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -q
-  $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # The tests run their own sshd on a loopback port; installing openssh-server must not
+  # start the system's (policy-rc.d 101 = "do not start services"), unless the machine
+  # already has a policy of its own.
+  policy=/usr/sbin/policy-rc.d own_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod 755 "$policy"
+    own_policy=1
+  fi
+  $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" ||
+    { [ -z "$own_policy" ] || $sudo rm -f "$policy"; exit 1; }
+  [ -z "$own_policy" ] || $sudo rm -f "$policy"
 fi
 
 # Deploy tests (tests/deploy): openbsd-inetd and xinetd run from their .deb files unpacked
