@@ -16,7 +16,8 @@ namespace bokbok::tools::bench {
 namespace {
 
 constexpr std::string_view help_text =
-    "usage: bokbok bench [--quick] [--transport socketpair|pipe|unix|tcp|all] [--seconds N]\n"
+    "usage: bokbok bench [--quick] [--transport socketpair|pipe|unix|tcp|child|all]\n"
+    "                    [--seconds N]\n"
     "\n"
     "Measures bokbok against a raw baseline over the same transport: a blocking\n"
     "length-prefixed echo (u32 length, bytes), written then read back whole, with the\n"
@@ -26,6 +27,11 @@ constexpr std::string_view help_text =
     "  unix        a UNIX stream socket, connected through a listener in the abstract\n"
     "              namespace\n"
     "  tcp         a TCP connection over 127.0.0.1, TCP_NODELAY on both ends\n"
+    "  child       a spawned child process over its stdin/stdout: the echo peer is this\n"
+    "              program re-run as `bokbok bench --echo-peer raw|bokbok` (bokbok\n"
+    "              connects with an exec: address); the child transport also measures\n"
+    "              spawn-to-first-response: spawning the peer and one tiny round trip\n"
+    "              (raw: the same program spawned on two pipes, one raw echo)\n"
     "For each transport it prints one line per figure:\n"
     "  rtt-median, rtt-p99  round trip of a tiny call, one caller (lower is better)\n"
     "  calls/s              calls per second from 16 threads on one connection; the raw\n"
@@ -40,7 +46,7 @@ constexpr std::string_view help_text =
     "\n"
     "options:\n"
     "  --quick           a short smoke run (under 10 s in all), for CI\n"
-    "  --transport NAME  socketpair, pipe, unix, tcp, or all (default: all)\n"
+    "  --transport NAME  socketpair, pipe, unix, tcp, child, or all (default: all)\n"
     "  --seconds N       seconds per time-bounded figure (default 2, quick 0.3)\n"
     "  --help            show this help\n"
     "\n"
@@ -133,6 +139,14 @@ void run_transport(const transport& t, const settings& s, watchdog& dog) {
   print_figure(
       {t.name, "bulk-1MiB", bokbok_bulk, raw_bulk, "MB/s", better::higher, ""});
 
+  if (&t == &child_transport || t.name == child_transport.name) {
+    dog.arm(name + ": spawn to first response", budget * 2);
+    spawn_result sp = measure_spawn(s);
+    print_figure({t.name, "spawn-median", percentile(sp.bokbok_micros, 50),
+                  percentile(sp.raw_micros, 50), "us", better::lower,
+                  std::to_string(sp.bokbok_micros.size()) + " spawns each"});
+  }
+
   dog.arm(name + ": closing the connections", seconds_f(30));
 }
 
@@ -159,6 +173,8 @@ int run(args_view args) {
       quick = true;
     } else if (opt == "--transport") {
       transport_name = reader.value();
+    } else if (opt == "--echo-peer") {
+      return serve_echo_peer(reader.value());  // internal: the child transport's peer
     } else if (opt == "--seconds") {
       seconds = parse_seconds(reader.value());
     } else if (opt.starts_with("-")) {
@@ -175,7 +191,7 @@ int run(args_view args) {
     chosen.push_back(t);
   } else {
     throw usage_error("unknown transport '" + transport_name +
-                      "' (socketpair, pipe, unix, tcp or all)");
+                      "' (socketpair, pipe, unix, tcp, child or all)");
   }
 
   if (quick) {

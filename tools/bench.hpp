@@ -3,6 +3,8 @@
 //   bench_transport.cpp  the transports: descriptor pairs, and bokbok connections on them
 //   bench_raw.cpp        the raw baseline: blocking length-prefixed echo, peer thread
 //   bench_bokbok.cpp     the same echo through a pair of bokbok connections
+//   bench_child.cpp      the spawned-child transport (the echo peer is this program
+//                        re-run as `bokbok bench --echo-peer KIND`) and spawn latency
 //   bench_measure.cpp    the measurement loops (latency, concurrent rate, bulk) and the
 //                        sanity checks on every answer
 //   bench_report.cpp     statistics and the printed lines
@@ -16,6 +18,7 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -58,10 +61,15 @@ struct endpoint {
 
 struct fd_link {
   endpoint caller;
-  endpoint peer;
+  endpoint peer;  // empty when the peer is another process (child)
+  // The child process at the far end, if any: kept until the link is done with.
+  std::shared_ptr<void> child;
 };
 
-using bokbok_pair = std::pair<connection, connection>;  // {caller, peer}
+struct bokbok_pair {
+  connection caller;
+  std::optional<connection> peer;  // empty when the peer is another process
+};
 
 struct transport {
   std::string_view name;
@@ -92,6 +100,23 @@ std::unique_ptr<echo_client> open_raw_echo(fd_link link);
 // `inline_handlers`: the peer runs its echo handler on its event-loop thread
 // (options::inline_handlers) rather than on a handler thread.
 std::unique_ptr<echo_client> open_bokbok_echo(const transport& t, bool inline_handlers);
+
+// bench_raw.cpp: the raw echo loop over (in, out) until EOF; the peer side.
+void run_raw_echo_peer(int in_fd, int out_fd);
+
+// ---- the child transport (bench_child.cpp) ------------------------------------------
+
+extern const transport child_transport;
+// `bokbok bench --echo-peer raw|bokbok|bokbok-inline`: serves the echo on stdin/stdout.
+int serve_echo_peer(std::string_view kind);
+
+struct spawn_result {
+  std::vector<double> bokbok_micros;  // spawn to first response, one per spawn
+  std::vector<double> raw_micros;
+};
+// Spawns the echo peer again and again (alternating raw and bokbok) and times each
+// spawn up to its first answer.
+spawn_result measure_spawn(const settings& s);
 
 // ---- measurements (bench_measure.cpp) ----------------------------------------------
 

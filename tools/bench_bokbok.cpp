@@ -15,17 +15,17 @@ class bokbok_echo final : public echo_client {
     options peer;
     peer.on_request = [](connection&, message request) { return request; };
     peer.inline_handlers = inline_handlers;
-    auto [caller_conn, peer_conn] = t.open_bokbok(options{}, peer);
-    caller_.emplace(std::move(caller_conn));
-    peer_.emplace(std::move(peer_conn));
+    bokbok_pair pair = t.open_bokbok(options{}, peer);
+    caller_.emplace(std::move(pair.caller));
+    peer_ = std::move(pair.peer);
   }
 
   ~bokbok_echo() override {
     // Dropping handles does not close a connection; closing either end closes both.
     caller_->close();
-    peer_->close();
-    caller_->wait_closed();
-    peer_->wait_closed();
+    if (peer_) peer_->close();
+    caller_->wait_closed();  // a child peer: until it has been reaped
+    if (peer_) peer_->wait_closed();
   }
 
   void round_trip(std::string& payload) override {

@@ -85,14 +85,15 @@ void echo_peer(endpoint end) {
 
 class raw_echo final : public echo_client {
  public:
-  explicit raw_echo(fd_link link)
-      : caller_(std::move(link.caller)), peer_(echo_peer, std::move(link.peer)) {}
+  explicit raw_echo(fd_link link) : caller_(std::move(link.caller)), child_(std::move(link.child)) {
+    if (link.peer.in) peer_ = std::thread(echo_peer, std::move(link.peer));
+  }
 
   ~raw_echo() override {
     // Closing both of our ends ends the peer: its read sees EOF, or its write EPIPE.
     caller_.in.reset();
     caller_.out.reset();
-    peer_.join();
+    if (peer_.joinable()) peer_.join();
   }
 
   void round_trip(std::string& payload) override {
@@ -106,11 +107,19 @@ class raw_echo final : public echo_client {
 
  private:
   endpoint caller_;
+  std::shared_ptr<void> child_;  // a peer process, reaped when this goes
   std::thread peer_;
   std::string scratch_;
 };
 
 }  // namespace
+
+void run_raw_echo_peer(int in_fd, int out_fd) {
+  endpoint end;
+  end.in = io::unique_fd::borrow(in_fd);
+  end.out = io::unique_fd::borrow(out_fd);
+  echo_peer(std::move(end));
+}
 
 std::unique_ptr<echo_client> open_raw_echo(fd_link link) {
   return std::make_unique<raw_echo>(std::move(link));

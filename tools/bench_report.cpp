@@ -46,12 +46,14 @@ void print_header(const settings& s, bool quick) {
   const char* backend = std::getenv("BOKBOK_BACKEND");
   std::printf(
       "bokbok bench %s%s: bokbok against a raw blocking length-prefixed echo over the\n"
-      "same transport, both in this process with the echo peer on its own thread.\n"
+      "same transport, both in this process with the echo peer on its own thread\n"
+      "(child: the echo peer is a spawned process).\n"
       "%u CPUs, backend %s, %.1f s per figure, ratio = bokbok / raw.\n"
       "  rtt-median, rtt-p99  one caller, %zu-byte echoes, up to %zu calls\n"
       "  calls/s              bokbok: %u caller threads on one connection;\n"
       "                       raw: its one-caller rate (blocking echo cannot multiplex)\n"
       "  bulk-1MiB            MB/s (10^6 bytes) echoing %s, both directions counted\n"
+      "  spawn-median         child only: spawn the peer, one tiny round trip\n"
       "\n",
       BOKBOK_VERSION, quick ? " (quick)" : "", std::thread::hardware_concurrency(),
       backend ? backend : "default", s.figure_time.count(), s.tiny_size, s.rtt_calls,
@@ -61,7 +63,7 @@ void print_header(const settings& s, bool quick) {
 
 void print_figure(const figure& f) {
   double ratio = f.raw > 0 ? f.bokbok / f.raw : 0;
-  std::printf("%-10.*s  %-10.*s  bokbok %s  raw %s  ratio %6.2fx  (%s%s%s)\n",
+  std::printf("%-10.*s  %-12.*s  bokbok %s  raw %s  ratio %6.2fx  (%s%s%s)\n",
               int(f.transport.size()), f.transport.data(), int(f.name.size()),
               f.name.data(), format_value(f.bokbok, f.unit).c_str(),
               format_value(f.raw, f.unit).c_str(), ratio,

@@ -11,7 +11,8 @@
 // is accepted; bokbok gets the two connected fds through connect_fds, as it would from
 // any other source.
 //
-// To add a transport (a spawned child, encrypted...), add a row to `table`.
+//   child       a spawned child process over its stdin/stdout (bench_child.cpp)
+// To add a transport, add a row to `table`.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -46,7 +47,8 @@ fd_link socketpair_fds() {
 }
 
 bokbok_pair socketpair_bokbok(const options& caller, const options& peer) {
-  return connect_socketpair(caller, peer);
+  auto [a, b] = connect_socketpair(caller, peer);
+  return {a, b};
 }
 
 // pipe pair: one pipe for each direction.
@@ -148,11 +150,13 @@ bokbok_pair tcp_bokbok(const options& caller, const options& peer) {
   return bokbok_over(tcp_fds(), caller, peer, "tcp");
 }
 
-constexpr transport table[] = {
+// Not constexpr: child_transport lives in bench_child.cpp (constant-initialized there).
+const transport table[] = {
     {"socketpair", socketpair_fds, socketpair_bokbok},
     {"pipe", pipe_fds, pipe_bokbok},
     {"unix", unix_fds, unix_bokbok},
     {"tcp", tcp_fds, tcp_bokbok},
+    child_transport,
 };
 
 }  // namespace
