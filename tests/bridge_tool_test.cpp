@@ -11,6 +11,7 @@
 
 #include "bokbok/bokbok.hpp"
 #include "support/child_process.hpp"
+#include "transport/command_line.hpp"
 
 using namespace std::chrono_literals;
 using bokbok::message;
@@ -76,4 +77,21 @@ TEST_CASE("bokbok bridge refuses bad usage and reports an address it cannot reac
   CHECK(WEXITSTATUS(run({"bridge", "stdio"})) == 2);
   CHECK(WEXITSTATUS(run({"bridge", "stdio", "nope:1"})) == 2);
   CHECK(WEXITSTATUS(run({"bridge", "stdio", "unix:/nonexistent/bokbok.sock"})) == 3);
+}
+
+TEST_CASE("bokbok bridge starts an exec: side, relays to it, and waits for it to exit") {
+  // The client reaches the bridge through exec: too: client -> bridge -> demo server.
+  std::string server = bokbok::transport::shell_quote(built_program("BOKBOK_DEMO_SERVER"));
+  std::string address = "exec:" + bokbok::transport::shell_quote(built_program("BOKBOK_TOOL")) +
+                        " bridge stdio " +
+                        bokbok::transport::shell_quote("exec:" + server + " --stdio");
+  bokbok::options o;
+  o.on_request = [](bokbok::connection&, message m) { return message{"client", m.at(1)}; };
+  auto c = bokbok::connect(address, o);
+  CHECK(c.request({"ping", "twice bridged"}) == message{"pong", "twice bridged"});
+  CHECK(c.request({"callback", "2"}) == message{"did", "2"});
+  c.close();
+  c.wait_closed();
+  REQUIRE(c.child_status());
+  CHECK(c.child_status()->code == 0);  // the bridge: both directions ended, server exited 0
 }

@@ -24,6 +24,8 @@
 #include "io/unique_fd.hpp"
 #include "io/write_now.hpp"
 #include "transport/address.hpp"
+#include "transport/child_process.hpp"
+#include "transport/ssh_command.hpp"
 #include "transport/sockets.hpp"
 #include "transport/stdio.hpp"
 
@@ -38,7 +40,9 @@ constexpr std::string_view help_text =
     "other way round). It relays bytes, not messages, so an encrypted connection passes\n"
     "through untouched.\n"
     "\n"
-    "Addresses: stdio, fd:R,W, tcp:HOST:PORT, unix:PATH, unix:@NAME (connected to).\n"
+    "Addresses: stdio, fd:R,W, tcp:HOST:PORT, unix:PATH, unix:@NAME (connected to),\n"
+    "exec:COMMAND... and ssh:HOST COMMAND... (started; the bridge waits for them to\n"
+    "exit at the end, and fails with exit status 3 if one did not exit with 0).\n"
     "\n"
     "Typical use, reaching a server on another host's UNIX socket: run\n"
     "  ssh HOST bokbok bridge stdio unix:/run/app.sock\n"
@@ -55,6 +59,7 @@ struct side {
   io::unique_fd in;
   io::unique_fd out;
   std::string name;
+  std::shared_ptr<transport::child_process> child;  // exec:, ssh:
   int out_fd() const { return out ? out.get() : in.get(); }
 };
 
@@ -75,6 +80,19 @@ side open_side(std::string_view text) {
   } else if (std::holds_alternative<transport::tcp_address>(a) ||
              std::holds_alternative<transport::unix_address>(a)) {
     s.in = transport::connect_socket(a, std::chrono::seconds(10)).fd;
+  } else if (std::holds_alternative<transport::exec_address>(a) ||
+             std::holds_alternative<transport::ssh_address>(a)) {
+    transport::spawn_request req;
+    if (auto* e = std::get_if<transport::exec_address>(&a)) {
+      req.argv = e->argv;
+    } else {
+      req.argv = transport::ssh_command(std::get<transport::ssh_address>(a), {});
+      req.is_ssh = true;
+    }
+    auto spawned = transport::child_process::spawn(std::move(req));
+    s.in = std::move(spawned.from_child);
+    s.out = std::move(spawned.to_child);
+    s.child = std::move(spawned.child);
   } else {
     throw usage_error("bridge connects to its addresses; " + s.name +
                       " is for servers that listen");
@@ -162,6 +180,18 @@ int run(args_view args) {
   std::thread a_to_b([&] { direction(a, b, b_out_socket); });
   direction(b, a, a_out_socket);
   a_to_b.join();
+  for (side* s : {&a, &b}) {
+    if (!s->child) continue;
+    s->in.reset();
+    s->out.reset();
+    s->child->release();
+    s->child->wait_reaped();
+    auto st = s->child->exit_status();
+    if (st && (st->code != 0 || st->signal != 0)) {
+      std::fprintf(stderr, "bokbok bridge: %s: %s\n", s->name.c_str(), st->describe().c_str());
+      failed = true;
+    }
+  }
   return failed ? exit_transport : 0;
 }
 
