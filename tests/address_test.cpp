@@ -120,7 +120,7 @@ TEST_CASE("each malformed socket address is refused with a message that quotes i
   CHECK(error_of("tcp:host")
             .find("expected tcp:HOST:PORT (HOST a name, an IPv4 address, "
                   "[IPv6] or *; PORT a number or service name)") != std::string::npos);
-  CHECK(error_of("nope:1").find("unix:PATH, unix:@NAME, fd:R,W, stdio, inetd or systemd") !=
+  CHECK(error_of("nope:1").find("unix:PATH, unix:@NAME, fd:R,W, stdio, inetd, systemd, exec:COMMAND or ssh:") !=
         std::string::npos);
 }
 
