@@ -77,5 +77,6 @@ class arg_reader {
 extern const command call_command;
 extern const command bench_command;
 extern const command bridge_command;
+extern const command keygen_command;
 
 }  // namespace bokbok::tools

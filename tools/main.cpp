@@ -23,6 +23,7 @@ const command* const commands[] = {
     &call_command,
     &bench_command,
     &bridge_command,
+    &keygen_command,
 };
 
 const command* find_command(std::string_view name) {

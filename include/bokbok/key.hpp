@@ -1,0 +1,69 @@
+// Keys for key mode (encrypted, authenticated connections; src/wire/PROTOCOL.md §9).
+//
+// A bokbok::key is a 32-byte secret shared by a client and a server, held in locked
+// memory (not swapped out where the system allows it) and wiped when destroyed. It is
+// move-only: copy it only on purpose, with clone().
+//
+//   auto k = bokbok::key::generate();            // random
+//   k.save("/etc/myapp/client.key");             // "bokbok-key-v1 <64 hex>\n", mode 0600
+//   auto k2 = bokbok::key::load("/etc/myapp/client.key");
+//   auto k3 = bokbok::key::from_passphrase(pass, "myapp.example.org", "alice");
+//
+// Thread-safety: a key may be read from several threads at once (const members).
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "bokbok/error.hpp"
+
+namespace bokbok {
+
+// A key could not be made, read or written; what() says why and names the file, and
+// never contains key material.
+class key_error : public error {
+ public:
+  using error::error;
+};
+
+class key final {
+ public:
+  static constexpr std::size_t size = 32;
+
+  // A new random key.
+  static key generate();
+
+  // Derives a key from a passphrase with Argon2id (cost: 256 MiB of memory and about
+  // 0.5-1 s), salted with the realm (which names the deployment) and the user name, so
+  // the same passphrase gives different keys for different users and realms.
+  static key from_passphrase(std::string_view passphrase, std::string_view realm,
+                             std::string_view user);
+
+  // Reads a key file: one line `bokbok-key-v1 <64 hex digits>`. Refuses, like ssh, a
+  // file that its group or others may read or write, and any malformed file.
+  static key load(const std::string& path);
+
+  // Writes this key as a key file with mode 0600. Refuses to replace an existing file
+  // unless `overwrite`.
+  void save(const std::string& path, bool overwrite = false) const;
+
+  // The raw bytes (for the library, and for applications that store keys themselves).
+  static key from_bytes(std::span<const unsigned char, size> bytes);
+  std::span<const unsigned char, size> bytes() const noexcept;
+
+  key clone() const;
+
+  key(key&& other) noexcept;
+  key& operator=(key&& other) noexcept;
+  key(const key&) = delete;
+  key& operator=(const key&) = delete;
+  ~key();
+
+ private:
+  key();
+  unsigned char* bytes_ = nullptr;  // `size` bytes from sodium_malloc; null when moved from
+};
+
+}  // namespace bokbok

@@ -1,0 +1,145 @@
+// libFuzzer target: the key-mode responder reading message 1 (src/crypto/key_handshake,
+// PROTOCOL.md §9.4). Arbitrary bytes must never crash it, and every outcome must keep the
+// protocol's promises.
+//
+// Input: byte 0 picks the mode (mod 3) and, in its high bits, a chunk size for feeding.
+//   mode 0: the rest is the stream after the preambles, fed as is;
+//   mode 1: a real message 1 from an initiator holding the right key: bytes 1-32 its
+//           ephemeral private key, 33-34 a signed clock offset in seconds (big-endian),
+//           35-36 the index of a byte to flip (beyond the end: none), from 37 on its
+//           settings;
+//   mode 2: as mode 1, but the message is forged with the right key around bytes 1-32
+//           taken as the ephemeral *public* key (small-order points included).
+// Properties: fed whole or in chunks, the same status; no Diffie-Hellman unless the tag
+// verified; on done, message 2 has the right size and the settings arrived intact; on an
+// error after a whole record, either nothing or a decoy of message 2's size was produced;
+// a flipped byte never gives done.
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "crypto/key_handshake.hpp"
+#include "fuzz_check.hpp"
+
+using namespace bokbok::crypto;
+
+namespace {
+
+constexpr std::int64_t now_ms = 1'700'000'000'000;
+const std::string client_pre("BOKBOK\x01\x01\x05" "alice", 14);
+const std::string server_pre("BOKBOK\x01\x01\x00", 9);
+const std::string server_settings = "server settings";
+
+const key& psk() {
+  static const key k = [] {
+    std::array<unsigned char, key::size> b;
+    for (std::size_t i = 0; i < b.size(); ++i) b[i] = static_cast<unsigned char>(0x20 + i);
+    return key::from_bytes(b);
+  }();
+  return k;
+}
+
+struct outcome {
+  handshake_status status;
+  std::string out, error, settings;
+  std::size_t left;
+};
+
+outcome respond(std::string_view stream, std::size_t chunk) {
+  replay_cache cache(4);
+  key_responder r(psk().clone(), client_pre, server_pre, server_settings, cache,
+                  {std::chrono::seconds(120), [] { return now_ms; }});
+  outcome o{handshake_status::need_more, {}, {}, {}, 0};
+  std::size_t at = 0;
+  while (at < stream.size() && o.status == handshake_status::need_more) {
+    std::string_view in = stream.substr(at, chunk);
+    const std::size_t offered = in.size();
+    o.status = r.feed(in, o.out);
+    at += offered - in.size();
+    if (o.status == handshake_status::need_more) FUZZ_CHECK(in.empty());
+  }
+  o.left = stream.size() - at;
+  if (o.status == handshake_status::need_more) {
+    FUZZ_CHECK(r.end_of_stream() == handshake_status::error);
+    FUZZ_CHECK(!r.error().empty());
+  }
+  if (o.status == handshake_status::done) o.settings = r.peer_settings();
+  o.error = r.error();
+  return o;
+}
+
+std::string real_message1(const std::uint8_t* data, std::size_t size, bool forged) {
+  std::array<unsigned char, 32> e{};
+  std::memcpy(e.data(), data, 32);
+  const auto offset_s = static_cast<std::int16_t>((data[32] << 8) | data[33]);
+  const std::int64_t ts = now_ms + std::int64_t{offset_s} * 1000;
+  const std::string settings(reinterpret_cast<const char*>(data + 36), size - 36);
+  std::string m1;
+  if (!forged) {
+    key_initiator ini(psk(), client_pre, server_pre, settings, [ts] { return ts; });
+    ini.use_ephemeral_for_test(e);
+    if (ini.start(m1) != handshake_status::need_more) return {};
+    return m1;
+  }
+  if (settings.size() > max_handshake_settings) return {};
+  symmetric_state ss(protocol_name(noise_pattern::nnpsk0));
+  ss.mix_hash(client_pre + server_pre);
+  ss.mix_key_and_hash(psk().bytes());
+  std::string body(reinterpret_cast<const char*>(e.data()), e.size());
+  ss.mix_hash(e);
+  ss.mix_key(e);
+  std::string payload;
+  for (int i = 7; i >= 0; --i) payload.push_back(static_cast<char>(std::uint64_t(ts) >> (8 * i)));
+  payload += settings;
+  FUZZ_CHECK(ss.encrypt_and_hash(payload, body));
+  m1.push_back(static_cast<char>(body.size() >> 8));
+  m1.push_back(static_cast<char>(body.size() & 0xff));
+  return m1 + body;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size == 0) return 0;
+  const int mode = data[0] % 3;
+  const std::size_t chunk = (data[0] >> 2) + 1;
+  std::string stream;
+  bool flipped = false;
+  if (mode == 0) {
+    stream.assign(reinterpret_cast<const char*>(data + 1), size - 1);
+  } else {
+    if (size < 37) return 0;
+    stream = real_message1(data + 1, size - 1, mode == 2);
+    if (stream.empty()) return 0;
+    const std::size_t flip = (std::size_t{data[35]} << 8) | data[36];
+    if (flip < stream.size()) {
+      stream[flip] = static_cast<char>(stream[flip] ^ 0x01);
+      flipped = true;
+    }
+  }
+  const std::uint64_t dh_before = handshake_state::dh_count();
+  const outcome whole = respond(stream, stream.size() + 1);
+  const bool authenticated = handshake_state::dh_count() != dh_before;
+  const outcome parts = respond(stream, chunk);
+  FUZZ_CHECK(whole.status == parts.status);
+  FUZZ_CHECK(whole.left == parts.left);
+  FUZZ_CHECK(whole.out.size() == parts.out.size());
+  if (whole.status == handshake_status::done) {
+    FUZZ_CHECK(!flipped);
+    FUZZ_CHECK(whole.out.size() == 2 + message2_min_body + server_settings.size());
+    FUZZ_CHECK(whole.settings == parts.settings);
+  } else if (whole.status == handshake_status::error) {
+    FUZZ_CHECK(!whole.error.empty());
+    FUZZ_CHECK(whole.out.empty() || whole.out.size() == 2 + message2_min_body + server_settings.size());
+    // The tag failed: no DH may have been computed for it.
+    if (whole.error == authentication_failed) FUZZ_CHECK(!authenticated);
+  }
+  if (mode == 1 && !flipped) {
+    const auto offset_s = static_cast<std::int16_t>((data[33] << 8) | data[34]);
+    const bool in_window = offset_s >= -120 && offset_s <= 120;
+    FUZZ_CHECK((whole.status == handshake_status::done) == in_window);
+  }
+  return 0;
+}
