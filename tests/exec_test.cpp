@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -45,15 +46,40 @@ int pid_in(const std::string& text) {
   return std::stoi(text.substr(at + 5));
 }
 
+// Our open descriptors, each with what it refers to ("5 -> pipe:[123]"), so a
+// failure shows what leaked.
 std::set<std::string> open_fds() {
   std::set<std::string> fds;
   DIR* d = opendir("/proc/self/fd");
   REQUIRE(d);
   int own = dirfd(d);
-  while (auto* e = readdir(d))
-    if (e->d_name[0] != '.' && std::stoi(e->d_name) != own) fds.insert(e->d_name);
+  while (auto* e = readdir(d)) {
+    if (e->d_name[0] == '.' || std::stoi(e->d_name) == own) continue;
+    char target[256] = {};
+    std::string link = std::string("/proc/self/fd/") + e->d_name;
+    ssize_t n = readlink(link.c_str(), target, sizeof target - 1);
+    fds.insert(std::string(e->d_name) + " -> " + (n > 0 ? std::string(target, std::size_t(n)) : "?"));
+  }
   closedir(d);
   return fds;
+}
+
+// Waits, polling for at most 5 s, until `done` holds (descriptors a closed stream
+// leaves to its loop thread close a moment later). True if it did.
+template <class F>
+bool settles(F done) {
+  auto end = std::chrono::steady_clock::now() + 5s;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= end) return false;
+    std::this_thread::sleep_for(5ms);  // polling a condition, with a bound
+  }
+  return true;
+}
+
+std::string show(const std::set<std::string>& s) {
+  std::string out;
+  for (auto& x : s) out += x + "; ";
+  return out;
 }
 
 // True once `pid` is no child of ours any more: reaped, not a zombie, not running.
@@ -90,12 +116,20 @@ struct collector {
 }  // namespace
 
 TEST_CASE("exec: runs the demo server as a child and calls go both ways") {
+  auto fds_at_start = open_fds();
   {  // start the shared event loop first: its descriptors are not a leak
     auto [a, b] = bokbok::connect_socketpair({}, {});
     a.close();
     a.wait_closed();
     b.wait_closed();
   }
+  // A stream's descriptors are closed by the loop thread, just after wait_closed()
+  // returns: wait (bounded) for the socketpair's to go.
+  auto sockets = [](const std::set<std::string>& fds) {
+    return std::count_if(fds.begin(), fds.end(),
+                         [](const std::string& f) { return f.find("socket:") != std::string::npos; });
+  };
+  REQUIRE(settles([&] { return sockets(open_fds()) == sockets(fds_at_start); }));
   auto fds_before = open_fds();
   std::atomic<int> closes{0}, callbacks{0};
   bokbok::options o;
@@ -133,7 +167,11 @@ TEST_CASE("exec: runs the demo server as a child and calls go both ways") {
   CHECK(status->signal == 0);
   CHECK(closes == 1);
   CHECK(reaped(pid));
-  CHECK(open_fds() == fds_before);
+  settles([&] { return open_fds() == fds_before; });
+  auto fds_after = open_fds();
+  INFO("before: " << show(fds_before));
+  INFO("after: " << show(fds_after));
+  CHECK(fds_after == fds_before);
 }
 
 TEST_CASE("a child killed mid-call fails pending calls with the signal, and the close handler runs once") {
