@@ -25,6 +25,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bokbok/key.hpp"
 #include "bokbok/message.hpp"
 
 namespace bokbok {
@@ -86,6 +87,24 @@ struct options {
     // More ssh options, placed before the host (ssh: only), e.g. {"-o", "Port=2222"}.
     std::vector<std::string> ssh_options;
   } child;
+
+  // Key mode (src/wire/PROTOCOL.md §9): the connection is authenticated with a
+  // pre-shared key and encrypted (Noise_NNpsk0_25519_ChaChaPoly_SHA256, forward secret).
+  // The side that connects (a client) sets `user` and `key`; the side that accepts (a
+  // server, a child serving stdio) sets `key_for_user`. Plain mode is never chosen
+  // silently: a side with keys refuses a plain peer, and a plain side a key-mode peer.
+  struct key_options {
+    using lookup = std::function<std::optional<bokbok::key>(std::string_view user)>;
+    std::string user;                        // at most 255 bytes
+    std::shared_ptr<const bokbok::key> key;  // this user's key
+    // Returns the key for a user name, or nullopt: an unknown user is refused exactly
+    // like a wrong key (same answer, same timing class, no key exchange done). Called
+    // on the event-loop thread; must be thread-safe and quick (see load_users()).
+    lookup key_for_user;
+    // How far a client's clock may differ from ours (message 1 carries a timestamp).
+    std::chrono::seconds clock_window{120};
+    bool enabled() const { return key || key_for_user; }
+  } keys;
 };
 
 class connection {

@@ -23,6 +23,7 @@ enum class error_code : std::uint16_t {
   deadline_exceeded = 6,  // the call's deadline passed
   shutting_down = 7,      // the remote side is closing and takes no new calls
   protocol = 8,           // the remote side could not decode what we sent
+  not_authorized = 9,     // the remote side does not accept us (peer credentials)
 };
 
 // Short stable name of a code ("handler_failed", ...); "unknown" for other values.
@@ -58,6 +59,13 @@ class transport_error : public error {
 
 // The peer sent bytes that are not the bokbok protocol (stray output, bad frames).
 class protocol_error : public transport_error {
+ public:
+  using transport_error::transport_error;
+};
+
+// Key mode: the peer refused our credentials, or we refused its. A client cannot tell
+// an unknown user from a wrong key, by design; the message says so.
+class authentication_error : public transport_error {
  public:
   using transport_error::transport_error;
 };

@@ -13,6 +13,8 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -65,5 +67,10 @@ class key final {
   key();
   unsigned char* bytes_ = nullptr;  // `size` bytes from sodium_malloc; null when moved from
 };
+
+// Reads a users file (one `USER KEYHEX` per line, `#` comments; see README "Keys") and
+// returns a thread-safe lookup for options::keys.key_for_user. Throws key_error for a
+// malformed file, or one its group or others may read. The file is read once.
+std::function<std::optional<key>(std::string_view user)> load_users(const std::string& path);
 
 }  // namespace bokbok

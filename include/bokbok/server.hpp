@@ -60,6 +60,19 @@ struct server_options {
   bool inline_handlers = false;
   std::size_t max_message_size = 64u << 20;
   std::chrono::milliseconds handshake_timeout{10'000};
+
+  // Key mode (src/wire/PROTOCOL.md §9): set keys.key_for_user (e.g. from
+  // bokbok::load_users("/etc/app/users")) and every client must authenticate as a
+  // user with that user's key; plain clients are refused. Its connections share one
+  // bounded replay cache. A refused client is reported to on_connection_error with the
+  // precise reason (unknown user or wrong key, stale timestamp, replay); the client
+  // itself only learns that it was refused.
+  options::key_options keys;
+
+  // On UNIX sockets: who may connect, by the peer's credentials (SO_PEERCRED), instead
+  // of or on top of keys. Returns false to refuse (the client is told "not
+  // authorized"). Unset: everyone. On other transports it is called with nullopt.
+  std::function<bool(const std::optional<connection::credentials>&)> authorize;
 };
 
 // The listen address for the superserver that started this process, judging by its

@@ -10,6 +10,7 @@
 #include "crypto/key_file.hpp"
 #include "crypto/passphrase.hpp"
 #include "crypto/secret.hpp"
+#include "crypto/users_file.hpp"
 
 namespace bokbok {
 
@@ -65,6 +66,19 @@ key key::load(const std::string& path) {
 
 void key::save(const std::string& path, bool overwrite) const {
   crypto::save_key_file(path, crypto::key::from_bytes(bytes()), overwrite);
+}
+
+}  // namespace bokbok
+
+namespace bokbok {
+
+std::function<std::optional<key>(std::string_view user)> load_users(const std::string& path) {
+  auto table = std::make_shared<const crypto::users_table>(crypto::load_users_file(path));
+  return [table](std::string_view user) -> std::optional<key> {
+    auto k = table->find(user);
+    if (!k) return std::nullopt;
+    return key::from_bytes(k->bytes());
+  };
 }
 
 }  // namespace bokbok

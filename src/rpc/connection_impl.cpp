@@ -29,6 +29,13 @@ connection_impl::connection_impl(config cfg)
   if (!pool_) pool_ = std::make_shared<rpc::handler_pool>(
       rpc::handler_pool::limits{cfg_.opts.max_threads, 4096, std::chrono::seconds(5)});
   user_ = cfg_.local.user;
+  if (cfg_.keys) {
+    cfg_.local.mode = wire::mode::key;
+    cfg_.local.user = cfg_.keys->initiator() ? cfg_.keys->user : std::string();
+    user_ = cfg_.local.user;
+    key_ = std::make_unique<rpc::key_session>(cfg_.keys, wire::encode_preamble(cfg_.local),
+                                              settings_payload());
+  }
 }
 
 connection_impl::~connection_impl() = default;
@@ -136,13 +143,15 @@ void connection_impl::start(io::unique_fd in, io::unique_fd out) {
     }
     return finish(end_kind::transport, std::string("cannot use the file descriptors: ") + e.what());
   }
-  wire::settings mine;
-  mine.max_message_size = static_cast<std::uint32_t>(cfg_.opts.max_message_size);
   std::string hello = wire::encode_preamble(cfg_.local);
-  wire::append_frame(hello, wire::frame_type::hello, 0, 0, wire::encode_settings(mine));
   {
     std::lock_guard lock(mu_);
-    outbox_.push_record_bytes(hello);
+    if (key_) {
+      raw_pending_ = hello;  // key mode: the settings travel in the handshake (§9.6)
+    } else {
+      wire::append_frame(hello, wire::frame_type::hello, 0, 0, settings_payload());
+      outbox_.push_record_bytes(hello);
+    }
   }
   auto weak = weak_from_this();
   handshake_timer_ = cfg_.loop->add_timer(
@@ -261,6 +270,7 @@ std::exception_ptr connection_impl::closed_error_locked() const {
   std::string what = "bokbok: connection to " + cfg_.peer + " closed: " +
                      (close_reason_.empty() ? "not open" : close_reason_);
   if (end_kind_ == end_kind::protocol) return error_ptr<protocol_error>(what);
+  if (end_kind_ == end_kind::auth) return error_ptr<authentication_error>(what);
   return error_ptr<transport_error>(what);
 }
 
@@ -302,7 +312,10 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     // Unsent calls were failed above, so their requests go; the batch in flight owns its
     // bytes. After a goaway drained the connection, only answers are queued: they stay.
     if (kind != end_kind::drained) outbox_ = rpc::outbox();
-    if (kind != end_kind::transport) {
+    // Key mode before the ciphers exist: no plaintext frames for a key-mode peer (a
+    // refusal's decoy, in raw_pending_, still goes out).
+    bool can_frame = !key_ || key_->ready();
+    if (kind != end_kind::transport && can_frame) {
       std::string rec(farewell);
       wire::append_frame(rec, wire::frame_type::close, 0, 0, {});
       outbox_.push_record_bytes(rec);

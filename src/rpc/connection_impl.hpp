@@ -27,6 +27,7 @@
 #include "io/duplex_stream.hpp"
 #include "io/loop.hpp"
 #include "rpc/handler_pool.hpp"
+#include "rpc/key_session.hpp"
 #include "rpc/outbox.hpp"
 #include "rpc/peer_process.hpp"
 #include "wire/frame.hpp"
@@ -53,6 +54,9 @@ class connection_impl final : public io::stream_events,
     // reason a connection fails, it is released when the stream closes, and
     // wait_closed() waits until it has been reaped.
     std::shared_ptr<rpc::peer_process> process;
+    // Key mode (PROTOCOL.md §9), from options::keys; null: plain mode. A responder's
+    // replay cache is shared by the connections of one server.
+    std::shared_ptr<const rpc::key_config> keys;
   };
 
   // Called once on the loop thread when the handshake is done (error null) or has failed
@@ -106,12 +110,21 @@ class connection_impl final : public io::stream_events,
   // drained: a clean end after goaway once nothing was outstanding; what is queued (the
   // last answers) still goes out before the close frame. clean: a close; queued frames
   // are dropped (their calls have failed).
-  enum class end_kind { clean, drained, transport, protocol };
+  // auth: key mode refused the peer's credentials, or the peer refused ours.
+  enum class end_kind { clean, drained, transport, protocol, auth };
 
   // Loop thread.
   void start(io::unique_fd in, io::unique_fd out);
   void handle_frame(const wire::frame_view& f);
   void handle_hello(const wire::frame_view& f);
+  void handle_settings(std::string_view payload);
+  // Key mode (connection_keys.cpp), loop thread. key_step() runs the handshake over
+  // `bytes` after the preambles; false: stop here (more to come, or it failed).
+  bool key_step(std::string_view& bytes);
+  void key_failed();
+  std::string settings_payload() const;
+  // `mu_` held: encrypts a batch of plain records in place (key mode, handshake done).
+  bool seal_batch_locked(rpc::batch& b);
   void handle_message_frame(const wire::frame_view& f);
   void handle_error_frame(const wire::frame_view& f);
   void dispatch_request(std::uint32_t id, std::string bytes);
@@ -157,6 +170,10 @@ class connection_impl final : public io::stream_events,
   wire::reassembler reassembler_;
   bool close_frame_queued_ = false;
   io::timer_id handshake_timer_ = 0;
+  std::unique_ptr<rpc::key_session> key_;  // key mode only
+  bool key_begun_ = false;
+  bool expect_refusal_ = false;  // key mode met a plain peer: only a refusal is news
+  std::string opened_frame_;     // key mode: the decrypted frame being handled
   open_callback opened_;
   bool holding_ = false;
   std::uint32_t last_peer_request_ = 0;  // id of the latest request the peer started
@@ -173,6 +190,9 @@ class connection_impl final : public io::stream_events,
   std::unordered_map<std::uint32_t, response_callback> pending_;
   rpc::outbox outbox_;
   bool writing_ = false;          // a batch is in flight, or a thread is in send_now_locked
+  // Bytes that go out unencrypted, before anything in the outbox (key mode: preamble,
+  // handshake messages, a refusal's decoy).
+  std::string raw_pending_;
   // A duplicate of the stream's output fd for send_now_locked. Closed with the stream,
   // or by the direct writer when it is mid-write then (direct_fd_close_pending_).
   io::unique_fd direct_fd_;

@@ -24,14 +24,22 @@ void connection_impl::on_data(std::string_view bytes) {
     }
     const auto& theirs = preamble_reader_.value();
     if (theirs.mode != cfg_.local.mode) {
-      protocol_failure(theirs.mode == wire::mode::key
-                           ? "the peer requires key mode (authentication and encryption), "
-                             "this side is in plain mode"
-                           : "the peer offers plain mode, this side requires key mode");
-      return;
+      if (theirs.mode == wire::mode::plain && key_) {
+        // A plain server may be refusing us (at its limit) with a goaway in place of
+        // its hello: read on for that news; anything else fails (handle_frame).
+        expect_refusal_ = true;
+        key_.reset();
+      } else {
+        protocol_failure(theirs.mode == wire::mode::key
+                             ? "the peer requires key mode (authentication and encryption), "
+                               "this side is in plain mode: configure a key to talk to it"
+                             : "the peer offers plain mode, this side requires key mode");
+        return;
+      }
     }
     preamble_done_ = true;
   }
+  if (key_ && !key_step(bytes)) return;
   records_.feed(bytes);
   std::string_view body;
   for (;;) {
@@ -40,6 +48,14 @@ void connection_impl::on_data(std::string_view bytes) {
     if (st == wire::record_reader::status::error) {
       protocol_failure(records_.error());
       return;
+    }
+    if (key_) {
+      opened_frame_.clear();
+      if (!key_->open(body, opened_frame_)) {
+        finish(end_kind::protocol, std::string(crypto::record_authentication_failed));
+        return;
+      }
+      body = opened_frame_;
     }
     wire::frame_view f;
     std::string err;
@@ -65,11 +81,14 @@ void connection_impl::handle_frame(const wire::frame_view& f) {
       // A server that will not take us (at its connection limit, stopping) says why
       // instead of a hello (PROTOCOL.md §8.1).
       auto [code, text] = wire::parse_code_payload(f.payload);
-      return finish(end_kind::transport,
+      return finish(code == std::uint16_t(error_code::not_authorized) ? end_kind::auth
+                                                                      : end_kind::transport,
                     "refused by the peer: " +
                         std::string(to_string(static_cast<error_code>(code))) + ": " +
                         std::string(text));
     }
+    if (expect_refusal_)
+      return protocol_failure("the peer offers plain mode, this side requires key mode");
     if (f.type != wire::frame_type::hello)
       return protocol_failure(std::string("expected a hello frame first, got ") +
                               wire::to_string(f.type));
@@ -103,10 +122,14 @@ void connection_impl::handle_frame(const wire::frame_view& f) {
   }
 }
 
-void connection_impl::handle_hello(const wire::frame_view& f) {
+void connection_impl::handle_hello(const wire::frame_view& f) { handle_settings(f.payload); }
+
+// The peer's settings, from its hello or (key mode) its handshake message: the
+// connection is open.
+void connection_impl::handle_settings(std::string_view payload) {
   wire::settings theirs;
   std::string err;
-  if (!wire::decode_settings(f.payload, theirs, err)) return protocol_failure(err);
+  if (!wire::decode_settings(payload, theirs, err)) return protocol_failure(err);
   wire::settings mine;
   mine.max_message_size = static_cast<std::uint32_t>(cfg_.opts.max_message_size);
   std::uint32_t limit = wire::negotiate_max_message_size(mine, theirs);
@@ -255,6 +278,10 @@ void connection_impl::on_read_end(int err) {
                       (err < 0 ? std::string(" (") + std::strerror(-err) + ")" : "") +
                       (got.empty() ? "" : " (it sent only \"" + wire::escape_bytes(got) + "\")"));
   }
+  if (key_ && !key_->ready())
+    return finish(end_kind::transport,
+                  "peer " + cfg_.peer + " closed the connection during the key-mode handshake" +
+                      (err < 0 ? std::string(" (") + std::strerror(-err) + ")" : ""));
   if (err < 0) return finish(end_kind::transport, std::string("read failed: ") + std::strerror(-err));
   finish(end_kind::transport, "connection lost: the peer's stream ended without a close frame");
 }

@@ -71,7 +71,8 @@ void connection_impl::queue_record_locked(std::unique_lock<std::mutex>& lock,
 // report. Returns false, having done nothing, when the send side is busy.
 bool connection_impl::send_now_locked(std::unique_lock<std::mutex>& lock,
                                       std::string_view record) {
-  if (writing_ || flush_scheduled_ || !outbox_.empty() || !direct_fd_) return false;
+  // Key mode seals records in wire order as the loop writes them: no short cut.
+  if (writing_ || flush_scheduled_ || !outbox_.empty() || !direct_fd_ || key_) return false;
   writing_ = direct_writing_ = true;  // the send side is ours until we give it back
   int fd = direct_fd_.get();
   lock.unlock();
@@ -100,7 +101,14 @@ void connection_impl::flush() {
   flush_scheduled_ = false;
   if (writing_ || !stream_) return;
   auto b = std::make_shared<rpc::batch>();
-  if (!outbox_.take_batch(*b, batch_bytes)) return;
+  if (!raw_pending_.empty()) {
+    b->small.swap(raw_pending_);
+    b->iov.push_back({b->small.data(), b->small.size()});
+  } else {
+    if (key_ && !key_->ready()) return;  // nothing may go out before the handshake ends
+    if (!outbox_.take_batch(*b, batch_bytes)) return;
+    if (key_ && !seal_batch_locked(*b)) return;  // the cipher is spent: nothing more
+  }
   writing_ = true;
   lock.unlock();
   // The batch rides along as keep_alive: after a close the kernel may still be reading it.
@@ -124,7 +132,7 @@ void connection_impl::on_write_done(int err) {
     }
     return finish(end_kind::transport, std::string("write failed: ") + std::strerror(-err));
   }
-  if (phase_ == phase::closed && outbox_.empty() && stream_) {
+  if (phase_ == phase::closed && outbox_.empty() && raw_pending_.empty() && stream_) {
     // Closed: the link is dropped as soon as the last frames are out.
     lock.unlock();
     return drop_stream();

@@ -38,6 +38,10 @@ class server::impl : public std::enable_shared_from_this<impl> {
  public:
   explicit impl(server_options o) : opts_(std::move(o)) {
     if (opts_.max_connections == 0) opts_.max_connections = 1;
+    if (opts_.keys.key)
+      throw std::invalid_argument(
+          "bokbok: server_options::keys takes key_for_user (the users' keys), not a key");
+    keys_ = rpc::make_key_config(opts_.keys, std::make_shared<crypto::replay_cache>());
   }
   ~impl() { shutdown_and_join(); }
 
@@ -74,11 +78,29 @@ class server::impl : public std::enable_shared_from_this<impl> {
     (void)!::write(wake_fd_.get(), &one, sizeof one);
   }
   bool has_room_locked() const { return conns_.size() + opening_ < opts_.max_connections; }
+  // Why server_options::authorize refuses this client ("" when it does not).
+  std::string unauthorized(const transport::connected_socket& sock) {
+    if (!opts_.authorize) return "";
+    std::optional<connection::credentials> creds;
+    if (auto c = transport::peer_credentials_of(sock.fd.get()))
+      creds = connection::credentials{c->uid, c->gid, c->pid};
+    bool ok = false;
+    try {
+      ok = opts_.authorize(creds);
+    } catch (...) {
+      // A failing check refuses.
+    }
+    if (ok) return "";
+    return creds ? "uid " + std::to_string(creds->uid) + " (gid " + std::to_string(creds->gid) +
+                       ") may not use this server"
+                 : "this server accepts only authorized local clients";
+  }
   void report(const std::string& peer, const std::string& why) {
     if (opts_.on_connection_error) opts_.on_connection_error(peer, why);
   }
 
   server_options opts_;
+  std::shared_ptr<const rpc::key_config> keys_;  // null: plain mode
   std::shared_ptr<io::loop> loop_;
   std::shared_ptr<rpc::handler_pool> pool_;
   io::unique_fd wake_fd_;
@@ -204,6 +226,10 @@ void server::impl::accept_loop() {
           break;
         }
         if (!sock) break;
+        if (auto why = unauthorized(*sock); !why.empty()) {
+          report(sock->peer, admission_.refuse(std::move(*sock), "not_authorized: " + why));
+          continue;
+        }
         bool now;
         {
           std::lock_guard lock(mu_);
@@ -254,11 +280,13 @@ void server::impl::start_connection(transport::connected_socket sock) {
   o.inline_handlers = opts_.inline_handlers;
   o.max_message_size = opts_.max_message_size;
   o.connect_timeout = opts_.handshake_timeout;
+  o.keys = opts_.keys;
   std::optional<connection::credentials> creds;
   if (auto cr = transport::peer_credentials_of(sock.fd.get()))
     creds = connection::credentials{cr->uid, cr->gid, cr->pid};
   detail::connection_impl::config cfg{o,     sock.peer, loop_, pool_, {},
-                                      creds, /*hold_requests=*/static_cast<bool>(opts_.on_open), nullptr};
+                                      creds, /*hold_requests=*/static_cast<bool>(opts_.on_open), nullptr,
+                                      keys_};
   std::string peer = sock.peer;
   detail::connection_impl::open_async(
       std::move(cfg), std::move(sock.fd), {},

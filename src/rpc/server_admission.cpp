@@ -53,7 +53,9 @@ std::vector<transport::connected_socket> admission::take_all_waiting() {
 std::string admission::refuse(transport::connected_socket s, const std::string& why) {
   std::string bytes = wire::encode_preamble({});
   std::size_t colon = why.find(':');
-  error_code code = why.starts_with("shutting_down") ? error_code::shutting_down : error_code::busy;
+  error_code code = why.starts_with("shutting_down")    ? error_code::shutting_down
+                    : why.starts_with("not_authorized") ? error_code::not_authorized
+                                                        : error_code::busy;
   std::string text = colon == std::string::npos ? why : why.substr(colon + 2);
   wire::append_frame(bytes, wire::frame_type::goaway, 0, 0,
                      wire::encode_code_payload(std::uint16_t(code), text));

@@ -33,12 +33,20 @@ std::shared_ptr<io::loop> default_loop() {
   return loop;
 }
 
+// The replay cache of key-mode connections that accept users through this API
+// (a child serving stdio, say); a server keeps its own.
+std::shared_ptr<crypto::replay_cache> default_replay_cache() {
+  static const auto cache = std::make_shared<crypto::replay_cache>();
+  return cache;
+}
+
 connection open_over(io::unique_fd in, io::unique_fd out, const options& opts,
                      std::string peer,
                      std::optional<connection::credentials> creds = std::nullopt,
                      std::shared_ptr<rpc::peer_process> process = nullptr) {
+  auto keys = rpc::make_key_config(opts.keys, opts.keys.key_for_user ? default_replay_cache() : nullptr);
   detail::connection_impl::config cfg{opts, std::move(peer), default_loop(), nullptr, {},
-                                      creds, false, std::move(process)};
+                                      creds, false, std::move(process), std::move(keys)};
   return connection(detail::connection_impl::open(std::move(cfg), std::move(in), std::move(out)));
 }
 

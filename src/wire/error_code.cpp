@@ -13,6 +13,7 @@ const char* to_string(error_code code) noexcept {
     case error_code::deadline_exceeded: return "deadline_exceeded";
     case error_code::shutting_down: return "shutting_down";
     case error_code::protocol: return "protocol";
+    case error_code::not_authorized: return "not_authorized";
   }
   return "unknown";
 }

@@ -1,0 +1,76 @@
+// Key mode on a connection (PROTOCOL.md §9): running the handshake after the preambles,
+// and sealing what the loop writes. The handshake and ciphers themselves are in
+// rpc/key_session and src/crypto; opening received records is in connection_reader.cpp.
+//
+// What changes against plain mode: the hello's settings travel inside handshake
+// messages 1 and 2, so no hello frame is sent; the preamble and the handshake messages go
+// out unencrypted through raw_pending_, ahead of the outbox; after the handshake every
+// record is sealed by the loop thread as it takes a batch, in wire order, so the
+// callers' direct-write short cut is off.
+#include "rpc/connection_impl.hpp"
+
+namespace bokbok::detail {
+
+std::string connection_impl::settings_payload() const {
+  wire::settings mine;
+  mine.max_message_size = static_cast<std::uint32_t>(cfg_.opts.max_message_size);
+  return wire::encode_settings(mine);
+}
+
+// Loop thread, after the peer's preamble: feeds the handshake. True once it is done and
+// the connection open, with `bytes` left holding what follows the handshake.
+bool connection_impl::key_step(std::string_view& bytes) {
+  if (key_->ready()) return true;
+  std::string out;
+  auto st = rpc::key_session::step::need_more;
+  if (!key_begun_) {
+    key_begun_ = true;
+    st = key_->begin(preamble_reader_.value(), preamble_reader_.received(), out);
+  }
+  if (st != rpc::key_session::step::failed) st = key_->feed(bytes, out);
+  if (!out.empty()) {
+    std::lock_guard lock(mu_);
+    raw_pending_ += out;
+    schedule_flush_locked();
+  }
+  if (st == rpc::key_session::step::failed) {
+    key_failed();
+    return false;
+  }
+  if (st == rpc::key_session::step::need_more) return false;
+  if (!cfg_.keys->initiator()) user_ = key_->peer_user();  // before anyone sees us open
+  handle_settings(key_->peer_settings());
+  std::lock_guard lock(mu_);
+  if (!raw_pending_.empty() || !outbox_.empty()) schedule_flush_locked();
+  return phase_ == phase::open && stream_;
+}
+
+void connection_impl::key_failed() {
+  std::string why = key_->error();
+  if (!cfg_.keys->initiator() && !key_->peer_user().empty())
+    why = "user \"" + wire::escape_bytes(key_->peer_user()) + "\": " + why;
+  finish(key_->refused() ? end_kind::auth : end_kind::protocol, "key mode: " + why);
+}
+
+// `mu_` held: turns the batch's plain records (u16 length || frame, possibly spread over
+// several iovecs) into sealed records in one buffer.
+bool connection_impl::seal_batch_locked(rpc::batch& b) {
+  std::string plain;
+  plain.reserve(b.bytes);
+  for (const iovec& v : b.iov) plain.append(static_cast<const char*>(v.iov_base), v.iov_len);
+  std::string sealed;
+  sealed.reserve(plain.size() + (plain.size() / wire::max_frame_payload + 2) * crypto::tag_len);
+  for (std::size_t at = 0; at + wire::record_header_size <= plain.size();) {
+    std::size_t len = (std::size_t(std::uint8_t(plain[at])) << 8) | std::uint8_t(plain[at + 1]);
+    std::string_view frame(plain.data() + at + wire::record_header_size, len);
+    if (!key_->seal(frame, sealed)) return false;
+    at += wire::record_header_size + len;
+  }
+  b.clear();
+  b.small = std::move(sealed);
+  b.bytes = b.small.size();
+  b.iov.push_back({b.small.data(), b.small.size()});
+  return true;
+}
+
+}  // namespace bokbok::detail

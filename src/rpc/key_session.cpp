@@ -1,0 +1,100 @@
+#include "rpc/key_session.hpp"
+
+namespace bokbok::rpc {
+
+namespace {
+
+crypto::key to_crypto(const bokbok::key& k) { return crypto::key::from_bytes(k.bytes()); }
+
+}  // namespace
+
+std::shared_ptr<const key_config> make_key_config(const options::key_options& keys,
+                                                  std::shared_ptr<crypto::replay_cache> replay) {
+  if (!keys.enabled()) return nullptr;
+  if (keys.key && keys.key_for_user)
+    throw std::invalid_argument(
+        "bokbok: options::keys sets both a key (to connect as a user) and key_for_user "
+        "(to accept users): a connection is one or the other");
+  if (keys.key && keys.user.empty())
+    throw std::invalid_argument("bokbok: options::keys.key needs keys.user, the user name");
+  if (keys.user.size() > wire::max_user_name)
+    throw std::invalid_argument("bokbok: options::keys.user is longer than 255 bytes");
+  auto c = std::make_shared<key_config>();
+  c->user = keys.user;
+  c->key = keys.key;
+  c->key_for_user = keys.key_for_user;
+  c->window = keys.clock_window;
+  c->replay = std::move(replay);
+  return c;
+}
+
+key_session::key_session(std::shared_ptr<const key_config> cfg, std::string local_preamble,
+                         std::string settings)
+    : cfg_(std::move(cfg)),
+      local_preamble_(std::move(local_preamble)),
+      settings_(std::move(settings)) {}
+
+key_session::step key_session::fail(std::string why, bool refused) {
+  error_ = std::move(why);
+  refused_ = refused;
+  return step::failed;
+}
+
+key_session::step key_session::begin(const wire::preamble& peer, std::string_view peer_bytes,
+                                     std::string& out) {
+  auto role = cfg_->initiator() ? crypto::noise_role::initiator : crypto::noise_role::responder;
+  if (auto why = crypto::key_preamble_error(role, peer); !why.empty()) return fail(why, false);
+  if (cfg_->initiator()) {
+    initiator_.emplace(to_crypto(*cfg_->key), local_preamble_, peer_bytes, settings_);
+    auto st = initiator_->start(out);
+    if (st == crypto::handshake_status::error) return fail(initiator_->error(), false);
+    return step::need_more;
+  }
+  peer_user_ = peer.user;
+  std::optional<crypto::key> psk;
+  if (cfg_->key_for_user) {
+    try {
+      if (auto k = cfg_->key_for_user(peer.user)) psk = to_crypto(*k);
+    } catch (...) {
+      // A failing lookup refuses the user, indistinguishably from an unknown one.
+    }
+  }
+  crypto::responder_options ro;
+  ro.window = cfg_->window;
+  responder_.emplace(std::move(psk), peer_bytes, local_preamble_, settings_, *cfg_->replay, ro);
+  return step::need_more;
+}
+
+key_session::step key_session::finish_handshake() {
+  if (initiator_) {
+    peer_settings_ = initiator_->peer_settings();
+    ciphers_.emplace(initiator_->take_ciphers());
+  } else {
+    peer_settings_ = responder_->peer_settings();
+    ciphers_.emplace(responder_->take_ciphers());
+  }
+  return step::done;
+}
+
+key_session::step key_session::feed(std::string_view& in, std::string& out) {
+  if (initiator_) {
+    auto st = initiator_->feed(in);
+    if (st == crypto::handshake_status::need_more) return step::need_more;
+    if (st == crypto::handshake_status::error)
+      return fail(initiator_->error(), initiator_->error() == crypto::authentication_failed);
+    return finish_handshake();
+  }
+  auto st = responder_->feed(in, out);
+  if (st == crypto::handshake_status::need_more) return step::need_more;
+  if (st == crypto::handshake_status::error) return fail(responder_->error(), true);
+  return finish_handshake();
+}
+
+key_session::step key_session::end_of_stream() {
+  if (!initiator_ && !responder_) return fail("the stream ended before the handshake", false);
+  auto st = initiator_ ? initiator_->end_of_stream() : responder_->end_of_stream();
+  (void)st;
+  return fail(initiator_ ? initiator_->error() : responder_->error(), false);
+}
+
+}  // namespace bokbok::rpc

@@ -1,0 +1,92 @@
+// key_session: key mode (PROTOCOL.md §9) for one connection: the Noise handshake that
+// follows the preambles, then the record ciphers. The connection drives it; this class
+// does no I/O.
+//
+// Roles: a side given a user and a key initiates (a client); a side given a key lookup
+// responds (a server). The settings that a plain connection sends in its hello travel
+// inside handshake messages 1 and 2 instead, so a key-mode side sends no hello frame.
+//
+// Threads: begin(), feed(), open() and the handshake accessors run on the connection's
+// loop thread. seal() runs wherever the connection writes, under the connection's mutex.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "bokbok/connection.hpp"
+#include "crypto/key_handshake.hpp"
+#include "crypto/record_cipher.hpp"
+#include "crypto/replay_cache.hpp"
+#include "wire/preamble.hpp"
+
+namespace bokbok::rpc {
+
+// What a connection in key mode is configured with (from options::keys).
+struct key_config {
+  std::string user;                               // initiator: our user name
+  std::shared_ptr<const bokbok::key> key;         // initiator: our key
+  options::key_options::lookup key_for_user;      // responder: the users' keys
+  std::shared_ptr<crypto::replay_cache> replay;   // responder: shared by its connections
+  std::chrono::seconds window{120};               // responder: allowed clock difference
+
+  bool initiator() const { return static_cast<bool>(key); }
+};
+
+// The key_config for options::keys, or null when key mode is off. `replay` serves a
+// responder (one per server, or per process for connect()). Throws
+// std::invalid_argument for a contradictory configuration.
+std::shared_ptr<const key_config> make_key_config(const options::key_options& keys,
+                                                  std::shared_ptr<crypto::replay_cache> replay);
+
+class key_session {
+ public:
+  enum class step { need_more, done, failed };
+
+  // `local_preamble`: the exact bytes this side sent; `settings`: our settings payload.
+  key_session(std::shared_ptr<const key_config> cfg, std::string local_preamble,
+              std::string settings);
+
+  // After the peer's preamble (its exact bytes, and decoded): checks it for our role and
+  // starts the handshake, appending what to send (message 1, for an initiator) to `out`.
+  step begin(const wire::preamble& peer, std::string_view peer_bytes, std::string& out);
+
+  // Feeds handshake bytes from the front of `in` (what is left stays for the records),
+  // appending what to send to `out` (message 2, or a responder's decoy on failure).
+  step feed(std::string_view& in, std::string& out);
+  step end_of_stream();
+
+  // Why the handshake failed; whether it was an authentication refusal (what a client
+  // reports as authentication_error).
+  const std::string& error() const { return error_; }
+  bool refused() const { return refused_; }
+
+  // After done.
+  const std::string& peer_settings() const { return peer_settings_; }
+  const std::string& peer_user() const { return peer_user_; }
+
+  // After done: encrypts one frame into a whole record (u16 length || ciphertext).
+  bool seal(std::string_view frame, std::string& out) { return ciphers_->send.seal(frame, out); }
+  // After done: decrypts one record body into its frame.
+  bool open(std::string_view body, std::string& frame) { return ciphers_->receive.open(body, frame); }
+  bool ready() const { return ciphers_.has_value(); }
+
+ private:
+  step fail(std::string why, bool refused);
+  step finish_handshake();
+
+  std::shared_ptr<const key_config> cfg_;
+  std::string local_preamble_;
+  std::string settings_;
+  std::optional<crypto::key_initiator> initiator_;
+  std::optional<crypto::key_responder> responder_;
+  std::optional<crypto::record_cipher_pair> ciphers_;
+  std::string peer_settings_;
+  std::string peer_user_;
+  std::string error_;
+  bool refused_ = false;
+};
+
+}  // namespace bokbok::rpc
