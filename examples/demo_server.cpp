@@ -8,7 +8,9 @@
 //   - calling the caller back over the same connection, from inside a handler
 //     (`callback`);
 //   - serving exactly one connection on stdin/stdout, the way a child process spawned by
-//     its client (or a service under inetd) does, and closing it on request.
+//     its client (or a service under inetd) does, and closing it on request;
+//   - key mode (--users FILE): clients authenticate with per-user pre-shared keys and
+//     the connection is encrypted; peer-credential checks on UNIX sockets (--allow-uid).
 //
 // How to run it
 //   Its client normally starts it: bokbok-demo-client spawns
@@ -23,6 +25,8 @@
 //   callback N        -> did N             (after calling the caller with `callback I`
 //                                          for I = 1..N and waiting for each answer)
 //   blob N            -> one field of N bytes, byte i being 'a' + i % 26 (N <= 1 GiB)
+//   whoami            -> user NAME [uid N] (the authenticated user, "" in plain mode; the
+//                                          peer's uid on a UNIX socket)
 //   shutdown-server!  -> ok, then the server closes the connection and exits
 //   anything else     -> remote error (no_such_method)
 // A wrong number of arguments or a malformed number is a handler_failed remote error
@@ -34,6 +38,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
@@ -184,6 +189,12 @@ bokbok::message handle(server_state& state, bokbok::connection& conn,
     return {"slept"};
   }
   if (method == "callback") return on_callback(conn, req);
+  if (method == "whoami") {
+    expect_arity(req, 0, "whoami");
+    bokbok::message out{"user", conn.user()};
+    if (auto c = conn.peer_credentials()) out.insert(out.end(), {"uid", std::to_string(c->uid)});
+    return out;
+  }
   if (method == "blob") return on_blob(req);
   if (method == "shutdown-server!") {
     expect_arity(req, 0, "shutdown-server!");
@@ -200,7 +211,8 @@ void print_help() {
       "       %s --listen ADDRESS [--listen ADDRESS]... [options]\n"
       "       %s --inetd | --systemd   (or no mode: detected)\n"
       "\n"
-      "A demo bokbok server (plain mode). With --stdio it serves one connection on\n"
+      "A demo bokbok server (plain mode, or key mode with --users). With --stdio it\n"
+      "serves one connection on\n"
       "stdin/stdout, as bokbok-demo-client starts it. With --listen it accepts\n"
       "connections until shutdown-server! or SIGTERM/SIGINT.\n"
       "\n"
@@ -217,10 +229,15 @@ void print_help() {
       "options:\n"
       "  --max-connections N connections served at once (default 1024)\n"
       "  --unix-mode OCTAL   permission bits of unix:PATH socket files, e.g. 660\n"
+      "  --users FILE        key mode: clients must authenticate as a user of FILE (one\n"
+      "                      `USER KEYHEX` per line, see `bokbok keygen --help`); the\n"
+      "                      connection is encrypted; plain clients are refused\n"
+      "  --allow-uid UID     on UNIX sockets, accept only peers with this uid\n"
+      "                      (SO_PEERCRED); repeatable\n"
       "  --help              show this help and exit\n"
       "  --version           show the version and exit\n"
       "\n"
-      "methods: ping S, echo F..., fail MSG, sleep MS, callback N, blob N,\n"
+      "methods: ping S, echo F..., fail MSG, sleep MS, callback N, blob N, whoami,\n"
       "         shutdown-server!  (see the comment at the top of demo_server.cpp)\n"
       "Logs go to stderr; stdout is never written (under --stdio it is the protocol).\n",
       program.data(), program.data(), program.data());
@@ -237,6 +254,8 @@ struct command_line {
   std::vector<std::string> listen;
   unsigned max_connections = 1024;
   std::optional<unsigned> unix_mode;
+  std::string users_file;          // key mode
+  std::vector<unsigned> allow_uids;  // peer-credential check
 };
 
 // Returns an exit status to leave with, or -1 to go on.
@@ -270,6 +289,17 @@ int parse(int argc, char** argv, command_line& cl) {
       if (!v || v->empty() || *end || n == 0 || n > 1000000)
         return usage_error("--max-connections needs a number from 1 to 1000000");
       cl.max_connections = static_cast<unsigned>(n);
+    } else if (arg == "--users") {
+      auto v = value();
+      if (!v) return usage_error("--users needs a FILE");
+      cl.users_file = *v;
+    } else if (arg == "--allow-uid") {
+      auto v = value();
+      char* end = nullptr;
+      unsigned long n = v ? std::strtoul(v->c_str(), &end, 10) : 0;
+      if (!v || v->empty() || *end || n > 0xffffffffu)
+        return usage_error("--allow-uid needs a numeric uid");
+      cl.allow_uids.push_back(static_cast<unsigned>(n));
     } else if (arg == "--unix-mode") {
       auto v = value();
       char* end = nullptr;
@@ -292,8 +322,9 @@ int parse(int argc, char** argv, command_line& cl) {
   return -1;
 }
 
-int serve_stdio_mode(server_state& state) {
+int serve_stdio_mode(server_state& state, const command_line& cl) {
   bokbok::options opts;
+  if (!cl.users_file.empty()) opts.keys.key_for_user = bokbok::load_users(cl.users_file);
   opts.on_request = [&state](bokbok::connection& conn, bokbok::message req) {
     return handle(state, conn, std::move(req));
   };
@@ -340,6 +371,11 @@ int serve_listening_mode(server_state& state, const command_line& cl) {
   o.listen = cl.listen;
   o.max_connections = cl.max_connections;
   o.unix_mode = cl.unix_mode;
+  if (!cl.users_file.empty()) o.keys.key_for_user = bokbok::load_users(cl.users_file);
+  if (!cl.allow_uids.empty())
+    o.authorize = [uids = cl.allow_uids](const std::optional<bokbok::connection::credentials>& c) {
+      return c && std::find(uids.begin(), uids.end(), c->uid) != uids.end();
+    };
   o.on_request = [&state](bokbok::connection& conn, bokbok::message req) {
     return handle(state, conn, std::move(req));
   };
@@ -371,5 +407,10 @@ int main(int argc, char** argv) {
   command_line cl;
   if (int status = parse(argc, argv, cl); status >= 0) return status;
   server_state state;
-  return cl.stdio ? serve_stdio_mode(state) : serve_listening_mode(state, cl);
+  try {
+    return cl.stdio ? serve_stdio_mode(state, cl) : serve_listening_mode(state, cl);
+  } catch (const bokbok::key_error& e) {  // a bad users file
+    log(e.what());
+    return 1;
+  }
 }

@@ -63,6 +63,9 @@ constexpr std::string_view help_text =
     "  --echo              answer each request the server makes during the call with\n"
     "                      its own fields; without it such requests get the error\n"
     "                      no_such_method\n"
+    "  --user NAME         key mode: authenticate as NAME (with --key-file); the\n"
+    "                      connection is encrypted, and a plain server is refused\n"
+    "  --key-file FILE     NAME's key (a file made by `bokbok keygen`, mode 0600)\n"
     "  --stdin-field       append one more field after the FIELDs: all of standard\n"
     "                      input, byte for byte (for large or binary payloads). Not\n"
     "                      with an address that reads standard input (stdio, inetd,\n"
@@ -81,7 +84,9 @@ constexpr std::string_view help_text =
     "  2  bad usage, including a malformed ADDRESS and an fd:R,W whose descriptors\n"
     "     are not open\n"
     "  3  could not connect, or the connection failed before the answer came\n"
-    "  4  authentication refused (reserved for key mode; not produced yet)\n"
+    "  4  authentication refused: key mode, unknown user or wrong key (the server does\n"
+    "     not say which), or a server that does not accept this client\n"
+    "     (not_authorized)\n"
     "  5  timed out (--timeout)\n"
     "\n"
     "examples:\n"
@@ -95,6 +100,7 @@ enum exit_status : int {
   exit_ok = 0,
   exit_remote_error = 1,
   exit_transport = 3,
+  exit_auth = 4,
   exit_timed_out = 5,
 };
 
@@ -103,6 +109,7 @@ struct call_options {
   bool echo = false;
   bool stdin_field = false;
   double timeout = 0;  // seconds; 0: none
+  std::string user, key_file;  // key mode
   std::string address;
   message fields;
 };
@@ -143,6 +150,10 @@ call_options parse_args(args_view args) {
       o.stdin_field = true;
     } else if (arg == "--timeout") {
       o.timeout = parse_timeout(reader.value());
+    } else if (arg == "--user") {
+      o.user = reader.value();
+    } else if (arg == "--key-file") {
+      o.key_file = reader.value();
     } else if (arg.starts_with('-') && arg != "-") {
       throw usage_error("unknown option '" + std::string(arg) +
                         "' (put -- before FIELDs that start with '-')");
@@ -153,6 +164,8 @@ call_options parse_args(args_view args) {
   for (std::size_t i = end_of_options + 1; i < args.size(); ++i)
     take_positional(o, args[i]);
 
+  if (o.user.empty() != o.key_file.empty())
+    throw usage_error("key mode needs both --user NAME and --key-file FILE");
   if (o.address.empty()) throw usage_error("no ADDRESS given");
   if (o.fields.empty() && !o.stdin_field)
     throw usage_error("no FIELD given (the first field names the method)");
@@ -266,6 +279,15 @@ options connection_options(const call_options& o) {
                          "bokbok call does not answer requests; use --echo");
     };
   }
+  if (!o.user.empty()) {
+    opts.keys.user = o.user;
+    // A missing or unsafe key file is bad usage (exit 2), said before connecting.
+    try {
+      opts.keys.key = std::make_shared<const key>(key::load(o.key_file));
+    } catch (const key_error& e) {
+      throw usage_error(e.what());
+    }
+  }
   return opts;
 }
 
@@ -296,6 +318,8 @@ std::variant<connection, int> open_connection(const std::string& address, option
     return connect(address, opts);
   } catch (const address_error& e) {
     throw usage_error(without_prefix(e.what()));
+  } catch (const authentication_error& e) {
+    return failure(exit_auth, without_prefix(e.what()));
   } catch (const error& e) {
     if (d.passed()) return failure(exit_timed_out, timed_out_text(d.seconds));
     return transport_failure(address, e.what());
@@ -327,6 +351,8 @@ std::variant<message, int> call_once(connection& conn, message request,
   } catch (const call_error& e) {
     return failure(exit_remote_error,
                    std::string("call refused (") + to_string(e.code()) + "): " + e.what());
+  } catch (const authentication_error& e) {
+    return failure(exit_auth, without_prefix(e.what()));
   } catch (const transport_error& e) {
     return transport_failure(address, e.what());
   }

@@ -26,6 +26,7 @@ constexpr std::string_view help_text =
     "usage: bokbok keygen [--force] [--users-line USER] FILE\n"
     "       bokbok keygen --passphrase --realm REALM --user USER [--force]\n"
     "                     [--users-line USER] [FILE]\n"
+    "       bokbok keygen --show-users-line USER FILE\n"
     "\n"
     "Writes a new key for key mode to FILE, as one line \"bokbok-key-v1 <64 hex digits>\"\n"
     "with mode 0600. Refuses to replace an existing FILE unless --force.\n"
@@ -40,6 +41,9 @@ constexpr std::string_view help_text =
     "  --user USER        with --passphrase: the user name the key is for\n"
     "  --users-line USER  also print the users-file line \"USER <hex key>\" for the\n"
     "                     server's users file (FILE may then be left out)\n"
+    "  --show-users-line USER\n"
+    "                     write nothing: read the existing key FILE and print its\n"
+    "                     users-file line \"USER <hex key>\"\n"
     "  --force            replace FILE if it exists\n"
     "\n"
     "Exit status: 0 success; 1 failure (FILE exists, unreadable passphrase, ...); 2 bad\n"
@@ -108,7 +112,7 @@ crypto::key key_from_passphrase(const std::string& realm, const std::string& use
 int run(args_view args) {
   arg_reader r(args);
   bool passphrase = false, force = false;
-  std::optional<std::string> realm, user, users_line, file;
+  std::optional<std::string> realm, user, users_line, show_line, file;
   while (!r.done()) {
     const std::string_view a = r.next();
     if (a == "--passphrase") {
@@ -123,6 +127,8 @@ int run(args_view args) {
       user = std::string(r.value());
     } else if (a == "--users-line") {
       users_line = std::string(r.value());
+    } else if (a == "--show-users-line") {
+      show_line = std::string(r.value());
     } else if (a.starts_with("-") && a != "-") {
       throw usage_error("unknown option '" + std::string(a) + "'");
     } else if (file) {
@@ -130,6 +136,11 @@ int run(args_view args) {
     } else {
       file = std::string(a);
     }
+  }
+  if (show_line) {
+    if (!file || passphrase || force || users_line)
+      throw usage_error("--show-users-line USER takes one existing key FILE, and nothing else");
+    users_line = show_line;
   }
   if (!file && !users_line) throw usage_error("needs a FILE (or --users-line USER)");
   if (passphrase && (!realm || !user)) throw usage_error("--passphrase needs --realm and --user");
@@ -139,6 +150,14 @@ int run(args_view args) {
                   (*name)->find_first_of(" \t\r\n") != std::string::npos))
       throw usage_error("a user name has 1 to 255 bytes and no blanks");
   struct stat st;
+  if (show_line) {
+    const crypto::key k = crypto::load_key_file(*file);
+    std::string line = *show_line + " " + crypto::to_hex(k.bytes()) + "\n";
+    std::fwrite(line.data(), 1, line.size(), stdout);
+    sodium_memzero(line.data(), line.size());
+    std::fflush(stdout);
+    return 0;
+  }
   if (file && !force && ::lstat(file->c_str(), &st) == 0)
     throw std::runtime_error(*file + ": already exists; use --force to replace it");
 
