@@ -41,6 +41,10 @@ constexpr std::string_view help_text =
     "rtt and calls/s are measured twice: with the echo handler on a handler thread (the\n"
     "default) and inline on the event-loop thread (options::inline_handlers).\n"
     "  bulk-1MiB            MB/s echoing 1 MiB payloads, both directions counted\n"
+    "Each transport but child is measured again in key mode (encrypted; lines marked\n"
+    "\"key mode\", against the same raw figures), and over socketpairs:\n"
+    "  handshakes/s         connections opened and closed per second, one at a time,\n"
+    "                       key mode against plain\n"
     "                       (higher is better)\n"
     "Every response is checked against its request; a mismatch fails the run.\n"
     "\n"
@@ -138,6 +142,29 @@ void run_transport(const transport& t, const settings& s, watchdog& dog) {
   double bokbok_bulk = measure_bulk(*bokbok, s);
   print_figure(
       {t.name, "bulk-1MiB", bokbok_bulk, raw_bulk, "MB/s", better::higher, ""});
+
+  // Key mode (encrypted), against the same raw figures. The child peer is another
+  // program that would need the key too: plain only there.
+  if (t.name != child_transport.name) {
+    dog.arm(name + ": key mode", budget * 3);
+    auto keyed = open_bokbok_echo(t, false, true);
+    rtt_result key_rtt = measure_rtt(*keyed, s);
+    print_figure({t.name, "rtt-median", percentile(key_rtt.micros, 50),
+                  percentile(raw_rtt.micros, 50), "us", better::lower, "key mode"});
+    print_figure({t.name, "rtt-p99", percentile(key_rtt.micros, 99),
+                  percentile(raw_rtt.micros, 99), "us", better::lower, "key mode"});
+    print_figure({t.name, "calls/s", measure_rate(*keyed, s), raw_rtt.calls_per_second, "/s",
+                  better::higher, "key mode; raw: 1 caller"});
+    print_figure({t.name, "bulk-1MiB", measure_bulk(*keyed, s), raw_bulk, "MB/s",
+                  better::higher, "key mode"});
+  }
+  if (t.name == "socketpair") {
+    dog.arm(name + ": handshakes", budget * 2);
+    double plain = measure_handshakes(s, false);
+    double keyed = measure_handshakes(s, true);
+    print_figure({t.name, "handshakes/s", keyed, plain, "/s", better::higher,
+                  "key mode against plain: open and close one connection"});
+  }
 
   if (&t == &child_transport || t.name == child_transport.name) {
     dog.arm(name + ": spawn to first response", budget * 2);

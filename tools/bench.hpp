@@ -99,7 +99,16 @@ std::unique_ptr<echo_client> open_raw_echo(fd_link link);
 // bench_bokbok.cpp: a bokbok pair over `t` whose peer answers every request with itself.
 // `inline_handlers`: the peer runs its echo handler on its event-loop thread
 // (options::inline_handlers) rather than on a handler thread.
-std::unique_ptr<echo_client> open_bokbok_echo(const transport& t, bool inline_handlers);
+// `keys`: both ends in key mode (encrypted), with a fresh random key.
+std::unique_ptr<echo_client> open_bokbok_echo(const transport& t, bool inline_handlers,
+                                              bool keys = false);
+
+// Options for a key-mode pair: the caller as user "bench", the peer accepting it.
+void use_bench_keys(options& caller, options& peer);
+
+// Connections opened (handshake done) and closed per second over socketpairs, one at a
+// time, in key mode or plain.
+double measure_handshakes(const settings& s, bool keys);
 
 // bench_raw.cpp: the raw echo loop over (in, out) until EOF; the peer side.
 void run_raw_echo_peer(int in_fd, int out_fd);

@@ -11,11 +11,12 @@ namespace {
 
 class bokbok_echo final : public echo_client {
  public:
-  bokbok_echo(const transport& t, bool inline_handlers) {
-    options peer;
+  bokbok_echo(const transport& t, bool inline_handlers, bool keys) {
+    options caller, peer;
     peer.on_request = [](connection&, message request) { return request; };
     peer.inline_handlers = inline_handlers;
-    bokbok_pair pair = t.open_bokbok(options{}, peer);
+    if (keys) use_bench_keys(caller, peer);
+    bokbok_pair pair = t.open_bokbok(caller, peer);
     caller_.emplace(std::move(pair.caller));
     peer_ = std::move(pair.peer);
   }
@@ -47,8 +48,35 @@ class bokbok_echo final : public echo_client {
 
 }  // namespace
 
-std::unique_ptr<echo_client> open_bokbok_echo(const transport& t, bool inline_handlers) {
-  return std::make_unique<bokbok_echo>(t, inline_handlers);
+std::unique_ptr<echo_client> open_bokbok_echo(const transport& t, bool inline_handlers,
+                                              bool keys) {
+  return std::make_unique<bokbok_echo>(t, inline_handlers, keys);
+}
+
+void use_bench_keys(options& caller, options& peer) {
+  auto k = std::make_shared<const key>(key::generate());
+  caller.keys.user = "bench";
+  caller.keys.key = k;
+  peer.keys.key_for_user = [k](std::string_view user) -> std::optional<key> {
+    if (user != "bench") return std::nullopt;
+    return k->clone();
+  };
+}
+
+double measure_handshakes(const settings& s, bool keys) {
+  options caller, peer;
+  if (keys) use_bench_keys(caller, peer);
+  std::size_t n = 0;
+  auto start = clock_type::now();
+  auto end = start + std::chrono::duration_cast<clock_type::duration>(s.figure_time);
+  while (n < 20'000 && (n < 10 || clock_type::now() < end)) {
+    auto [a, b] = connect_socketpair(caller, peer);
+    a.close();
+    a.wait_closed();
+    b.wait_closed();
+    ++n;
+  }
+  return double(n) / std::chrono::duration<double>(clock_type::now() - start).count();
 }
 
 }  // namespace bokbok::tools::bench
