@@ -51,6 +51,12 @@ void check_config(const connection_impl::config& cfg) {
 
 void connection_impl::open_async(config cfg, io::unique_fd in, io::unique_fd out,
                                  open_callback done) {
+  start_async(std::move(cfg), std::move(in), std::move(out), std::move(done));
+}
+
+std::shared_ptr<connection_impl> connection_impl::start_async(config cfg, io::unique_fd in,
+                                                              io::unique_fd out,
+                                                              open_callback done) {
   check_config(cfg);
   auto c = std::make_shared<connection_impl>(std::move(cfg));
   c->self_ = c;
@@ -59,6 +65,7 @@ void connection_impl::open_async(config cfg, io::unique_fd in, io::unique_fd out
   auto in_fd = std::make_shared<io::unique_fd>(std::move(in));
   auto out_fd = std::make_shared<io::unique_fd>(std::move(out));
   c->cfg_.loop->post([c, in_fd, out_fd] { c->start(std::move(*in_fd), std::move(*out_fd)); });
+  return c;
 }
 
 std::shared_ptr<connection_impl> connection_impl::open(config cfg, io::unique_fd in,
@@ -71,7 +78,7 @@ std::shared_ptr<connection_impl> connection_impl::open(config cfg, io::unique_fd
     std::exception_ptr error;
   };
   auto o = std::make_shared<outcome>();
-  open_async(std::move(cfg), std::move(in), std::move(out),
+  auto c = start_async(std::move(cfg), std::move(in), std::move(out),
              [o](std::shared_ptr<connection_impl> c, std::exception_ptr e) {
                std::lock_guard lock(o->mu);
                o->conn = std::move(c);
@@ -84,6 +91,12 @@ std::shared_ptr<connection_impl> connection_impl::open(config cfg, io::unique_fd
   if (o->error) {
     auto error = std::move(o->error);  // this thread is its only owner now
     lock.unlock();
+    // What the failure still sends (a key-mode refusal's decoy, a goaway saying why)
+    // goes out before the caller hears of it: a process that exits on this error (a
+    // child serving stdio) would otherwise cut it off. Bounded by close_drain_timeout.
+    std::unique_lock wait(c->mu_);
+    c->closed_cv_.wait(wait, [&] { return c->stream_dropped_; });
+    wait.unlock();
     std::rethrow_exception(std::move(error));
   }
   return std::move(o->conn);
@@ -321,8 +334,9 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
       outbox_.push_record_bytes(rec);
     }
     bool idle = !writing_;
+    bool nothing_to_say = idle && outbox_.empty() && raw_pending_.empty();
     lock.unlock();
-    if (kind == end_kind::transport) {
+    if (kind == end_kind::transport || nothing_to_say) {
       drop_stream();
     } else {
       if (idle) flush();

@@ -75,6 +75,12 @@ class connection_impl final : public io::stream_events,
 
   ~connection_impl();
 
+ private:
+  static std::shared_ptr<connection_impl> start_async(config cfg, io::unique_fd in,
+                                                      io::unique_fd out, open_callback done);
+
+ public:
+
   // Any thread: handles the requests held back by config::hold_requests.
   void release_requests();
   // Any thread: graceful close (PROTOCOL.md §8.4): tells the peer goaway, answers the

@@ -47,6 +47,11 @@ bool connection_impl::key_step(std::string_view& bytes) {
 
 void connection_impl::key_failed() {
   std::string why = key_->error();
+  // The server's log may say which of the two it was; the client was told the same
+  // for both (a decoy).
+  if (!cfg_.keys->initiator() && why == crypto::authentication_failed)
+    why = key_->known_user() ? "authentication failed: wrong key (or an altered message 1)"
+                             : "authentication failed: unknown user";
   if (!cfg_.keys->initiator() && !key_->peer_user().empty())
     why = "user \"" + wire::escape_bytes(key_->peer_user()) + "\": " + why;
   finish(key_->refused() ? end_kind::auth : end_kind::protocol, "key mode: " + why);

@@ -59,6 +59,7 @@ key_session::step key_session::begin(const wire::preamble& peer, std::string_vie
       // A failing lookup refuses the user, indistinguishably from an unknown one.
     }
   }
+  known_user_ = psk.has_value();
   crypto::responder_options ro;
   ro.window = cfg_->window;
   responder_.emplace(std::move(psk), peer_bytes, local_preamble_, settings_, *cfg_->replay, ro);

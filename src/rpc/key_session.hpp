@@ -62,6 +62,9 @@ class key_session {
   // reports as authentication_error).
   const std::string& error() const { return error_; }
   bool refused() const { return refused_; }
+  // Responder: whether the peer's user name was known (for the server's log only; the
+  // peer is answered the same either way).
+  bool known_user() const { return known_user_; }
 
   // After done.
   const std::string& peer_settings() const { return peer_settings_; }
@@ -87,6 +90,7 @@ class key_session {
   std::string peer_user_;
   std::string error_;
   bool refused_ = false;
+  bool known_user_ = false;
 };
 
 }  // namespace bokbok::rpc
