@@ -2,6 +2,7 @@
 // bridge's stdin/stdout) and the demo server listening on a UNIX socket: the path
 // `ssh HOST bokbok bridge stdio unix:...` takes, without the ssh.
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 
 #include "bokbok/bokbok.hpp"
 #include "support/child_process.hpp"
+#include "crypto/secret.hpp"
 #include "transport/command_line.hpp"
 
 using namespace std::chrono_literals;
@@ -94,4 +96,44 @@ TEST_CASE("bokbok bridge starts an exec: side, relays to it, and waits for it to
   c.wait_closed();
   REQUIRE(c.child_status());
   CHECK(c.child_status()->code == 0);  // the bridge: both directions ended, server exited 0
+}
+
+TEST_CASE("key mode passes through bokbok bridge untouched, end to end") {
+  auto dir = std::filesystem::temp_directory_path() / ("bokbok-bridge-key-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  auto k = std::make_shared<const bokbok::key>(bokbok::key::generate());
+  std::string users = (dir / "users").string();
+  {
+    std::string line = "alice " + bokbok::crypto::to_hex(k->bytes()) + "\n";
+    int fd = ::open(users.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    REQUIRE(fd >= 0);
+    REQUIRE(::write(fd, line.data(), line.size()) == ssize_t(line.size()));
+    ::close(fd);
+  }
+  std::string address = "unix:" + (dir / "demo.sock").string();
+  child_process server({built_program("BOKBOK_DEMO_SERVER"), "--listen", address, "--users", users});
+  bokbok::options o;
+  o.keys.user = "alice";
+  o.keys.key = k;
+  // The server only speaks key mode: wait for it with a key-mode client.
+  auto give_up = std::chrono::steady_clock::now() + 10s;
+  for (;;) {
+    try {
+      bokbok::connect(address, o).close();
+      break;
+    } catch (const bokbok::transport_error&) {
+      REQUIRE(std::chrono::steady_clock::now() < give_up);
+      std::this_thread::sleep_for(10ms);  // the server is still binding its socket
+    }
+  }
+  // client (key mode) -> exec: bokbok bridge stdio unix:... -> server (key mode)
+  auto c = bokbok::connect("exec:" + bokbok::transport::shell_quote(built_program("BOKBOK_TOOL")) +
+                               " bridge stdio " + bokbok::transport::shell_quote(address),
+                           o);
+  CHECK(c.request({"whoami"}).at(1) == "alice");
+  CHECK(c.request({"ping", "sealed"}) == message{"pong", "sealed"});
+  CHECK(c.request({"shutdown-server!"}) == message{"ok"});
+  c.wait_closed();
+  CHECK(WEXITSTATUS(server.wait()) == 0);
+  std::filesystem::remove_all(dir);
 }
