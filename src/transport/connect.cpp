@@ -13,6 +13,7 @@
 
 #include "bokbok/bokbok.hpp"
 #include "rpc/connection_impl.hpp"
+#include "rpc/reconnector.hpp"
 #include "transport/address.hpp"
 #include "transport/sockets.hpp"
 #include "transport/stdio.hpp"
@@ -31,15 +32,43 @@ std::shared_ptr<io::loop> default_loop() {
   return loop;
 }
 
+std::shared_ptr<detail::connection_impl> open_impl(
+    io::unique_fd in, io::unique_fd out, const options& opts, std::string peer,
+    std::optional<connection::credentials> creds = std::nullopt) {
+  detail::connection_impl::config cfg{opts, std::move(peer), default_loop(), nullptr, {},
+                                      creds, false};
+  return detail::connection_impl::open(std::move(cfg), std::move(in), std::move(out));
+}
+
 connection open_over(io::unique_fd in, io::unique_fd out, const options& opts,
                      std::string peer,
                      std::optional<connection::credentials> creds = std::nullopt) {
-  detail::connection_impl::config cfg{opts, std::move(peer), default_loop(), nullptr, {},
-                                      creds, false};
-  return connection(detail::connection_impl::open(std::move(cfg), std::move(in), std::move(out)));
+  return connection(open_impl(std::move(in), std::move(out), opts, std::move(peer), creds));
+}
+
+// Dials a tcp: or unix: address and opens a connection over the socket.
+std::shared_ptr<detail::connection_impl> dial_socket(const transport::address& addr,
+                                                     const options& opts) {
+  auto sock = transport::connect_socket(addr, opts.connect_timeout);
+  std::optional<connection::credentials> creds;
+  if (auto c = transport::peer_credentials_of(sock.fd.get()))
+    creds = connection::credentials{c->uid, c->gid, c->pid};
+  return open_impl(std::move(sock.fd), {}, opts, std::move(sock.peer), creds);
 }
 
 }  // namespace
+
+connection connect(std::string_view address, const options& opts, const reconnect_policy& policy) {
+  auto addr = transport::parse_address(address);
+  if (!std::holds_alternative<transport::tcp_address>(addr) &&
+      !std::holds_alternative<transport::unix_address>(addr))
+    throw address_error("bokbok: cannot reconnect to \"" + std::string(address) +
+                        "\": only tcp: and unix: addresses can be dialled again");
+  auto dial = [addr](const options& o) { return dial_socket(addr, o); };
+  auto rc = std::make_shared<detail::reconnector>(dial, opts, policy);
+  rc->start();
+  return connection(rc->latest(), rc);
+}
 
 connection connect_fds(int in_fd, int out_fd, const options& opts, std::string peer) {
   // Check before anything opens descriptors of its own (the loop's first start), which
@@ -66,13 +95,8 @@ connection connect(std::string_view text, const options& opts) {
   if (auto* fds = std::get_if<transport::fd_pair_address>(&addr))
     return connect_fds(fds->in_fd, fds->out_fd, opts, transport::to_string(addr));
   if (std::holds_alternative<transport::tcp_address>(addr) ||
-      std::holds_alternative<transport::unix_address>(addr)) {
-    auto sock = transport::connect_socket(addr, opts.connect_timeout);
-    std::optional<connection::credentials> creds;
-    if (auto c = transport::peer_credentials_of(sock.fd.get()))
-      creds = connection::credentials{c->uid, c->gid, c->pid};
-    return open_over(std::move(sock.fd), {}, opts, std::move(sock.peer), creds);
-  }
+      std::holds_alternative<transport::unix_address>(addr))
+    return connection(dial_socket(addr, opts));
   throw address_error("bokbok: cannot connect to \"" + std::string(text) +
                       "\": it names sockets a superserver passes to a server; use it to "
                       "listen (server_options::listen)");
