@@ -28,7 +28,23 @@
 //   whoami            -> user NAME [uid N] (the authenticated user, "" in plain mode; the
 //                                          peer's uid on a UNIX socket)
 //   shutdown-server!  -> ok, then the server closes the connection and exits
+// Robust calls (README "Robust calls"):
+//   deadline          -> deadline MS | deadline none   (the time this handler has left)
+//   nested-deadline   -> nested R       (R: what the caller's own `deadline` handler
+//                                        answers when called back from here)
+//   wait MS           -> waited         (notifies the caller `note waiting`, then waits
+//                                        MS milliseconds or until the call is cancelled;
+//                                        `last-report` then tells which)
+//   overrun MS        -> overran        (sleeps MS ignoring cancels; then records its
+//                                        time left and what a nested call to the caller's
+//                                        `deadline` gave, for `last-report`)
+//   last-report       -> the record of the last wait / overrun, once there is one
+//                                        (waits up to 10 s for it)
+//   notify-me TEXT    -> ok             (after notifying the caller with `note TEXT`)
+//   notes             -> the notifications received so far, one field each
+//   size F            -> size N         (N: the byte count of F)
 //   anything else     -> remote error (no_such_method)
+// Notifications received are kept (up to 1000) for `notes`.
 // A wrong number of arguments or a malformed number is a handler_failed remote error
 // that says what was expected.
 #include <bokbok/bokbok.hpp>
@@ -110,7 +126,63 @@ struct server_state {
   std::thread closer;  // started by shutdown-server! in --stdio mode, joined by main()
   // Listening modes: stops the server (graceful: this handler's answer still goes out).
   std::function<void()> stop_server;
+  std::vector<std::string> notes;  // notifications received
+  std::optional<std::string> report;  // of the last wait / overrun
 };
+
+std::string remaining_text() {
+  auto left = bokbok::this_call::remaining();
+  if (left == std::chrono::milliseconds::max()) return "none";
+  return std::to_string(left.count());
+}
+
+void set_report(server_state& state, std::string text) {
+  std::lock_guard lock(state.mutex);
+  state.report = std::move(text);
+  state.changed.notify_all();
+}
+
+// Waits up to MS, or until the caller cancels (the handler's stop token).
+bokbok::message on_wait(server_state& state, bokbok::connection& conn,
+                        const bokbok::message& req) {
+  expect_arity(req, 1, "wait MILLISECONDS");
+  auto ms = parse_count(req[0], req[1], max_sleep_ms);
+  try {
+    conn.notify({"note", "waiting"});  // so a caller knows when to cancel
+  } catch (const bokbok::error&) {
+    // A peer without notifications just is not told.
+  }
+  auto start = std::chrono::steady_clock::now();
+  std::mutex mu;
+  std::condition_variable_any cv;
+  std::unique_lock lock(mu);
+  std::stop_token stop = bokbok::this_call::stop_token();
+  cv.wait_for(lock, stop, std::chrono::milliseconds(ms), [] { return false; });
+  bool was_stopped = stop.stop_requested();
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - start);
+  set_report(state, was_stopped ? "stopped after " + std::to_string(took.count()) + " ms"
+                                : "not stopped");
+  return {"waited"};
+}
+
+// Sleeps past the caller's deadline on purpose, then records what it sees.
+bokbok::message on_overrun(server_state& state, bokbok::connection& conn,
+                           const bokbok::message& req) {
+  expect_arity(req, 1, "overrun MILLISECONDS");
+  auto ms = parse_count(req[0], req[1], max_sleep_ms);
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  std::string nested;
+  try {
+    nested = conn.request({"deadline"}).at(1);
+  } catch (const bokbok::call_error& e) {
+    nested = bokbok::to_string(e.code());
+  } catch (const bokbok::error& e) {
+    nested = std::string("error: ") + e.what();
+  }
+  set_report(state, "remaining " + remaining_text() + " nested " + nested);
+  return {"overran"};
+}
 
 // shutdown-server! must answer `ok` and then close the connection. Closing from inside
 // the handler would be wrong: close() drops the answers of handlers still running, and
@@ -195,6 +267,38 @@ bokbok::message handle(server_state& state, bokbok::connection& conn,
     if (auto c = conn.peer_credentials()) out.insert(out.end(), {"uid", std::to_string(c->uid)});
     return out;
   }
+  if (method == "deadline") {
+    expect_arity(req, 0, "deadline");
+    return {"deadline", remaining_text()};
+  }
+  if (method == "nested-deadline") {
+    expect_arity(req, 0, "nested-deadline");
+    // A nested call inherits this call's deadline: the caller's handler sees it.
+    return {"nested", conn.request({"deadline"}).at(1)};
+  }
+  if (method == "wait") return on_wait(state, conn, req);
+  if (method == "overrun") return on_overrun(state, conn, req);
+  if (method == "last-report") {
+    expect_arity(req, 0, "last-report");
+    std::unique_lock lock(state.mutex);
+    state.changed.wait_for(lock, std::chrono::seconds(10), [&] { return state.report.has_value(); });
+    if (!state.report) bad_request("last-report: nothing to report");
+    return {*std::exchange(state.report, std::nullopt)};
+  }
+  if (method == "notify-me") {
+    expect_arity(req, 1, "notify-me TEXT");
+    conn.notify({"note", req[1]});
+    return {"ok"};
+  }
+  if (method == "notes") {
+    expect_arity(req, 0, "notes");
+    std::lock_guard lock(state.mutex);
+    return state.notes;
+  }
+  if (method == "size") {
+    expect_arity(req, 1, "size FIELD");
+    return {"size", std::to_string(req[1].size())};
+  }
   if (method == "blob") return on_blob(req);
   if (method == "shutdown-server!") {
     expect_arity(req, 0, "shutdown-server!");
@@ -228,6 +332,10 @@ void print_help() {
       "\n"
       "options:\n"
       "  --max-connections N connections served at once (default 1024)\n"
+      "  --max-concurrent N  handlers running at once per connection (default: no cap)\n"
+      "  --max-queued N      requests waiting beyond that, then busy (default 1024)\n"
+      "  --heartbeat MS      ping a silent peer every MS ms; drop it after one more\n"
+      "  --max-message-size N  the largest message accepted, in bytes\n"
       "  --unix-mode OCTAL   permission bits of unix:PATH socket files, e.g. 660\n"
       "  --users FILE        key mode: clients must authenticate as a user of FILE (one\n"
       "                      `USER KEYHEX` per line, see `bokbok keygen --help`); the\n"
@@ -238,6 +346,8 @@ void print_help() {
       "  --version           show the version and exit\n"
       "\n"
       "methods: ping S, echo F..., fail MSG, sleep MS, callback N, blob N, whoami,\n"
+      "         deadline, nested-deadline, wait MS, overrun MS, last-report,\n"
+      "         notify-me TEXT, notes, size F,\n"
       "         shutdown-server!  (see the comment at the top of demo_server.cpp)\n"
       "Logs go to stderr; stdout is never written (under --stdio it is the protocol).\n",
       program.data(), program.data(), program.data());
@@ -256,6 +366,10 @@ struct command_line {
   std::optional<unsigned> unix_mode;
   std::string users_file;          // key mode
   std::vector<unsigned> allow_uids;  // peer-credential check
+  unsigned max_concurrent = 0;
+  std::size_t max_queued = 1024;
+  unsigned heartbeat_ms = 0;
+  std::size_t max_message_size = 64u << 20;
 };
 
 // Returns an exit status to leave with, or -1 to go on.
@@ -300,6 +414,17 @@ int parse(int argc, char** argv, command_line& cl) {
       if (!v || v->empty() || *end || n > 0xffffffffu)
         return usage_error("--allow-uid needs a numeric uid");
       cl.allow_uids.push_back(static_cast<unsigned>(n));
+    } else if (arg == "--max-concurrent" || arg == "--max-queued" || arg == "--heartbeat" ||
+               arg == "--max-message-size") {
+      auto v = value();
+      char* end = nullptr;
+      unsigned long long n = v ? std::strtoull(v->c_str(), &end, 10) : 0;
+      if (!v || v->empty() || *end || n > 0xffffffffull)
+        return usage_error(std::string(arg) + " needs a number");
+      if (arg == "--max-concurrent") cl.max_concurrent = static_cast<unsigned>(n);
+      if (arg == "--max-queued") cl.max_queued = n;
+      if (arg == "--heartbeat") cl.heartbeat_ms = static_cast<unsigned>(n);
+      if (arg == "--max-message-size") cl.max_message_size = n;
     } else if (arg == "--unix-mode") {
       auto v = value();
       char* end = nullptr;
@@ -322,8 +447,18 @@ int parse(int argc, char** argv, command_line& cl) {
   return -1;
 }
 
+void keep_note(server_state& state, bokbok::message m) {
+  std::lock_guard lock(state.mutex);
+  if (state.notes.size() < 1000) state.notes.push_back(m.size() > 1 ? m[1] : "");
+}
+
 int serve_stdio_mode(server_state& state, const command_line& cl) {
   bokbok::options opts;
+  opts.max_concurrent_calls = cl.max_concurrent;
+  opts.max_queued_calls = cl.max_queued;
+  opts.heartbeat_interval = std::chrono::milliseconds(cl.heartbeat_ms);
+  opts.max_message_size = cl.max_message_size;
+  opts.on_notify = [&state](bokbok::connection&, bokbok::message m) { keep_note(state, std::move(m)); };
   if (!cl.users_file.empty()) opts.keys.key_for_user = bokbok::load_users(cl.users_file);
   opts.on_request = [&state](bokbok::connection& conn, bokbok::message req) {
     return handle(state, conn, std::move(req));
@@ -376,6 +511,11 @@ int serve_listening_mode(server_state& state, const command_line& cl) {
     o.authorize = [uids = cl.allow_uids](const std::optional<bokbok::connection::credentials>& c) {
       return c && std::find(uids.begin(), uids.end(), c->uid) != uids.end();
     };
+  o.max_concurrent_calls = cl.max_concurrent;
+  o.max_queued_calls_per_connection = cl.max_queued;
+  o.heartbeat_interval = std::chrono::milliseconds(cl.heartbeat_ms);
+  o.max_message_size = cl.max_message_size;
+  o.on_notify = [&state](bokbok::connection&, bokbok::message m) { keep_note(state, std::move(m)); };
   o.on_request = [&state](bokbok::connection& conn, bokbok::message req) {
     return handle(state, conn, std::move(req));
   };

@@ -164,7 +164,7 @@ TEST_CASE("16 threads a side calling at once each get their own answers") {
   });
 }
 
-TEST_CASE("closing with calls pending fails all of them promptly and runs each close handler once") {
+TEST_CASE("aborting with calls pending fails all of them promptly and runs each close handler once") {
   for_each_link([](transport_kind kind) {
     std::latch release(1);
     std::atomic<int> started{0}, finished{0}, closes_a{0}, closes_b{0};
@@ -182,7 +182,7 @@ TEST_CASE("closing with calls pending fails all of them promptly and runs each c
     std::vector<std::future<message>> calls;
     for (int i = 0; i < 8; ++i) calls.push_back(a.request_async({"hold", std::to_string(i)}));
     while (started < 8) std::this_thread::yield();
-    a.close();
+    a.abort();
     for (auto& f : calls) {
       REQUIRE(f.wait_for(5s) == std::future_status::ready);
       CHECK_THROWS_AS(f.get(), bokbok::transport_error);

@@ -190,12 +190,12 @@ TEST_CASE("a record body shorter than the frame header is refused") {
 
 TEST_CASE("an unknown frame type is refused with its number") {
   CHECK(frame_error(body(0, 0, 0)) == "unknown frame type 0");
-  CHECK(frame_error(body(10, 0, 0)) == "unknown frame type 10");
+  CHECK(frame_error(body(11, 0, 0)) == "unknown frame type 11");
   CHECK(frame_error(body(255, 0, 0)) == "unknown frame type 255");
 }
 
 TEST_CASE("unknown flag bits are refused") {
-  CHECK(frame_error(body(2, 0x04, 1, "\0\0\0\0"s)) == "unknown flags 0x04 on a request frame");
+  CHECK(frame_error(body(2, 0x08, 1, "\0\0\0\0"s)) == "unknown flags 0x08 on a request frame");
   CHECK(frame_error(body(3, 0x81, 1)) == "unknown flags 0x81 on a response frame");
 }
 
@@ -203,6 +203,26 @@ TEST_CASE("fragment flags are refused on frames that carry no message") {
   CHECK(frame_error(body(6, flag_more, 0)) == "flags 0x01 not allowed on a ping frame");
   CHECK(frame_error(body(1, flag_continued, 0)) == "flags 0x02 not allowed on a hello frame");
   CHECK(frame_error(body(4, flag_more, 1, "\0\1"s)) == "flags 0x01 not allowed on an error frame");
+}
+
+TEST_CASE("the deadline flag is only for the first fragment of a request with its prefix") {
+  CHECK(frame_error(body(2, flag_deadline, 1, "\0\0\1\0"s)).empty());
+  CHECK(frame_error(body(2, flag_deadline | flag_more, 1, "\0\0\1\0"s)).empty());
+  CHECK(frame_error(body(2, flag_deadline | flag_continued, 1, "\0\0\1\0"s)) ==
+        "flag 0x04 (deadline) not allowed on a continued request fragment");
+  CHECK(frame_error(body(3, flag_deadline, 1, "\0\0\1\0"s)) ==
+        "flag 0x04 (deadline) not allowed on a response frame");
+  CHECK(frame_error(body(10, flag_deadline, 1, "\0\0\1\0"s)) ==
+        "flag 0x04 (deadline) not allowed on a notify frame");
+  CHECK(frame_error(body(2, flag_deadline, 1, "\0\0\1"s)) ==
+        "request with a deadline has a payload of 3 bytes, shorter than its 4-byte deadline");
+}
+
+TEST_CASE("notify frames carry fragments under a nonzero id") {
+  CHECK(frame_error(body(10, flag_more, 1, "\0\0\0\0"s)).empty());
+  CHECK(frame_error(body(10, flag_continued, 1, "xy")).empty());
+  CHECK(frame_error(body(10, 0, 0, "\0\0\0\0"s)) == "notify frame with call id 0 (must be nonzero)");
+  CHECK(std::string(to_string(frame_type::notify)) == "notify");
 }
 
 TEST_CASE("each frame type's call id rule is enforced") {
@@ -308,5 +328,5 @@ TEST_CASE("frame types have names, and unknown values are called unknown") {
   CHECK(std::string(to_string(frame_type::goaway)) == "goaway");
   CHECK(std::string(to_string(frame_type::close)) == "close");
   CHECK(std::string(to_string(static_cast<frame_type>(0))) == "unknown");
-  CHECK(std::string(to_string(static_cast<frame_type>(10))) == "unknown");
+  CHECK(std::string(to_string(static_cast<frame_type>(11))) == "unknown");
 }

@@ -484,7 +484,10 @@ TEST_CASE("a replayed client record closes the server side after the original is
   } catch (const bokbok::transport_error&) {
   }
   REQUIRE(s.wait_ends(1));
-  CHECK(s.got() == std::vector<message>{call_a});
+  // Handled once at most: the replay is never delivered. (The original may not have
+  // been started yet when the replay ends the connection.)
+  auto got = s.got();
+  CHECK((got == std::vector<message>{call_a} || got.empty()));
   CHECK(contains(s.only_end(), "record failed authentication"));
   c.close();
 }
@@ -626,7 +629,7 @@ TEST_CASE("a stream cut at any record boundary or inside any record is a lost co
           }
           if (all) {
             client_closed_itself = true;
-            c.close();
+            c.abort();  // a close frame at once (close() would send a goaway first)
           }
           c.wait_closed();
           client_end = c.close_reason();

@@ -175,7 +175,7 @@ inline settings parse_settings(const std::string& s) {
 }
 
 inline frame_type parse_type(const std::string& name) {
-  for (int t = 1; t <= 9; ++t)
+  for (int t = 1; t <= 10; ++t)
     if (name == to_string(static_cast<frame_type>(t))) return static_cast<frame_type>(t);
   throw std::runtime_error("unknown frame type name " + name);
 }

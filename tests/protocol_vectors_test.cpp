@@ -311,7 +311,10 @@ TEST_CASE("PROTOCOL.md holds every test vector the protocol needs, each well for
         "frame-error", "frame-cancel", "frame-ping", "frame-pong", "frame-goaway",
         "frame-close", "frames-fragmented-request", "invalid-record-length-0",
         "invalid-frame-type", "invalid-flags", "invalid-unknown-continuation",
-        "invalid-restarted-message", "invalid-message-count", "message-empty"}) {
+        "invalid-restarted-message", "invalid-message-count", "message-empty",
+        "frame-request-deadline", "frame-notify", "frames-deadline-request",
+        "invalid-deadline-on-response", "invalid-deadline-continued", "invalid-deadline-short",
+        "invalid-notify-id-0"}) {
     CHECK_MESSAGE(names.count(required), "PROTOCOL.md lacks vector " << required);
   }
   CHECK(invalid >= 10);
@@ -330,7 +333,7 @@ TEST_CASE("every test vector in PROTOCOL.md encodes and decodes as it says") {
 
 TEST_CASE("the frame type table in PROTOCOL.md matches frame.hpp") {
   const auto rows = table_rows(read_spec(), "### 4.1");
-  REQUIRE(rows.size() == 9);
+  REQUIRE(rows.size() == 10);
   for (const auto& row : rows) {
     CAPTURE(row.first);
     CHECK(to_string(static_cast<frame_type>(row.first)) == row.second);

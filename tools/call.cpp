@@ -337,7 +337,7 @@ std::variant<message, int> call_once(connection& conn, message request,
     // wait_closed: our close frame is out before the process exits, so the server sees a
     // clean close rather than a lost connection (bounded by the library's drain timer).
     ~closer() {
-      c.close();
+      c.abort();
       c.wait_closed();
     }
   } close_at_end{conn};

@@ -6,6 +6,9 @@
 //   bokbok::message answer = conn.request({"ping", "hello"});
 #pragma once
 
+#include <chrono>
+#include <functional>
+#include <string>
 #include <string_view>
 #include <utility>
 
@@ -23,6 +26,28 @@ namespace bokbok {
 // Throws address_error for a malformed address and transport_error / protocol_error
 // when the peer cannot be reached or does not speak bokbok.
 connection connect(std::string_view address, const options& opts = {});
+
+// Opt-in reconnection for a connection opened from an address (tcp:, unix:). When the
+// transport drops (or the peer closes), the connection dials the address again, after
+// initial_delay, doubling up to max_delay between attempts. Calls in flight at the drop
+// fail with transport_error (they may have run). request() and notify() made while
+// reconnecting wait for the new connection up to their deadline (call_options, or the
+// handler's), else until it is up; request_async() fails at once with transport_error.
+// on_drop (with the reason) and on_reconnect run on an internal thread, once per drop
+// and per reconnection. After max_attempts failed attempts in a row (0: no limit), or
+// close() / abort(), the connection is closed for good and options::on_close runs once.
+// peer_address() and user() then refer to the latest underlying connection.
+struct reconnect_policy {
+  std::chrono::milliseconds initial_delay{100};
+  std::chrono::milliseconds max_delay{5'000};
+  unsigned max_attempts = 0;
+  std::function<void(const std::string& why)> on_drop;
+  std::function<void()> on_reconnect;
+};
+
+// connect(), and reconnect per `policy` when the transport drops. The first connection
+// is made before returning (it throws like connect()).
+connection connect(std::string_view address, const options& opts, const reconnect_policy& policy);
 
 // Opens a connection over an already open pair of file descriptors, which it takes
 // ownership of (in_fd may equal out_fd, e.g. a socket): they are closed with the

@@ -8,19 +8,29 @@
 //
 // Thread-safety: every member function of connection may be called from any thread.
 // Lifetime: a connection is a shared handle; copies refer to the same connection. The
-// connection stays open until close() is called on any handle, the peer closes, or the
-// transport fails; dropping handles does not close it. After it closes, calls fail with
-// transport_error and the close handler has run exactly once.
+// connection stays open until close() or abort() is called on any handle, the peer
+// closes, the peer stops answering heartbeats, or the transport fails; dropping handles
+// does not close it. After it closes, calls fail with transport_error and the close
+// handler has run exactly once. A connection opened with a reconnect_policy
+// (bokbok::connect) instead dials again when the transport drops, and is closed for good
+// only by close(), abort(), or when its policy gives up.
+//
+// Robust calls (README "Robust calls"): a call may carry a deadline and a stop token
+// (call_options); the deadline travels to the handler, which reads it, and its stop
+// token, through this_call. Heartbeats, limits, backpressure, graceful close and
+// notifications are configured in `options`.
 #pragma once
 
 #include <any>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <future>
 #include <memory>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,6 +44,7 @@ class connection;
 
 namespace detail {
 class connection_impl;
+class reconnector;
 }
 
 // Answers one request. Returning a message sends it as the response; throwing sends an
@@ -43,6 +54,52 @@ using request_handler = std::function<message(connection&, message request)>;
 
 // Runs once, on a handler thread, after the connection has closed for any reason.
 using close_handler = std::function<void(connection&)>;
+
+// Receives one notification (a one-way message, connection::notify on the other side).
+// Runs on a handler thread (or the loop thread with inline_handlers); its exceptions are
+// dropped: a notification has nobody to answer.
+using notify_handler = std::function<void(connection&, message notification)>;
+
+using steady_clock = std::chrono::steady_clock;
+
+// Per-call options. The earlier of `timeout` (from when the call is made) and `deadline`
+// is the call's deadline; a call made by a handler also inherits its own call's deadline
+// (this_call::deadline()) when that is earlier, and its stop token when `stop` has none.
+struct call_options {
+  std::optional<std::chrono::milliseconds> timeout;
+  std::optional<steady_clock::time_point> deadline;
+  // request_stop() on its source cancels the call: the caller gets call_error
+  // (cancelled) at once, the peer is sent a cancel and its handler's stop token fires.
+  std::stop_token stop;
+};
+
+// The handle of one asynchronous call, for cancelling it. Copyable; cancel() may be
+// called from any thread, any number of times; after the call has completed it does
+// nothing. The callback then runs once with call_error(cancelled).
+class call_handle {
+ public:
+  call_handle() = default;
+  void cancel() const;
+
+ private:
+  friend class connection;
+  std::weak_ptr<detail::connection_impl> conn_;
+  std::uint64_t seq_ = 0;
+};
+
+// What a request handler knows about the call it is running. Valid on the thread that
+// runs a request handler (a handler thread, or the loop thread with inline_handlers),
+// for the duration of the handler; elsewhere: no deadline and a stop token that never
+// fires.
+namespace this_call {
+// When the caller gives up; none when it sent no deadline.
+std::optional<steady_clock::time_point> deadline();
+// Time left before the deadline (zero or negative once passed); milliseconds::max()
+// when there is none.
+std::chrono::milliseconds remaining();
+// Fires when the caller cancels the call (or its deadline passes on its side).
+std::stop_token stop_token();
+}  // namespace this_call
 
 // Completion of request_async(): exactly one of `error` (non-null) or `response` is set.
 // Runs on the connection's event-loop thread (or on the caller's, when the call fails
@@ -62,8 +119,30 @@ struct options {
   // No handler: every incoming request is answered with error_code::no_such_method.
   request_handler on_request;
   close_handler on_close;
+  // No handler: notifications from the peer are dropped.
+  notify_handler on_notify;
   // Handler threads for this connection, started on demand and at most this many.
   unsigned max_threads = 16;
+  // Peer requests run at once on this connection (0: up to max_threads, or the
+  // server's pool); more wait in a queue of max_queued_calls, beyond which they are
+  // answered with error_code::busy. Announced to the peer in the hello.
+  unsigned max_concurrent_calls = 0;
+  std::size_t max_queued_calls = 1024;
+  // Heartbeat: when nothing arrived for this long, ping; when still nothing arrived
+  // one more interval after the ping, the peer is declared unresponsive: pending calls
+  // fail with peer_unresponsive_error and the connection closes. 0: no heartbeat
+  // (pings from the peer are still answered). Announced in the hello.
+  std::chrono::milliseconds heartbeat_interval{0};
+  // Closes the connection gracefully (goaway) once no call has run in either
+  // direction for this long. 0: never.
+  std::chrono::milliseconds idle_timeout{0};
+  // Backpressure: bytes queued to send on this connection before callers wait.
+  // request() and notify() block until the queue is below it (or their deadline
+  // passes, or they are cancelled); request_async() does not block: it fails with
+  // call_error(busy). A handler's answer waits too (on a handler thread). One message
+  // may pass the bound by its own size. On the loop thread nothing blocks; reading from
+  // the peer pauses instead until the queue has drained below half the bound.
+  std::size_t max_send_queue = 8u << 20;
   // Run on_request on the connection's event-loop thread instead of a handler thread.
   // Saves a thread hand-off per call (about half the latency of a tiny call), for
   // handlers that are quick and never block: while one runs, this connection and every
@@ -115,16 +194,36 @@ class connection {
   // first. Throws std::logic_error on the connection's event-loop thread (an inline
   // handler or a response callback), where waiting would deadlock.
   message request(message request);
+  // The same with a deadline and/or a stop token: throws call_error with
+  // deadline_exceeded or cancelled when they end the call first (the peer is sent a
+  // cancel; a late answer is dropped).
+  message request(message request, const call_options& opts);
 
   // Non-blocking forms of request(). The callback runs on the event-loop thread, or on
   // the calling thread when the call fails before it is sent.
   std::future<message> request_async(message request);
   void request_async(message request, response_callback done);
+  std::future<message> request_async(message request, const call_options& opts);
+  call_handle request_async(message request, const call_options& opts,
+                            response_callback done);
 
-  // Closes the connection: pending calls fail with transport_error at once, the peer is
-  // told, handlers still running finish but their answers are dropped. Idempotent; may
-  // be called from a handler.
-  void close();
+  // Sends a one-way message to the peer's on_notify; no answer, no error from the peer.
+  // Throws like request() when it cannot be sent (closed, shutting_down, too_large; and
+  // call_error(no_such_method) when the peer does not take notifications). Blocks, like
+  // request(), while the send queue is full.
+  void notify(message notification);
+
+  // Closes gracefully (PROTOCOL.md §8.4): tells the peer goaway, so neither side starts
+  // new calls (new ones fail with call_error(shutting_down)); calls already running
+  // either way finish, for up to `grace`; then the connection closes, failing whatever
+  // is still pending with transport_error. Returns at once; idempotent; may be called
+  // from a handler (whose own answer still goes out).
+  void close(std::chrono::milliseconds grace = std::chrono::seconds(5));
+
+  // Closes at once: pending calls fail with transport_error, the peer is told (close
+  // frame), handlers still running finish but their answers are dropped. Idempotent;
+  // may be called from a handler.
+  void abort();
 
   // True once the connection has closed for any reason.
   bool closed() const;
@@ -164,9 +263,19 @@ class connection {
 
   // Internal: connections are made by the connect functions below or by a server.
   explicit connection(std::shared_ptr<detail::connection_impl> impl);
+  connection(std::shared_ptr<detail::connection_impl> impl,
+             std::shared_ptr<detail::reconnector> reconnect);
 
  private:
+  friend class detail::reconnector;
+  // The connection to call on: impl_, or, when reconnecting, the current one (waiting
+  // for it up to `deadline`).
+  std::shared_ptr<detail::connection_impl> target(
+      std::optional<steady_clock::time_point> deadline = std::nullopt) const;
+  std::shared_ptr<detail::connection_impl> impl_for_reconnect() const { return impl_; }
+
   std::shared_ptr<detail::connection_impl> impl_;
+  std::shared_ptr<detail::reconnector> reconnect_;  // set by connect(address, policy)
 };
 
 }  // namespace bokbok

@@ -35,7 +35,8 @@ class error : public std::runtime_error {
 };
 
 // A call failed with a code: refused on this side before it was sent (too_large,
-// shutting_down) or answered with an error by the peer (remote_error).
+// shutting_down, busy when the send queue is full), ended on this side
+// (deadline_exceeded, cancelled), or answered with an error by the peer (remote_error).
 class call_error : public error {
  public:
   call_error(error_code code, const std::string& message) : error(message), code_(code) {}
@@ -55,6 +56,13 @@ class remote_error : public call_error {
 class transport_error : public error {
  public:
   using error::error;
+};
+
+// The peer stopped answering heartbeats (options::heartbeat_interval): it may be
+// stopped, hung or cut off. Pending calls fail with it; the connection is closed.
+class peer_unresponsive_error : public transport_error {
+ public:
+  using transport_error::transport_error;
 };
 
 // The peer sent bytes that are not the bokbok protocol (stray output, bad frames).

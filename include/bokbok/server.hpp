@@ -35,14 +35,27 @@ struct server_options {
   // Permission bits for unix:PATH socket files, e.g. 0660; none: as the umask leaves them.
   std::optional<unsigned> unix_mode;
 
-  // Handler threads shared by all connections.
+  // Handler threads shared by all connections: the server-wide cap on running handlers.
+  // Requests beyond it wait in a queue of max_queued_calls (all connections together),
+  // beyond which they are answered with error_code::busy.
   unsigned max_threads = 32;
+  std::size_t max_queued_calls = 4096;
+  // Per connection: handlers running at once (0: no per-connection cap) and requests
+  // waiting beyond that (then busy); see options::max_concurrent_calls.
+  unsigned max_concurrent_calls = 0;
+  std::size_t max_queued_calls_per_connection = 1024;
+  // Per connection, as in options: heartbeat, idle timeout (a connection with no call
+  // in either direction for this long is closed gracefully), send-queue bound.
+  std::chrono::milliseconds heartbeat_interval{0};
+  std::chrono::milliseconds idle_timeout{0};
+  std::size_t max_send_queue = 8u << 20;
   // Connections served at once. One more waits up to connection_wait for a slot, then
   // is refused: its client's connect fails with "refused by the server: busy ...".
   unsigned max_connections = 1024;
   std::chrono::milliseconds connection_wait{1000};
 
   request_handler on_request;
+  notify_handler on_notify;
   // Runs on a handler thread when a connection has opened (handshake done), before any
   // of its requests is handled.
   std::function<void(connection&)> on_open;

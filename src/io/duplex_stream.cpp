@@ -1,5 +1,7 @@
-// The one duplex_stream: a read half that keeps one read in flight into a 256 KiB
-// buffer, and a write half that carries one batch of iovecs to the end.
+// The one duplex_stream: a read half that keeps one read in flight into a buffer that
+// adapts to the traffic (4 KiB while reads are small, doubling up to 256 KiB while they
+// fill it, halving again when they shrink), and a write half that carries one batch of
+// iovecs to the end. An idle connection thus holds 4 KiB of read buffer, not 256 KiB.
 //
 // Lifetime: each operation in flight holds a shared_ptr to the stream (in its completion
 // object), so the stream, its buffer and its fds outlive the kernel's use of them; the
@@ -21,7 +23,8 @@
 namespace bokbok::io {
 namespace {
 
-constexpr std::size_t read_buffer_size = 256 * 1024;
+constexpr std::size_t min_read_buffer = 4 * 1024;
+constexpr std::size_t read_buffer_size = 256 * 1024;  // the most it grows to
 constexpr std::size_t max_iov_per_write = IOV_MAX;
 static_assert(read_buffer_size <= INT_MAX);
 
@@ -53,7 +56,7 @@ class stream_impl final : public duplex_stream,
         in_is_socket_(is_socket(in_.get())),
         out_is_socket_(out_ ? is_socket(out_.get()) : in_is_socket_),
         events_(events),
-        buffer_(std::make_unique_for_overwrite<char[]>(read_buffer_size)),
+
         read_op_(*this, &stream_impl::on_read),
         write_op_(*this, &stream_impl::on_written) {}
 
@@ -104,7 +107,9 @@ class stream_impl final : public duplex_stream,
   bool in_is_socket_;
   bool out_is_socket_;
   stream_events* events_;
-  std::unique_ptr<char[]> buffer_;
+  std::unique_ptr<char[]> buffer_;  // allocated for the first read
+  std::size_t buffer_size_ = 0;
+  std::size_t want_size_ = min_read_buffer;  // for the next read
   op read_op_;
   op write_op_;
 
@@ -138,8 +143,12 @@ void stream_impl::start_reading() {
 }
 
 void stream_impl::submit_read() {
+  if (buffer_size_ != want_size_) {  // no read in flight, nothing being delivered
+    buffer_ = std::make_unique_for_overwrite<char[]>(want_size_);
+    buffer_size_ = want_size_;
+  }
   read_op_.arm(shared_from_this());
-  loop_->submit_read(in_.get(), buffer_.get(), read_buffer_size, &read_op_);
+  loop_->submit_read(in_.get(), buffer_.get(), buffer_size_, &read_op_);
 }
 
 void stream_impl::on_read(int res) {
@@ -170,8 +179,14 @@ void stream_impl::deliver(int res) {
     events_->on_read_end(res);
     return;
   }
+  const auto n = static_cast<std::size_t>(res);
+  // Grow while reads fill the buffer (a bulk transfer), shrink when they use little.
+  if (n == buffer_size_ && want_size_ < read_buffer_size)
+    want_size_ = buffer_size_ * 2;
+  else if (n < buffer_size_ / 8 && want_size_ > min_read_buffer)
+    want_size_ = buffer_size_ / 2;
   delivering_ = true;
-  events_->on_data(std::string_view(buffer_.get(), static_cast<std::size_t>(res)));
+  events_->on_data(std::string_view(buffer_.get(), n));
   delivering_ = false;
   if (!closed_ && reading_ && !read_op_.in_flight()) submit_read();
 }

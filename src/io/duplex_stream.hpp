@@ -53,7 +53,8 @@ class duplex_stream {
 
   // Backpressure: no on_data (nor on_read_end) until start_reading() is called again.
   // No new read is submitted; what a read already in flight brings is held (at most one
-  // buffer, 256 KiB), so the peer is slowed by the kernel's buffers filling up.
+  // buffer: 4 KiB to 256 KiB, growing with the traffic), so the peer is slowed by the
+  // kernel's buffers filling up.
   virtual void stop_reading() = 0;
 
   // Writes every byte of `iov` (partial writes are continued internally), then

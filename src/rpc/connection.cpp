@@ -1,20 +1,71 @@
-// bokbok::connection: the public handle, forwarding to connection_impl.
+// bokbok::connection: the public handle, forwarding to connection_impl (through the
+// reconnector for a connection opened with a reconnect_policy).
 #include "bokbok/connection.hpp"
 
 #include <cstring>
 
 #include "rpc/connection_impl.hpp"
+#include "rpc/reconnector.hpp"
 
 namespace bokbok {
 
+namespace {
+
+// How long a call may wait for a reconnection: its own deadline, or its handler's.
+std::optional<steady_clock::time_point> wait_limit(const call_options& o) {
+  std::optional<steady_clock::time_point> d = o.deadline;
+  if (o.timeout) {
+    auto t = steady_clock::now() + *o.timeout;
+    if (!d || t < *d) d = t;
+  }
+  if (auto inherited = this_call::deadline(); inherited && (!d || *inherited < *d))
+    d = inherited;
+  return d;
+}
+
+// Runs `f`, turning what it throws into a callback error (asynchronous forms).
+template <class F>
+bool or_report(F f, const response_callback& done) {
+  try {
+    f();
+    return true;
+  } catch (...) {
+    done(std::current_exception(), {});
+    return false;
+  }
+}
+
+}  // namespace
+
 connection::connection(std::shared_ptr<detail::connection_impl> impl) : impl_(std::move(impl)) {}
 
-message connection::request(message m) { return impl_->call_sync(std::move(m)); }
+connection::connection(std::shared_ptr<detail::connection_impl> impl,
+                       std::shared_ptr<detail::reconnector> reconnect)
+    : impl_(std::move(impl)), reconnect_(std::move(reconnect)) {}
+
+std::shared_ptr<detail::connection_impl> connection::target(
+    std::optional<steady_clock::time_point> deadline) const {
+  return reconnect_ ? reconnect_->current(deadline) : impl_;
+}
+
+message connection::request(message m) { return target()->call_sync(std::move(m)); }
+
+message connection::request(message m, const call_options& opts) {
+  return target(wait_limit(opts))->call_sync(std::move(m), opts);
+}
 
 std::future<message> connection::request_async(message m) {
+  return request_async(std::move(m), call_options{});
+}
+
+void connection::request_async(message m, response_callback done) {
+  request_async(std::move(m), call_options{}, std::move(done));
+}
+
+std::future<message> connection::request_async(message m, const call_options& opts) {
   auto promise = std::make_shared<std::promise<message>>();
   auto future = promise->get_future();
-  impl_->call(std::move(m), [promise](std::exception_ptr e, message r) {
+  request_async(std::move(m), opts, [promise](std::exception_ptr e, message r) {
     if (e)
       promise->set_exception(std::move(e));
     else
@@ -23,24 +74,53 @@ std::future<message> connection::request_async(message m) {
   return future;
 }
 
-void connection::request_async(message m, response_callback done) {
-  impl_->call(std::move(m), std::move(done));
+call_handle connection::request_async(message m, const call_options& opts,
+                                      response_callback done) {
+  call_handle h;
+  std::shared_ptr<detail::connection_impl> c;
+  // While reconnecting, an asynchronous call does not wait: it fails at once.
+  if (!or_report([&] { c = reconnect_ ? reconnect_->current_now() : impl_; }, done))
+    return h;
+  h.conn_ = c;
+  h.seq_ = c->call(std::move(m), std::move(done), opts);
+  return h;
 }
 
-void connection::close() { impl_->close(); }
-bool connection::closed() const { return impl_->closed(); }
-void connection::wait_closed() const { impl_->wait_closed(); }
-std::string connection::close_reason() const { return impl_->close_reason(); }
-const std::string& connection::peer_address() const { return impl_->peer_address(); }
-const std::string& connection::user() const { return impl_->user(); }
-std::any& connection::user_data() const { return impl_->user_data(); }
+void connection::notify(message m) { target()->notify(std::move(m)); }
 
-}  // namespace bokbok
+void connection::close(std::chrono::milliseconds grace) {
+  if (reconnect_) return reconnect_->close(grace);
+  impl_->close_gracefully(grace);
+}
 
-namespace bokbok {
+void connection::abort() {
+  if (reconnect_) return reconnect_->abort();
+  impl_->close();
+}
+
+bool connection::closed() const { return reconnect_ ? reconnect_->closed() : impl_->closed(); }
+
+void connection::wait_closed() const {
+  if (reconnect_) return reconnect_->wait_closed();
+  impl_->wait_closed();
+}
+
+std::string connection::close_reason() const {
+  return reconnect_ ? reconnect_->close_reason() : impl_->close_reason();
+}
+
+const std::string& connection::peer_address() const {
+  return (reconnect_ ? reconnect_->latest() : impl_)->peer_address();
+}
+const std::string& connection::user() const {
+  return (reconnect_ ? reconnect_->latest() : impl_)->user();
+}
+std::any& connection::user_data() const {
+  return reconnect_ ? reconnect_->user_data() : impl_->user_data();
+}
 
 std::optional<connection::credentials> connection::peer_credentials() const {
-  return impl_->peer_credentials();
+  return (reconnect_ ? reconnect_->latest() : impl_)->peer_credentials();
 }
 
 std::optional<child_exit> connection::child_status() const {

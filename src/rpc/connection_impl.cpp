@@ -3,6 +3,7 @@
 #include "rpc/connection_impl.hpp"
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <future>
 
@@ -26,8 +27,10 @@ connection_impl::connection_impl(config cfg)
     : cfg_(std::move(cfg)),
       reassembler_(cfg_.opts.max_message_size, wire::max_partial_messages) {
   pool_ = cfg_.pool;
-  if (!pool_) pool_ = std::make_shared<rpc::handler_pool>(
-      rpc::handler_pool::limits{cfg_.opts.max_threads, 4096, std::chrono::seconds(5)});
+  if (!pool_)
+    pool_ = std::make_shared<rpc::handler_pool>(rpc::handler_pool::limits{
+        cfg_.opts.max_threads, std::max<std::size_t>(cfg_.opts.max_queued_calls, 1),
+        std::chrono::seconds(5)});
   user_ = cfg_.local.user;
   if (cfg_.keys) {
     cfg_.local.mode = wire::mode::key;
@@ -105,56 +108,60 @@ std::shared_ptr<connection_impl> connection_impl::open(config cfg, io::unique_fd
 void connection_impl::release_requests() {
   cfg_.loop->post([self = shared_from_this()] {
     self->holding_ = false;
-    std::vector<std::pair<std::uint32_t, message>> held;
+    std::vector<queued_call> held;
     {
       std::lock_guard lock(self->mu_);
       held.swap(self->held_);
       self->running_handlers_ += held.size();  // counted as running until dispatched
     }
-    for (auto& [id, m] : held) {
+    for (auto& h : held) {
       {
         std::lock_guard lock(self->mu_);
         --self->running_handlers_;
       }
-      self->dispatch_message(id, std::move(m));
+      self->dispatch_message(h.id, std::move(h.m), std::move(h.ctx));
     }
   });
 }
 
 void connection_impl::go_away(std::string text) {
-  cfg_.loop->post([self = shared_from_this(), text = std::move(text)] {
-    {
-      std::unique_lock lock(self->mu_);
-      if (self->phase_ != phase::open || self->self_goaway_) return;
-      self->self_goaway_ = true;
-      self->goaway_last_id_ = self->last_peer_request_;
-      std::string record;
-      wire::append_frame(record, wire::frame_type::goaway, 0, self->last_peer_request_,
-                         wire::encode_code_payload(std::uint16_t(error_code::shutting_down), text));
-      self->goaway_reason_ = "this side is shutting down: " + text;
-      self->queue_record_locked(lock, record);
-    }
-    self->close_if_drained();
-  });
+  cfg_.loop->post([self = shared_from_this(), text = std::move(text)] { self->start_goaway(text); });
+}
+
+void connection_impl::start_goaway(const std::string& text) {
+  {
+    std::unique_lock lock(mu_);
+    if (phase_ != phase::open || self_goaway_) return;
+    self_goaway_ = true;
+    goaway_last_id_ = last_peer_request_;
+    std::string record;
+    wire::append_frame(record, wire::frame_type::goaway, 0, last_peer_request_,
+                       wire::encode_code_payload(std::uint16_t(error_code::shutting_down), text));
+    goaway_reason_ = "this side is shutting down: " + text;
+    queue_record_locked(lock, record);
+    if (room_waiters_) room_cv_.notify_all();
+  }
+  close_if_drained();
 }
 
 // Loop thread: sends our preamble and hello at once, then reads.
 void connection_impl::start(io::unique_fd in, io::unique_fd out) {
   int out_fd = out ? out.get() : in.get();
-  {
-    std::lock_guard lock(mu_);
-    direct_fd_.reset(fcntl(out_fd, F_DUPFD_CLOEXEC, 3));  // if this fails, the loop writes all
-    direct_is_socket_ = io::is_socket(out_fd);
-  }
+  bool is_socket = io::is_socket(out_fd);
   try {
     stream_ = io::duplex_stream::create(cfg_.loop, std::move(in), std::move(out), this);
   } catch (const std::exception& e) {
     {
       std::lock_guard lock(mu_);
       stream_dropped_ = true;
-      direct_fd_.reset();
     }
     return finish(end_kind::transport, std::string("cannot use the file descriptors: ") + e.what());
+  }
+  {
+    // The direct writer dups this fd on first use (an idle connection costs one fd).
+    std::lock_guard lock(mu_);
+    direct_src_fd_ = out_fd;
+    direct_is_socket_ = is_socket;
   }
   std::string hello = wire::encode_preamble(cfg_.local);
   {
@@ -178,64 +185,19 @@ void connection_impl::start(io::unique_fd in, io::unique_fd out) {
   flush();
 }
 
-void connection_impl::call(message request, response_callback done) {
-  std::string framed = encode_framed(request);
-  std::unique_lock lock(mu_);
-  if (phase_ != phase::open) {
-    auto err = closed_error_locked();
-    lock.unlock();
-    done(err, {});
-    return;
-  }
-  if (peer_goaway_ || self_goaway_) {
-    lock.unlock();
-    done(error_ptr<call_error>(error_code::shutting_down, goaway_reason_), {});
-    return;
-  }
-  if (auto why = too_large_locked("request", framed)) {
-    lock.unlock();
-    done(error_ptr<call_error>(error_code::too_large, *why), {});
-    return;
-  }
-  std::uint32_t id = next_id_;
-  while (id == 0 || pending_.count(id)) ++id;
-  next_id_ = id + 1;
-  pending_.emplace(id, std::move(done));
-  queue_message_locked(lock, wire::frame_type::request, id, std::move(framed));
-}
-
-message connection_impl::call_sync(message request) {
-  if (cfg_.loop->in_loop_thread())
-    throw std::logic_error(
-        "bokbok: request() would block the event loop thread it waits on (called from an "
-        "inline handler or a response callback); use request_async there");
-  struct waiter {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
-    std::exception_ptr error;
-    message response;
-  } w;
-  call(std::move(request), [&w](std::exception_ptr e, message m) {
-    std::lock_guard lock(w.mu);
-    w.error = std::move(e);
-    w.response = std::move(m);
-    w.done = true;
-    w.cv.notify_one();  // under the lock: `w` lives on the waiter's stack
-  });
-  rpc::handler_pool::blocking_scope blocked;  // a nested call frees its handler slot
-  std::unique_lock lock(w.mu);
-  w.cv.wait(lock, [&] { return w.done; });
-  if (w.error) std::rethrow_exception(w.error);
-  return std::move(w.response);
-}
-
-void connection_impl::run_handler(std::uint32_t id, message request) {
+void connection_impl::run_handler(std::uint32_t id, message request,
+                                  std::shared_ptr<call_context> ctx) {
   connection handle(shared_from_this());
   struct done_guard {
     connection_impl* c;
-    ~done_guard() { c->handler_done(); }
-  } guard{this};
+    std::uint32_t id;
+    ~done_guard() { c->handler_done(id); }
+  } guard{this, id};
+  call_context_scope scope(ctx.get());  // this_call, and what nested calls inherit
+  if (ctx->stop.stop_requested()) return;  // cancelled while queued: nobody waits
+  if (ctx->deadline && *ctx->deadline <= io::clock::now())
+    return send_error(id, error_code::deadline_exceeded,
+                      "the call's deadline passed before its handler started");
   if (!cfg_.opts.on_request) {
     send_error(id, error_code::no_such_method,
                "no request handler on this side" +
@@ -254,7 +216,7 @@ void connection_impl::run_handler(std::uint32_t id, message request) {
   }
 }
 
-void connection_impl::close() {
+void connection_impl::close() {  // abrupt (connection::abort)
   cfg_.loop->post([self = shared_from_this()] {
     self->finish(end_kind::clean, "closed by this side");
   });
@@ -284,13 +246,15 @@ std::exception_ptr connection_impl::closed_error_locked() const {
                      (close_reason_.empty() ? "not open" : close_reason_);
   if (end_kind_ == end_kind::protocol) return error_ptr<protocol_error>(what);
   if (end_kind_ == end_kind::auth) return error_ptr<authentication_error>(what);
+  if (end_kind_ == end_kind::unresponsive) return error_ptr<peer_unresponsive_error>(what);
   return error_ptr<transport_error>(what);
 }
 
 // Loop thread: ends the connection once. Pending calls fail at once, the peer gets a
 // close frame if the link still works, and the close handler runs on a handler thread.
 void connection_impl::finish(end_kind kind, std::string reason, std::string_view farewell) {
-  std::unordered_map<std::uint32_t, response_callback> pending;
+  std::unordered_map<std::uint32_t, pending_call> pending;
+  std::deque<queued_call> queued;
   bool was_handshaking;
   {
     std::lock_guard lock(mu_);
@@ -308,14 +272,28 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     end_kind_ = kind;
     close_reason_ = std::move(reason);
     pending.swap(pending_);
-
+    pending_ids_.clear();
+    queued.swap(queued_);
+    room_cv_.notify_all();  // senders waiting for room give up
   }
   if (handshake_timer_) cfg_.loop->cancel_timer(handshake_timer_);
-  for (auto& [id, done] : pending) {
+  if (tick_timer_) cfg_.loop->cancel_timer(tick_timer_);
+  for (auto& [id, pc] : pending) {
+    if (pc.timer) cfg_.loop->cancel_timer(pc.timer);
     std::unique_lock lock(mu_);
     auto err = closed_error_locked();  // one each: waiters on other threads own them
     lock.unlock();
-    done(std::move(err), {});
+    pc.done(std::move(err), {});
+  }
+  pending.clear();
+  {
+    // Running handlers are told to stop: nobody will get their answers.
+    std::vector<std::shared_ptr<call_context>> running;
+    {
+      std::lock_guard lock(mu_);
+      for (auto& [id, ctx] : running_) running.push_back(ctx);
+    }
+    for (auto& ctx : running) ctx->stop.request_stop();
   }
 
   // Say goodbye when the transport still works, and drop the link once that is written
@@ -328,7 +306,7 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     // Key mode before the ciphers exist: no plaintext frames for a key-mode peer (a
     // refusal's decoy, in raw_pending_, still goes out).
     bool can_frame = !key_ || key_->ready();
-    if (kind != end_kind::transport && can_frame) {
+    if (kind != end_kind::transport && kind != end_kind::unresponsive && can_frame) {
       std::string rec(farewell);
       wire::append_frame(rec, wire::frame_type::close, 0, 0, {});
       outbox_.push_record_bytes(rec);
@@ -336,7 +314,7 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     bool idle = !writing_;
     bool nothing_to_say = idle && outbox_.empty() && raw_pending_.empty();
     lock.unlock();
-    if (kind == end_kind::transport || nothing_to_say) {
+    if (kind == end_kind::transport || kind == end_kind::unresponsive || nothing_to_say) {
       drop_stream();
     } else {
       if (idle) flush();
@@ -385,6 +363,10 @@ void connection_impl::run_close_handler() {
 // Loop thread: stops the stream for good. Until then the stream may still deliver events
 // to this object, which is why self_ is kept until both this and the close handler are done.
 void connection_impl::drop_stream() {
+  {
+    std::lock_guard lock(mu_);
+    direct_src_fd_ = -1;  // closing below: no more dups of it
+  }
   stream_->close();
   stream_.reset();
   if (cfg_.process) cfg_.process->release();

@@ -12,6 +12,8 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <stop_token>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -36,6 +38,27 @@
 #include "wire/settings.hpp"
 
 namespace bokbok::detail {
+
+// What a handler knows of the call it runs (bokbok::this_call). Shared between the
+// handler (through a thread-local pointer while it runs) and the connection, which
+// requests stop when the peer cancels.
+struct call_context {
+  std::optional<io::clock::time_point> deadline;
+  std::stop_source stop;
+};
+
+// The calling thread's current handler context, if it runs a handler (rpc/call_context.cpp).
+call_context* current_call_context() noexcept;
+class call_context_scope {
+ public:
+  explicit call_context_scope(call_context* c) noexcept;
+  ~call_context_scope();
+  call_context_scope(const call_context_scope&) = delete;
+  call_context_scope& operator=(const call_context_scope&) = delete;
+
+ private:
+  call_context* saved_;
+};
 
 class connection_impl final : public io::stream_events,
                               public std::enable_shared_from_this<connection_impl> {
@@ -89,9 +112,17 @@ class connection_impl final : public io::stream_events,
   void go_away(std::string text);
 
   // Public API (any thread).
-  void call(message request, response_callback done);
-  message call_sync(message request);
-  void close();
+  // `blocking`: the caller may wait for room in the send queue (else: busy). Returns
+  // the call's sequence number for cancel_call (0 when it failed before starting).
+  std::uint64_t call(message request, response_callback done, const call_options& opts = {},
+                     bool blocking = false);
+  message call_sync(message request, const call_options& opts = {});
+  void notify(message m);
+  // Ends our call `seq` now with call_error(code), and tells the peer (cancel).
+  void cancel_call(std::uint64_t seq, error_code code);
+  // Graceful: goaway, then abrupt close after `grace` if still open.
+  void close_gracefully(std::chrono::milliseconds grace);
+  void close();  // abrupt
   bool closed() const;
   void wait_closed() const;
   std::string close_reason() const;
@@ -117,7 +148,20 @@ class connection_impl final : public io::stream_events,
   // last answers) still goes out before the close frame. clean: a close; queued frames
   // are dropped (their calls have failed).
   // auth: key mode refused the peer's credentials, or the peer refused ours.
-  enum class end_kind { clean, drained, transport, protocol, auth };
+  enum class end_kind { clean, drained, transport, protocol, unresponsive, auth };
+
+  struct pending_call {
+    response_callback done;
+    std::uint64_t seq = 0;
+    io::timer_id timer = 0;  // the deadline's, set on the loop thread
+    std::unique_ptr<std::stop_callback<std::function<void()>>> on_stop;
+  };
+  // A peer request waiting for a slot under options::max_concurrent_calls.
+  struct queued_call {
+    std::uint32_t id;
+    message m;
+    std::shared_ptr<call_context> ctx;
+  };
 
   // Loop thread.
   void start(io::unique_fd in, io::unique_fd out);
@@ -133,8 +177,20 @@ class connection_impl final : public io::stream_events,
   bool seal_batch_locked(rpc::batch& b);
   void handle_message_frame(const wire::frame_view& f);
   void handle_error_frame(const wire::frame_view& f);
-  void dispatch_request(std::uint32_t id, std::string bytes);
-  void dispatch_message(std::uint32_t id, message m);
+  void dispatch_request(std::uint32_t id, std::string bytes, std::optional<std::uint32_t> deadline_ms);
+  void dispatch_message(std::uint32_t id, message m, std::shared_ptr<call_context> ctx);
+  void start_handler(std::uint32_t id, message m, std::shared_ptr<call_context> ctx);
+  void dispatch_notify(std::string bytes);
+  void handle_cancel(std::uint32_t id);
+  void end_call_locally(std::uint64_t seq, error_code code);
+  void arm_deadline(std::uint32_t id, std::uint64_t seq, io::clock::time_point when);
+  void arm_tick();
+  void tick();
+  // Waits (mu_ held) until the send queue has room; false when it gave up, with `why`.
+  bool wait_for_room_locked(std::unique_lock<std::mutex>& lock, bool blocking,
+                            const std::optional<io::clock::time_point>& deadline,
+                            const std::stop_token& stop, std::exception_ptr& why);
+  void after_dequeue_locked();
   void complete_call(std::uint32_t id, std::exception_ptr error, message response);
   void flush();
   // `farewell`: records to send before the close frame (a goaway saying why).
@@ -145,8 +201,10 @@ class connection_impl final : public io::stream_events,
   static std::string encode_framed(const message& m);
   // `mu_` held.
   std::optional<std::string> too_large_locked(const char* what, const std::string& framed) const;
+  // `deadline_ms`: sent as the DEADLINE prefix (requests only).
   void queue_message_locked(std::unique_lock<std::mutex>& lock, wire::frame_type type,
-                            std::uint32_t id, std::string framed);
+                            std::uint32_t id, std::string framed,
+                            std::optional<std::uint32_t> deadline_ms = std::nullopt);
   void queue_record_locked(std::unique_lock<std::mutex>& lock, std::string_view record);
   bool send_now_locked(std::unique_lock<std::mutex>& lock, std::string_view record);
   // Wakes the loop to write when nothing is being written.
@@ -154,10 +212,13 @@ class connection_impl final : public io::stream_events,
   // Any thread: queues the answer to the peer's call `id` unless the connection closed.
   void send_response(std::uint32_t id, const message& response);
   void send_error(std::uint32_t id, error_code code, std::string_view text);
-  void run_handler(std::uint32_t id, message request);
+  void run_handler(std::uint32_t id, message request, std::shared_ptr<call_context> ctx);
   void handle_goaway(const wire::frame_view& f);
+  // Loop thread: sends our goaway (once) and closes when drained.
+  void start_goaway(const std::string& text);
   void close_if_drained();
-  void handler_done();
+  // A handler ended (`id` 0: a notification's): starts the next queued request.
+  void handler_done(std::uint32_t id);
   void run_close_handler();
   void drop_stream();
   void release_self_locked();
@@ -183,6 +244,13 @@ class connection_impl final : public io::stream_events,
   open_callback opened_;
   bool holding_ = false;
   std::uint32_t last_peer_request_ = 0;  // id of the latest request the peer started
+  // Heartbeat and idle state.
+  io::clock::time_point last_rx_{};
+  io::clock::time_point last_activity_{};  // last call started or finished either way
+  std::optional<io::clock::time_point> ping_sent_at_;
+  io::timer_id tick_timer_ = 0;
+  std::uint32_t peer_features_ = 0;
+  bool reading_paused_ = false;  // backpressure: stopped reading, outbox over its bound
 
   // Guarded by mu_.
   mutable std::mutex mu_;
@@ -193,7 +261,17 @@ class connection_impl final : public io::stream_events,
   bool close_handler_done_ = false;
   bool stream_dropped_ = false;
   std::uint32_t next_id_ = 1;
-  std::unordered_map<std::uint32_t, response_callback> pending_;
+  std::unordered_map<std::uint32_t, pending_call> pending_;
+  std::unordered_map<std::uint64_t, std::uint32_t> pending_ids_;  // seq -> id
+  std::uint64_t next_seq_ = 1;
+  std::uint32_t next_notify_id_ = 1;
+  // Peer requests running (their stop sources) and waiting for a slot.
+  std::unordered_map<std::uint32_t, std::shared_ptr<call_context>> running_;
+  std::deque<queued_call> queued_;
+  // Backpressure: threads waiting for room in the outbox.
+  std::condition_variable_any room_cv_;
+  unsigned room_waiters_ = 0;
+  bool features_notify_ = false, features_deadline_ = false;
   rpc::outbox outbox_;
   bool writing_ = false;          // a batch is in flight, or a thread is in send_now_locked
   // Bytes that go out unencrypted, before anything in the outbox (key mode: preamble,
@@ -202,6 +280,7 @@ class connection_impl final : public io::stream_events,
   // A duplicate of the stream's output fd for send_now_locked. Closed with the stream,
   // or by the direct writer when it is mid-write then (direct_fd_close_pending_).
   io::unique_fd direct_fd_;
+  int direct_src_fd_ = -1;  // the stream's output fd while it is open, to dup lazily
   bool direct_is_socket_ = false;
   bool direct_writing_ = false;
   bool direct_fd_close_pending_ = false;
@@ -210,8 +289,9 @@ class connection_impl final : public io::stream_events,
   unsigned running_handlers_ = 0;  // peer requests being handled
   bool peer_goaway_ = false;
   bool self_goaway_ = false;       // we sent goaway: no new calls either way
+  bool closing_ = false;           // close(grace) called: no new calls of ours
   std::uint32_t goaway_last_id_ = 0;  // the last peer request our goaway promised to answer
-  std::vector<std::pair<std::uint32_t, message>> held_;  // see config::hold_requests
+  std::vector<queued_call> held_;  // see config::hold_requests
   std::string goaway_reason_;      // set once, before peer_goaway_
   std::shared_ptr<connection_impl> self_;
 };

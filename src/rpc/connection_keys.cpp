@@ -7,6 +7,8 @@
 // out unencrypted through raw_pending_, ahead of the outbox; after the handshake every
 // record is sealed by the loop thread as it takes a batch, in wire order, so the
 // callers' direct-write short cut is off.
+#include <algorithm>
+
 #include "rpc/connection_impl.hpp"
 
 namespace bokbok::detail {
@@ -14,6 +16,10 @@ namespace bokbok::detail {
 std::string connection_impl::settings_payload() const {
   wire::settings mine;
   mine.max_message_size = static_cast<std::uint32_t>(cfg_.opts.max_message_size);
+  mine.heartbeat_ms = static_cast<std::uint32_t>(
+      std::clamp<long long>(cfg_.opts.heartbeat_interval.count(), 0, 0xffffffffLL));
+  mine.max_concurrent_calls = cfg_.opts.max_concurrent_calls;
+  mine.features = wire::features_supported;
   return wire::encode_settings(mine);
 }
 

@@ -12,6 +12,7 @@ namespace bokbok::detail {
 
 void connection_impl::on_data(std::string_view bytes) {
   auto keep = shared_from_this();  // a frame may end the connection and its last owner
+  if (tick_timer_) last_rx_ = io::clock::now();  // any byte is a sign of life (§8.3)
   if (!preamble_done_) {
     auto st = preamble_reader_.feed(bytes);
     if (st == wire::preamble_reader::status::need_more) return;
@@ -67,6 +68,13 @@ void connection_impl::on_data(std::string_view bytes) {
     if (!stream_) return;  // the frame ended the connection
     std::lock_guard lock(mu_);
     if (phase_ == phase::closed) return;
+    // Backpressure (PROTOCOL.md §8.8): answers pile up because the peer does not read
+    // them; stop reading its requests until they drain (after_dequeue_locked resumes).
+    if (!reading_paused_ && outbox_.queued_bytes() >= cfg_.opts.max_send_queue) {
+      reading_paused_ = true;
+      stream_->stop_reading();
+      return;  // the rest of this read is kept by records_ and handled on resume
+    }
   }
 }
 
@@ -99,12 +107,12 @@ void connection_impl::handle_frame(const wire::frame_view& f) {
       return protocol_failure("a second hello frame");
     case wire::frame_type::request:
     case wire::frame_type::response:
+    case wire::frame_type::notify:
       return handle_message_frame(f);
     case wire::frame_type::error:
       return handle_error_frame(f);
     case wire::frame_type::cancel:
-      reassembler_.drop(wire::frame_type::request, f.call_id);
-      return;
+      return handle_cancel(f.call_id);
     case wire::frame_type::ping: {
       std::string rec;
       wire::append_frame(rec, wire::frame_type::pong, 0, 0, f.payload);
@@ -139,8 +147,11 @@ void connection_impl::handle_settings(std::string_view payload) {
   {
     std::lock_guard lock(mu_);
     send_limit_ = limit;
+    features_deadline_ = (theirs.features & wire::feature_deadline) != 0;
+    features_notify_ = (theirs.features & wire::feature_notify) != 0;
     phase_ = phase::open;
   }
+  arm_tick();
   if (auto done = std::move(opened_)) done(shared_from_this(), nullptr);
 }
 
@@ -153,6 +164,7 @@ void connection_impl::handle_message_frame(const wire::frame_view& f) {
     case wire::reassembler::status::error:
       return protocol_failure(err);
     case wire::reassembler::status::too_large: {
+      if (f.type == wire::frame_type::notify) return;  // dropped silently (§8.7)
       std::string text = std::string(f.type == wire::frame_type::request ? "request" : "response") +
                          " exceeds the maximum message size of " +
                          std::to_string(send_limit_) + " bytes";
@@ -166,26 +178,35 @@ void connection_impl::handle_message_frame(const wire::frame_view& f) {
     case wire::reassembler::status::complete:
       break;
   }
-  if (f.type == wire::frame_type::request) return dispatch_request(f.call_id, std::move(bytes));
+  if (f.type == wire::frame_type::request)
+    return dispatch_request(f.call_id, std::move(bytes), reassembler_.deadline_ms());
+  if (f.type == wire::frame_type::notify) return dispatch_notify(std::move(bytes));
   message m;
   if (!wire::decode_message(bytes, m, err)) return protocol_failure("bad response: " + err);
   complete_call(f.call_id, nullptr, std::move(m));
 }
 
-void connection_impl::dispatch_request(std::uint32_t id, std::string bytes) {
+void connection_impl::dispatch_request(std::uint32_t id, std::string bytes,
+                                       std::optional<std::uint32_t> deadline_ms) {
   message m;
   std::string err;
   if (!wire::decode_message(bytes, m, err)) return protocol_failure("bad request: " + err);
   last_peer_request_ = id;
+  last_activity_ = io::clock::now();
+  auto ctx = std::make_shared<call_context>();
+  if (deadline_ms) ctx->deadline = last_activity_ + std::chrono::milliseconds(*deadline_ms);
   if (holding_) {
     std::lock_guard lock(mu_);
-    held_.emplace_back(id, std::move(m));
+    held_.push_back({id, std::move(m), std::move(ctx)});
     return;
   }
-  dispatch_message(id, std::move(m));
+  dispatch_message(id, std::move(m), std::move(ctx));
 }
 
-void connection_impl::dispatch_message(std::uint32_t id, message m) {
+// Starts a handler for the peer's request, or queues it under max_concurrent_calls, or
+// refuses it (busy) when that queue is full too.
+void connection_impl::dispatch_message(std::uint32_t id, message m,
+                                       std::shared_ptr<call_context> ctx) {
   {
     std::unique_lock lock(mu_);
     if (phase_ != phase::open) return;
@@ -194,16 +215,37 @@ void connection_impl::dispatch_message(std::uint32_t id, message m) {
       lock.unlock();
       return send_error(id, error_code::shutting_down, goaway_reason_);
     }
+    const unsigned cap = cfg_.opts.max_concurrent_calls;
+    if (cap && running_handlers_ >= cap) {
+      if (queued_.size() < cfg_.opts.max_queued_calls) {
+        queued_.push_back({id, std::move(m), std::move(ctx)});
+        return;
+      }
+      lock.unlock();
+      return send_error(id, error_code::busy,
+                        "busy: " + std::to_string(cap) + " calls running and " +
+                            std::to_string(cfg_.opts.max_queued_calls) + " waiting");
+    }
     ++running_handlers_;
   }
-  if (cfg_.opts.inline_handlers) return run_handler(id, std::move(m));
+  start_handler(id, std::move(m), std::move(ctx));
+}
+
+// Any thread: runs (inline) or submits the handler of a request counted as running.
+void connection_impl::start_handler(std::uint32_t id, message m,
+                                    std::shared_ptr<call_context> ctx) {
+  {
+    std::lock_guard lock(mu_);
+    running_[id] = ctx;
+  }
+  if (cfg_.opts.inline_handlers) return run_handler(id, std::move(m), std::move(ctx));
   auto self = shared_from_this();
-  bool queued = pool_->submit([self, id, m = std::move(m)]() mutable {
-    self->run_handler(id, std::move(m));
+  bool queued = pool_->submit([self, id, m = std::move(m), ctx]() mutable {
+    self->run_handler(id, std::move(m), std::move(ctx));
   });
   if (!queued) {
-    send_error(id, error_code::busy, "too many requests waiting for a handler");
-    handler_done();
+    send_error(id, error_code::busy, "busy: too many requests waiting for a handler");
+    handler_done(id);
   }
 }
 
@@ -219,21 +261,26 @@ void connection_impl::handle_goaway(const wire::frame_view& f) {
   auto [code, text] = wire::parse_code_payload(f.payload);
   if (code == std::uint16_t(error_code::protocol))
     return finish(end_kind::protocol, "the peer reported a protocol error: " + std::string(text));
-  std::vector<response_callback> unanswered;
+  std::vector<pending_call> unanswered;
   {
     std::lock_guard lock(mu_);
     peer_goaway_ = true;
     goaway_reason_ = "the peer is shutting down: " + std::string(text);
     for (auto it = pending_.begin(); it != pending_.end();) {
       if (it->first > f.call_id) {
+        pending_ids_.erase(it->second.seq);
         unanswered.push_back(std::move(it->second));
         it = pending_.erase(it);
       } else {
         ++it;
       }
     }
+    if (room_waiters_) room_cv_.notify_all();
   }
-  for (auto& done : unanswered) done(error_ptr<call_error>(error_code::shutting_down, goaway_reason_), {});
+  for (auto& pc : unanswered) {
+    if (pc.timer) cfg_.loop->cancel_timer(pc.timer);
+    pc.done(error_ptr<call_error>(error_code::shutting_down, goaway_reason_), {});
+  }
   close_if_drained();
 }
 
@@ -241,30 +288,44 @@ void connection_impl::handle_goaway(const wire::frame_view& f) {
 void connection_impl::close_if_drained() {
   std::lock_guard lock(mu_);
   if (!(peer_goaway_ || self_goaway_) || phase_ != phase::open || !pending_.empty() ||
-      running_handlers_ > 0 || !held_.empty())
+      running_handlers_ > 0 || !held_.empty() || !queued_.empty())
     return;
-  cfg_.loop->post([self = shared_from_this()] { self->finish(end_kind::drained, self->goaway_reason_); });
+  cfg_.loop->post([self = shared_from_this(), reason = goaway_reason_] {
+    self->finish(end_kind::drained, reason);
+  });
 }
 
-void connection_impl::handler_done() {
+void connection_impl::handler_done(std::uint32_t id) {
+  std::optional<queued_call> next;
   {
     std::lock_guard lock(mu_);
+    if (id) running_.erase(id);
     --running_handlers_;
+    const unsigned cap = cfg_.opts.max_concurrent_calls;
+    if (!queued_.empty() && phase_ == phase::open && (!cap || running_handlers_ < cap)) {
+      next = std::move(queued_.front());
+      queued_.pop_front();
+      ++running_handlers_;
+    }
   }
+  if (next) start_handler(next->id, std::move(next->m), std::move(next->ctx));
   close_if_drained();
 }
 
 // Answers one of our calls; an id we no longer wait for (late, or never ours) is ignored.
 void connection_impl::complete_call(std::uint32_t id, std::exception_ptr error, message response) {
-  response_callback done;
+  pending_call pc;
   {
     std::lock_guard lock(mu_);
     auto it = pending_.find(id);
     if (it == pending_.end()) return;
-    done = std::move(it->second);
+    pc = std::move(it->second);
+    pending_ids_.erase(pc.seq);
     pending_.erase(it);
   }
-  done(std::move(error), std::move(response));
+  if (pc.timer) cfg_.loop->cancel_timer(pc.timer);
+  last_activity_ = io::clock::now();
+  pc.done(std::move(error), std::move(response));
   close_if_drained();
 }
 

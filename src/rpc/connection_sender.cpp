@@ -4,6 +4,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include <fcntl.h>
+
 #include "io/write_now.hpp"
 #include "rpc/connection_impl.hpp"
 #include "wire/message_codec.hpp"
@@ -17,8 +19,11 @@ constexpr std::size_t batch_bytes = 512 * 1024;
 }  // namespace
 
 namespace {
-// Room for a record header and a frame header in front of an encoded message.
-constexpr std::size_t headroom = wire::record_header_size + wire::frame_header_size;
+// Room for a record header, a frame header and a deadline prefix in front of an encoded
+// message. Without a deadline the headers go right before the message (at `plain_start`).
+constexpr std::size_t header_size = wire::record_header_size + wire::frame_header_size;
+constexpr std::size_t headroom = header_size + wire::deadline_prefix_size;
+constexpr std::size_t plain_start = wire::deadline_prefix_size;
 }  // namespace
 
 // Encodes once, leaving room in front: a message that fits one frame becomes its
@@ -45,16 +50,27 @@ std::optional<std::string> connection_impl::too_large_locked(const char* what,
 // it at once when it is a single frame and nothing else is queued or being written.
 void connection_impl::queue_message_locked(std::unique_lock<std::mutex>& lock,
                                            wire::frame_type type, std::uint32_t id,
-                                           std::string framed) {
-  std::size_t size = framed.size() - headroom;
+                                           std::string framed,
+                                           std::optional<std::uint32_t> deadline_ms) {
+  // The payload: [prefix] message, starting right after the headers at `start`.
+  std::size_t start = plain_start;
+  std::uint8_t flags = 0;
+  if (deadline_ms) {
+    start = 0;
+    flags = wire::flag_deadline;
+    std::string prefix;
+    wire::put_deadline_prefix(prefix, *deadline_ms);
+    std::memcpy(framed.data() + header_size, prefix.data(), prefix.size());
+  }
+  std::size_t size = framed.size() - start - header_size;
   if (size > wire::max_frame_payload) {
-    outbox_.push_message(type, id, std::move(framed), headroom);
+    outbox_.push_message(type, id, std::move(framed), start + header_size, flags);
     schedule_flush_locked();
     return;
   }
-  auto header = wire::encode_frame_header(type, 0, id, size);
-  std::memcpy(framed.data(), header.bytes, headroom);
-  queue_record_locked(lock, framed);
+  auto header = wire::encode_frame_header(type, flags, id, size);
+  std::memcpy(framed.data() + start, header.bytes, header_size);
+  queue_record_locked(lock, std::string_view(framed).substr(start));
 }
 
 void connection_impl::queue_record_locked(std::unique_lock<std::mutex>& lock,
@@ -72,7 +88,17 @@ void connection_impl::queue_record_locked(std::unique_lock<std::mutex>& lock,
 bool connection_impl::send_now_locked(std::unique_lock<std::mutex>& lock,
                                       std::string_view record) {
   // Key mode seals records in wire order as the loop writes them: no short cut.
-  if (writing_ || flush_scheduled_ || !outbox_.empty() || !direct_fd_ || key_) return false;
+  if (writing_ || flush_scheduled_ || !outbox_.empty() || key_) return false;
+  if (!direct_fd_) {
+    // First direct write: dup the stream's output fd, which stays open while
+    // direct_src_fd_ is set (drop_stream clears it under mu_ before closing).
+    if (direct_src_fd_ < 0 || direct_fd_close_pending_) return false;
+    direct_fd_.reset(fcntl(direct_src_fd_, F_DUPFD_CLOEXEC, 3));
+    if (!direct_fd_) {
+      direct_src_fd_ = -1;  // out of descriptors: the loop writes everything
+      return false;
+    }
+  }
   writing_ = direct_writing_ = true;  // the send side is ours until we give it back
   int fd = direct_fd_.get();
   lock.unlock();
@@ -107,6 +133,7 @@ void connection_impl::flush() {
   } else {
     if (key_ && !key_->ready()) return;  // nothing may go out before the handshake ends
     if (!outbox_.take_batch(*b, batch_bytes)) return;
+    after_dequeue_locked();
     if (key_ && !seal_batch_locked(*b)) return;  // the cipher is spent: nothing more
   }
   writing_ = true;
@@ -149,6 +176,9 @@ void connection_impl::send_response(std::uint32_t id, const message& response) {
     lock.unlock();
     return send_error(id, error_code::too_large, *why);
   }
+  std::exception_ptr ignored;  // backpressure: a handler thread waits for room
+  wait_for_room_locked(lock, true, std::nullopt, {}, ignored);
+  if (phase_ != phase::open) return;
   queue_message_locked(lock, wire::frame_type::response, id, std::move(framed));
 }
 

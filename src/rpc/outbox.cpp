@@ -23,16 +23,16 @@ void outbox::push_front_record_bytes(std::string_view records) {
 }
 
 void outbox::push_message(wire::frame_type type, std::uint32_t call_id, std::string bytes,
-                          std::size_t start) {
+                          std::size_t start, std::uint8_t first_flags) {
   std::string_view body = std::string_view(bytes).substr(start);
   if (body.size() <= wire::max_frame_payload) {
-    wire::append_frame(small_, type, 0, call_id, body);
+    wire::append_frame(small_, type, first_flags, call_id, body);
     queued_ += wire::record_header_size + wire::frame_header_size + body.size();
     return;
   }
   queued_ += body.size();
   large_message m{type, call_id, std::make_shared<const std::string>(std::move(bytes)), start,
-                  start};
+                  start, first_flags};
   if (large_.size() < wire::max_partial_messages)
     large_.push_back(std::move(m));
   else
@@ -57,7 +57,8 @@ bool outbox::take_batch(batch& b, std::size_t max_bytes) {
     std::size_t left = m.bytes->size() - m.sent;
     std::size_t n = std::min(left, wire::max_frame_payload);
     std::uint8_t flags =
-        (m.sent > m.start ? wire::flag_continued : 0) | (n < left ? wire::flag_more : 0);
+        (m.sent > m.start ? wire::flag_continued : m.first_flags) |
+        (n < left ? wire::flag_more : 0);
     b.headers.push_back(wire::encode_frame_header(m.type, flags, m.call_id, n));
     b.iov.push_back({b.headers.back().bytes, sizeof b.headers.back().bytes});
     b.iov.push_back({const_cast<char*>(m.bytes->data()) + m.sent, n});

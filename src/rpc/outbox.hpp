@@ -48,8 +48,9 @@ class outbox {
 
   // Queues a request or response message for `call_id`: its encoded bytes are those of
   // `bytes` from offset `start` on (what comes before is unused headroom).
+  // `first_flags` go on its first fragment (wire::flag_deadline).
   void push_message(wire::frame_type type, std::uint32_t call_id, std::string bytes,
-                    std::size_t start = 0);
+                    std::size_t start = 0, std::uint8_t first_flags = 0);
 
   bool empty() const { return small_.empty() && large_.empty() && waiting_.empty(); }
   std::size_t queued_bytes() const { return queued_; }
@@ -65,6 +66,7 @@ class outbox {
     std::shared_ptr<const std::string> bytes;
     std::size_t start = 0;  // where the message begins in *bytes
     std::size_t sent = 0;   // offset in *bytes of the next fragment
+    std::uint8_t first_flags = 0;
   };
   std::string small_;
   std::deque<large_message> large_;    // under way, round robin

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -157,7 +158,9 @@ void server::impl::start() {
   if (!wake_fd_) throw transport_error("bokbok: eventfd failed");
   loop_ = io::loop::start();
   pool_ = std::make_shared<rpc::handler_pool>(
-      rpc::handler_pool::limits{opts_.max_threads, 4096, std::chrono::seconds(5)});
+      rpc::handler_pool::limits{opts_.max_threads,
+                                std::max<std::size_t>(opts_.max_queued_calls, 1),
+                                std::chrono::seconds(5)});
   {
     std::lock_guard lock(mu_);
     for (auto& l : listeners_) addresses_.push_back(l.name);
@@ -277,6 +280,12 @@ void server::impl::start_connection(transport::connected_socket sock) {
     if (auto self = weak.lock()) self->connection_closed(id);
   };
   o.max_threads = opts_.max_threads;
+  o.on_notify = opts_.on_notify;
+  o.max_concurrent_calls = opts_.max_concurrent_calls;
+  o.max_queued_calls = opts_.max_queued_calls_per_connection;
+  o.heartbeat_interval = opts_.heartbeat_interval;
+  o.idle_timeout = opts_.idle_timeout;
+  o.max_send_queue = opts_.max_send_queue;
   o.inline_handlers = opts_.inline_handlers;
   o.max_message_size = opts_.max_message_size;
   o.connect_timeout = opts_.handshake_timeout;
@@ -359,9 +368,11 @@ void server::impl::stop(std::chrono::milliseconds grace) {
     }
     stopping_ = true;
     stop_grace_ = grace;
+    // Under the lock: the stopper marks the server stopped under it too, so whoever sees
+    // stopped() (and then joins stopper_ in shutdown_and_join) sees this assignment.
+    stopper_ = std::thread([self = shared_from_this(), grace] { self->finish_stop(grace); });
   }
   wake();
-  stopper_ = std::thread([self = shared_from_this(), grace] { self->finish_stop(grace); });
 }
 
 void server::impl::finish_stop(std::chrono::milliseconds grace) {

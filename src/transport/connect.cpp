@@ -13,6 +13,7 @@
 
 #include "bokbok/bokbok.hpp"
 #include "rpc/connection_impl.hpp"
+#include "rpc/reconnector.hpp"
 #include "transport/address.hpp"
 #include "transport/child_process.hpp"
 #include "transport/ssh_command.hpp"
@@ -40,18 +41,35 @@ std::shared_ptr<crypto::replay_cache> default_replay_cache() {
   return cache;
 }
 
-connection open_over(io::unique_fd in, io::unique_fd out, const options& opts,
-                     std::string peer,
-                     std::optional<connection::credentials> creds = std::nullopt,
-                     std::shared_ptr<rpc::peer_process> process = nullptr) {
+std::shared_ptr<detail::connection_impl> open_impl(
+    io::unique_fd in, io::unique_fd out, const options& opts, std::string peer,
+    std::optional<connection::credentials> creds = std::nullopt,
+    std::shared_ptr<rpc::peer_process> process = nullptr) {
   auto keys = rpc::make_key_config(opts.keys, opts.keys.key_for_user ? default_replay_cache() : nullptr);
   detail::connection_impl::config cfg{opts, std::move(peer), default_loop(), nullptr, {},
                                       creds, false, std::move(process), std::move(keys)};
-  return connection(detail::connection_impl::open(std::move(cfg), std::move(in), std::move(out)));
+  return detail::connection_impl::open(std::move(cfg), std::move(in), std::move(out));
+}
+
+connection open_over(io::unique_fd in, io::unique_fd out, const options& opts,
+                     std::string peer,
+                     std::optional<connection::credentials> creds = std::nullopt) {
+  return connection(open_impl(std::move(in), std::move(out), opts, std::move(peer), creds));
+}
+
+// Dials a tcp: or unix: address and opens a connection over the socket.
+std::shared_ptr<detail::connection_impl> dial_socket(const transport::address& addr,
+                                                     const options& opts) {
+  auto sock = transport::connect_socket(addr, opts.connect_timeout);
+  std::optional<connection::credentials> creds;
+  if (auto c = transport::peer_credentials_of(sock.fd.get()))
+    creds = connection::credentials{c->uid, c->gid, c->pid};
+  return open_impl(std::move(sock.fd), {}, opts, std::move(sock.peer), creds);
 }
 
 // exec: and ssh: — the peer is a child process speaking on its stdin and stdout.
-connection open_child(const transport::address& addr, const options& opts) {
+std::shared_ptr<detail::connection_impl> open_child(const transport::address& addr,
+                                                    const options& opts) {
   transport::spawn_request req;
   req.grace = opts.child.grace;
   req.on_stderr = opts.child.on_stderr;
@@ -64,11 +82,28 @@ connection open_child(const transport::address& addr, const options& opts) {
   }
   auto s = transport::child_process::spawn(std::move(req));
   std::string peer = transport::to_string(addr) + " (pid " + std::to_string(s.child->pid()) + ")";
-  return open_over(std::move(s.from_child), std::move(s.to_child), opts, std::move(peer),
+  return open_impl(std::move(s.from_child), std::move(s.to_child), opts, std::move(peer),
                    std::nullopt, std::move(s.child));
 }
 
 }  // namespace
+
+connection connect(std::string_view address, const options& opts, const reconnect_policy& policy) {
+  auto addr = transport::parse_address(address);
+  bool child = std::holds_alternative<transport::exec_address>(addr) ||
+               std::holds_alternative<transport::ssh_address>(addr);
+  if (!child && !std::holds_alternative<transport::tcp_address>(addr) &&
+      !std::holds_alternative<transport::unix_address>(addr))
+    throw address_error("bokbok: cannot reconnect to \"" + std::string(address) +
+                        "\": only tcp:, unix:, exec: and ssh: addresses can be opened again");
+  // A child (exec:, ssh:) is started again.
+  auto dial = [addr, child](const options& o) {
+    return child ? open_child(addr, o) : dial_socket(addr, o);
+  };
+  auto rc = std::make_shared<detail::reconnector>(dial, opts, policy);
+  rc->start();
+  return connection(rc->latest(), rc);
+}
 
 connection connect_fds(int in_fd, int out_fd, const options& opts, std::string peer) {
   // Check before anything opens descriptors of its own (the loop's first start), which
@@ -95,16 +130,11 @@ connection connect(std::string_view text, const options& opts) {
   if (auto* fds = std::get_if<transport::fd_pair_address>(&addr))
     return connect_fds(fds->in_fd, fds->out_fd, opts, transport::to_string(addr));
   if (std::holds_alternative<transport::tcp_address>(addr) ||
-      std::holds_alternative<transport::unix_address>(addr)) {
-    auto sock = transport::connect_socket(addr, opts.connect_timeout);
-    std::optional<connection::credentials> creds;
-    if (auto c = transport::peer_credentials_of(sock.fd.get()))
-      creds = connection::credentials{c->uid, c->gid, c->pid};
-    return open_over(std::move(sock.fd), {}, opts, std::move(sock.peer), creds);
-  }
+      std::holds_alternative<transport::unix_address>(addr))
+    return connection(dial_socket(addr, opts));
   if (std::holds_alternative<transport::exec_address>(addr) ||
       std::holds_alternative<transport::ssh_address>(addr))
-    return open_child(addr, opts);
+    return connection(open_child(addr, opts));
   throw address_error("bokbok: cannot connect to \"" + std::string(text) +
                       "\": it names sockets a superserver passes to a server; use it to "
                       "listen (server_options::listen)");

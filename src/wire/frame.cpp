@@ -33,11 +33,11 @@ std::uint32_t get_u32(std::string_view s) {
 
 bool known_type(std::uint8_t t) {
   return t >= static_cast<std::uint8_t>(frame_type::hello) &&
-         t <= static_cast<std::uint8_t>(frame_type::close);
+         t <= static_cast<std::uint8_t>(frame_type::notify);
 }
 
 bool carries_message(frame_type t) {
-  return t == frame_type::request || t == frame_type::response;
+  return t == frame_type::request || t == frame_type::response || t == frame_type::notify;
 }
 
 bool id_must_be_zero(frame_type t) {
@@ -128,6 +128,14 @@ void append_message_frames(std::string& out, frame_type type, std::uint32_t call
   } while (offset < total);
 }
 
+std::uint32_t get_deadline_prefix(std::string_view payload) { return get_u32(payload); }
+
+void put_deadline_prefix(std::string& out, std::uint32_t ms) {
+  unsigned char b[4];
+  put_u32(b, ms);
+  out.append(reinterpret_cast<const char*>(b), 4);
+}
+
 std::string encode_code_payload(std::uint16_t code, std::string_view text) {
   constexpr std::size_t max_text = max_frame_payload - 2;
   if (text.size() > max_text) {
@@ -164,6 +172,18 @@ bool parse_frame(std::string_view body, frame_view& out, std::string& error) {
   const std::string_view payload = body.substr(frame_header_size);
   if (flags & ~known_flags) {
     error = "unknown flags " + hex_byte(flags) + " on " + a_type(type) + " frame";
+    return false;
+  }
+  if ((flags & flag_deadline) &&
+      (type != frame_type::request || (flags & flag_continued))) {
+    error = "flag 0x04 (deadline) not allowed on " +
+            (type == frame_type::request ? std::string("a continued request fragment")
+                                         : a_type(type) + " frame");
+    return false;
+  }
+  if ((flags & flag_deadline) && payload.size() < deadline_prefix_size) {
+    error = "request with a deadline has a payload of " + bytes_text(payload.size()) +
+            ", shorter than its 4-byte deadline";
     return false;
   }
   if (flags != 0 && !carries_message(type)) {
@@ -227,6 +247,7 @@ const char* to_string(frame_type t) noexcept {
     case frame_type::pong: return "pong";
     case frame_type::goaway: return "goaway";
     case frame_type::close: return "close";
+    case frame_type::notify: return "notify";
   }
   return "unknown";
 }

@@ -36,12 +36,18 @@ enum class frame_type : std::uint8_t {
   pong = 7,      // call id 0; payload: the ping's bytes
   goaway = 8,    // call id: last peer request id that will be answered; payload: u16 code || text
   close = 9,     // call id 0; empty payload; the last frame a side sends
+  notify = 10,   // call id: the sender's notification id; payload: message bytes (fragment);
+                 // never answered (only when both sides set feature_notify)
 };
 
 // flags
 inline constexpr std::uint8_t flag_more = 0x01;       // more fragments of this message follow
 inline constexpr std::uint8_t flag_continued = 0x02;  // not the first fragment
-inline constexpr std::uint8_t known_flags = flag_more | flag_continued;
+// On the first fragment of a request (feature_deadline): the payload starts with a u32
+// count of milliseconds left before the call's deadline; the message bytes follow.
+inline constexpr std::uint8_t flag_deadline = 0x04;
+inline constexpr std::uint8_t known_flags = flag_more | flag_continued | flag_deadline;
+inline constexpr std::size_t deadline_prefix_size = 4;
 
 struct frame_view {
   frame_type type;
@@ -68,7 +74,11 @@ frame_header_bytes encode_frame_header(frame_type type, std::uint8_t flags,
 // (at most max_frame_payload bytes) reaches the end.
 std::uint8_t fragment_flags(std::size_t offset, std::size_t total);
 
-// Appends the records carrying one whole message of `type` (request or response): its
+// The u32 milliseconds of a deadline prefix (`payload` at least 4 bytes).
+std::uint32_t get_deadline_prefix(std::string_view payload);
+void put_deadline_prefix(std::string& out, std::uint32_t ms);
+
+// Appends the records carrying one whole message of `type` (request, response, notify): its
 // bytes cut into fragments of max_frame_payload bytes (the last one shorter), flagged
 // per fragment_flags(). An empty `message_bytes` gives one frame with an empty payload.
 void append_message_frames(std::string& out, frame_type type, std::uint32_t call_id,
@@ -86,8 +96,10 @@ code_payload parse_code_payload(std::string_view payload);
 
 // Parses one record body as a frame. Rules checked (each with its own message): body at
 // least frame_header_size bytes; type known; no unknown flags; flag_more / flag_continued
-// only on request and response; call id 0 exactly for hello, ping, pong and close, and
-// nonzero for request, response, error and cancel (goaway: any); payload at most
+// only on request, response and notify; flag_deadline only on a request without
+// flag_continued, whose payload then holds at least the 4-byte prefix; call id 0
+// exactly for hello, ping, pong and close, and nonzero for request, response, error,
+// cancel and notify (goaway: any); payload at most
 // max_frame_payload bytes; ping and pong payload at most 8 bytes; error and goaway
 // payload at least 2 bytes; cancel and close payload empty. Returns false and sets
 // `error` when a rule fails.

@@ -1,6 +1,8 @@
 // Reassembly of fragmented messages (PROTOCOL.md §4.3).
 #include "wire/reassembly.hpp"
 
+#include <optional>
+
 namespace bokbok::wire {
 namespace {
 
@@ -15,7 +17,8 @@ reassembler::reassembler(std::size_t max_message_size, std::size_t max_open)
 
 reassembler::status reassembler::add(const frame_view& f, std::string& out,
                                      std::string& error) {
-  if (f.type != frame_type::request && f.type != frame_type::response) {
+  if (f.type != frame_type::request && f.type != frame_type::response &&
+      f.type != frame_type::notify) {
     error = std::string(f.type == frame_type::error ? "an " : "a ") + to_string(f.type) +
             " frame carries no message";
     return status::error;
@@ -25,6 +28,12 @@ reassembler::status reassembler::add(const frame_view& f, std::string& out,
   auto it = partial_.find(k);
 
   if (!(f.flags & flag_continued)) {  // first fragment
+    std::string_view payload = f.payload;
+    std::optional<std::uint32_t> deadline;
+    if (f.flags & flag_deadline) {  // parse_frame checked the prefix is there
+      deadline = get_deadline_prefix(payload);
+      payload.remove_prefix(deadline_prefix_size);
+    }
     if (it != partial_.end()) {
       error = "a new message on " + describe(f.type, f.call_id) +
               " while the previous one is unfinished";
@@ -34,16 +43,17 @@ reassembler::status reassembler::add(const frame_view& f, std::string& out,
       error = "more than " + std::to_string(max_open_) + " partial messages open at once";
       return status::error;
     }
-    if (f.payload.size() > max_message_size_) {
-      if (more) partial_.emplace(k, partial{{}, true});
+    if (payload.size() > max_message_size_) {
+      if (more) partial_.emplace(k, partial{{}, true, deadline});
       return status::too_large;
     }
     if (!more) {
-      out.assign(f.payload);
+      out.assign(payload);
+      deadline_ = deadline;
       return status::complete;
     }
-    partial_.emplace(k, partial{std::string(f.payload), false});
-    buffered_ += f.payload.size();
+    partial_.emplace(k, partial{std::string(payload), false, deadline});
+    buffered_ += payload.size();
     return status::incomplete;
   }
 
@@ -69,6 +79,7 @@ reassembler::status reassembler::add(const frame_view& f, std::string& out,
   if (more) return status::incomplete;
   buffered_ -= p.bytes.size();
   out = std::move(p.bytes);
+  deadline_ = p.deadline;
   partial_.erase(it);
   return status::complete;
 }

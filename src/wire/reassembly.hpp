@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -26,7 +27,9 @@ class reassembler {
   // messages that may be partially received at once (a peer that opens more is in error).
   reassembler(std::size_t max_message_size, std::size_t max_open);
 
-  // Takes one request or response frame. Errors: a continued fragment of a message that
+  // Takes one request, response or notify frame. A request whose first fragment has
+  // flag_deadline: its 4-byte deadline prefix is not part of the message (nor of its size
+  // limit); deadline_ms() gives it once the message is complete. Errors: a continued fragment of a message that
   // was never started ("fragment of unknown call"), a first fragment for a (type, id)
   // whose previous message is unfinished, more than max_open partial messages, a frame
   // of another type. A single-frame message never counts as open. A message being
@@ -37,6 +40,10 @@ class reassembler {
   // its later fragments skipped, up to its last. No effect if none is in progress.
   void drop(frame_type type, std::uint32_t call_id);
 
+  // The deadline prefix (milliseconds left) of the message last returned as complete;
+  // none when its first fragment had no flag_deadline.
+  std::optional<std::uint32_t> deadline_ms() const { return deadline_; }
+
   void set_max_message_size(std::size_t n) { max_message_size_ = n; }
   std::size_t open_messages() const { return partial_.size(); }
   std::size_t buffered_bytes() const { return buffered_; }
@@ -45,6 +52,7 @@ class reassembler {
   struct partial {
     std::string bytes;
     bool skipping = false;
+    std::optional<std::uint32_t> deadline;
   };
   static std::uint64_t key(frame_type type, std::uint32_t id) {
     return (std::uint64_t(static_cast<std::uint8_t>(type)) << 32) | id;
@@ -52,6 +60,7 @@ class reassembler {
   std::size_t max_message_size_;
   std::size_t max_open_;
   std::size_t buffered_ = 0;
+  std::optional<std::uint32_t> deadline_;
   std::unordered_map<std::uint64_t, partial> partial_;
 };
 

@@ -13,8 +13,13 @@ enum class setting_id : std::uint16_t {
   max_message_size = 1,    // bytes; the largest message this side accepts
   heartbeat_ms = 2,        // 0 = this side sends no pings
   max_concurrent_calls = 3,  // calls this side will run at once for the peer; 0 = no limit
-  features = 4,            // bit set; none defined yet, send 0
+  features = 4,            // bit set of feature_* below
 };
+
+// Feature bits (PROTOCOL.md §6.2): in use only when both sides set them.
+inline constexpr std::uint32_t feature_deadline = 0x1;  // requests may carry flag_deadline
+inline constexpr std::uint32_t feature_notify = 0x2;    // notify frames may be sent
+inline constexpr std::uint32_t features_supported = feature_deadline | feature_notify;
 
 inline constexpr std::uint32_t min_max_message_size = 65536;
 

@@ -108,6 +108,7 @@ bool check_frame(reassembler& r, std::string_view body) {
       return true;
     case frame_type::request:
     case frame_type::response:
+    case frame_type::notify:
       return check_message_frame(r, f);
     default:
       return true;

@@ -82,7 +82,15 @@ cancelled = (frame(REQUEST, MORE, 4, message([b"abcdef"])[:6]) + frame(CANCEL, 0
 write("frame_fuzz", "cancel-mid-message", b"\x05" + cancelled)
 write("frame_fuzz", "hello-unknown-setting",
       b"\x02" + frame(HELLO, 0, 0, struct.pack(">HIHI", 99, 0x12345678, 1, 1 << 17)))
-write("frame_fuzz", "unknown-type", b"\x00" + frame(PING, 0, 0) + frame(10, 0, 0))
+write("frame_fuzz", "unknown-type", b"\x00" + frame(PING, 0, 0) + frame(11, 0, 0))
+write("frame_fuzz", "deadline-request",
+      b"\x00" + frame(REQUEST, 0x04, 3, struct.pack(">I", 1500) + struct.pack(">II", 1, 4) + b"ping"))
+write("frame_fuzz", "deadline-fragmented",
+      b"\x03" + frame(REQUEST, 0x04 | MORE, 5, struct.pack(">I", 250) + struct.pack(">II", 1, 600))
+      + frame(REQUEST, CONTINUED, 5, b"z" * 600))
+write("frame_fuzz", "notify-fragmented",
+      b"\x01" + frame(10, MORE, 1, struct.pack(">II", 1, 700) + b"n" * 100)
+      + frame(10, CONTINUED, 1, b"n" * 600) + frame(10, 0, 2, struct.pack(">I", 0)))
 write("frame_fuzz", "unknown-continuation", b"\x00" + frame(REQUEST, CONTINUED, 9, b"abcd"))
 
 # message_fuzz: message bytes alone.

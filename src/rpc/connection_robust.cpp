@@ -1,0 +1,383 @@
+// Robust calls (README "Robust calls"): the calling side of a connection with deadlines,
+// cancellation and backpressure; notifications; heartbeats and the idle timeout; graceful
+// close. Inbound cancel and notify frames are handled here too.
+#include <algorithm>
+#include <cstring>
+
+#include "rpc/connection_impl.hpp"
+#include "rpc/error_ptr.hpp"
+#include "wire/message_codec.hpp"
+
+namespace bokbok::detail {
+
+namespace {
+
+std::string ms_text(io::clock::duration d) {
+  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + " ms";
+}
+
+// The DEADLINE prefix for a deadline `left` away: whole milliseconds rounded up, 1 to
+// ffffffff (PROTOCOL.md §8.2).
+std::uint32_t deadline_prefix(io::clock::duration left) {
+  auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+  return static_cast<std::uint32_t>(std::clamp<long long>(ms, 1, 0xffffffffLL));
+}
+
+}  // namespace
+
+std::uint64_t connection_impl::call(message request, response_callback done,
+                                    const call_options& opts, bool blocking) {
+  // The call's deadline and stop token: its own, and the running handler's (inherited).
+  std::optional<io::clock::time_point> deadline = opts.deadline;
+  if (opts.timeout) {
+    auto t = io::clock::now() + *opts.timeout;
+    if (!deadline || t < *deadline) deadline = t;
+  }
+  std::stop_token stop = opts.stop;
+  if (auto* ctx = current_call_context()) {
+    if (ctx->deadline && (!deadline || *ctx->deadline < *deadline)) deadline = ctx->deadline;
+    if (!stop.stop_possible()) stop = ctx->stop.get_token();
+  }
+  if (deadline && *deadline <= io::clock::now()) {
+    done(error_ptr<call_error>(error_code::deadline_exceeded,
+                               "the call's deadline had passed before it was sent"), {});
+    return 0;
+  }
+  if (stop.stop_requested()) {
+    done(error_ptr<call_error>(error_code::cancelled, "the call was cancelled before it was sent"), {});
+    return 0;
+  }
+  std::string framed = encode_framed(request);
+  std::unique_lock lock(mu_);
+  std::exception_ptr refused;
+  if (phase_ == phase::open && !peer_goaway_ && !self_goaway_ && !closing_) {
+    if (auto why = too_large_locked("request", framed))
+      refused = error_ptr<call_error>(error_code::too_large, *why);
+    else
+      wait_for_room_locked(lock, blocking, deadline, stop, refused);
+  }
+  if (!refused && phase_ != phase::open) refused = closed_error_locked();
+  if (!refused && (peer_goaway_ || self_goaway_ || closing_))
+    refused = error_ptr<call_error>(error_code::shutting_down, goaway_reason_);
+  if (refused) {
+    lock.unlock();
+    done(std::move(refused), {});
+    return 0;
+  }
+  std::uint32_t id = next_id_;
+  while (id == 0 || pending_.count(id)) ++id;
+  next_id_ = id + 1;
+  std::uint64_t seq = next_seq_++;
+  pending_call pc;
+  pc.done = std::move(done);
+  pc.seq = seq;
+  pending_.emplace(id, std::move(pc));
+  pending_ids_.emplace(seq, id);
+  std::optional<std::uint32_t> prefix;
+  if (deadline && features_deadline_) prefix = deadline_prefix(*deadline - io::clock::now());
+  queue_message_locked(lock, wire::frame_type::request, id, std::move(framed), prefix);
+  lock.unlock();
+  if (deadline)
+    cfg_.loop->post([self = shared_from_this(), id, seq, when = *deadline] {
+      self->arm_deadline(id, seq, when);
+    });
+  if (stop.stop_possible()) {
+    // May run at once (stop already requested): cancel_call only posts.
+    auto on_stop = std::make_unique<std::stop_callback<std::function<void()>>>(
+        stop, std::function<void()>([weak = weak_from_this(), seq] {
+          if (auto self = weak.lock()) self->cancel_call(seq, error_code::cancelled);
+        }));
+    lock.lock();
+    if (auto it = pending_ids_.find(seq); it != pending_ids_.end()) {
+      pending_[it->second].on_stop = std::move(on_stop);
+    }
+    lock.unlock();  // on_stop, if the call is over already, goes here, unlocked
+  }
+  return seq;
+}
+
+message connection_impl::call_sync(message request, const call_options& opts) {
+  if (cfg_.loop->in_loop_thread())
+    throw std::logic_error(
+        "bokbok: request() would block the event loop thread it waits on (called from an "
+        "inline handler or a response callback); use request_async there");
+  struct waiter {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    std::exception_ptr error;
+    message response;
+  } w;
+  rpc::handler_pool::blocking_scope blocked;  // a nested call frees its handler slot
+  call(
+      std::move(request),
+      [&w](std::exception_ptr e, message m) {
+        std::lock_guard lock(w.mu);
+        w.error = std::move(e);
+        w.response = std::move(m);
+        w.done = true;
+        w.cv.notify_one();  // under the lock: `w` lives on the waiter's stack
+      },
+      opts, /*blocking=*/true);
+  std::unique_lock lock(w.mu);
+  w.cv.wait(lock, [&] { return w.done; });
+  if (w.error) std::rethrow_exception(w.error);
+  return std::move(w.response);
+}
+
+void connection_impl::notify(message m) {
+  std::string framed = encode_framed(m);
+  std::unique_lock lock(mu_);
+  std::exception_ptr refused;
+  if (phase_ != phase::open) {
+    refused = closed_error_locked();
+  } else if (peer_goaway_ || self_goaway_ || closing_) {
+    refused = error_ptr<call_error>(error_code::shutting_down, goaway_reason_);
+  } else if (!features_notify_) {
+    refused = error_ptr<call_error>(error_code::no_such_method,
+                                    "the peer " + cfg_.peer + " does not take notifications");
+  } else if (auto why = too_large_locked("notification", framed)) {
+    refused = error_ptr<call_error>(error_code::too_large, *why);
+  } else {
+    auto* ctx = current_call_context();
+    wait_for_room_locked(lock, true, ctx ? ctx->deadline : std::nullopt,
+                         ctx ? ctx->stop.get_token() : std::stop_token(), refused);
+    if (!refused && phase_ != phase::open) refused = closed_error_locked();
+  }
+  if (refused) {
+    lock.unlock();
+    std::rethrow_exception(refused);
+  }
+  std::uint32_t id = next_notify_id_++;
+  if (id == 0) id = next_notify_id_++;
+  queue_message_locked(lock, wire::frame_type::notify, id, std::move(framed), std::nullopt);
+}
+
+// `mu_` held. Room means the outbox holds less than max_send_queue; the loop thread
+// never waits (reading pauses instead, see on_data).
+bool connection_impl::wait_for_room_locked(std::unique_lock<std::mutex>& lock, bool blocking,
+                                           const std::optional<io::clock::time_point>& deadline,
+                                           const std::stop_token& stop,
+                                           std::exception_ptr& why) {
+  const std::size_t bound = cfg_.opts.max_send_queue;
+  if (outbox_.queued_bytes() < bound || cfg_.loop->in_loop_thread()) return true;
+  if (!blocking) {
+    why = error_ptr<call_error>(error_code::busy,
+                                "the send queue to " + cfg_.peer + " is full (" +
+                                    std::to_string(outbox_.queued_bytes()) + " bytes, bound " +
+                                    std::to_string(bound) + "): the peer is not reading");
+    return false;
+  }
+  auto room = [&] { return phase_ != phase::open || outbox_.queued_bytes() < bound; };
+  ++room_waiters_;
+  bool ok = deadline ? room_cv_.wait_until(lock, stop, *deadline, room)
+                     : room_cv_.wait(lock, stop, room);
+  --room_waiters_;
+  if (ok) return true;
+  if (stop.stop_requested())
+    why = error_ptr<call_error>(error_code::cancelled,
+                                "the call was cancelled while waiting for room to send");
+  else
+    why = error_ptr<call_error>(error_code::deadline_exceeded,
+                                "the call's deadline passed while waiting for room to send");
+  return false;
+}
+
+// `mu_` held, loop thread: the outbox shrank. Wakes waiting senders and resumes reading.
+void connection_impl::after_dequeue_locked() {
+  const std::size_t bound = cfg_.opts.max_send_queue;
+  if (room_waiters_ && outbox_.queued_bytes() < bound) room_cv_.notify_all();
+  if (reading_paused_ && stream_ && outbox_.queued_bytes() < bound / 2) {
+    reading_paused_ = false;
+    stream_->start_reading();
+    // Records read before the pause wait in records_: handle them now.
+    cfg_.loop->post([self = shared_from_this()] {
+      if (self->stream_) self->on_data({});
+    });
+  }
+}
+
+void connection_impl::cancel_call(std::uint64_t seq, error_code code) {
+  if (seq == 0) return;
+  cfg_.loop->post([self = shared_from_this(), seq, code] { self->end_call_locally(seq, code); });
+}
+
+// Loop thread: sets the deadline timer of call `seq`, unless it is over already.
+void connection_impl::arm_deadline(std::uint32_t id, std::uint64_t seq,
+                                   io::clock::time_point when) {
+  std::lock_guard lock(mu_);
+  auto it = pending_.find(id);
+  if (it == pending_.end() || it->second.seq != seq) return;
+  it->second.timer = cfg_.loop->add_timer(when, [weak = weak_from_this(), seq] {
+    if (auto self = weak.lock()) self->end_call_locally(seq, error_code::deadline_exceeded);
+  });
+}
+
+// Loop thread: our call `seq` ends here (cancelled, or its deadline passed): the caller is
+// told at once, the peer gets a cancel, and a late answer will find no call.
+void connection_impl::end_call_locally(std::uint64_t seq, error_code code) {
+  pending_call pc;
+  {
+    std::unique_lock lock(mu_);
+    auto at = pending_ids_.find(seq);
+    if (at == pending_ids_.end()) return;
+    std::uint32_t id = at->second;
+    pending_ids_.erase(at);
+    auto it = pending_.find(id);
+    pc = std::move(it->second);
+    pending_.erase(it);
+    if (phase_ == phase::open) {
+      std::string rec;
+      wire::append_frame(rec, wire::frame_type::cancel, 0, id, {});
+      queue_record_locked(lock, rec);
+    }
+  }
+  if (code != error_code::deadline_exceeded && pc.timer) cfg_.loop->cancel_timer(pc.timer);
+  pc.done(error_ptr<call_error>(code, code == error_code::cancelled
+                                          ? "the call was cancelled"
+                                          : "the call's deadline passed before the answer came"),
+          {});
+  last_activity_ = io::clock::now();
+  close_if_drained();
+}
+
+// Loop thread: the peer cancelled its call `id`. A request still being received is
+// skipped, one waiting for a slot is dropped, a running handler's stop token fires.
+void connection_impl::handle_cancel(std::uint32_t id) {
+  reassembler_.drop(wire::frame_type::request, id);
+  std::shared_ptr<call_context> running;
+  bool dropped = false;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = running_.find(id); it != running_.end()) running = it->second;
+    auto q = std::find_if(queued_.begin(), queued_.end(),
+                          [id](const queued_call& c) { return c.id == id; });
+    if (q != queued_.end()) {
+      queued_.erase(q);
+      dropped = true;
+    }
+  }
+  if (running) running->stop.request_stop();  // stop callbacks run here, unlocked
+  if (dropped) close_if_drained();
+}
+
+// Loop thread: a complete notification from the peer.
+void connection_impl::dispatch_notify(std::string bytes) {
+  message m;
+  std::string err;
+  if (!wire::decode_message(bytes, m, err)) return protocol_failure("bad notification: " + err);
+  if (!cfg_.opts.on_notify) return;
+  {
+    std::lock_guard lock(mu_);
+    if (phase_ != phase::open) return;
+    ++running_handlers_;  // a graceful close waits for it like for a request
+  }
+  auto run = [self = shared_from_this(), m = std::move(m)]() mutable {
+    connection handle(self);
+    try {
+      self->cfg_.opts.on_notify(handle, std::move(m));
+    } catch (...) {
+      // A notification has nobody to answer.
+    }
+    self->handler_done(0);
+  };
+  if (cfg_.opts.inline_handlers) return run();
+  if (!pool_->submit(std::move(run))) handler_done(0);  // dropped: the pool is full
+}
+
+void connection_impl::close_gracefully(std::chrono::milliseconds grace) {
+  {
+    // From now on our new calls fail (shutting_down), even before the goaway is out.
+    std::lock_guard lock(mu_);
+    if (phase_ == phase::open && !closing_ && !self_goaway_) {
+      closing_ = true;
+      if (goaway_reason_.empty()) goaway_reason_ = "this side is shutting down: closed by this side";
+    }
+  }
+  cfg_.loop->post([self = shared_from_this(), grace] {
+    phase ph;
+    {
+      std::lock_guard lock(self->mu_);
+      ph = self->phase_;
+    }
+    if (ph == phase::closed) return;
+    if (ph == phase::handshaking) return self->finish(end_kind::clean, "closed by this side");
+    // The text is the peer's to read: "the peer is shutting down: it is closing the
+    // connection".
+    self->start_goaway("it is closing the connection");
+    auto weak = self->weak_from_this();
+    self->cfg_.loop->add_timer(io::clock::now() + grace, [weak, grace] {
+      if (auto s = weak.lock())
+        s->finish(end_kind::clean, "closed by this side (calls still running after the " +
+                                       std::to_string(grace.count()) + " ms grace period)");
+    });
+  });
+}
+
+// Loop thread: (re)arms the heartbeat and idle timer for what is due next.
+void connection_impl::arm_tick() {
+  const auto hb = cfg_.opts.heartbeat_interval;
+  const auto idle = cfg_.opts.idle_timeout;
+  if (hb.count() <= 0 && idle.count() <= 0) return;
+  auto now = io::clock::now();
+  last_rx_ = last_activity_ = now;
+  auto first = now + (hb.count() > 0 && (idle.count() <= 0 || hb < idle) ? hb : idle);
+  tick_timer_ = cfg_.loop->add_timer(first, [weak = weak_from_this()] {
+    if (auto self = weak.lock()) self->tick();
+  });
+}
+
+// Loop thread: heartbeat (PROTOCOL.md §8.3) and idle timeout.
+void connection_impl::tick() {
+  tick_timer_ = 0;
+  const auto hb = cfg_.opts.heartbeat_interval;
+  const auto idle = cfg_.opts.idle_timeout;
+  const auto now = io::clock::now();
+  auto next = io::clock::time_point::max();
+  bool busy, going_away;
+  {
+    std::lock_guard lock(mu_);
+    if (phase_ != phase::open) return;
+    busy = !pending_.empty() || running_handlers_ > 0 || !queued_.empty();
+    going_away = self_goaway_ || peer_goaway_;
+  }
+  if (hb.count() > 0) {
+    if (ping_sent_at_ && last_rx_ <= *ping_sent_at_) {
+      if (now - *ping_sent_at_ >= hb)
+        return finish(end_kind::unresponsive,
+                      "peer unresponsive: nothing received for " + ms_text(now - last_rx_) +
+                          " (heartbeat every " + ms_text(hb) + ")");
+      next = *ping_sent_at_ + hb;
+    } else if (now - last_rx_ >= hb) {
+      std::string rec;
+      unsigned char stamp[8];
+      auto n = static_cast<std::uint64_t>(now.time_since_epoch().count());
+      for (int i = 7; i >= 0; --i, n >>= 8) stamp[i] = static_cast<unsigned char>(n);
+      wire::append_frame(rec, wire::frame_type::ping, 0, 0,
+                         std::string_view(reinterpret_cast<const char*>(stamp), 8));
+      {
+        std::lock_guard lock(mu_);
+        outbox_.push_record_bytes(rec);  // a control frame: never held back
+        schedule_flush_locked();
+      }
+      ping_sent_at_ = now;
+      next = now + hb;
+    } else {
+      ping_sent_at_.reset();
+      next = last_rx_ + hb;
+    }
+  }
+  if (idle.count() > 0 && !going_away) {
+    if (busy) last_activity_ = now;
+    if (now - last_activity_ >= idle)
+      start_goaway("idle for " + ms_text(now - last_activity_));
+    else
+      next = std::min(next, last_activity_ + idle);
+  }
+  if (next != io::clock::time_point::max())
+    tick_timer_ = cfg_.loop->add_timer(next, [weak = weak_from_this()] {
+      if (auto self = weak.lock()) self->tick();
+    });
+}
+
+}  // namespace bokbok::detail

@@ -1,0 +1,70 @@
+// reconnector: what a connection opened with a reconnect_policy points to besides its
+// current connection_impl. When the transport drops, it dials again with bounded
+// exponential backoff; calls in flight at the drop fail (the inner connection fails
+// them), calls made while reconnecting wait for the new connection up to their deadline.
+//
+// Threads: every member is thread-safe. Redialling happens on a thread of its own,
+// started at each drop, which holds the reconnector until it is done.
+// Lifetime: shared by the public handles; the current inner connection is kept open by
+// its own self-reference, as any connection.
+#pragma once
+
+#include <any>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "bokbok/bokbok.hpp"
+
+namespace bokbok::detail {
+
+class connection_impl;
+
+class reconnector final : public std::enable_shared_from_this<reconnector> {
+ public:
+  // `dial` opens a connection with the options it is given, or throws.
+  using dial_fn = std::function<std::shared_ptr<connection_impl>(const options&)>;
+  reconnector(dial_fn dial, options opts, reconnect_policy policy);
+
+  // Dials the first time; throws what dial throws.
+  void start();
+  // The connection to call on now. While reconnecting, waits until the new one is up or
+  // `deadline` passes (then throws call_error(deadline_exceeded)); throws
+  // transport_error once closed for good.
+  std::shared_ptr<connection_impl> current(std::optional<steady_clock::time_point> deadline);
+  // The same without waiting: throws transport_error while reconnecting.
+  std::shared_ptr<connection_impl> current_now();
+  // The latest inner connection, open or not (for accessors); never null after start().
+  std::shared_ptr<connection_impl> latest() const;
+
+  void close(std::chrono::milliseconds grace);
+  void abort();
+  bool closed() const;
+  void wait_closed() const;
+  std::string close_reason() const;
+  std::any& user_data() { return user_data_; }
+
+ private:
+  options inner_options();
+  void dropped(std::shared_ptr<connection_impl> inner);
+  void redial(std::shared_ptr<connection_impl> last);
+  void finish(std::shared_ptr<connection_impl> last, std::string reason);
+
+  dial_fn dial_;
+  options opts_;
+  reconnect_policy policy_;
+  std::any user_data_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  std::shared_ptr<connection_impl> cur_;
+  bool up_ = false;           // cur_ is open (as far as we know)
+  bool user_closed_ = false;  // close() / abort(): no more redialling
+  bool final_ = false;        // closed for good, on_close has run
+  std::string reason_;
+};
+
+}  // namespace bokbok::detail
