@@ -157,7 +157,13 @@ void connection_impl::on_write_done(int err) {
       // sent, if anything) arrives as the read end; the handshake timer bounds the wait.
       return;
     }
-    return finish(end_kind::transport, std::string("write failed: ") + std::strerror(-err));
+    // A peer that has gone (its end closed or reset) is a lost connection, like an end
+    // of stream without a close frame; other write errors are named as they are.
+    bool gone = err == -EPIPE || err == -ECONNRESET;
+    return finish(end_kind::transport,
+                  std::string(gone ? "connection lost: the peer went away (write failed: "
+                                   : "write failed: ") +
+                      std::strerror(-err) + (gone ? ")" : ""));
   }
   if (phase_ == phase::closed && outbox_.empty() && raw_pending_.empty() && stream_) {
     // Closed: the link is dropped as soon as the last frames are out.
