@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <thread>
@@ -132,6 +133,100 @@ TEST_CASE("key mode passes through bokbok bridge untouched, end to end") {
                            o);
   CHECK(c.request({"whoami"}).at(1) == "alice");
   CHECK(c.request({"ping", "sealed"}) == message{"pong", "sealed"});
+  CHECK(c.request({"shutdown-server!"}) == message{"ok"});
+  c.wait_closed();
+  CHECK(WEXITSTATUS(server.wait()) == 0);
+  std::filesystem::remove_all(dir);
+}
+
+namespace {
+
+// A users file and a key file for "alice", in `dir` (mode 0600).
+struct alice_keys {
+  std::shared_ptr<const bokbok::key> key = std::make_shared<const bokbok::key>(bokbok::key::generate());
+  std::string users, key_file;
+  explicit alice_keys(const std::filesystem::path& dir)
+      : users((dir / "users").string()), key_file((dir / "alice.key").string()) {
+    std::string line = "alice " + bokbok::crypto::to_hex(key->bytes()) + "\n";
+    int fd = ::open(users.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    REQUIRE(fd >= 0);
+    REQUIRE(::write(fd, line.data(), line.size()) == ssize_t(line.size()));
+    ::close(fd);
+    key->save(key_file);
+  }
+};
+
+std::string tool_exec(const std::vector<std::string>& args) {
+  std::string a = "exec:" + bokbok::transport::shell_quote(built_program("BOKBOK_TOOL"));
+  for (auto& w : args) a += " " + bokbok::transport::shell_quote(w);
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("bokbok bridge --users ends key mode: authenticated clients reach a plain server") {
+  auto dir = std::filesystem::temp_directory_path() / ("bokbok-bridge-users-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  alice_keys k(dir);
+  std::string address = "unix:" + (dir / "plain.sock").string();
+  child_process server({built_program("BOKBOK_DEMO_SERVER"), "--listen", address});
+  connect_when_up(address).close();
+
+  bokbok::options o;
+  o.keys.user = "alice";
+  o.keys.key = k.key;
+  std::atomic<int> callbacks{0};
+  o.on_request = [&](bokbok::connection&, message m) -> message {
+    ++callbacks;
+    return {"ok", m.at(1)};
+  };
+  auto bridge = tool_exec({"bridge", "--users", k.users, "stdio", address});
+  auto c = bokbok::connect(bridge, o);
+  CHECK(c.user() == "alice");
+  CHECK(c.request({"ping", "through"}) == message{"pong", "through"});
+  CHECK(c.request({"callback", "2"}) == message{"did", "2"});  // the server calls us back
+  CHECK(callbacks == 2);
+  try {
+    c.request({"fail", "as asked"});
+    FAIL("no error");
+  } catch (const bokbok::remote_error& e) {
+    CHECK(std::string(e.what()) == "as asked");  // the remote error crosses the bridge
+  }
+  c.close();
+  c.wait_closed();
+  REQUIRE(c.child_status());
+  CHECK(c.child_status()->code == 0);
+
+  bokbok::options wrong = o;
+  wrong.keys.key = std::make_shared<const bokbok::key>(bokbok::key::generate());
+  CHECK_THROWS_AS(bokbok::connect(bridge, wrong), bokbok::authentication_error);
+
+  auto admin = connect_when_up(address);
+  CHECK(admin.request({"shutdown-server!"}) == message{"ok"});
+  admin.wait_closed();
+  CHECK(WEXITSTATUS(server.wait()) == 0);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("bokbok bridge --user --key-file lets a plain client reach a key-mode server") {
+  auto dir = std::filesystem::temp_directory_path() / ("bokbok-bridge-user-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  alice_keys k(dir);
+  std::string address = "unix:" + (dir / "key.sock").string();
+  child_process server({built_program("BOKBOK_DEMO_SERVER"), "--listen", address, "--users", k.users});
+  auto c = [&] {  // the bridge exits 3 while the server is not listening yet: retry, bounded
+    auto give_up = std::chrono::steady_clock::now() + 10s;
+    for (;;) {
+      try {
+        return bokbok::connect(tool_exec({"bridge", "--user", "alice", "--key-file", k.key_file,
+                                          "stdio", address}));
+      } catch (const bokbok::transport_error&) {
+        REQUIRE(std::chrono::steady_clock::now() < give_up);
+        std::this_thread::sleep_for(10ms);  // the server is still binding its socket
+      }
+    }
+  }();
+  CHECK(c.request({"whoami"}).at(1) == "alice");  // the server saw alice's key
   CHECK(c.request({"shutdown-server!"}) == message{"ok"});
   c.wait_closed();
   CHECK(WEXITSTATUS(server.wait()) == 0);

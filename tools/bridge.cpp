@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "bokbok/error.hpp"
+#include "bridge_keys.hpp"
 #include "command.hpp"
 #include "io/unique_fd.hpp"
 #include "io/write_now.hpp"
@@ -33,7 +34,7 @@ namespace bokbok::tools {
 namespace {
 
 constexpr std::string_view help_text =
-    "usage: bokbok bridge ADDRESS_A ADDRESS_B\n"
+    "usage: bokbok bridge [--users FILE] [--user NAME --key-file FILE] ADDRESS_A ADDRESS_B\n"
     "\n"
     "Relays bytes both ways between two addresses until both directions have ended,\n"
     "passing half-closes on: when A ends its output, B's input is ended too (and the\n"
@@ -44,12 +45,21 @@ constexpr std::string_view help_text =
     "exec:COMMAND... and ssh:HOST COMMAND... (started; the bridge waits for them to\n"
     "exit at the end, and fails with exit status 3 if one did not exit with 0).\n"
     "\n"
+    "With keys it ends key mode on a side instead, speaking bokbok to both sides and\n"
+    "passing each message on (requests and their answers or errors, notifications):\n"
+    "  --users FILE       side A accepts key-mode clients, users of FILE (as\n"
+    "                     bokbok-demo-server --users); B is reached in plain mode\n"
+    "  --user NAME        side B is reached in key mode as NAME, with\n"
+    "  --key-file FILE    NAME's key\n"
+    "Both may be given (A and B then use different keys). Without them, key mode\n"
+    "passes through the byte relay end to end, and the bridge needs no keys.\n"
+    "\n"
     "Typical use, reaching a server on another host's UNIX socket: run\n"
     "  ssh HOST bokbok bridge stdio unix:/run/app.sock\n"
     "and speak bokbok over that ssh command's stdin and stdout.\n"
     "\n"
     "Exit status: 0 both directions ended cleanly; 2 bad usage; 3 an address could not\n"
-    "be opened, or reading or writing failed.\n";
+    "be opened, or reading or writing failed; 4 (with keys) authentication refused.\n";
 
 constexpr int exit_transport = 3;
 
@@ -148,12 +158,32 @@ void end_output(side& s) {
 int run(args_view args) {
   arg_reader reader(args);
   std::vector<std::string> addresses;
+  bridge_keys keys;
   while (!reader.done()) {
     std::string_view a = reader.next();
-    if (a.starts_with("--")) throw usage_error("unknown option '" + std::string(a) + "'");
-    addresses.emplace_back(a);
+    if (a == "--users")
+      keys.users_file = reader.value();
+    else if (a == "--user")
+      keys.user = reader.value();
+    else if (a == "--key-file")
+      keys.key_file = reader.value();
+    else if (a.starts_with("--"))
+      throw usage_error("unknown option '" + std::string(a) + "'");
+    else
+      addresses.emplace_back(a);
   }
   if (addresses.size() != 2) throw usage_error("needs exactly two addresses, A and B");
+  if (keys.user.empty() != keys.key_file.empty())
+    throw usage_error("--user and --key-file go together");
+  if (!keys.users_file.empty() || !keys.user.empty()) {
+    try {
+      return run_key_bridge(addresses[0], addresses[1], keys);
+    } catch (const address_error& e) {
+      throw usage_error(e.what());
+    } catch (const key_error& e) {
+      throw usage_error(e.what());
+    }
+  }
   side a, b;
   try {
     a = open_side(addresses[0]);
