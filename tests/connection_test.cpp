@@ -285,3 +285,45 @@ TEST_CASE("a connection exposes its peer address, an empty user in plain mode, a
   CHECK(std::any_cast<int>(copy.user_data()) == 42);
   a.close();
 }
+
+TEST_CASE("calls with different deadlines each end at their own, in any order of calling") {
+  // The peer's handler holds every call until it is cancelled (the caller's deadline
+  // sends a cancel), bounded by 10 s.
+  bokbok::options peer;
+  peer.on_request = [](bokbok::connection&, message m) -> message {
+    std::mutex mu;
+    std::condition_variable_any cv;
+    std::unique_lock lock(mu);
+    cv.wait_for(lock, bokbok::this_call::stop_token(), 10s, [] { return false; });
+    return m;
+  };
+  auto [a, b] = bokbok::connect_socketpair({}, peer);
+  auto call_with = [&a = a](std::chrono::milliseconds timeout) {
+    bokbok::call_options o;
+    o.timeout = timeout;
+    return a.request_async({"hold"}, o);
+  };
+  auto start = std::chrono::steady_clock::now();
+  auto late = call_with(1500ms);  // armed first
+  auto early = call_with(100ms);  // earlier: the timer must move forward for it
+  auto later = call_with(3000ms);
+  auto ended_after = [&](std::future<message>& f) {
+    REQUIRE(f.wait_for(10s) == std::future_status::ready);
+    auto took = std::chrono::steady_clock::now() - start;
+    try {
+      f.get();
+      FAIL("the call succeeded");
+    } catch (const bokbok::call_error& e) {
+      CHECK(e.code() == bokbok::error_code::deadline_exceeded);
+    }
+    return took;
+  };
+  auto t_early = ended_after(early);
+  auto t_late = ended_after(late);
+  auto t_later = ended_after(later);
+  CHECK(t_early >= 100ms);
+  CHECK(t_early < 1500ms);  // not held back to the first call's deadline
+  CHECK(t_late >= 1500ms);
+  CHECK(t_later >= 3000ms);
+  a.close();
+}

@@ -278,8 +278,8 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
   }
   if (handshake_timer_) cfg_.loop->cancel_timer(handshake_timer_);
   if (tick_timer_) cfg_.loop->cancel_timer(tick_timer_);
+  if (deadline_timer_) cfg_.loop->cancel_timer(deadline_timer_);
   for (auto& [id, pc] : pending) {
-    if (pc.timer) cfg_.loop->cancel_timer(pc.timer);
     std::unique_lock lock(mu_);
     auto err = closed_error_locked();  // one each: waiters on other threads own them
     lock.unlock();

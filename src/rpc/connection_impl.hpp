@@ -153,7 +153,7 @@ class connection_impl final : public io::stream_events,
   struct pending_call {
     response_callback done;
     std::uint64_t seq = 0;
-    io::timer_id timer = 0;  // the deadline's, set on the loop thread
+    std::optional<io::clock::time_point> deadline;
     std::unique_ptr<std::stop_callback<std::function<void()>>> on_stop;
   };
   // A peer request waiting for a slot under options::max_concurrent_calls.
@@ -183,7 +183,10 @@ class connection_impl final : public io::stream_events,
   void dispatch_notify(std::string bytes);
   void handle_cancel(std::uint32_t id);
   void end_call_locally(std::uint64_t seq, error_code code);
-  void arm_deadline(std::uint32_t id, std::uint64_t seq, io::clock::time_point when);
+  // Deadlines of our calls share one timer, set for the earliest (deadline_armed_): a
+  // call with a later deadline than the one armed costs the loop no wake-up.
+  void arm_deadline_timer();
+  void sweep_deadlines();
   void arm_tick();
   void tick();
   // Waits (mu_ held) until the send queue has room; false when it gave up, with `why`.
@@ -249,6 +252,7 @@ class connection_impl final : public io::stream_events,
   io::clock::time_point last_activity_{};  // last call started or finished either way
   std::optional<io::clock::time_point> ping_sent_at_;
   io::timer_id tick_timer_ = 0;
+  io::timer_id deadline_timer_ = 0;
   std::uint32_t peer_features_ = 0;
   bool reading_paused_ = false;  // backpressure: stopped reading, outbox over its bound
 
@@ -264,6 +268,9 @@ class connection_impl final : public io::stream_events,
   std::unordered_map<std::uint32_t, pending_call> pending_;
   std::unordered_map<std::uint64_t, std::uint32_t> pending_ids_;  // seq -> id
   std::uint64_t next_seq_ = 1;
+  // When the deadline timer fires (or will, once a posted arm_deadline_timer runs); no
+  // pending call has an earlier deadline.
+  std::optional<io::clock::time_point> deadline_armed_;
   std::uint32_t next_notify_id_ = 1;
   // Peer requests running (their stop sources) and waiting for a slot.
   std::unordered_map<std::uint32_t, std::shared_ptr<call_context>> running_;

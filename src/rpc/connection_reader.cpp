@@ -277,10 +277,8 @@ void connection_impl::handle_goaway(const wire::frame_view& f) {
     }
     if (room_waiters_) room_cv_.notify_all();
   }
-  for (auto& pc : unanswered) {
-    if (pc.timer) cfg_.loop->cancel_timer(pc.timer);
+  for (auto& pc : unanswered)
     pc.done(error_ptr<call_error>(error_code::shutting_down, goaway_reason_), {});
-  }
   close_if_drained();
 }
 
@@ -323,7 +321,6 @@ void connection_impl::complete_call(std::uint32_t id, std::exception_ptr error, 
     pending_ids_.erase(pc.seq);
     pending_.erase(it);
   }
-  if (pc.timer) cfg_.loop->cancel_timer(pc.timer);
   last_activity_ = io::clock::now();
   pc.done(std::move(error), std::move(response));
   close_if_drained();

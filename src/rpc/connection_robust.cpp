@@ -71,16 +71,17 @@ std::uint64_t connection_impl::call(message request, response_callback done,
   pending_call pc;
   pc.done = std::move(done);
   pc.seq = seq;
+  pc.deadline = deadline;
   pending_.emplace(id, std::move(pc));
   pending_ids_.emplace(seq, id);
+  // Only a deadline earlier than the one armed needs the loop to move the timer.
+  const bool rearm = deadline && (!deadline_armed_ || *deadline < *deadline_armed_);
+  if (rearm) deadline_armed_ = deadline;
   std::optional<std::uint32_t> prefix;
   if (deadline && features_deadline_) prefix = deadline_prefix(*deadline - io::clock::now());
   queue_message_locked(lock, wire::frame_type::request, id, std::move(framed), prefix);
   lock.unlock();
-  if (deadline)
-    cfg_.loop->post([self = shared_from_this(), id, seq, when = *deadline] {
-      self->arm_deadline(id, seq, when);
-    });
+  if (rearm) cfg_.loop->post([self = shared_from_this()] { self->arm_deadline_timer(); });
   if (stop.stop_possible()) {
     // May run at once (stop already requested): cancel_call only posts.
     auto on_stop = std::make_unique<std::stop_callback<std::function<void()>>>(
@@ -202,15 +203,42 @@ void connection_impl::cancel_call(std::uint64_t seq, error_code code) {
   cfg_.loop->post([self = shared_from_this(), seq, code] { self->end_call_locally(seq, code); });
 }
 
-// Loop thread: sets the deadline timer of call `seq`, unless it is over already.
-void connection_impl::arm_deadline(std::uint32_t id, std::uint64_t seq,
-                                   io::clock::time_point when) {
-  std::lock_guard lock(mu_);
-  auto it = pending_.find(id);
-  if (it == pending_.end() || it->second.seq != seq) return;
-  it->second.timer = cfg_.loop->add_timer(when, [weak = weak_from_this(), seq] {
-    if (auto self = weak.lock()) self->end_call_locally(seq, error_code::deadline_exceeded);
-  });
+// Loop thread: sets the one deadline timer for deadline_armed_.
+void connection_impl::arm_deadline_timer() {
+  std::optional<io::clock::time_point> when;
+  {
+    std::lock_guard lock(mu_);
+    if (phase_ != phase::open) return;
+    when = deadline_armed_;
+  }
+  if (deadline_timer_) cfg_.loop->cancel_timer(deadline_timer_);
+  deadline_timer_ = 0;
+  if (when)
+    deadline_timer_ = cfg_.loop->add_timer(*when, [weak = weak_from_this()] {
+      if (auto self = weak.lock()) self->sweep_deadlines();
+    });
+}
+
+// Loop thread: the earliest deadline came. Ends the calls whose deadline passed and sets
+// the timer for the next one (calls answered meanwhile are simply gone from pending_).
+void connection_impl::sweep_deadlines() {
+  deadline_timer_ = 0;
+  const auto now = io::clock::now();
+  std::vector<std::uint64_t> expired;
+  {
+    std::lock_guard lock(mu_);
+    std::optional<io::clock::time_point> next;
+    for (const auto& [id, pc] : pending_) {
+      if (!pc.deadline) continue;
+      if (*pc.deadline <= now)
+        expired.push_back(pc.seq);
+      else if (!next || *pc.deadline < *next)
+        next = pc.deadline;
+    }
+    deadline_armed_ = next;
+  }
+  arm_deadline_timer();
+  for (auto seq : expired) end_call_locally(seq, error_code::deadline_exceeded);
 }
 
 // Loop thread: our call `seq` ends here (cancelled, or its deadline passed): the caller is
@@ -232,7 +260,6 @@ void connection_impl::end_call_locally(std::uint64_t seq, error_code code) {
       queue_record_locked(lock, rec);
     }
   }
-  if (code != error_code::deadline_exceeded && pc.timer) cfg_.loop->cancel_timer(pc.timer);
   pc.done(error_ptr<call_error>(code, code == error_code::cancelled
                                           ? "the call was cancelled"
                                           : "the call's deadline passed before the answer came"),
