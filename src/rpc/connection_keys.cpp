@@ -63,19 +63,37 @@ void connection_impl::key_failed() {
   finish(key_->refused() ? end_kind::auth : end_kind::protocol, "key mode: " + why);
 }
 
-// `mu_` held: turns the batch's plain records (u16 length || frame, possibly spread over
-// several iovecs) into sealed records in one buffer.
+// `mu_` held: turns the batch's plain records (u16 length || frame) into sealed records
+// in one buffer. A record lies within one iovec (small records, and a large frame's
+// headers) or spans two (a large frame: headers, then payload); only then is its frame
+// gathered first.
 bool connection_impl::seal_batch_locked(rpc::batch& b) {
-  std::string plain;
-  plain.reserve(b.bytes);
-  for (const iovec& v : b.iov) plain.append(static_cast<const char*>(v.iov_base), v.iov_len);
   std::string sealed;
-  sealed.reserve(plain.size() + (plain.size() / wire::max_frame_payload + 2) * crypto::tag_len);
-  for (std::size_t at = 0; at + wire::record_header_size <= plain.size();) {
-    std::size_t len = (std::size_t(std::uint8_t(plain[at])) << 8) | std::uint8_t(plain[at + 1]);
-    std::string_view frame(plain.data() + at + wire::record_header_size, len);
-    if (!key_->seal(frame, sealed)) return false;
-    at += wire::record_header_size + len;
+  sealed.reserve(b.bytes + (b.iov.size() + 1) * crypto::tag_len);
+  std::string gathered;     // the frame of a record that spans iovecs
+  std::size_t missing = 0;  // bytes of that frame still to come
+  for (const iovec& v : b.iov) {
+    std::string_view s(static_cast<const char*>(v.iov_base), v.iov_len);
+    while (!s.empty()) {
+      if (missing > 0) {
+        auto take = std::min(missing, s.size());
+        gathered.append(s.substr(0, take));
+        s.remove_prefix(take);
+        if ((missing -= take) == 0 && !key_->seal(gathered, sealed)) return false;
+        continue;
+      }
+      // A record starts here; its 2-byte length never straddles iovecs (outbox.hpp).
+      std::size_t len = (std::size_t(std::uint8_t(s[0])) << 8) | std::uint8_t(s[1]);
+      s.remove_prefix(wire::record_header_size);
+      if (s.size() >= len) {
+        if (!key_->seal(s.substr(0, len), sealed)) return false;
+        s.remove_prefix(len);
+      } else {
+        gathered.assign(s);
+        missing = len - s.size();
+        s = {};
+      }
+    }
   }
   b.clear();
   b.small = std::move(sealed);

@@ -29,6 +29,10 @@ namespace bokbok::rpc {
 // One write's worth of bytes. The iovecs point into `small`, `headers` and the large
 // messages in `keep`, which the batch co-owns, so a batch alone keeps every byte it
 // points to alive (the stream holds it until the kernel lets go, even after a close).
+// Shape: whole records, each either within one iovec or split once, after its headers
+// (a large message's frame: headers, then payload), so a record's headers never
+// straddle iovecs. (A direct write's unsent rest, push_front_record_bytes, may begin
+// mid-record; key mode, which relies on the shape to seal records, never writes directly.)
 struct batch {
   std::string small;
   std::vector<wire::frame_header_bytes> headers;
