@@ -82,9 +82,7 @@ class server::impl : public std::enable_shared_from_this<impl> {
   // Why server_options::authorize refuses this client ("" when it does not).
   std::string unauthorized(const transport::connected_socket& sock) {
     if (!opts_.authorize) return "";
-    std::optional<connection::credentials> creds;
-    if (auto c = transport::peer_credentials_of(sock.fd.get()))
-      creds = connection::credentials{c->uid, c->gid, c->pid};
+    auto creds = transport::peer_credentials_of(sock.fd.get());
     bool ok = false;
     try {
       ok = opts_.authorize(creds);
@@ -190,9 +188,9 @@ void server::impl::accept_loop() {
       room = has_room_locked();
     }
     for (auto& late : admission_.take_expired())
-      report(late.peer, admission_.refuse(std::move(late), "busy: the server is at its "
-                                                  "connection limit of " +
-                                                  std::to_string(opts_.max_connections)));
+      report(late.peer, admission_.refuse(std::move(late), error_code::busy,
+                                                  "the server is at its connection limit of " +
+                                                      std::to_string(opts_.max_connections)));
 
     std::vector<pollfd> fds{{wake_fd_.get(), POLLIN, 0}};
     bool paused = clock::now() < accept_paused_until;
@@ -230,7 +228,7 @@ void server::impl::accept_loop() {
         }
         if (!sock) break;
         if (auto why = unauthorized(*sock); !why.empty()) {
-          report(sock->peer, admission_.refuse(std::move(*sock), "not_authorized: " + why));
+          report(sock->peer, admission_.refuse(std::move(*sock), error_code::not_authorized, why));
           continue;
         }
         bool now;
@@ -243,15 +241,16 @@ void server::impl::accept_loop() {
         else if (admission_.can_wait())
           admission_.wait_for_slot(std::move(*sock));
         else
-          report(sock->peer, admission_.refuse(std::move(*sock),
-                                               "busy: too many clients waiting"));
+          report(sock->peer, admission_.refuse(std::move(*sock), error_code::busy,
+                                               "too many clients waiting"));
       }
     }
   }
   // Stopping: no new clients; the listeners go (their socket files with them).
   listeners_.clear();
   for (auto& w : admission_.take_all_waiting())
-    report(w.peer, admission_.refuse(std::move(w), "shutting_down: the server is stopping"));
+    report(w.peer, admission_.refuse(std::move(w), error_code::shutting_down,
+                                             "the server is stopping"));
   admission_.close_lingering();
 }
 
@@ -290,9 +289,7 @@ void server::impl::start_connection(transport::connected_socket sock) {
   o.max_message_size = opts_.max_message_size;
   o.connect_timeout = opts_.handshake_timeout;
   o.keys = opts_.keys;
-  std::optional<connection::credentials> creds;
-  if (auto cr = transport::peer_credentials_of(sock.fd.get()))
-    creds = connection::credentials{cr->uid, cr->gid, cr->pid};
+  auto creds = transport::peer_credentials_of(sock.fd.get());
   detail::connection_impl::config cfg{o,     sock.peer, loop_, pool_, {},
                                       creds, /*hold_requests=*/static_cast<bool>(opts_.on_open), nullptr,
                                       keys_};

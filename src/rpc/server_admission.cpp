@@ -50,13 +50,9 @@ std::vector<transport::connected_socket> admission::take_all_waiting() {
   return out;
 }
 
-std::string admission::refuse(transport::connected_socket s, const std::string& why) {
+std::string admission::refuse(transport::connected_socket s, error_code code,
+                              const std::string& text) {
   std::string bytes = wire::encode_preamble({});
-  std::size_t colon = why.find(':');
-  error_code code = why.starts_with("shutting_down")    ? error_code::shutting_down
-                    : why.starts_with("not_authorized") ? error_code::not_authorized
-                                                        : error_code::busy;
-  std::string text = colon == std::string::npos ? why : why.substr(colon + 2);
   wire::append_frame(bytes, wire::frame_type::goaway, 0, 0,
                      wire::encode_code_payload(std::uint16_t(code), text));
   wire::append_frame(bytes, wire::frame_type::close, 0, 0, {});
@@ -67,7 +63,7 @@ std::string admission::refuse(transport::connected_socket s, const std::string& 
   (void)io::write_now(fd, io::is_socket(fd), bytes);
   ::shutdown(fd, SHUT_WR);
   lingering_.push_back({std::move(s.fd), clock::now() + linger_time});
-  return "refused: " + why;
+  return std::string("refused: ") + to_string(code) + ": " + text;
 }
 
 void admission::add_lingering_fds(std::vector<pollfd>& fds) const {

@@ -33,9 +33,10 @@ class admission {
   std::vector<transport::connected_socket> take_all_waiting();
 
   // Tells the client why it is refused, in the protocol (a plain preamble, then a goaway
-  // carrying `why` where a hello would be, then close: PROTOCOL.md §8.1), ends our side,
-  // and lingers until the client hangs up (at most 2 s). Returns the text for logging.
-  std::string refuse(transport::connected_socket s, const std::string& why);
+  // carrying `code` and `text` where a hello would be, then close: PROTOCOL.md §8.1),
+  // ends our side, and lingers until the client hangs up (at most 2 s). Returns the text
+  // for logging ("refused: busy: ...").
+  std::string refuse(transport::connected_socket s, error_code code, const std::string& text);
 
   // Poll set handling for lingering clients: appends their fds, then services them
   // from the poll results starting at `first`.

@@ -61,9 +61,7 @@ connection open_over(io::unique_fd in, io::unique_fd out, const options& opts,
 std::shared_ptr<detail::connection_impl> dial_socket(const transport::address& addr,
                                                      const options& opts) {
   auto sock = transport::connect_socket(addr, opts.connect_timeout);
-  std::optional<connection::credentials> creds;
-  if (auto c = transport::peer_credentials_of(sock.fd.get()))
-    creds = connection::credentials{c->uid, c->gid, c->pid};
+  auto creds = transport::peer_credentials_of(sock.fd.get());
   return open_impl(std::move(sock.fd), {}, opts, std::move(sock.peer), creds);
 }
 

@@ -164,7 +164,7 @@ std::string peer_name(int fd) {
   return sockaddr_name(reinterpret_cast<const sockaddr*>(&ss), len);
 }
 
-std::optional<peer_credentials> peer_credentials_of(int fd) {
+std::optional<connection::credentials> peer_credentials_of(int fd) {
   int domain = 0;
   socklen_t len = sizeof domain;
   if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 || domain != AF_UNIX)
@@ -172,7 +172,7 @@ std::optional<peer_credentials> peer_credentials_of(int fd) {
   ucred c{};
   len = sizeof c;
   if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &len) < 0) return std::nullopt;
-  return peer_credentials{c.uid, c.gid, c.pid};
+  return connection::credentials{c.uid, c.gid, c.pid};
 }
 
 bool is_listening_socket(int fd) {

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "bokbok/connection.hpp"
 #include "io/unique_fd.hpp"
 #include "transport/address.hpp"
 
@@ -74,12 +75,7 @@ std::optional<connected_socket> accept_from(const listener& l);
 std::string peer_name(int fd);
 
 // SO_PEERCRED of a UNIX socket; nullopt for other fds.
-struct peer_credentials {
-  uid_t uid;
-  gid_t gid;
-  pid_t pid;
-};
-std::optional<peer_credentials> peer_credentials_of(int fd);
+std::optional<connection::credentials> peer_credentials_of(int fd);
 
 // True if `fd` is a socket in the listening state (SO_ACCEPTCONN).
 bool is_listening_socket(int fd);
