@@ -26,7 +26,6 @@
 #include "io/write_now.hpp"
 #include "transport/address.hpp"
 #include "transport/child_process.hpp"
-#include "transport/ssh_command.hpp"
 #include "transport/sockets.hpp"
 #include "transport/stdio.hpp"
 
@@ -92,14 +91,7 @@ side open_side(std::string_view text) {
     s.in = transport::connect_socket(a, std::chrono::seconds(10)).fd;
   } else if (std::holds_alternative<transport::exec_address>(a) ||
              std::holds_alternative<transport::ssh_address>(a)) {
-    transport::spawn_request req;
-    if (auto* e = std::get_if<transport::exec_address>(&a)) {
-      req.argv = e->argv;
-    } else {
-      req.argv = transport::ssh_command(std::get<transport::ssh_address>(a), {});
-      req.is_ssh = true;
-    }
-    auto spawned = transport::child_process::spawn(std::move(req));
+    auto spawned = transport::child_process::spawn(transport::spawn_request_for(a));
     s.in = std::move(spawned.from_child);
     s.out = std::move(spawned.to_child);
     s.child = std::move(spawned.child);

@@ -26,6 +26,7 @@
 
 #include "io/unique_fd.hpp"
 #include "rpc/peer_process.hpp"
+#include "transport/address.hpp"
 
 namespace bokbok::transport {
 
@@ -41,6 +42,10 @@ struct spawn_request {
   // ssh: an exit status of 255 is ssh's own failure, reported with its stderr.
   bool is_ssh = false;
 };
+
+// The request that starts the child an exec: or ssh: address names (`addr` must be one),
+// with the options of bokbok::options::child_options.
+spawn_request spawn_request_for(const address& addr, const options::child_options& child = {});
 
 class child_process final : public rpc::peer_process {
  public:

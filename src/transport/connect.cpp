@@ -16,7 +16,6 @@
 #include "rpc/reconnector.hpp"
 #include "transport/address.hpp"
 #include "transport/child_process.hpp"
-#include "transport/ssh_command.hpp"
 #include "transport/sockets.hpp"
 #include "transport/stdio.hpp"
 
@@ -68,17 +67,7 @@ std::shared_ptr<detail::connection_impl> dial_socket(const transport::address& a
 // exec: and ssh: — the peer is a child process speaking on its stdin and stdout.
 std::shared_ptr<detail::connection_impl> open_child(const transport::address& addr,
                                                     const options& opts) {
-  transport::spawn_request req;
-  req.grace = opts.child.grace;
-  req.on_stderr = opts.child.on_stderr;
-  if (auto* e = std::get_if<transport::exec_address>(&addr)) {
-    req.argv = e->argv;
-  } else {
-    req.argv = transport::ssh_command(std::get<transport::ssh_address>(addr), opts.child.ssh_options);
-    req.keep_stderr_tail = true;  // ssh's own errors explain a failed connection
-    req.is_ssh = true;
-  }
-  auto s = transport::child_process::spawn(std::move(req));
+  auto s = transport::child_process::spawn(transport::spawn_request_for(addr, opts.child));
   std::string peer = transport::to_string(addr) + " (pid " + std::to_string(s.child->pid()) + ")";
   return open_impl(std::move(s.from_child), std::move(s.to_child), opts, std::move(peer),
                    std::nullopt, std::move(s.child));

@@ -39,6 +39,7 @@
 #include "bokbok/error.hpp"
 #include "transport/child_process.hpp"
 #include "transport/child_state.hpp"
+#include "transport/ssh_command.hpp"
 
 namespace bokbok::transport {
 
@@ -99,6 +100,20 @@ std::string find_program(const std::string& name) {
     if (colon == std::string_view::npos) return {};
     dirs.remove_prefix(colon + 1);
   }
+}
+
+spawn_request spawn_request_for(const address& addr, const options::child_options& child) {
+  spawn_request req;
+  req.grace = child.grace;
+  req.on_stderr = child.on_stderr;
+  if (auto* e = std::get_if<exec_address>(&addr)) {
+    req.argv = e->argv;
+  } else {
+    req.argv = ssh_command(std::get<ssh_address>(addr), child.ssh_options);
+    req.keep_stderr_tail = true;  // ssh's own errors explain a failed connection
+    req.is_ssh = true;
+  }
+  return req;
 }
 
 child_process::spawned child_process::spawn(spawn_request req) {
