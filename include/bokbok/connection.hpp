@@ -273,6 +273,8 @@ class connection {
   std::shared_ptr<detail::connection_impl> target(
       std::optional<steady_clock::time_point> deadline = std::nullopt) const;
   std::shared_ptr<detail::connection_impl> impl_for_reconnect() const { return impl_; }
+  // The connection the accessors describe: impl_, or the reconnector's latest one.
+  std::shared_ptr<detail::connection_impl> latest() const;
 
   std::shared_ptr<detail::connection_impl> impl_;
   std::shared_ptr<detail::reconnector> reconnect_;  // set by connect(address, policy)

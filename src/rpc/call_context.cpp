@@ -17,6 +17,17 @@ call_context_scope::call_context_scope(call_context* c) noexcept : saved_(curren
 }
 call_context_scope::~call_context_scope() { current = saved_; }
 
+std::optional<io::clock::time_point> effective_deadline(const call_options& opts) {
+  std::optional<io::clock::time_point> deadline = opts.deadline;
+  if (opts.timeout) {
+    auto t = io::clock::now() + *opts.timeout;
+    if (!deadline || t < *deadline) deadline = t;
+  }
+  if (auto* ctx = current; ctx && ctx->deadline && (!deadline || *ctx->deadline < *deadline))
+    deadline = ctx->deadline;
+  return deadline;
+}
+
 }  // namespace detail
 
 namespace this_call {

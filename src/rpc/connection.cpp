@@ -11,18 +11,6 @@ namespace bokbok {
 
 namespace {
 
-// How long a call may wait for a reconnection: its own deadline, or its handler's.
-std::optional<steady_clock::time_point> wait_limit(const call_options& o) {
-  std::optional<steady_clock::time_point> d = o.deadline;
-  if (o.timeout) {
-    auto t = steady_clock::now() + *o.timeout;
-    if (!d || t < *d) d = t;
-  }
-  if (auto inherited = this_call::deadline(); inherited && (!d || *inherited < *d))
-    d = inherited;
-  return d;
-}
-
 // Runs `f`, turning what it throws into a callback error (asynchronous forms).
 template <class F>
 bool or_report(F f, const response_callback& done) {
@@ -51,7 +39,8 @@ std::shared_ptr<detail::connection_impl> connection::target(
 message connection::request(message m) { return target()->call_sync(std::move(m)); }
 
 message connection::request(message m, const call_options& opts) {
-  return target(wait_limit(opts))->call_sync(std::move(m), opts);
+  // While reconnecting, it waits as long as its deadline allows.
+  return target(detail::effective_deadline(opts))->call_sync(std::move(m), opts);
 }
 
 std::future<message> connection::request_async(message m) {
@@ -109,22 +98,22 @@ std::string connection::close_reason() const {
   return reconnect_ ? reconnect_->close_reason() : impl_->close_reason();
 }
 
-const std::string& connection::peer_address() const {
-  return (reconnect_ ? reconnect_->latest() : impl_)->peer_address();
+std::shared_ptr<detail::connection_impl> connection::latest() const {
+  return reconnect_ ? reconnect_->latest() : impl_;
 }
-const std::string& connection::user() const {
-  return (reconnect_ ? reconnect_->latest() : impl_)->user();
-}
+
+const std::string& connection::peer_address() const { return latest()->peer_address(); }
+const std::string& connection::user() const { return latest()->user(); }
 std::any& connection::user_data() const {
   return reconnect_ ? reconnect_->user_data() : impl_->user_data();
 }
 
 std::optional<connection::credentials> connection::peer_credentials() const {
-  return (reconnect_ ? reconnect_->latest() : impl_)->peer_credentials();
+  return latest()->peer_credentials();
 }
 
 std::optional<child_exit> connection::child_status() const {
-  const auto& process = impl_->process();
+  const auto& process = latest()->process();  // after a reconnect: the current child's
   return process ? process->exit_status() : std::nullopt;
 }
 

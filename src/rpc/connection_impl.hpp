@@ -49,6 +49,10 @@ struct call_context {
 
 // The calling thread's current handler context, if it runs a handler (rpc/call_context.cpp).
 call_context* current_call_context() noexcept;
+
+// A call's deadline: the earliest of its own deadline, its timeout from now, and the
+// deadline of the handler it is made from (which nested calls inherit).
+std::optional<io::clock::time_point> effective_deadline(const call_options& opts);
 class call_context_scope {
  public:
   explicit call_context_scope(call_context* c) noexcept;
@@ -98,12 +102,6 @@ class connection_impl final : public io::stream_events,
 
   ~connection_impl();
 
- private:
-  static std::shared_ptr<connection_impl> start_async(config cfg, io::unique_fd in,
-                                                      io::unique_fd out, open_callback done);
-
- public:
-
   // Any thread: handles the requests held back by config::hold_requests.
   void release_requests();
   // Any thread: graceful close (PROTOCOL.md §8.4): tells the peer goaway, answers the
@@ -143,6 +141,10 @@ class connection_impl final : public io::stream_events,
 
  private:
   enum class phase { handshaking, open, closed };
+
+  // open_async, returning the connection (open() waits on it when opening fails).
+  static std::shared_ptr<connection_impl> start_async(config cfg, io::unique_fd in,
+                                                      io::unique_fd out, open_callback done);
   // How a connection ended, which decides the error type pending calls see.
   // drained: a clean end after goaway once nothing was outstanding; what is queued (the
   // last answers) still goes out before the close frame. clean: a close; queued frames
@@ -238,7 +240,6 @@ class connection_impl final : public io::stream_events,
   bool preamble_done_ = false;
   wire::record_reader records_;
   wire::reassembler reassembler_;
-  bool close_frame_queued_ = false;
   io::timer_id handshake_timer_ = 0;
   std::unique_ptr<rpc::key_session> key_;  // key mode only
   bool key_begun_ = false;
@@ -253,7 +254,6 @@ class connection_impl final : public io::stream_events,
   std::optional<io::clock::time_point> ping_sent_at_;
   io::timer_id tick_timer_ = 0;
   io::timer_id deadline_timer_ = 0;
-  std::uint32_t peer_features_ = 0;
   bool reading_paused_ = false;  // backpressure: stopped reading, outbox over its bound
 
   // Guarded by mu_.

@@ -28,16 +28,10 @@ std::uint32_t deadline_prefix(io::clock::duration left) {
 std::uint64_t connection_impl::call(message request, response_callback done,
                                     const call_options& opts, bool blocking) {
   // The call's deadline and stop token: its own, and the running handler's (inherited).
-  std::optional<io::clock::time_point> deadline = opts.deadline;
-  if (opts.timeout) {
-    auto t = io::clock::now() + *opts.timeout;
-    if (!deadline || t < *deadline) deadline = t;
-  }
+  const auto deadline = effective_deadline(opts);
   std::stop_token stop = opts.stop;
-  if (auto* ctx = current_call_context()) {
-    if (ctx->deadline && (!deadline || *ctx->deadline < *deadline)) deadline = ctx->deadline;
-    if (!stop.stop_possible()) stop = ctx->stop.get_token();
-  }
+  if (auto* ctx = current_call_context(); ctx && !stop.stop_possible())
+    stop = ctx->stop.get_token();
   if (deadline && *deadline <= io::clock::now()) {
     done(error_ptr<call_error>(error_code::deadline_exceeded,
                                "the call's deadline had passed before it was sent"), {});

@@ -91,11 +91,4 @@ key_session::step key_session::feed(std::string_view& in, std::string& out) {
   return finish_handshake();
 }
 
-key_session::step key_session::end_of_stream() {
-  if (!initiator_ && !responder_) return fail("the stream ended before the handshake", false);
-  auto st = initiator_ ? initiator_->end_of_stream() : responder_->end_of_stream();
-  (void)st;
-  return fail(initiator_ ? initiator_->error() : responder_->error(), false);
-}
-
 }  // namespace bokbok::rpc

@@ -56,7 +56,6 @@ class key_session {
   // Feeds handshake bytes from the front of `in` (what is left stays for the records),
   // appending what to send to `out` (message 2, or a responder's decoy on failure).
   step feed(std::string_view& in, std::string& out);
-  step end_of_stream();
 
   // Why the handshake failed; whether it was an authentication refusal (what a client
   // reports as authentication_error).

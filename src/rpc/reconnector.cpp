@@ -137,26 +137,20 @@ void reconnector::finish(std::shared_ptr<connection_impl> last, std::string reas
   cv_.notify_all();
 }
 
+// No more redialling; the connection to close now, if one is up.
+std::shared_ptr<connection_impl> reconnector::stop_redialling() {
+  std::lock_guard lock(mu_);
+  user_closed_ = true;
+  cv_.notify_all();
+  return up_ ? cur_ : nullptr;
+}
+
 void reconnector::close(std::chrono::milliseconds grace) {
-  std::shared_ptr<connection_impl> c;
-  {
-    std::lock_guard lock(mu_);
-    user_closed_ = true;
-    cv_.notify_all();
-    if (up_) c = cur_;
-  }
-  if (c) c->close_gracefully(grace);
+  if (auto c = stop_redialling()) c->close_gracefully(grace);
 }
 
 void reconnector::abort() {
-  std::shared_ptr<connection_impl> c;
-  {
-    std::lock_guard lock(mu_);
-    user_closed_ = true;
-    cv_.notify_all();
-    if (up_) c = cur_;
-  }
-  if (c) c->close();
+  if (auto c = stop_redialling()) c->close();
 }
 
 bool reconnector::closed() const {

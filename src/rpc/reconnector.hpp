@@ -53,6 +53,7 @@ class reconnector final : public std::enable_shared_from_this<reconnector> {
   void dropped(std::shared_ptr<connection_impl> inner);
   void redial(std::shared_ptr<connection_impl> last);
   void finish(std::shared_ptr<connection_impl> last, std::string reason);
+  std::shared_ptr<connection_impl> stop_redialling();
 
   dial_fn dial_;
   options opts_;

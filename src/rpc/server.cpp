@@ -288,7 +288,7 @@ void server::impl::start_connection(transport::connected_socket sock) {
   o.inline_handlers = opts_.inline_handlers;
   o.max_message_size = opts_.max_message_size;
   o.connect_timeout = opts_.handshake_timeout;
-  o.keys = opts_.keys;
+  // Key mode comes from keys_ (config::keys), whose replay cache all connections share.
   auto creds = transport::peer_credentials_of(sock.fd.get());
   detail::connection_impl::config cfg{o,     sock.peer, loop_, pool_, {},
                                       creds, /*hold_requests=*/static_cast<bool>(opts_.on_open), nullptr,
