@@ -37,23 +37,11 @@ struct key_vector {
 
 std::vector<key_vector> spec_key_vectors() {
   std::vector<key_vector> out;
-  const auto lines = protocol_vectors::lines_of(protocol_vectors::read_spec());
-  for (std::size_t i = 0; i < lines.size(); ++i) {
-    if (trim(lines[i]) != "```key-vector") continue;
-    key_vector v;
-    v.line = static_cast<int>(i + 1);
-    for (++i; i < lines.size() && trim(lines[i]) != "```"; ++i) {
-      const std::string line = trim(lines[i]);
-      if (line.empty() || line[0] == '#') continue;
-      const auto colon = line.find(':');
-      if (colon == std::string::npos)
-        throw std::runtime_error("line " + std::to_string(i + 1) + ": expected key: value");
-      const std::string k = line.substr(0, colon);
-      if (v.fields.count(k)) throw std::runtime_error("line " + std::to_string(i + 1) + ": repeated " + k);
-      v.fields[k] = trim(std::string_view(line).substr(colon + 1));
-    }
-    out.push_back(std::move(v));
-  }
+  protocol_vectors::for_each_block(
+      protocol_vectors::read_spec(), "key-vector", [&](int line) { out.push_back({line, {}}); },
+      [&](const std::string& key, std::string value, int line) {
+        protocol_vectors::set_once(out.back().fields, key, std::move(value), line);
+      });
   return out;
 }
 

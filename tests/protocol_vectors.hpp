@@ -201,33 +201,48 @@ inline const std::set<std::string> known_keys = {
     "name", "about", "what", "hex", "error", "direction", "version", "mode", "user",
     "type", "flags", "call-id", "payload", "message", "settings", "code", "text"};
 
-inline std::vector<vector> parse_vectors(const std::string& spec) {
-  std::vector<vector> out;
+// Reads every fenced block of `spec` whose info string is `info` (```vector, ```key-vector):
+// `on_block(line)` at each opening fence (its line number), then `on_entry(key, value,
+// line)` for each `key: value` line in it (blank and `#` lines skipped).
+template <class OnBlock, class OnEntry>
+void for_each_block(const std::string& spec, std::string_view info, OnBlock on_block,
+                    OnEntry on_entry) {
   const auto lines = lines_of(spec);
+  const std::string fence = "```" + std::string(info);
   for (std::size_t i = 0; i < lines.size(); ++i) {
-    if (trim(lines[i]) != "```vector") continue;
-    vector v;
-    v.line = static_cast<int>(i + 1);
+    if (trim(lines[i]) != fence) continue;
+    on_block(static_cast<int>(i + 1));
     for (++i; i < lines.size() && trim(lines[i]) != "```"; ++i) {
       const std::string line = trim(lines[i]);
       if (line.empty() || line[0] == '#') continue;
       const auto colon = line.find(':');
+      const int n = static_cast<int>(i + 1);
       if (colon == std::string::npos)
-        throw std::runtime_error("line " + std::to_string(i + 1) + ": expected key: value");
-      const std::string key = line.substr(0, colon);
-      const std::string value = trim(std::string_view(line).substr(colon + 1));
-      if (!known_keys.count(key))
-        throw std::runtime_error("line " + std::to_string(i + 1) + ": unknown key " + key);
-      if (key == "hex") {
-        v.hex += " " + value;
-      } else {
-        if (v.fields.count(key))
-          throw std::runtime_error("line " + std::to_string(i + 1) + ": repeated " + key);
-        v.fields[key] = value;
-      }
+        throw std::runtime_error("line " + std::to_string(n) + ": expected key: value");
+      on_entry(line.substr(0, colon), trim(std::string_view(line).substr(colon + 1)), n);
     }
-    out.push_back(std::move(v));
   }
+}
+
+// Sets `key` once; a repeated key is an error naming `line`.
+inline void set_once(std::map<std::string, std::string>& fields, const std::string& key,
+                     std::string value, int line) {
+  if (!fields.emplace(key, std::move(value)).second)
+    throw std::runtime_error("line " + std::to_string(line) + ": repeated " + key);
+}
+
+inline std::vector<vector> parse_vectors(const std::string& spec) {
+  std::vector<vector> out;
+  for_each_block(
+      spec, "vector", [&](int line) { out.push_back({line, {}, {}}); },
+      [&](const std::string& key, std::string value, int line) {
+        if (!known_keys.count(key))
+          throw std::runtime_error("line " + std::to_string(line) + ": unknown key " + key);
+        if (key == "hex")
+          out.back().hex += " " + value;
+        else
+          set_once(out.back().fields, key, std::move(value), line);
+      });
   return out;
 }
 
