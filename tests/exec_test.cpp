@@ -19,10 +19,12 @@
 
 #include "bokbok/bokbok.hpp"
 #include "support/child_process.hpp"
+#include "support/settle.hpp"
 #include "transport/command_line.hpp"
 
 using namespace std::chrono_literals;
 using bokbok::message;
+using bokbok_test::settles;  // descriptors a closed stream leaves to its loop thread
 
 namespace {
 
@@ -62,18 +64,6 @@ std::set<std::string> open_fds() {
   }
   closedir(d);
   return fds;
-}
-
-// Waits, polling for at most 5 s, until `done` holds (descriptors a closed stream
-// leaves to its loop thread close a moment later). True if it did.
-template <class F>
-bool settles(F done) {
-  auto end = std::chrono::steady_clock::now() + 5s;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() >= end) return false;
-    std::this_thread::sleep_for(5ms);  // polling a condition, with a bound
-  }
-  return true;
 }
 
 std::string show(const std::set<std::string>& s) {

@@ -33,6 +33,8 @@
 #include <vector>
 
 #include "bokbok/bokbok.hpp"
+#include "support/settle.hpp"
+#include "support/key_users.hpp"
 #include "bokbok/key.hpp"
 #include "crypto/key_handshake.hpp"
 #include "crypto/noise_handshake.hpp"
@@ -77,29 +79,14 @@ long heap_in_use_kib() {
   return static_cast<long>((mi.uordblks + mi.hblkhd) / 1024);
 }
 
-// Polls `done` (bounded by `limit`) until it holds. True if it did.
 template <class F>
 bool settles(F done, std::chrono::milliseconds limit = patience) {
-  auto end = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() >= end) return false;
-    std::this_thread::sleep_for(2ms);  // polling a condition, with a bound
-  }
-  return true;
+  return bokbok_test::settles(done, limit, std::chrono::milliseconds(2));
 }
 
 // ---- keys and the server under attack ------------------------------------------------
 
-struct users {
-  std::shared_ptr<const bokbok::key> alice =
-      std::make_shared<const bokbok::key>(bokbok::key::generate());
-  bokbok::options::key_options::lookup lookup() const {
-    auto k = alice;
-    return [k](std::string_view user) -> std::optional<bokbok::key> {
-      if (user == "alice") return k->clone();
-      return std::nullopt;
-    };
-  }
+struct users : bokbok_test::alice_key {
   bokbok::options client(std::chrono::milliseconds connect_timeout = 10s) const {
     bokbok::options o;
     o.keys.user = "alice";

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "bokbok/bokbok.hpp"
+#include "support/key_users.hpp"
 #include "bokbok/key.hpp"
 #include "support/child_process.hpp"
 #include "support/relay.hpp"
@@ -34,18 +35,7 @@ namespace {
 
 constexpr auto patience = 10s;  // the longest any single wait here may take
 
-// One user, "alice", and her key; the lookup a server side uses.
-struct users {
-  std::shared_ptr<const bokbok::key> alice =
-      std::make_shared<const bokbok::key>(bokbok::key::generate());
-  bokbok::options::key_options::lookup lookup() const {
-    auto k = alice;
-    return [k](std::string_view user) -> std::optional<bokbok::key> {
-      if (user == "alice") return k->clone();
-      return std::nullopt;
-    };
-  }
-};
+using users = bokbok_test::alice_key;
 
 bokbok::options::key_options client_keys(std::string user,
                                          std::shared_ptr<const bokbok::key> key) {

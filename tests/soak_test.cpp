@@ -25,6 +25,7 @@
 #include <thread>
 
 #include "bokbok/bokbok.hpp"
+#include "support/settle.hpp"
 #include "support/child_process.hpp"
 
 using namespace std::chrono_literals;
@@ -118,11 +119,7 @@ int threads_named(const std::string& prefix) {
 // Waits (bounded) until `f` holds; for counts that settle after connections close.
 template <class F>
 bool settles(F f, std::chrono::seconds limit) {
-  for (auto until = steady::now() + limit; steady::now() < until;) {
-    if (f()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return f();
+  return bokbok_test::settles(f, limit, std::chrono::milliseconds(20));
 }
 
 // One round of client work: `clients` connections, each with `threads` callers making
