@@ -8,6 +8,7 @@
 
 #include "crypto/key_handshake.hpp"
 #include "crypto/noise_symmetric.hpp"
+#include "support/forged_message1.hpp"
 #include "wire/preamble.hpp"
 
 using namespace bokbok::crypto;
@@ -84,24 +85,13 @@ void check_ciphers_match(run_result& r) {
   }
 }
 
-// A message 1 built by hand with the Noise primitives, so that its ephemeral key can be
-// anything (the real initiator always sends a valid one).
+// A message 1 built by hand, so that its ephemeral key can be anything.
 std::string forged_message1(const key& psk, std::span<const unsigned char, 32> e,
                             std::int64_t ts, std::string_view settings) {
-  symmetric_state ss(protocol_name(noise_pattern::nnpsk0));
-  ss.mix_hash(client_preamble() + server_preamble());
-  ss.mix_key_and_hash(psk.bytes());
-  std::string body(reinterpret_cast<const char*>(e.data()), e.size());
-  ss.mix_hash(e);
-  ss.mix_key(e);
-  std::string payload;
-  for (int i = 7; i >= 0; --i) payload.push_back(static_cast<char>(std::uint64_t(ts) >> (8 * i)));
-  payload += settings;
-  REQUIRE(ss.encrypt_and_hash(payload, body));
-  std::string rec;
-  rec.push_back(static_cast<char>(body.size() >> 8));
-  rec.push_back(static_cast<char>(body.size() & 0xff));
-  return rec + body;
+  auto m1 = bokbok_test::forged_message1(psk.bytes(), client_preamble() + server_preamble(), e,
+                                         ts, settings);
+  REQUIRE(m1);
+  return *m1;
 }
 
 std::array<unsigned char, 32> point(std::string_view hex) {

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "bokbok/bokbok.hpp"
+#include "support/forged_message1.hpp"
 #include "support/settle.hpp"
 #include "support/key_users.hpp"
 #include "bokbok/key.hpp"
@@ -251,21 +252,10 @@ std::string message1(const bokbok::key& k, const std::string& user = "alice",
 // 32 bytes as the ephemeral public key `e` (an honest initiator cannot send a low-order
 // one: its key_initiator derives e from a private key).
 std::string message1_with_ephemeral(const bokbok::key& k, std::span<const unsigned char, 32> e) {
-  crypto::symmetric_state ss(crypto::protocol_name(crypto::noise_pattern::nnpsk0));
-  ss.mix_hash(client_preamble() + server_preamble);
-  ss.mix_key_and_hash(k.bytes());
-  ss.mix_hash(std::span<const unsigned char>(e));
-  ss.mix_key(std::span<const unsigned char>(e));
-  std::string payload;
-  auto now = static_cast<std::uint64_t>(crypto::system_clock_ms());
-  for (int i = 7; i >= 0; --i) payload.push_back(static_cast<char>(now >> (8 * i)));
-  payload += client_settings;
-  std::string body(reinterpret_cast<const char*>(e.data()), e.size());
-  REQUIRE(ss.encrypt_and_hash(payload, body));
-  std::string rec;
-  rec.push_back(static_cast<char>(body.size() >> 8));
-  rec.push_back(static_cast<char>(body.size() & 0xff));
-  return rec + body;
+  auto m1 = bokbok_test::forged_message1(k.bytes(), client_preamble() + server_preamble, e,
+                                         crypto::system_clock_ms(), client_settings);
+  REQUIRE(m1);
+  return *m1;
 }
 
 // A client that does the handshake itself over a raw socket and then holds the ciphers,

@@ -18,23 +18,12 @@
 
 #include "crypto/key_handshake.hpp"
 #include "fuzz_check.hpp"
+#include "key_fixture.hpp"
 
 using namespace bokbok::crypto;
+using namespace key_fixture;
 
 namespace {
-
-constexpr std::int64_t now_ms = 1'700'000'000'000;
-const std::string client_pre("BOKBOK\x01\x01\x05" "alice", 14);
-const std::string server_pre("BOKBOK\x01\x01\x00", 9);
-
-const key& psk() {
-  static const key k = [] {
-    std::array<unsigned char, key::size> b;
-    for (std::size_t i = 0; i < b.size(); ++i) b[i] = static_cast<unsigned char>(0x20 + i);
-    return key::from_bytes(b);
-  }();
-  return k;
-}
 
 std::array<unsigned char, 32> client_ephemeral() {
   std::array<unsigned char, 32> e;

@@ -22,24 +22,16 @@
 
 #include "crypto/key_handshake.hpp"
 #include "fuzz_check.hpp"
+#include "key_fixture.hpp"
+#include "../support/forged_message1.hpp"
 
 using namespace bokbok::crypto;
+using namespace key_fixture;
 
 namespace {
 
-constexpr std::int64_t now_ms = 1'700'000'000'000;
-const std::string client_pre("BOKBOK\x01\x01\x05" "alice", 14);
-const std::string server_pre("BOKBOK\x01\x01\x00", 9);
 const std::string server_settings = "server settings";
 
-const key& psk() {
-  static const key k = [] {
-    std::array<unsigned char, key::size> b;
-    for (std::size_t i = 0; i < b.size(); ++i) b[i] = static_cast<unsigned char>(0x20 + i);
-    return key::from_bytes(b);
-  }();
-  return k;
-}
 
 struct outcome {
   handshake_status status;
@@ -84,19 +76,9 @@ std::string real_message1(const std::uint8_t* data, std::size_t size, bool forge
     return m1;
   }
   if (settings.size() > max_handshake_settings) return {};
-  symmetric_state ss(protocol_name(noise_pattern::nnpsk0));
-  ss.mix_hash(client_pre + server_pre);
-  ss.mix_key_and_hash(psk().bytes());
-  std::string body(reinterpret_cast<const char*>(e.data()), e.size());
-  ss.mix_hash(e);
-  ss.mix_key(e);
-  std::string payload;
-  for (int i = 7; i >= 0; --i) payload.push_back(static_cast<char>(std::uint64_t(ts) >> (8 * i)));
-  payload += settings;
-  FUZZ_CHECK(ss.encrypt_and_hash(payload, body));
-  m1.push_back(static_cast<char>(body.size() >> 8));
-  m1.push_back(static_cast<char>(body.size() & 0xff));
-  return m1 + body;
+  auto hand_made = bokbok_test::forged_message1(psk().bytes(), client_pre + server_pre, e, ts, settings);
+  FUZZ_CHECK(hand_made.has_value());
+  return *hand_made;
 }
 
 }  // namespace
