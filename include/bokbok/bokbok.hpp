@@ -6,6 +6,10 @@
 //   bokbok::message answer = conn.request({"ping", "hello"});
 #pragma once
 
+#if !defined(__cplusplus) || __cplusplus < 202002L
+#error "bokbok needs C++20: compile with -std=c++20 (or later); g++ 12 defaults to C++17"
+#endif
+
 #include <chrono>
 #include <functional>
 #include <string>

@@ -21,6 +21,10 @@
 // notifications are configured in `options`.
 #pragma once
 
+#if !defined(__cplusplus) || __cplusplus < 202002L
+#error "bokbok needs C++20: compile with -std=c++20 (or later); g++ 12 defaults to C++17"
+#endif
+
 #include <any>
 #include <chrono>
 #include <cstddef>
