@@ -242,7 +242,7 @@ class connection {
   // Why the connection closed ("" while open, "closed by peer", or the failure).
   std::string close_reason() const;
 
-  // The other end, as text: "fd:4,5", "stdio", "socketpair", later "tcp:1.2.3.4:99".
+  // The other end, as text: "fd:4,5", "stdio", "tcp:1.2.3.4:99", "exec:app --stdio (pid 41)".
   const std::string& peer_address() const;
 
   // The authenticated user name; empty in plain mode.
