@@ -6,6 +6,10 @@
 //   bokbok::message answer = conn.request({"ping", "hello"});
 #pragma once
 
+#if !defined(__cplusplus) || __cplusplus < 202002L
+#error "bokbok needs C++20: compile with -std=c++20 (or later); g++ 12 defaults to C++17"
+#endif
+
 #include <chrono>
 #include <functional>
 #include <string>
@@ -20,15 +24,23 @@
 namespace bokbok {
 
 // Opens a connection to `address` and completes the bokbok handshake before returning.
-// Addresses understood now:
-//   fd:R,W   read from fd R, write to fd W (the connection takes both; R may equal W)
-//   stdio    read stdin, write stdout (borrowed: they are not closed)
+// Addresses (README "Addresses"):
+//   tcp:HOST:PORT   a TCP connection (HOST a name, an IPv4 literal or [IPv6])
+//   unix:PATH       a UNIX socket (unix:@NAME: the abstract namespace)
+//   fd:R,W          read from fd R, write to fd W (the connection takes both; R may equal W)
+//   stdio           read stdin, write stdout (moved aside: fd 0 then reads /dev/null,
+//                   fd 1 writes to stderr)
+//   exec:COMMAND    a child process, spawned; the connection runs over its stdin/stdout
+//   ssh:[USER@]HOST[:PORT] COMMAND   the same, with COMMAND run on HOST by ssh
+// `inetd` and `systemd` name sockets a superserver passes: they are for listening
+// (server_options::listen), and an address_error here.
 // Throws address_error for a malformed address and transport_error / protocol_error
 // when the peer cannot be reached or does not speak bokbok.
 connection connect(std::string_view address, const options& opts = {});
 
-// Opt-in reconnection for a connection opened from an address (tcp:, unix:). When the
-// transport drops (or the peer closes), the connection dials the address again, after
+// Opt-in reconnection for a connection opened from an address (tcp:, unix:, exec:,
+// ssh:; any other is an address_error). When the transport drops (or the peer closes),
+// the connection dials the address again (a child is started again), after
 // initial_delay, doubling up to max_delay between attempts. Calls in flight at the drop
 // fail with transport_error (they may have run). request() and notify() made while
 // reconnecting wait for the new connection up to their deadline (call_options, or the

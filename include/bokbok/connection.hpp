@@ -21,6 +21,10 @@
 // notifications are configured in `options`.
 #pragma once
 
+#if !defined(__cplusplus) || __cplusplus < 202002L
+#error "bokbok needs C++20: compile with -std=c++20 (or later); g++ 12 defaults to C++17"
+#endif
+
 #include <any>
 #include <chrono>
 #include <cstddef>
@@ -238,7 +242,7 @@ class connection {
   // Why the connection closed ("" while open, "closed by peer", or the failure).
   std::string close_reason() const;
 
-  // The other end, as text: "fd:4,5", "stdio", "socketpair", later "tcp:1.2.3.4:99".
+  // The other end, as text: "fd:4,5", "stdio", "tcp:1.2.3.4:99", "exec:app --stdio (pid 41)".
   const std::string& peer_address() const;
 
   // The authenticated user name; empty in plain mode.

@@ -7,6 +7,10 @@
 //                   does not speak bokbok).
 #pragma once
 
+#if !defined(__cplusplus) || __cplusplus < 202002L
+#error "bokbok needs C++20: compile with -std=c++20 (or later); g++ 12 defaults to C++17"
+#endif
+
 #include <cstdint>
 #include <stdexcept>
 #include <string>

@@ -12,6 +12,10 @@
 // Thread-safety: a key may be read from several threads at once (const members).
 #pragma once
 
+#if !defined(__cplusplus) || __cplusplus < 202002L
+#error "bokbok needs C++20: compile with -std=c++20 (or later); g++ 12 defaults to C++17"
+#endif
+
 #include <cstddef>
 #include <functional>
 #include <optional>

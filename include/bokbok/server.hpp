@@ -14,6 +14,10 @@
 // Threads: every member is thread-safe; stop() may be called from a handler.
 #pragma once
 
+#if !defined(__cplusplus) || __cplusplus < 202002L
+#error "bokbok needs C++20: compile with -std=c++20 (or later); g++ 12 defaults to C++17"
+#endif
+
 #include <chrono>
 #include <exception>
 #include <functional>
