@@ -4,6 +4,8 @@
 // RLIMIT_NOFILE (so it cannot accept). Its clients get a clear error; once the limit is
 // raised again the same server serves them.
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -16,6 +18,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "bokbok/bokbok.hpp"
 #include "support/child_process.hpp"
@@ -32,6 +35,8 @@ struct demo_as {
   std::filesystem::path dir;
   std::string address;
   pid_t pid = -1;
+  int log_fd = -1;  // its stderr, read until it has started (then left to the pipe)
+  std::string log;
   uid_t uid;
   gid_t gid;
 
@@ -42,16 +47,30 @@ struct demo_as {
     ::chmod(tmpl, 0777);
     address = "unix:" + (dir / "s").string();
     const std::string server = built_program("BOKBOK_DEMO_SERVER");
+    int err[2];
+    REQUIRE(::pipe2(err, O_CLOEXEC) == 0);
     pid = ::fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
+      ::dup2(err[1], 2);
       if (::setgid(gid) != 0 || ::setuid(uid) != 0) ::_exit(120);
       const char* argv[] = {server.c_str(), "--listen", address.c_str(), "--unix-mode",
                             "666", nullptr};
       ::execv(server.c_str(), const_cast<char**>(argv));
       ::_exit(127);
     }
-    REQUIRE(bokbok_test::settles([&] { return std::filesystem::exists(dir / "s"); }));
+    ::close(err[1]);
+    log_fd = err[0];
+    // Started (its threads too) once it says where it listens; the socket file alone
+    // appears before that.
+    REQUIRE(bokbok_test::settles([&] {
+      pollfd pf{log_fd, POLLIN, 0};
+      char buf[512];
+      ssize_t n;
+      if (::poll(&pf, 1, 0) == 1 && (n = ::read(log_fd, buf, sizeof buf)) > 0)
+        log.append(buf, std::size_t(n));
+      return log.find("listening on") != std::string::npos;
+    }));
   }
   bool alive() const {
     int status;
@@ -79,6 +98,7 @@ struct demo_as {
       ::kill(pid, SIGKILL);
       ::waitpid(pid, nullptr, 0);
     }
+    if (log_fd >= 0) ::close(log_fd);
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
   }
@@ -122,5 +142,45 @@ TEST_CASE("a server that cannot start threads refuses calls clearly and serves o
   CHECK(a.request({"ping", "again"}) == message{"pong", "again"});
   auto c = bokbok::connect(demo.address, {});
   CHECK(c.request({"ping", "new"}) == message{"pong", "new"});
+  CHECK(demo.alive());
+}
+
+TEST_CASE("a server out of file descriptors tells the client it cannot take, and serves on") {
+  demo_as demo(::getuid(), ::getgid());
+  {
+    // Once a client got through, the accepting thread runs (and holds its spare
+    // descriptor).
+    auto probe = bokbok::connect(demo.address, {});
+    probe.close();
+    probe.wait_closed();
+  }
+  // The limit at the server's lowest free descriptor number: it can open no more. Then
+  // clients until one is refused.
+  std::vector<bool> open(4096);
+  for (auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(demo.pid) + "/fd"))
+    if (auto n = std::stoul(e.path().filename().string()); n < open.size()) open[n] = true;
+  auto lowest_free = std::find(open.begin(), open.end(), false) - open.begin();
+  demo.limit(RLIMIT_NOFILE, rlim_t(lowest_free));
+  bokbok::options o;
+  o.connect_timeout = 5s;  // a client left waiting would fail with "timed out" after this
+  std::vector<bokbok::connection> served;
+  std::string refusal;
+  for (int i = 0; i < 32 && refusal.empty(); ++i) {
+    try {
+      served.push_back(bokbok::connect(demo.address, o));
+    } catch (const bokbok::transport_error& e) {
+      refusal = e.what();
+    }
+  }
+  CAPTURE(refusal);
+  CHECK(refusal.find("refused by the peer: busy: the server is out of resources: ") !=
+        std::string::npos);
+  CHECK(refusal.find("Too many open files") != std::string::npos);
+  CHECK(demo.alive());
+  for (auto& c : served) CHECK(c.request({"ping", "x"}) == message{"pong", "x"});
+
+  demo.limit(RLIMIT_NOFILE, 4096);
+  auto late = bokbok::connect(demo.address, o);
+  CHECK(late.request({"ping", "late"}) == message{"pong", "late"});
   CHECK(demo.alive());
 }

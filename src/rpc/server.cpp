@@ -23,7 +23,9 @@
 #include <map>
 #include <optional>
 #include <mutex>
+#include <string_view>
 #include <thread>
+#include <utility>
 
 #include "bokbok/error.hpp"
 #include "io/write_now.hpp"
@@ -82,6 +84,11 @@ class server::impl : public std::enable_shared_from_this<impl> {
   void opened(std::uint64_t id, const std::string& peer,
               std::shared_ptr<detail::connection_impl> c, std::exception_ptr e);
   void connection_closed(std::uint64_t id);
+  std::optional<std::pair<std::string, std::string>> refuse_with_spare(
+      const transport::listener& l, const std::string& why);
+  static std::string_view without_bokbok(std::string_view s) {
+    return s.starts_with("bokbok: ") ? s.substr(8) : s;
+  }
   void finish_stop(std::chrono::milliseconds grace);
   void wake() {
     std::uint64_t one = 1;
@@ -115,6 +122,9 @@ class server::impl : public std::enable_shared_from_this<impl> {
 
   // Acceptor thread only (after start()).
   std::vector<transport::listener> listeners_;
+  // Held open so that, out of descriptors, one can be freed to accept a client and tell
+  // it why it is refused (instead of leaving it to time out).
+  io::unique_fd spare_fd_;
   rpc::admission admission_;
 
   mutable std::mutex mu_;
@@ -193,10 +203,31 @@ void server::impl::start() {
   }
 }
 
+// Acceptor thread, after accepting failed with `why`: gives up the spare descriptor
+// to accept one client and refuse it (busy, saying why). The peer and what it was told,
+// or none when even that failed.
+std::optional<std::pair<std::string, std::string>> server::impl::refuse_with_spare(
+    const transport::listener& l, const std::string& why) {
+  if (!spare_fd_) return std::nullopt;
+  spare_fd_.reset();
+  std::optional<transport::connected_socket> sock;
+  try {
+    sock = transport::accept_from(l);
+  } catch (const std::exception&) {
+  }
+  if (!sock) return std::nullopt;
+  std::string peer = sock->peer;
+  return std::pair{peer, admission_.refuse(std::move(*sock), error_code::busy,
+                                           "the server is out of resources: " +
+                                               std::string(without_bokbok(why)))};
+}
+
 void server::impl::accept_loop() {
   pthread_setname_np(pthread_self(), "bokbok-accept");
   clock::time_point accept_paused_until{};
   for (;;) {
+    // The spare descriptor, (re)taken while descriptors are to be had.
+    if (!spare_fd_) spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     bool room;
     {
       std::lock_guard lock(mu_);
@@ -242,9 +273,13 @@ void server::impl::accept_loop() {
         try {
           sock = transport::accept_from(listeners_[i]);
         } catch (const std::exception& e) {
-          // Out of descriptors or memory: the client stays queued in the kernel. Say so,
-          // and stop accepting for a moment instead of spinning on a readable listener.
-          report(listeners_[i].name, e.what());
+          // Out of descriptors or memory. The spare descriptor makes room to take one
+          // client and tell it so; the others stay queued in the kernel. Stop accepting
+          // for a moment instead of spinning on a readable listener.
+          if (auto told = refuse_with_spare(listeners_[i], e.what()))
+            report(told->first, told->second);
+          else
+            report(listeners_[i].name, e.what());
           accept_paused_until = clock::now() + std::chrono::milliseconds(100);
           break;
         }
