@@ -48,8 +48,9 @@ class reconnector;
 }
 
 // Answers one request. Returning a message sends it as the response; throwing sends an
-// error: a bokbok::remote_error keeps its code, any other std::exception becomes
-// error_code::handler_failed with what() as the message. Runs on a handler thread.
+// error: a bokbok::call_error (remote_error) keeps its code and its whole message(), NUL
+// bytes included; any other std::exception becomes error_code::handler_failed with
+// what() as the message (which ends at its first NUL). Runs on a handler thread.
 using request_handler = std::function<message(connection&, message request)>;
 
 // Runs once, on a handler thread, after the connection has closed for any reason.

@@ -10,6 +10,7 @@
 #include <future>
 #include <mutex>
 #include <optional>
+#include <system_error>
 
 #include "bokbok/bokbok.hpp"
 #include "rpc/connection_impl.hpp"
@@ -145,9 +146,15 @@ std::pair<connection, connection> connect_socketpair(const options& a, const opt
     throw transport_error(std::string("bokbok: socketpair failed: ") + std::strerror(errno));
   io::unique_fd fa(sv[0]), fb(sv[1]);
   // Both ends must handshake at once, so the second opens on its own thread.
-  auto second = std::async(std::launch::async, [&] {
-    return open_over(std::move(fb), {}, b, "socketpair");
-  });
+  std::future<connection> second;
+  try {
+    second = std::async(std::launch::async, [&] {
+      return open_over(std::move(fb), {}, b, "socketpair");
+    });
+  } catch (const std::system_error& e) {
+    throw resource_error(std::string("bokbok: cannot start a thread to open a socketpair: ") +
+                         e.what());
+  }
   std::exception_ptr first_error;
   std::optional<connection> first;
   try {
