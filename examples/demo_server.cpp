@@ -251,8 +251,9 @@ bokbok::message handle(server_state& state, bokbok::connection& conn,
   }
   if (method == "fail") {
     expect_arity(req, 1, "fail MESSAGE");
-    // Any std::exception will do: the caller gets a remote_error with this what().
-    throw std::runtime_error(req[1]);
+    // Any std::exception would do, but its what() ends at a NUL byte: a call_error
+    // carries MSG whole, NULs included (the caller's remote_error::message()).
+    throw bokbok::remote_error(bokbok::error_code::handler_failed, req[1]);
   }
   if (method == "sleep") {
     expect_arity(req, 1, "sleep MILLISECONDS");

@@ -343,14 +343,30 @@ std::variant<message, int> call_once(connection& conn, message request,
   } close_at_end{conn};
   if (d.at && answer.wait_until(*d.at) != std::future_status::ready)
     return failure(exit_timed_out, timed_out_text(d.seconds));
+  // The error's whole text (message(), not what(), which ends at a NUL), with control
+  // bytes shown as \xHH and a backslash as \\ so the line stays one line.
+  auto text_of = [](const call_error& e) {
+    std::string out;
+    for (unsigned char c : e.message()) {
+      if (c == '\\') {
+        out += "\\\\";
+      } else if (c < 0x20 || c == 0x7f) {
+        static constexpr char hex[] = "0123456789abcdef";
+        out += {'\\', 'x', hex[c >> 4], hex[c & 15]};
+      } else {
+        out += static_cast<char>(c);
+      }
+    }
+    return out;
+  };
   try {
     return answer.get();
   } catch (const remote_error& e) {
     return failure(exit_remote_error,
-                   std::string("remote error (") + to_string(e.code()) + "): " + e.what());
+                   std::string("remote error (") + to_string(e.code()) + "): " + text_of(e));
   } catch (const call_error& e) {
     return failure(exit_remote_error,
-                   std::string("call refused (") + to_string(e.code()) + "): " + e.what());
+                   std::string("call refused (") + to_string(e.code()) + "): " + text_of(e));
   } catch (const authentication_error& e) {
     return failure(exit_auth, without_prefix(e.what()));
   } catch (const transport_error& e) {

@@ -52,17 +52,29 @@ class reconnector;
 }
 
 // Answers one request. Returning a message sends it as the response; throwing sends an
-// error: a bokbok::remote_error keeps its code, any other std::exception becomes
-// error_code::handler_failed with what() as the message. Runs on a handler thread.
+// error: a bokbok::call_error (remote_error) keeps its code and its whole message(), NUL
+// bytes included; any other std::exception becomes error_code::handler_failed with
+// what() as the message (which ends at its first NUL). Runs on a handler thread.
 using request_handler = std::function<message(connection&, message request)>;
 
 // Runs once, on a handler thread, after the connection has closed for any reason.
 using close_handler = std::function<void(connection&)>;
 
 // Receives one notification (a one-way message, connection::notify on the other side).
-// Runs on a handler thread (or the loop thread with inline_handlers); its exceptions are
-// dropped: a notification has nobody to answer.
+// Runs on a handler thread (or the loop thread with inline_handlers); what it throws goes
+// to on_callback_error: a notification has nobody to answer.
 using notify_handler = std::function<void(connection&, message notification)>;
+
+// Told of an exception thrown by application code that has nobody to answer to: a
+// response callback, on_notify, on_close, keys.key_for_user, child.on_stderr (and, for a
+// server, on_connection_error, on_open, on_stop, authorize, on_handler_error). `where`
+// names the callback ("response callback", "on_close", ...). The exception is then
+// dropped and the connection and process go on (a throwing key lookup refuses that
+// user; a throwing on_open closes that connection). Runs on the thread that ran the
+// callback, often the event-loop thread: keep it short. Unset, or if it throws itself:
+// one line on stderr, "bokbok: <where> threw: <what()>".
+using callback_error_handler =
+    std::function<void(std::exception_ptr error, std::string_view where)>;
 
 using steady_clock = std::chrono::steady_clock;
 
@@ -107,7 +119,8 @@ std::stop_token stop_token();
 
 // Completion of request_async(): exactly one of `error` (non-null) or `response` is set.
 // Runs on the connection's event-loop thread (or on the caller's, when the call fails
-// before it is sent): keep it short and never block in it.
+// before it is sent): keep it short and never block in it. What it throws on the loop
+// thread goes to options::on_callback_error.
 using response_callback = std::function<void(std::exception_ptr error, message response)>;
 
 // How a child process at the other end of a connection (exec:, ssh:) ended.
@@ -125,6 +138,8 @@ struct options {
   close_handler on_close;
   // No handler: notifications from the peer are dropped.
   notify_handler on_notify;
+  // Exceptions from callbacks that have nobody to answer to (see callback_error_handler).
+  callback_error_handler on_callback_error;
   // Handler threads for this connection, started on demand and at most this many.
   unsigned max_threads = 16;
   // Peer requests run at once on this connection (0: up to max_threads, or the
@@ -151,10 +166,10 @@ struct options {
   // Saves a thread hand-off per call (about half the latency of a tiny call), for
   // handlers that are quick and never block: while one runs, this connection and every
   // other on the same loop wait. Such a handler must not call request(), which throws
-  // std::logic_error there; request_async() is fine.
+  // usage_error there; request_async() is fine.
   bool inline_handlers = false;
   // The largest message this side accepts; the peer's own limit is honoured for sends
-  // (the smaller of the two wins). Must be at least 64 KiB.
+  // (the smaller of the two wins). At least 64 KiB, else opening throws usage_error.
   std::size_t max_message_size = 64u << 20;
   // How long opening waits for the peer's preamble and hello.
   std::chrono::milliseconds connect_timeout{10'000};
@@ -175,7 +190,8 @@ struct options {
   // pre-shared key and encrypted (Noise_NNpsk0_25519_ChaChaPoly_SHA256, forward secret).
   // The side that connects (a client) sets `user` and `key`; the side that accepts (a
   // server, a child serving stdio) sets `key_for_user`. Plain mode is never chosen
-  // silently: a side with keys refuses a plain peer, and a plain side a key-mode peer.
+  // silently: a side with keys refuses a plain peer, and a plain side a key-mode peer;
+  // `user` without `key` (or options that mix the roles) throws usage_error.
   struct key_options {
     using lookup = std::function<std::optional<bokbok::key>(std::string_view user)>;
     std::string user;                        // at most 255 bytes
@@ -195,7 +211,7 @@ class connection {
   // Blocking call: sends `request`, waits for the response. Throws remote_error when the
   // peer answered with an error, call_error when refused here before sending (too_large,
   // shutting_down after a goaway), transport_error when the connection failed or closed
-  // first. Throws std::logic_error on the connection's event-loop thread (an inline
+  // first. Throws usage_error on the connection's event-loop thread (an inline
   // handler or a response callback), where waiting would deadlock.
   message request(message request);
   // The same with a deadline and/or a stop token: throws call_error with

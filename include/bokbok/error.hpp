@@ -5,6 +5,14 @@
 //   transport_error the call never got an answer because the connection could not be
 //                   opened, broke, or was closed (with protocol_error for a peer that
 //                   does not speak bokbok).
+// Two more say the fault is not the peer's: usage_error (this program used the API
+// wrongly: invalid options, a call where it cannot work) and resource_error (a
+// transport_error: the system refused a thread, a file descriptor or memory this needed;
+// only that one connection or call fails, the process goes on).
+//
+// Messages: what() is a C string and ends at the first NUL byte. Error texts from the
+// peer are bytes (PROTOCOL.md §5.3) and may hold NULs: call_error::message() has the
+// whole text.
 #pragma once
 
 #if !defined(__cplusplus) || __cplusplus < 202002L
@@ -38,19 +46,32 @@ class error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The program used the API wrongly: an invalid option (a too-small max_message_size,
+// keys.user without keys.key, ...), server::start() twice, or a blocking call on the
+// event-loop thread. Fix the program; retrying does not help.
+class usage_error : public error {
+ public:
+  using error::error;
+};
+
 // A call failed with a code: refused on this side before it was sent (too_large,
 // shutting_down, busy when the send queue is full), ended on this side
 // (deadline_exceeded, cancelled), or answered with an error by the peer (remote_error).
 class call_error : public error {
  public:
-  call_error(error_code code, const std::string& message) : error(message), code_(code) {}
+  call_error(error_code code, const std::string& message)
+      : error(message), code_(code), message_(message) {}
   error_code code() const noexcept { return code_; }
+  // The whole message, NUL bytes included (what() stops at the first NUL). A handler
+  // that throws a call_error sends this text.
+  const std::string& message() const noexcept { return message_; }
 
  private:
   error_code code_;
+  std::string message_;
 };
 
-// The peer answered the call with an error; what() is the peer's message.
+// The peer answered the call with an error; message() is the peer's text, whole.
 class remote_error : public call_error {
  public:
   using call_error::call_error;
@@ -60,6 +81,14 @@ class remote_error : public call_error {
 class transport_error : public error {
  public:
   using error::error;
+};
+
+// The system refused a resource this side needed for one connection or call: a thread
+// (RLIMIT_NPROC, cgroup pids.max), a file descriptor (RLIMIT_NOFILE) or memory. Only
+// that connection or call fails; the message names the resource and the system's error.
+class resource_error : public transport_error {
+ public:
+  using transport_error::transport_error;
 };
 
 // The peer stopped answering heartbeats (options::heartbeat_interval): it may be

@@ -61,7 +61,7 @@ struct server_options {
   request_handler on_request;
   notify_handler on_notify;
   // Runs on a handler thread when a connection has opened (handshake done), before any
-  // of its requests is handled.
+  // of its requests is handled (on the loop thread when no handler thread can be started).
   std::function<void(connection&)> on_open;
   close_handler on_close;
   // Run once by start() after binding, and once when the server has stopped.
@@ -71,8 +71,13 @@ struct server_options {
   // either way); for logging. Runs on the handler thread.
   std::function<void(connection&, std::exception_ptr)> on_handler_error;
   // Told of each connection that failed before or while opening (bad preamble, timeout,
-  // refused for the limit): for logging. Runs on the server's own thread.
+  // refused for the limit, out of file descriptors): for logging. Runs on the server's
+  // own thread.
   std::function<void(const std::string& peer, const std::string& why)> on_connection_error;
+  // Exceptions from the callbacks above that have nobody to answer to (and from response
+  // callbacks of calls made on the server's connections): see callback_error_handler.
+  // The server goes on serving.
+  callback_error_handler on_callback_error;
 
   bool inline_handlers = false;
   std::size_t max_message_size = 64u << 20;
@@ -106,7 +111,9 @@ class server {
   server& operator=(const server&) = delete;
 
   // Binds every listener (throws address_error / transport_error naming the one that
-  // failed, with none left bound), runs on_start, then accepts in the background.
+  // failed, with none left bound; resource_error when a thread or descriptor cannot be
+  // had), runs on_start, then accepts in the background. A second start() throws
+  // usage_error.
   void start();
 
   // Stops accepting (listeners closed, socket files removed), tells every connection

@@ -6,10 +6,13 @@
 #include <algorithm>
 #include <cstring>
 #include <future>
+#include <system_error>
+#include <thread>
 
 #include <fcntl.h>
 
 #include "io/write_now.hpp"
+#include "rpc/callback_error.hpp"
 #include "rpc/error_ptr.hpp"
 
 #include "wire/message_codec.hpp"
@@ -43,13 +46,16 @@ connection_impl::connection_impl(config cfg)
 
 connection_impl::~connection_impl() = default;
 
-namespace {
-void check_config(const connection_impl::config& cfg) {
-  if (cfg.opts.max_message_size < wire::min_max_message_size)
-    throw std::invalid_argument("bokbok: max_message_size must be at least 65536");
-  if (cfg.opts.max_message_size > 0xffffffffu)
-    throw std::invalid_argument("bokbok: max_message_size must fit in 32 bits");
+void check_options(const options& o) {
+  if (o.max_message_size < wire::min_max_message_size)
+    throw usage_error("bokbok: options::max_message_size must be at least 65536");
+  if (o.max_message_size > 0xffffffffu)
+    throw usage_error("bokbok: options::max_message_size must fit in 32 bits");
+  rpc::make_key_config(o.keys, nullptr);  // throws for keys that cannot work
 }
+
+namespace {
+void check_config(const connection_impl::config& cfg) { check_options(cfg.opts); }
 }  // namespace
 
 void connection_impl::open_async(config cfg, io::unique_fd in, io::unique_fd out,
@@ -208,7 +214,7 @@ void connection_impl::run_handler(std::uint32_t id, message request,
     message response = cfg_.opts.on_request(handle, std::move(request));
     send_response(id, response);
   } catch (const call_error& e) {
-    send_error(id, e.code(), e.what());
+    send_error(id, e.code(), e.message());  // whole: what() would end at a NUL
   } catch (const std::exception& e) {
     send_error(id, error_code::handler_failed, e.what());
   } catch (...) {
@@ -283,7 +289,7 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     std::unique_lock lock(mu_);
     auto err = closed_error_locked();  // one each: waiters on other threads own them
     lock.unlock();
-    pc.done(std::move(err), {});
+    run_response_callback(pc.done, std::move(err), {});
   }
   pending.clear();
   {
@@ -339,19 +345,20 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     release_self_locked();
     return;
   }
-  if (!pool_->submit([self] { self->run_close_handler(); }))
+  if (pool_->submit([self] { self->run_close_handler(); })) return;
+  try {
     std::thread([self] { self->run_close_handler(); }).detach();
+  } catch (const std::system_error&) {
+    // No thread to be had (RLIMIT_NPROC, pids.max): run it here rather than never.
+    run_close_handler();
+  }
 }
 
 void connection_impl::run_close_handler() {
   if (cfg_.opts.on_close) {
     connection handle(shared_from_this());
-    try {
-      cfg_.opts.on_close(handle);
-    } catch (...) {
-      // A close handler has nobody to report to; its failure must not take the
-      // process down.
-    }
+    // A close handler has nobody to answer to: what it throws is reported.
+    guard_callback(cfg_.opts.on_callback_error, "on_close", [&] { cfg_.opts.on_close(handle); });
   }
   auto keep = shared_from_this();  // the last reference may go below, not under the lock
   std::lock_guard lock(mu_);

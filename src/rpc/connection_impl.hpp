@@ -64,6 +64,10 @@ class call_context_scope {
   call_context* saved_;
 };
 
+// Throws usage_error for options no connection can be opened with (a too-small
+// max_message_size, contradictory or incomplete keys); callers check before dialing.
+void check_options(const options& o);
+
 class connection_impl final : public io::stream_events,
                               public std::enable_shared_from_this<connection_impl> {
  public:
@@ -197,6 +201,9 @@ class connection_impl final : public io::stream_events,
                             const std::stop_token& stop, std::exception_ptr& why);
   void after_dequeue_locked();
   void complete_call(std::uint32_t id, std::exception_ptr error, message response);
+  // Runs one of our calls' callbacks; what it throws goes to options::on_callback_error.
+  void run_response_callback(response_callback& done, std::exception_ptr error,
+                             message response) noexcept;
   void flush();
   // `farewell`: records to send before the close frame (a goaway saying why).
   void finish(end_kind kind, std::string reason, std::string_view farewell = {});

@@ -240,11 +240,13 @@ void connection_impl::start_handler(std::uint32_t id, message m,
   }
   if (cfg_.opts.inline_handlers) return run_handler(id, std::move(m), std::move(ctx));
   auto self = shared_from_this();
+  std::string why;
   bool queued = pool_->submit([self, id, m = std::move(m), ctx]() mutable {
     self->run_handler(id, std::move(m), std::move(ctx));
-  });
+  }, &why);
   if (!queued) {
-    send_error(id, error_code::busy, "busy: too many requests waiting for a handler");
+    // The pool is full, or no thread can be started: this call fails, nothing else.
+    send_error(id, error_code::busy, "busy: " + why);
     handler_done(id);
   }
 }
@@ -278,7 +280,7 @@ void connection_impl::handle_goaway(const wire::frame_view& f) {
     if (room_waiters_) room_cv_.notify_all();
   }
   for (auto& pc : unanswered)
-    pc.done(error_ptr<call_error>(error_code::shutting_down, goaway_reason_), {});
+    run_response_callback(pc.done, error_ptr<call_error>(error_code::shutting_down, goaway_reason_), {});
   close_if_drained();
 }
 
@@ -322,7 +324,7 @@ void connection_impl::complete_call(std::uint32_t id, std::exception_ptr error, 
     pending_.erase(it);
   }
   last_activity_ = io::clock::now();
-  pc.done(std::move(error), std::move(response));
+  run_response_callback(pc.done, std::move(error), std::move(response));
   close_if_drained();
 }
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "rpc/callback_error.hpp"
 #include "rpc/connection_impl.hpp"
 #include "rpc/error_ptr.hpp"
 #include "wire/message_codec.hpp"
@@ -91,9 +92,15 @@ std::uint64_t connection_impl::call(message request, response_callback done,
   return seq;
 }
 
+void connection_impl::run_response_callback(response_callback& done, std::exception_ptr error,
+                                            message response) noexcept {
+  guard_callback(cfg_.opts.on_callback_error, "response callback",
+                 [&] { done(std::move(error), std::move(response)); });
+}
+
 message connection_impl::call_sync(message request, const call_options& opts) {
   if (cfg_.loop->in_loop_thread())
-    throw std::logic_error(
+    throw usage_error(
         "bokbok: request() would block the event loop thread it waits on (called from an "
         "inline handler or a response callback); use request_async there");
   struct waiter {
@@ -254,10 +261,12 @@ void connection_impl::end_call_locally(std::uint64_t seq, error_code code) {
       queue_record_locked(lock, rec);
     }
   }
-  pc.done(error_ptr<call_error>(code, code == error_code::cancelled
-                                          ? "the call was cancelled"
-                                          : "the call's deadline passed before the answer came"),
-          {});
+  run_response_callback(pc.done,
+                        error_ptr<call_error>(code, code == error_code::cancelled
+                                                        ? "the call was cancelled"
+                                                        : "the call's deadline passed before "
+                                                          "the answer came"),
+                        {});
   last_activity_ = io::clock::now();
   close_if_drained();
 }
@@ -295,11 +304,9 @@ void connection_impl::dispatch_notify(std::string bytes) {
   }
   auto run = [self = shared_from_this(), m = std::move(m)]() mutable {
     connection handle(self);
-    try {
-      self->cfg_.opts.on_notify(handle, std::move(m));
-    } catch (...) {
-      // A notification has nobody to answer.
-    }
+    // A notification has nobody to answer: what the handler throws is reported.
+    guard_callback(self->cfg_.opts.on_callback_error, "on_notify",
+                   [&] { self->cfg_.opts.on_notify(handle, std::move(m)); });
     self->handler_done(0);
   };
   if (cfg_.opts.inline_handlers) return run();

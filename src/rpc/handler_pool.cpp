@@ -5,6 +5,8 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <string>
+#include <system_error>
 #include <thread>
 
 namespace bokbok::rpc {
@@ -23,15 +25,24 @@ struct handler_pool::state {
   bool stopping = false;
 
   // With `mu` held: makes sure someone will pick up queued work that may start now.
-  void wake_or_spawn(const std::shared_ptr<state>& self) {
-    if (queue.empty() || running >= lim.max_threads) return;
+  // Empty, or why no thread could be started (the work then waits for a thread that
+  // is running or blocked to come back for it, if there is one).
+  std::string wake_or_spawn(const std::shared_ptr<state>& self) {
+    if (queue.empty() || running >= lim.max_threads) return {};
     if (idle > 0) {
       work.notify_one();
-      return;
+      return {};
     }
     ++threads;
     ++idle;
-    std::thread([self] { self->run(self); }).detach();
+    try {
+      std::thread([self] { self->run(self); }).detach();
+    } catch (const std::system_error& e) {
+      --threads;
+      --idle;
+      return std::string("cannot start a handler thread: ") + e.what();
+    }
+    return {};
   }
 
   void run(std::shared_ptr<state> self);
@@ -81,12 +92,22 @@ handler_pool::~handler_pool() {
   state_->work.notify_all();
 }
 
-bool handler_pool::submit(std::function<void()> task) {
+bool handler_pool::submit(std::function<void()> task, std::string* why) {
+  std::function<void()> refused;  // destroyed after the lock is released
   std::lock_guard lock(state_->mu);
-  if (state_->queue.size() >= state_->lim.max_queued) return false;
+  if (state_->queue.size() >= state_->lim.max_queued) {
+    if (why) *why = "too many requests waiting for a handler";
+    refused = std::move(task);
+    return false;
+  }
   state_->queue.push_back(std::move(task));
-  state_->wake_or_spawn(state_);
-  return true;
+  std::string failed = state_->wake_or_spawn(state_);
+  if (failed.empty() || state_->threads > 0) return true;  // a thread will get to it
+  // No thread at all, and none could be started: nobody would ever run it.
+  refused = std::move(state_->queue.back());
+  state_->queue.pop_back();
+  if (why) *why = std::move(failed);
+  return false;
 }
 
 unsigned handler_pool::threads() const {

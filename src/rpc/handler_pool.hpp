@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <string>
 
 namespace bokbok::rpc {
 
@@ -30,8 +31,10 @@ class handler_pool {
   handler_pool(const handler_pool&) = delete;
   handler_pool& operator=(const handler_pool&) = delete;
 
-  // Queues `task`; false (and the task is dropped) when the queue is full.
-  bool submit(std::function<void()> task);
+  // Queues `task`; false (and the task is dropped) when the queue is full, or when no
+  // thread runs and none can be started (RLIMIT_NPROC, pids.max, memory). Then `why`,
+  // if given, says which.
+  bool submit(std::function<void()> task, std::string* why = nullptr);
 
   // Threads alive now (running or idle); for tests and diagnostics.
   unsigned threads() const;

@@ -1,5 +1,8 @@
 #include "rpc/key_session.hpp"
 
+#include "bokbok/error.hpp"
+#include "rpc/callback_error.hpp"
+
 namespace bokbok::rpc {
 
 namespace {
@@ -9,20 +12,31 @@ crypto::key to_crypto(const bokbok::key& k) { return crypto::key::from_bytes(k.b
 }  // namespace
 
 std::shared_ptr<const key_config> make_key_config(const options::key_options& keys,
-                                                  std::shared_ptr<crypto::replay_cache> replay) {
+                                                  std::shared_ptr<crypto::replay_cache> replay,
+                                                  callback_error_handler on_error) {
+  if (!keys.key && !keys.user.empty())
+    throw usage_error("bokbok: options::keys.user is set but keys.key is not: set the "
+                      "user's key to connect in key mode, or no user for plain mode");
   if (!keys.enabled()) return nullptr;
   if (keys.key && keys.key_for_user)
-    throw std::invalid_argument(
+    throw usage_error(
         "bokbok: options::keys sets both a key (to connect as a user) and key_for_user "
         "(to accept users): a connection is one or the other");
   if (keys.key && keys.user.empty())
-    throw std::invalid_argument("bokbok: options::keys.key needs keys.user, the user name");
+    throw usage_error("bokbok: options::keys.key needs keys.user, the user name");
   if (keys.user.size() > wire::max_user_name)
-    throw std::invalid_argument("bokbok: options::keys.user is longer than 255 bytes");
+    throw usage_error("bokbok: options::keys.user is longer than 255 bytes");
   auto c = std::make_shared<key_config>();
   c->user = keys.user;
   c->key = keys.key;
-  c->key_for_user = keys.key_for_user;
+  if (keys.key_for_user)
+    c->key_for_user = [lookup = keys.key_for_user, on_error = std::move(on_error)](
+                          std::string_view user) -> std::optional<bokbok::key> {
+      std::optional<bokbok::key> found;
+      detail::guard_callback(on_error, "options::keys.key_for_user",
+                             [&] { found = lookup(user); });
+      return found;  // a failing lookup refuses the user, like an unknown one
+    };
   c->window = keys.clock_window;
   c->replay = std::move(replay);
   return c;

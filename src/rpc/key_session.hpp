@@ -36,10 +36,13 @@ struct key_config {
 };
 
 // The key_config for options::keys, or null when key mode is off. `replay` serves a
-// responder (one per server, or per process for connect()). Throws
-// std::invalid_argument for a contradictory configuration.
+// responder (one per server, or per process for connect()). Throws usage_error for a
+// contradictory or incomplete configuration (keys.user without keys.key: plain mode is
+// never chosen silently). What key_for_user throws goes to `on_error` (that user is
+// refused, like an unknown one).
 std::shared_ptr<const key_config> make_key_config(const options::key_options& keys,
-                                                  std::shared_ptr<crypto::replay_cache> replay);
+                                                  std::shared_ptr<crypto::replay_cache> replay,
+                                                  callback_error_handler on_error = {});
 
 class key_session {
  public:

@@ -4,6 +4,7 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <system_error>
 #include <thread>
 
 #include "rpc/connection_impl.hpp"
@@ -76,7 +77,11 @@ void reconnector::dropped(std::shared_ptr<connection_impl> inner) {
   }
   if (stop) return finish(std::move(inner), why);
   if (policy_.on_drop) policy_.on_drop(why);
-  std::thread([self = shared_from_this(), inner] { self->redial(inner); }).detach();
+  try {
+    std::thread([self = shared_from_this(), inner] { self->redial(inner); }).detach();
+  } catch (const std::system_error& e) {
+    finish(std::move(inner), why + "; cannot start a thread to reconnect: " + e.what());
+  }
 }
 
 // Its own thread: dials with exponential backoff until it works, the policy gives up, or

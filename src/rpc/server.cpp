@@ -15,16 +15,23 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <system_error>
 #include <condition_variable>
 #include <deque>
 #include <map>
 #include <optional>
 #include <mutex>
+#include <string_view>
 #include <thread>
+#include <utility>
 
 #include "bokbok/error.hpp"
 #include "io/write_now.hpp"
+#include "rpc/callback_error.hpp"
 #include "rpc/connection_impl.hpp"
+#include "rpc/event_loop.hpp"
 #include "rpc/handler_pool.hpp"
 #include "rpc/server_admission.hpp"
 #include "transport/address.hpp"
@@ -39,10 +46,14 @@ class server::impl : public std::enable_shared_from_this<impl> {
  public:
   explicit impl(server_options o) : opts_(std::move(o)) {
     if (opts_.max_connections == 0) opts_.max_connections = 1;
+    options each;  // what every connection will be opened with: refused now, not then
+    each.max_message_size = opts_.max_message_size;
+    detail::check_options(each);
     if (opts_.keys.key)
-      throw std::invalid_argument(
+      throw usage_error(
           "bokbok: server_options::keys takes key_for_user (the users' keys), not a key");
-    keys_ = rpc::make_key_config(opts_.keys, std::make_shared<crypto::replay_cache>());
+    keys_ = rpc::make_key_config(opts_.keys, std::make_shared<crypto::replay_cache>(),
+                                 opts_.on_callback_error);
   }
   ~impl() { shutdown_and_join(); }
 
@@ -73,6 +84,11 @@ class server::impl : public std::enable_shared_from_this<impl> {
   void opened(std::uint64_t id, const std::string& peer,
               std::shared_ptr<detail::connection_impl> c, std::exception_ptr e);
   void connection_closed(std::uint64_t id);
+  std::optional<std::pair<std::string, std::string>> refuse_with_spare(
+      const transport::listener& l, const std::string& why);
+  static std::string_view without_bokbok(std::string_view s) {
+    return s.starts_with("bokbok: ") ? s.substr(8) : s;
+  }
   void finish_stop(std::chrono::milliseconds grace);
   void wake() {
     std::uint64_t one = 1;
@@ -83,19 +99,18 @@ class server::impl : public std::enable_shared_from_this<impl> {
   std::string unauthorized(const transport::connected_socket& sock) {
     if (!opts_.authorize) return "";
     auto creds = transport::peer_credentials_of(sock.fd.get());
-    bool ok = false;
-    try {
-      ok = opts_.authorize(creds);
-    } catch (...) {
-      // A failing check refuses.
-    }
+    bool ok = false;  // a failing check refuses (and is reported)
+    detail::guard_callback(opts_.on_callback_error, "server_options::authorize",
+                           [&] { ok = opts_.authorize(creds); });
     if (ok) return "";
     return creds ? "uid " + std::to_string(creds->uid) + " (gid " + std::to_string(creds->gid) +
                        ") may not use this server"
                  : "this server accepts only authorized local clients";
   }
   void report(const std::string& peer, const std::string& why) {
-    if (opts_.on_connection_error) opts_.on_connection_error(peer, why);
+    if (opts_.on_connection_error)
+      detail::guard_callback(opts_.on_callback_error, "server_options::on_connection_error",
+                             [&] { opts_.on_connection_error(peer, why); });
   }
 
   server_options opts_;
@@ -107,6 +122,9 @@ class server::impl : public std::enable_shared_from_this<impl> {
 
   // Acceptor thread only (after start()).
   std::vector<transport::listener> listeners_;
+  // Held open so that, out of descriptors, one can be freed to accept a client and tell
+  // it why it is refused (instead of leaving it to time out).
+  io::unique_fd spare_fd_;
   rpc::admission admission_;
 
   mutable std::mutex mu_;
@@ -147,14 +165,21 @@ void server::impl::take_listeners(std::vector<transport::connected_socket>& adop
 void server::impl::start() {
   {
     std::lock_guard lock(mu_);
-    if (started_) throw std::logic_error("bokbok::server::start called twice");
+    if (started_) throw usage_error("bokbok: server::start called twice");
     started_ = true;
   }
   std::vector<transport::connected_socket> adopted;
   take_listeners(adopted);
-  wake_fd_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!wake_fd_) throw transport_error("bokbok: eventfd failed");
-  loop_ = io::loop::start();
+  try {
+    wake_fd_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!wake_fd_)
+      throw resource_error(std::string("bokbok: the server cannot start: eventfd: ") +
+                           std::strerror(errno));
+    loop_ = detail::start_event_loop();
+  } catch (...) {
+    listeners_.clear();  // nothing left bound
+    throw;
+  }
   pool_ = std::make_shared<rpc::handler_pool>(
       rpc::handler_pool::limits{opts_.max_threads,
                                 std::max<std::size_t>(opts_.max_queued_calls, 1),
@@ -168,13 +193,41 @@ void server::impl::start() {
   if (opts_.on_start) opts_.on_start();
   for (auto& c : adopted) start_connection(std::move(c));
   transport::sd_notify("READY=1");  // first: the acceptor's watchdog pings come after it
-  acceptor_ = std::thread([self = shared_from_this()] { self->accept_loop(); });
+  try {
+    acceptor_ = std::thread([self = shared_from_this()] { self->accept_loop(); });
+  } catch (const std::system_error& e) {
+    listeners_.clear();
+    stop(std::chrono::milliseconds(0));  // what was adopted closes; on_stop runs
+    throw resource_error(std::string("bokbok: the server cannot start its accepting thread: ") +
+                         e.what());
+  }
+}
+
+// Acceptor thread, after accepting failed with `why`: gives up the spare descriptor
+// to accept one client and refuse it (busy, saying why). The peer and what it was told,
+// or none when even that failed.
+std::optional<std::pair<std::string, std::string>> server::impl::refuse_with_spare(
+    const transport::listener& l, const std::string& why) {
+  if (!spare_fd_) return std::nullopt;
+  spare_fd_.reset();
+  std::optional<transport::connected_socket> sock;
+  try {
+    sock = transport::accept_from(l);
+  } catch (const std::exception&) {
+  }
+  if (!sock) return std::nullopt;
+  std::string peer = sock->peer;
+  return std::pair{peer, admission_.refuse(std::move(*sock), error_code::busy,
+                                           "the server is out of resources: " +
+                                               std::string(without_bokbok(why)))};
 }
 
 void server::impl::accept_loop() {
   pthread_setname_np(pthread_self(), "bokbok-accept");
   clock::time_point accept_paused_until{};
   for (;;) {
+    // The spare descriptor, (re)taken while descriptors are to be had.
+    if (!spare_fd_) spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     bool room;
     {
       std::lock_guard lock(mu_);
@@ -220,9 +273,13 @@ void server::impl::accept_loop() {
         try {
           sock = transport::accept_from(listeners_[i]);
         } catch (const std::exception& e) {
-          // Out of descriptors or memory: the client stays queued in the kernel. Say so,
-          // and stop accepting for a moment instead of spinning on a readable listener.
-          report(listeners_[i].name, e.what());
+          // Out of descriptors or memory. The spare descriptor makes room to take one
+          // client and tell it so; the others stay queued in the kernel. Stop accepting
+          // for a moment instead of spinning on a readable listener.
+          if (auto told = refuse_with_spare(listeners_[i], e.what()))
+            report(told->first, told->second);
+          else
+            report(listeners_[i].name, e.what());
           accept_paused_until = clock::now() + std::chrono::milliseconds(100);
           break;
         }
@@ -265,19 +322,21 @@ void server::impl::start_connection(transport::connected_socket sock) {
   options o;
   o.on_request = opts_.on_request;
   if (opts_.on_handler_error && o.on_request)
-    o.on_request = [inner = opts_.on_request, tell = opts_.on_handler_error](
-                       connection& c, message m) -> message {
+    o.on_request = [inner = opts_.on_request, tell = opts_.on_handler_error,
+                    hook = opts_.on_callback_error](connection& c, message m) -> message {
       try {
         return inner(c, std::move(m));
       } catch (...) {
-        tell(c, std::current_exception());
+        auto e = std::current_exception();
+        detail::guard_callback(hook, "server_options::on_handler_error", [&] { tell(c, e); });
         throw;
       }
     };
-  o.on_close = [weak, id, user = opts_.on_close](connection& c) {
-    if (user) user(c);
+  o.on_close = [weak, id, user = opts_.on_close, hook = opts_.on_callback_error](connection& c) {
+    if (user) detail::guard_callback(hook, "on_close", [&] { user(c); });
     if (auto self = weak.lock()) self->connection_closed(id);
   };
+  o.on_callback_error = opts_.on_callback_error;
   o.max_threads = opts_.max_threads;
   o.on_notify = opts_.on_notify;
   o.max_concurrent_calls = opts_.max_concurrent_calls;
@@ -325,16 +384,18 @@ void server::impl::opened(std::uint64_t id, const std::string& peer,
   }
   if (stopping) return c->close();
   if (opts_.on_open) {
-    pool_->submit([c, this, keep = shared_from_this()] {
+    auto run_open = [c, this, keep = shared_from_this()] {
       connection handle(c);
-      try {
-        opts_.on_open(handle);
-      } catch (...) {
-        // An open handler that throws closes its connection; nothing else to report to.
+      // An open handler that throws closes its connection, and is reported.
+      if (!detail::guard_callback(opts_.on_callback_error, "server_options::on_open",
+                                  [&] { opts_.on_open(handle); }))
         c->close();
-      }
       c->release_requests();
-    });
+    };
+    // No handler thread can be started (thread limit): run it here, on the loop thread,
+    // rather than hold the connection's requests forever; they are then refused one by
+    // one (busy, saying why) until threads can be had again.
+    if (!pool_->submit(run_open)) run_open();
   }
 }
 
@@ -354,6 +415,7 @@ void server::impl::connection_closed(std::uint64_t id) {
 }
 
 void server::impl::stop(std::chrono::milliseconds grace) {
+  bool stopper_failed = false;
   {
     std::lock_guard lock(mu_);
     if (!started_ || stopping_) {
@@ -367,9 +429,14 @@ void server::impl::stop(std::chrono::milliseconds grace) {
     stop_grace_ = grace;
     // Under the lock: the stopper marks the server stopped under it too, so whoever sees
     // stopped() (and then joins stopper_ in shutdown_and_join) sees this assignment.
-    stopper_ = std::thread([self = shared_from_this(), grace] { self->finish_stop(grace); });
+    try {
+      stopper_ = std::thread([self = shared_from_this(), grace] { self->finish_stop(grace); });
+    } catch (const std::system_error&) {
+      stopper_failed = true;  // no thread to spare: this one stops the server (bounded)
+    }
   }
   wake();
+  if (stopper_failed) finish_stop(grace);
 }
 
 void server::impl::finish_stop(std::chrono::milliseconds grace) {
@@ -392,7 +459,8 @@ void server::impl::finish_stop(std::chrono::milliseconds grace) {
   // Close handlers run on the pool; give them a bounded time to finish.
   cv_.wait_for(lock, std::chrono::seconds(10), [&] { return conns_.empty() && opening_ == 0; });
   lock.unlock();
-  if (opts_.on_stop) opts_.on_stop();
+  if (opts_.on_stop)
+    detail::guard_callback(opts_.on_callback_error, "server_options::on_stop", [&] { opts_.on_stop(); });
   transport::sd_notify("STOPPING=1");
   lock.lock();
   stopped_ = true;

@@ -10,9 +10,12 @@
 #include <future>
 #include <mutex>
 #include <optional>
+#include <system_error>
 
 #include "bokbok/bokbok.hpp"
 #include "rpc/connection_impl.hpp"
+#include "rpc/callback_error.hpp"
+#include "rpc/event_loop.hpp"
 #include "rpc/reconnector.hpp"
 #include "transport/address.hpp"
 #include "transport/child_process.hpp"
@@ -29,7 +32,7 @@ namespace {
 // connection), it would have to detach, and could still be running when exit() tears
 // the process down.
 std::shared_ptr<io::loop> default_loop() {
-  static const std::shared_ptr<io::loop> loop = io::loop::start();
+  static const std::shared_ptr<io::loop> loop = detail::start_event_loop();
   return loop;
 }
 
@@ -44,7 +47,8 @@ std::shared_ptr<detail::connection_impl> open_impl(
     io::unique_fd in, io::unique_fd out, const options& opts, std::string peer,
     std::optional<connection::credentials> creds = std::nullopt,
     std::shared_ptr<rpc::peer_process> process = nullptr) {
-  auto keys = rpc::make_key_config(opts.keys, opts.keys.key_for_user ? default_replay_cache() : nullptr);
+  auto keys = rpc::make_key_config(
+      opts.keys, opts.keys.key_for_user ? default_replay_cache() : nullptr, opts.on_callback_error);
   detail::connection_impl::config cfg{opts, std::move(peer), default_loop(), nullptr, {},
                                       creds, false, std::move(process), std::move(keys)};
   return detail::connection_impl::open(std::move(cfg), std::move(in), std::move(out));
@@ -67,7 +71,12 @@ std::shared_ptr<detail::connection_impl> dial_socket(const transport::address& a
 // exec: and ssh: — the peer is a child process speaking on its stdin and stdout.
 std::shared_ptr<detail::connection_impl> open_child(const transport::address& addr,
                                                     const options& opts) {
-  auto s = transport::child_process::spawn(transport::spawn_request_for(addr, opts.child));
+  auto child = opts.child;
+  if (child.on_stderr)  // what it throws is reported, and the child is still watched
+    child.on_stderr = [f = child.on_stderr, hook = opts.on_callback_error](std::string_view b) {
+      detail::guard_callback(hook, "child.on_stderr", [&] { f(b); });
+    };
+  auto s = transport::child_process::spawn(transport::spawn_request_for(addr, child));
   std::string peer = transport::to_string(addr) + " (pid " + std::to_string(s.child->pid()) + ")";
   return open_impl(std::move(s.from_child), std::move(s.to_child), opts, std::move(peer),
                    std::nullopt, std::move(s.child));
@@ -76,6 +85,7 @@ std::shared_ptr<detail::connection_impl> open_child(const transport::address& ad
 }  // namespace
 
 connection connect(std::string_view address, const options& opts, const reconnect_policy& policy) {
+  detail::check_options(opts);
   auto addr = transport::parse_address(address);
   bool child = std::holds_alternative<transport::exec_address>(addr) ||
                std::holds_alternative<transport::ssh_address>(addr);
@@ -109,6 +119,7 @@ connection connect_fds(int in_fd, int out_fd, const options& opts, std::string p
 }
 
 connection connect(std::string_view text, const options& opts) {
+  detail::check_options(opts);  // before dialing, spawning, or moving stdio aside
   auto addr = transport::parse_address(text);
   if (std::holds_alternative<transport::stdio_address>(addr)) {
     auto [in, out] = transport::take_stdio();
@@ -128,14 +139,22 @@ connection connect(std::string_view text, const options& opts) {
 }
 
 std::pair<connection, connection> connect_socketpair(const options& a, const options& b) {
+  detail::check_options(a);  // before either end opens: the other would only see it fail
+  detail::check_options(b);
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
     throw transport_error(std::string("bokbok: socketpair failed: ") + std::strerror(errno));
   io::unique_fd fa(sv[0]), fb(sv[1]);
   // Both ends must handshake at once, so the second opens on its own thread.
-  auto second = std::async(std::launch::async, [&] {
-    return open_over(std::move(fb), {}, b, "socketpair");
-  });
+  std::future<connection> second;
+  try {
+    second = std::async(std::launch::async, [&] {
+      return open_over(std::move(fb), {}, b, "socketpair");
+    });
+  } catch (const std::system_error& e) {
+    throw resource_error(std::string("bokbok: cannot start a thread to open a socketpair: ") +
+                         e.what());
+  }
   std::exception_ptr first_error;
   std::optional<connection> first;
   try {

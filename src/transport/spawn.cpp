@@ -22,6 +22,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <boost/process/args.hpp>
@@ -34,6 +35,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <system_error>
 #include <thread>
 
 #include "bokbok/error.hpp"
@@ -163,7 +165,15 @@ child_process::spawned child_process::spawn(spawn_request req) {
   st->keep_tail = req.keep_stderr_tail;
   st->is_ssh = req.is_ssh;
   if (capture) st->stderr_pipe = std::move(err.read);
-  std::thread(child_state_monitor, st).detach();
+  try {
+    std::thread(child_state_monitor, st).detach();
+  } catch (const std::system_error& e) {
+    // No thread to watch and reap the child (RLIMIT_NPROC, pids.max): do not leave it.
+    ::kill(pid, SIGKILL);
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    throw resource_error("bokbok: cannot start a thread to watch \"" + exe + "\": " + e.what());
+  }
 
   spawned s;
   s.child = std::make_shared<child_process>(std::move(st));

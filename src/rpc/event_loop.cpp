@@ -1,0 +1,21 @@
+#include "rpc/event_loop.hpp"
+
+#include <stdexcept>
+#include <string>
+#include <system_error>
+
+#include "bokbok/error.hpp"
+
+namespace bokbok::detail {
+
+std::shared_ptr<io::loop> start_event_loop() {
+  try {
+    return io::loop::start();
+  } catch (const std::invalid_argument& e) {
+    throw usage_error(std::string("bokbok: ") + e.what());
+  } catch (const std::system_error& e) {
+    throw resource_error(std::string("bokbok: cannot start the event loop: ") + e.what());
+  }
+}
+
+}  // namespace bokbok::detail
