@@ -293,41 +293,32 @@ TEST_CASE("open requests and notifications count together towards the limit of 1
 TEST_CASE("a sender never has more than 16 requests and notifications open at once") {
   raw_peer p(echo_options());
   auto c = p.open_plain();
-  const std::string big(100 * 1024, 'x');  // two fragments each
-  // The raw peer reads on its own thread: the sender may wait for it.
-  struct seen {
-    std::size_t most_open = 0;
-    int whole_requests = 0, whole_notifies = 0;
-  };
-  auto reader = std::async(std::launch::async, [fd = p.fd.get()] {
-    seen s;
-    std::set<std::pair<int, std::uint32_t>> open;
-    while (s.whole_requests < 20 || s.whole_notifies < 1) {
-      std::string body = read_body(fd);
-      if (body.empty()) break;
-      wire::frame_view f;
-      std::string err;
-      if (!wire::parse_frame(body, f, err)) break;
-      if (f.type != wire::frame_type::request && f.type != wire::frame_type::notify) continue;
-      auto key = std::make_pair(int(f.type), f.call_id);
-      if (f.flags & wire::flag_more) {
-        open.insert(key);
-      } else {
-        open.erase(key);
-        ++(f.type == wire::frame_type::request ? s.whole_requests : s.whole_notifies);
-      }
-      s.most_open = std::max(s.most_open, open.size());
-    }
-    return s;
-  });
+  // Five fragments each, more than the socket holds: nothing finishes before the raw
+  // peer starts reading, after everything is queued.
+  const std::string big(300 * 1024, 'x');
   std::vector<std::future<message>> calls;
   for (int i = 0; i < 20; ++i) calls.push_back(c.request_async({"echo", big}));
   c.notify({"log", big});
-  REQUIRE(reader.wait_for(patience) == std::future_status::ready);
-  seen s = reader.get();
-  CHECK(s.whole_requests == 20);
-  CHECK(s.whole_notifies == 1);
-  CHECK(s.most_open == 16);
+  std::size_t most_open = 0;
+  int whole_requests = 0, whole_notifies = 0;
+  std::set<std::pair<int, std::uint32_t>> open;
+  while (whole_requests < 20 || whole_notifies < 1) {
+    std::string body = read_body(p.fd.get());
+    REQUIRE_FALSE(body.empty());
+    wire::frame_view f;
+    std::string err;
+    REQUIRE(wire::parse_frame(body, f, err));
+    if (f.type != wire::frame_type::request && f.type != wire::frame_type::notify) continue;
+    auto key = std::make_pair(int(f.type), f.call_id);
+    if (f.flags & wire::flag_more) {
+      open.insert(key);
+    } else {
+      open.erase(key);
+      ++(f.type == wire::frame_type::request ? whole_requests : whole_notifies);
+    }
+    most_open = std::max(most_open, open.size());
+  }
+  CHECK(most_open == 16);
   c.abort();
 }
 
@@ -359,7 +350,12 @@ TEST_CASE("50 graceful closes over a UNIX socket all end cleanly on both sides")
     b.wait_closed();
     CAPTURE(a.close_reason());
     CAPTURE(b.close_reason());
-    bool clean = contains(a.close_reason(), "shutting down") && contains(b.close_reason(), "shutting down");
+    // Clean: each side got the other's close (a may see b's goaway and close together).
+    auto clean_end = [](const std::string& why) {
+      return why == "closed by peer" || why.rfind("the peer is shutting down", 0) == 0 ||
+             why.rfind("this side is shutting down", 0) == 0;
+    };
+    bool clean = clean_end(a.close_reason()) && clean_end(b.close_reason());
     if (!clean) ++lost;
     CHECK(clean);
     if (lost > 3) break;  // enough to see it
