@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <future>
@@ -380,6 +381,133 @@ TEST_CASE("a side that closes keeps reading until the peer's close, so the peer'
     CHECK(after.bytes.empty());
     c.wait_closed();
   }
+}
+
+// ---- §8: the smaller gaps the spec now decides --------------------------------------------------
+
+namespace {
+std::string spec_text() {
+  std::string path = bokbok_test::built_program("BOKBOK_SOURCE_ROOT") + "/src/wire/PROTOCOL.md";
+  FILE* f = std::fopen(path.c_str(), "r");
+  REQUIRE(f != nullptr);
+  std::string text;
+  char buf[4096];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) text.append(buf, n);
+  std::fclose(f);
+  return text;
+}
+// The goaway of a violation the raw peer gets, and its close: the goaway's text.
+std::string violation_text(raw_peer& p) {
+  auto after = read_to_end(p.fd.get());
+  CHECK(after.ended);
+  auto fs = frames_of(after.bytes);
+  REQUIRE(fs.size() == 2);
+  CHECK(fs[0].type == wire::frame_type::goaway);
+  CHECK(fs[0].payload.substr(0, 2) == std::string("\0\x08", 2));
+  CHECK(fs[1].type == wire::frame_type::close);
+  return fs[0].payload.substr(2);
+}
+}  // namespace
+
+TEST_CASE("a first frame that is not a hello fails with the text PROTOCOL.md quotes") {
+  raw_peer p(echo_options());
+  p.read_plain_greeting();
+  std::string req;
+  wire::encode_message({"ping"}, req);
+  REQUIRE(write_all(p.fd.get(), plain_preamble() + record(wire::frame_type::request, 0, 1, req)));
+  std::string text = violation_text(p);
+  CHECK(text == "expected a hello frame first, got request");
+  CHECK(contains(spec_text(), "`expected a hello frame first, got\n   request`"));
+  CHECK(contains(p.open_error(), "expected a hello frame first"));
+}
+
+TEST_CASE("a deadline of 0 is not a violation: the call is answered deadline_exceeded without running") {
+  std::atomic<int> ran{0};
+  bokbok::options o;
+  o.on_request = [&ran](bokbok::connection&, message m) { ++ran; return m; };
+  raw_peer p(o);
+  auto c = p.open_plain();
+  std::string payload(4, '\0');  // u32 0
+  wire::encode_message({"echo", "x"}, payload);
+  REQUIRE(write_all(p.fd.get(), record(wire::frame_type::request, wire::flag_deadline, 7, payload)));
+  auto fs = frames_of([&] {
+    std::string b = read_body(p.fd.get());
+    return std::string(1, char(b.size() >> 8)) + char(b.size() & 0xff) + b;
+  }());
+  REQUIRE(fs.size() == 1);
+  CHECK(fs[0].type == wire::frame_type::error);
+  CHECK(fs[0].id == 7);
+  CHECK(fs[0].payload.substr(0, 2) == std::string("\0\x06", 2));
+  CHECK(ran == 0);
+  CHECK_FALSE(c.closed());
+}
+
+TEST_CASE("a close in the middle of the peer's message ends the connection as closed by peer, not as a violation") {
+  raw_peer p(echo_options());
+  auto c = p.open_plain();
+  REQUIRE(write_all(p.fd.get(), record(wire::frame_type::request, wire::flag_more, 3, "\0\0\0\x01") +
+                                    record(wire::frame_type::close, 0, 0, "")));
+  auto after = read_to_end(p.fd.get());
+  CHECK(after.ended);
+  auto fs = frames_of(after.bytes);
+  REQUIRE(fs.size() == 1);
+  CHECK(fs[0].type == wire::frame_type::close);  // no goaway(protocol)
+  c.wait_closed();
+  CHECK(c.close_reason() == "closed by peer");
+}
+
+TEST_CASE("a goaway's call id: our calls above it fail at once, those up to it are still answered") {
+  raw_peer p(echo_options());
+  auto c = p.open_plain();
+  std::vector<std::future<message>> calls;
+  for (int i = 0; i < 3; ++i) calls.push_back(c.request_async({"echo", std::to_string(i)}));
+  for (int i = 0; i < 3; ++i) CHECK_FALSE(read_body(p.fd.get()).empty());  // requests 1, 2, 3
+  REQUIRE(write_all(p.fd.get(), record(wire::frame_type::goaway, 0, 2, std::string("\0\x07", 2) + "bye")));
+  REQUIRE(calls[2].wait_for(patience) == std::future_status::ready);
+  try {
+    calls[2].get();
+    FAIL("call 3 was answered");
+  } catch (const bokbok::call_error& e) {
+    CHECK(e.code() == bokbok::error_code::shutting_down);
+  }
+  CHECK(calls[0].wait_for(50ms) == std::future_status::timeout);  // still waiting
+  std::string answer;
+  wire::encode_message({"one"}, answer);
+  std::string two;
+  wire::encode_message({"two"}, two);
+  REQUIRE(write_all(p.fd.get(), record(wire::frame_type::response, 0, 1, answer) +
+                                    record(wire::frame_type::response, 0, 2, two)));
+  REQUIRE(calls[0].wait_for(patience) == std::future_status::ready);
+  CHECK(calls[0].get() == message{"one"});
+  REQUIRE(calls[1].wait_for(patience) == std::future_status::ready);
+  CHECK(calls[1].get() == message{"two"});
+  // Nothing outstanding: the side closes (§8.4).
+  std::string body = read_body(p.fd.get());
+  REQUIRE(body.size() == 6);
+  CHECK(body[0] == char(wire::frame_type::close));
+  REQUIRE(write_all(p.fd.get(), record(wire::frame_type::close, 0, 0, "")));
+  c.wait_closed();
+}
+
+TEST_CASE("a feature bit set by one side only: nothing is sent for it, and what comes anyway is taken") {
+  std::promise<message> got;
+  bokbok::options o = echo_options();
+  o.on_notify = [&got](bokbok::connection&, message m) { got.set_value(std::move(m)); };
+  raw_peer p(o);
+  auto c = p.open_plain(0);  // the raw peer sets no feature bits
+  try {
+    c.notify({"log", "x"});
+    FAIL("a notification went to a peer that did not set the bit");
+  } catch (const bokbok::call_error& e) {
+    CHECK(e.code() == bokbok::error_code::no_such_method);
+  }
+  std::string m;
+  wire::encode_message({"log", "anyway"}, m);
+  REQUIRE(write_all(p.fd.get(), record(wire::frame_type::notify, 0, 1, m)));
+  auto f = got.get_future();
+  REQUIRE(f.wait_for(patience) == std::future_status::ready);
+  CHECK(f.get() == message{"log", "anyway"});
+  CHECK_FALSE(c.closed());
 }
 
 // ---- §6.1: a reflected connection ----------------------------------------------------------------
