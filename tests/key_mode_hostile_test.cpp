@@ -557,6 +557,74 @@ TEST_CASE("a client record reflected back to the client is refused by the client
   CHECK(s.got().empty());
 }
 
+// ---- what the peer is told (PROTOCOL.md §9.6) ---------------------------------------------
+
+namespace {
+// A frame's type and code payload: "goaway 8 <text>", or what else it was.
+std::string describe_frame(const std::string& frame) {
+  if (frame.empty()) return "<nothing>";
+  std::string what = std::string(wire::to_string(static_cast<wire::frame_type>(frame[0])));
+  if (frame.size() >= 8 && frame[0] == char(wire::frame_type::goaway))
+    what += " " + std::to_string((std::uint8_t(frame[6]) << 8) | std::uint8_t(frame[7])) + " " +
+            frame.substr(8);
+  return what;
+}
+}  // namespace
+
+TEST_CASE("a key-mode record too short for a frame header and its tag is a violation: encrypted goaway, then close") {
+  users u;
+  watched_server s(u);
+  raw_key_client rc(s.address, *u.alice);
+  REQUIRE(write_all(rc.fd.get(), std::string("\0\x05" "abcde", 7)));
+  std::string goaway = describe_frame(rc.read_frame());
+  CHECK(contains(goaway, "goaway 8 key-mode record of 5 bytes is shorter than a frame header and its tag (22)"));
+  CHECK(describe_frame(rc.read_frame()) == "close");
+  CHECK(ends_within(rc.fd.get(), patience));
+  REQUIRE(s.wait_ends(1));
+  CHECK(contains(s.only_end(), "key-mode record of 5 bytes is shorter"));
+}
+
+TEST_CASE("a record that fails authentication is answered with an authenticated goaway that says so, not a bare close") {
+  users u;
+  watched_server s(u);
+  raw_key_client rc(s.address, *u.alice);
+  std::string sealed = rc.request(call_a);
+  sealed.back() ^= '\x01';  // the tag
+  REQUIRE(write_all(rc.fd.get(), sealed));
+  CHECK(describe_frame(rc.read_frame()) ==
+        "goaway 8 record failed authentication (the stream was altered, replayed, reordered or truncated)");
+  CHECK(describe_frame(rc.read_frame()) == "close");
+  CHECK(ends_within(rc.fd.get(), patience));
+  REQUIRE(s.wait_ends(1));
+  CHECK(contains(s.only_end(), "record failed authentication"));
+  CHECK(s.got().empty());
+}
+
+TEST_CASE("a client whose request was altered in transit fails with an error saying so, never as closed by peer") {
+  users u;
+  watched_server s(u);
+  auto r = relay_to(s.address, [](relay&, direction d, std::size_t index, std::string& unit) {
+    if (d == direction::to_server && index == 2) unit[unit.size() / 2] ^= '\x01';
+    return relay::verdict::forward;
+  });
+  int fd = r->client_fd();
+  auto c = bokbok::connect_fds(fd, fd, u.client(), "relay");
+  auto answer = c.request_async(call_a);
+  REQUIRE(answer.wait_for(patience) == std::future_status::ready);
+  try {
+    answer.get();
+    FAIL("an altered request was answered");
+  } catch (const bokbok::protocol_error& e) {
+    CHECK(contains(e.what(), "the peer reported a protocol error: record failed authentication"));
+  } catch (const std::exception& e) {
+    FAIL("the client was not told its stream failed authentication: " << e.what());
+  }
+  c.wait_closed();
+  CHECK(contains(c.close_reason(), "record failed authentication"));
+  REQUIRE(s.wait_ends(1));
+  CHECK(contains(s.only_end(), "record failed authentication"));
+}
+
 // ---- truncation ------------------------------------------------------------------------------
 
 namespace {
@@ -711,12 +779,12 @@ TEST_CASE("record lengths of 0, below the tag size, huge, and stalled headers en
   std::map<std::string, int> why;
   for (std::size_t i = closes_before; i < closes.size(); ++i) {
     if (contains(closes[i], "record length 0")) ++why["length 0"];
-    else if (contains(closes[i], "record failed authentication")) ++why["authentication"];
+    else if (contains(closes[i], "shorter than a frame header and its tag")) ++why["short"];
     else if (contains(closes[i], "connection lost")) ++why["lost"];
     else ++why["other: " + closes[i]];
   }
   CHECK(why["length 0"] == per_kind);
-  CHECK(why["authentication"] == per_kind);
+  CHECK(why["short"] == per_kind);
   CHECK(why["lost"] == 2 * per_kind);  // the stalls, once their clients hung up
   CHECK(why.size() == 3);
   long after = heap_in_use_kib();

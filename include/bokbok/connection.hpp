@@ -248,8 +248,9 @@ class connection {
   // True once the connection has closed for any reason.
   bool closed() const;
 
-  // Blocks until the connection has closed, its close handler has returned and its last
-  // frames are written (or the link failed; at most about 2 s after closing), so a
+  // Blocks until the connection has closed, its close handler has returned, its last
+  // frames are written and the peer has answered our close with its own or ended its
+  // stream (PROTOCOL.md §8.5; or the link failed; at most about 2 s after closing), so a
   // process may exit right after. For a child process (exec:, ssh:) it also waits until
   // the child has been reaped (see options::child_options::grace). Must not be called
   // from this connection's own handler.

@@ -175,6 +175,7 @@ void connection_impl::start(io::unique_fd in, io::unique_fd out) {
     if (key_) {
       raw_pending_ = hello;  // key mode: the settings travel in the handshake (§9.6)
     } else {
+      hello_nonce_ = new_hello_nonce();  // must not come back (§6.1)
       wire::append_frame(hello, wire::frame_type::hello, 0, 0, settings_payload());
       outbox_.push_record_bytes(hello);
     }
@@ -310,12 +311,14 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     // bytes. After a goaway drained the connection, only answers are queued: they stay.
     if (kind != end_kind::drained) outbox_ = rpc::outbox();
     // Key mode before the ciphers exist: no plaintext frames for a key-mode peer (a
-    // refusal's decoy, in raw_pending_, still goes out).
-    bool can_frame = !key_ || key_->ready();
+    // refusal's decoy, in raw_pending_, still goes out). A refused preamble: no frame
+    // at all (§2.3).
+    bool can_frame = (!key_ || key_->ready()) && !silent_end_;
     if (kind != end_kind::transport && kind != end_kind::unresponsive && can_frame) {
       std::string rec(farewell);
       wire::append_frame(rec, wire::frame_type::close, 0, 0, {});
       outbox_.push_record_bytes(rec);
+      close_sent_ = true;
     }
     bool idle = !writing_;
     bool nothing_to_say = idle && outbox_.empty() && raw_pending_.empty();
@@ -365,6 +368,23 @@ void connection_impl::run_close_handler() {
   close_handler_done_ = true;
   closed_cv_.notify_all();
   release_self_locked();
+}
+
+// Loop thread, closed, our last frames written: drops the link, unless we said close
+// and the peer has not ended yet: then our output ends (the peer reads end of stream)
+// and we keep reading, discarding, until its close or end of stream (PROTOCOL.md §8.5),
+// at most until the drain timer set by finish(). Closing a socket with the peer's
+// frames unread would reset it, and the peer's own close would fail to go out.
+void connection_impl::end_output() {
+  if (!stream_) return;
+  if (!close_sent_ || peer_done_) return drop_stream();
+  if (output_ended_) return;
+  output_ended_ = true;
+  stream_->shutdown_write();
+  if (reading_paused_) {
+    reading_paused_ = false;
+    stream_->start_reading();
+  }
 }
 
 // Loop thread: stops the stream for good. Until then the stream may still deliver events

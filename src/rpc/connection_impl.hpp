@@ -179,6 +179,7 @@ class connection_impl final : public io::stream_events,
   bool key_step(std::string_view& bytes);
   void key_failed();
   std::string settings_payload() const;
+  static std::uint32_t new_hello_nonce();  // random, nonzero (§6.1)
   // `mu_` held: encrypts a batch of plain records in place (key mode, handshake done).
   bool seal_batch_locked(rpc::batch& b);
   void handle_message_frame(const wire::frame_view& f);
@@ -208,6 +209,12 @@ class connection_impl final : public io::stream_events,
   // `farewell`: records to send before the close frame (a goaway saying why).
   void finish(end_kind kind, std::string reason, std::string_view farewell = {});
   void protocol_failure(const std::string& what);
+  // A refused preamble, or a reflected hello: the peer may not speak bokbok, so this
+  // fails without sending any further frame (PROTOCOL.md §2.3, §6.1).
+  void silent_failure(const std::string& what);
+  // After our close (§8.5): what the peer still sends, discarded; our output's end.
+  void linger_on_data(std::string_view bytes);
+  void end_output();
 
   // Any thread (connection_sender.cpp).
   static std::string encode_framed(const message& m);
@@ -262,6 +269,11 @@ class connection_impl final : public io::stream_events,
   io::timer_id tick_timer_ = 0;
   io::timer_id deadline_timer_ = 0;
   bool reading_paused_ = false;  // backpressure: stopped reading, outbox over its bound
+  // Closing (PROTOCOL.md §2.3, §8.5): send no frame at all; our close frame is queued;
+  // the peer's close or end of stream came; our output ended; the rest is unreadable.
+  bool silent_end_ = false, close_sent_ = false, peer_done_ = false;
+  bool output_ended_ = false, linger_blind_ = false;
+  std::uint32_t hello_nonce_ = 0;  // plain mode: our hello's nonce (§6.1), never reflected
 
   // Guarded by mu_.
   mutable std::mutex mu_;

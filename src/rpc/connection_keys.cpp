@@ -8,6 +8,7 @@
 // record is sealed by the loop thread as it takes a batch, in wire order, so the
 // callers' direct-write short cut is off.
 #include <algorithm>
+#include <random>
 
 #include "rpc/connection_impl.hpp"
 
@@ -20,7 +21,15 @@ std::string connection_impl::settings_payload() const {
       std::clamp<long long>(cfg_.opts.heartbeat_interval.count(), 0, 0xffffffffLL));
   mine.max_concurrent_calls = cfg_.opts.max_concurrent_calls;
   mine.features = wire::features_supported;
+  mine.hello_nonce = hello_nonce_;  // plain mode only (key mode fails on reflection anyway)
   return wire::encode_settings(mine);
+}
+
+std::uint32_t connection_impl::new_hello_nonce() {
+  std::random_device random;
+  std::uint32_t n = 0;
+  while (n == 0) n = random();
+  return n;
 }
 
 // Loop thread, after the peer's preamble: feeds the handshake. True once it is done and

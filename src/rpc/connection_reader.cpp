@@ -13,12 +13,19 @@ namespace bokbok::detail {
 void connection_impl::on_data(std::string_view bytes) {
   auto keep = shared_from_this();  // a frame may end the connection and its last owner
   if (tick_timer_) last_rx_ = io::clock::now();  // any byte is a sign of life (§8.3)
+  {
+    std::unique_lock lock(mu_);
+    if (phase_ == phase::closed) {
+      lock.unlock();
+      return linger_on_data(bytes);
+    }
+  }
   if (!preamble_done_) {
     auto st = preamble_reader_.feed(bytes);
     if (st == wire::preamble_reader::status::need_more) return;
     if (st == wire::preamble_reader::status::error) {
       // Say where the bytes came from: for a child, its stdout (a banner, a greeting).
-      protocol_failure((cfg_.process ? "the stdout of " + cfg_.peer + " does not carry bokbok: "
+      silent_failure((cfg_.process ? "the stdout of " + cfg_.peer + " does not carry bokbok: "
                                      : "peer " + cfg_.peer + " does not speak bokbok: ") +
                        preamble_reader_.error());
       return;
@@ -27,11 +34,13 @@ void connection_impl::on_data(std::string_view bytes) {
     if (theirs.mode != cfg_.local.mode) {
       if (theirs.mode == wire::mode::plain && key_) {
         // A plain server may be refusing us (at its limit) with a goaway in place of
-        // its hello: read on for that news; anything else fails (handle_frame).
+        // its hello: read on for that news; anything else fails (handle_frame), and
+        // nothing is sent to it in plain mode either way (§9.6).
         expect_refusal_ = true;
+        silent_end_ = true;
         key_.reset();
       } else {
-        protocol_failure(theirs.mode == wire::mode::key
+        silent_failure(theirs.mode == wire::mode::key
                              ? "the peer requires key mode (authentication and encryption), "
                                "this side is in plain mode: configure a key to talk to it"
                              : "the peer offers plain mode, this side requires key mode");
@@ -51,9 +60,19 @@ void connection_impl::on_data(std::string_view bytes) {
       return;
     }
     if (key_) {
+      // Shorter than a frame header and its tag: malformed, not forged (§9.6).
+      if (body.size() < wire::frame_header_size + crypto::tag_len) {
+        protocol_failure("key-mode record of " + std::to_string(body.size()) +
+                         " bytes is shorter than a frame header and its tag (" +
+                         std::to_string(wire::frame_header_size + crypto::tag_len) + ")");
+        return;
+      }
       opened_frame_.clear();
       if (!key_->open(body, opened_frame_)) {
-        finish(end_kind::protocol, std::string(crypto::record_authentication_failed));
+        // Our own direction is intact: tell the peer, authenticated, that its stream
+        // was altered, so that it never takes this end for a clean close (§9.6).
+        linger_blind_ = true;  // nothing after it can be opened
+        protocol_failure(std::string(crypto::record_authentication_failed));
         return;
       }
       body = opened_frame_;
@@ -126,6 +145,7 @@ void connection_impl::handle_frame(const wire::frame_view& f) {
     case wire::frame_type::goaway:
       return handle_goaway(f);
     case wire::frame_type::close:
+      peer_done_ = true;  // nothing follows: no need to wait for its end (§8.5)
       return finish(end_kind::clean, "closed by peer");
   }
 }
@@ -138,6 +158,10 @@ void connection_impl::handle_settings(std::string_view payload) {
   wire::settings theirs;
   std::string err;
   if (!wire::decode_settings(payload, theirs, err)) return protocol_failure(err);
+  if (hello_nonce_ && theirs.hello_nonce == hello_nonce_)
+    return silent_failure(
+        "the peer sent back this side's own hello (its hello_nonce): the connection is "
+        "reflected by something that echoes its input, e.g. `cat`, not a bokbok server");
   wire::settings mine;
   mine.max_message_size = static_cast<std::uint32_t>(cfg_.opts.max_message_size);
   std::uint32_t limit = wire::negotiate_max_message_size(mine, theirs);
@@ -330,6 +354,18 @@ void connection_impl::complete_call(std::uint32_t id, std::exception_ptr error, 
 
 void connection_impl::on_read_end(int err) {
   auto keep = shared_from_this();
+  peer_done_ = true;
+  {
+    std::unique_lock lock(mu_);
+    if (phase_ == phase::closed) {
+      // We said close and waited for the peer's end (§8.5): it came. Let go of the link
+      // once our own last frames are out (on_write_done drops it otherwise).
+      bool written = !writing_ && outbox_.empty() && raw_pending_.empty();
+      lock.unlock();
+      if (written && stream_) drop_stream();
+      return;
+    }
+  }
   if (!preamble_done_) {
     // Say what little the peer sent: it tells a crashed child from a wrong program.
     const std::string& got = preamble_reader_.received();
@@ -346,8 +382,47 @@ void connection_impl::on_read_end(int err) {
   finish(end_kind::transport, "connection lost: the peer's stream ended without a close frame");
 }
 
+// The peer's preamble (or, key mode meeting a plain peer, its first record) was refused,
+// or its hello was our own: the peer may not speak bokbok at all, so nothing more is
+// sent to it (PROTOCOL.md §2.3).
+void connection_impl::silent_failure(const std::string& what) {
+  silent_end_ = true;
+  finish(end_kind::protocol, "protocol error: " + what);
+}
+
+// After our close (PROTOCOL.md §8.5): reads and discards what the peer still sends,
+// looking only for its close; its end of stream comes to on_read_end.
+void connection_impl::linger_on_data(std::string_view bytes) {
+  if (linger_blind_ || !preamble_done_ || (key_ && !key_->ready())) return;
+  records_.feed(bytes);
+  std::string_view body;
+  for (;;) {
+    auto st = records_.next(body);
+    if (st == wire::record_reader::status::need_more) return;
+    if (st == wire::record_reader::status::error) break;
+    if (key_) {
+      opened_frame_.clear();
+      if (!key_->open(body, opened_frame_)) break;
+      body = opened_frame_;
+    }
+    wire::frame_view f;
+    std::string err;
+    if (!wire::parse_frame(body, f, err)) break;
+    if (f.type == wire::frame_type::close) {
+      peer_done_ = true;
+      std::unique_lock lock(mu_);
+      bool written = !writing_ && outbox_.empty() && raw_pending_.empty();
+      lock.unlock();
+      if (written && stream_) drop_stream();
+      return;
+    }
+  }
+  linger_blind_ = true;  // the stream is broken: only its end is news now
+}
+
 // Tells the peer what went wrong (goaway with code protocol), then ends the connection.
 void connection_impl::protocol_failure(const std::string& what) {
+  if (expect_refusal_ || !preamble_done_) return silent_failure(what);
   std::string payload(2, '\0');
   payload[1] = char(error_code::protocol);
   payload += what.substr(0, wire::max_frame_payload - 2);

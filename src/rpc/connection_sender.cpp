@@ -166,9 +166,9 @@ void connection_impl::on_write_done(int err) {
                       std::strerror(-err) + (gone ? ")" : ""));
   }
   if (phase_ == phase::closed && outbox_.empty() && raw_pending_.empty() && stream_) {
-    // Closed: the link is dropped as soon as the last frames are out.
+    // Closed: the link is let go of as soon as the last frames are out.
     lock.unlock();
-    return drop_stream();
+    return end_output();
   }
   lock.unlock();
   flush();

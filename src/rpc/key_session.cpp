@@ -57,6 +57,10 @@ key_session::step key_session::fail(std::string why, bool refused) {
 key_session::step key_session::begin(const wire::preamble& peer, std::string_view peer_bytes,
                                      std::string& out) {
   auto role = cfg_->initiator() ? crypto::noise_role::initiator : crypto::noise_role::responder;
+  if (cfg_->initiator() && peer_bytes == local_preamble_)
+    return fail("the peer sent back this side's own preamble: the connection is reflected "
+                "by something that echoes its input, e.g. `cat`, not a bokbok server",
+                false);
   if (auto why = crypto::key_preamble_error(role, peer); !why.empty()) return fail(why, false);
   if (cfg_->initiator()) {
     initiator_.emplace(to_crypto(*cfg_->key), local_preamble_, peer_bytes, settings_);

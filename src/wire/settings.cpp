@@ -24,6 +24,7 @@ const char* setting_name(std::uint16_t id) {
     case setting_id::heartbeat_ms: return "heartbeat_ms";
     case setting_id::max_concurrent_calls: return "max_concurrent_calls";
     case setting_id::features: return "features";
+    case setting_id::hello_nonce: return "hello_nonce";
   }
   return "unknown";
 }
@@ -32,11 +33,12 @@ const char* setting_name(std::uint16_t id) {
 
 std::string encode_settings(const settings& s) {
   std::string out;
-  out.reserve(4 * entry_size);
+  out.reserve(5 * entry_size);
   put_entry(out, setting_id::max_message_size, s.max_message_size);
   put_entry(out, setting_id::heartbeat_ms, s.heartbeat_ms);
   put_entry(out, setting_id::max_concurrent_calls, s.max_concurrent_calls);
   put_entry(out, setting_id::features, s.features);
+  if (s.hello_nonce) put_entry(out, setting_id::hello_nonce, s.hello_nonce);
   return out;
 }
 
@@ -64,6 +66,7 @@ bool decode_settings(std::string_view payload, settings& out, std::string& error
       case setting_id::heartbeat_ms: out.heartbeat_ms = v; break;
       case setting_id::max_concurrent_calls: out.max_concurrent_calls = v; break;
       case setting_id::features: out.features = v; break;
+      case setting_id::hello_nonce: out.hello_nonce = v; break;
       default: break;  // unknown ids are skipped
     }
   }

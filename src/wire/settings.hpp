@@ -14,6 +14,7 @@ enum class setting_id : std::uint16_t {
   heartbeat_ms = 2,        // 0 = this side sends no pings
   max_concurrent_calls = 3,  // calls this side will run at once for the peer; 0 = no limit
   features = 4,            // bit set of feature_* below
+  hello_nonce = 5,         // random, nonzero; sent only when set: tells a reflected hello
 };
 
 // Feature bits (PROTOCOL.md §6.2): in use only when both sides set them.
@@ -28,10 +29,12 @@ struct settings {
   std::uint32_t heartbeat_ms = 0;
   std::uint32_t max_concurrent_calls = 0;
   std::uint32_t features = 0;
+  std::uint32_t hello_nonce = 0;  // 0: absent (not sent)
   bool operator==(const settings&) const = default;
 };
 
-// Encodes as a list of `u16 id || u32 value` entries, all four ids in order.
+// Encodes as a list of `u16 id || u32 value` entries, the first four ids in order, then
+// hello_nonce when it is nonzero.
 std::string encode_settings(const settings& s);
 
 // Decodes a hello payload: a whole number of 6-byte entries, unknown ids skipped, a
