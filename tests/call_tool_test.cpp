@@ -16,7 +16,13 @@
 #include <thread>
 #include <vector>
 
+#include <bokbok/server.hpp>
+
+#include <filesystem>
+#include <mutex>
+
 #include "support/child_process.hpp"
+#include "support/settle.hpp"
 
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
@@ -300,4 +306,66 @@ TEST_CASE("bokbok call exec:... starts the server itself and reports a failing c
   CHECK(bad.status == 3);
   CHECK(bad.err.find("oops") != std::string::npos);
   CHECK(bad.err.find("exited with status 7") != std::string::npos);
+}
+
+TEST_CASE("bokbok call --timeout is sent as the call's deadline, which the handler sees") {
+  auto r = call_demo({"--timeout", "5"}, {"deadline"});
+  REQUIRE(r.status == 0);
+  REQUIRE(r.out.starts_with("deadline\n"));
+  long left = std::stol(r.out.substr(9));
+  CHECK(left > 0);
+  CHECK(left <= 5000);  // without a deadline the handler sees "none"
+  auto none = call_demo({}, {"deadline"});
+  CHECK(none.out == "deadline\nnone\n");
+}
+
+TEST_CASE("bokbok call prints the number of an error code it has no name for") {
+  auto r = call_demo({}, {"fail-code", "77", "oops"});
+  CHECK(r.status == 1);
+  CHECK(r.err == "bokbok call: remote error (code 77): oops\n");
+  auto named = call_demo({}, {"fail-code", "3", "full"});
+  CHECK(named.err == "bokbok call: remote error (busy): full\n");
+}
+
+TEST_CASE("bokbok call ends with goaway and the server sees a clean, graceful close") {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("bokbok-call-close-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::string address = "unix:" + (dir / "s.sock").string();
+  std::mutex mu;
+  std::vector<std::string> reasons;
+  bokbok::server_options o;
+  o.listen = {address};
+  o.on_request = [](bokbok::connection&, bokbok::message m) { return m; };
+  o.on_close = [&](bokbok::connection& c) {
+    std::lock_guard lock(mu);
+    reasons.push_back(c.close_reason());
+  };
+  {
+    bokbok::server srv(o);
+    srv.start();
+    auto r = run_tool({"call", address, "ping", "x"});
+    CHECK(r.status == 0);
+    CHECK(r.out == "ping\nx\n");
+    // The tool waited for the server's side to end before it exited.
+    CHECK(bokbok_test::settles([&] {
+      std::lock_guard lock(mu);
+      return !reasons.empty();
+    }));
+    std::lock_guard lock(mu);
+    REQUIRE(reasons.size() == 1);
+    // Its goaway ended the connection ("closed by peer" is a bare close frame).
+    CHECK(reasons[0] == "the peer is shutting down: it is closing the connection");
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("the demo server's nested-deadline and overrun say so when the caller's answer is short") {
+  // --echo answers `deadline` with the one field "deadline": no time in it.
+  auto r = call_demo({"--echo"}, {"nested-deadline"});
+  CHECK(r.status == 1);
+  CHECK(r.err ==
+        "bokbok call: remote error (handler_failed): nested-deadline: the caller answered "
+        "`deadline` with 1 field, expected `deadline TIME`\n");
+  CHECK(r.err.find("range_check") == std::string::npos);
 }

@@ -326,31 +326,50 @@ std::variant<connection, int> open_connection(const std::string& address, option
   }
 }
 
-// Sends the request and waits for the answer within the deadline; on failure returns
-// the exit status instead. Closes the connection either way (pending calls fail at
-// once, the peer is told).
+// "handler_failed", ...; a code this side has no name for is shown by its number.
+std::string code_text(error_code code) {
+  std::string name = to_string(code);
+  if (name != "unknown") return name;
+  return "code " + std::to_string(static_cast<unsigned>(code));
+}
+
+// How long ending the connection gracefully may take once the answer is in: our goaway
+// out, the peer's close back. Bounded again by --timeout's last resort.
+constexpr auto close_grace = std::chrono::seconds(2);
+
+// Sends the request (with the deadline, so the handler knows it: this_call::remaining())
+// and waits for the answer within the deadline; on failure returns the exit status
+// instead. Ends the connection either way: gracefully once the call is over (goaway, then
+// the peer's close), at once if it is still pending.
 std::variant<message, int> call_once(connection& conn, message request,
                                      const std::string& address, const deadline& d) {
-  std::future<message> answer = conn.request_async(std::move(request));
+  bokbok::call_options copts;
+  copts.deadline = d.at;
+  std::future<message> answer = conn.request_async(std::move(request), copts);
   struct closer {
     connection& c;
-    // wait_closed: our close frame is out before the process exits, so the server sees a
-    // clean close rather than a lost connection (bounded by the library's drain timer).
+    bool answered = false;
+    // wait_closed: our last frames are out and (graceful) the peer's close is in before
+    // the process exits, so the server sees a clean end, not a lost connection.
     ~closer() {
-      c.abort();
+      if (answered)
+        c.close(close_grace);
+      else
+        c.abort();
       c.wait_closed();
     }
   } close_at_end{conn};
   if (d.at && answer.wait_until(*d.at) != std::future_status::ready)
     return failure(exit_timed_out, timed_out_text(d.seconds));
+  close_at_end.answered = true;
   try {
     return answer.get();
   } catch (const remote_error& e) {
-    return failure(exit_remote_error,
-                   std::string("remote error (") + to_string(e.code()) + "): " + e.what());
+    return failure(exit_remote_error, "remote error (" + code_text(e.code()) + "): " + e.what());
   } catch (const call_error& e) {
-    return failure(exit_remote_error,
-                   std::string("call refused (") + to_string(e.code()) + "): " + e.what());
+    if (e.code() == error_code::deadline_exceeded && d.at)
+      return failure(exit_timed_out, timed_out_text(d.seconds));
+    return failure(exit_remote_error, "call refused (" + code_text(e.code()) + "): " + e.what());
   } catch (const authentication_error& e) {
     return failure(exit_auth, without_prefix(e.what()));
   } catch (const transport_error& e) {
