@@ -51,7 +51,6 @@
 #include <bokbok/bokbok.hpp>
 #include <bokbok/server.hpp>
 
-#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -524,21 +523,6 @@ int serve_stdio_mode(server_state& state, const command_line& cl) {
   return status;
 }
 
-// SIGTERM / SIGINT stop the server gracefully: a thread waits for them with sigwait.
-void stop_on_signals(bokbok::server& srv) {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before any other thread starts
-  std::thread([set, &srv] {
-    int sig = 0;
-    sigwait(&set, &sig);
-    log(std::string("signal ") + strsignal(sig) + ": stopping");
-    srv.stop();
-  }).detach();
-}
-
 int serve_listening_mode(server_state& state, const command_line& cl) {
   bokbok::server_options o;
   o.listen = cl.listen;
@@ -564,9 +548,11 @@ int serve_listening_mode(server_state& state, const command_line& cl) {
   o.on_connection_error = [](const std::string& peer, const std::string& why) {
     log("connection from " + peer + " failed: " + why);
   };
+  // SIGTERM / SIGINT drain and stop the server (no thread has started yet: see
+  // server_options::stop_signals); the socket files are removed and main() returns 0.
+  o.stop_signals = {SIGTERM, SIGINT};
   bokbok::server srv(o);
   state.stop_server = [&srv] { srv.stop(); };
-  stop_on_signals(srv);
   try {
     srv.start();
   } catch (const bokbok::error& e) {
