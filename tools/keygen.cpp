@@ -186,6 +186,7 @@ const command keygen_command = {
     "make a key file for key mode (random or from a passphrase)",
     help_text,
     run,
+    nullptr,
 };
 
 }  // namespace bokbok::tools
