@@ -13,6 +13,7 @@
 #include <chrono>
 #include <filesystem>
 #include <future>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -77,7 +78,17 @@ TEST_CASE("the demo server stops on SIGTERM: the call in flight is answered, the
   o.on_notify = [&](bokbok::connection&, message m) {
     if (m == message{"note", "waiting"} && !told.exchange(true)) waiting.set_value();
   };
-  auto conn = bokbok::connect(address, o);
+  // The socket file appears at bind(), a moment before listen(): retry until it listens.
+  std::optional<bokbok::connection> connected;
+  REQUIRE(bokbok_test::settles([&] {
+    try {
+      connected.emplace(bokbok::connect(address, o));
+      return true;
+    } catch (const bokbok::transport_error&) {
+      return false;
+    }
+  }));
+  auto& conn = *connected;
   // `wait 600` tells us once its handler runs, then takes 600 ms.
   auto started = std::chrono::steady_clock::now();
   auto answer = conn.request_async({"wait", "600"});

@@ -152,8 +152,9 @@ void server::impl::take_listeners(std::vector<transport::connected_socket>& adop
     throw transport_error("bokbok: the server has nothing to listen on (server_options::listen)");
 }
 
-// Caller's thread, in start() before any thread of the server exists: blocks the stop
-// signals here (so in every thread started from here on) and opens a signalfd for them.
+// Caller's thread, in start() before any listener or thread of the server exists: blocks
+// the stop signals here (so in every thread started from here on) and opens a signalfd
+// for them.
 void server::impl::watch_stop_signals() {
   sigset_t set;
   sigemptyset(&set);
@@ -186,8 +187,17 @@ void server::impl::start() {
     started_ = true;
   }
   std::vector<transport::connected_socket> adopted;
-  take_listeners(adopted);
+  // The signals first: once a socket file exists, a stop signal stops the server.
+  sigset_t mask_before;
+  pthread_sigmask(SIG_SETMASK, nullptr, &mask_before);
   if (!opts_.stop_signals.empty()) watch_stop_signals();
+  try {
+    take_listeners(adopted);
+  } catch (...) {
+    signal_fd_.reset();
+    pthread_sigmask(SIG_SETMASK, &mask_before, nullptr);
+    throw;
+  }
   wake_fd_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wake_fd_) throw transport_error("bokbok: eventfd failed");
   loop_ = io::loop::start();
