@@ -21,6 +21,7 @@
 //   ping S            -> pong S
 //   echo F...         -> F...              (the argument fields, byte for byte)
 //   fail MSG          -> remote error (handler_failed) whose message is MSG
+//   fail-code N MSG   -> remote error with code N (0..65535, named or not) and message MSG
 //   sleep MS          -> slept             (after MS milliseconds, at most 60000)
 //   callback N        -> did N             (after calling the caller with `callback I`
 //                                          for I = 1..N and waiting for each answer)
@@ -50,7 +51,6 @@
 #include <bokbok/bokbok.hpp>
 #include <bokbok/server.hpp>
 
-#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -166,6 +166,19 @@ bokbok::message on_wait(server_state& state, bokbok::connection& conn,
   return {"waited"};
 }
 
+// Asks the caller's own `deadline` method (a nested call, which inherits this call's
+// deadline) and returns the time it reports. An answer that is not `deadline TIME`
+// throws std::runtime_error saying what came back (the caller of nested-deadline gets it
+// as a handler_failed remote error).
+std::string callers_deadline(bokbok::connection& conn, const std::string& method) {
+  bokbok::message answer = conn.request({"deadline"});
+  if (answer.size() < 2)
+    throw std::runtime_error(method + ": the caller answered `deadline` with " +
+                             std::to_string(answer.size()) + " field" +
+                             (answer.size() == 1 ? "" : "s") + ", expected `deadline TIME`");
+  return answer[1];
+}
+
 // Sleeps past the caller's deadline on purpose, then records what it sees.
 bokbok::message on_overrun(server_state& state, bokbok::connection& conn,
                            const bokbok::message& req) {
@@ -174,10 +187,10 @@ bokbok::message on_overrun(server_state& state, bokbok::connection& conn,
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   std::string nested;
   try {
-    nested = conn.request({"deadline"}).at(1);
+    nested = callers_deadline(conn, req[0]);
   } catch (const bokbok::call_error& e) {
     nested = bokbok::to_string(e.code());
-  } catch (const bokbok::error& e) {
+  } catch (const std::exception& e) {  // a bokbok::error, or an answer of the wrong shape
     nested = std::string("error: ") + e.what();
   }
   set_report(state, "remaining " + remaining_text() + " nested " + nested);
@@ -255,6 +268,11 @@ bokbok::message handle(server_state& state, bokbok::connection& conn,
     // carries MSG whole, NULs included (the caller's remote_error::message()).
     throw bokbok::remote_error(bokbok::error_code::handler_failed, req[1]);
   }
+  if (method == "fail-code") {
+    expect_arity(req, 2, "fail-code CODE MESSAGE");
+    auto code = parse_count(method, req[1], 0xffff);
+    throw bokbok::remote_error(static_cast<bokbok::error_code>(code), req[2]);
+  }
   if (method == "sleep") {
     expect_arity(req, 1, "sleep MILLISECONDS");
     auto ms = parse_count(method, req[1], max_sleep_ms);
@@ -275,7 +293,7 @@ bokbok::message handle(server_state& state, bokbok::connection& conn,
   if (method == "nested-deadline") {
     expect_arity(req, 0, "nested-deadline");
     // A nested call inherits this call's deadline: the caller's handler sees it.
-    return {"nested", conn.request({"deadline"}).at(1)};
+    return {"nested", callers_deadline(conn, method)};
   }
   if (method == "wait") return on_wait(state, conn, req);
   if (method == "overrun") return on_overrun(state, conn, req);
@@ -346,10 +364,29 @@ void print_help() {
       "  --help              show this help and exit\n"
       "  --version           show the version and exit\n"
       "\n"
-      "methods: ping S, echo F..., fail MSG, sleep MS, callback N, blob N, whoami,\n"
-      "         deadline, nested-deadline, wait MS, overrun MS, last-report,\n"
-      "         notify-me TEXT, notes, size F,\n"
-      "         shutdown-server!  (see the comment at the top of demo_server.cpp)\n"
+      "methods (a request's first field names the method; the answer follows ->):\n"
+      "  ping S              -> pong S\n"
+      "  echo F...           -> F...  (the argument fields, byte for byte)\n"
+      "  fail MSG            -> remote error handler_failed, message MSG\n"
+      "  fail-code N MSG     -> remote error with code N (0-65535), message MSG\n"
+      "  sleep MS            -> slept, after MS milliseconds (at most 60000)\n"
+      "  callback N          -> did N, after calling the caller `callback I`, I = 1..N\n"
+      "  blob N              -> one field of N bytes 'abc...z' repeated (N <= 1 GiB)\n"
+      "  whoami              -> user NAME [uid N]  (key-mode user; uid on UNIX sockets)\n"
+      "  size F              -> size N  (the byte count of F)\n"
+      "  deadline            -> deadline MS | deadline none  (the time this call has left)\n"
+      "  nested-deadline     -> nested R  (R: the caller's own `deadline` answer, called\n"
+      "                         back from here, so it inherits this call's deadline)\n"
+      "  wait MS             -> waited, after notifying the caller `note waiting` and\n"
+      "                         waiting MS ms or until the call is cancelled\n"
+      "  overrun MS          -> overran, after sleeping MS ms ignoring cancels and then\n"
+      "                         calling the caller's `deadline`\n"
+      "  last-report         -> what the last wait / overrun saw (waits up to 10 s)\n"
+      "  notify-me TEXT      -> ok, after notifying the caller `note TEXT`\n"
+      "  notes               -> the notifications received so far, one field each\n"
+      "  shutdown-server!    -> ok, then the server stops (--stdio: closes and exits)\n"
+      "  anything else       -> remote error no_such_method\n"
+      "\n"
       "Logs go to stderr; stdout is never written (under --stdio it is the protocol).\n",
       program.data(), program.data(), program.data());
 }
@@ -487,21 +524,6 @@ int serve_stdio_mode(server_state& state, const command_line& cl) {
   return status;
 }
 
-// SIGTERM / SIGINT stop the server gracefully: a thread waits for them with sigwait.
-void stop_on_signals(bokbok::server& srv) {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before any other thread starts
-  std::thread([set, &srv] {
-    int sig = 0;
-    sigwait(&set, &sig);
-    log(std::string("signal ") + strsignal(sig) + ": stopping");
-    srv.stop();
-  }).detach();
-}
-
 int serve_listening_mode(server_state& state, const command_line& cl) {
   bokbok::server_options o;
   o.listen = cl.listen;
@@ -527,9 +549,11 @@ int serve_listening_mode(server_state& state, const command_line& cl) {
   o.on_connection_error = [](const std::string& peer, const std::string& why) {
     log("connection from " + peer + " failed: " + why);
   };
+  // SIGTERM / SIGINT drain and stop the server (no thread has started yet: see
+  // server_options::stop_signals); the socket files are removed and main() returns 0.
+  o.stop_signals = {SIGTERM, SIGINT};
   bokbok::server srv(o);
   state.stop_server = [&srv] { srv.stop(); };
-  stop_on_signals(srv);
   try {
     srv.start();
   } catch (const bokbok::error& e) {

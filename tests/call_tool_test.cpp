@@ -16,7 +16,17 @@
 #include <thread>
 #include <vector>
 
+#include <bokbok/bokbok.hpp>
+#include <sys/socket.h>
+
+#include <filesystem>
+#include <future>
+#include <mutex>
+
 #include "support/child_process.hpp"
+#include "support/relay.hpp"
+#include "support/settle.hpp"
+#include "wire/frame.hpp"
 
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
@@ -91,10 +101,11 @@ struct run_result {
   clock_type::duration took{};
 };
 
-// Runs `bokbok ARGS...` with `inherit` (fds passed to it, closed here afterwards) and
-// `input` on its stdin; collects stdout and stderr.
+// Runs `bokbok ARGS...` with `inherit` (fds passed to it, closed here afterwards),
+// `input` on its stdin and `env` ("NAME=VALUE") added to its environment; collects
+// stdout and stderr.
 run_result run_tool(const std::vector<std::string>& args, std::vector<int*> inherit = {},
-                    const std::string& input = "") {
+                    const std::string& input = "", const std::vector<std::string>& env = {}) {
   int out[2], err[2], in[2];
   REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
   REQUIRE(::pipe2(err, O_CLOEXEC) == 0);
@@ -111,9 +122,14 @@ run_result run_tool(const std::vector<std::string>& args, std::vector<int*> inhe
   std::vector<char*> argv;
   for (auto& a : argv_text) argv.push_back(a.data());
   argv.push_back(nullptr);
+  std::vector<std::string> env_text(env);
+  std::vector<char*> envp;
+  for (auto& e : env_text) envp.push_back(e.data());
+  for (char** e = environ; *e; ++e) envp.push_back(*e);
+  envp.push_back(nullptr);
   pid_t pid = -1;
   auto start = clock_type::now();
-  int rc = ::posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
+  int rc = ::posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&fa);
   ::close(in[0]);
   ::close(out[1]);
@@ -228,7 +244,7 @@ TEST_CASE("bokbok call exits 2 for bad usage and malformed addresses") {
   auto not_open = run_tool({"call", "fd:900,901", "ping", "x"});
   CHECK(not_open.status == 2);
   CHECK(not_open.err.find("fd 900 is not open") != std::string::npos);
-  auto bad_option = run_tool({"call", "fd:3,4", "echo", "-x"});
+  auto bad_option = run_tool({"call", "-x", "fd:3,4", "echo"});
   CHECK(bad_option.status == 2);
   auto stdin_twice = run_tool({"call", "--stdin-field", "stdio", "echo"});
   CHECK(stdin_twice.status == 2);
@@ -300,4 +316,140 @@ TEST_CASE("bokbok call exec:... starts the server itself and reports a failing c
   CHECK(bad.status == 3);
   CHECK(bad.err.find("oops") != std::string::npos);
   CHECK(bad.err.find("exited with status 7") != std::string::npos);
+}
+
+TEST_CASE("bokbok call --timeout is sent as the call's deadline, which the handler sees") {
+  auto r = call_demo({"--timeout", "5"}, {"deadline"});
+  REQUIRE(r.status == 0);
+  REQUIRE(r.out.starts_with("deadline\n"));
+  long left = std::stol(r.out.substr(9));
+  CHECK(left > 0);
+  CHECK(left <= 5000);  // without a deadline the handler sees "none"
+  auto none = call_demo({}, {"deadline"});
+  CHECK(none.out == "deadline\nnone\n");
+}
+
+TEST_CASE("bokbok call prints the number of an error code it has no name for") {
+  auto r = call_demo({}, {"fail-code", "77", "oops"});
+  CHECK(r.status == 1);
+  CHECK(r.err == "bokbok call: remote error (code 77): oops\n");
+  auto named = call_demo({}, {"fail-code", "3", "full"});
+  CHECK(named.err == "bokbok call: remote error (busy): full\n");
+}
+
+TEST_CASE("bokbok call ends with goaway then close, and the server sees a clean end") {
+  // The tool reaches a real bokbok connection through a relay that records the wire.
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  bokbok_test::relay wire(sv[0]);
+  std::mutex mu;
+  std::string reason;
+  bool closed = false;
+  bokbok::options o;
+  o.on_request = [](bokbok::connection&, bokbok::message m) { return m; };
+  o.on_close = [&](bokbok::connection& c) {
+    std::lock_guard lock(mu);
+    reason = c.close_reason();
+    closed = true;
+  };
+  auto serving = std::async(std::launch::async,
+                            [&] { return bokbok::connect_fds(sv[1], sv[1], o, "relay"); });
+  int cfd = wire.client_fd();
+  std::string address = "fd:" + std::to_string(cfd) + "," + std::to_string(cfd);
+  auto r = run_tool({"call", address, "ping", "x"}, {&cfd});
+  CHECK(r.status == 0);
+  CHECK(r.out == "ping\nx\n");
+  auto server_side = serving.get();
+  REQUIRE(bokbok_test::settles([&] {
+    std::lock_guard lock(mu);
+    return closed;
+  }));
+
+  // What the tool sent after its request: goaway, then close (not a bare close).
+  std::vector<std::string> sent;
+  auto units = wire.units(bokbok_test::direction::to_server);
+  for (std::size_t i = 1; i < units.size(); ++i) {  // unit 0 is the preamble
+    bokbok::wire::frame_view f;
+    std::string error;
+    REQUIRE(bokbok::wire::parse_frame(std::string_view(units[i]).substr(2), f, error));
+    sent.push_back(bokbok::wire::to_string(f.type));
+  }
+  INFO("frames sent: " << [&] {
+    std::string all;
+    for (auto& t : sent) all += t + " ";
+    return all;
+  }());
+  REQUIRE(sent.size() >= 2);
+  CHECK(sent[sent.size() - 2] == "goaway");
+  CHECK(sent.back() == "close");
+  std::lock_guard lock(mu);
+  CHECK((reason == "the peer is shutting down: it is closing the connection" ||
+         reason == "closed by peer"));  // clean either way, never "connection lost"
+}
+
+TEST_CASE("the demo server's nested-deadline and overrun say so when the caller's answer is short") {
+  // --echo answers `deadline` with the one field "deadline": no time in it.
+  auto r = call_demo({"--echo"}, {"nested-deadline"});
+  CHECK(r.status == 1);
+  CHECK(r.err ==
+        "bokbok call: remote error (handler_failed): nested-deadline: the caller answered "
+        "`deadline` with 1 field, expected `deadline TIME`\n");
+  CHECK(r.err.find("range_check") == std::string::npos);
+}
+
+TEST_CASE("bokbok call exits 2 for a tcp:*:PORT address, which is for listening") {
+  auto r = run_tool({"call", "tcp:*:7000", "ping", "x"});
+  CHECK(r.status == 2);
+  CHECK(r.err.find("* means every address, for listening") != std::string::npos);
+  CHECK(r.err.find("try 'bokbok help call'") != std::string::npos);
+}
+
+TEST_CASE("bokbok call stops parsing options at the first FIELD") {
+  auto r = call_demo({"--json"}, {"echo", "--json", "-x", "--help", "--timeout"});
+  CHECK(r.status == 0);
+  CHECK(r.out == "[\"--json\", \"-x\", \"--help\", \"--timeout\"]\n");
+  // Options may still come between ADDRESS and the first FIELD.
+  demo_server server;
+  auto between = run_tool({"call", server.address(), "--json", "ping", "--echo"},
+                          {&server.read_fd, &server.write_fd});
+  CHECK(between.status == 0);
+  CHECK(between.out == "[\"pong\", \"--echo\"]\n");
+  auto help = run_tool({"help", "call"});
+  CHECK(help.out.find("option parsing\nstops there") != std::string::npos);
+}
+
+TEST_CASE("bokbok call names the cause of an ssh failure first and the address once") {
+  // A stand-in for ssh that fails the way ssh does for an unknown host.
+  auto dir = std::filesystem::temp_directory_path() /
+             ("bokbok-call-ssh-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto fake_ssh = dir / "ssh";
+  {
+    std::FILE* f = std::fopen(fake_ssh.c_str(), "w");
+    REQUIRE(f);
+    std::fputs("#!/bin/sh\necho 'ssh: Could not resolve hostname nowhere: Name or service "
+               "not known' >&2\nexit 255\n",
+               f);
+    std::fclose(f);
+  }
+  std::filesystem::permissions(fake_ssh, std::filesystem::perms::owner_all);
+  auto r = run_tool({"call", "ssh:nowhere serve-it", "ping", "x"}, {}, "",
+                    {"BOKBOK_SSH=" + fake_ssh.string()});
+  std::filesystem::remove_all(dir);
+  CHECK(r.status == 3);
+  auto at = r.err.find("bokbok call: ");
+  REQUIRE(at != std::string::npos);
+  std::string line = r.err.substr(at, r.err.find('\n', at) - at);
+  INFO(line);
+  CHECK(line.starts_with(
+      "bokbok call: ssh failed, exit status 255: ssh: Could not resolve hostname nowhere"));
+  auto first = line.find("ssh:nowhere serve-it");
+  REQUIRE(first != std::string::npos);
+  CHECK(line.find("ssh:nowhere serve-it", first + 1) == std::string::npos);  // once
+}
+
+TEST_CASE("bokbok bridge exits 2 for a tcp:*:PORT address too, and prefixes its message once") {
+  auto r = run_tool({"bridge", "stdio", "tcp:*:7000"});
+  CHECK(r.status == 2);
+  CHECK(r.err.starts_with("bokbok bridge: cannot connect to tcp:*:7000: * means every address"));
 }

@@ -314,10 +314,10 @@ TEST_CASE("a wrong key and an unknown user fail alike, reach no handler, and the
   CHECK(wrong == unknown);  // nothing tells the client which one it was
   auto logged = log.wait_for(2);
   REQUIRE(logged.size() == 2);
-  // "bokbok: connection to tcp:127.0.0.1:P closed: key mode: user ...: ..."
+  // "bokbok: key mode: user ...: ... (connection to tcp:127.0.0.1:P)"
   // The server's log tells the two apart; the clients above could not.
-  CHECK(logged[0].ends_with(": key mode: user \"alice\": authentication failed: wrong key (or an altered message 1)"));
-  CHECK(logged[1].ends_with(": key mode: user \"mallory\": authentication failed: unknown user"));
+  CHECK(contains(logged[0], ": key mode: user \"alice\": authentication failed: wrong key (or an altered message 1) ("));
+  CHECK(contains(logged[1], ": key mode: user \"mallory\": authentication failed: unknown user ("));
   // The right key still works, and only its call reached the handler.
   auto c = bokbok::connect(address, answering_client(client_keys("alice", u.alice)));
   CHECK(c.request({"ok"}) == message{"ok"});

@@ -175,3 +175,22 @@ TEST_CASE("keygen refuses an empty passphrase and bad usage") {
   CHECK(help.status == 0);
   CHECK(help.out.starts_with("usage: bokbok keygen"));
 }
+
+TEST_CASE("keygen --passphrase refuses a --users-line for another user than --user") {
+  temp_dir d;
+  // The key is derived for carol; a line naming dave could never authenticate.
+  auto r = run_tool({"keygen", "--passphrase", "--realm", "r", "--user", "carol",
+                     "--users-line", "dave", d.path + "/k"},
+                    "secret\n");
+  CHECK(r.status == 2);
+  CHECK(r.out == "");  // no line that cannot work
+  CHECK(r.err.find("--users-line dave does not match --user carol") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(d.path + "/k"));  // refused before deriving or writing
+
+  // The same user is fine: its line is printed.
+  auto ok = run_tool({"keygen", "--passphrase", "--realm", "r", "--user", "carol",
+                      "--users-line", "carol"},
+                     "secret\n");
+  CHECK(ok.status == 0);
+  CHECK(ok.out.starts_with("carol "));
+}

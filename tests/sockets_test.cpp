@@ -121,7 +121,7 @@ std::string free_port(const std::string& host) {
 std::string connect_error(const std::string& text, std::chrono::milliseconds t = 5s) {
   try {
     connect_to(text, t);
-  } catch (const transport_error& e) {
+  } catch (const bokbok::error& e) {  // transport_error; address_error for tcp:*
     return e.what();
   }
   return "(connected)";

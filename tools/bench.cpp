@@ -255,6 +255,7 @@ const command bench_command = {
     "measure bokbok against a raw echo over the same transport",
     bench::help_text,
     bench::run,
+    nullptr,
 };
 
 }  // namespace bokbok::tools

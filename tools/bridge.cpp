@@ -183,7 +183,7 @@ int run(args_view args) {
   } catch (const address_error& e) {
     throw usage_error(e.what());
   } catch (const transport_error& e) {
-    std::fprintf(stderr, "bokbok bridge: %s\n", e.what());
+    std::fprintf(stderr, "bokbok bridge: %s\n", without_prefix(e.what()).c_str());
     return exit_transport;
   }
   ::signal(SIGPIPE, SIG_IGN);  // write errors come back as EPIPE
@@ -224,6 +224,7 @@ const command bridge_command = {
     "relay bytes both ways between two addresses (e.g. stdio and a UNIX socket)",
     help_text,
     run,
+    nullptr,
 };
 
 }  // namespace bokbok::tools

@@ -19,6 +19,7 @@
 #include <optional>
 
 #include "bokbok/bokbok.hpp"
+#include "command.hpp"
 
 namespace bokbok::tools {
 
@@ -106,7 +107,7 @@ int run_key_bridge(const std::string& address_a, const std::string& address_b,
       st->cv.notify_all();
     }
   } catch (const error& e) {
-    std::fprintf(stderr, "bokbok bridge: %s\n", e.what());
+    std::fprintf(stderr, "bokbok bridge: %s\n", without_prefix(e.what()).c_str());
     std::optional<connection> b;
     {
       std::lock_guard lock(st->mu);

@@ -56,10 +56,12 @@ constexpr std::string_view help_text =
     "  base64 (RFC 4648, alphabet A-Z a-z 0-9 + /, with = padding). For example the\n"
     "  response (\"pong\", the bytes 00 ff) prints  [\"pong\", {\"base64\": \"AP8=\"}]\n"
     "\n"
-    "options (before or after ADDRESS):\n"
+    "options (before or after ADDRESS, but before the first FIELD: option parsing\n"
+    "stops there, so `call ADDRESS echo --json` sends \"--json\" as a field):\n"
     "  --json              print the response as one JSON array (see above)\n"
     "  --timeout SECONDS   the whole call, connecting included, must finish within\n"
-    "                      SECONDS (a decimal number, e.g. 0.5), else exit status 5\n"
+    "                      SECONDS (a decimal number, e.g. 0.5), else exit status 5;\n"
+    "                      sent as the call's deadline, which the handler sees\n"
     "  --echo              answer each request the server makes during the call with\n"
     "                      its own fields; without it such requests get the error\n"
     "                      no_such_method\n"
@@ -70,8 +72,8 @@ constexpr std::string_view help_text =
     "                      input, byte for byte (for large or binary payloads). Not\n"
     "                      with an address that reads standard input (stdio, inetd,\n"
     "                      fd:0,W)\n"
-    "  --                  end of options: every later argument is a FIELD, even one\n"
-    "                      that starts with '-'\n"
+    "  --                  end of options: the next argument (after ADDRESS, if not\n"
+    "                      given yet) is the first FIELD, even if it starts with '-'\n"
     "  --help              show this help\n"
     "\n"
     "exit status:\n"
@@ -81,8 +83,8 @@ constexpr std::string_view help_text =
     "     (the remote handler failed), no_such_method, busy, ...; or it was refused\n"
     "     before sending ('call refused (too_large): ...'); or a local I/O error\n"
     "     (reading standard input, writing the response)\n"
-    "  2  bad usage, including a malformed ADDRESS and an fd:R,W whose descriptors\n"
-    "     are not open\n"
+    "  2  bad usage, including a malformed ADDRESS, one that is for listening\n"
+    "     (tcp:*:PORT), and an fd:R,W whose descriptors are not open\n"
     "  3  could not connect, or the connection failed before the answer came\n"
     "  4  authentication refused: key mode, unknown user or wrong key (the server does\n"
     "     not say which), or a server that does not accept this client\n"
@@ -94,7 +96,7 @@ constexpr std::string_view help_text =
     "  bokbok call --json --timeout 2 tcp:127.0.0.1:7000 echo hi\n"
     "  bokbok call 'exec:bokbok-demo-server --stdio' ping hi\n"
     "  bokbok call 'ssh:admin@db1 bokbok bridge stdio unix:/run/app.sock' status\n"
-    "  bokbok call --stdin-field tcp:127.0.0.1:7000 store -- -name- < photo.jpg\n";
+    "  bokbok call --stdin-field tcp:127.0.0.1:7000 store -name- < photo.jpg\n";
 
 enum exit_status : int {
   exit_ok = 0,
@@ -124,17 +126,30 @@ double parse_timeout(std::string_view text) {
   return v;
 }
 
-void take_positional(call_options& o, std::string_view arg) {
-  if (o.address.empty())
-    o.address = arg;
-  else
-    o.fields.emplace_back(arg);
+bool takes_value(std::string_view option) {
+  return option == "--timeout" || option == "--user" || option == "--key-file";
+}
+
+// Options end at the first FIELD (the second argument that is not an option or an
+// option's value), or at "--": `call ADDRESS echo --json` sends "--json" as a field.
+std::size_t options_end(args_view args) {
+  bool have_address = false;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    std::string_view arg = args[i];
+    if (arg == "--") return i;
+    if (arg.starts_with('-') && arg != "-") {
+      if (takes_value(arg)) ++i;  // "--timeout 2"; "--timeout=2" is one argument
+      continue;
+    }
+    if (have_address) return i;
+    have_address = true;
+  }
+  return args.size();
 }
 
 call_options parse_args(args_view args) {
   call_options o;
-  std::size_t end_of_options = 0;
-  while (end_of_options < args.size() && args[end_of_options] != "--") ++end_of_options;
+  const std::size_t end_of_options = options_end(args);
 
   arg_reader reader(args.first(end_of_options));
   while (!reader.done()) {
@@ -156,13 +171,18 @@ call_options parse_args(args_view args) {
       o.key_file = reader.value();
     } else if (arg.starts_with('-') && arg != "-") {
       throw usage_error("unknown option '" + std::string(arg) +
-                        "' (put -- before FIELDs that start with '-')");
+                        "' (options go before the first FIELD; put -- before a first "
+                        "FIELD that starts with '-')");
     } else {
-      take_positional(o, arg);
+      o.address = arg;  // the one non-option before the options end
     }
   }
-  for (std::size_t i = end_of_options + 1; i < args.size(); ++i)
-    take_positional(o, args[i]);
+  // After the options: "--" (dropped), then the address if it was not given yet, then
+  // the FIELDs, verbatim.
+  std::size_t i = end_of_options;
+  if (i < args.size() && args[i] == "--") ++i;
+  if (o.address.empty() && i < args.size()) o.address = args[i++];
+  for (; i < args.size(); ++i) o.fields.emplace_back(args[i]);
 
   if (o.user.empty() != o.key_file.empty())
     throw usage_error("key mode needs both --user NAME and --key-file FILE");
@@ -170,13 +190,6 @@ call_options parse_args(args_view args) {
   if (o.fields.empty() && !o.stdin_field)
     throw usage_error("no FIELD given (the first field names the method)");
   return o;
-}
-
-// "bokbok: cannot connect ..." -> "cannot connect ...": we print our own prefix.
-std::string without_prefix(const char* what) {
-  std::string_view s(what);
-  if (s.starts_with("bokbok: ")) s.remove_prefix(8);
-  return std::string(s);
 }
 
 // True if the address makes the connection read this process's standard input.
@@ -300,10 +313,14 @@ struct deadline {
   bool passed() const { return at && clock::now() >= *at; }
 };
 
-// A connection failure: its message names the address (the library's usually does).
+// A connection failure: the cause, then where (the library's message usually names the
+// address; else it is added at the end).
 int transport_failure(const std::string& address, const char* what) {
   std::string why = without_prefix(what);
-  if (why.find(address) == std::string::npos) why = address + ": " + why;
+  // The library names it as it reads it (exec: words quoted its own way).
+  std::string as_read = transport::to_string(transport::parse_address(address));
+  if (why.find(address) == std::string::npos && why.find(as_read) == std::string::npos)
+    why += " (" + address + ")";
   return failure(exit_transport, why);
 }
 
@@ -326,18 +343,36 @@ std::variant<connection, int> open_connection(const std::string& address, option
   }
 }
 
-// Sends the request and waits for the answer within the deadline; on failure returns
-// the exit status instead. Closes the connection either way (pending calls fail at
-// once, the peer is told).
+// "handler_failed", ...; a code this side has no name for is shown by its number.
+std::string code_text(error_code code) {
+  std::string name = to_string(code);
+  if (name != "unknown") return name;
+  return "code " + std::to_string(static_cast<unsigned>(code));
+}
+
+// How long ending the connection gracefully may take once the answer is in (calls the
+// server still makes to us may finish). Bounded again by --timeout's last resort.
+constexpr auto close_grace = std::chrono::seconds(2);
+
+// Sends the request (with the deadline, so the handler knows it: this_call::remaining())
+// and waits for the answer within the deadline; on failure returns the exit status
+// instead. Ends the connection either way: gracefully once the call is over (goaway, then
+// close), at once if it is still pending.
 std::variant<message, int> call_once(connection& conn, message request,
                                      const std::string& address, const deadline& d) {
-  std::future<message> answer = conn.request_async(std::move(request));
+  bokbok::call_options copts;
+  copts.deadline = d.at;
+  std::future<message> answer = conn.request_async(std::move(request), copts);
   struct closer {
     connection& c;
-    // wait_closed: our close frame is out before the process exits, so the server sees a
-    // clean close rather than a lost connection (bounded by the library's drain timer).
+    bool answered = false;
+    // wait_closed: the connection has closed and our last frames (goaway, close) are out
+    // before the process exits, so the server sees a clean end, not a lost connection.
     ~closer() {
-      c.abort();
+      if (answered)
+        c.close(close_grace);
+      else
+        c.abort();
       c.wait_closed();
     }
   } close_at_end{conn};
@@ -359,14 +394,15 @@ std::variant<message, int> call_once(connection& conn, message request,
     }
     return out;
   };
+  close_at_end.answered = true;
   try {
     return answer.get();
   } catch (const remote_error& e) {
-    return failure(exit_remote_error,
-                   std::string("remote error (") + to_string(e.code()) + "): " + text_of(e));
+    return failure(exit_remote_error, "remote error (" + code_text(e.code()) + "): " + text_of(e));
   } catch (const call_error& e) {
-    return failure(exit_remote_error,
-                   std::string("call refused (") + to_string(e.code()) + "): " + text_of(e));
+    if (e.code() == error_code::deadline_exceeded && d.at)
+      return failure(exit_timed_out, timed_out_text(d.seconds));
+    return failure(exit_remote_error, "call refused (" + code_text(e.code()) + "): " + text_of(e));
   } catch (const authentication_error& e) {
     return failure(exit_auth, without_prefix(e.what()));
   } catch (const transport_error& e) {
@@ -424,6 +460,7 @@ const command call_command = {
     "send one request to an address and print the response",
     call::help_text,
     call::run,
+    call::options_end,
 };
 
 }  // namespace bokbok::tools

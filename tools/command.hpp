@@ -19,6 +19,10 @@ struct command {
   // Returns the exit status: 0 success, 1 failure. Throws usage_error for bad usage,
   // which main() reports with exit status 2.
   int (*run)(args_view args);
+  // Where its options end, for a command whose later arguments are data (`bokbok call`:
+  // its FIELDs): the index of the first argument that is no option, or of "--". main()
+  // looks for --help only before it. nullptr: options end at "--" only.
+  std::size_t (*options_end)(args_view args);
 };
 
 // Bad command-line usage; what() says what was wrong, without the program name.
@@ -26,6 +30,13 @@ class usage_error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+// A library message without its "bokbok: " prefix: the tool prints its own
+// ("bokbok call: ...").
+inline std::string without_prefix(std::string_view what) {
+  if (what.starts_with("bokbok: ")) what.remove_prefix(8);
+  return std::string(what);
+}
 
 // Reads options one by one: `--name VALUE` and `--name=VALUE` both work.
 class arg_reader {

@@ -40,7 +40,8 @@ constexpr std::string_view help_text =
     "                     backup.example.org), so keys differ between deployments\n"
     "  --user USER        with --passphrase: the user name the key is for\n"
     "  --users-line USER  also print the users-file line \"USER <hex key>\" for the\n"
-    "                     server's users file (FILE may then be left out)\n"
+    "                     server's users file (FILE may then be left out); with\n"
+    "                     --passphrase, USER must be the --user the key is for\n"
     "  --show-users-line USER\n"
     "                     write nothing: read the existing key FILE and print its\n"
     "                     users-file line \"USER <hex key>\"\n"
@@ -145,6 +146,12 @@ int run(args_view args) {
   if (!file && !users_line) throw usage_error("needs a FILE (or --users-line USER)");
   if (passphrase && (!realm || !user)) throw usage_error("--passphrase needs --realm and --user");
   if (!passphrase && (realm || user)) throw usage_error("--realm and --user go with --passphrase");
+  // A passphrase key is derived for one user name (the server checks it under that
+  // name): a users-file line for another name could never authenticate.
+  if (passphrase && users_line && user && *users_line != *user)
+    throw usage_error("--users-line " + *users_line + " does not match --user " + *user +
+                      ": a key derived from a passphrase for " + *user +
+                      " authenticates only " + *user);
   for (const auto* name : {&users_line, &user})
     if (*name && ((*name)->empty() || (*name)->size() > 255 ||
                   (*name)->find_first_of(" \t\r\n") != std::string::npos))
@@ -179,6 +186,7 @@ const command keygen_command = {
     "make a key file for key mode (random or from a passphrase)",
     help_text,
     run,
+    nullptr,
 };
 
 }  // namespace bokbok::tools

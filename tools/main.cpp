@@ -82,18 +82,20 @@ int run_help(const std::vector<std::string_view>& args) {
   return 0;
 }
 
-// True if the arguments ask for help. Stops at "--", after which arguments are data
-// (`bokbok call ADDRESS -- echo --help` sends "--help" as a message field).
-bool asks_for_help(const std::vector<std::string_view>& args) {
-  for (std::string_view a : args) {
-    if (a == "--") return false;
-    if (a == "--help" || a == "-h") return true;
+// True if the arguments ask for help. Looks only at the command's options: after "--"
+// (or, for `bokbok call`, from its first FIELD on) arguments are data
+// (`bokbok call ADDRESS echo --help` sends "--help" as a message field).
+bool asks_for_help(const command& c, const std::vector<std::string_view>& args) {
+  std::size_t end = c.options_end ? c.options_end(args) : args.size();
+  for (std::size_t i = 0; i < end && i < args.size(); ++i) {
+    if (args[i] == "--") return false;
+    if (args[i] == "--help" || args[i] == "-h") return true;
   }
   return false;
 }
 
 int run_command(const command& c, const std::vector<std::string_view>& args) {
-  if (asks_for_help(args)) {
+  if (asks_for_help(c, args)) {
     print_command_help(c);
     return 0;
   }
@@ -101,9 +103,9 @@ int run_command(const command& c, const std::vector<std::string_view>& args) {
   try {
     return c.run(args);
   } catch (const usage_error& e) {
-    return usage_failure(where, e.what(), "bokbok help " + std::string(c.name));
+    return usage_failure(where, without_prefix(e.what()), "bokbok help " + std::string(c.name));
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: %s\n", where.c_str(), e.what());
+    std::fprintf(stderr, "%s: %s\n", where.c_str(), without_prefix(e.what()).c_str());
     return 1;
   }
 }

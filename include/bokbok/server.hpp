@@ -7,9 +7,10 @@
 //   bokbok::server_options o;
 //   o.listen = {"tcp:*:7000", "unix:/run/app.sock"};
 //   o.on_request = [](bokbok::connection&, bokbok::message m) { return m; };
+//   o.stop_signals = {SIGTERM, SIGINT};  // drain and stop on these (see below)
 //   bokbok::server s(o);
 //   s.start();   // binds (throws if it cannot), then serves in the background
-//   s.wait();    // until stop() — e.g. from a handler
+//   s.wait();    // until stop() — from a handler, or a stop signal
 //
 // Threads: every member is thread-safe; stop() may be called from a handler.
 #pragma once
@@ -64,6 +65,21 @@ struct server_options {
   // of its requests is handled (on the loop thread when no handler thread can be started).
   std::function<void(connection&)> on_open;
   close_handler on_close;
+  // Signals that stop the server gracefully, e.g. {SIGTERM, SIGINT}: the first one
+  // received does stop(stop_signal_grace) (no new connections, socket files removed,
+  // calls running finish), so wait() returns and the program can exit normally. The
+  // server reads them from a signalfd on its own thread; no signal handler runs.
+  // start() blocks them in the calling thread, and so in every thread started from it
+  // afterwards (the server's own included); they stay blocked after the server stops.
+  // Call start() before the program starts other threads, or block these signals in
+  // those threads yourself (pthread_sigmask): a thread that does not block them may be
+  // the one the kernel gives the signal to, whose default action ends the process.
+  // A second signal while the server drains is ignored (the drain is bounded by the
+  // grace). start() throws bokbok::error for a number that is no signal (or SIGKILL,
+  // SIGSTOP), before binding anything. Empty: signals are left alone.
+  std::vector<int> stop_signals;
+  std::chrono::milliseconds stop_signal_grace{5000};
+
   // Run once by start() after binding, and once when the server has stopped.
   std::function<void()> on_start;
   std::function<void()> on_stop;

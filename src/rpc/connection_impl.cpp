@@ -249,8 +249,10 @@ std::string connection_impl::close_reason() const {
 }
 
 std::exception_ptr connection_impl::closed_error_locked() const {
-  std::string what = "bokbok: connection to " + cfg_.peer + " closed: " +
-                     (close_reason_.empty() ? "not open" : close_reason_);
+  // The cause first, then where: the peer named once.
+  std::string what = "bokbok: " + (close_reason_.empty() ? "not open" : close_reason_);
+  if (close_reason_.find(cfg_.peer) == std::string::npos)
+    what += " (connection to " + cfg_.peer + ")";
   if (end_kind_ == end_kind::protocol) return error_ptr<protocol_error>(what);
   if (end_kind_ == end_kind::auth) return error_ptr<authentication_error>(what);
   if (end_kind_ == end_kind::unresponsive) return error_ptr<peer_unresponsive_error>(what);
@@ -269,8 +271,11 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
   }
   // A child that broke the connection is usually dying: say how it ended. (Briefly
   // waits for that, on the loop thread, only when the connection failed.)
-  if (cfg_.process && (kind == end_kind::transport || kind == end_kind::protocol))
-    reason += cfg_.process->end_note(child_end_wait);
+  // When the stream just ended, that is usually the cause, so it comes first.
+  if (cfg_.process && kind == end_kind::transport)
+    reason = cfg_.process->end_note(child_end_wait) + "; " + reason;
+  else if (cfg_.process && kind == end_kind::protocol)
+    reason += " (" + cfg_.process->end_note(child_end_wait) + ")";
   {
     std::lock_guard lock(mu_);
     if (phase_ == phase::closed) return;

@@ -370,13 +370,13 @@ void connection_impl::on_read_end(int err) {
     // Say what little the peer sent: it tells a crashed child from a wrong program.
     const std::string& got = preamble_reader_.received();
     return finish(end_kind::transport,
-                  "peer " + cfg_.peer + " closed the connection before speaking bokbok" +
+                  "the peer closed the connection before speaking bokbok" +
                       (err < 0 ? std::string(" (") + std::strerror(-err) + ")" : "") +
                       (got.empty() ? "" : " (it sent only \"" + wire::escape_bytes(got) + "\")"));
   }
   if (key_ && !key_->ready())
     return finish(end_kind::transport,
-                  "peer " + cfg_.peer + " closed the connection during the key-mode handshake" +
+                  "the peer closed the connection during the key-mode handshake" +
                       (err < 0 ? std::string(" (") + std::strerror(-err) + ")" : ""));
   if (err < 0) return finish(end_kind::transport, std::string("read failed: ") + std::strerror(-err));
   finish(end_kind::transport, "connection lost: the peer's stream ended without a close frame");

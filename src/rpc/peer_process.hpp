@@ -19,8 +19,9 @@ class peer_process {
  public:
   virtual ~peer_process() = default;
 
-  // Text to append to the reason a connection failed, e.g. " (child 41 exited with
-  // status 3)" or " (ssh failed: ssh: connect to host ::1 port 9: Connection refused)".
+  // How the child ended, put before the reason a connection failed (it is usually the
+  // cause), e.g. "child 41 exited with status 3", "ssh failed, exit status 255: ssh:
+  // connect to host ::1 port 9: Connection refused" or "child 41 is still running".
   // Waits up to `wait` for the child to end: when its pipes end it is usually dying.
   virtual std::string end_note(std::chrono::milliseconds wait) = 0;
 

@@ -10,15 +10,18 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <system_error>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <optional>
@@ -79,6 +82,8 @@ class server::impl : public std::enable_shared_from_this<impl> {
 
  private:
   void take_listeners(std::vector<transport::connected_socket>& adopted);
+  void watch_stop_signals();
+  void take_stop_signal();
   void accept_loop();
   void start_connection(transport::connected_socket sock);
   void opened(std::uint64_t id, const std::string& peer,
@@ -118,6 +123,7 @@ class server::impl : public std::enable_shared_from_this<impl> {
   std::shared_ptr<io::loop> loop_;
   std::shared_ptr<rpc::handler_pool> pool_;
   io::unique_fd wake_fd_;
+  io::unique_fd signal_fd_;  // server_options::stop_signals; polled by the acceptor
   std::thread acceptor_, stopper_;
 
   // Acceptor thread only (after start()).
@@ -162,6 +168,34 @@ void server::impl::take_listeners(std::vector<transport::connected_socket>& adop
     throw transport_error("bokbok: the server has nothing to listen on (server_options::listen)");
 }
 
+// Caller's thread, in start() before any listener or thread of the server exists: blocks
+// the stop signals here (so in every thread started from here on) and opens a signalfd
+// for them.
+void server::impl::watch_stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : opts_.stop_signals)
+    if (sig == SIGKILL || sig == SIGSTOP || sigaddset(&set, sig) != 0)
+      throw error("bokbok: server_options::stop_signals: " + std::to_string(sig) +
+                  " is not a signal that can be waited for");
+  sigset_t old;
+  pthread_sigmask(SIG_BLOCK, &set, &old);
+  signal_fd_.reset(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!signal_fd_) {
+    int err = errno;
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    throw transport_error(std::string("bokbok: cannot watch the stop signals: signalfd: ") +
+                          std::strerror(err));
+  }
+}
+
+// Acceptor thread: a stop signal is pending (or was taken by another reader): stop.
+void server::impl::take_stop_signal() {
+  signalfd_siginfo info;
+  if (::read(signal_fd_.get(), &info, sizeof info) != ssize_t(sizeof info)) return;
+  stop(opts_.stop_signal_grace);
+}
+
 void server::impl::start() {
   {
     std::lock_guard lock(mu_);
@@ -169,8 +203,12 @@ void server::impl::start() {
     started_ = true;
   }
   std::vector<transport::connected_socket> adopted;
-  take_listeners(adopted);
+  // The signals first: once a socket file exists, a stop signal stops the server.
+  sigset_t mask_before;
+  pthread_sigmask(SIG_SETMASK, nullptr, &mask_before);
+  if (!opts_.stop_signals.empty()) watch_stop_signals();
   try {
+    take_listeners(adopted);
     wake_fd_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!wake_fd_)
       throw resource_error(std::string("bokbok: the server cannot start: eventfd: ") +
@@ -178,6 +216,8 @@ void server::impl::start() {
     loop_ = detail::start_event_loop();
   } catch (...) {
     listeners_.clear();  // nothing left bound
+    signal_fd_.reset();
+    pthread_sigmask(SIG_SETMASK, &mask_before, nullptr);
     throw;
   }
   pool_ = std::make_shared<rpc::handler_pool>(
@@ -246,6 +286,8 @@ void server::impl::accept_loop() {
                                                       std::to_string(opts_.max_connections)));
 
     std::vector<pollfd> fds{{wake_fd_.get(), POLLIN, 0}};
+    if (signal_fd_) fds.push_back({signal_fd_.get(), POLLIN, 0});
+    const std::size_t first_listener = fds.size();
     bool paused = clock::now() < accept_paused_until;
     bool take_new = (room || admission_.can_wait()) && !paused;
     if (take_new)
@@ -265,9 +307,13 @@ void server::impl::accept_loop() {
     }
     admission_.service_lingering(fds, first_lingering);
     admission_.maybe_ping_watchdog();
+    if (signal_fd_ && (fds[1].revents & POLLIN)) {
+      take_stop_signal();
+      continue;  // stopping: accept nobody new
+    }
     if (!take_new) continue;
     for (std::size_t i = 0; i < listeners_.size(); ++i) {
-      if (!(fds[1 + i].revents & POLLIN)) continue;
+      if (!(fds[first_listener + i].revents & POLLIN)) continue;
       for (int n = 0; n < 64; ++n) {  // bounded, so one busy listener cannot starve others
         std::optional<transport::connected_socket> sock;
         try {

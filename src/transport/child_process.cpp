@@ -117,13 +117,12 @@ std::string child_process::end_note(std::chrono::milliseconds wait) {
   if (auto nl = tail.rfind('\n', tail.size() > 1000 ? tail.size() - 1000 : 0);
       tail.size() > 1000 && nl != std::string::npos)
     tail.erase(0, nl + 1);  // the last lines, not a wall of text
-  if (!st_->exit)
-    return " (child " + std::to_string(st_->pid) + " is still running)";
+  if (!st_->exit) return "child " + std::to_string(st_->pid) + " is still running";
   if (st_->is_ssh && st_->exit->signal == 0 && st_->exit->code == 255)
-    return " (ssh failed, exit status 255" + (tail.empty() ? std::string() : ": " + tail) + ")";
-  std::string note = " (" + st_->exit->describe();
+    return "ssh failed, exit status 255" + (tail.empty() ? std::string() : ": " + tail);
+  std::string note = st_->exit->describe();
   if (st_->is_ssh && !tail.empty()) note += "; ssh said: " + tail;
-  return note + ")";
+  return note;
 }
 
 void child_process::state::read_stderr() {

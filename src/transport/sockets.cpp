@@ -72,8 +72,8 @@ std::pair<io::unique_fd, std::string> connect_one(const addrinfo& ai,
 
 connected_socket connect_tcp(const tcp_address& t, const std::string& name,
                              std::chrono::milliseconds timeout) {
-  if (t.host.empty())
-    throw transport_error("bokbok: cannot connect to " + name +
+  if (t.host.empty())  // usage, not a network failure: address_error
+    throw address_error("bokbok: cannot connect to " + name +
                           ": * means every address, for listening; name a host to connect to");
   auto list = resolve(t, false, AF_UNSPEC, "bokbok: cannot connect to " + name);
   std::string failures;

@@ -28,7 +28,8 @@ struct connected_socket {
 // Connects to a tcp: or unix: address, trying every resolved address in order, each
 // within `timeout` (zero or less: no limit); the error lists each address's failure.
 // Sets TCP_NODELAY on TCP. The fd is left blocking. A unix: connect waits for room in
-// a full listen queue up to `timeout` too. tcp:*:PORT is refused (it is for listening).
+// a full listen queue up to `timeout` too. tcp:*:PORT is refused with address_error
+// (it is for listening).
 connected_socket connect_socket(const address& a, std::chrono::milliseconds timeout);
 
 // A listening socket (non-blocking) and the address it is bound to, with the real port
