@@ -64,6 +64,15 @@ class call_context_scope {
   call_context* saved_;
 };
 
+// A call that failed because its connection closed before any byte of its request was
+// written: the peer cannot have run it, so a reconnecting connection sends it again on
+// the next inner connection (connection::request). To the application it is a
+// transport_error like any other.
+class not_sent_error final : public transport_error {
+ public:
+  using transport_error::transport_error;
+};
+
 class connection_impl final : public io::stream_events,
                               public std::enable_shared_from_this<connection_impl> {
  public:
@@ -130,7 +139,8 @@ class connection_impl final : public io::stream_events,
   const std::optional<connection::credentials>& peer_credentials() const {
     return cfg_.peer_credentials;
   }
-  const std::shared_ptr<rpc::peer_process>& process() const { return cfg_.process; }
+  std::shared_ptr<rpc::peer_process> process() const { return cfg_.process; }
+  const std::shared_ptr<io::loop>& loop() const { return cfg_.loop; }
 
   // io::stream_events (loop thread).
   void on_data(std::string_view bytes) override;
@@ -157,6 +167,9 @@ class connection_impl final : public io::stream_events,
     std::uint64_t seq = 0;
     std::optional<io::clock::time_point> deadline;
     std::unique_ptr<std::stop_callback<std::function<void()>>> on_stop;
+    // The write of its request found the peer gone (EPIPE, ECONNRESET) and wrote
+    // nothing: it fails with not_sent_error.
+    bool not_sent = false;
   };
   // A peer request waiting for a slot under options::max_concurrent_calls.
   struct queued_call {
@@ -200,6 +213,12 @@ class connection_impl final : public io::stream_events,
   void flush();
   // `farewell`: records to send before the close frame (a goaway saying why).
   void finish(end_kind kind, std::string reason, std::string_view farewell = {});
+  // A connection to a child failed: finish once the child has been reaped (its exit
+  // status then goes into the reason) or after a short wait, without blocking the loop.
+  void wait_for_child(end_kind kind, std::string reason, std::string_view farewell);
+  void finish_after_child();
+  // `mu_` held: the error for a call refused or failed with nothing of it written.
+  std::exception_ptr not_sent_error_locked() const;
   void protocol_failure(const std::string& what);
 
   // Any thread (connection_sender.cpp).
@@ -255,6 +274,16 @@ class connection_impl final : public io::stream_events,
   io::timer_id tick_timer_ = 0;
   io::timer_id deadline_timer_ = 0;
   bool reading_paused_ = false;  // backpressure: stopped reading, outbox over its bound
+  // A failure waiting for the child's exit status (wait_for_child); further failures
+  // are ignored meanwhile. child_noted_: the reason has the child's note.
+  struct child_wait {
+    end_kind kind;
+    std::string reason;
+    std::string farewell;
+  };
+  std::optional<child_wait> child_wait_;
+  io::timer_id child_wait_timer_ = 0;
+  bool child_noted_ = false;
 
   // Guarded by mu_.
   mutable std::mutex mu_;
@@ -291,6 +320,13 @@ class connection_impl final : public io::stream_events,
   bool direct_is_socket_ = false;
   bool direct_writing_ = false;
   bool direct_fd_close_pending_ = false;
+  std::uint32_t direct_request_ = 0;  // call() is queueing this request (for not_sent)
+  // The request whose record was the last bytes written (by a caller's direct write),
+  // 0 when something else went after it. On a UNIX socket a peer that closes with
+  // bytes unread resets the connection (ECONNRESET): those last bytes were unread, so
+  // that request never ran, and fails with not_sent_error.
+  std::uint32_t last_written_request_ = 0;
+  bool peer_reset_ = false;  // loop thread: reading ended with ECONNRESET
   bool flush_scheduled_ = false;  // a flush() is posted
   std::uint32_t send_limit_ = 0;  // negotiated max message size
   unsigned running_handlers_ = 0;  // peer requests being handled

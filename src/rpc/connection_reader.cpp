@@ -328,6 +328,7 @@ void connection_impl::complete_call(std::uint32_t id, std::exception_ptr error, 
 
 void connection_impl::on_read_end(int err) {
   auto keep = shared_from_this();
+  peer_reset_ = err == -ECONNRESET;  // see last_written_request_
   if (!preamble_done_) {
     // Say what little the peer sent: it tells a crashed child from a wrong program.
     const std::string& got = preamble_reader_.received();

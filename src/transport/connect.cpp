@@ -14,6 +14,7 @@
 #include "bokbok/bokbok.hpp"
 #include "rpc/connection_impl.hpp"
 #include "rpc/reconnector.hpp"
+#include "rpc/user_handle.hpp"
 #include "transport/address.hpp"
 #include "transport/child_process.hpp"
 #include "transport/sockets.hpp"
@@ -53,7 +54,7 @@ std::shared_ptr<detail::connection_impl> open_impl(
 connection open_over(io::unique_fd in, io::unique_fd out, const options& opts,
                      std::string peer,
                      std::optional<connection::credentials> creds = std::nullopt) {
-  return connection(open_impl(std::move(in), std::move(out), opts, std::move(peer), creds));
+  return detail::user_handle(open_impl(std::move(in), std::move(out), opts, std::move(peer), creds));
 }
 
 // Dials a tcp: or unix: address and opens a connection over the socket.
@@ -89,7 +90,7 @@ connection connect(std::string_view address, const options& opts, const reconnec
   };
   auto rc = std::make_shared<detail::reconnector>(dial, opts, policy);
   rc->start();
-  return connection(rc->latest(), rc);
+  return detail::user_handle(rc->latest(), rc);
 }
 
 connection connect_fds(int in_fd, int out_fd, const options& opts, std::string peer) {
@@ -118,10 +119,10 @@ connection connect(std::string_view text, const options& opts) {
     return connect_fds(fds->in_fd, fds->out_fd, opts, transport::to_string(addr));
   if (std::holds_alternative<transport::tcp_address>(addr) ||
       std::holds_alternative<transport::unix_address>(addr))
-    return connection(dial_socket(addr, opts));
+    return detail::user_handle(dial_socket(addr, opts));
   if (std::holds_alternative<transport::exec_address>(addr) ||
       std::holds_alternative<transport::ssh_address>(addr))
-    return connection(open_child(addr, opts));
+    return detail::user_handle(open_child(addr, opts));
   throw address_error("bokbok: cannot connect to \"" + std::string(text) +
                       "\": it names sockets a superserver passes to a server; use it to "
                       "listen (server_options::listen)");
