@@ -16,6 +16,7 @@
 #include "bokbok/bokbok.hpp"
 #include "support/child_process.hpp"
 #include "support/settle.hpp"
+#include "transport/command_line.hpp"
 
 using namespace std::chrono_literals;
 using bokbok::message;
@@ -30,6 +31,11 @@ std::unique_ptr<child_process> start_server(const std::string& address) {
       std::vector<std::string>{built_program("BOKBOK_DEMO_SERVER"), "--listen", address});
 }
 
+std::string demo_address() {
+  return "exec:" + bokbok::transport::shell_quote(built_program("BOKBOK_DEMO_SERVER")) +
+         " --stdio";
+}
+
 }  // namespace
 
 TEST_CASE("reconnect: after each of 200 server restarts, a call made at once waits for the new connection and succeeds") {
@@ -39,7 +45,14 @@ TEST_CASE("reconnect: after each of 200 server restarts, a call made at once wai
   auto path = dir / "demo.sock";
   std::string address = "unix:" + path.string();
   auto server = start_server(address);
-  REQUIRE(settles([&] { return std::filesystem::exists(path); }));
+  REQUIRE(settles([&] {  // listening (the socket file comes a moment before)
+    try {
+      bokbok::connect(address).close();
+      return true;
+    } catch (const bokbok::transport_error&) {
+      return false;
+    }
+  }));
 
   std::atomic<int> drops{0}, reconnects{0}, closes{0};
   bokbok::reconnect_policy policy;
@@ -84,4 +97,22 @@ TEST_CASE("reconnect: after each of 200 server restarts, a call made at once wai
   kill(server->pid, SIGTERM);
   server->wait();
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("dropping the last handle of a reconnecting exec: connection closes it for good and reaps its child") {
+  std::atomic<int> drops{0}, closes{0};
+  bokbok::reconnect_policy policy;
+  policy.on_drop = [&](const std::string&) { ++drops; };
+  bokbok::options o;
+  o.on_close = [&](bokbok::connection&) { ++closes; };
+  int pid;
+  {
+    auto conn = bokbok::connect(demo_address(), o, policy);
+    CHECK(conn.request({"ping", "x"}) == message{"pong", "x"});
+    std::string peer = conn.peer_address();
+    pid = std::stoi(peer.substr(peer.rfind("(pid ") + 5));
+  }
+  CHECK(settles([&] { return closes.load() == 1; }));
+  CHECK(settles([&] { return kill(pid, 0) < 0 && errno == ESRCH; }));
+  CHECK(drops == 0);  // closed, not dropped: no redial
 }

@@ -136,15 +136,20 @@ void reconnector::finish(std::shared_ptr<connection_impl> last, std::string reas
       // Nobody to report to.
     }
   }
+  std::shared_ptr<reconnector> keep;  // the last reference may go here, after the lock
   std::lock_guard lock(mu_);
   final_ = true;
   cv_.notify_all();
+  keep = std::move(keep_until_final_);
 }
 
 // No more redialling; the connection to close now, if one is up.
 std::shared_ptr<connection_impl> reconnector::stop_redialling() {
   std::lock_guard lock(mu_);
   user_closed_ = true;
+  // The last handle may be gone (closed because it went): live on until the inner
+  // connection's close handler has come back here and finish() has run.
+  if (!final_) keep_until_final_ = shared_from_this();
   cv_.notify_all();
   return up_ ? cur_ : nullptr;
 }

@@ -9,7 +9,8 @@
 // Threads: every member is thread-safe. Redialling happens on a thread of its own,
 // started at each drop, which holds the reconnector until it is done.
 // Lifetime: shared by the public handles; the current inner connection is kept open by
-// its own self-reference, as any connection.
+// its own self-reference, as any connection. From close() or abort() until it has
+// finished, it also holds itself (its last handle may be what closed it).
 #pragma once
 
 #include <any>
@@ -71,6 +72,8 @@ class reconnector final : public std::enable_shared_from_this<reconnector> {
   bool user_closed_ = false;  // close() / abort(): no more redialling
   bool final_ = false;        // closed for good, on_close has run
   std::string reason_;
+  // From close() or abort() until finish(): this, so the close handler finds us.
+  std::shared_ptr<reconnector> keep_until_final_;
 };
 
 }  // namespace bokbok::detail
