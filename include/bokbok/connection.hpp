@@ -202,7 +202,9 @@ class connection {
   // peer answered with an error, call_error when refused here before sending (too_large,
   // shutting_down after a goaway), transport_error when the connection failed or closed
   // first. Throws std::logic_error on the connection's event-loop thread (an inline
-  // handler or a response callback), where waiting would deadlock.
+  // handler or a response callback), where waiting would deadlock. With a
+  // reconnect_policy it waits for the new connection while reconnecting, and sends
+  // again a request the dropped connection never wrote (README "Reconnect").
   message request(message request);
   // The same with a deadline and/or a stop token: throws call_error with
   // deadline_exceeded or cancelled when they end the call first (the peer is sent a
@@ -280,10 +282,6 @@ class connection {
 
  private:
   friend class detail::reconnector;
-  // The connection to call on: impl_, or, when reconnecting, the current one (waiting
-  // for it up to `deadline`).
-  std::shared_ptr<detail::connection_impl> target(
-      std::optional<steady_clock::time_point> deadline = std::nullopt) const;
   std::shared_ptr<detail::connection_impl> impl_for_reconnect() const { return impl_; }
   // The connection the accessors describe: impl_, or the reconnector's latest one.
   std::shared_ptr<detail::connection_impl> latest() const;

@@ -68,11 +68,6 @@ connection user_handle(std::shared_ptr<connection_impl> impl,
 
 }  // namespace detail
 
-std::shared_ptr<detail::connection_impl> connection::target(
-    std::optional<steady_clock::time_point> deadline) const {
-  return reconnect_ ? reconnect_->current(deadline) : impl_;
-}
-
 message connection::request(message m) { return request(std::move(m), call_options{}); }
 
 message connection::request(message m, const call_options& opts) {
@@ -125,7 +120,17 @@ call_handle connection::request_async(message m, const call_options& opts,
   return h;
 }
 
-void connection::notify(message m) { target()->notify(std::move(m)); }
+void connection::notify(message m) {
+  if (!reconnect_) return impl_->notify(std::move(m));
+  // Like request(): one refused by a connection that had just dropped goes again.
+  for (;;) {
+    auto inner = reconnect_->current(std::nullopt);
+    try {
+      return inner->notify(message(m));
+    } catch (const detail::not_sent_error&) {
+    }
+  }
+}
 
 void connection::close(std::chrono::milliseconds grace) {
   if (reconnect_) return reconnect_->close(grace);

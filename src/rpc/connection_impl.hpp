@@ -87,8 +87,9 @@ class connection_impl final : public io::stream_events,
     // runs its open handler first).
     bool hold_requests = false;
     // The peer is this process's child (exec:, ssh:): its exit status is added to the
-    // reason a connection fails, it is released when the stream closes, and
-    // wait_closed() waits until it has been reaped.
+    // reason a connection fails (a lost transport waits for the reap, up to
+    // child_end_wait, on a timer: see wait_for_child), it is released when the stream
+    // closes, and wait_closed() waits until it has been reaped.
     std::shared_ptr<rpc::peer_process> process;
     // Key mode (PROTOCOL.md §9), from options::keys; null: plain mode. A responder's
     // replay cache is shared by the connections of one server.
