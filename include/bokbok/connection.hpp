@@ -7,13 +7,22 @@
 // loop thread never runs handlers and never blocks).
 //
 // Thread-safety: every member function of connection may be called from any thread.
-// Lifetime: a connection is a shared handle; copies refer to the same connection. The
-// connection stays open until close() or abort() is called on any handle, the peer
-// closes, the peer stops answering heartbeats, or the transport fails; dropping handles
-// does not close it. After it closes, calls fail with transport_error and the close
-// handler has run exactly once. A connection opened with a reconnect_policy
-// (bokbok::connect) instead dials again when the transport drops, and is closed for good
-// only by close(), abort(), or when its policy gives up.
+// Lifetime: a connection is a shared handle; copies refer to the same connection. It
+// closes when close() or abort() is called on any handle, the peer closes, the peer stops
+// answering heartbeats, or the transport fails; and a client connection also when its
+// last user handle goes. User handles are those the connect functions return
+// (bokbok::connect, connect_fds, connect_socketpair) and their copies, wherever they are
+// kept, a response callback's capture included (it goes once the callback has run).
+// Dropping the last one closes the connection gracefully, like close() with its default
+// grace, without waiting: a child process (exec:, ssh:) then gets end of file and is
+// reaped in the background. The handle a request, notification or close handler receives
+// is borrowed: copies of it keep the object valid but not the connection open. A server's
+// connections stay open as long as the server keeps them, whatever handles exist. A user
+// handle stored in the connection's own user_data() keeps it open until it closes
+// otherwise. After it closes, calls fail with transport_error and the close handler has
+// run exactly once. A connection opened with a reconnect_policy (bokbok::connect)
+// instead dials again when the transport drops, and is closed for good only by close(),
+// abort(), dropping its last user handle, or when its policy gives up.
 //
 // Robust calls (README "Robust calls"): a call may carry a deadline and a stop token
 // (call_options); the deadline travels to the handler, which reads it, and its stop
@@ -49,6 +58,7 @@ class connection;
 namespace detail {
 class connection_impl;
 class reconnector;
+struct user_hold;
 }
 
 // Answers one request. Returning a message sends it as the response; throwing sends an
@@ -212,7 +222,9 @@ class connection {
   // peer answered with an error, call_error when refused here before sending (too_large,
   // shutting_down after a goaway), transport_error when the connection failed or closed
   // first. Throws usage_error on the connection's event-loop thread (an inline
-  // handler or a response callback), where waiting would deadlock.
+  // handler or a response callback), where waiting would deadlock. With a
+  // reconnect_policy it waits for the new connection while reconnecting, and sends
+  // again a request the dropped connection never wrote (README "Reconnect").
   message request(message request);
   // The same with a deadline and/or a stop token: throws call_error with
   // deadline_exceeded or cancelled when they end the call first (the peer is sent a
@@ -260,10 +272,11 @@ class connection {
   std::string close_reason() const;
 
   // The other end, as text: "fd:4,5", "stdio", "tcp:1.2.3.4:99", "exec:app --stdio (pid 41)".
-  const std::string& peer_address() const;
+  // Returned by value: after a reconnect the connection it described may be gone.
+  std::string peer_address() const;
 
-  // The authenticated user name; empty in plain mode.
-  const std::string& user() const;
+  // The authenticated user name; empty in plain mode. By value, like peer_address().
+  std::string user() const;
 
   // The peer's credentials on a UNIX socket (SO_PEERCRED); none on other transports.
   struct credentials {
@@ -285,20 +298,20 @@ class connection {
   // Internal: connections are made by the connect functions below or by a server.
   explicit connection(std::shared_ptr<detail::connection_impl> impl);
   connection(std::shared_ptr<detail::connection_impl> impl,
-             std::shared_ptr<detail::reconnector> reconnect);
+             std::shared_ptr<detail::reconnector> reconnect,
+             std::shared_ptr<detail::user_hold> hold = nullptr);
 
  private:
   friend class detail::reconnector;
-  // The connection to call on: impl_, or, when reconnecting, the current one (waiting
-  // for it up to `deadline`).
-  std::shared_ptr<detail::connection_impl> target(
-      std::optional<steady_clock::time_point> deadline = std::nullopt) const;
   std::shared_ptr<detail::connection_impl> impl_for_reconnect() const { return impl_; }
   // The connection the accessors describe: impl_, or the reconnector's latest one.
   std::shared_ptr<detail::connection_impl> latest() const;
 
   std::shared_ptr<detail::connection_impl> impl_;
   std::shared_ptr<detail::reconnector> reconnect_;  // set by connect(address, policy)
+  // Shared by the user handles (rpc/user_handle.hpp); its end closes the connection.
+  // Declared last, so it goes first, while impl_ and reconnect_ still hold.
+  std::shared_ptr<detail::user_hold> hold_;
 };
 
 }  // namespace bokbok

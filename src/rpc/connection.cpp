@@ -6,6 +6,7 @@
 
 #include "rpc/connection_impl.hpp"
 #include "rpc/reconnector.hpp"
+#include "rpc/user_handle.hpp"
 
 namespace bokbok {
 
@@ -28,19 +29,63 @@ bool or_report(F f, const response_callback& done) {
 connection::connection(std::shared_ptr<detail::connection_impl> impl) : impl_(std::move(impl)) {}
 
 connection::connection(std::shared_ptr<detail::connection_impl> impl,
-                       std::shared_ptr<detail::reconnector> reconnect)
-    : impl_(std::move(impl)), reconnect_(std::move(reconnect)) {}
+                       std::shared_ptr<detail::reconnector> reconnect,
+                       std::shared_ptr<detail::user_hold> hold)
+    : impl_(std::move(impl)), reconnect_(std::move(reconnect)), hold_(std::move(hold)) {}
 
-std::shared_ptr<detail::connection_impl> connection::target(
-    std::optional<steady_clock::time_point> deadline) const {
-  return reconnect_ ? reconnect_->current(deadline) : impl_;
+namespace detail {
+
+// Shared by the user handles of one connection (rpc/user_handle.hpp).
+struct user_hold {
+  std::weak_ptr<io::loop> loop;
+  std::weak_ptr<connection_impl> impl;
+  std::weak_ptr<reconnector> reconnect;
+
+  // The last user handle went: close gracefully, from the loop thread. The handle that
+  // held this still holds the connection (hold_ goes first), so the weak references lock.
+  ~user_hold() {
+    auto l = loop.lock();
+    if (!l) return;  // the loop has stopped: nothing runs any more
+    auto c = impl.lock();
+    auto r = reconnect.lock();
+    l->post([c = std::move(c), r = std::move(r)] {
+      if (r)
+        r->close(std::chrono::seconds(5));
+      else if (c)
+        c->close_gracefully(std::chrono::seconds(5));
+    });
+  }
+};
+
+connection user_handle(std::shared_ptr<connection_impl> impl,
+                       std::shared_ptr<reconnector> reconnect) {
+  auto hold = std::make_shared<user_hold>();
+  hold->loop = impl->loop();
+  hold->impl = impl;
+  hold->reconnect = reconnect;
+  return connection(std::move(impl), std::move(reconnect), std::move(hold));
 }
 
-message connection::request(message m) { return target()->call_sync(std::move(m)); }
+}  // namespace detail
+
+message connection::request(message m) { return request(std::move(m), call_options{}); }
 
 message connection::request(message m, const call_options& opts) {
-  // While reconnecting, it waits as long as its deadline allows.
-  return target(detail::effective_deadline(opts))->call_sync(std::move(m), opts);
+  if (!reconnect_) return impl_->call_sync(std::move(m), opts);
+  // While reconnecting, it waits as long as its deadline allows. A call that met a
+  // connection which had just dropped, and so never wrote its request, goes again on
+  // the next one (the dropped one is never handed out again); one that may have reached
+  // the peer fails.
+  call_options fixed = opts;
+  fixed.deadline = detail::effective_deadline(opts);
+  fixed.timeout.reset();
+  for (;;) {
+    auto inner = reconnect_->current(fixed.deadline);
+    try {
+      return inner->call_sync(message(m), fixed);  // a copy: it may have to go again
+    } catch (const detail::not_sent_error&) {
+    }
+  }
 }
 
 std::future<message> connection::request_async(message m) {
@@ -75,7 +120,17 @@ call_handle connection::request_async(message m, const call_options& opts,
   return h;
 }
 
-void connection::notify(message m) { target()->notify(std::move(m)); }
+void connection::notify(message m) {
+  if (!reconnect_) return impl_->notify(std::move(m));
+  // Like request(): one refused by a connection that had just dropped goes again.
+  for (;;) {
+    auto inner = reconnect_->current(std::nullopt);
+    try {
+      return inner->notify(message(m));
+    } catch (const detail::not_sent_error&) {
+    }
+  }
+}
 
 void connection::close(std::chrono::milliseconds grace) {
   if (reconnect_) return reconnect_->close(grace);
@@ -102,8 +157,8 @@ std::shared_ptr<detail::connection_impl> connection::latest() const {
   return reconnect_ ? reconnect_->latest() : impl_;
 }
 
-const std::string& connection::peer_address() const { return latest()->peer_address(); }
-const std::string& connection::user() const { return latest()->user(); }
+std::string connection::peer_address() const { return latest()->peer_address(); }
+std::string connection::user() const { return latest()->user(); }
 std::any& connection::user_data() const {
   return reconnect_ ? reconnect_->user_data() : impl_->user_data();
 }
@@ -113,7 +168,10 @@ std::optional<connection::credentials> connection::peer_credentials() const {
 }
 
 std::optional<child_exit> connection::child_status() const {
-  const auto& process = latest()->process();  // after a reconnect: the current child's
+  // After a reconnect: the current child's. Both are held here, not borrowed from a
+  // temporary.
+  auto conn = latest();
+  auto process = conn->process();
   return process ? process->exit_status() : std::nullopt;
 }
 

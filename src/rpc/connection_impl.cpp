@@ -22,8 +22,9 @@ namespace bokbok::detail {
 namespace {
 // How long a closing side waits for its final frames to drain before it drops the link.
 constexpr auto close_drain_timeout = std::chrono::seconds(2);
-// How long a failed connection to a child waits for the child's exit status.
-constexpr auto child_end_wait = std::chrono::milliseconds(200);
+// How long a failed connection to a child waits for the child's exit status (on a
+// timer: the loop goes on meanwhile).
+constexpr auto child_end_wait = std::chrono::seconds(1);
 }  // namespace
 
 connection_impl::connection_impl(config cfg)
@@ -248,11 +249,16 @@ std::string connection_impl::close_reason() const {
   return close_reason_;
 }
 
-std::exception_ptr connection_impl::closed_error_locked() const {
+std::string connection_impl::closed_text_locked() const {
   // The cause first, then where: the peer named once.
   std::string what = "bokbok: " + (close_reason_.empty() ? "not open" : close_reason_);
   if (close_reason_.find(cfg_.peer) == std::string::npos)
     what += " (connection to " + cfg_.peer + ")";
+  return what;
+}
+
+std::exception_ptr connection_impl::closed_error_locked() const {
+  std::string what = closed_text_locked();
   if (end_kind_ == end_kind::protocol) return error_ptr<protocol_error>(what);
   if (end_kind_ == end_kind::auth) return error_ptr<authentication_error>(what);
   if (end_kind_ == end_kind::unresponsive) return error_ptr<peer_unresponsive_error>(what);
@@ -269,16 +275,20 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     std::lock_guard lock(mu_);
     if (phase_ == phase::closed) return;
   }
-  // A child that broke the connection is usually dying: say how it ended. (Briefly
-  // waits for that, on the loop thread, only when the connection failed.)
-  // When the stream just ended, that is usually the cause, so it comes first.
-  if (cfg_.process && kind == end_kind::transport)
-    reason = cfg_.process->end_note(child_end_wait) + "; " + reason;
-  else if (cfg_.process && kind == end_kind::protocol)
-    reason += " (" + cfg_.process->end_note(child_end_wait) + ")";
+  if (child_wait_) return;  // a failure is waiting for the child: it is the one reported
+  // A child that broke the connection is usually dying: say how it ended. A lost
+  // transport waits for that (wait_for_child), and the child's end, usually the
+  // cause, comes first; a protocol failure says what is known.
+  if (cfg_.process && kind == end_kind::transport && !child_noted_)
+    return wait_for_child(kind, std::move(reason), farewell);
+  if (cfg_.process && kind == end_kind::protocol && !child_noted_)
+    reason += " (" + cfg_.process->end_note() + ")";
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     if (phase_ == phase::closed) return;
+    // A caller's thread writing its request directly finishes first, so each pending
+    // call knows whether any of it was written (a non-blocking write: brief).
+    closed_cv_.wait(lock, [&] { return !direct_writing_; });
     was_handshaking = phase_ == phase::handshaking;
     phase_ = phase::closed;
     end_kind_ = kind;
@@ -293,7 +303,9 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
   if (deadline_timer_) cfg_.loop->cancel_timer(deadline_timer_);
   for (auto& [id, pc] : pending) {
     std::unique_lock lock(mu_);
-    auto err = closed_error_locked();  // one each: waiters on other threads own them
+    // One each: waiters on other threads own them.
+    bool unread = peer_reset_ && cfg_.peer_credentials && id == last_written_request_;
+    auto err = pc.not_sent || unread ? not_sent_error_locked() : closed_error_locked();
     lock.unlock();
     run_response_callback(pc.done, std::move(err), {});
   }
@@ -360,6 +372,53 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     // No thread to be had (RLIMIT_NPROC, pids.max): run it here rather than never.
     run_close_handler();
   }
+}
+
+// Loop thread: the transport to a child failed. The child is usually dying; the failure
+// completes once it has been reaped, with its exit status in the reason, or after
+// child_end_wait with "child N is still running" first. The loop goes on meanwhile (other
+// connections on it are not held up); this one reads nothing more, and further
+// failures are ignored.
+void connection_impl::wait_for_child(end_kind kind, std::string reason,
+                                     std::string_view farewell) {
+  child_wait_ = child_wait{kind, std::move(reason), std::string(farewell)};
+  if (stream_) {
+    stream_->stop_reading();
+    reading_paused_ = false;  // so backpressure does not start reading again
+  }
+  auto weak = weak_from_this();
+  child_wait_timer_ = cfg_.loop->add_timer(io::clock::now() + child_end_wait, [weak] {
+    if (auto self = weak.lock()) {
+      self->child_wait_timer_ = 0;
+      self->finish_after_child();
+    }
+  });
+  // On the monitor thread that reaps the child (or here, when it has been): only posts.
+  std::weak_ptr<io::loop> loop = cfg_.loop;
+  cfg_.process->when_ended([weak, loop] {
+    if (auto l = loop.lock())
+      l->post([weak] {
+        if (auto self = weak.lock()) self->finish_after_child();
+      });
+  });
+}
+
+void connection_impl::finish_after_child() {
+  if (!child_wait_) return;
+  child_wait w = std::move(*child_wait_);
+  child_wait_.reset();
+  if (child_wait_timer_) cfg_.loop->cancel_timer(child_wait_timer_);
+  child_wait_timer_ = 0;
+  child_noted_ = true;
+  finish(w.kind, cfg_.process->end_note() + "; " + w.reason, w.farewell);
+}
+
+std::exception_ptr connection_impl::not_sent_error_locked() const {
+  // Ends that are not a transport's keep their own error type.
+  if (end_kind_ == end_kind::protocol || end_kind_ == end_kind::auth ||
+      end_kind_ == end_kind::unresponsive)
+    return closed_error_locked();
+  return error_ptr<not_sent_error>(closed_text_locked());
 }
 
 void connection_impl::run_close_handler() {

@@ -68,6 +68,15 @@ class call_context_scope {
 // max_message_size, contradictory or incomplete keys); callers check before dialing.
 void check_options(const options& o);
 
+// A call that failed because its connection closed before any byte of its request was
+// written: the peer cannot have run it, so a reconnecting connection sends it again on
+// the next inner connection (connection::request). To the application it is a
+// transport_error like any other.
+class not_sent_error final : public transport_error {
+ public:
+  using transport_error::transport_error;
+};
+
 class connection_impl final : public io::stream_events,
                               public std::enable_shared_from_this<connection_impl> {
  public:
@@ -82,8 +91,9 @@ class connection_impl final : public io::stream_events,
     // runs its open handler first).
     bool hold_requests = false;
     // The peer is this process's child (exec:, ssh:): its exit status is added to the
-    // reason a connection fails, it is released when the stream closes, and
-    // wait_closed() waits until it has been reaped.
+    // reason a connection fails (a lost transport waits for the reap, up to
+    // child_end_wait, on a timer: see wait_for_child), it is released when the stream
+    // closes, and wait_closed() waits until it has been reaped.
     std::shared_ptr<rpc::peer_process> process;
     // Key mode (PROTOCOL.md §9), from options::keys; null: plain mode. A responder's
     // replay cache is shared by the connections of one server.
@@ -134,7 +144,8 @@ class connection_impl final : public io::stream_events,
   const std::optional<connection::credentials>& peer_credentials() const {
     return cfg_.peer_credentials;
   }
-  const std::shared_ptr<rpc::peer_process>& process() const { return cfg_.process; }
+  std::shared_ptr<rpc::peer_process> process() const { return cfg_.process; }
+  const std::shared_ptr<io::loop>& loop() const { return cfg_.loop; }
 
   // io::stream_events (loop thread).
   void on_data(std::string_view bytes) override;
@@ -161,6 +172,9 @@ class connection_impl final : public io::stream_events,
     std::uint64_t seq = 0;
     std::optional<io::clock::time_point> deadline;
     std::unique_ptr<std::stop_callback<std::function<void()>>> on_stop;
+    // The write of its request found the peer gone (EPIPE, ECONNRESET) and wrote
+    // nothing: it fails with not_sent_error.
+    bool not_sent = false;
   };
   // A peer request waiting for a slot under options::max_concurrent_calls.
   struct queued_call {
@@ -208,6 +222,12 @@ class connection_impl final : public io::stream_events,
   void flush();
   // `farewell`: records to send before the close frame (a goaway saying why).
   void finish(end_kind kind, std::string reason, std::string_view farewell = {});
+  // A connection to a child failed: finish once the child has been reaped (its exit
+  // status then goes into the reason) or after a short wait, without blocking the loop.
+  void wait_for_child(end_kind kind, std::string reason, std::string_view farewell);
+  void finish_after_child();
+  // `mu_` held: the error for a call refused or failed with nothing of it written.
+  std::exception_ptr not_sent_error_locked() const;
   void protocol_failure(const std::string& what);
   // A refused preamble, or a reflected hello: the peer may not speak bokbok, so this
   // fails without sending any further frame (PROTOCOL.md §2.3, §6.1).
@@ -241,6 +261,7 @@ class connection_impl final : public io::stream_events,
   void run_close_handler();
   void drop_stream();
   void release_self_locked();
+  std::string closed_text_locked() const;  // why calls fail now, naming the peer once
   std::exception_ptr closed_error_locked() const;
 
   config cfg_;
@@ -274,6 +295,16 @@ class connection_impl final : public io::stream_events,
   bool silent_end_ = false, close_sent_ = false, peer_done_ = false;
   bool output_ended_ = false, linger_blind_ = false;
   std::uint32_t hello_nonce_ = 0;  // plain mode: our hello's nonce (§6.1), never reflected
+  // A failure waiting for the child's exit status (wait_for_child); further failures
+  // are ignored meanwhile. child_noted_: the reason has the child's note.
+  struct child_wait {
+    end_kind kind;
+    std::string reason;
+    std::string farewell;
+  };
+  std::optional<child_wait> child_wait_;
+  io::timer_id child_wait_timer_ = 0;
+  bool child_noted_ = false;
 
   // Guarded by mu_.
   mutable std::mutex mu_;
@@ -310,6 +341,13 @@ class connection_impl final : public io::stream_events,
   bool direct_is_socket_ = false;
   bool direct_writing_ = false;
   bool direct_fd_close_pending_ = false;
+  std::uint32_t direct_request_ = 0;  // call() is queueing this request (for not_sent)
+  // The request whose record was the last bytes written (by a caller's direct write),
+  // 0 when something else went after it. On a UNIX socket a peer that closes with
+  // bytes unread resets the connection (ECONNRESET): those last bytes were unread, so
+  // that request never ran, and fails with not_sent_error.
+  std::uint32_t last_written_request_ = 0;
+  bool peer_reset_ = false;  // loop thread: reading ended with ECONNRESET
   bool flush_scheduled_ = false;  // a flush() is posted
   std::uint32_t send_limit_ = 0;  // negotiated max message size
   unsigned running_handlers_ = 0;  // peer requests being handled

@@ -354,6 +354,7 @@ void connection_impl::complete_call(std::uint32_t id, std::exception_ptr error, 
 
 void connection_impl::on_read_end(int err) {
   auto keep = shared_from_this();
+  peer_reset_ = err == -ECONNRESET;  // see last_written_request_
   peer_done_ = true;
   {
     std::unique_lock lock(mu_);

@@ -51,7 +51,7 @@ std::uint64_t connection_impl::call(message request, response_callback done,
     else
       wait_for_room_locked(lock, blocking, deadline, stop, refused);
   }
-  if (!refused && phase_ != phase::open) refused = closed_error_locked();
+  if (!refused && phase_ != phase::open) refused = not_sent_error_locked();
   if (!refused && (peer_goaway_ || self_goaway_ || closing_))
     refused = error_ptr<call_error>(error_code::shutting_down, goaway_reason_);
   if (refused) {
@@ -74,7 +74,9 @@ std::uint64_t connection_impl::call(message request, response_callback done,
   if (rearm) deadline_armed_ = deadline;
   std::optional<std::uint32_t> prefix;
   if (deadline && features_deadline_) prefix = deadline_prefix(*deadline - io::clock::now());
+  direct_request_ = id;  // send_now_locked marks it when a gone peer took nothing of it
   queue_message_locked(lock, wire::frame_type::request, id, std::move(framed), prefix);
+  direct_request_ = 0;
   lock.unlock();
   if (rearm) cfg_.loop->post([self = shared_from_this()] { self->arm_deadline_timer(); });
   if (stop.stop_possible()) {
@@ -144,7 +146,7 @@ void connection_impl::notify(message m) {
     auto* ctx = current_call_context();
     wait_for_room_locked(lock, true, ctx ? ctx->deadline : std::nullopt,
                          ctx ? ctx->stop.get_token() : std::stop_token(), refused);
-    if (!refused && phase_ != phase::open) refused = closed_error_locked();
+    if (!refused && phase_ != phase::open) refused = not_sent_error_locked();
   }
   if (refused) {
     lock.unlock();

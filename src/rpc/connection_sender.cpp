@@ -101,10 +101,18 @@ bool connection_impl::send_now_locked(std::unique_lock<std::mutex>& lock,
   }
   writing_ = direct_writing_ = true;  // the send side is ours until we give it back
   int fd = direct_fd_.get();
+  const std::uint32_t request = direct_request_;
   lock.unlock();
   ssize_t n = io::write_now(fd, direct_is_socket_, record);
   lock.lock();
   writing_ = direct_writing_ = false;
+  closed_cv_.notify_all();  // finish() waits for this write to be over
+  if (request && (n == -EPIPE || n == -ECONNRESET)) {
+    // The peer is gone and took nothing of this request: it cannot have run it.
+    if (auto it = pending_.find(request); it != pending_.end()) it->second.not_sent = true;
+  }
+  // The last bytes written, when they are a whole request (see last_written_request_).
+  last_written_request_ = request && n == ssize_t(record.size()) ? request : 0;
   if (direct_fd_close_pending_) {
     direct_fd_.reset();  // the connection closed meanwhile; nothing more to send
     return true;
@@ -133,6 +141,7 @@ void connection_impl::flush() {
   } else {
     if (key_ && !key_->ready()) return;  // nothing may go out before the handshake ends
     if (!outbox_.take_batch(*b, batch_bytes)) return;
+    last_written_request_ = 0;  // written last now: something else
     after_dequeue_locked();
     if (key_ && !seal_batch_locked(*b)) return;  // the cipher is spent: nothing more
   }

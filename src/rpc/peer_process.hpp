@@ -4,10 +4,11 @@
 // connection_impl::config.
 //
 // Threads: every member may be called from any thread, including the connection's
-// event-loop thread, where end_note() waits at most `wait` and nothing else blocks.
+// event-loop thread; only wait_reaped() blocks.
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -21,9 +22,15 @@ class peer_process {
 
   // How the child ended, put before the reason a connection failed (it is usually the
   // cause), e.g. "child 41 exited with status 3", "ssh failed, exit status 255: ssh:
-  // connect to host ::1 port 9: Connection refused" or "child 41 is still running".
-  // Waits up to `wait` for the child to end: when its pipes end it is usually dying.
-  virtual std::string end_note(std::chrono::milliseconds wait) = 0;
+  // connect to host ::1 port 9: Connection refused"; "child 41 is still running"
+  // before it has ended. Never waits.
+  virtual std::string end_note() = 0;
+
+  // Runs `ended` once the child has been reaped: at once on this thread when it has
+  // been, else later on the thread that reaps it (so `ended` must be quick and must not
+  // block: post to a loop). Lets a failing connection wait for the exit status without
+  // blocking its loop.
+  virtual void when_ended(std::function<void()> ended) = 0;
 
   // The connection's descriptors are closed: the child has its grace period to exit,
   // then gets SIGTERM, then SIGKILL. Idempotent; never blocks.

@@ -37,7 +37,9 @@ void reconnector::start() {
 std::shared_ptr<connection_impl> reconnector::current(
     std::optional<steady_clock::time_point> deadline) {
   std::unique_lock lock(mu_);
-  auto ready = [&] { return up_ || final_; };
+  // A closed inner connection is never handed out, even before its close handler has
+  // told us (dropped()): the call waits for the next one.
+  auto ready = [&] { return usable_locked() || final_; };
   if (deadline) {
     if (!cv_.wait_until(lock, *deadline, ready))
       std::rethrow_exception(error_ptr<call_error>(
@@ -46,14 +48,16 @@ std::shared_ptr<connection_impl> reconnector::current(
   } else {
     cv_.wait(lock, ready);
   }
-  if (final_ && !up_)
+  if (final_ && !usable_locked())
     std::rethrow_exception(error_ptr<transport_error>("bokbok: connection closed: " + reason_));
   return cur_;
 }
 
+bool reconnector::usable_locked() const { return up_ && cur_ && !cur_->closed(); }
+
 std::shared_ptr<connection_impl> reconnector::current_now() {
   std::lock_guard lock(mu_);
-  if (!up_)
+  if (!usable_locked())
     std::rethrow_exception(error_ptr<transport_error>(
         final_ ? "bokbok: connection closed: " + reason_
                : "bokbok: the connection is reconnecting (an asynchronous call does not wait)"));
@@ -137,15 +141,20 @@ void reconnector::finish(std::shared_ptr<connection_impl> last, std::string reas
       // Nobody to report to.
     }
   }
+  std::shared_ptr<reconnector> keep;  // the last reference may go here, after the lock
   std::lock_guard lock(mu_);
   final_ = true;
   cv_.notify_all();
+  keep = std::move(keep_until_final_);
 }
 
 // No more redialling; the connection to close now, if one is up.
 std::shared_ptr<connection_impl> reconnector::stop_redialling() {
   std::lock_guard lock(mu_);
   user_closed_ = true;
+  // The last handle may be gone (closed because it went): live on until the inner
+  // connection's close handler has come back here and finish() has run.
+  if (!final_) keep_until_final_ = shared_from_this();
   cv_.notify_all();
   return up_ ? cur_ : nullptr;
 }

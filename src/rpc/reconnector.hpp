@@ -2,11 +2,15 @@
 // current connection_impl. When the transport drops, it dials again with bounded
 // exponential backoff; calls in flight at the drop fail (the inner connection fails
 // them), calls made while reconnecting wait for the new connection up to their deadline.
+// A closed inner connection is never handed out, even in the moment between its close
+// and its close handler telling the reconnector; and a blocking call whose request the
+// dropped connection never wrote (not_sent_error) is sent again on the next one.
 //
 // Threads: every member is thread-safe. Redialling happens on a thread of its own,
 // started at each drop, which holds the reconnector until it is done.
 // Lifetime: shared by the public handles; the current inner connection is kept open by
-// its own self-reference, as any connection.
+// its own self-reference, as any connection. From close() or abort() until it has
+// finished, it also holds itself (its last handle may be what closed it).
 #pragma once
 
 #include <any>
@@ -50,6 +54,8 @@ class reconnector final : public std::enable_shared_from_this<reconnector> {
 
  private:
   options inner_options();
+  // `mu_` held: cur_ is up and not closed (locks cur_'s own mutex: ours comes first).
+  bool usable_locked() const;
   void dropped(std::shared_ptr<connection_impl> inner);
   void redial(std::shared_ptr<connection_impl> last);
   void finish(std::shared_ptr<connection_impl> last, std::string reason);
@@ -66,6 +72,8 @@ class reconnector final : public std::enable_shared_from_this<reconnector> {
   bool user_closed_ = false;  // close() / abort(): no more redialling
   bool final_ = false;        // closed for good, on_close has run
   std::string reason_;
+  // From close() or abort() until finish(): this, so the close handler finds us.
+  std::shared_ptr<reconnector> keep_until_final_;
 };
 
 }  // namespace bokbok::detail

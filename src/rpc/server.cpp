@@ -117,6 +117,12 @@ class server::impl : public std::enable_shared_from_this<impl> {
       detail::guard_callback(opts_.on_callback_error, "server_options::on_connection_error",
                              [&] { opts_.on_connection_error(peer, why); });
   }
+  // Refuses a client and reports it with its address, taken before the socket (and
+  // the address with it) moves into the refusal.
+  void refuse(transport::connected_socket sock, error_code code, const std::string& text) {
+    std::string peer = sock.peer;
+    report(peer, admission_.refuse(std::move(sock), code, text));
+  }
 
   server_options opts_;
   std::shared_ptr<const rpc::key_config> keys_;  // null: plain mode
@@ -281,9 +287,8 @@ void server::impl::accept_loop() {
       room = has_room_locked();
     }
     for (auto& late : admission_.take_expired())
-      report(late.peer, admission_.refuse(std::move(late), error_code::busy,
-                                                  "the server is at its connection limit of " +
-                                                      std::to_string(opts_.max_connections)));
+      refuse(std::move(late), error_code::busy,
+             "the server is at its connection limit of " + std::to_string(opts_.max_connections));
 
     std::vector<pollfd> fds{{wake_fd_.get(), POLLIN, 0}};
     if (signal_fd_) fds.push_back({signal_fd_.get(), POLLIN, 0});
@@ -331,7 +336,7 @@ void server::impl::accept_loop() {
         }
         if (!sock) break;
         if (auto why = unauthorized(*sock); !why.empty()) {
-          report(sock->peer, admission_.refuse(std::move(*sock), error_code::not_authorized, why));
+          refuse(std::move(*sock), error_code::not_authorized, why);
           continue;
         }
         bool now;
@@ -344,16 +349,14 @@ void server::impl::accept_loop() {
         else if (admission_.can_wait())
           admission_.wait_for_slot(std::move(*sock));
         else
-          report(sock->peer, admission_.refuse(std::move(*sock), error_code::busy,
-                                               "too many clients waiting"));
+          refuse(std::move(*sock), error_code::busy, "too many clients waiting");
       }
     }
   }
   // Stopping: no new clients; the listeners go (their socket files with them).
   listeners_.clear();
   for (auto& w : admission_.take_all_waiting())
-    report(w.peer, admission_.refuse(std::move(w), error_code::shutting_down,
-                                             "the server is stopping"));
+    refuse(std::move(w), error_code::shutting_down, "the server is stopping");
   admission_.close_lingering();
 }
 

@@ -109,9 +109,16 @@ std::optional<child_exit> child_process::exit_status() {
   return st_->exit;
 }
 
-std::string child_process::end_note(std::chrono::milliseconds wait) {
-  std::unique_lock lock(st_->mu);
-  st_->cv.wait_for(lock, wait, [&] { return st_->exit.has_value(); });
+void child_process::when_ended(std::function<void()> ended) {
+  {
+    std::lock_guard lock(st_->mu);
+    if (!st_->exit) return st_->on_ended.push_back(std::move(ended));
+  }
+  ended();
+}
+
+std::string child_process::end_note() {
+  std::lock_guard lock(st_->mu);
   std::string tail = st_->stderr_tail;
   while (!tail.empty() && (tail.back() == '\n' || tail.back() == '\r')) tail.pop_back();
   if (auto nl = tail.rfind('\n', tail.size() > 1000 ? tail.size() - 1000 : 0);
@@ -179,9 +186,20 @@ bool child_process::state::try_reap(bool exited) {
   if (r == pid && WIFEXITED(status)) e.code = WEXITSTATUS(status);
   if (r == pid && WIFSIGNALED(status)) e.signal = WTERMSIG(status);
   // r < 0 (ECHILD): someone else reaped it; the status is unknown (code -1, signal 0).
-  std::lock_guard lock(mu);
-  exit = e;
-  cv.notify_all();
+  std::vector<std::function<void()>> ended;
+  {
+    std::lock_guard lock(mu);
+    exit = e;
+    cv.notify_all();
+    ended.swap(on_ended);
+  }
+  for (auto& f : ended) {
+    try {
+      f();
+    } catch (...) {
+      // A waiter failing must not stop the reaping.
+    }
+  }
   return true;
 }
 

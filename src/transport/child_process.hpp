@@ -60,7 +60,8 @@ class child_process final : public rpc::peer_process {
 
   int pid() const;
 
-  std::string end_note(std::chrono::milliseconds wait) override;
+  std::string end_note() override;
+  void when_ended(std::function<void()> ended) override;
   void release() override;
   void wait_reaped() override;
   std::optional<child_exit> exit_status() override;

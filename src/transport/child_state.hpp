@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <optional>
+#include <vector>
 
 #include "transport/child_process.hpp"
 
@@ -26,6 +27,9 @@ struct child_process::state {
   bool done = false;              // reaped and stderr drained; guarded by mu
   std::optional<child_exit> exit;  // guarded by mu
   std::string stderr_tail;         // guarded by mu
+  // when_ended() callbacks waiting for the reap; guarded by mu, run (unlocked) by the
+  // monitor thread once `exit` is set.
+  std::vector<std::function<void()>> on_ended;
 
   // Monitor thread.
   void read_stderr();

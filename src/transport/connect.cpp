@@ -17,6 +17,7 @@
 #include "rpc/callback_error.hpp"
 #include "rpc/event_loop.hpp"
 #include "rpc/reconnector.hpp"
+#include "rpc/user_handle.hpp"
 #include "transport/address.hpp"
 #include "transport/child_process.hpp"
 #include "transport/sockets.hpp"
@@ -57,7 +58,7 @@ std::shared_ptr<detail::connection_impl> open_impl(
 connection open_over(io::unique_fd in, io::unique_fd out, const options& opts,
                      std::string peer,
                      std::optional<connection::credentials> creds = std::nullopt) {
-  return connection(open_impl(std::move(in), std::move(out), opts, std::move(peer), creds));
+  return detail::user_handle(open_impl(std::move(in), std::move(out), opts, std::move(peer), creds));
 }
 
 // Dials a tcp: or unix: address and opens a connection over the socket.
@@ -99,7 +100,7 @@ connection connect(std::string_view address, const options& opts, const reconnec
   };
   auto rc = std::make_shared<detail::reconnector>(dial, opts, policy);
   rc->start();
-  return connection(rc->latest(), rc);
+  return detail::user_handle(rc->latest(), rc);
 }
 
 connection connect_fds(int in_fd, int out_fd, const options& opts, std::string peer) {
@@ -129,10 +130,10 @@ connection connect(std::string_view text, const options& opts) {
     return connect_fds(fds->in_fd, fds->out_fd, opts, transport::to_string(addr));
   if (std::holds_alternative<transport::tcp_address>(addr) ||
       std::holds_alternative<transport::unix_address>(addr))
-    return connection(dial_socket(addr, opts));
+    return detail::user_handle(dial_socket(addr, opts));
   if (std::holds_alternative<transport::exec_address>(addr) ||
       std::holds_alternative<transport::ssh_address>(addr))
-    return connection(open_child(addr, opts));
+    return detail::user_handle(open_child(addr, opts));
   throw address_error("bokbok: cannot connect to \"" + std::string(text) +
                       "\": it names sockets a superserver passes to a server; use it to "
                       "listen (server_options::listen)");
