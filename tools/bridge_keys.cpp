@@ -101,11 +101,16 @@ int run_key_bridge(const std::string& address_a, const std::string& address_b,
       st->cv.notify_all();
     }
     connection a = connect(address_a, oa);
+    bool b_ended;
     {
       std::lock_guard lock(st->mu);
       st->a = a;
       st->cv.notify_all();
+      b_ended = st->ended;
     }
+    // A's requests may have been forwarded before connect() returned here, and B may
+    // have closed meanwhile: its close handler found no A to close, so close it now.
+    if (b_ended) a.close();
   } catch (const error& e) {
     std::fprintf(stderr, "bokbok bridge: %s\n", without_prefix(e.what()).c_str());
     std::optional<connection> b;
