@@ -59,6 +59,16 @@ std::string bytes_text(std::size_t n) {
   return std::to_string(n) + (n == 1 ? " byte" : " bytes");
 }
 
+// The text of an error or goaway payload, cut to fit one frame after its 2-byte code.
+// Backs up over continuation bytes (10xxxxxx) so that no UTF-8 character is split.
+std::string_view fit_code_text(std::string_view text) {
+  constexpr std::size_t max_text = max_frame_payload - 2;
+  if (text.size() <= max_text) return text;
+  std::size_t cut = max_text;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xc0) == 0x80) --cut;
+  return text.substr(0, cut);
+}
+
 // The rules on payload size by type; empty when they hold.
 std::string check_payload(frame_type t, std::size_t n) {
   const std::string name = to_string(t);
@@ -116,15 +126,23 @@ std::uint8_t fragment_flags(std::size_t offset, std::size_t total) {
   return flags;
 }
 
+fragment message_fragment(frame_type type, std::uint32_t call_id, std::size_t offset,
+                          std::size_t total, std::uint8_t first_flags) {
+  const std::size_t n = std::min(total - offset, max_frame_payload);
+  std::uint8_t flags = fragment_flags(offset, total);
+  if (offset == 0) flags |= first_flags;
+  return {encode_frame_header(type, flags, call_id, n), n};
+}
+
 void append_message_frames(std::string& out, frame_type type, std::uint32_t call_id,
-                           std::string_view message_bytes) {
+                           std::string_view message_bytes, std::uint8_t first_flags) {
   const std::size_t total = message_bytes.size();
   std::size_t offset = 0;
   do {
-    const std::size_t n = std::min(total - offset, max_frame_payload);
-    append_frame(out, type, fragment_flags(offset, total), call_id,
-                 message_bytes.substr(offset, n));
-    offset += n;
+    const fragment f = message_fragment(type, call_id, offset, total, first_flags);
+    out.append(reinterpret_cast<const char*>(f.header.bytes), sizeof f.header.bytes);
+    out.append(message_bytes.substr(offset, f.size));
+    offset += f.size;
   } while (offset < total);
 }
 
@@ -137,17 +155,23 @@ void put_deadline_prefix(std::string& out, std::uint32_t ms) {
 }
 
 std::string encode_code_payload(std::uint16_t code, std::string_view text) {
-  constexpr std::size_t max_text = max_frame_payload - 2;
-  if (text.size() > max_text) {
-    std::size_t cut = max_text;
-    // Back up over continuation bytes (10xxxxxx) so no character is split.
-    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xc0) == 0x80) --cut;
-    text = text.substr(0, cut);
-  }
+  text = fit_code_text(text);
   std::string out(2, '\0');
   put_u16(reinterpret_cast<unsigned char*>(out.data()), code);
   out.append(text);
   return out;
+}
+
+void append_code_frame(std::string& out, frame_type type, std::uint32_t call_id,
+                       std::uint16_t code, std::string_view text) {
+  text = fit_code_text(text);
+  const frame_header_bytes h = encode_frame_header(type, 0, call_id, 2 + text.size());
+  unsigned char c[2];
+  put_u16(c, code);
+  out.reserve(out.size() + sizeof h.bytes + 2 + text.size());
+  out.append(reinterpret_cast<const char*>(h.bytes), sizeof h.bytes);
+  out.append(reinterpret_cast<const char*>(c), 2);
+  out.append(text);
 }
 
 code_payload parse_code_payload(std::string_view payload) {
