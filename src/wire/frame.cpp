@@ -1,35 +1,13 @@
 // Records and frames (PROTOCOL.md §3-§4).
 #include "wire/frame.hpp"
 
+#include "base/endian.hpp"
+
 #include <algorithm>
 #include <stdexcept>
 
 namespace bokbok::wire {
 namespace {
-
-void put_u16(unsigned char* p, std::uint16_t v) {
-  p[0] = static_cast<unsigned char>(v >> 8);
-  p[1] = static_cast<unsigned char>(v);
-}
-
-void put_u32(unsigned char* p, std::uint32_t v) {
-  p[0] = static_cast<unsigned char>(v >> 24);
-  p[1] = static_cast<unsigned char>(v >> 16);
-  p[2] = static_cast<unsigned char>(v >> 8);
-  p[3] = static_cast<unsigned char>(v);
-}
-
-std::uint16_t get_u16(std::string_view s) {
-  return static_cast<std::uint16_t>((static_cast<unsigned char>(s[0]) << 8) |
-                                    static_cast<unsigned char>(s[1]));
-}
-
-std::uint32_t get_u32(std::string_view s) {
-  return (std::uint32_t(static_cast<unsigned char>(s[0])) << 24) |
-         (std::uint32_t(static_cast<unsigned char>(s[1])) << 16) |
-         (std::uint32_t(static_cast<unsigned char>(s[2])) << 8) |
-         std::uint32_t(static_cast<unsigned char>(s[3]));
-}
 
 bool known_type(std::uint8_t t) {
   return t >= static_cast<std::uint8_t>(frame_type::hello) &&
@@ -105,10 +83,10 @@ frame_header_bytes encode_frame_header(frame_type type, std::uint8_t flags,
   if (payload_size > max_frame_payload)
     throw std::length_error("bokbok frame payload larger than max_frame_payload");
   frame_header_bytes h;
-  put_u16(h.bytes, static_cast<std::uint16_t>(frame_header_size + payload_size));
+  base::store_be16(h.bytes, static_cast<std::uint16_t>(frame_header_size + payload_size));
   h.bytes[2] = static_cast<unsigned char>(type);
   h.bytes[3] = flags;
-  put_u32(h.bytes + 4, call_id);
+  base::store_be32(h.bytes + 4, call_id);
   return h;
 }
 
@@ -146,18 +124,17 @@ void append_message_frames(std::string& out, frame_type type, std::uint32_t call
   } while (offset < total);
 }
 
-std::uint32_t get_deadline_prefix(std::string_view payload) { return get_u32(payload); }
+std::uint32_t get_deadline_prefix(std::string_view payload) { return base::load_be32(payload); }
 
 void put_deadline_prefix(std::string& out, std::uint32_t ms) {
-  unsigned char b[4];
-  put_u32(b, ms);
-  out.append(reinterpret_cast<const char*>(b), 4);
+  base::append_be32(out, ms);
 }
 
 std::string encode_code_payload(std::uint16_t code, std::string_view text) {
   text = fit_code_text(text);
-  std::string out(2, '\0');
-  put_u16(reinterpret_cast<unsigned char*>(out.data()), code);
+  std::string out;
+  out.reserve(2 + text.size());
+  base::append_be16(out, code);
   out.append(text);
   return out;
 }
@@ -166,18 +143,16 @@ void append_code_frame(std::string& out, frame_type type, std::uint32_t call_id,
                        std::uint16_t code, std::string_view text) {
   text = fit_code_text(text);
   const frame_header_bytes h = encode_frame_header(type, 0, call_id, 2 + text.size());
-  unsigned char c[2];
-  put_u16(c, code);
   out.reserve(out.size() + sizeof h.bytes + 2 + text.size());
   out.append(reinterpret_cast<const char*>(h.bytes), sizeof h.bytes);
-  out.append(reinterpret_cast<const char*>(c), 2);
+  base::append_be16(out, code);
   out.append(text);
 }
 
 code_payload parse_code_payload(std::string_view payload) {
   if (payload.size() < 2)
     throw std::invalid_argument("bokbok code payload shorter than 2 bytes");
-  return {get_u16(payload), payload.substr(2)};
+  return {base::load_be16(payload), payload.substr(2)};
 }
 
 bool parse_frame(std::string_view body, frame_view& out, std::string& error) {
@@ -192,7 +167,7 @@ bool parse_frame(std::string_view body, frame_view& out, std::string& error) {
   }
   const auto type = static_cast<frame_type>(raw_type);
   const auto flags = static_cast<std::uint8_t>(body[1]);
-  const std::uint32_t id = get_u32(body.substr(2));
+  const std::uint32_t id = base::load_be32(body.substr(2));
   const std::string_view payload = body.substr(frame_header_size);
   if (flags & ~known_flags) {
     error = "unknown flags " + hex_byte(flags) + " on " + a_type(type) + " frame";
@@ -249,7 +224,7 @@ record_reader::status record_reader::next(std::string_view& body) {
   if (!error_.empty()) return status::error;
   const std::string_view rest = std::string_view(buf_).substr(pos_);
   if (rest.size() < record_header_size) return status::need_more;
-  const std::uint16_t len = get_u16(rest);
+  const std::uint16_t len = base::load_be16(rest);
   if (len == 0) {
     error_ = "record length 0 (a record holds 1 to 65535 bytes)";
     return status::error;
