@@ -26,9 +26,10 @@
 
 #include "io/loop.hpp"
 #include "support/engine.hpp"
-#include "io/unique_fd.hpp"
+#include "base/unique_fd.hpp"
 
 using namespace bokbok::io;
+using bokbok::base::unique_fd;
 using namespace std::chrono_literals;
 using bokbok_test::on_loop;
 using bokbok_test::patience;

@@ -323,6 +323,75 @@ TEST_CASE("a long error text is cut to fit one frame without splitting a UTF-8 c
   CHECK(wire.size() == 8 + max_frame_payload);
 }
 
+TEST_CASE("a request with a deadline is cut like any message, DEADLINE on its first fragment only") {
+  const std::size_t m = max_frame_payload;
+  std::string payload;
+  put_deadline_prefix(payload, 1500);
+  payload.append(2 * m, 'x');  // prefix + message: three fragments
+  std::string wire;
+  append_message_frames(wire, frame_type::request, 9, payload, flag_deadline);
+  const auto records = records_of(wire, wire.size());
+  REQUIRE(records.size() == 3);
+  std::vector<std::uint8_t> flags;
+  std::string joined;
+  for (const std::string& r : records) {
+    frame_view f;
+    std::string error;
+    REQUIRE_MESSAGE(parse_frame(r, f, error), error);
+    flags.push_back(f.flags);
+    joined.append(f.payload);
+  }
+  CHECK(flags == std::vector<std::uint8_t>{flag_deadline | flag_more,
+                                           flag_continued | flag_more, flag_continued});
+  CHECK(joined == payload);
+  CHECK(get_deadline_prefix(joined) == 1500);
+
+  // A single fragment: flags are just DEADLINE.
+  std::string one;
+  append_message_frames(one, frame_type::request, 9, payload.substr(0, 10), flag_deadline);
+  CHECK(static_cast<std::uint8_t>(one[3]) == flag_deadline);
+}
+
+TEST_CASE("message_fragment gives each fragment's header and size, as append_message_frames cuts") {
+  const std::size_t m = max_frame_payload;
+  const std::size_t total = 2 * m + 3;
+  std::string expected;
+  append_message_frames(expected, frame_type::notify, 5, std::string(total, 'n'));
+  std::string built;
+  std::size_t offset = 0;
+  do {
+    const fragment f = message_fragment(frame_type::notify, 5, offset, total);
+    built.append(reinterpret_cast<const char*>(f.header.bytes), sizeof f.header.bytes);
+    built.append(f.size, 'n');
+    offset += f.size;
+  } while (offset < total);
+  CHECK(built == expected);
+  CHECK(message_fragment(frame_type::notify, 5, 2 * m, total).size == 3);
+  CHECK(message_fragment(frame_type::notify, 5, 0, 0).size == 0);  // the empty message
+}
+
+TEST_CASE("an error frame built in place never cuts a multi-byte character at the frame's end") {
+  // 65510 ASCII bytes, then "€" (3 bytes) across the 65511-byte limit for the text: a cut
+  // at the limit would keep the euro sign's first two bytes only.
+  const std::string text = std::string(65510, 'a') + "\xe2\x82\xac" + "tail";
+  for (frame_type t : {frame_type::error, frame_type::goaway}) {
+    std::string in_place;
+    append_code_frame(in_place, t, 3, 8, text);
+    std::string by_payload;
+    append_frame(by_payload, t, 0, 3, encode_code_payload(8, text));
+    CHECK(in_place == by_payload);
+    frame_view f;
+    std::string error;
+    REQUIRE(parse_frame(std::string_view(in_place).substr(record_header_size), f, error));
+    const code_payload c = parse_code_payload(f.payload);
+    CHECK(c.code == 8);
+    CHECK(c.text == std::string(65510, 'a'));  // the whole character went, not half of it
+  }
+  std::string short_one;
+  append_code_frame(short_one, frame_type::goaway, 0, 8, "bad frame");
+  CHECK(short_one.substr(record_header_size + frame_header_size) == "\x00\x08"s + "bad frame");
+}
+
 TEST_CASE("frame types have names, and unknown values are called unknown") {
   CHECK(std::string(to_string(frame_type::hello)) == "hello");
   CHECK(std::string(to_string(frame_type::goaway)) == "goaway");

@@ -41,7 +41,7 @@
 #include "crypto/noise_handshake.hpp"
 #include "crypto/noise_symmetric.hpp"
 #include "crypto/record_cipher.hpp"
-#include "io/unique_fd.hpp"
+#include "base/unique_fd.hpp"
 #include "support/relay.hpp"
 #include "transport/address.hpp"
 #include "transport/sockets.hpp"
@@ -161,7 +161,7 @@ struct watched_server {
   }
 };
 
-bokbok::io::unique_fd raw_connect(const std::string& address) {
+bokbok::base::unique_fd raw_connect(const std::string& address) {
   auto s = bokbok::transport::connect_socket(bokbok::transport::parse_address(address), 2s);
   return std::move(s.fd);
 }
@@ -261,7 +261,7 @@ std::string message1_with_ephemeral(const bokbok::key& k, std::span<const unsign
 // A client that does the handshake itself over a raw socket and then holds the ciphers,
 // to send records no bokbok connection would.
 struct raw_key_client {
-  bokbok::io::unique_fd fd;
+  bokbok::base::unique_fd fd;
   std::optional<crypto::record_cipher_pair> ciphers;
   std::uint32_t next_id = 1;
 
@@ -740,7 +740,7 @@ TEST_CASE("record lengths of 0, below the tag size, huge, and stalled headers en
   constexpr int per_kind = 25;
   auto run_round = [&](bool after_handshake) {
     std::size_t ends_before = s.ends();
-    std::vector<bokbok::io::unique_fd> open;
+    std::vector<bokbok::base::unique_fd> open;
     int expected_ends = 0;
     for (const auto& k : kinds)
       for (int i = 0; i < per_kind; ++i) {
@@ -829,7 +829,7 @@ TEST_CASE("1,000 clients that send a valid first message and fall silent never p
   constexpr int waves = 10, per_wave = 100;
   for (int w = 0; w < waves; ++w) {
     if (w == 1) before = heap_in_use_kib();  // after a warm-up wave
-    std::vector<bokbok::io::unique_fd> fds;
+    std::vector<bokbok::base::unique_fd> fds;
     for (int i = 0; i < per_wave; ++i) {
       auto fd = raw_connect(s.address);
       REQUIRE(write_all(fd.get(), client_preamble() + message1(*u.alice)));
@@ -898,7 +898,7 @@ TEST_CASE("clients that stall inside message 1 lose their slot after the handsha
   for (int w = 0; w < waves; ++w) {
     if (w == 1) before = heap_in_use_kib();
     std::size_t ends_before = s.ends();
-    std::vector<bokbok::io::unique_fd> fds;
+    std::vector<bokbok::base::unique_fd> fds;
     for (unsigned i = 0; i < limit; ++i) {
       auto fd = raw_connect(s.address);
       std::string m1 = message1(*u.alice);

@@ -38,9 +38,10 @@
 #include <vector>
 
 #include "io/loop_backend.hpp"
-#include "io/unique_fd.hpp"
+#include "base/unique_fd.hpp"
 
 using namespace bokbok::io;
+using bokbok::base::unique_fd;
 using namespace std::chrono_literals;
 using bokbok_test::on_loop;
 using bokbok_test::patience;

@@ -191,6 +191,17 @@ TEST_CASE("a plain side refuses a key-mode peer with a clear explanation") {
   CHECK(mode_mismatch(mode::key, peer).empty());
 }
 
+TEST_CASE("a mode mismatch is explained in the words of PROTOCOL.md §9, which connections report") {
+  preamble key_peer;
+  key_peer.mode = mode::key;
+  key_peer.user = "alice";
+  CHECK(mode_mismatch(mode::plain, key_peer) ==
+        "the peer requires key mode (authentication and encryption), this side is in plain "
+        "mode: configure a key to talk to it");
+  CHECK(mode_mismatch(mode::key, preamble{}) ==
+        "the peer offers plain mode, this side requires key mode");
+}
+
 TEST_CASE("received() shows what arrived when the stream ends before the preamble does") {
   preamble_reader r;
   std::string_view in = "BOKB";

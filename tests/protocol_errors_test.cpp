@@ -20,7 +20,7 @@
 #include "bokbok/bokbok.hpp"
 #include "bokbok/key.hpp"
 #include "support/child_process.hpp"
-#include "io/unique_fd.hpp"
+#include "base/unique_fd.hpp"
 #include "support/key_users.hpp"
 #include "wire/frame.hpp"
 #include "wire/message_codec.hpp"
@@ -145,7 +145,7 @@ std::vector<frame_copy> frames_of(std::string_view records) {
 // A bokbok connection opening on one end of a socketpair (in the background: opening
 // blocks until the peer's hello), and the raw other end.
 struct raw_peer {
-  bokbok::io::unique_fd fd;
+  bokbok::base::unique_fd fd;
   std::future<bokbok::connection> side;
 
   explicit raw_peer(const bokbok::options& opts) {

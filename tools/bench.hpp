@@ -26,7 +26,7 @@
 #include <utility>
 #include <vector>
 
-#include "io/unique_fd.hpp"
+#include "base/unique_fd.hpp"
 
 namespace bokbok::tools::bench {
 
@@ -53,8 +53,8 @@ class check_failed : public std::runtime_error {
 // One end of a link: reads from `in`, writes to `out`, or to `in` too when `out` is empty
 // (a socket).
 struct endpoint {
-  io::unique_fd in;
-  io::unique_fd out;
+  base::unique_fd in;
+  base::unique_fd out;
   int read_fd() const { return in.get(); }
   int write_fd() const { return out ? out.get() : in.get(); }
 };

@@ -116,8 +116,8 @@ class raw_echo final : public echo_client {
 
 void run_raw_echo_peer(int in_fd, int out_fd) {
   endpoint end;
-  end.in = io::unique_fd::borrow(in_fd);
-  end.out = io::unique_fd::borrow(out_fd);
+  end.in = base::unique_fd::borrow(in_fd);
+  end.out = base::unique_fd::borrow(out_fd);
   echo_peer(std::move(end));
 }
 

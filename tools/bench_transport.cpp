@@ -100,7 +100,7 @@ bokbok_pair pipe_bokbok(const options& caller, const options& peer) {
 // name may be left for the kernel to pick): connect, then accept. Loopback connects
 // complete in the kernel's backlog, so one thread can do both in turn.
 fd_link socket_link(int family, const sockaddr* addr, socklen_t addr_len) {
-  io::unique_fd listener(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  base::unique_fd listener(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!listener) fail_errno("socket");
   if (::bind(listener.get(), addr, addr_len) != 0) fail_errno("bind");
   if (::listen(listener.get(), 1) != 0) fail_errno("listen");

@@ -19,10 +19,11 @@
 #include <cstring>
 #include <thread>
 
+#include "base/is_socket.hpp"
+#include "base/unique_fd.hpp"
 #include "bokbok/error.hpp"
 #include "bridge_keys.hpp"
 #include "command.hpp"
-#include "io/unique_fd.hpp"
 #include "io/write_now.hpp"
 #include "transport/address.hpp"
 #include "transport/child_process.hpp"
@@ -65,8 +66,8 @@ constexpr int exit_transport = 3;
 // One side of the bridge: where to read from and write to. `out` empty: `in` is a
 // socket used both ways.
 struct side {
-  io::unique_fd in;
-  io::unique_fd out;
+  base::unique_fd in;
+  base::unique_fd out;
   std::string name;
   std::shared_ptr<transport::child_process> child;  // exec:, ssh:
   int out_fd() const { return out ? out.get() : in.get(); }
@@ -187,7 +188,7 @@ int run(args_view args) {
     return exit_transport;
   }
   ::signal(SIGPIPE, SIG_IGN);  // write errors come back as EPIPE
-  bool a_out_socket = io::is_socket(a.out_fd()), b_out_socket = io::is_socket(b.out_fd());
+  bool a_out_socket = base::is_socket(a.out_fd()), b_out_socket = base::is_socket(b.out_fd());
   std::atomic<bool> failed{false};
   auto direction = [&](side& from, side& to, bool to_socket) {
     std::string err = pump(from.in.get(), to.out_fd(), to_socket);

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "base/unique_fd.hpp"
 #include "bokbok/key.hpp"
 
 namespace bokbok::crypto {
@@ -22,14 +23,6 @@ std::string octal_mode(mode_t m) {
   return buf;
 }
 
-// Closes the descriptor on every path.
-struct fd_closer {
-  int fd;
-  ~fd_closer() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
 [[noreturn]] void malformed(const std::string& path, std::string_view why) {
   throw key_error(path + ": not a bokbok key file: " + std::string(why) +
                   " (expected one line \"" + std::string(key_file_tag) +
@@ -40,9 +33,9 @@ struct fd_closer {
 
 secret_bytes read_secret_file(const std::string& path, std::size_t max_size,
                               std::string_view what) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  const base::unique_fd owner(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  const int fd = owner.get();  // closed on every path by `owner`
   if (fd < 0) throw key_error("cannot open " + std::string(what) + " " + path + ": " + errno_text(errno));
-  fd_closer closer{fd};
   struct stat st;
   if (::fstat(fd, &st) != 0)
     throw key_error("cannot stat " + path + ": " + errno_text(errno));
@@ -105,12 +98,12 @@ key load_key_file(const std::string& path) {
 
 void save_key_file(const std::string& path, const key& k, bool overwrite) {
   const int flags = O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (overwrite ? O_TRUNC : O_EXCL);
-  const int fd = ::open(path.c_str(), flags, 0600);
+  base::unique_fd owner(::open(path.c_str(), flags, 0600));
+  const int fd = owner.get();  // closed on every path by `owner`, or below to see the error
   if (fd < 0) {
     if (errno == EEXIST) throw key_error(path + ": already exists; not replacing it");
     throw key_error("cannot create key file " + path + ": " + errno_text(errno));
   }
-  fd_closer closer{fd};
   // A replaced file keeps its old mode through O_TRUNC: tighten it first.
   if (::fchmod(fd, 0600) != 0)
     throw key_error("cannot set mode 0600 on " + path + ": " + errno_text(errno));
@@ -129,8 +122,7 @@ void save_key_file(const std::string& path, const key& k, bool overwrite) {
   sodium_memzero(text.data(), text.size());
   if (err != 0) throw key_error("cannot write " + path + ": " + errno_text(err));
   if (::fsync(fd) != 0) throw key_error("cannot write " + path + ": " + errno_text(errno));
-  closer.fd = -1;
-  if (::close(fd) != 0) throw key_error("cannot write " + path + ": " + errno_text(errno));
+  if (::close(owner.release()) != 0) throw key_error("cannot write " + path + ": " + errno_text(errno));
 }
 
 }  // namespace bokbok::crypto

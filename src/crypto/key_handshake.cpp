@@ -1,5 +1,7 @@
 #include "crypto/key_handshake.hpp"
 
+#include "base/endian.hpp"
+
 #include <algorithm>
 #include <stdexcept>
 #include <utility>
@@ -24,8 +26,7 @@ handshake_status take_record(std::string& buf, std::string_view& in, std::size_t
     in.remove_prefix(1);
   }
   if (buf.size() < 2) return handshake_status::need_more;
-  const std::size_t len = (std::size_t{static_cast<unsigned char>(buf[0])} << 8) |
-                          static_cast<unsigned char>(buf[1]);
+  const std::size_t len = base::load_be16(buf);
   if (len < min_body || len > max_body) {
     error = "key-mode handshake: " + std::string(which) + " record of " + std::to_string(len) +
             " bytes (expected " + std::to_string(min_body) + " to " + std::to_string(max_body) +
@@ -37,11 +38,6 @@ handshake_status take_record(std::string& buf, std::string_view& in, std::size_t
   buf.append(in.substr(0, n));
   in.remove_prefix(n);
   return n == want ? handshake_status::done : handshake_status::need_more;
-}
-
-void append_u16(std::string& out, std::size_t v) {
-  out.push_back(static_cast<char>(v >> 8));
-  out.push_back(static_cast<char>(v & 0xff));
 }
 
 handshake_state responder_noise(std::optional<key>& psk, const std::string& prologue) {
@@ -90,11 +86,11 @@ handshake_status key_initiator::start(std::string& out) {
   // Payload: u64 big-endian unix time in ms || settings.
   const auto now = static_cast<std::uint64_t>(clock_());
   std::string payload;
-  for (int i = 7; i >= 0; --i) payload.push_back(static_cast<char>(now >> (8 * i)));
+  base::append_be64(payload, now);
   payload += settings_;
   std::string body;
   if (!noise_.write_message(payload, body)) return fail(noise_.error());
-  append_u16(out, body.size());
+  base::append_be16(out, static_cast<std::uint16_t>(body.size()));
   out += body;
   phase_ = phase::waiting;
   return handshake_status::need_more;
@@ -154,7 +150,7 @@ handshake_status key_responder::fail(std::string why) {
 handshake_status key_responder::refuse(std::string why, std::string& out) {
   // The decoy: as long as a real message 2, random bytes, no DH.
   const std::size_t body = message2_min_body + settings_.size();
-  append_u16(out, body);
+  base::append_be16(out, body);
   const std::size_t at = out.size();
   out.resize(at + body);
   randombytes_buf(out.data() + at, body);
@@ -177,9 +173,8 @@ handshake_status key_responder::feed(std::string_view& in, std::string& out) {
 handshake_status key_responder::accept(std::string_view body, std::string& out) {
   std::string payload;
   if (!noise_.read_message(body, payload)) return refuse(std::string(authentication_failed), out);
-  std::uint64_t ts = 0;
-  for (std::size_t i = 0; i < handshake_timestamp_len; ++i)
-    ts = (ts << 8) | static_cast<unsigned char>(payload[i]);
+  static_assert(handshake_timestamp_len == 8);
+  const std::uint64_t ts = base::load_be64(payload);
   // Clamped so that the arithmetic below cannot overflow; any clamped value is refused.
   timestamp_ms_ = static_cast<std::int64_t>(std::min<std::uint64_t>(ts, INT64_MAX / 4));
   const std::int64_t now = options_.clock();
@@ -208,7 +203,7 @@ handshake_status key_responder::accept(std::string_view body, std::string& out) 
   std::string message2;
   if (!noise_.write_message(settings_, message2)) return refuse(noise_.error(), out);
   peer_settings_.assign(payload, handshake_timestamp_len);
-  append_u16(out, message2.size());
+  base::append_be16(out, static_cast<std::uint16_t>(message2.size()));
   out += message2;
   phase_ = phase::done;
   return handshake_status::done;

@@ -1,5 +1,7 @@
 #include "crypto/noise_symmetric.hpp"
 
+#include "base/endian.hpp"
+
 #include <algorithm>
 #include <stdexcept>
 
@@ -60,7 +62,7 @@ void hkdf2(std::span<const unsigned char, hash_len> chaining_key,
 
 std::array<unsigned char, nonce_len> chachapoly_nonce(std::uint64_t n) noexcept {
   std::array<unsigned char, nonce_len> nonce{};
-  for (int i = 0; i < 8; ++i) nonce[4 + i] = static_cast<unsigned char>(n >> (8 * i));
+  base::store_le64(nonce.data() + 4, n);
   return nonce;
 }
 

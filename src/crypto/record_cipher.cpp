@@ -1,5 +1,7 @@
 #include "crypto/record_cipher.hpp"
 
+#include "base/endian.hpp"
+
 #include <stdexcept>
 #include <utility>
 
@@ -32,8 +34,7 @@ bool record_cipher::seal(std::string_view plaintext, std::string& out) {
   }
   const std::size_t body = plaintext.size() + tag_len;
   const std::size_t at = out.size();
-  out.push_back(static_cast<char>(body >> 8));
-  out.push_back(static_cast<char>(body & 0xff));
+  base::append_be16(out, static_cast<std::uint16_t>(body));
   if (!state_.encrypt_with_ad({}, plaintext, out)) {
     out.resize(at);
     failed_ = true;

@@ -9,9 +9,10 @@
 // the stream is destroyed, which cannot happen while something is in flight).
 #include "io/duplex_stream.hpp"
 
+#include "base/is_socket.hpp"
+
 #include <fcntl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -39,22 +40,16 @@ void set_nonblocking(int fd) {
     fail(errno, "fcntl(F_SETFL, O_NONBLOCK)");
 }
 
-bool is_socket(int fd) {
-  struct stat st {};
-  if (::fstat(fd, &st) < 0) fail(errno, "fstat");
-  return S_ISSOCK(st.st_mode);
-}
-
 class stream_impl final : public duplex_stream,
                           public std::enable_shared_from_this<stream_impl> {
  public:
-  stream_impl(std::shared_ptr<loop> l, unique_fd in, unique_fd out, stream_events* events)
+  stream_impl(std::shared_ptr<loop> l, base::unique_fd in, base::unique_fd out, stream_events* events)
       : loop_(std::move(l)),
         in_(std::move(in)),
         out_(std::move(out)),
         same_fd_(!out_),
-        in_is_socket_(is_socket(in_.get())),
-        out_is_socket_(out_ ? is_socket(out_.get()) : in_is_socket_),
+        in_is_socket_(base::is_socket(in_.get())),
+        out_is_socket_(out_ ? base::is_socket(out_.get()) : in_is_socket_),
         events_(events),
 
         read_op_(*this, &stream_impl::on_read),
@@ -101,8 +96,8 @@ class stream_impl final : public duplex_stream,
   void release_if_idle();
 
   std::shared_ptr<loop> loop_;
-  unique_fd in_;
-  unique_fd out_;  // empty when same_fd_, or once a pipe's write half was closed
+  base::unique_fd in_;
+  base::unique_fd out_;  // empty when same_fd_, or once a pipe's write half was closed
   bool same_fd_;   // `in_` is written too
   bool in_is_socket_;
   bool out_is_socket_;
@@ -257,7 +252,7 @@ void stream_impl::end_write_half() {
   } else if (same_fd_) {
     // One non-socket fd for both halves cannot be half-closed.
   } else if (out_.borrowed()) {
-    unique_fd null(::open("/dev/null", O_WRONLY | O_CLOEXEC));
+    base::unique_fd null(::open("/dev/null", O_WRONLY | O_CLOEXEC));
     if (null) ::dup2(null.get(), out_.get());
   } else {
     out_.reset();
@@ -284,15 +279,15 @@ void stream_impl::release_if_idle() {
 
 }  // namespace
 
-std::shared_ptr<duplex_stream> duplex_stream::create(std::shared_ptr<loop> l, unique_fd in,
-                                                     unique_fd out, stream_events* events) {
+std::shared_ptr<duplex_stream> duplex_stream::create(std::shared_ptr<loop> l, base::unique_fd in,
+                                                     base::unique_fd out, stream_events* events) {
   if (!l) throw std::invalid_argument("duplex_stream::create: no loop");
   if (!in) throw std::invalid_argument("duplex_stream::create: no input fd");
   if (out && out.get() == in.get()) {
     bool borrowed = in.borrowed() || out.borrowed();
     int fd = in.release();
     out.release();
-    in = borrowed ? unique_fd::borrow(fd) : unique_fd(fd);
+    in = borrowed ? base::unique_fd::borrow(fd) : base::unique_fd(fd);
   }
   set_nonblocking(in.get());
   if (out) set_nonblocking(out.get());

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "io/loop.hpp"
-#include "io/unique_fd.hpp"
+#include "base/unique_fd.hpp"
 
 namespace bokbok::io {
 
@@ -43,8 +43,8 @@ class duplex_stream {
   // file description shared with other processes). Sockets are told apart with fstat.
   // `events` must outlive the stream or close() must be called first. Throws
   // std::system_error when an fd is not usable, std::invalid_argument when `in` is empty.
-  static std::shared_ptr<duplex_stream> create(std::shared_ptr<loop> l, unique_fd in,
-                                               unique_fd out, stream_events* events);
+  static std::shared_ptr<duplex_stream> create(std::shared_ptr<loop> l, base::unique_fd in,
+                                               base::unique_fd out, stream_events* events);
 
   // Starts reading continuously into an internal buffer; events arrive until the read
   // half ends or close(). Also resumes after stop_reading(): bytes held back meanwhile

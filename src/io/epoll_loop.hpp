@@ -23,7 +23,7 @@
 
 #include "io/loop_backend.hpp"
 #include "io/loop_core.hpp"
-#include "io/unique_fd.hpp"
+#include "base/unique_fd.hpp"
 
 namespace bokbok::io {
 
@@ -78,7 +78,7 @@ class epoll_loop final : public loop_backend {
   void wait_once();
   void dispatch();
 
-  unique_fd epoll_fd_;
+  base::unique_fd epoll_fd_;
   loop_core core_;
   std::unordered_map<int, waiters> fds_;
   std::vector<ready_op> ready_;  // results waiting to be delivered

@@ -11,7 +11,7 @@
 namespace bokbok::io {
 
 loop_core::loop_core(int eventfd_flags) : channel_(std::make_shared<channel>()) {
-  channel_->wake_fd = unique_fd(::eventfd(0, EFD_CLOEXEC | eventfd_flags));
+  channel_->wake_fd = base::unique_fd(::eventfd(0, EFD_CLOEXEC | eventfd_flags));
   if (!channel_->wake_fd) throw std::system_error(errno, std::system_category(), "eventfd");
 }
 

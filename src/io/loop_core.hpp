@@ -21,7 +21,7 @@
 #include <thread>
 
 #include "io/timer_queue.hpp"
-#include "io/unique_fd.hpp"
+#include "base/unique_fd.hpp"
 
 namespace bokbok::io {
 
@@ -63,7 +63,7 @@ class loop_core final {
     std::deque<std::function<void()>> queue;  // guarded by mutex
     bool closed = false;                      // guarded by mutex
     std::atomic<bool> wake_pending{false};
-    unique_fd wake_fd;
+    base::unique_fd wake_fd;
     void wake() noexcept;
   };
 

@@ -3,7 +3,6 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -34,11 +33,6 @@ ssize_t write_now(int fd, bool socket, std::string_view bytes) noexcept {
   }
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   return err ? -err : n;
-}
-
-bool is_socket(int fd) noexcept {
-  struct stat st;
-  return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
 }  // namespace bokbok::io

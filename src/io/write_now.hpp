@@ -9,13 +9,11 @@
 
 namespace bokbok::io {
 
-// Writes what it can of `bytes` to `fd` (which must be non-blocking): send() with
-// MSG_NOSIGNAL on a socket, write() with SIGPIPE blocked in this thread otherwise (a
-// SIGPIPE the write raised is consumed before the mask is restored). Returns the bytes
-// written, or -errno (-EAGAIN when the kernel buffer is full).
+// Writes what it can of `bytes` to `fd` (which must be non-blocking; `is_socket` is what
+// base::is_socket(fd) says, asked once by the caller): send() with MSG_NOSIGNAL on a
+// socket, write() with SIGPIPE blocked in this thread otherwise (a SIGPIPE the write
+// raised is consumed before the mask is restored). Returns the bytes written, or -errno
+// (-EAGAIN when the kernel buffer is full).
 ssize_t write_now(int fd, bool is_socket, std::string_view bytes) noexcept;
-
-// True when `fd` is a socket.
-bool is_socket(int fd) noexcept;
 
 }  // namespace bokbok::io

@@ -11,6 +11,7 @@
 
 #include <fcntl.h>
 
+#include "base/is_socket.hpp"
 #include "io/write_now.hpp"
 #include "rpc/callback_error.hpp"
 #include "rpc/error_ptr.hpp"
@@ -59,27 +60,27 @@ namespace {
 void check_config(const connection_impl::config& cfg) { check_options(cfg.opts); }
 }  // namespace
 
-void connection_impl::open_async(config cfg, io::unique_fd in, io::unique_fd out,
+void connection_impl::open_async(config cfg, base::unique_fd in, base::unique_fd out,
                                  open_callback done) {
   start_async(std::move(cfg), std::move(in), std::move(out), std::move(done));
 }
 
-std::shared_ptr<connection_impl> connection_impl::start_async(config cfg, io::unique_fd in,
-                                                              io::unique_fd out,
+std::shared_ptr<connection_impl> connection_impl::start_async(config cfg, base::unique_fd in,
+                                                              base::unique_fd out,
                                                               open_callback done) {
   check_config(cfg);
   auto c = std::make_shared<connection_impl>(std::move(cfg));
   c->self_ = c;
   c->opened_ = std::move(done);
   c->holding_ = c->cfg_.hold_requests;
-  auto in_fd = std::make_shared<io::unique_fd>(std::move(in));
-  auto out_fd = std::make_shared<io::unique_fd>(std::move(out));
+  auto in_fd = std::make_shared<base::unique_fd>(std::move(in));
+  auto out_fd = std::make_shared<base::unique_fd>(std::move(out));
   c->cfg_.loop->post([c, in_fd, out_fd] { c->start(std::move(*in_fd), std::move(*out_fd)); });
   return c;
 }
 
-std::shared_ptr<connection_impl> connection_impl::open(config cfg, io::unique_fd in,
-                                                       io::unique_fd out) {
+std::shared_ptr<connection_impl> connection_impl::open(config cfg, base::unique_fd in,
+                                                       base::unique_fd out) {
   struct outcome {
     std::mutex mu;
     std::condition_variable cv;
@@ -152,9 +153,9 @@ void connection_impl::start_goaway(const std::string& text) {
 }
 
 // Loop thread: sends our preamble and hello at once, then reads.
-void connection_impl::start(io::unique_fd in, io::unique_fd out) {
+void connection_impl::start(base::unique_fd in, base::unique_fd out) {
   int out_fd = out ? out.get() : in.get();
-  bool is_socket = io::is_socket(out_fd);
+  bool is_socket = base::is_socket(out_fd);
   try {
     stream_ = io::duplex_stream::create(cfg_.loop, std::move(in), std::move(out), this);
   } catch (const std::exception& e) {

@@ -108,11 +108,11 @@ class connection_impl final : public io::stream_events,
   // Starts the connection over (in, out) — `out` empty means `in` is a socket used both
   // ways — and blocks until the handshake is done. Throws transport_error or
   // protocol_error (the connection is then closed and its fds released).
-  static std::shared_ptr<connection_impl> open(config cfg, io::unique_fd in,
-                                               io::unique_fd out);
+  static std::shared_ptr<connection_impl> open(config cfg, base::unique_fd in,
+                                               base::unique_fd out);
 
   // The same without blocking: `done` reports the outcome.
-  static void open_async(config cfg, io::unique_fd in, io::unique_fd out, open_callback done);
+  static void open_async(config cfg, base::unique_fd in, base::unique_fd out, open_callback done);
 
   ~connection_impl();
 
@@ -158,8 +158,8 @@ class connection_impl final : public io::stream_events,
   enum class phase { handshaking, open, closed };
 
   // open_async, returning the connection (open() waits on it when opening fails).
-  static std::shared_ptr<connection_impl> start_async(config cfg, io::unique_fd in,
-                                                      io::unique_fd out, open_callback done);
+  static std::shared_ptr<connection_impl> start_async(config cfg, base::unique_fd in,
+                                                      base::unique_fd out, open_callback done);
   // How a connection ended, which decides the error type pending calls see.
   // drained: a clean end after goaway once nothing was outstanding; what is queued (the
   // last answers) still goes out before the close frame. clean: a close; queued frames
@@ -184,7 +184,7 @@ class connection_impl final : public io::stream_events,
   };
 
   // Loop thread.
-  void start(io::unique_fd in, io::unique_fd out);
+  void start(base::unique_fd in, base::unique_fd out);
   void handle_frame(const wire::frame_view& f);
   void handle_hello(const wire::frame_view& f);
   void handle_settings(std::string_view payload);
@@ -336,7 +336,7 @@ class connection_impl final : public io::stream_events,
   std::string raw_pending_;
   // A duplicate of the stream's output fd for send_now_locked. Closed with the stream,
   // or by the direct writer when it is mid-write then (direct_fd_close_pending_).
-  io::unique_fd direct_fd_;
+  base::unique_fd direct_fd_;
   int direct_src_fd_ = -1;  // the stream's output fd while it is open, to dup lazily
   bool direct_is_socket_ = false;
   bool direct_writing_ = false;

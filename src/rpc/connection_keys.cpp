@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <random>
 
+#include "base/endian.hpp"
 #include "rpc/connection_impl.hpp"
 
 namespace bokbok::detail {
@@ -92,7 +93,7 @@ bool connection_impl::seal_batch_locked(rpc::batch& b) {
         continue;
       }
       // A record starts here; its 2-byte length never straddles iovecs (outbox.hpp).
-      std::size_t len = (std::size_t(std::uint8_t(s[0])) << 8) | std::uint8_t(s[1]);
+      std::size_t len = base::load_be16(s);
       s.remove_prefix(wire::record_header_size);
       if (s.size() >= len) {
         if (!key_->seal(s.substr(0, len), sealed)) return false;

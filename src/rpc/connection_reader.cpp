@@ -31,7 +31,7 @@ void connection_impl::on_data(std::string_view bytes) {
       return;
     }
     const auto& theirs = preamble_reader_.value();
-    if (theirs.mode != cfg_.local.mode) {
+    if (std::string mismatch = wire::mode_mismatch(cfg_.local.mode, theirs); !mismatch.empty()) {
       if (theirs.mode == wire::mode::plain && key_) {
         // A plain server may be refusing us (at its limit) with a goaway in place of
         // its hello: read on for that news; anything else fails (handle_frame), and
@@ -40,10 +40,7 @@ void connection_impl::on_data(std::string_view bytes) {
         silent_end_ = true;
         key_.reset();
       } else {
-        silent_failure(theirs.mode == wire::mode::key
-                             ? "the peer requires key mode (authentication and encryption), "
-                               "this side is in plain mode: configure a key to talk to it"
-                             : "the peer offers plain mode, this side requires key mode");
+        silent_failure(mismatch);
         return;
       }
     }
@@ -114,8 +111,8 @@ void connection_impl::handle_frame(const wire::frame_view& f) {
                         std::string(to_string(static_cast<error_code>(code))) + ": " +
                         std::string(text));
     }
-    if (expect_refusal_)
-      return protocol_failure("the peer offers plain mode, this side requires key mode");
+    if (expect_refusal_)  // the mode mismatch the preamble showed, now final
+      return protocol_failure(wire::mode_mismatch(cfg_.local.mode, preamble_reader_.value()));
     if (f.type != wire::frame_type::hello)
       return protocol_failure(std::string("expected a hello frame first, got ") +
                               wire::to_string(f.type));
@@ -424,11 +421,9 @@ void connection_impl::linger_on_data(std::string_view bytes) {
 // Tells the peer what went wrong (goaway with code protocol), then ends the connection.
 void connection_impl::protocol_failure(const std::string& what) {
   if (expect_refusal_ || !preamble_done_) return silent_failure(what);
-  std::string payload(2, '\0');
-  payload[1] = char(error_code::protocol);
-  payload += what.substr(0, wire::max_frame_payload - 2);
   std::string goaway;
-  wire::append_frame(goaway, wire::frame_type::goaway, 0, 0, payload);
+  wire::append_code_frame(goaway, wire::frame_type::goaway, 0,
+                          std::uint16_t(error_code::protocol), what);
   finish(end_kind::protocol, "protocol error: " + what, goaway);
 }
 

@@ -199,8 +199,8 @@ void connection_impl::send_response(std::uint32_t id, const message& response) {
 
 void connection_impl::send_error(std::uint32_t id, error_code code, std::string_view text) {
   std::string record;
-  wire::append_frame(record, wire::frame_type::error, 0, id,
-                     wire::encode_code_payload(static_cast<std::uint16_t>(code), text));
+  wire::append_code_frame(record, wire::frame_type::error, id, static_cast<std::uint16_t>(code),
+                          text);
   std::unique_lock lock(mu_);
   if (phase_ != phase::open) return;
   queue_record_locked(lock, record);

@@ -26,7 +26,7 @@ void outbox::push_message(wire::frame_type type, std::uint32_t call_id, std::str
                           std::size_t start, std::uint8_t first_flags) {
   std::string_view body = std::string_view(bytes).substr(start);
   if (body.size() <= wire::max_frame_payload) {
-    wire::append_frame(small_, type, first_flags, call_id, body);
+    wire::append_message_frames(small_, type, call_id, body, first_flags);
     queued_ += wire::record_header_size + wire::frame_header_size + body.size();
     return;
   }
@@ -54,12 +54,10 @@ bool outbox::take_batch(batch& b, std::size_t max_bytes) {
   while (!large_.empty() && b.bytes < max_bytes && b.headers.size() < max_frames) {
     large_message m = std::move(large_.front());
     large_.pop_front();
-    std::size_t left = m.bytes->size() - m.sent;
-    std::size_t n = std::min(left, wire::max_frame_payload);
-    std::uint8_t flags =
-        (m.sent > m.start ? wire::flag_continued : m.first_flags) |
-        (n < left ? wire::flag_more : 0);
-    b.headers.push_back(wire::encode_frame_header(m.type, flags, m.call_id, n));
+    const wire::fragment f = wire::message_fragment(
+        m.type, m.call_id, m.sent - m.start, m.bytes->size() - m.start, m.first_flags);
+    const std::size_t n = f.size;
+    b.headers.push_back(f.header);
     b.iov.push_back({b.headers.back().bytes, sizeof b.headers.back().bytes});
     b.iov.push_back({const_cast<char*>(m.bytes->data()) + m.sent, n});
     b.keep.push_back(m.bytes);

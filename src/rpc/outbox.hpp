@@ -5,7 +5,8 @@
 // byte buffer as they are queued and go out first, in order. Larger messages are cut
 // into frames at send time, round-robin between messages, one frame per message per
 // turn, so a 100 MiB response never holds back a ping or a small call. Large payloads
-// are not copied: a batch's iovecs point into the queued message.
+// are not copied: a batch's iovecs point into the queued message. Where and how a message
+// is cut, and its flags, are wire::message_fragment's (the rule the protocol vectors test).
 //
 // Threads: not synchronised; the connection guards it with its mutex. Batches are
 // owned by the loop thread while their write is in flight.

@@ -128,15 +128,15 @@ class server::impl : public std::enable_shared_from_this<impl> {
   std::shared_ptr<const rpc::key_config> keys_;  // null: plain mode
   std::shared_ptr<io::loop> loop_;
   std::shared_ptr<rpc::handler_pool> pool_;
-  io::unique_fd wake_fd_;
-  io::unique_fd signal_fd_;  // server_options::stop_signals; polled by the acceptor
+  base::unique_fd wake_fd_;
+  base::unique_fd signal_fd_;  // server_options::stop_signals; polled by the acceptor
   std::thread acceptor_, stopper_;
 
   // Acceptor thread only (after start()).
   std::vector<transport::listener> listeners_;
   // Held open so that, out of descriptors, one can be freed to accept a client and tell
   // it why it is refused (instead of leaving it to time out).
-  io::unique_fd spare_fd_;
+  base::unique_fd spare_fd_;
   rpc::admission admission_;
 
   mutable std::mutex mu_;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "base/is_socket.hpp"
 #include "bokbok/error.hpp"
 #include "io/write_now.hpp"
 #include "transport/superserver.hpp"
@@ -60,7 +61,7 @@ std::string admission::refuse(transport::connected_socket s, error_code code,
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   // A fresh socket's send buffer takes these few bytes whole; if not, the client is
   // refused all the same, only less politely.
-  (void)io::write_now(fd, io::is_socket(fd), bytes);
+  (void)io::write_now(fd, base::is_socket(fd), bytes);
   ::shutdown(fd, SHUT_WR);
   lingering_.push_back({std::move(s.fd), clock::now() + linger_time});
   return std::string("refused: ") + to_string(code) + ": " + text;

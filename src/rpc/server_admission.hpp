@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "io/unique_fd.hpp"
+#include "base/unique_fd.hpp"
 #include "transport/sockets.hpp"
 
 namespace bokbok::rpc {
@@ -56,7 +56,7 @@ class admission {
     clock::time_point deadline;
   };
   struct lingering {
-    io::unique_fd fd;
+    base::unique_fd fd;
     clock::time_point deadline;
   };
   std::chrono::milliseconds wait_{1000};

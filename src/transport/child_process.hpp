@@ -24,7 +24,7 @@
 #include <string_view>
 #include <vector>
 
-#include "io/unique_fd.hpp"
+#include "base/unique_fd.hpp"
 #include "rpc/peer_process.hpp"
 #include "transport/address.hpp"
 
@@ -51,8 +51,8 @@ class child_process final : public rpc::peer_process {
  public:
   struct spawned {
     std::shared_ptr<child_process> child;
-    io::unique_fd from_child;  // read end of the child's stdout
-    io::unique_fd to_child;    // write end of the child's stdin
+    base::unique_fd from_child;  // read end of the child's stdout
+    base::unique_fd to_child;    // write end of the child's stdin
   };
 
   // Throws transport_error when the program cannot be found or started.

@@ -13,9 +13,9 @@ namespace bokbok::transport {
 
 struct child_process::state {
   int pid = -1;
-  io::unique_fd pidfd;        // invalid when pidfd_open is unavailable
-  io::unique_fd control;      // eventfd: release() was called; closed (under mu) when done
-  io::unique_fd stderr_pipe;  // read end, when stderr is captured; monitor thread only
+  base::unique_fd pidfd;        // invalid when pidfd_open is unavailable
+  base::unique_fd control;      // eventfd: release() was called; closed (under mu) when done
+  base::unique_fd stderr_pipe;  // read end, when stderr is captured; monitor thread only
   std::chrono::milliseconds grace{};
   std::function<void(std::string_view)> on_stderr;
   bool keep_tail = false;

@@ -45,7 +45,7 @@ std::shared_ptr<crypto::replay_cache> default_replay_cache() {
 }
 
 std::shared_ptr<detail::connection_impl> open_impl(
-    io::unique_fd in, io::unique_fd out, const options& opts, std::string peer,
+    base::unique_fd in, base::unique_fd out, const options& opts, std::string peer,
     std::optional<connection::credentials> creds = std::nullopt,
     std::shared_ptr<rpc::peer_process> process = nullptr) {
   auto keys = rpc::make_key_config(
@@ -55,7 +55,7 @@ std::shared_ptr<detail::connection_impl> open_impl(
   return detail::connection_impl::open(std::move(cfg), std::move(in), std::move(out));
 }
 
-connection open_over(io::unique_fd in, io::unique_fd out, const options& opts,
+connection open_over(base::unique_fd in, base::unique_fd out, const options& opts,
                      std::string peer,
                      std::optional<connection::credentials> creds = std::nullopt) {
   return detail::user_handle(open_impl(std::move(in), std::move(out), opts, std::move(peer), creds));
@@ -114,8 +114,8 @@ connection connect_fds(int in_fd, int out_fd, const options& opts, std::string p
     throw transport_error("bokbok: cannot use fd " + std::to_string(fd) + " for " + peer +
                           ": " + std::strerror(err));
   }
-  io::unique_fd in(in_fd);
-  io::unique_fd out(out_fd == in_fd ? -1 : out_fd);
+  base::unique_fd in(in_fd);
+  base::unique_fd out(out_fd == in_fd ? -1 : out_fd);
   return open_over(std::move(in), std::move(out), opts, std::move(peer));
 }
 
@@ -145,7 +145,7 @@ std::pair<connection, connection> connect_socketpair(const options& a, const opt
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
     throw transport_error(std::string("bokbok: socketpair failed: ") + std::strerror(errno));
-  io::unique_fd fa(sv[0]), fb(sv[1]);
+  base::unique_fd fa(sv[0]), fb(sv[1]);
   // Both ends must handshake at once, so the second opens on its own thread.
   std::future<connection> second;
   try {

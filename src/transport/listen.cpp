@@ -18,7 +18,7 @@ namespace {
 
 // A listening TCP socket, or the step that failed and its errno.
 struct tcp_attempt {
-  io::unique_fd fd;
+  base::unique_fd fd;
   const char* step = nullptr;
   int err = 0;
 };
@@ -78,7 +78,7 @@ using endpoint = std::pair<sockaddr_storage, socklen_t>;
 std::vector<endpoint> endpoints(const tcp_address& t, const std::string& context) {
   int family = AF_UNSPEC;
   if (t.host.empty()) {
-    io::unique_fd probe(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    base::unique_fd probe(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
     family = probe || errno != EAFNOSUPPORT ? AF_INET6 : AF_INET;
   }
   std::vector<endpoint> out;
@@ -95,7 +95,7 @@ std::vector<endpoint> endpoints(const tcp_address& t, const std::string& context
   return out;
 }
 
-listener tcp_listener(io::unique_fd fd, const tcp_address& t) {
+listener tcp_listener(base::unique_fd fd, const tcp_address& t) {
   listener l;
   auto [ss, len] = local_address(fd.get());
   l.name = t.host.empty() ? "tcp:*:" + std::to_string(ntohs(local_port(fd.get())))
@@ -146,7 +146,7 @@ void remove_stale_socket(const std::string& path, const std::string& context) {
   }
   if (!S_ISSOCK(st.st_mode))
     throw transport_error(context + ": " + path + " exists and is not a socket; not replacing it");
-  io::unique_fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  base::unique_fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!probe) throw transport_error(context + ": socket: " + std::strerror(errno));
   auto [sa, len] = unix_sockaddr(unix_address{path, false});
   int r = ::connect(probe.get(), reinterpret_cast<sockaddr*>(&sa), len);

@@ -49,11 +49,11 @@ int finish_connect(int fd, std::optional<clock::time_point> deadline) {
 }
 
 // One attempt at one resolved address: a connected blocking socket, or the reason.
-std::pair<io::unique_fd, std::string> connect_one(const addrinfo& ai,
+std::pair<base::unique_fd, std::string> connect_one(const addrinfo& ai,
                                                   std::chrono::milliseconds timeout) {
-  io::unique_fd fd(
+  base::unique_fd fd(
       ::socket(ai.ai_family, ai.ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai.ai_protocol));
-  if (!fd) return {io::unique_fd(), std::string("socket: ") + std::strerror(errno)};
+  if (!fd) return {base::unique_fd(), std::string("socket: ") + std::strerror(errno)};
   int err = 0;
   if (::connect(fd.get(), ai.ai_addr, ai.ai_addrlen) < 0) {
     err = errno;
@@ -63,10 +63,10 @@ std::pair<io::unique_fd, std::string> connect_one(const addrinfo& ai,
       err = finish_connect(fd.get(), deadline);
     }
   }
-  if (err == ETIMEDOUT && timeout.count() > 0) return {io::unique_fd(), timed_out(timeout)};
-  if (err != 0) return {io::unique_fd(), std::strerror(err)};
+  if (err == ETIMEDOUT && timeout.count() > 0) return {base::unique_fd(), timed_out(timeout)};
+  if (err != 0) return {base::unique_fd(), std::strerror(err)};
   if (!set_blocking(fd.get()) || !set_nodelay(fd.get()))
-    return {io::unique_fd(), std::string("fcntl/setsockopt: ") + std::strerror(errno)};
+    return {base::unique_fd(), std::string("fcntl/setsockopt: ") + std::strerror(errno)};
   return {std::move(fd), std::string()};
 }
 
@@ -96,7 +96,7 @@ connected_socket connect_unix(const unix_address& u, const std::string& name,
   auto fail = [&](const std::string& why) -> connected_socket {
     throw transport_error("bokbok: cannot connect to " + name + ": " + why);
   };
-  io::unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  base::unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) return fail(std::string("socket: ") + std::strerror(errno));
   auto [sa, len] = unix_sockaddr(u);
   auto deadline = clock::now() + timeout;
@@ -129,7 +129,7 @@ connected_socket connect_socket(const address& a, std::chrono::milliseconds time
 std::optional<connected_socket> accept_from(const listener& l) {
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  io::unique_fd fd(::accept4(l.fd.get(), reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC));
+  base::unique_fd fd(::accept4(l.fd.get(), reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC));
   if (!fd) {
     switch (errno) {
       case EAGAIN:

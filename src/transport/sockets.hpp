@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "bokbok/connection.hpp"
-#include "io/unique_fd.hpp"
+#include "base/unique_fd.hpp"
 #include "transport/address.hpp"
 
 namespace bokbok::transport {
@@ -21,7 +21,7 @@ namespace bokbok::transport {
 // A connected stream socket and the text naming its peer ("tcp:127.0.0.1:40112",
 // "tcp:[::1]:40112", "unix:/run/app.sock", "unix:@name", "unix" when unnamed).
 struct connected_socket {
-  io::unique_fd fd;
+  base::unique_fd fd;
   std::string peer;
 };
 
@@ -36,7 +36,7 @@ connected_socket connect_socket(const address& a, std::chrono::milliseconds time
 // when port 0 was asked for ("tcp:127.0.0.1:41234"). Owns the socket file of a unix:PATH
 // listener: removes it on destruction if it is still the one it made (same inode).
 struct listener {
-  io::unique_fd fd;
+  base::unique_fd fd;
   std::string name;
   std::string unix_path;  // the file to remove, if any
   dev_t unix_dev = 0;

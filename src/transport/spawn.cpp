@@ -64,7 +64,7 @@ struct child_setup : bp::extend::handler {
 };
 
 struct pipe_pair {
-  io::unique_fd read, write;
+  base::unique_fd read, write;
 };
 
 pipe_pair make_pipe() {
@@ -72,14 +72,14 @@ pipe_pair make_pipe() {
   if (::pipe2(p, O_CLOEXEC) < 0)
     throw transport_error(std::string("bokbok: cannot make a pipe for a child: ") +
                           std::strerror(errno));
-  return {io::unique_fd(p[0]), io::unique_fd(p[1])};
+  return {base::unique_fd(p[0]), base::unique_fd(p[1])};
 }
 
-io::unique_fd dup_cloexec(int fd) {
+base::unique_fd dup_cloexec(int fd) {
   int d = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
   if (d < 0)
     throw transport_error(std::string("bokbok: cannot duplicate a pipe: ") + std::strerror(errno));
-  return io::unique_fd(d);
+  return base::unique_fd(d);
 }
 
 bool is_executable_file(const std::string& path) {
@@ -153,13 +153,13 @@ child_process::spawned child_process::spawn(spawn_request req) {
 
   auto st = std::make_shared<state>();
   st->pid = pid;
-  st->pidfd = io::unique_fd(int(syscall(SYS_pidfd_open, pid, 0u)));  // -1 (ENOSYS): the polling fallback
+  st->pidfd = base::unique_fd(int(syscall(SYS_pidfd_open, pid, 0u)));  // -1 (ENOSYS): the polling fallback
   int efd = ::eventfd(0, EFD_CLOEXEC);
   if (efd < 0) {
     ::kill(pid, SIGKILL);
     throw transport_error(std::string("bokbok: eventfd failed: ") + std::strerror(errno));
   }
-  st->control = io::unique_fd(efd);
+  st->control = base::unique_fd(efd);
   st->grace = req.grace;
   st->on_stderr = std::move(req.on_stderr);
   st->keep_tail = req.keep_stderr_tail;

@@ -3,7 +3,7 @@
 
 #include <utility>
 
-#include "io/unique_fd.hpp"
+#include "base/unique_fd.hpp"
 
 namespace bokbok::transport {
 
@@ -12,6 +12,6 @@ namespace bokbok::transport {
 // fd 0 reads /dev/null and fd 1 writes to stderr (fd 2). So a stray printf or a log line
 // on stdout can never corrupt the protocol stream, and closing the connection really
 // closes the peer's pipe. Throws transport_error when a descriptor is missing.
-std::pair<io::unique_fd, io::unique_fd> take_stdio();
+std::pair<base::unique_fd, base::unique_fd> take_stdio();
 
 }  // namespace bokbok::transport

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -12,6 +11,7 @@
 #include <cstring>
 #include <optional>
 
+#include "base/is_socket.hpp"
 #include "bokbok/error.hpp"
 #include "transport/sockaddr.hpp"
 
@@ -40,11 +40,6 @@ int socket_type(int fd) {
   int type = 0;
   socklen_t len = sizeof type;
   return ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 ? type : -1;
-}
-
-bool is_socket(int fd) {
-  struct stat st;
-  return ::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
 bool is_inet(int fd) {
@@ -80,7 +75,7 @@ void unset_systemd_variables() {
 
 // Points `fd` at /dev/null (read-only for 0, write-only otherwise).
 void to_dev_null(int fd) {
-  io::unique_fd null(::open("/dev/null", (fd == 0 ? O_RDONLY : O_WRONLY) | O_CLOEXEC));
+  base::unique_fd null(::open("/dev/null", (fd == 0 ? O_RDONLY : O_WRONLY) | O_CLOEXEC));
   if (!null || ::dup2(null.get(), fd) < 0)
     throw transport_error(std::string("bokbok: cannot point fd ") + std::to_string(fd) +
                           " at /dev/null: " + std::strerror(errno));
@@ -88,7 +83,7 @@ void to_dev_null(int fd) {
 
 // Takes a stream socket handed over at `fd` into `out`, as a listener (non-blocking) or
 // a connection; `name` names the listener, or a connection whose peer has no name.
-void take_inherited(io::unique_fd fd, const std::string& name, inherited_sockets& out) {
+void take_inherited(base::unique_fd fd, const std::string& name, inherited_sockets& out) {
   if (is_listening_socket(fd.get())) {
     if (!set_nonblocking(fd.get()))
       throw transport_error("bokbok: cannot take " + name + ": fcntl: " + std::strerror(errno));
@@ -133,13 +128,13 @@ inherited_sockets take_systemd_sockets() {
   for (int i = 0; i < *count; ++i) {
     int fd = first_systemd_fd + i;
     ::fcntl(fd, F_SETFD, FD_CLOEXEC);
-    take_inherited(io::unique_fd(fd), "systemd:" + names[i], out);
+    take_inherited(base::unique_fd(fd), "systemd:" + names[i], out);
   }
   return out;
 }
 
 inherited_sockets take_inetd_socket() {
-  if (!is_socket(0))
+  if (!base::is_socket(0))
     throw transport_error(
         "bokbok: fd 0 is not a socket, so this process was not started by "
         "inetd (or systemd with StandardInput=socket)");
@@ -147,8 +142,8 @@ inherited_sockets take_inetd_socket() {
     throw transport_error(
         "bokbok: fd 0 is not a stream socket; the inetd entry must be "
         "\"stream tcp\" (or unix)");
-  if (is_socket(2)) to_dev_null(2);  // before anything can log into the stream
-  io::unique_fd fd(::fcntl(0, F_DUPFD_CLOEXEC, 3));
+  if (base::is_socket(2)) to_dev_null(2);  // before anything can log into the stream
+  base::unique_fd fd(::fcntl(0, F_DUPFD_CLOEXEC, 3));
   if (!fd) throw transport_error(std::string("bokbok: cannot take fd 0: ") + std::strerror(errno));
   to_dev_null(0);
   to_dev_null(1);
@@ -158,7 +153,7 @@ inherited_sockets take_inetd_socket() {
     const char* fds = std::getenv("LISTEN_FDS");
     long n = fds ? std::strtol(fds, nullptr, 10) : 0;
     for (long i = 0; i < n && i < 1024; ++i)
-      if (is_socket(3 + static_cast<int>(i))) ::close(3 + static_cast<int>(i));
+      if (base::is_socket(3 + static_cast<int>(i))) ::close(3 + static_cast<int>(i));
     unset_systemd_variables();
   }
   inherited_sockets out;
@@ -168,7 +163,7 @@ inherited_sockets take_inetd_socket() {
 
 superserver detect_superserver() {
   if (names_this_process(std::getenv("LISTEN_PID"))) return superserver::systemd;
-  if (is_socket(0)) return superserver::inetd;
+  if (base::is_socket(0)) return superserver::inetd;
   return superserver::none;
 }
 
@@ -179,7 +174,7 @@ bool sd_notify(std::string_view state) {
   if (w.front() != '/' && w.front() != '@') return false;  // vsock: and others unsupported
   unix_address to{std::string(w.front() == '@' ? w.substr(1) : w), w.front() == '@'};
   if (to.path.empty() || to.path.size() >= sizeof(sockaddr_un{}.sun_path)) return false;
-  io::unique_fd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  base::unique_fd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (!fd) return false;
   auto [sa, len] = unix_sockaddr(to);
   ssize_t n;

@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include "io/unique_fd.hpp"
+#include "base/unique_fd.hpp"
 #include "transport/sockets.hpp"
 
 namespace bokbok::transport {

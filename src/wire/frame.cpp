@@ -1,35 +1,13 @@
 // Records and frames (PROTOCOL.md §3-§4).
 #include "wire/frame.hpp"
 
+#include "base/endian.hpp"
+
 #include <algorithm>
 #include <stdexcept>
 
 namespace bokbok::wire {
 namespace {
-
-void put_u16(unsigned char* p, std::uint16_t v) {
-  p[0] = static_cast<unsigned char>(v >> 8);
-  p[1] = static_cast<unsigned char>(v);
-}
-
-void put_u32(unsigned char* p, std::uint32_t v) {
-  p[0] = static_cast<unsigned char>(v >> 24);
-  p[1] = static_cast<unsigned char>(v >> 16);
-  p[2] = static_cast<unsigned char>(v >> 8);
-  p[3] = static_cast<unsigned char>(v);
-}
-
-std::uint16_t get_u16(std::string_view s) {
-  return static_cast<std::uint16_t>((static_cast<unsigned char>(s[0]) << 8) |
-                                    static_cast<unsigned char>(s[1]));
-}
-
-std::uint32_t get_u32(std::string_view s) {
-  return (std::uint32_t(static_cast<unsigned char>(s[0])) << 24) |
-         (std::uint32_t(static_cast<unsigned char>(s[1])) << 16) |
-         (std::uint32_t(static_cast<unsigned char>(s[2])) << 8) |
-         std::uint32_t(static_cast<unsigned char>(s[3]));
-}
 
 bool known_type(std::uint8_t t) {
   return t >= static_cast<std::uint8_t>(frame_type::hello) &&
@@ -57,6 +35,16 @@ std::string a_type(frame_type t) {
 
 std::string bytes_text(std::size_t n) {
   return std::to_string(n) + (n == 1 ? " byte" : " bytes");
+}
+
+// The text of an error or goaway payload, cut to fit one frame after its 2-byte code.
+// Backs up over continuation bytes (10xxxxxx) so that no UTF-8 character is split.
+std::string_view fit_code_text(std::string_view text) {
+  constexpr std::size_t max_text = max_frame_payload - 2;
+  if (text.size() <= max_text) return text;
+  std::size_t cut = max_text;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xc0) == 0x80) --cut;
+  return text.substr(0, cut);
 }
 
 // The rules on payload size by type; empty when they hold.
@@ -95,10 +83,10 @@ frame_header_bytes encode_frame_header(frame_type type, std::uint8_t flags,
   if (payload_size > max_frame_payload)
     throw std::length_error("bokbok frame payload larger than max_frame_payload");
   frame_header_bytes h;
-  put_u16(h.bytes, static_cast<std::uint16_t>(frame_header_size + payload_size));
+  base::store_be16(h.bytes, static_cast<std::uint16_t>(frame_header_size + payload_size));
   h.bytes[2] = static_cast<unsigned char>(type);
   h.bytes[3] = flags;
-  put_u32(h.bytes + 4, call_id);
+  base::store_be32(h.bytes + 4, call_id);
   return h;
 }
 
@@ -116,44 +104,55 @@ std::uint8_t fragment_flags(std::size_t offset, std::size_t total) {
   return flags;
 }
 
+fragment message_fragment(frame_type type, std::uint32_t call_id, std::size_t offset,
+                          std::size_t total, std::uint8_t first_flags) {
+  const std::size_t n = std::min(total - offset, max_frame_payload);
+  std::uint8_t flags = fragment_flags(offset, total);
+  if (offset == 0) flags |= first_flags;
+  return {encode_frame_header(type, flags, call_id, n), n};
+}
+
 void append_message_frames(std::string& out, frame_type type, std::uint32_t call_id,
-                           std::string_view message_bytes) {
+                           std::string_view message_bytes, std::uint8_t first_flags) {
   const std::size_t total = message_bytes.size();
   std::size_t offset = 0;
   do {
-    const std::size_t n = std::min(total - offset, max_frame_payload);
-    append_frame(out, type, fragment_flags(offset, total), call_id,
-                 message_bytes.substr(offset, n));
-    offset += n;
+    const fragment f = message_fragment(type, call_id, offset, total, first_flags);
+    out.append(reinterpret_cast<const char*>(f.header.bytes), sizeof f.header.bytes);
+    out.append(message_bytes.substr(offset, f.size));
+    offset += f.size;
   } while (offset < total);
 }
 
-std::uint32_t get_deadline_prefix(std::string_view payload) { return get_u32(payload); }
+std::uint32_t get_deadline_prefix(std::string_view payload) { return base::load_be32(payload); }
 
 void put_deadline_prefix(std::string& out, std::uint32_t ms) {
-  unsigned char b[4];
-  put_u32(b, ms);
-  out.append(reinterpret_cast<const char*>(b), 4);
+  base::append_be32(out, ms);
 }
 
 std::string encode_code_payload(std::uint16_t code, std::string_view text) {
-  constexpr std::size_t max_text = max_frame_payload - 2;
-  if (text.size() > max_text) {
-    std::size_t cut = max_text;
-    // Back up over continuation bytes (10xxxxxx) so no character is split.
-    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xc0) == 0x80) --cut;
-    text = text.substr(0, cut);
-  }
-  std::string out(2, '\0');
-  put_u16(reinterpret_cast<unsigned char*>(out.data()), code);
+  text = fit_code_text(text);
+  std::string out;
+  out.reserve(2 + text.size());
+  base::append_be16(out, code);
   out.append(text);
   return out;
+}
+
+void append_code_frame(std::string& out, frame_type type, std::uint32_t call_id,
+                       std::uint16_t code, std::string_view text) {
+  text = fit_code_text(text);
+  const frame_header_bytes h = encode_frame_header(type, 0, call_id, 2 + text.size());
+  out.reserve(out.size() + sizeof h.bytes + 2 + text.size());
+  out.append(reinterpret_cast<const char*>(h.bytes), sizeof h.bytes);
+  base::append_be16(out, code);
+  out.append(text);
 }
 
 code_payload parse_code_payload(std::string_view payload) {
   if (payload.size() < 2)
     throw std::invalid_argument("bokbok code payload shorter than 2 bytes");
-  return {get_u16(payload), payload.substr(2)};
+  return {base::load_be16(payload), payload.substr(2)};
 }
 
 bool parse_frame(std::string_view body, frame_view& out, std::string& error) {
@@ -168,7 +167,7 @@ bool parse_frame(std::string_view body, frame_view& out, std::string& error) {
   }
   const auto type = static_cast<frame_type>(raw_type);
   const auto flags = static_cast<std::uint8_t>(body[1]);
-  const std::uint32_t id = get_u32(body.substr(2));
+  const std::uint32_t id = base::load_be32(body.substr(2));
   const std::string_view payload = body.substr(frame_header_size);
   if (flags & ~known_flags) {
     error = "unknown flags " + hex_byte(flags) + " on " + a_type(type) + " frame";
@@ -225,7 +224,7 @@ record_reader::status record_reader::next(std::string_view& body) {
   if (!error_.empty()) return status::error;
   const std::string_view rest = std::string_view(buf_).substr(pos_);
   if (rest.size() < record_header_size) return status::need_more;
-  const std::uint16_t len = get_u16(rest);
+  const std::uint16_t len = base::load_be16(rest);
   if (len == 0) {
     error_ = "record length 0 (a record holds 1 to 65535 bytes)";
     return status::error;

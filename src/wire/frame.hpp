@@ -78,15 +78,35 @@ std::uint8_t fragment_flags(std::size_t offset, std::size_t total);
 std::uint32_t get_deadline_prefix(std::string_view payload);
 void put_deadline_prefix(std::string& out, std::uint32_t ms);
 
+// One fragment of a message (PROTOCOL.md §4.3): the record and frame header that go in
+// front of it, and how many of the message's bytes it carries.
+struct fragment {
+  frame_header_bytes header;
+  std::size_t size;
+};
+
+// The fragment of a `total`-byte message payload that starts at byte `offset` (less than
+// `total`, or 0 for an empty message): max_frame_payload bytes or the rest, flagged per
+// fragment_flags(), with `first_flags` added on the first fragment only (flag_deadline,
+// when the payload starts with a deadline prefix). The one place a sender cuts messages:
+// append_message_frames() and the RPC layer's outbox both call it.
+fragment message_fragment(frame_type type, std::uint32_t call_id, std::size_t offset,
+                          std::size_t total, std::uint8_t first_flags = 0);
+
 // Appends the records carrying one whole message of `type` (request, response, notify): its
-// bytes cut into fragments of max_frame_payload bytes (the last one shorter), flagged
-// per fragment_flags(). An empty `message_bytes` gives one frame with an empty payload.
+// bytes cut into fragments by message_fragment(). An empty `message_bytes` gives one frame
+// with an empty payload. With `first_flags` = flag_deadline, `message_bytes` is the
+// deadline prefix followed by the message.
 void append_message_frames(std::string& out, frame_type type, std::uint32_t call_id,
-                           std::string_view message_bytes);
+                           std::string_view message_bytes, std::uint8_t first_flags = 0);
 
 // ERROR and GOAWAY payloads: `u16 code || UTF-8 text`. Encoding cuts the text to fit one
-// frame, at a UTF-8 character boundary.
+// frame, at a UTF-8 character boundary (never inside a multi-byte character).
 std::string encode_code_payload(std::uint16_t code, std::string_view text);
+// Appends one ERROR or GOAWAY record whose payload is encode_code_payload(code, text),
+// built in place in `out` (no temporary payload string).
+void append_code_frame(std::string& out, frame_type type, std::uint32_t call_id,
+                       std::uint16_t code, std::string_view text);
 struct code_payload {
   std::uint16_t code;
   std::string_view text;  // points into the payload; not checked to be UTF-8

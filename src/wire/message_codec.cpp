@@ -1,6 +1,8 @@
 // Message bytes (PROTOCOL.md §5).
 #include "wire/message_codec.hpp"
 
+#include "base/endian.hpp"
+
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
@@ -13,16 +15,7 @@ constexpr std::size_t u32_size = 4;
 void put_u32(std::string& out, std::size_t v) {
   if (v > std::numeric_limits<std::uint32_t>::max())
     throw std::length_error("bokbok message: field count or length exceeds 2^32-1");
-  const char b[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16),
-                     static_cast<char>(v >> 8), static_cast<char>(v)};
-  out.append(b, 4);
-}
-
-std::uint32_t get_u32(std::string_view s) {
-  return (std::uint32_t(static_cast<unsigned char>(s[0])) << 24) |
-         (std::uint32_t(static_cast<unsigned char>(s[1])) << 16) |
-         (std::uint32_t(static_cast<unsigned char>(s[2])) << 8) |
-         std::uint32_t(static_cast<unsigned char>(s[3]));
+  base::append_be32(out, static_cast<std::uint32_t>(v));
 }
 
 std::string bytes_text(std::size_t n) {
@@ -57,7 +50,7 @@ bool decode_message(std::string_view bytes, message& out, std::string& error) {
             " is shorter than its 4-byte field count";
     return false;
   }
-  const std::uint32_t count = get_u32(bytes);
+  const std::uint32_t count = base::load_be32(bytes);
   bytes.remove_prefix(u32_size);
   // Every field takes at least its 4-byte length, so this bounds the allocation below.
   if (count > bytes.size() / u32_size) {
@@ -72,7 +65,7 @@ bool decode_message(std::string_view bytes, message& out, std::string& error) {
       out.clear();
       return false;
     }
-    const std::uint32_t len = get_u32(bytes);
+    const std::uint32_t len = base::load_be32(bytes);
     bytes.remove_prefix(u32_size);
     if (len > bytes.size()) {
       error = "truncated " + field_of(i, count) + ": length " + std::to_string(len) +

@@ -14,14 +14,6 @@ constexpr std::size_t user_len_offset = 8;
 // How many bytes of stray output a magic mismatch quotes at most.
 constexpr std::size_t stray_quote_limit = 64;
 
-const char* mode_name(std::uint8_t m) {
-  switch (m) {
-    case 0: return "plain";
-    case 1: return "key";
-    default: return "unknown";
-  }
-}
-
 }  // namespace
 
 std::string encode_preamble(const preamble& p) {
@@ -87,11 +79,9 @@ preamble_reader::status preamble_reader::feed(std::string_view& in) {
 std::string mode_mismatch(mode ours, const preamble& peer) {
   if (peer.mode == ours) return {};
   if (peer.mode == mode::key)
-    return "the peer uses key mode (encrypted), but this side is in plain mode: configure "
-           "a key to talk to it";
-  return std::string("the peer uses ") + mode_name(static_cast<std::uint8_t>(peer.mode)) +
-         " mode, but this side is in " + mode_name(static_cast<std::uint8_t>(ours)) +
-         " mode: plain mode is never chosen silently when a key is configured";
+    return "the peer requires key mode (authentication and encryption), this side is in "
+           "plain mode: configure a key to talk to it";
+  return "the peer offers plain mode, this side requires key mode";
 }
 
 std::string escape_bytes(std::string_view bytes, std::size_t limit) {

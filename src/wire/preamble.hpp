@@ -52,8 +52,10 @@ class preamble_reader {
   std::string error_;
 };
 
-// Compares the peer's mode with this side's (PROTOCOL.md §9): empty when they match,
-// else a one-line explanation for the error (a plain side refuses a key-mode peer).
+// Compares the peer's mode with this side's (PROTOCOL.md §9): empty when they match, else
+// the one-line explanation §9 gives: "the peer requires key mode (authentication and
+// encryption), this side is in plain mode: configure a key to talk to it", or "the peer
+// offers plain mode, this side requires key mode". The RPC layer reports exactly this text.
 std::string mode_mismatch(mode ours, const preamble& peer);
 
 // Renders bytes for an error message: printable ASCII as is, \n \r \t \\ \" escaped,

@@ -1,6 +1,8 @@
 // Hello settings (PROTOCOL.md §6).
 #include "wire/settings.hpp"
 
+#include "base/endian.hpp"
+
 #include <algorithm>
 #include <bitset>
 #include <memory>
@@ -11,11 +13,8 @@ namespace {
 constexpr std::size_t entry_size = 6;  // u16 id, u32 value
 
 void put_entry(std::string& out, setting_id id, std::uint32_t v) {
-  const auto i = static_cast<std::uint16_t>(id);
-  const char b[entry_size] = {static_cast<char>(i >> 8),  static_cast<char>(i),
-                              static_cast<char>(v >> 24), static_cast<char>(v >> 16),
-                              static_cast<char>(v >> 8),  static_cast<char>(v)};
-  out.append(b, entry_size);
+  base::append_be16(out, static_cast<std::uint16_t>(id));
+  base::append_be32(out, v);
 }
 
 const char* setting_name(std::uint16_t id) {
@@ -53,9 +52,8 @@ bool decode_settings(std::string_view payload, settings& out, std::string& error
   auto seen = std::make_unique<std::bitset<65536>>();
   for (std::size_t at = 0; at < payload.size(); at += entry_size) {
     const auto* p = reinterpret_cast<const unsigned char*>(payload.data() + at);
-    const auto id = static_cast<std::uint16_t>((p[0] << 8) | p[1]);
-    const std::uint32_t v = (std::uint32_t(p[2]) << 24) | (std::uint32_t(p[3]) << 16) |
-                            (std::uint32_t(p[4]) << 8) | std::uint32_t(p[5]);
+    const std::uint16_t id = base::load_be16(p);
+    const std::uint32_t v = base::load_be32(p + 2);
     if (seen->test(id)) {
       error = "setting " + std::to_string(id) + " (" + setting_name(id) + ") appears twice";
       return false;

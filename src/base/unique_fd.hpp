@@ -1,13 +1,13 @@
-// unique_fd: the one owner of a file descriptor. Move-only; closes on destruction unless
-// the descriptor is borrowed (stdin/stdout under inetd, for example), in which case it is
-// never closed by us.
+// unique_fd: the one owner of a file descriptor, for every layer. Move-only; closes on
+// destruction unless the descriptor is borrowed (stdin/stdout under inetd, for example),
+// in which case it is never closed by us. Not synchronised: one owner at a time.
 #pragma once
 
 #include <unistd.h>
 
 #include <utility>
 
-namespace bokbok::io {
+namespace bokbok::base {
 
 class unique_fd {
  public:
@@ -53,4 +53,4 @@ class unique_fd {
   bool borrowed_ = false;
 };
 
-}  // namespace bokbok::io
+}  // namespace bokbok::base

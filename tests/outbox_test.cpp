@@ -1,0 +1,105 @@
+// The outbox (src/rpc/outbox.hpp): whatever the interleaving, each message goes out as the
+// very records wire::append_message_frames gives for it (the cut the protocol vectors
+// test), and small records go first.
+#include <doctest/doctest.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+
+#include "rpc/outbox.hpp"
+#include "wire/frame.hpp"
+
+using namespace bokbok;
+using namespace std::string_literals;
+
+namespace {
+
+// The bytes of every batch the outbox gives, in order, `max_bytes` at most per batch.
+std::string drain(rpc::outbox& box, std::size_t max_bytes) {
+  std::string out;
+  for (int turns = 0; turns < 1000; ++turns) {
+    rpc::batch b;
+    if (!box.take_batch(b, max_bytes)) return out;
+    std::size_t bytes = 0;
+    for (const iovec& v : b.iov) {
+      out.append(static_cast<const char*>(v.iov_base), v.iov_len);
+      bytes += v.iov_len;
+    }
+    CHECK(bytes == b.bytes);
+  }
+  FAIL("the outbox never ran dry");
+  return out;
+}
+
+// Splits `bytes` into whole records (header included), keyed by the frame's type and id.
+std::map<std::pair<int, std::uint32_t>, std::string> records_by_message(std::string_view bytes,
+                                                                       std::string& first) {
+  std::map<std::pair<int, std::uint32_t>, std::string> by;
+  while (!bytes.empty()) {
+    REQUIRE(bytes.size() >= wire::record_header_size);
+    const std::size_t len = (std::size_t(std::uint8_t(bytes[0])) << 8) | std::uint8_t(bytes[1]);
+    REQUIRE(bytes.size() >= wire::record_header_size + len);
+    const std::string_view record = bytes.substr(0, wire::record_header_size + len);
+    wire::frame_view f;
+    std::string error;
+    REQUIRE_MESSAGE(wire::parse_frame(record.substr(wire::record_header_size), f, error), error);
+    if (first.empty()) first = record;
+    by[{int(f.type), f.call_id}].append(record);
+    bytes.remove_prefix(record.size());
+  }
+  return by;
+}
+
+std::string pattern(std::size_t n, char seed) {
+  std::string s(n, '\0');
+  for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>(seed + i * 13);
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("large messages leave the outbox as the records append_message_frames cuts, interleaved") {
+  const std::size_t m = wire::max_frame_payload;
+  const std::string headroom(10, '?');  // bytes before `start`, never sent
+  const std::string response = pattern(3 * m + 7, 'a');
+  std::string deadline_request;
+  wire::put_deadline_prefix(deadline_request, 250);
+  deadline_request += pattern(2 * m, 'k');
+  const std::string ping = [] {
+    std::string r;
+    wire::append_frame(r, wire::frame_type::ping, 0, 0, "12345678");
+    return r;
+  }();
+
+  rpc::outbox box;
+  box.push_message(wire::frame_type::response, 7, headroom + response, headroom.size());
+  box.push_message(wire::frame_type::request, 8, headroom + deadline_request, headroom.size(),
+                   wire::flag_deadline);
+  box.push_message(wire::frame_type::notify, 9, pattern(100, 'n'));  // one frame: small
+  box.push_record_bytes(ping);
+  const std::size_t queued = box.queued_bytes();
+
+  // Batches of about two frames each, so the two large messages take turns.
+  const std::string sent = drain(box, 2 * m);
+  CHECK(box.empty());
+  CHECK(box.queued_bytes() == 0);
+
+  std::string first;
+  auto by = records_by_message(sent, first);
+  std::string expected_response, expected_request, expected_notify, expected_ping;
+  wire::append_message_frames(expected_response, wire::frame_type::response, 7, response);
+  wire::append_message_frames(expected_request, wire::frame_type::request, 8, deadline_request,
+                              wire::flag_deadline);
+  wire::append_message_frames(expected_notify, wire::frame_type::notify, 9, pattern(100, 'n'));
+  CHECK(by[{int(wire::frame_type::response), 7}] == expected_response);
+  CHECK(by[{int(wire::frame_type::request), 8}] == expected_request);
+  CHECK(by[{int(wire::frame_type::notify), 9}] == expected_notify);
+  CHECK(by[{int(wire::frame_type::ping), 0}] == ping);
+  CHECK(first == expected_notify);  // small records go out first, in order
+  CHECK(sent.size() == expected_response.size() + expected_request.size() +
+                           expected_notify.size() + ping.size());
+  CHECK(queued == response.size() + deadline_request.size() + expected_notify.size() +
+                      ping.size());
+}
