@@ -54,7 +54,7 @@ namespace {
 // A completion that records its results; safe to watch from the test thread.
 class recording_completion final : public completion {
  public:
-  void complete(int result) override {
+  void complete(int result, std::uint32_t) override {
     std::lock_guard lock(mutex_);
     results_.push_back(result);
     cv_.notify_all();
@@ -368,6 +368,42 @@ TEST_CASE("a read on an empty pipe completes when data arrives") {
   REQUIRE(res.has_value());
   CHECK(*res == 5);
   CHECK(std::string(buf, 5) == "hello");
+}
+
+TEST_CASE("a number forgotten and reused for another file within one turn is watched afresh") {
+  // The old file stays open elsewhere (a dup), so only forget() can end its
+  // registration; the new file under the same number must be the one watched.
+  auto l = start_checked();
+  auto old_pipe = make_pipe();
+  auto new_pipe = make_pipe();
+  int number = old_pipe.read_end.get();
+  unique_fd old_kept(::dup(number));
+  REQUIRE(old_kept);
+  recording_completion waiting, fresh;
+  char buf[16] = {};
+  on_loop(*l, [&] {
+    l->submit_read(number, buf, sizeof buf, &waiting);
+    return 0;
+  });
+  on_loop(*l, [] { return 0; });  // the read is waiting: the number is watched
+  on_loop(*l, [&] {
+    l->cancel(&waiting);
+    l->forget(number);
+    // The same number now holds the new pipe's read end.
+    REQUIRE(::dup2(new_pipe.read_end.get(), number) == number);
+    l->submit_read(number, buf, sizeof buf, &fresh);
+    return 0;
+  });
+  CHECK(waiting.wait() == -ECANCELED);
+  REQUIRE(::write(new_pipe.write_end.get(), "new", 3) == 3);
+  auto res = fresh.wait();
+  REQUIRE(res.has_value());
+  CHECK(*res == 3);
+  CHECK(std::string(buf, 3) == "new");
+  on_loop(*l, [&] {
+    l->forget(number);
+    return 0;
+  });
 }
 
 TEST_CASE("a read completes with 0 at end of file") {
