@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -402,6 +403,42 @@ TEST_CASE("a number forgotten and reused for another file within one turn is wat
   CHECK(std::string(buf, 3) == "new");
   on_loop(*l, [&] {
     l->forget(number);
+    return 0;
+  });
+}
+
+TEST_CASE("a hung-up socket that nothing waits on does not keep the loop busy") {
+  auto l = start_checked();
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+  unique_fd a(sv[0]), b(sv[1]);
+  recording_completion c;
+  char buf[8];
+  on_loop(*l, [&] {
+    l->submit_read(a.get(), buf, sizeof buf, &c);
+    return 0;
+  });
+  b.reset();  // `a` now reports a hang-up, level after level, until it is closed
+  REQUIRE(c.wait() == 0);
+  // The fd stays open and known to the loop with nothing waiting: the loop must sleep
+  // until a timer 200 ms away, not spin on the hang-up.
+  auto cpu_now = [] {
+    rusage u{};
+    ::getrusage(RUSAGE_THREAD, &u);
+    return std::chrono::seconds(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+           std::chrono::microseconds(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+  };
+  std::promise<std::chrono::microseconds> used;
+  on_loop(*l, [&] {
+    auto start = cpu_now();
+    l->add_timer(clock::now() + 200ms, [&, start] { used.set_value(cpu_now() - start); });
+    return 0;
+  });
+  auto f = used.get_future();
+  REQUIRE(f.wait_for(patience) == std::future_status::ready);
+  CHECK(f.get() < 100ms);
+  on_loop(*l, [&] {
+    l->forget(a.get());
     return 0;
   });
 }
