@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -55,7 +56,7 @@ namespace {
 // A completion that records its results; safe to watch from the test thread.
 class recording_completion final : public completion {
  public:
-  void complete(int result) override {
+  void complete(int result, std::uint32_t) override {
     std::lock_guard lock(mutex_);
     results_.push_back(result);
     cv_.notify_all();
@@ -369,6 +370,78 @@ TEST_CASE("a read on an empty pipe completes when data arrives") {
   REQUIRE(res.has_value());
   CHECK(*res == 5);
   CHECK(std::string(buf, 5) == "hello");
+}
+
+TEST_CASE("a number forgotten and reused for another file within one turn is watched afresh") {
+  // The old file stays open elsewhere (a dup), so only forget() can end its
+  // registration; the new file under the same number must be the one watched.
+  auto l = start_checked();
+  auto old_pipe = make_pipe();
+  auto new_pipe = make_pipe();
+  int number = old_pipe.read_end.get();
+  unique_fd old_kept(::dup(number));
+  REQUIRE(old_kept);
+  recording_completion waiting, fresh;
+  char buf[16] = {};
+  on_loop(*l, [&] {
+    l->submit_read(number, buf, sizeof buf, &waiting);
+    return 0;
+  });
+  on_loop(*l, [] { return 0; });  // the read is waiting: the number is watched
+  on_loop(*l, [&] {
+    l->cancel(&waiting);
+    l->forget(number);
+    // The same number now holds the new pipe's read end.
+    REQUIRE(::dup2(new_pipe.read_end.get(), number) == number);
+    l->submit_read(number, buf, sizeof buf, &fresh);
+    return 0;
+  });
+  CHECK(waiting.wait() == -ECANCELED);
+  REQUIRE(::write(new_pipe.write_end.get(), "new", 3) == 3);
+  auto res = fresh.wait();
+  REQUIRE(res.has_value());
+  CHECK(*res == 3);
+  CHECK(std::string(buf, 3) == "new");
+  on_loop(*l, [&] {
+    l->forget(number);
+    return 0;
+  });
+}
+
+TEST_CASE("a hung-up socket that nothing waits on does not keep the loop busy") {
+  auto l = start_checked();
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+  unique_fd a(sv[0]), b(sv[1]);
+  recording_completion c;
+  char buf[8];
+  on_loop(*l, [&] {
+    l->submit_read(a.get(), buf, sizeof buf, &c);
+    return 0;
+  });
+  b.reset();  // `a` now reports a hang-up, level after level, until it is closed
+  REQUIRE(c.wait() == 0);
+  // The fd stays open and known to the loop with nothing waiting: the loop must sleep
+  // until a timer 200 ms away, not spin on the hang-up.
+  auto cpu_now = [] {
+    rusage u{};
+    ::getrusage(RUSAGE_THREAD, &u);
+    return std::chrono::seconds(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+           std::chrono::microseconds(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+  };
+  std::promise<std::chrono::microseconds> used;
+  on_loop(*l, [&] {
+    auto start = cpu_now();
+    l->add_timer(clock::now() + 200ms, [&, start] { used.set_value(cpu_now() - start); });
+    return 0;
+  });
+  auto f = used.get_future();
+  REQUIRE(f.wait_for(patience) == std::future_status::ready);
+  CHECK(f.get() < 100ms);
+  on_loop(*l, [&] {
+    l->forget(a.get());
+    return 0;
+  });
 }
 
 TEST_CASE("a read completes with 0 at end of file") {

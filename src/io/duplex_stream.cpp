@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cstdint>
 #include <optional>
 #include <stdexcept>
 #include <system_error>
@@ -54,6 +55,14 @@ class stream_impl final : public duplex_stream,
 
         read_op_(*this, &stream_impl::on_read),
         write_op_(*this, &stream_impl::on_written) {}
+  // Without close(): on the loop thread the loop forgets the fds before they close;
+  // elsewhere it cannot be told, and re-registers a reused number when it finds the
+  // registration gone (see epoll_loop.hpp).
+  ~stream_impl() override {
+    if (!loop_->in_loop_thread()) return;
+    if (out_) loop_->forget(out_.get());
+    if (in_) loop_->forget(in_.get());
+  }
 
   void start_reading() override;
   void stop_reading() override { reading_ = false; }
@@ -70,7 +79,7 @@ class stream_impl final : public duplex_stream,
     op(stream_impl& s, void (stream_impl::*on_done)(int)) : stream_(s), on_done_(on_done) {}
     void arm(std::shared_ptr<stream_impl> self) { keep_ = std::move(self); }
     bool in_flight() const noexcept { return keep_ != nullptr; }
-    void complete(int result) override {
+    void complete(int result, std::uint32_t) override {
       // The stream may die when `self` goes, at the end of this call; nothing touches
       // `this` after the handler.
       std::shared_ptr<stream_impl> self = std::move(keep_);
@@ -252,9 +261,11 @@ void stream_impl::end_write_half() {
   } else if (same_fd_) {
     // One non-socket fd for both halves cannot be half-closed.
   } else if (out_.borrowed()) {
+    loop_->forget(out_.get());  // the number will hold another file
     base::unique_fd null(::open("/dev/null", O_WRONLY | O_CLOEXEC));
     if (null) ::dup2(null.get(), out_.get());
   } else {
+    loop_->forget(out_.get());
     out_.reset();
   }
 }
@@ -273,6 +284,9 @@ void stream_impl::release_if_idle() {
   if (read_op_.in_flight() || write_op_.in_flight()) return;
   iov_.clear();
   keep_alive_.reset();
+  // The loop lets go of the numbers before they are closed (and may be reused).
+  if (out_) loop_->forget(out_.get());
+  if (in_) loop_->forget(in_.get());
   out_.reset();
   in_.reset();
 }

@@ -14,6 +14,11 @@ namespace bokbok::io {
 namespace {
 
 constexpr int max_events = 64;
+constexpr std::uint32_t read_events = EPOLLIN | EPOLLRDHUP;
+constexpr std::uint32_t write_events = EPOLLOUT;
+// What a fd that wants nothing is left watching: no events, edge triggered, so that
+// the EPOLLHUP or EPOLLERR epoll always reports is reported once, not on every wait.
+constexpr std::uint32_t idle_events = EPOLLET;
 
 [[noreturn]] void fail(int err, const char* what) {
   throw std::system_error(err, std::system_category(), what);
@@ -61,84 +66,121 @@ int epoll_loop::try_write(int fd, const op& o) noexcept {
   return res;
 }
 
+epoll_loop::fd_state& epoll_loop::state(int fd) {
+  auto i = static_cast<std::size_t>(fd);
+  if (i >= fds_.size()) fds_.resize(std::max(i + 1, fds_.size() * 2));
+  return fds_[i];
+}
+
 void epoll_loop::finish(completion* c, int res) { ready_.push_back({c, res}); }
 
+void epoll_loop::mark_changed(int fd, fd_state& s) {
+  if (s.dirty) return;
+  s.dirty = true;
+  changed_.push_back(fd);
+}
+
 void epoll_loop::submit_read(int fd, void* buf, std::size_t len, completion* c) {
+  if (fd < 0) return finish(c, -EBADF);
   op o{c, buf, len, nullptr, 0, false};
-  auto it = fds_.find(fd);
-  if (it == fds_.end() || it->second.reads.empty()) {
-    int res = try_read(fd, o);
-    if (!not_ready(res)) return finish(c, res);
-  }
-  enqueue(fd, o, false);
+  fd_state& s = state(fd);
+  if (s.unwatchable) return finish(c, try_read(fd, o));
+  // No read now: the wait of the next turn tells whether the fd is readable.
+  s.reads.push_back(o);
+  if (s.reads.size() == 1) mark_changed(fd, s);
 }
 
 void epoll_loop::submit_writev(int fd, bool is_socket, const iovec* iov, int iovcnt,
                                completion* c) {
+  if (fd < 0) return finish(c, -EBADF);
   op o{c, nullptr, 0, iov, iovcnt, is_socket};
-  auto it = fds_.find(fd);
-  if (it == fds_.end() || it->second.writes.empty()) {
+  fd_state& s = state(fd);
+  if (s.writes.empty()) {
     int res = try_write(fd, o);
-    if (!not_ready(res)) return finish(c, res);
+    if (!not_ready(res) || s.unwatchable) return finish(c, res);
   }
-  enqueue(fd, o, true);
+  s.writes.push_back(o);
+  if (s.writes.size() == 1) mark_changed(fd, s);
 }
 
-void epoll_loop::enqueue(int fd, op o, bool is_write) {
-  waiters& w = fds_[fd];
-  (is_write ? w.writes : w.reads).push_back(o);
-  update_registration(fd);
+// Loop thread, before waiting: makes epoll watch what the changed fds want. A fd epoll
+// refuses with EPERM (a regular file) has its operations made directly from now on;
+// any other refusal completes its waiters with the error.
+void epoll_loop::apply_changes() {
+  // watch() may complete operations but never adds to changed_.
+  for (int fd : changed_) {
+    fd_state& s = fds_[static_cast<std::size_t>(fd)];
+    s.dirty = false;
+    watch(fd, s);
+  }
+  changed_.clear();
 }
 
-// Makes epoll watch exactly what the waiters of `fd` need; forgets the fd when nothing
-// waits. If epoll refuses the fd, its waiters complete with that error.
-void epoll_loop::update_registration(int fd) {
-  auto it = fds_.find(fd);
-  if (it == fds_.end()) return;
-  waiters& w = it->second;
-  std::uint32_t want = (w.reads.empty() ? 0u : std::uint32_t{EPOLLIN | EPOLLRDHUP}) |
-                       (w.writes.empty() ? 0u : std::uint32_t{EPOLLOUT});
-  if (want == w.registered) {
-    if (want == 0) fds_.erase(it);
-    return;
-  }
-  int r = 0;
-  if (want == 0) {
-    ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, fd, nullptr);  // EBADF if closed: fine
-    fds_.erase(it);
-    return;
-  }
+void epoll_loop::watch(int fd, fd_state& s) {
+  if (s.unwatchable) return run_direct(fd, s);
+  std::uint32_t want = (s.reads.empty() ? 0u : read_events) |
+                       (s.writes.empty() ? 0u : write_events);
+  if (want == 0) want = idle_events;
+  if (s.added && want == s.watched) return;
+  if (!s.added && want == idle_events) return;  // nothing to watch yet
   epoll_event ev{};
   ev.events = want;
   ev.data.fd = fd;
-  r = ::epoll_ctl(epoll_fd_.get(), w.registered == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev);
+  int r = ::epoll_ctl(epoll_fd_.get(), s.added ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
+  // The number was closed without forget() (the registration went with the file, or
+  // belongs to another file): register the file the number holds now.
+  if (r < 0 && errno == ENOENT && s.added)
+    r = ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, fd, &ev);
+  if (r < 0 && errno == EEXIST && !s.added)
+    r = ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, fd, &ev);
   if (r == 0) {
-    w.registered = want;
+    s.added = true;
+    s.watched = want;
     return;
   }
-  int err = -errno;
-  for (const op& o : w.reads) finish(o.c, err);
-  for (const op& o : w.writes) finish(o.c, err);
-  if (w.registered != 0) ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, fd, nullptr);
-  fds_.erase(it);
+  int err = errno;
+  if (err == EPERM) {
+    s.unwatchable = true;
+    return run_direct(fd, s);
+  }
+  for (const op& o : s.reads) finish(o.c, -err);
+  for (const op& o : s.writes) finish(o.c, -err);
+  s.reads.clear();
+  s.writes.clear();
+}
+
+void epoll_loop::run_direct(int fd, fd_state& s) {
+  for (const op& o : s.reads) finish(o.c, try_read(fd, o));
+  for (const op& o : s.writes) finish(o.c, try_write(fd, o));
+  s.reads.clear();
+  s.writes.clear();
 }
 
 void epoll_loop::cancel(completion* c) {
-  std::vector<int> touched;
-  for (auto& [fd, w] : fds_) {
-    bool hit = false;
-    for (auto* q : {&w.reads, &w.writes}) {
+  for (std::size_t fd = 0; fd < fds_.size(); ++fd) {
+    fd_state& s = fds_[fd];
+    for (auto* q : {&s.reads, &s.writes}) {
+      if (q->empty()) continue;
       auto keep = std::remove_if(q->begin(), q->end(), [&](const op& o) {
         if (o.c != c) return false;
         finish(c, -ECANCELED);
         return true;
       });
-      hit = hit || keep != q->end();
+      if (keep == q->end()) continue;
       q->erase(keep, q->end());
+      if (q->empty()) mark_changed(static_cast<int>(fd), s);
     }
-    if (hit) touched.push_back(fd);
   }
-  for (int fd : touched) update_registration(fd);
+}
+
+void epoll_loop::forget(int fd) {
+  if (fd < 0 || static_cast<std::size_t>(fd) >= fds_.size()) return;
+  fd_state& s = fds_[static_cast<std::size_t>(fd)];
+  for (const op& o : s.reads) finish(o.c, -ECANCELED);
+  for (const op& o : s.writes) finish(o.c, -ECANCELED);
+  if (s.added) ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, fd, nullptr);
+  if (s.dirty) std::erase(changed_, fd);
+  s = fd_state{};
 }
 
 timer_id epoll_loop::add_timer(clock::time_point when, std::function<void()> fn) {
@@ -148,26 +190,28 @@ timer_id epoll_loop::add_timer(clock::time_point when, std::function<void()> fn)
 void epoll_loop::cancel_timer(timer_id id) { core_.timers().cancel(id); }
 
 void epoll_loop::on_ready(int fd, std::uint32_t events) {
-  auto it = fds_.find(fd);
-  if (it == fds_.end()) return;
-  waiters& w = it->second;
+  if (fd < 0 || static_cast<std::size_t>(fd) >= fds_.size()) return;
+  fd_state& s = fds_[static_cast<std::size_t>(fd)];
+  std::size_t done_reads = 0, done_writes = 0;
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-    while (!w.reads.empty()) {
-      int res = try_read(fd, w.reads.front());
+    while (done_reads < s.reads.size()) {
+      int res = try_read(fd, s.reads[done_reads]);
       if (not_ready(res)) break;
-      finish(w.reads.front().c, res);
-      w.reads.pop_front();
+      finish(s.reads[done_reads++].c, res);
     }
   }
   if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
-    while (!w.writes.empty()) {
-      int res = try_write(fd, w.writes.front());
+    while (done_writes < s.writes.size()) {
+      int res = try_write(fd, s.writes[done_writes]);
       if (not_ready(res)) break;
-      finish(w.writes.front().c, res);
-      w.writes.pop_front();
+      finish(s.writes[done_writes++].c, res);
     }
   }
-  update_registration(fd);
+  s.reads.erase(s.reads.begin(), s.reads.begin() + static_cast<std::ptrdiff_t>(done_reads));
+  s.writes.erase(s.writes.begin(),
+                 s.writes.begin() + static_cast<std::ptrdiff_t>(done_writes));
+  if ((done_reads > 0 && s.reads.empty()) || (done_writes > 0 && s.writes.empty()))
+    mark_changed(fd, s);
 }
 
 void epoll_loop::run() {
@@ -182,6 +226,7 @@ void epoll_loop::run() {
 }
 
 void epoll_loop::wait_once() {
+  apply_changes();
   int timeout = -1;
   if (!ready_.empty() || core_.local_posts_pending()) {
     timeout = 0;
@@ -214,7 +259,7 @@ void epoll_loop::wait_once() {
 
 void epoll_loop::dispatch() {
   dispatching_.swap(ready_);
-  for (const ready_op& e : dispatching_) e.c->complete(e.res);
+  for (const ready_op& e : dispatching_) e.c->complete(e.res, 0);
   dispatching_.clear();
 }
 

@@ -25,10 +25,11 @@ namespace bokbok::io {
 
 // One in-flight operation: user_data of its submission points here, and complete() is
 // called exactly once, on the loop thread, with the operation's result (bytes, or
-// -errno; -ECANCELED after cancel()).
+// -errno; -ECANCELED after cancel()) and its flags: the CQE's flags on io_uring
+// (IORING_CQE_F_*), 0 on epoll.
 class completion {
  public:
-  virtual void complete(int result) = 0;
+  virtual void complete(int result, std::uint32_t flags) = 0;
 
  protected:
   ~completion() = default;
@@ -77,6 +78,13 @@ class loop {
   // 5.19 cancels only the first operation of `c`: give each operation its own
   // completion object where that matters.
   virtual void cancel(completion* c) = 0;
+
+  // Loop thread only. Drops what the backend keeps about `fd` (the epoll backend keeps
+  // each fd registered from its first operation until then). Call it before closing an
+  // fd that had operations, once none is in flight (any still waiting completes with
+  // -ECANCELED), so that a new file given the same number starts afresh. Forgetting an
+  // fd never used does nothing.
+  virtual void forget(int fd) = 0;
 
   // Loop thread only. Runs `fn` on the loop thread at `when` (never earlier; with
   // epoll up to a millisecond later), unless cancelled first. Equal deadlines run in

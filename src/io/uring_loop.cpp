@@ -55,7 +55,7 @@ void ring_unmapping() {}
 class uring_loop::wake_op final : public completion {
  public:
   explicit wake_op(uring_loop& l) : loop_(l) {}
-  void complete(int result) override { loop_.on_wakeup(result); }
+  void complete(int, std::uint32_t) override { loop_.on_wakeup(); }
   std::uint64_t value = 0;
 
  private:
@@ -65,17 +65,17 @@ class uring_loop::wake_op final : public completion {
 // Cancel requests: their own result does not matter (the target completes by itself).
 class uring_loop::cancel_op final : public completion {
  public:
-  void complete(int) override {}
+  void complete(int, std::uint32_t) override {}
 };
 
 // A sendmsg in flight: owns the msghdr, forwards the result to the caller's completion.
 class uring_loop::send_op final : public completion {
  public:
   explicit send_op(uring_loop& l) : loop_(l) {}
-  void complete(int result) override {
+  void complete(int result, std::uint32_t flags) override {
     completion* c = std::exchange(user, nullptr);
     loop_.free_send_ops_.push_back(this);
-    c->complete(result);
+    c->complete(result, flags);
   }
   completion* user = nullptr;
   msghdr msg{};
@@ -217,7 +217,7 @@ void uring_loop::arm_wakeup() {
   io_uring_sqe_set_data(s, wake_op_.get());
 }
 
-void uring_loop::on_wakeup(int) {
+void uring_loop::on_wakeup() {
   // Whatever the result (a count, or -EINTR), re-arm first, then drain: run_posted()
   // clears the wake-up flag only now that the eventfd has been consumed.
   if (core_.stopping()) return;
@@ -273,7 +273,8 @@ void uring_loop::reap() {
     if (n == 0) return;
     for (unsigned i = 0; i < n; ++i) {
       if (cqes[i]->user_data == LIBURING_UDATA_TIMEOUT) continue;  // liburing's own
-      ready_.push_back({static_cast<completion*>(io_uring_cqe_get_data(cqes[i])), cqes[i]->res});
+      ready_.push_back({static_cast<completion*>(io_uring_cqe_get_data(cqes[i])), cqes[i]->res,
+                        cqes[i]->flags});
       --inflight_;
     }
     io_uring_cq_advance(&ring_, n);
@@ -287,7 +288,7 @@ void uring_loop::dispatch() {
   for (const ready_cqe& e : dispatching_) {
     // A pipe write to a closed reader queued SIGPIPE on this thread, where it is blocked.
     if (e.res == -EPIPE) discard_pending_sigpipe();
-    e.c->complete(e.res);
+    e.c->complete(e.res, e.flags);
   }
   dispatching_.clear();
 }

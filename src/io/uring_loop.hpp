@@ -4,6 +4,8 @@
 //   thread. (IORING_OP_MSG_RING would need a ring on the posting side; callers are
 //   arbitrary threads, so the eventfd it is. It also works on every kernel with
 //   IORING_OP_READ.)
+// - Completions get the CQE's result and flags. forget(fd) does nothing: nothing is
+//   kept per fd.
 // - Every SQE's user_data points to a completion: the caller's, or an internal one
 //   (wake-up read, cancel requests, sendmsg headers). sqe() is the one place that
 //   obtains SQEs; when the queue is full it submits and retries.
@@ -23,6 +25,7 @@
 
 #include <liburing.h>
 
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -48,6 +51,7 @@ class uring_loop final : public loop_backend {
   void submit_writev(int fd, bool is_socket, const iovec* iov, int iovcnt,
                      completion* c) override;
   void cancel(completion* c) override;
+  void forget(int) override {}  // nothing is kept per fd
   timer_id add_timer(clock::time_point when, std::function<void()> fn) override;
   void cancel_timer(timer_id id) override;
 
@@ -58,6 +62,7 @@ class uring_loop final : public loop_backend {
   struct ready_cqe {
     completion* c;
     int res;
+    std::uint32_t flags;
   };
   class wake_op;
   class cancel_op;
@@ -68,7 +73,7 @@ class uring_loop final : public loop_backend {
   io_uring_sqe* sqe();
   void submit_cancel(const void* target);
   void arm_wakeup();
-  void on_wakeup(int res);
+  void on_wakeup();
   void wait_once();
   void reap();
   void dispatch();
