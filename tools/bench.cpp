@@ -17,7 +17,7 @@ namespace {
 
 constexpr std::string_view help_text =
     "usage: bokbok bench [--quick] [--transport socketpair|pipe|unix|tcp|child|all]\n"
-    "                    [--seconds N]\n"
+    "                    [--seconds N] [--pin same|split]\n"
     "\n"
     "Measures bokbok against a raw baseline over the same transport: a blocking\n"
     "length-prefixed echo (u32 length, bytes), written then read back whole, with the\n"
@@ -34,9 +34,11 @@ constexpr std::string_view help_text =
     "              (raw: the same program spawned on two pipes, one raw echo)\n"
     "For each transport it prints one line per figure:\n"
     "  rtt-median, rtt-p99  round trip of a tiny call, one caller (lower is better)\n"
-    "  calls/s              calls per second from 16 threads on one connection; the raw\n"
-    "                       figure is its one-caller rate, as a blocking echo cannot\n"
-    "                       multiplex (higher is better)\n"
+    "  calls/s              calls per second from 16 threads on one connection, twice:\n"
+    "                       against raw's one-caller rate (\"raw: 1 caller\"), and\n"
+    "                       against raw pipelined (\"raw: 16 pipelined\": 16 requests\n"
+    "                       written, then the 16 replies read, as a blocking echo can\n"
+    "                       do; it cannot multiplex) (higher is better)\n"
     "  x16-vs-x1            bokbok's 16-caller rate against its own one-caller rate\n"
     "rtt and calls/s are measured twice: with the echo handler on a handler thread (the\n"
     "default) and inline on the event-loop thread (options::inline_handlers).\n"
@@ -52,6 +54,19 @@ constexpr std::string_view help_text =
     "  --quick           a short smoke run (under 10 s in all), for CI\n"
     "  --transport NAME  socketpair, pipe, unix, tcp, child, or all (default: all)\n"
     "  --seconds N       seconds per time-bounded figure (default 2, quick 0.3)\n"
+    "  --pin same|split  CPU placement: same: every thread of both sides (callers, the\n"
+    "                    echo peer thread, event-loop and handler threads, the child\n"
+    "                    process) on one CPU; split: the client side (callers) on one\n"
+    "                    CPU, the server side (echo peer thread, handler threads, child\n"
+    "                    process) on another. The in-process bokbok pair shares one\n"
+    "                    event-loop thread (the public API gives connect_fds none of\n"
+    "                    its own); split puts it on the server CPU (child: on the\n"
+    "                    client CPU, as it serves the client end only). The CPUs\n"
+    "                    are the first one or two this process may run on; split\n"
+    "                    with fewer than 2 is bad usage. The placement of every\n"
+    "                    thread is checked (/proc) while 16 callers run and printed\n"
+    "                    per transport.\n"
+    "                    Default: placement left to the scheduler.\n"
     "  --help            show this help\n"
     "\n"
     "Exit status: 0 when every figure was measured, 1 when a run failed, 2 bad usage.\n";
@@ -125,14 +140,23 @@ void run_transport(const transport& t, const settings& s, watchdog& dog) {
   print_figure({t.name, "rtt-p99", percentile(inline_rtt.micros, 99),
                 percentile(raw_rtt.micros, 99), "us", better::lower, "inline handler"});
 
+  dog.arm(name + ": calls/s (raw, pipelined)", budget);
+  double raw_pipelined = measure_pipelined(*raw, s);
   dog.arm(name + ": calls/s (bokbok)", budget);
-  double rate = measure_rate(*bokbok, s);
+  // While 16 callers run, every thread of both sides (and the child) exists: check
+  // where each may run.
+  std::string where;
+  double rate = measure_rate(*bokbok, s, [&] { where = check_placement(); });
   print_figure({t.name, "calls/s", rate, raw_rtt.calls_per_second, "/s", better::higher,
                 "raw: 1 caller"});
+  print_figure({t.name, "calls/s", rate, raw_pipelined, "/s", better::higher,
+                "raw: " + std::to_string(s.callers) + " pipelined"});
   dog.arm(name + ": calls/s (bokbok, inline handler)", budget);
   double inline_rate = measure_rate(*bokbok_inline, s);
   print_figure({t.name, "calls/s", inline_rate, raw_rtt.calls_per_second, "/s",
                 better::higher, "inline handler; raw: 1 caller"});
+  print_figure({t.name, "calls/s", inline_rate, raw_pipelined, "/s", better::higher,
+                "inline handler; raw: " + std::to_string(s.callers) + " pipelined"});
   print_figure({t.name, "x16-vs-x1", rate, bokbok_rtt.calls_per_second, "/s", better::higher,
                 "bokbok 16 callers against bokbok 1 caller"});
 
@@ -174,6 +198,7 @@ void run_transport(const transport& t, const settings& s, watchdog& dog) {
                   std::to_string(sp.bokbok_micros.size()) + " spawns each"});
   }
 
+  print_placement(t.name, where);
   dog.arm(name + ": closing the connections", seconds_f(30));
 }
 
@@ -191,6 +216,7 @@ int run(args_view args) {
   bool quick = false;
   std::string transport_name = "all";
   double seconds = 0;
+  pin_mode pin = pin_mode::none;
 
   arg_reader reader(args);
   while (!reader.done()) {
@@ -202,6 +228,14 @@ int run(args_view args) {
       transport_name = reader.value();
     } else if (opt == "--echo-peer") {
       return serve_echo_peer(reader.value());  // internal: the child transport's peer
+    } else if (opt == "--pin") {
+      std::string_view v = reader.value();
+      if (v == "same")
+        pin = pin_mode::same;
+      else if (v == "split")
+        pin = pin_mode::split;
+      else
+        throw usage_error("--pin wants same or split, not '" + std::string(v) + "'");
     } else if (opt == "--seconds") {
       seconds = parse_seconds(reader.value());
     } else if (opt.starts_with("-")) {
@@ -231,6 +265,8 @@ int run(args_view args) {
   // The raw baseline writes to pipes whose reader may be gone; we want EPIPE, not death.
   std::signal(SIGPIPE, SIG_IGN);
 
+  // Before any thread starts: they inherit the client CPU from this one.
+  set_placement(choose_placement(pin));
   print_header(s, quick);
   watchdog dog;
   int failures = 0;

@@ -8,6 +8,7 @@
 //   bench_measure.cpp    the measurement loops (latency, concurrent rate, bulk) and the
 //                        sanity checks on every answer
 //   bench_report.cpp     statistics and the printed lines
+//   bench_pin.cpp        CPU placement (--pin same|split) and its check
 //
 // The raw baseline and bokbok both implement echo_client, so every figure is measured by
 // the same loop on both sides.
@@ -16,6 +17,7 @@
 #include <bokbok/bokbok.hpp>
 
 #include <chrono>
+#include <functional>
 #include <cstddef>
 #include <memory>
 #include <optional>
@@ -37,7 +39,8 @@ struct settings {
   seconds_f figure_time{2.0};       // each time-bounded figure runs this long
   std::size_t rtt_calls = 20'000;   // measured tiny calls (fewer if figure_time runs out)
   std::size_t rtt_warmup = 1'000;   // unmeasured tiny calls first
-  unsigned callers = 16;            // threads calling at once on one connection
+  unsigned callers = 16;            // threads calling at once on one connection, and the
+                                    // raw pipelined baseline's requests in flight
   std::size_t tiny_size = 16;       // payload of a tiny call, bytes
   std::size_t bulk_size = 1 << 20;  // payload of a bulk call, bytes
 };
@@ -47,6 +50,49 @@ class check_failed : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+// ---- CPU placement (bench_pin.cpp) -------------------------------------------------
+
+enum class pin_mode { none, same, split };
+
+struct placement {
+  pin_mode mode = pin_mode::none;
+  int client_cpu = -1;  // same: both sides' CPU
+  int server_cpu = -1;
+};
+
+// The CPUs for `mode`, the first one or two this process may run on. Throws usage_error
+// when split finds fewer than 2.
+placement choose_placement(pin_mode mode);
+// Called once by run() on the main thread before any other thread starts: pins the
+// calling thread to the client CPU (usage_error if the system refuses).
+void set_placement(const placement& p);
+const placement& current_placement();
+// The placement, as the header prints it.
+std::string describe_placement();
+
+// While alive (split only), the calling thread runs on the server CPU, so the threads
+// and processes it starts inherit that; the client CPU again afterwards.
+class server_side_scope {
+ public:
+  server_side_scope();
+  ~server_side_scope();
+  server_side_scope(const server_side_scope&) = delete;
+  server_side_scope& operator=(const server_side_scope&) = delete;
+
+ private:
+  bool active_;
+};
+
+// Pins the calling thread to the server CPU (when pinning).
+void pin_this_thread_to_server();
+// Pins this process's event-loop threads ("bokbok-loop") to the server CPU when they
+// serve the in-process peer end too, else to the client CPU (when pinning).
+void pin_event_loops(bool shared_with_server);
+// Reads the affinity of every thread of this process and of its children; throws
+// check_failed when one is not where its role says (pinned modes). Returns a summary:
+// per CPU list, the thread names found there.
+std::string check_placement();
 
 // ---- transports (bench_transport.cpp) ----------------------------------------------
 
@@ -91,6 +137,11 @@ class echo_client {
   // Thread-safe only if concurrent() is true.
   virtual void round_trip(std::string& payload) = 0;
   virtual bool concurrent() const = 0;
+  // Pipelining, for a client that can send without waiting (the raw baseline): writes
+  // one request / reads the next response. Default: unsupported (throws).
+  virtual bool pipelines() const { return false; }
+  virtual void send_request(const std::string& payload);
+  virtual void receive_response(std::string& payload);
 };
 
 // bench_raw.cpp: starts the echo peer thread on link.peer; the caller uses link.caller.
@@ -136,7 +187,12 @@ struct rtt_result {
 
 rtt_result measure_rtt(echo_client& echo, const settings& s);
 // Calls per second from s.callers threads sharing `echo` (which must be concurrent()).
-double measure_rate(echo_client& echo, const settings& s);
+// `while_running`, if set, runs once on the calling thread while the callers run.
+double measure_rate(echo_client& echo, const settings& s,
+                    const std::function<void()>& while_running = {});
+// Calls per second pipelining s.callers requests: all written, then all read, again and
+// again (echo must pipelines()).
+double measure_pipelined(echo_client& echo, const settings& s);
 // Bulk echo throughput in MB/s (10^6 bytes), counting the bytes of both directions.
 double measure_bulk(echo_client& echo, const settings& s);
 
@@ -160,5 +216,7 @@ struct figure {
 void print_header(const settings& s, bool quick);
 void print_figure(const figure& f);
 void print_failure(std::string_view transport, const std::string& why);
+// Where the threads were while 16 callers ran (check_placement()'s summary).
+void print_placement(std::string_view transport, const std::string& where);
 
 }  // namespace bokbok::tools::bench

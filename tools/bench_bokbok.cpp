@@ -17,6 +17,8 @@ class bokbok_echo final : public echo_client {
     peer.inline_handlers = inline_handlers;
     if (keys) use_bench_keys(caller, peer);
     bokbok_pair pair = t.open_bokbok(caller, peer);
+    // The loop thread now exists (started on first use).
+    pin_event_loops(pair.peer.has_value());
     caller_.emplace(std::move(pair.caller));
     peer_ = std::move(pair.peer);
   }
@@ -71,6 +73,7 @@ double measure_handshakes(const settings& s, bool keys) {
   auto end = start + std::chrono::duration_cast<clock_type::duration>(s.figure_time);
   while (n < 20'000 && (n < 10 || clock_type::now() < end)) {
     auto [a, b] = connect_socketpair(caller, peer);
+    if (n == 0) pin_event_loops(true);
     a.close();
     a.wait_closed();
     b.wait_closed();

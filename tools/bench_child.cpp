@@ -30,7 +30,10 @@ fd_link child_fds() {
   bokbok::transport::spawn_request req;
   req.argv = peer_argv("raw");
   req.grace = std::chrono::seconds(2);
-  auto s = bokbok::transport::child_process::spawn(std::move(req));
+  auto s = [&] {
+    server_side_scope on_server;  // the child inherits the server CPU
+    return bokbok::transport::child_process::spawn(std::move(req));
+  }();
   fd_link link;
   link.caller.in = std::move(s.from_child);
   link.caller.out = std::move(s.to_child);
@@ -40,6 +43,7 @@ fd_link child_fds() {
 
 bokbok_pair child_bokbok(const options& caller, const options& peer) {
   auto argv = peer_argv(peer.inline_handlers ? "bokbok-inline" : "bokbok");
+  server_side_scope on_server;  // connect spawns the child here: it inherits the server CPU
   return {connect("exec:" + bokbok::transport::shell_join(argv), caller), std::nullopt};
 }
 
@@ -82,7 +86,10 @@ spawn_result measure_spawn(const settings& s) {
     }  // closes the pipes; the child exits and is reaped in the background
     {
       auto start = clock_type::now();
-      connection c = connect(address);
+      connection c = [&] {
+        server_side_scope on_server;  // the child inherits the server CPU
+        return connect(address);
+      }();
       message m = c.request({payload});
       r.bokbok_micros.push_back(micros_since(start));
       if (m != message{payload}) throw check_failed("bokbok child echo: wrong answer");

@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <stdexcept>
+#include <pthread.h>
 #include <thread>
 
 #include "bench.hpp"
@@ -104,7 +106,15 @@ rtt_result measure_rtt(echo_client& echo, const settings& s) {
   return r;
 }
 
-double measure_rate(echo_client& echo, const settings& s) {
+void echo_client::send_request(const std::string&) {
+  throw std::logic_error("bench: this echo client cannot pipeline");
+}
+void echo_client::receive_response(std::string&) {
+  throw std::logic_error("bench: this echo client cannot pipeline");
+}
+
+double measure_rate(echo_client& echo, const settings& s,
+                    const std::function<void()>& while_running) {
   std::atomic<std::uint64_t> calls{0};
   std::atomic<bool> stop{false};
   std::vector<std::exception_ptr> errors(s.callers);
@@ -113,6 +123,7 @@ double measure_rate(echo_client& echo, const settings& s) {
 
   for (unsigned t = 0; t < s.callers; ++t) {
     threads.emplace_back([&, t] {
+      pthread_setname_np(pthread_self(), "bench-caller");  // for check_placement()
       try {
         std::string payload = reference;
         for (std::uint64_t n = 1; !stop.load(std::memory_order_relaxed); ++n) {
@@ -138,11 +149,55 @@ double measure_rate(echo_client& echo, const settings& s) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   std::uint64_t c1 = calls.load();
   double secs = elapsed_seconds(t0);
+  std::exception_ptr probe_error;
+  if (while_running) {
+    try {
+      while_running();
+    } catch (...) {
+      probe_error = std::current_exception();
+    }
+  }
   stop = true;
   for (auto& th : threads) th.join();
   for (auto& e : errors)
     if (e) std::rethrow_exception(e);
+  if (probe_error) std::rethrow_exception(probe_error);
   return double(c1 - c0) / secs;
+}
+
+double measure_pipelined(echo_client& echo, const settings& s) {
+  const std::string reference = pattern(s.tiny_size);
+  const std::size_t depth = s.callers;
+  std::vector<std::string> sent(depth, reference);
+  std::vector<std::uint64_t> ids(depth);
+  std::string reply;
+  std::uint64_t next_id = 0;
+  // One round: every request written, then every reply read and checked, in order.
+  auto round = [&] {
+    for (std::size_t i = 0; i < depth; ++i) {
+      ids[i] = ++next_id;
+      stamp(sent[i], ids[i]);
+      echo.send_request(sent[i]);
+    }
+    for (std::size_t i = 0; i < depth; ++i) {
+      echo.receive_response(reply);
+      check_echo(reply, reference, ids[i], true, "pipelined call");
+    }
+  };
+
+  auto start = clock_type::now();
+  for (std::size_t i = 0; i * depth < s.rtt_warmup &&
+                          elapsed_seconds(start) < s.figure_time.count() / 4;
+       ++i)
+    round();
+
+  std::uint64_t calls = 0;
+  start = clock_type::now();
+  do {
+    round();
+    calls += depth;
+  } while (elapsed_seconds(start) < s.figure_time.count());
+  return double(calls) / elapsed_seconds(start);
 }
 
 double measure_bulk(echo_client& echo, const settings& s) {

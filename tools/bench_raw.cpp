@@ -2,7 +2,9 @@
 // request/response echo. Each message is `u32 length (host order) ‖ bytes`; the caller
 // writes a whole message, then reads exactly one back; the peer thread reads a message
 // and writes it back. No framing beyond the length, no threads besides the peer, one
-// writev per message. It cannot multiplex: one caller at a time.
+// writev per message. It cannot multiplex: one caller at a time. It can pipeline: write
+// several requests, then read their replies in order (measure_pipelined).
+#include <pthread.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -75,6 +77,7 @@ bool read_message(int fd, std::string& body) {
 
 // The peer: echoes until EOF or an error (the caller sees either as a failed read).
 void echo_peer(endpoint end) {
+  pthread_setname_np(pthread_self(), "bench-peer");  // for check_placement()
   std::string body;
   try {
     while (read_message(end.read_fd(), body)) write_message(end.write_fd(), body);
@@ -86,7 +89,10 @@ void echo_peer(endpoint end) {
 class raw_echo final : public echo_client {
  public:
   explicit raw_echo(fd_link link) : caller_(std::move(link.caller)), child_(std::move(link.child)) {
-    if (link.peer.in) peer_ = std::thread(echo_peer, std::move(link.peer));
+    if (link.peer.in) {
+      server_side_scope on_server;  // the peer thread inherits the server CPU
+      peer_ = std::thread(echo_peer, std::move(link.peer));
+    }
   }
 
   ~raw_echo() override {
@@ -104,6 +110,15 @@ class raw_echo final : public echo_client {
   }
 
   bool concurrent() const override { return false; }
+
+  bool pipelines() const override { return true; }
+  void send_request(const std::string& payload) override {
+    write_message(caller_.write_fd(), payload);
+  }
+  void receive_response(std::string& payload) override {
+    if (!read_message(caller_.read_fd(), payload))
+      throw check_failed("raw echo: the peer closed the stream");
+  }
 
  private:
   endpoint caller_;

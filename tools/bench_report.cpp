@@ -50,14 +50,17 @@ void print_header(const settings& s, bool quick) {
       "(child: the echo peer is a spawned process).\n"
       "%u CPUs, backend %s, %.1f s per figure, ratio = bokbok / raw.\n"
       "  rtt-median, rtt-p99  one caller, %zu-byte echoes, up to %zu calls\n"
-      "  calls/s              bokbok: %u caller threads on one connection;\n"
-      "                       raw: its one-caller rate (blocking echo cannot multiplex)\n"
+      "  calls/s              bokbok: %u caller threads on one connection; raw: its\n"
+      "                       one-caller rate, and pipelined (%u written, then %u read:\n"
+      "                       a blocking echo cannot multiplex)\n"
       "  bulk-1MiB            MB/s (10^6 bytes) echoing %s, both directions counted\n"
       "  spawn-median         child only: spawn the peer, one tiny round trip\n"
+      "%s.\n"
       "\n",
       BOKBOK_VERSION, quick ? " (quick)" : "", std::thread::hardware_concurrency(),
       backend ? backend : "default", s.figure_time.count(), s.tiny_size, s.rtt_calls,
-      s.callers, size_text(s.bulk_size).c_str());
+      s.callers, s.callers, s.callers, size_text(s.bulk_size).c_str(),
+      describe_placement().c_str());
   std::fflush(stdout);
 }
 
@@ -69,6 +72,12 @@ void print_figure(const figure& f) {
               format_value(f.raw, f.unit).c_str(), ratio,
               f.direction == better::lower ? "lower is better" : "higher is better",
               f.note.empty() ? "" : "; ", f.note.c_str());
+  std::fflush(stdout);
+}
+
+void print_placement(std::string_view transport, const std::string& where) {
+  std::printf("%-10.*s  placement     %s\n", int(transport.size()), transport.data(),
+              where.c_str());
   std::fflush(stdout);
 }
 

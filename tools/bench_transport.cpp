@@ -77,6 +77,7 @@ bokbok_pair bokbok_over(fd_link link, const options& caller, const options& peer
   int peer_in = link.peer.in.release();
   int peer_out = link.peer.out ? link.peer.out.release() : peer_in;
   auto peer_conn = std::async(std::launch::async, [&] {
+    pin_this_thread_to_server();  // the peer end opens from the server side
     return connect_fds(peer_in, peer_out, peer, name + ":peer");
   });
   int caller_in = link.caller.in.release();
