@@ -42,6 +42,7 @@
 #include "crypto/noise_symmetric.hpp"
 #include "crypto/record_cipher.hpp"
 #include "base/unique_fd.hpp"
+#include "support/raw_socket.hpp"
 #include "support/relay.hpp"
 #include "transport/address.hpp"
 #include "transport/sockets.hpp"
@@ -173,32 +174,11 @@ std::unique_ptr<relay> relay_to(const std::string& address, relay::filter f = {}
 
 // ---- raw sockets ------------------------------------------------------------------------
 
-bool write_all(int fd, std::string_view bytes) {
-  while (!bytes.empty()) {
-    ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    bytes.remove_prefix(std::size_t(n));
-  }
-  return true;
-}
+using bokbok_test::write_all;
 
 // Reads until `want` bytes have come (or the stream ends, or `limit` passes).
 std::string read_some(int fd, std::size_t want, std::chrono::milliseconds limit = 3s) {
-  std::string out;
-  auto end = std::chrono::steady_clock::now() + limit;
-  while (out.size() < want) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
-    if (left.count() <= 0) break;
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, int(left.count())) <= 0) break;
-    char buf[4096];
-    ssize_t n = ::recv(fd, buf, std::min(sizeof buf, want - out.size()), 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    out.append(buf, std::size_t(n));
-  }
-  return out;
+  return bokbok_test::read_some(fd, want, limit);
 }
 
 // Reads one record (u16 length || body) whole, or what came of it.

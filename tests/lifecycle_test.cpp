@@ -20,6 +20,7 @@
 
 #include "bokbok/bokbok.hpp"
 #include "bokbok/server.hpp"
+#include "support/open_fds.hpp"
 #include "support/child_process.hpp"
 #include "support/settle.hpp"
 #include "transport/command_line.hpp"
@@ -46,23 +47,7 @@ int pid_in(const std::string& text) {
 // True once `pid` has been reaped (not running, not a zombie).
 bool gone(int pid) { return kill(pid, 0) < 0 && errno == ESRCH; }
 
-// Our open descriptors, each with what it refers to, so a failure shows what leaked.
-std::set<std::string> open_fds() {
-  std::set<std::string> fds;
-  DIR* d = opendir("/proc/self/fd");
-  REQUIRE(d);
-  int own = dirfd(d);
-  while (auto* e = readdir(d)) {
-    if (e->d_name[0] == '.' || std::stoi(e->d_name) == own) continue;
-    char target[256] = {};
-    std::string link = std::string("/proc/self/fd/") + e->d_name;
-    ssize_t n = readlink(link.c_str(), target, sizeof target - 1);
-    fds.insert(std::string(e->d_name) + " -> " +
-               (n > 0 ? std::string(target, std::size_t(n)) : "?"));
-  }
-  closedir(d);
-  return fds;
-}
+using bokbok_test::open_fds;
 
 // The descriptors open now that were not in `before`.
 std::set<std::string> leaked(const std::set<std::string>& before) {

@@ -22,6 +22,7 @@
 #include "support/child_process.hpp"
 #include "base/unique_fd.hpp"
 #include "support/key_users.hpp"
+#include "support/raw_socket.hpp"
 #include "wire/frame.hpp"
 #include "wire/message_codec.hpp"
 #include "wire/preamble.hpp"
@@ -39,32 +40,11 @@ bool contains(const std::string& hay, std::string_view needle) {
   return hay.find(needle) != std::string::npos;
 }
 
-bool write_all(int fd, std::string_view bytes) {
-  while (!bytes.empty()) {
-    ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    bytes.remove_prefix(std::size_t(n));
-  }
-  return true;
-}
+using bokbok_test::write_all;
 
 // Reads until `want` bytes have come (or the stream ends, or `limit` passes).
 std::string read_some(int fd, std::size_t want, std::chrono::milliseconds limit = patience) {
-  std::string out;
-  auto end = std::chrono::steady_clock::now() + limit;
-  while (out.size() < want) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
-    if (left.count() <= 0) break;
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, int(left.count())) <= 0) break;
-    char buf[4096];
-    ssize_t n = ::recv(fd, buf, std::min(sizeof buf, want - out.size()), 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    out.append(buf, std::size_t(n));
-  }
-  return out;
+  return bokbok_test::read_some(fd, want, limit);
 }
 
 // What arrives until the peer ends the stream; `ended` says whether it did (EOF, not a

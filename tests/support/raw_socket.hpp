@@ -1,0 +1,45 @@
+// Test support: a raw peer's reads and writes on a socket, bounded in time, for tests
+// that send exact bytes and check the exact bytes that come back.
+#pragma once
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <string>
+#include <string_view>
+
+namespace bokbok_test {
+
+// Writes all of `bytes`; false if the peer is gone (no SIGPIPE).
+inline bool write_all(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    bytes.remove_prefix(std::size_t(n));
+  }
+  return true;
+}
+
+// Reads until `want` bytes have come (or the stream ends, or `limit` passes).
+inline std::string read_some(int fd, std::size_t want, std::chrono::milliseconds limit) {
+  std::string out;
+  auto end = std::chrono::steady_clock::now() + limit;
+  while (out.size() < want) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, int(left.count())) <= 0) break;
+    char buf[4096];
+    ssize_t n = ::recv(fd, buf, std::min(sizeof buf, want - out.size()), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, std::size_t(n));
+  }
+  return out;
+}
+
+}  // namespace bokbok_test
