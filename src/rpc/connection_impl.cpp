@@ -292,6 +292,7 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     closed_cv_.wait(lock, [&] { return !direct_writing_; });
     was_handshaking = phase_ == phase::handshaking;
     phase_ = phase::closed;
+    finished_ = true;
     end_kind_ = kind;
     close_reason_ = std::move(reason);
     pending.swap(pending_);

@@ -293,6 +293,9 @@ class connection_impl final : public io::stream_events,
   // Closing (PROTOCOL.md §2.3, §8.5): send no frame at all; our close frame is queued;
   // the peer's close or end of stream came; our output ended; the rest is unreadable.
   bool silent_end_ = false, close_sent_ = false, peer_done_ = false;
+  // finish() has run (phase_ is closed): the loop thread's own copy, read without mu_ on
+  // every read.
+  bool finished_ = false;
   bool output_ended_ = false, linger_blind_ = false;
   std::uint32_t hello_nonce_ = 0;  // plain mode: our hello's nonce (§6.1), never reflected
   // A failure waiting for the child's exit status (wait_for_child); further failures

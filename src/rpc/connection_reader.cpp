@@ -13,13 +13,7 @@ namespace bokbok::detail {
 void connection_impl::on_data(std::string_view bytes) {
   auto keep = shared_from_this();  // a frame may end the connection and its last owner
   if (tick_timer_) last_rx_ = io::clock::now();  // any byte is a sign of life (§8.3)
-  {
-    std::unique_lock lock(mu_);
-    if (phase_ == phase::closed) {
-      lock.unlock();
-      return linger_on_data(bytes);
-    }
-  }
+  if (finished_) return linger_on_data(bytes);
   if (!preamble_done_) {
     auto st = preamble_reader_.feed(bytes);
     if (st == wire::preamble_reader::status::need_more) return;
