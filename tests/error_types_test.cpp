@@ -4,6 +4,8 @@
 // Error texts keep their NUL bytes end to end (item 16), against the real demo server and
 // the real `bokbok call`.
 #include <doctest/doctest.h>
+#include <pthread.h>
+#include <signal.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -265,4 +267,15 @@ TEST_CASE("bokbok call prints the demo server's whole error text, a NUL shown as
   // (The demo server's own log lines share this stderr.)
   CHECK(got.find("\nbokbok call: remote error (handler_failed): oops \\x00 bytes\n") !=
         std::string::npos);
+}
+
+TEST_CASE("a stop signal that cannot be waited for is usage_error, and nothing is bound") {
+  auto o = echo_server();
+  o.stop_signals = {SIGTERM, SIGKILL};
+  bokbok::server srv(o);
+  CHECK(thrown([&] { srv.start(); }) == "usage");
+  CHECK(srv.local_addresses().empty());
+  sigset_t now;
+  pthread_sigmask(SIG_SETMASK, nullptr, &now);
+  CHECK(!sigismember(&now, SIGTERM));  // the signal mask is as it was
 }

@@ -75,7 +75,7 @@ struct server_options {
   // those threads yourself (pthread_sigmask): a thread that does not block them may be
   // the one the kernel gives the signal to, whose default action ends the process.
   // A second signal while the server drains is ignored (the drain is bounded by the
-  // grace). start() throws bokbok::error for a number that is no signal (or SIGKILL,
+  // grace). start() throws bokbok::usage_error for a number that is no signal (or SIGKILL,
   // SIGSTOP), before binding anything. Empty: signals are left alone.
   std::vector<int> stop_signals;
   std::chrono::milliseconds stop_signal_grace{5000};

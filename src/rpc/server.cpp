@@ -182,7 +182,7 @@ void server::impl::watch_stop_signals() {
   sigemptyset(&set);
   for (int sig : opts_.stop_signals)
     if (sig == SIGKILL || sig == SIGSTOP || sigaddset(&set, sig) != 0)
-      throw error("bokbok: server_options::stop_signals: " + std::to_string(sig) +
+      throw usage_error("bokbok: server_options::stop_signals: " + std::to_string(sig) +
                   " is not a signal that can be waited for");
   sigset_t old;
   pthread_sigmask(SIG_BLOCK, &set, &old);
