@@ -6,9 +6,13 @@
 # and closing cost cancels out. Each backend is measured REPS times (default 3) and the
 # median reported.
 # Usage: syscalls_per_rtt.sh PROBE [MAX_RATIO]
-#   Prints the figure for io_uring and epoll and their ratio; with MAX_RATIO, fails
-#   (exit 1) when epoll / io_uring exceeds it. Exit 77 (skipped) when strace is missing
-#   or cannot trace here.
+#   Prints the figure for io_uring and epoll and their ratio, all system calls counted
+#   (the issue's figure) and without futex. The futex share is the caller and handler
+#   threads sleeping and waking, which depends on scheduling (under load the total ratio
+#   was seen anywhere from 1.08 to 1.36), so what is asserted is the part the engine
+#   decides: with MAX_RATIO, fails (exit 1) when epoll / io_uring without futex exceeds
+#   it, or when epoll still calls epoll_ctl on a round trip (it registers an fd once).
+#   Exit 77 (skipped) when strace is missing or cannot trace here.
 set -euo pipefail
 probe=${1:?usage: syscalls_per_rtt.sh PROBE [MAX_RATIO]}
 max_ratio=${2:-}
@@ -44,19 +48,28 @@ median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int(
 # How often a waiting caller thread sleeps on a futex depends on scheduling, so each
 # backend is measured `reps` times, interleaved, and the median taken.
 reps=${REPS:-3}
-declare -A all futex
+declare -A all futex own ctl
 for r in $(seq "$reps"); do
   for b in uring epoll; do
     run "$b" "$r" "$n1"
     run "$b" "$r" "$n2"
-    all[$b]+=" $(per_rtt "$b" "$r")"
-    futex[$b]+=" $(per_rtt "$b" "$r" futex)"
+    t=$(per_rtt "$b" "$r")
+    f=$(per_rtt "$b" "$r" futex)
+    all[$b]+=" $t"
+    futex[$b]+=" $f"
+    own[$b]+=" $(awk -v t="$t" -v f="$f" 'BEGIN { printf "%.2f", t - f }')"
+    ctl[$b]+=" $(per_rtt "$b" "$r" epoll_ctl)"
   done
 done
 uring=$(median ${all[uring]})
 epoll=$(median ${all[epoll]})
 ratio=$(awk -v e="$epoll" -v u="$uring" 'BEGIN { printf "%.2f", e / u }')
+uring_own=$(median ${own[uring]})
+epoll_own=$(median ${own[epoll]})
+own_ratio=$(awk -v e="$epoll_own" -v u="$uring_own" 'BEGIN { printf "%.2f", e / u }')
+epoll_ctl=$(median ${ctl[epoll]})
 echo "syscalls per tiny round trip (median of $reps): io_uring $uring, epoll $epoll, epoll/io_uring $ratio"
+echo "  without futex: io_uring $uring_own, epoll $epoll_own, epoll/io_uring $own_ratio; epoll_ctl on epoll: $epoll_ctl"
 echo "  each measurement: io_uring${all[uring]}; epoll${all[epoll]}"
 echo "  of which futex (the caller and handler threads waiting): io_uring${futex[uring]}; epoll${futex[epoll]}"
 echo "(N = $n1 and $n2 calls; per backend, the breakdown of one run of $n2:)"
@@ -65,8 +78,12 @@ for b in uring epoll; do
   grep -v '^-' "$tmp/$b-1-$n2"
 done
 if [ -n "$max_ratio" ]; then
-  if awk -v r="$ratio" -v m="$max_ratio" 'BEGIN { exit !(r > m) }'; then
-    echo "FAIL: epoll makes $ratio times the system calls of io_uring per round trip (at most $max_ratio)"
+  if awk -v r="$own_ratio" -v m="$max_ratio" 'BEGIN { exit !(r > m) }'; then
+    echo "FAIL: without futex, epoll makes $own_ratio times the system calls of io_uring per round trip (at most $max_ratio)"
+    exit 1
+  fi
+  if awk -v c="$epoll_ctl" 'BEGIN { exit !(c > 0.1) }'; then
+    echo "FAIL: epoll calls epoll_ctl $epoll_ctl times per round trip (an fd is registered once)"
     exit 1
   fi
 fi
