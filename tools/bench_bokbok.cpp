@@ -24,7 +24,8 @@ class bokbok_echo final : public echo_client {
   }
 
   ~bokbok_echo() override {
-    // Dropping handles does not close a connection; closing either end closes both.
+    // Dropping the last handle would close each only gracefully and later; close both
+    // now and wait, so the next figure starts on a quiet machine.
     caller_->close();
     if (peer_) peer_->close();
     caller_->wait_closed();  // a child peer: until it has been reaped

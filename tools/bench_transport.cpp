@@ -88,7 +88,7 @@ bokbok_pair bokbok_over(fd_link link, const options& caller, const options& peer
   try {
     return {caller_conn, peer_conn.get()};
   } catch (...) {
-    caller_conn.close();  // dropping a handle does not close a connection
+    caller_conn.close();  // now: the last handle going would only close it later
     throw;
   }
 }
