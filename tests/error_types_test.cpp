@@ -163,7 +163,17 @@ TEST_CASE("a bad BOKBOK_BACKEND is usage_error, and the server is left unbound")
   CHECK(srv.local_addresses().empty());
 }
 
-TEST_CASE("out of descriptors, server::start is resource_error and leaves nothing bound") {
+// A sanitizer's runtime needs descriptors of its own (UBSan's vptr check opens a pipe to
+// probe memory), so with none left it reports our own objects as invalid: this case runs
+// in plain builds only.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool sanitized = true;
+#else
+constexpr bool sanitized = false;
+#endif
+
+TEST_CASE("out of descriptors, server::start is resource_error and leaves nothing bound" *
+          doctest::skip(sanitized)) {
   // In a child: RLIMIT_NOFILE leaves exactly one free descriptor, which the listener
   // takes; the server's own eventfd then fails. Exit 0: resource_error, as expected.
   pid_t pid = ::fork();
