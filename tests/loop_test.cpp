@@ -87,6 +87,21 @@ pipe_fds make_pipe() {
   return {unique_fd(fds[0]), unique_fd(fds[1])};
 }
 
+// The loop's contract (loop.hpp): forget(fd) on the loop thread before the fd is closed,
+// since the epoll backend keeps an fd registered and may still change its registration
+// on the turn after an operation completes. Declared after the descriptors, so it runs
+// before they close.
+struct forget_at_end {
+  loop& l;
+  std::vector<int> fds;
+  ~forget_at_end() {
+    on_loop(l, [&] {
+      for (int fd : fds) l.forget(fd);
+      return 0;
+    });
+  }
+};
+
 // Threads of this process with the given name, from /proc/self/task/*/comm.
 int threads_named(const std::string& name) {
   int n = 0;
@@ -191,6 +206,7 @@ TEST_CASE("functions posted from the loop thread run later, in order, never inli
 TEST_CASE("a function that keeps posting itself starves neither reads nor timers") {
   auto l = start_checked();
   auto p = make_pipe();
+  forget_at_end forget{*l, {p.read_end.get()}};
   recording_completion read_done;
   char buf[8];
   std::atomic<bool> timer_fired{false};
@@ -357,6 +373,7 @@ TEST_CASE("under seccomp that refuses io_uring, the automatic choice falls back 
 TEST_CASE("a read on an empty pipe completes when data arrives") {
   auto l = start_checked();
   auto p = make_pipe();
+  forget_at_end forget{*l, {p.read_end.get()}};
   recording_completion c;
   char buf[64] = {};
   on_loop(*l, [&] {
@@ -447,6 +464,7 @@ TEST_CASE("a hung-up socket that nothing waits on does not keep the loop busy") 
 TEST_CASE("a read completes with 0 at end of file") {
   auto l = start_checked();
   auto p = make_pipe();
+  forget_at_end forget{*l, {p.read_end.get()}};
   recording_completion c;
   char buf[8];
   on_loop(*l, [&] {
@@ -460,6 +478,7 @@ TEST_CASE("a read completes with 0 at end of file") {
 TEST_CASE("cancel of a pending read completes with -ECANCELED") {
   auto l = start_checked();
   auto p = make_pipe();
+  forget_at_end forget{*l, {p.read_end.get()}};
   char buf[16];
   SUBCASE("after the read reached the kernel") {
     recording_completion c;
@@ -489,6 +508,7 @@ TEST_CASE("cancel of a pending read completes with -ECANCELED") {
     int sv[2];
     REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
     unique_fd a(sv[0]), b(sv[1]);
+    forget_at_end forget_socket{*l, {a.get()}};
     recording_completion c;
     on_loop(*l, [&] {
       l->submit_read(a.get(), buf, sizeof buf, &c);
@@ -511,6 +531,7 @@ TEST_CASE("a vectored write to a pipe and to a socket delivers every byte in ord
   int sv[2];
   REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
   unique_fd s0(sv[0]), s1(sv[1]);
+  forget_at_end forget{*l, {p.write_end.get(), s0.get()}};
   on_loop(*l, [&] {
     l->submit_writev(p.write_end.get(), false, iov, 2, &pipe_done);
     l->submit_writev(s0.get(), true, iov, 2, &sock_done);
@@ -536,6 +557,7 @@ TEST_CASE("writing to a pipe whose read end is closed returns -EPIPE and the pro
   iovec iov{data, 6};
   SUBCASE("a pipe") {
     auto p = make_pipe();
+    forget_at_end forget{*l, {p.write_end.get()}};
     p.read_end.reset();
     for (int i = 0; i < 3; ++i) {
       recording_completion c;
@@ -550,6 +572,7 @@ TEST_CASE("writing to a pipe whose read end is closed returns -EPIPE and the pro
     int sv[2];
     REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
     unique_fd a(sv[0]);
+    forget_at_end forget{*l, {a.get()}};
     ::close(sv[1]);
     recording_completion c;
     on_loop(*l, [&] {
