@@ -176,6 +176,21 @@ bokbok::options echo_options() {
   return o;
 }
 
+// The echo options of a key-mode client, alice, with `k`'s key.
+bokbok::options alice_echo_options(const bokbok_test::alice_key& k) {
+  bokbok::options o = echo_options();
+  o.keys.user = "alice";
+  o.keys.key = k.alice;
+  return o;
+}
+
+// The side under test ended the stream without one more byte (no goaway, no close).
+void check_ends_silently(int fd) {
+  auto after = read_to_end(fd);
+  CHECK(after.ended);
+  CHECK(after.bytes.empty());
+}
+
 }  // namespace
 
 // ---- §2.3: a refused preamble gets no further frame ------------------------------------
@@ -186,24 +201,17 @@ TEST_CASE("a plain side that refuses the peer's preamble sends nothing after its
     raw_peer p(echo_options());
     p.read_plain_greeting();  // sent before it read anything of ours (§8.1)
     REQUIRE(write_all(p.fd.get(), bad));
-    auto after = read_to_end(p.fd.get());
-    CHECK(after.ended);
-    CHECK(after.bytes.empty());  // no goaway, no close: the peer may not speak bokbok
+    check_ends_silently(p.fd.get());  // the peer may not speak bokbok
     CHECK(contains(p.open_error(), "protocol_error"));
   }
 }
 
 TEST_CASE("a key-mode side that refuses the peer's preamble sends nothing after its own preamble") {
   bokbok_test::alice_key k;
-  bokbok::options o = echo_options();
-  o.keys.user = "alice";
-  o.keys.key = k.alice;
-  raw_peer p(o);
+  raw_peer p(alice_echo_options(k));
   REQUIRE(read_some(p.fd.get(), 14) == key_preamble("alice"));
   REQUIRE(write_all(p.fd.get(), "Welcome\n"));
-  auto after = read_to_end(p.fd.get());
-  CHECK(after.ended);
-  CHECK(after.bytes.empty());
+  check_ends_silently(p.fd.get());
   CHECK(contains(p.open_error(), "does not speak bokbok"));
 }
 
@@ -213,23 +221,16 @@ TEST_CASE("a plain side meeting a key-mode peer closes without a frame after its
   raw_peer p(echo_options());
   p.read_plain_greeting();
   REQUIRE(write_all(p.fd.get(), key_preamble("alice")));
-  auto after = read_to_end(p.fd.get());
-  CHECK(after.ended);
-  CHECK(after.bytes.empty());
+  check_ends_silently(p.fd.get());
   CHECK(contains(p.open_error(), "configure a key"));
 }
 
 TEST_CASE("a key-mode side meeting a plain peer sends nothing in plain mode") {
   bokbok_test::alice_key k;
-  bokbok::options o = echo_options();
-  o.keys.user = "alice";
-  o.keys.key = k.alice;
-  raw_peer p(o);
+  raw_peer p(alice_echo_options(k));
   REQUIRE(read_some(p.fd.get(), 14) == key_preamble("alice"));
   REQUIRE(write_all(p.fd.get(), plain_preamble() + hello()));
-  auto after = read_to_end(p.fd.get());
-  CHECK(after.ended);
-  CHECK(after.bytes.empty());  // neither a plaintext goaway nor a close
+  check_ends_silently(p.fd.get());  // neither a plaintext goaway nor a close
   CHECK(contains(p.open_error(), "requires key mode"));
 }
 
@@ -506,9 +507,7 @@ TEST_CASE("a connection whose output comes back as its input fails to open, sayi
   }
   SUBCASE("key mode") {
     bokbok_test::alice_key k;
-    bokbok::options o = echo_options();
-    o.keys.user = "alice";
-    o.keys.key = k.alice;
+    bokbok::options o = alice_echo_options(k);
     int p[2];
     REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
     try {
