@@ -4,17 +4,15 @@
 //
 // - Wake-ups: the reactor's eventfd (non-blocking) is in the epoll set from
 //   watch_wakeup() on; when epoll reports it, wait() reads its counter and reports it.
-//
 // - Each fd is added to the epoll set once, when an operation first waits on it, and
-//   stays registered until forget(fd). Before each wait the loop compares, for the fds
+//   stays registered until forget(fd). Before epoll_wait, wait() compares, for the fds
 //   whose waiters changed, the events they want (EPOLLIN|EPOLLRDHUP while a read or a
-//   poll waits,
-//   EPOLLOUT while a write waits) with what epoll watches, and calls EPOLL_CTL_MOD only
-//   where they differ. A fd that wants something is watched level triggered; a fd that
+//   poll waits, EPOLLOUT while a write waits) with what epoll watches, and calls
+//   EPOLL_CTL_MOD only where they differ. A fd that wants something is watched level triggered; a fd that
 //   wants nothing is left edge triggered with no events, so a hang-up it keeps
 //   reporting wakes the loop once, not on every turn.
 // - A read is not tried at once: it waits for the fd to be reported readable by the
-//   wait the loop makes on its next turn anyway (level triggered, so data already there
+//   wait() the reactor makes on its next turn anyway (level triggered, so data already there
 //   is reported at once). A write is tried at once with writev, or sendmsg(MSG_NOSIGNAL)
 //   on sockets, and waits for EPOLLOUT only if the fd is full.
 // - Results made inside submit_*(), cancel() or forget() (a direct write, an error,
