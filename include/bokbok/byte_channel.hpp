@@ -67,6 +67,9 @@ struct channel_options {
   options::child_options child;
 };
 
+class byte_channel;
+byte_channel open_byte_channel(const address& where, const channel_options& opts);
+
 // Two descriptors (or one socket used both ways) owned together, and the child behind
 // them, if any. Move-only. Destroying or close()-ing it closes the descriptors and
 // releases the child (child_handle::release()); it never blocks, and a child_handle
@@ -74,10 +77,6 @@ struct channel_options {
 //
 // Thread-safety: none on the object itself; its descriptors may be read and written from
 // different threads (one reader, one writer), as any descriptor can.
-class byte_channel;
-struct channel_options;
-byte_channel open_byte_channel(const address& where, const channel_options& opts);
-
 class byte_channel final {
  public:
   byte_channel() noexcept = default;  // empty: no descriptors
@@ -91,8 +90,8 @@ class byte_channel final {
   ~byte_channel();
 
   // The descriptor to read from, and the one to write to (the same for a socket); -1
-  // once closed. They are in blocking mode unless the address handed them over
-  // otherwise (fd:, stdio keep the file status of what they name).
+  // once closed. Opened ones are blocking and close-on-exec; fd: and stdio keep the
+  // file status of the descriptors they name.
   int read_fd() const noexcept { return in_fd_; }
   int write_fd() const noexcept { return out_fd_; }
   bool is_open() const noexcept { return in_fd_ >= 0 || out_fd_ >= 0; }
@@ -103,7 +102,8 @@ class byte_channel final {
 
   // Ends the write direction, so the far end reads end of file while this side can
   // still read: shutdown(SHUT_WR) on a socket used both ways, else closing the write
-  // descriptor. Idempotent.
+  // descriptor (a non-socket used both ways, fd:N,N on a file, cannot end one half:
+  // nothing happens). Idempotent.
   void close_write() noexcept;
 
   // Closes both descriptors and releases the child. Idempotent.
@@ -132,7 +132,8 @@ class byte_channel final {
 //   exec:COMMAND, ssh:HOST COMMAND         started: the channel reads the child's stdout
 //                       and writes its stdin; its stderr is inherited unless
 //                       child.on_stderr takes it
-//   fd:R,W              the channel takes ownership of R and W
+//   fd:R,W              the channel takes ownership of R and W (both must be open,
+//                       else it takes neither: transport_error)
 //   stdio               this process's stdin and stdout, moved aside first (fd 0 then
 //                       reads /dev/null, fd 1 writes to stderr), so stray output cannot
 //                       mix into the channel
