@@ -13,7 +13,9 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -520,6 +522,96 @@ TEST_CASE("cancel of a pending read completes with -ECANCELED") {
     });
     CHECK(c.wait() == -ECANCELED);
   }
+}
+
+TEST_CASE("a poll on a listening socket completes when a client connects, reading nothing") {
+  auto l = start_checked();
+  unique_fd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  REQUIRE(listener);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;  // abstract name, unique per process
+  std::string name = "bokbok-loop-poll-" + std::to_string(::getpid());
+  std::memcpy(addr.sun_path + 1, name.data(), name.size());
+  auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+  REQUIRE(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), len) == 0);
+  REQUIRE(::listen(listener.get(), 8) == 0);
+  forget_at_end forget{*l, {listener.get()}};
+  recording_completion c;
+  on_loop(*l, [&] {
+    l->submit_poll(listener.get(), &c);
+    return 0;
+  });
+  on_loop(*l, [] { return 0; });  // one more turn: the poll is waiting
+  CHECK(c.count() == 0);
+  unique_fd client(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  REQUIRE(::connect(client.get(), reinterpret_cast<sockaddr*>(&addr), len) == 0);
+  auto res = c.wait();
+  REQUIRE(res.has_value());
+  CHECK((*res & POLLIN) != 0);
+  // The poll accepted nothing: the connection is still there to accept, once.
+  unique_fd accepted(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  CHECK(accepted);
+  CHECK(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC) == -1);
+  CHECK(c.count() == 1);
+}
+
+TEST_CASE("a poll on a pidfd completes when the child exits") {
+  int fd = static_cast<int>(::syscall(SYS_pidfd_open, ::getpid(), 0));
+  if (fd < 0) {
+    MESSAGE("pidfd_open unavailable (", std::strerror(errno), "): skipped");
+    return;
+  }
+  ::close(fd);
+  auto l = start_checked();
+  auto p = make_pipe();
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    char b;
+    p.write_end.reset();
+    while (::read(p.read_end.get(), &b, 1) < 0 && (errno == EINTR || errno == EAGAIN)) {
+      pollfd pf{p.read_end.get(), POLLIN, 0};
+      ::poll(&pf, 1, -1);
+    }
+    ::_exit(7);
+  }
+  unique_fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, child, 0)));
+  REQUIRE(pidfd);
+  forget_at_end forget{*l, {pidfd.get()}};
+  recording_completion c;
+  on_loop(*l, [&] {
+    l->submit_poll(pidfd.get(), &c);
+    return 0;
+  });
+  on_loop(*l, [] { return 0; });
+  CHECK(c.count() == 0);  // the child waits for its pipe to end
+  p.write_end.reset();    // now it exits
+  auto res = c.wait();
+  REQUIRE(res.has_value());
+  CHECK((*res & POLLIN) != 0);
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, WNOHANG) == child);  // exited: reaped without blocking
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 7);
+}
+
+TEST_CASE("cancel of a pending poll completes with -ECANCELED") {
+  auto l = start_checked();
+  auto p = make_pipe();
+  forget_at_end forget{*l, {p.read_end.get()}};
+  recording_completion c;
+  on_loop(*l, [&] {
+    l->submit_poll(p.read_end.get(), &c);
+    return 0;
+  });
+  on_loop(*l, [] { return 0; });
+  on_loop(*l, [&] {
+    l->cancel(&c);
+    return 0;
+  });
+  CHECK(c.wait() == -ECANCELED);
+  on_loop(*l, [] { return 0; });
+  CHECK(c.count() == 1);
 }
 
 TEST_CASE("a vectored write to a pipe and to a socket delivers every byte in order") {

@@ -9,6 +9,7 @@
 //                        sanity checks on every answer
 //   bench_report.cpp     statistics and the printed lines
 //   bench_pin.cpp        CPU placement (--pin same|split) and its check
+//   bench_connect.cpp    connection set-up: 4 clients opening, calling once, closing
 //
 // The raw baseline and bokbok both implement echo_client, so every figure is measured by
 // the same loop on both sides.
@@ -151,6 +152,14 @@ void use_bench_keys(options& caller, options& peer);
 // Connections opened (handshake done) and closed per second over socketpairs, one at a
 // time, in key mode or plain.
 double measure_handshakes(const settings& s, bool keys);
+
+// bench_connect.cpp: connections per second from 4 client threads to one server over a
+// UNIX socket, each connection opened, used for one tiny call, and closed: the raw
+// baseline (connect, echo, close), a bokbok::server in plain mode, and in key mode.
+struct connect_rates {
+  double raw = 0, plain = 0, keyed = 0;
+};
+connect_rates measure_connect_rates(const settings& s);
 
 // bench_raw.cpp: the raw echo loop over (in, out) until EOF; the peer side.
 void run_raw_echo_peer(int in_fd, int out_fd);

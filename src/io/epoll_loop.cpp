@@ -1,5 +1,6 @@
 #include "io/epoll_loop.hpp"
 
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 
@@ -103,6 +104,14 @@ void epoll_loop::submit_writev(int fd, bool is_socket, const iovec* iov, int iov
   if (s.writes.size() == 1) mark_changed(fd, s);
 }
 
+void epoll_loop::submit_poll(int fd, completion* c) {
+  if (fd < 0) return finish(c, -EBADF);
+  fd_state& s = state(fd);
+  if (s.unwatchable) return finish(c, POLLIN);
+  s.polls.push_back(op{c, nullptr, 0, nullptr, 0, false});
+  if (s.polls.size() == 1) mark_changed(fd, s);
+}
+
 // Loop thread, before waiting: makes epoll watch what the changed fds want. A fd epoll
 // refuses with EPERM (a regular file) has its operations made directly from now on;
 // any other refusal completes its waiters with the error.
@@ -118,7 +127,8 @@ void epoll_loop::apply_changes() {
 
 void epoll_loop::watch(int fd, fd_state& s) {
   if (s.unwatchable) return run_direct(fd, s);
-  std::uint32_t want = (s.reads.empty() ? 0u : read_events) |
+  bool reading = !s.reads.empty() || !s.polls.empty();
+  std::uint32_t want = (reading ? read_events : 0u) |
                        (s.writes.empty() ? 0u : write_events);
   if (want == 0) want = idle_events;
   if (s.added && want == s.watched) return;
@@ -143,23 +153,25 @@ void epoll_loop::watch(int fd, fd_state& s) {
     s.unwatchable = true;
     return run_direct(fd, s);
   }
-  for (const op& o : s.reads) finish(o.c, -err);
-  for (const op& o : s.writes) finish(o.c, -err);
-  s.reads.clear();
-  s.writes.clear();
+  for (auto* q : {&s.reads, &s.writes, &s.polls}) {
+    for (const op& o : *q) finish(o.c, -err);
+    q->clear();
+  }
 }
 
 void epoll_loop::run_direct(int fd, fd_state& s) {
   for (const op& o : s.reads) finish(o.c, try_read(fd, o));
   for (const op& o : s.writes) finish(o.c, try_write(fd, o));
+  for (const op& o : s.polls) finish(o.c, POLLIN);
   s.reads.clear();
   s.writes.clear();
+  s.polls.clear();
 }
 
 void epoll_loop::cancel(completion* c) {
   for (std::size_t fd = 0; fd < fds_.size(); ++fd) {
     fd_state& s = fds_[fd];
-    for (auto* q : {&s.reads, &s.writes}) {
+    for (auto* q : {&s.reads, &s.writes, &s.polls}) {
       if (q->empty()) continue;
       auto keep = std::remove_if(q->begin(), q->end(), [&](const op& o) {
         if (o.c != c) return false;
@@ -176,8 +188,8 @@ void epoll_loop::cancel(completion* c) {
 void epoll_loop::forget(int fd) {
   if (fd < 0 || static_cast<std::size_t>(fd) >= fds_.size()) return;
   fd_state& s = fds_[static_cast<std::size_t>(fd)];
-  for (const op& o : s.reads) finish(o.c, -ECANCELED);
-  for (const op& o : s.writes) finish(o.c, -ECANCELED);
+  for (auto* q : {&s.reads, &s.writes, &s.polls})
+    for (const op& o : *q) finish(o.c, -ECANCELED);
   if (s.added) ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, fd, nullptr);
   if (s.dirty) std::erase(changed_, fd);
   s = fd_state{};
@@ -207,10 +219,20 @@ void epoll_loop::on_ready(int fd, std::uint32_t events) {
       finish(s.writes[done_writes++].c, res);
     }
   }
+  bool polls_done = false;
+  if (!s.polls.empty() && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+    // The EPOLL* event bits have the values of the POLL* ones.
+    constexpr std::uint32_t poll_bits = EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR;
+    int revents = static_cast<int>(events & poll_bits);
+    for (const op& o : s.polls) finish(o.c, revents != 0 ? revents : POLLIN);
+    s.polls.clear();
+    polls_done = true;
+  }
   s.reads.erase(s.reads.begin(), s.reads.begin() + static_cast<std::ptrdiff_t>(done_reads));
   s.writes.erase(s.writes.begin(),
                  s.writes.begin() + static_cast<std::ptrdiff_t>(done_writes));
-  if ((done_reads > 0 && s.reads.empty()) || (done_writes > 0 && s.writes.empty()))
+  if ((done_reads > 0 && s.reads.empty()) || (done_writes > 0 && s.writes.empty()) ||
+      polls_done)
     mark_changed(fd, s);
 }
 

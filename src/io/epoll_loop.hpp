@@ -3,7 +3,8 @@
 //
 // - Each fd is added to the epoll set once, when an operation first waits on it, and
 //   stays registered until forget(fd). Before each wait the loop compares, for the fds
-//   whose waiters changed, the events they want (EPOLLIN|EPOLLRDHUP while a read waits,
+//   whose waiters changed, the events they want (EPOLLIN|EPOLLRDHUP while a read or a
+//   poll waits,
 //   EPOLLOUT while a write waits) with what epoll watches, and calls EPOLL_CTL_MOD only
 //   where they differ. A fd that wants something is watched level triggered; a fd that
 //   wants nothing is left edge triggered with no events, so a hang-up it keeps
@@ -18,7 +19,7 @@
 // - forget(fd) must be called before the fd is closed (duplex_stream does), so that a
 //   number reused by a new file never inherits the old registration.
 // - Files that epoll refuses (EPERM: regular files) are never watched: their reads and
-//   writes are made directly, as they do not return EAGAIN.
+//   writes are made directly, as they do not return EAGAIN, and a poll is ready at once.
 // - A pipe write that fails with EPIPE consumes the SIGPIPE queued for the loop thread.
 // - Timers: epoll_wait's timeout is the nearest deadline, rounded up to a millisecond.
 #pragma once
@@ -51,6 +52,7 @@ class epoll_loop final : public loop_backend {
   void submit_read(int fd, void* buf, std::size_t len, completion* c) override;
   void submit_writev(int fd, bool is_socket, const iovec* iov, int iovcnt,
                      completion* c) override;
+  void submit_poll(int fd, completion* c) override;
   void cancel(completion* c) override;
   void forget(int fd) override;
   timer_id add_timer(clock::time_point when, std::function<void()> fn) override;
@@ -72,6 +74,7 @@ class epoll_loop final : public loop_backend {
   struct fd_state {
     std::vector<op> reads;   // waiting, oldest first (the capacity is kept)
     std::vector<op> writes;
+    std::vector<op> polls;   // submit_poll: completed with the events, nothing read
     std::uint32_t watched = 0;  // the events epoll watches (meaningful once added)
     bool added = false;         // in the epoll set
     bool dirty = false;         // on changed_: the wanted events may differ from watched

@@ -73,6 +73,14 @@ class loop {
   virtual void submit_writev(int fd, bool is_socket, const iovec* iov, int iovcnt,
                              completion* c) = 0;
 
+  // Loop thread only. Waits, once, until `fd` is readable, hung up or in error, and
+  // completes with the poll events seen (POLLIN, POLLHUP, POLLERR, ...: > 0) or -errno.
+  // Nothing is read: the caller then accepts, reads a pidfd's exit or a signalfd. Used
+  // where the loop watches a descriptor it does not read through a stream (listening
+  // sockets, pidfds, signalfds). Submit again to wait again; cancel() ends it with
+  // -ECANCELED. A file that cannot be watched (a regular file) is ready at once.
+  virtual void submit_poll(int fd, completion* c) = 0;
+
   // Loop thread only. Asks that every operation of `c` end soon; each still completes
   // (with -ECANCELED if it had not finished, else with its result). io_uring before
   // 5.19 cancels only the first operation of `c`: give each operation its own

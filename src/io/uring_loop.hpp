@@ -10,7 +10,8 @@
 //   (wake-up read, cancel requests, sendmsg headers). sqe() is the one place that
 //   obtains SQEs; when the queue is full it submits and retries.
 // - Reads are IORING_OP_READ (pipes and sockets alike); writes are IORING_OP_WRITEV on
-//   non-sockets and IORING_OP_SENDMSG with MSG_NOSIGNAL on sockets. The msghdr of a
+//   non-sockets and IORING_OP_SENDMSG with MSG_NOSIGNAL on sockets; a poll is a one-shot
+//   IORING_OP_POLL_ADD for POLLIN. The msghdr of a
 //   sendmsg lives in a pooled internal completion until its CQE arrives, so it is stable
 //   even on kernels without IORING_FEAT_SUBMIT_STABLE.
 // - cancel(c) is IORING_OP_ASYNC_CANCEL by user_data with IORING_ASYNC_CANCEL_ALL
@@ -18,7 +19,7 @@
 //   duplex_stream needs (one operation per completion object).
 // - Timers: the loop waits with io_uring_submit_and_wait_timeout until the nearest
 //   deadline (no SQE with IORING_FEAT_EXT_ARG, 5.11; liburing uses a timeout SQE before).
-// - Setup probes IORING_OP_READ, WRITEV, SENDMSG and ASYNC_CANCEL (5.6) and makes one
+// - Setup probes IORING_OP_READ, WRITEV, SENDMSG, ASYNC_CANCEL and POLL_ADD (5.6) and makes one
 //   NOP round trip; any failure throws std::system_error so that loop::start can fall
 //   back to epoll.
 #pragma once
@@ -50,6 +51,7 @@ class uring_loop final : public loop_backend {
   void submit_read(int fd, void* buf, std::size_t len, completion* c) override;
   void submit_writev(int fd, bool is_socket, const iovec* iov, int iovcnt,
                      completion* c) override;
+  void submit_poll(int fd, completion* c) override;
   void cancel(completion* c) override;
   void forget(int) override {}  // nothing is kept per fd
   timer_id add_timer(clock::time_point when, std::function<void()> fn) override;
