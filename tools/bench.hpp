@@ -29,8 +29,6 @@
 #include <utility>
 #include <vector>
 
-#include "base/unique_fd.hpp"
-
 namespace bokbok::tools::bench {
 
 using clock_type = std::chrono::steady_clock;
@@ -97,20 +95,13 @@ std::string check_placement();
 
 // ---- transports (bench_transport.cpp) ----------------------------------------------
 
-// One end of a link: reads from `in`, writes to `out`, or to `in` too when `out` is empty
-// (a socket).
-struct endpoint {
-  base::unique_fd in;
-  base::unique_fd out;
-  int read_fd() const { return in.get(); }
-  int write_fd() const { return out ? out.get() : in.get(); }
-};
+// One end of a link: a read and a write descriptor (one socket for both), and for the
+// child transport the child process, released when the end is closed.
+using endpoint = byte_channel;
 
 struct fd_link {
   endpoint caller;
   endpoint peer;  // empty when the peer is another process (child)
-  // The child process at the far end, if any: kept until the link is done with.
-  std::shared_ptr<void> child;
 };
 
 struct bokbok_pair {

@@ -95,42 +95,46 @@ bool write_all(int fd, const char* p, std::size_t n) {
 double raw_connect_rate(const settings& s) {
   socklen_t len = 0;
   sockaddr_un addr = abstract_address(unique_name("raw"), len);
-  base::unique_fd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!listener || ::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
-      ::listen(listener.get(), 128) != 0)
+  // Each descriptor is owned by an endpoint (a byte_channel), which closes it.
+  const int listen_fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const endpoint listener(listen_fd, listen_fd);
+  if (listen_fd < 0 || ::bind(listen_fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+      ::listen(listen_fd, 128) != 0)
     throw std::runtime_error(std::string("raw listener: ") + std::strerror(errno));
   const std::size_t msg = 4 + s.tiny_size;
   std::thread acceptor;
   {
     server_side_scope on_server;  // the accepting thread inherits the server CPU
-    acceptor = std::thread([&, fd = listener.get()] {
+    acceptor = std::thread([&, fd = listen_fd] {
       std::vector<char> buf(msg);
       for (;;) {
-        base::unique_fd c(::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC));
-        if (!c) {
+        const int c = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
+        if (c < 0) {
           if (errno == EINTR || errno == ECONNABORTED) continue;
           return;  // shutdown() of the listener ends the loop
         }
-        if (read_all(c.get(), buf.data(), msg)) write_all(c.get(), buf.data(), msg);
+        const endpoint accepted(c, c);
+        if (read_all(c, buf.data(), msg)) write_all(c, buf.data(), msg);
       }
     });
   }
   double rate = 0;
   try {
     rate = run_clients(s, [&] {
-      base::unique_fd c(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+      const int c = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      const endpoint client(c, c);
       std::string out(msg, 'x'), in(msg, '\0');
-      if (!c || ::connect(c.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
-          !write_all(c.get(), out.data(), msg) || !read_all(c.get(), in.data(), msg))
+      if (c < 0 || ::connect(c, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+          !write_all(c, out.data(), msg) || !read_all(c, in.data(), msg))
         throw check_failed(std::string("raw connect and echo: ") + std::strerror(errno));
       if (in != out) throw check_failed("raw connect and echo: wrong answer");
     });
   } catch (...) {
-    ::shutdown(listener.get(), SHUT_RDWR);
+    ::shutdown(listen_fd, SHUT_RDWR);
     acceptor.join();
     throw;
   }
-  ::shutdown(listener.get(), SHUT_RDWR);
+  ::shutdown(listen_fd, SHUT_RDWR);
   acceptor.join();
   return rate;
 }
