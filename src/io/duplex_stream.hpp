@@ -59,8 +59,9 @@ class stream_events {
 struct try_write_result {
   enum class status {
     wrote,   // `written` bytes went (fewer than given when the kernel buffer filled up)
-    busy,    // nothing written: a batch is in flight, another thread is writing, or the
-             // rest of a partial write is owed; queue the bytes for the loop
+    busy,    // nothing written: a batch is in flight, another thread is writing (or the
+             // loop thread is changing the write state at this moment), or the rest of
+             // a partial write is owed; queue the bytes for the loop
     full,    // nothing written: the kernel buffer is full (EAGAIN)
     closed,  // nothing written, nor ever will be: shutdown_write() or close() came
     failed,  // nothing written: the write failed with `error` (-EPIPE or -ECONNRESET
