@@ -9,8 +9,6 @@
 #include <system_error>
 #include <thread>
 
-#include <fcntl.h>
-
 #include "rpc/callback_error.hpp"
 #include "rpc/error_ptr.hpp"
 
