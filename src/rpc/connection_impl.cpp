@@ -9,10 +9,6 @@
 #include <system_error>
 #include <thread>
 
-#include <fcntl.h>
-
-#include "base/is_socket.hpp"
-#include "io/write_now.hpp"
 #include "rpc/callback_error.hpp"
 #include "rpc/error_ptr.hpp"
 
@@ -154,8 +150,6 @@ void connection_impl::start_goaway(const std::string& text) {
 
 // Loop thread: sends our preamble and hello at once, then reads.
 void connection_impl::start(base::unique_fd in, base::unique_fd out) {
-  int out_fd = out ? out.get() : in.get();
-  bool is_socket = base::is_socket(out_fd);
   try {
     stream_ = io::duplex_stream::create(cfg_.loop, std::move(in), std::move(out), this);
   } catch (const std::exception& e) {
@@ -165,15 +159,10 @@ void connection_impl::start(base::unique_fd in, base::unique_fd out) {
     }
     return finish(end_kind::transport, std::string("cannot use the file descriptors: ") + e.what());
   }
-  {
-    // The direct writer dups this fd on first use (an idle connection costs one fd).
-    std::lock_guard lock(mu_);
-    direct_src_fd_ = out_fd;
-    direct_is_socket_ = is_socket;
-  }
   std::string hello = wire::encode_preamble(cfg_.local);
   {
     std::lock_guard lock(mu_);
+    direct_stream_ = stream_;  // callers may write to it from here on
     if (key_) {
       raw_pending_ = hello;  // key mode: the settings travel in the handshake (§9.6)
     } else {
@@ -458,7 +447,7 @@ void connection_impl::end_output() {
 void connection_impl::drop_stream() {
   {
     std::lock_guard lock(mu_);
-    direct_src_fd_ = -1;  // closing below: no more dups of it
+    direct_stream_.reset();  // a writer mid-write has its own reference; close() waits
   }
   stream_->close();
   stream_.reset();
@@ -467,10 +456,6 @@ void connection_impl::drop_stream() {
   std::lock_guard lock(mu_);
   stream_dropped_ = true;
   closed_cv_.notify_all();
-  if (direct_writing_)
-    direct_fd_close_pending_ = true;  // the writer closes it when done
-  else
-    direct_fd_.reset();
   release_self_locked();
 }
 

@@ -337,13 +337,10 @@ class connection_impl final : public io::stream_events,
   // Bytes that go out unencrypted, before anything in the outbox (key mode: preamble,
   // handshake messages, a refusal's decoy).
   std::string raw_pending_;
-  // A duplicate of the stream's output fd for send_now_locked. Closed with the stream,
-  // or by the direct writer when it is mid-write then (direct_fd_close_pending_).
-  base::unique_fd direct_fd_;
-  int direct_src_fd_ = -1;  // the stream's output fd while it is open, to dup lazily
-  bool direct_is_socket_ = false;
+  // The stream, for send_now_locked's try_write_now from any thread: set once it
+  // exists, cleared when it is dropped (a writer keeps its own reference meanwhile).
+  std::shared_ptr<io::duplex_stream> direct_stream_;
   bool direct_writing_ = false;
-  bool direct_fd_close_pending_ = false;
   std::uint32_t direct_request_ = 0;  // call() is queueing this request (for not_sent)
   // The request whose record was the last bytes written (by a caller's direct write),
   // 0 when something else went after it. On a UNIX socket a peer that closes with
