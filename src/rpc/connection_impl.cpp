@@ -32,6 +32,9 @@ connection_impl::connection_impl(config cfg)
     pool_ = std::make_shared<rpc::handler_pool>(rpc::handler_pool::limits{
         cfg_.opts.max_threads, std::max<std::size_t>(cfg_.opts.max_queued_calls, 1),
         std::chrono::seconds(5)});
+  receive_limit_ = cfg_.opts.max_receive_bytes ? cfg_.opts.max_receive_bytes
+                                                : 2 * cfg_.opts.max_message_size;
+  account_ = std::make_shared<rpc::receive_account>(receive_limit_, cfg_.receive_pool);
   user_ = cfg_.local.user;
   if (cfg_.keys) {
     cfg_.local.mode = wire::mode::key;
@@ -42,7 +45,10 @@ connection_impl::connection_impl(config cfg)
   }
 }
 
-connection_impl::~connection_impl() = default;
+connection_impl::~connection_impl() {
+  if (cfg_.receive_pool && partial_charged_)
+    cfg_.receive_pool->add(-static_cast<std::ptrdiff_t>(partial_charged_));
+}
 
 void check_options(const options& o) {
   if (o.max_message_size < wire::min_max_message_size)
@@ -191,6 +197,7 @@ void connection_impl::run_handler(std::uint32_t id, message request,
     std::uint32_t id;
     ~done_guard() { c->handler_done(id); }
   } guard{this, id};
+  ctx->charge.release();  // taken by a handler: off the receive budget
   call_context_scope scope(ctx.get());  // this_call, and what nested calls inherit
   if (ctx->stop.stop_requested()) return;  // cancelled while queued: nobody waits
   if (ctx->deadline && *ctx->deadline <= io::clock::now())
@@ -292,6 +299,9 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
   if (handshake_timer_) cfg_.loop->cancel_timer(handshake_timer_);
   if (tick_timer_) cfg_.loop->cancel_timer(tick_timer_);
   if (deadline_timer_) cfg_.loop->cancel_timer(deadline_timer_);
+  // Partial messages will never complete: their memory and budget go now.
+  reassembler_ = wire::reassembler(cfg_.opts.max_message_size, wire::max_partial_messages);
+  sync_partial_charge();
   for (auto& [id, pc] : pending) {
     std::unique_lock lock(mu_);
     // One each: waiters on other threads own them.
@@ -376,6 +386,8 @@ void connection_impl::wait_for_child(end_kind kind, std::string reason,
   if (stream_) {
     stream_->stop_reading();
     reading_paused_ = false;  // so backpressure does not start reading again
+    std::lock_guard lock(mu_);
+    budget_paused_ = false;   // nor the receive budget
   }
   auto weak = weak_from_this();
   child_wait_timer_ = cfg_.loop->add_timer(io::clock::now() + child_end_wait, [weak] {
@@ -436,10 +448,13 @@ void connection_impl::end_output() {
   if (output_ended_) return;
   output_ended_ = true;
   stream_->shutdown_write();
-  if (reading_paused_) {
-    reading_paused_ = false;
-    stream_->start_reading();
+  bool paused;
+  {
+    std::lock_guard lock(mu_);
+    paused = reading_paused_ || budget_paused_;
+    reading_paused_ = budget_paused_ = false;
   }
+  if (paused) stream_->start_reading();
 }
 
 // Loop thread: stops the stream for good. Until then the stream may still deliver events

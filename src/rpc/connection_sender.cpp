@@ -172,13 +172,17 @@ void connection_impl::on_write_done(int err) {
 }
 
 void connection_impl::send_response(std::uint32_t id, const message& response) {
+  // Checked before encoding, so an answer the peer would refuse is never copied.
+  // send_limit_ was set (under mu_) before the connection opened, and so before any
+  // request could reach a handler: it is read here without the lock.
+  if (std::size_t size = wire::encoded_size(response); size > send_limit_)
+    return send_error(id, error_code::too_large,
+                      "response of " + std::to_string(size) +
+                          " bytes exceeds the connection's maximum message size of " +
+                          std::to_string(send_limit_) + " bytes");
   std::string framed = encode_framed(response);
   std::unique_lock lock(mu_);
   if (phase_ != phase::open) return;  // closed: late answers are dropped
-  if (auto why = too_large_locked("response", framed)) {
-    lock.unlock();
-    return send_error(id, error_code::too_large, *why);
-  }
   std::exception_ptr ignored;  // backpressure: a handler thread waits for room
   wait_for_room_locked(lock, true, std::nullopt, {}, ignored);
   if (phase_ != phase::open) return;
