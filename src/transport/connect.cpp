@@ -77,7 +77,8 @@ std::shared_ptr<detail::connection_impl> open_child(const transport::address& ad
     child.on_stderr = [f = child.on_stderr, hook = opts.on_callback_error](std::string_view b) {
       detail::guard_callback(hook, "child.on_stderr", [&] { f(b); });
     };
-  auto s = transport::child_process::spawn(transport::spawn_request_for(addr, child));
+  auto s = transport::child_process::spawn(transport::spawn_request_for(addr, child),
+                                                default_loop());
   std::string peer = transport::to_string(addr) + " (pid " + std::to_string(s.child->pid()) + ")";
   return open_impl(std::move(s.from_child), std::move(s.to_child), opts, std::move(peer),
                    std::nullopt, std::move(s.child));
@@ -98,7 +99,7 @@ connection connect(std::string_view address, const options& opts, const reconnec
   auto dial = [addr, child](const options& o) {
     return child ? open_child(addr, o) : dial_socket(addr, o);
   };
-  auto rc = std::make_shared<detail::reconnector>(dial, opts, policy);
+  auto rc = std::make_shared<detail::reconnector>(dial, opts, policy, default_loop());
   rc->start();
   return detail::user_handle(rc->latest(), rc);
 }
