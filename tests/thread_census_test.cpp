@@ -248,7 +248,11 @@ TEST_CASE("a close handler runs once on the connection's handler pool even when 
   REQUIRE(third.wait_for(10s) == std::future_status::ready);
   CHECK_THROWS_AS(third.get(), bokbok::remote_error);
   caller.abort();  // the callee sees the transport end and closes
+  // Closed, with its handler thread still busy and a call still queued: the close
+  // handler is queued beyond the limit, not refused.
+  REQUIRE(settles([&] { return callee.closed(); }));
   auto name = close_thread.get_future();
+  CHECK(name.wait_for(100ms) == std::future_status::timeout);  // no thread but the pool's
   release.set_value();
   REQUIRE(name.wait_for(10s) == std::future_status::ready);
   CHECK(name.get() == "bokbok-handler");
