@@ -393,7 +393,7 @@ void connection_impl::wait_for_child(end_kind kind, std::string reason,
       self->finish_after_child();
     }
   });
-  // On the monitor thread that reaps the child (or here, when it has been): only posts.
+  // On the loop that reaps the child (or here, when it has been): only posts.
   std::weak_ptr<io::loop> loop = cfg_.loop;
   cfg_.process->when_ended([weak, loop] {
     if (auto l = loop.lock())
