@@ -13,6 +13,7 @@
 
 #include "bench.hpp"
 #include "command.hpp"
+#include "io/loop.hpp"
 #include "transport/child_process.hpp"
 #include "transport/command_line.hpp"
 
@@ -31,8 +32,9 @@ fd_link child_fds() {
   req.argv = peer_argv("raw");
   req.grace = std::chrono::seconds(2);
   auto s = [&] {
-    server_side_scope on_server;  // the child inherits the server CPU
-    return bokbok::transport::child_process::spawn(std::move(req));
+    server_side_scope on_server;  // the child (and its watching loop) get the server CPU
+    static const std::shared_ptr<bokbok::io::loop> watcher = bokbok::io::loop::start();
+    return bokbok::transport::child_process::spawn(std::move(req), watcher);
   }();
   fd_link link;
   link.caller.in = std::move(s.from_child);

@@ -24,6 +24,7 @@
 #include "bokbok/error.hpp"
 #include "bridge_keys.hpp"
 #include "command.hpp"
+#include "io/loop.hpp"
 #include "io/write_now.hpp"
 #include "transport/address.hpp"
 #include "transport/child_process.hpp"
@@ -92,7 +93,9 @@ side open_side(std::string_view text) {
     s.in = transport::connect_socket(a, std::chrono::seconds(10)).fd;
   } else if (std::holds_alternative<transport::exec_address>(a) ||
              std::holds_alternative<transport::ssh_address>(a)) {
-    auto spawned = transport::child_process::spawn(transport::spawn_request_for(a));
+    // One loop watches (reaps) the children of this bridge; it lives while they do.
+    static const std::shared_ptr<io::loop> watcher = io::loop::start();
+    auto spawned = transport::child_process::spawn(transport::spawn_request_for(a), watcher);
     s.in = std::move(spawned.from_child);
     s.out = std::move(spawned.to_child);
     s.child = std::move(spawned.child);
