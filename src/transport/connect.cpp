@@ -27,15 +27,9 @@ namespace bokbok {
 
 namespace {
 
-// One loop thread shared by the connections this convenience API opens, started on
-// first use. It lives until static destruction at exit, which stops and joins it on the
-// exiting thread: were the last reference dropped on the loop thread itself (by its last
-// connection), it would have to detach, and could still be running when exit() tears
-// the process down.
-std::shared_ptr<io::loop> default_loop() {
-  static const std::shared_ptr<io::loop> loop = detail::start_event_loop();
-  return loop;
-}
+// One loop thread shared by the connections this convenience API opens (and the
+// children it watches), started on first use (rpc/event_loop.hpp).
+std::shared_ptr<io::loop> default_loop() { return detail::default_event_loop(); }
 
 // The replay cache of key-mode connections that accept users through this API
 // (a child serving stdio, say); a server keeps its own.
