@@ -48,8 +48,9 @@ connection connect(std::string_view address, const options& opts = {});
 // fail with transport_error (they may have run). request() and notify() made while
 // reconnecting wait for the new connection up to their deadline (call_options, or the
 // handler's), else until it is up; request_async() fails at once with transport_error.
-// on_drop (with the reason) and on_reconnect run on an internal thread, once per drop
-// and per reconnection. After max_attempts failed attempts in a row (0: no limit), or
+// on_drop (with the reason) and on_reconnect run on handler threads (bokbok-handler),
+// once per drop and per reconnection; the wait between attempts is a timer on the
+// event loop, not a thread. After max_attempts failed attempts in a row (0: no limit), or
 // close() / abort(), the connection is closed for good and options::on_close runs once.
 // peer_address() and user() then refer to the latest underlying connection.
 struct reconnect_policy {

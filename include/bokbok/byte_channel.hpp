@@ -62,8 +62,9 @@ class child_handle final {
 struct channel_options {
   // tcp:, unix:: how long each connection attempt may take (zero or less: no limit).
   std::chrono::milliseconds connect_timeout{10'000};
-  // exec:, ssh:: the child's grace period, where its stderr goes (on_stderr runs on an
-  // internal thread), extra ssh options; as for connections.
+  // exec:, ssh:: the child's grace period, where its stderr goes (on_stderr runs on the
+  // default event-loop thread, which watches and reaps the child: keep it short),
+  // extra ssh options; as for connections.
   options::child_options child;
 };
 

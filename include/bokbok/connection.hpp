@@ -199,8 +199,9 @@ struct options {
     // Once the connection has closed, the child (which then reads end of file) has this
     // long to exit on its own; then it gets SIGTERM, and this long again; then SIGKILL.
     std::chrono::milliseconds grace{3'000};
-    // Receives the child's stderr as it comes, in chunks, on the child's monitoring
-    // thread. Unset: the bytes go to this process's stderr.
+    // Receives the child's stderr as it comes, in chunks, on the connection's
+    // event-loop thread (which also watches and reaps the child): keep it short and
+    // never block in it. Unset: the bytes go to this process's stderr.
     std::function<void(std::string_view)> on_stderr;
     // More ssh options, placed before the host (ssh: only), e.g. {"-o", "Port=2222"}.
     std::vector<std::string> ssh_options;

@@ -11,6 +11,7 @@
 
 #include "api/address_parsed.hpp"
 #include "api/child_state.hpp"
+#include "rpc/event_loop.hpp"
 #include "transport/child_process.hpp"
 #include "transport/sockets.hpp"
 #include "transport/stdio.hpp"
@@ -91,7 +92,9 @@ byte_channel open_byte_channel(const address& where, const channel_options& opts
     }
     case address::kind::exec:
     case address::kind::ssh: {
-      auto s = transport::child_process::spawn(transport::spawn_request_for(a, opts.child));
+      // Watched and reaped by the default loop, as connect()'s children are.
+      auto s = transport::child_process::spawn(transport::spawn_request_for(a, opts.child),
+                                               detail::default_event_loop());
       std::string name = where.to_string() + " (pid " + std::to_string(s.child->pid()) + ")";
       byte_channel ch(s.from_child.release(), s.to_child.release(), std::move(name));
       ch.child_.emplace(std::make_shared<child_handle::state>(

@@ -366,13 +366,11 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     release_self_locked();
     return;
   }
-  if (pool_->submit([self] { self->run_close_handler(); })) return;
-  try {
-    std::thread([self] { self->run_close_handler(); }).detach();
-  } catch (const std::system_error&) {
-    // No thread to be had (RLIMIT_NPROC, pids.max): run it here rather than never.
-    run_close_handler();
-  }
+  // The close handler runs on the connection's handler pool, even when its queue of
+  // calls is full; only when no pool thread can be had (RLIMIT_NPROC, pids.max) does it
+  // run here, on the loop thread, rather than never.
+  if (pool_->submit_beyond_queue_limit([self] { self->run_close_handler(); })) return;
+  run_close_handler();
 }
 
 // Loop thread: the transport to a child failed. The child is usually dying; the failure
@@ -396,7 +394,7 @@ void connection_impl::wait_for_child(end_kind kind, std::string reason,
       self->finish_after_child();
     }
   });
-  // On the monitor thread that reaps the child (or here, when it has been): only posts.
+  // On the loop that reaps the child (or here, when it has been): only posts.
   std::weak_ptr<io::loop> loop = cfg_.loop;
   cfg_.process->when_ended([weak, loop] {
     if (auto l = loop.lock())

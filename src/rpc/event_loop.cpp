@@ -18,4 +18,9 @@ std::shared_ptr<io::loop> start_event_loop() {
   }
 }
 
+std::shared_ptr<io::loop> default_event_loop() {
+  static const std::shared_ptr<io::loop> loop = start_event_loop();
+  return loop;
+}
+
 }  // namespace bokbok::detail

@@ -93,9 +93,17 @@ handler_pool::~handler_pool() {
 }
 
 bool handler_pool::submit(std::function<void()> task, std::string* why) {
+  return submit_queued(std::move(task), why, false);
+}
+
+bool handler_pool::submit_beyond_queue_limit(std::function<void()> task, std::string* why) {
+  return submit_queued(std::move(task), why, true);
+}
+
+bool handler_pool::submit_queued(std::function<void()> task, std::string* why, bool no_limit) {
   std::function<void()> refused;  // destroyed after the lock is released
   std::lock_guard lock(state_->mu);
-  if (state_->queue.size() >= state_->lim.max_queued) {
+  if (!no_limit && state_->queue.size() >= state_->lim.max_queued) {
     if (why) *why = "too many requests waiting for a handler";
     refused = std::move(task);
     return false;

@@ -35,6 +35,9 @@ class handler_pool {
   // thread runs and none can be started (RLIMIT_NPROC, pids.max, memory). Then `why`,
   // if given, says which.
   bool submit(std::function<void()> task, std::string* why = nullptr);
+  // The same, but never refused for a full queue (a connection's close handler: once
+  // per connection, so bounded by them); refused only when no thread can run it.
+  bool submit_beyond_queue_limit(std::function<void()> task, std::string* why = nullptr);
 
   // Threads alive now (running or idle); for tests and diagnostics.
   unsigned threads() const;
@@ -55,6 +58,7 @@ class handler_pool {
   struct state;
 
  private:
+  bool submit_queued(std::function<void()> task, std::string* why, bool no_limit);
   std::shared_ptr<state> state_;
 };
 

@@ -1,19 +1,25 @@
 // reconnector (rpc/reconnector.hpp).
 #include "rpc/reconnector.hpp"
 
-#include <pthread.h>
-
 #include <algorithm>
-#include <system_error>
-#include <thread>
 
 #include "rpc/connection_impl.hpp"
 #include "rpc/error_ptr.hpp"
 
 namespace bokbok::detail {
 
-reconnector::reconnector(dial_fn dial, options opts, reconnect_policy policy)
-    : dial_(std::move(dial)), opts_(std::move(opts)), policy_(std::move(policy)) {
+namespace {
+// One attempt at a time; its thread leaves soon after the redial is over.
+constexpr rpc::handler_pool::limits dialer_limits{1, 8, std::chrono::seconds(1)};
+}  // namespace
+
+reconnector::reconnector(dial_fn dial, options opts, reconnect_policy policy,
+                         std::shared_ptr<io::loop> loop)
+    : dial_(std::move(dial)),
+      opts_(std::move(opts)),
+      policy_(std::move(policy)),
+      loop_(std::move(loop)),
+      dialer_(std::make_shared<rpc::handler_pool>(dialer_limits)) {
   if (policy_.initial_delay.count() <= 0) policy_.initial_delay = std::chrono::milliseconds(1);
   if (policy_.max_delay < policy_.initial_delay) policy_.max_delay = policy_.initial_delay;
 }
@@ -78,52 +84,101 @@ void reconnector::dropped(std::shared_ptr<connection_impl> inner) {
     if (inner != cur_) return;  // an old one
     up_ = false;
     stop = user_closed_;
+    if (!stop) {
+      last_ = inner;
+      delay_ = policy_.initial_delay;
+      attempts_ = 0;
+    }
   }
   if (stop) return finish(std::move(inner), why);
   if (policy_.on_drop) policy_.on_drop(why);
-  try {
-    std::thread([self = shared_from_this(), inner] { self->redial(inner); }).detach();
-  } catch (const std::system_error& e) {
-    finish(std::move(inner), why + "; cannot start a thread to reconnect: " + e.what());
-  }
+  loop_->post([self = shared_from_this()] { self->arm_backoff(); });
 }
 
-// Its own thread: dials with exponential backoff until it works, the policy gives up, or
-// close() is called.
-void reconnector::redial(std::shared_ptr<connection_impl> last) {
-  pthread_setname_np(pthread_self(), "bokbok-redial");
-  auto delay = policy_.initial_delay;
-  std::string why;
-  for (unsigned attempt = 1;; ++attempt) {
-    {
-      std::unique_lock lock(mu_);
-      cv_.wait_for(lock, delay, [&] { return user_closed_; });
-      if (user_closed_) {
-        lock.unlock();
-        return finish(std::move(last), "closed by this side while reconnecting");
-      }
-    }
-    try {
-      auto fresh = dial_(inner_options());
-      bool closed_meanwhile;
-      {
-        std::lock_guard lock(mu_);
-        closed_meanwhile = user_closed_;
-        cur_ = fresh;
-        up_ = !closed_meanwhile;
-        cv_.notify_all();
-      }
-      if (closed_meanwhile) return fresh->close();  // its close handler finishes
-      if (policy_.on_reconnect) policy_.on_reconnect();
-      return;
-    } catch (const std::exception& e) {
-      why = e.what();
-    }
-    if (policy_.max_attempts && attempt >= policy_.max_attempts)
-      return finish(std::move(last), "gave up reconnecting after " + std::to_string(attempt) +
-                                         " attempts: " + why);
-    delay = std::min(delay * 2, policy_.max_delay);
+// Loop thread: waits delay_, then has the pool make the next attempt.
+void reconnector::arm_backoff() {
+  std::unique_lock lock(mu_);
+  if (user_closed_) {
+    lock.unlock();
+    return run_on_pool([self = shared_from_this()] { self->finish_closed_while_redialling(); });
   }
+  auto when = io::clock::now() + delay_;
+  lock.unlock();
+  backoff_timer_ = loop_->add_timer(when, [self = shared_from_this()] {
+    self->backoff_timer_ = 0;
+    self->run_on_pool([self] { self->attempt(); });
+  });
+}
+
+// Loop thread, after close() or abort(): a redial waiting for its timer ends now.
+void reconnector::cancel_backoff() {
+  if (!backoff_timer_) return;  // not waiting: the attempt in progress sees user_closed_
+  loop_->cancel_timer(backoff_timer_);
+  backoff_timer_ = 0;
+  run_on_pool([self = shared_from_this()] { self->finish_closed_while_redialling(); });
+}
+
+void reconnector::finish_closed_while_redialling() {
+  std::shared_ptr<connection_impl> last;
+  {
+    std::lock_guard lock(mu_);
+    last = last_;
+  }
+  finish(std::move(last), "closed by this side while reconnecting");
+}
+
+// Loop or pool thread: runs `step` on the dialer pool; when the pool cannot take it (no
+// thread can be started), the redial ends here instead.
+void reconnector::run_on_pool(std::function<void()> step) {
+  std::string why;
+  if (dialer_->submit(std::move(step), &why)) return;
+  std::shared_ptr<connection_impl> last;
+  {
+    std::lock_guard lock(mu_);
+    last = last_;
+  }
+  finish(std::move(last), "closed while reconnecting: " + why);
+}
+
+// Pool thread: one dial. On failure, the next waits twice as long (up to max_delay),
+// until the policy gives up.
+void reconnector::attempt() {
+  std::shared_ptr<connection_impl> last;
+  bool stop;
+  {
+    std::lock_guard lock(mu_);
+    last = last_;
+    stop = user_closed_;
+  }
+  if (stop) return finish(std::move(last), "closed by this side while reconnecting");
+  std::string why;
+  try {
+    auto fresh = dial_(inner_options());
+    bool closed_meanwhile;
+    {
+      std::lock_guard lock(mu_);
+      closed_meanwhile = user_closed_;
+      cur_ = fresh;
+      up_ = !closed_meanwhile;
+      last_ = nullptr;
+      cv_.notify_all();
+    }
+    if (closed_meanwhile) return fresh->close();  // its close handler finishes
+    if (policy_.on_reconnect) policy_.on_reconnect();
+    return;
+  } catch (const std::exception& e) {
+    why = e.what();
+  }
+  unsigned n;
+  {
+    std::lock_guard lock(mu_);
+    n = ++attempts_;
+    delay_ = std::min(delay_ * 2, policy_.max_delay);
+  }
+  if (policy_.max_attempts && n >= policy_.max_attempts)
+    return finish(std::move(last),
+                  "gave up reconnecting after " + std::to_string(n) + " attempts: " + why);
+  loop_->post([self = shared_from_this()] { self->arm_backoff(); });
 }
 
 // Closed for good: the user's close handler runs once, with a handle on this.
@@ -156,6 +211,8 @@ std::shared_ptr<connection_impl> reconnector::stop_redialling() {
   // connection's close handler has come back here and finish() has run.
   if (!final_) keep_until_final_ = shared_from_this();
   cv_.notify_all();
+  if (!up_ && !final_)  // a redial waiting for its timer ends at once
+    loop_->post([self = shared_from_this()] { self->cancel_backoff(); });
   return up_ ? cur_ : nullptr;
 }
 

@@ -6,8 +6,12 @@
 // and its close handler telling the reconnector; and a blocking call whose request the
 // dropped connection never wrote (not_sent_error) is sent again on the next one.
 //
-// Threads: every member is thread-safe. Redialling happens on a thread of its own,
-// started at each drop, which holds the reconnector until it is done.
+// Threads: every member is thread-safe. No thread per drop: the backoff between
+// attempts is a timer on the given event loop, and each attempt runs on the
+// reconnector's own handler pool (one bounded "bokbok-handler" thread, which leaves
+// when idle), because a dial may block (name resolution, a connect with its timeout,
+// the wait for the peer's handshake, which itself runs on the loop). A pending timer or
+// attempt holds the reconnector until it is done.
 // Lifetime: shared by the public handles; the current inner connection is kept open by
 // its own self-reference, as any connection. From close() or abort() until it has
 // finished, it also holds itself (its last handle may be what closed it).
@@ -23,6 +27,8 @@
 #include <string>
 
 #include "bokbok/bokbok.hpp"
+#include "io/loop.hpp"
+#include "rpc/handler_pool.hpp"
 
 namespace bokbok::detail {
 
@@ -32,7 +38,8 @@ class reconnector final : public std::enable_shared_from_this<reconnector> {
  public:
   // `dial` opens a connection with the options it is given, or throws.
   using dial_fn = std::function<std::shared_ptr<connection_impl>(const options&)>;
-  reconnector(dial_fn dial, options opts, reconnect_policy policy);
+  // `loop` runs the backoff timers (the loop the dialled connections use).
+  reconnector(dial_fn dial, options opts, reconnect_policy policy, std::shared_ptr<io::loop> loop);
 
   // Dials the first time; throws what dial throws.
   void start();
@@ -57,7 +64,11 @@ class reconnector final : public std::enable_shared_from_this<reconnector> {
   // `mu_` held: cur_ is up and not closed (locks cur_'s own mutex: ours comes first).
   bool usable_locked() const;
   void dropped(std::shared_ptr<connection_impl> inner);
-  void redial(std::shared_ptr<connection_impl> last);
+  void arm_backoff();     // loop thread
+  void cancel_backoff();  // loop thread
+  void attempt();         // pool thread
+  void run_on_pool(std::function<void()> step);
+  void finish_closed_while_redialling();
   void finish(std::shared_ptr<connection_impl> last, std::string reason);
   std::shared_ptr<connection_impl> stop_redialling();
 
@@ -74,6 +85,13 @@ class reconnector final : public std::enable_shared_from_this<reconnector> {
   std::string reason_;
   // From close() or abort() until finish(): this, so the close handler finds us.
   std::shared_ptr<reconnector> keep_until_final_;
+  std::shared_ptr<io::loop> loop_;
+  std::shared_ptr<rpc::handler_pool> dialer_;
+  // The redial in progress, one step at a time (timer, attempt, timer...); guarded by mu_.
+  std::shared_ptr<connection_impl> last_;  // the connection that dropped
+  std::chrono::milliseconds delay_{};      // before the next attempt
+  unsigned attempts_ = 0;
+  io::timer_id backoff_timer_ = 0;         // loop thread only
 };
 
 }  // namespace bokbok::detail

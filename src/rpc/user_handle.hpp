@@ -4,7 +4,7 @@
 // Every handle made here and its copies share one user_hold; when the last of them goes,
 // the connection is closed gracefully (connection::close with its default grace), as if
 // the application had called close(): a connection to a child then releases the child,
-// whose monitor reaps it. Handles made elsewhere (those a handler or close handler
+// whose loop reaps it. Handles made elsewhere (those a handler or close handler
 // receives, a server's connections) carry no hold: copying them keeps the connection's
 // memory, not the connection, alive.
 //

@@ -1,10 +1,9 @@
-// The monitoring side of a child process: waiting for it to exit, the grace period,
-// SIGTERM and SIGKILL, reaping, and its stderr. Spawning is in spawn.cpp.
+// The watching side of a child process, all on an event loop: waiting for it to exit
+// (a poll on its pidfd), the grace period, SIGTERM and SIGKILL (loop timers), reaping,
+// and its stderr (reads on the loop). Spawning is in spawn.cpp.
 #include "transport/child_process.hpp"
 
-#include <poll.h>
 #include <signal.h>
-#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,7 +12,6 @@
 #include <condition_variable>
 #include <mutex>
 #include <optional>
-#include <thread>
 
 #include "transport/child_state.hpp"
 
@@ -23,66 +21,182 @@ namespace {
 
 constexpr std::size_t stderr_tail_limit = 4096;
 constexpr auto poll_fallback_tick = std::chrono::milliseconds(20);
-
-using clock = std::chrono::steady_clock;
-
-int ms_until(std::optional<clock::time_point> t, bool tick) {
-  int limit = tick ? int(poll_fallback_tick.count()) : -1;
-  if (!t) return limit;
-  auto ms = std::chrono::ceil<std::chrono::milliseconds>(*t - clock::now()).count();
-  ms = std::max<long long>(ms, 0);
-  return limit < 0 ? int(std::min<long long>(ms, 1 << 30)) : int(std::min<long long>(ms, limit));
-}
+constexpr int drain_reads_limit = 64;  // after the reap: at most 1 MiB more of stderr
 
 void send_signal(child_process::state& st, int sig) {
   if (st.pidfd.valid())
     syscall(SYS_pidfd_send_signal, st.pidfd.get(), sig, nullptr, 0u);
   else
-    ::kill(st.pid, sig);  // only before it is reaped: the monitor reaps, so the pid is ours
+    ::kill(st.pid, sig);  // only before it is reaped: we reap, so the pid is ours
 }
 
 }  // namespace
 
-// Monitor thread: one per child, detached, ends once the child is reaped.
-void child_state_monitor(std::shared_ptr<child_process::state> st) {
-  enum class stage { running, grace, terminated, killed } at = stage::running;
-  std::optional<clock::time_point> deadline;
-  bool reaped = false;
-  while (!reaped) {
-    pollfd fds[3];
-    nfds_t n = 0;
-    int ctl_i = -1, pid_i = -1, err_i = -1;
-    fds[ctl_i = int(n++)] = {st->control.get(), POLLIN, 0};
-    if (st->pidfd.valid()) fds[pid_i = int(n++)] = {st->pidfd.get(), POLLIN, 0};
-    if (st->stderr_pipe.valid()) fds[err_i = int(n++)] = {st->stderr_pipe.get(), POLLIN, 0};
-    int r = ::poll(fds, n, ms_until(deadline, !st->pidfd.valid()));
-    if (r < 0 && errno != EINTR) break;
-    if (ctl_i >= 0 && (fds[ctl_i].revents & POLLIN)) {
-      std::uint64_t v;
-      (void)!::read(st->control.get(), &v, sizeof v);
-      if (at == stage::running) {
-        at = stage::grace;
-        deadline = clock::now() + st->grace;
-      }
+void child_process::state::op::complete(int result, std::uint32_t) {
+  auto hold = st->shared_from_this();  // mark_done() may drop the last other reference
+  (st->*on_done)(result);
+}
+
+void child_process::state::start_watching() {
+  if (pidfd.valid())
+    loop->submit_poll(pidfd.get(), &pid_op);
+  else
+    schedule_tick();
+  if (stderr_pipe.valid()) read_stderr_more();
+}
+
+void child_process::state::begin_grace() {
+  if (reaped || at != stage::running) return;
+  at = stage::grace;
+  std::weak_ptr<state> weak = weak_from_this();
+  signal_timer = loop->add_timer(io::clock::now() + grace, [weak] {
+    if (auto self = weak.lock()) self->on_signal_timer();
+  });
+}
+
+void child_process::state::on_signal_timer() {
+  signal_timer = 0;
+  if (reaped) return;
+  if (at == stage::grace) {
+    send_signal(*this, SIGTERM);
+    at = stage::terminated;
+    std::weak_ptr<state> weak = weak_from_this();
+    signal_timer = loop->add_timer(io::clock::now() + grace, [weak] {
+      if (auto self = weak.lock()) self->on_signal_timer();
+    });
+  } else if (at == stage::terminated) {
+    send_signal(*this, SIGKILL);
+    at = stage::killed;
+  }
+}
+
+void child_process::state::schedule_tick() {
+  std::weak_ptr<state> weak = weak_from_this();
+  tick_timer = loop->add_timer(io::clock::now() + poll_fallback_tick, [weak] {
+    auto self = weak.lock();
+    if (!self) return;
+    self->tick_timer = 0;
+    if (self->try_reap())
+      self->after_reap();
+    else
+      self->schedule_tick();
+  });
+}
+
+void child_process::state::on_pid_ready(int result) {
+  if (reaped) return;
+  if (result < 0) return schedule_tick();  // cannot watch it: poll for the exit instead
+  if (try_reap()) return after_reap();
+  loop->submit_poll(pidfd.get(), &pid_op);  // not waitable yet: wait again
+}
+
+void child_process::state::read_stderr_more() {
+  reading_stderr = true;
+  loop->submit_read(stderr_pipe.get(), err_buf, sizeof err_buf, &err_op);
+}
+
+void child_process::state::on_stderr_read(int result) {
+  reading_stderr = false;
+  if (result > 0) pass_on(std::string_view(err_buf, std::size_t(result)));
+  bool ended = result == 0 || (result < 0 && result != -EAGAIN && result != -EINTR &&
+                               result != -ECANCELED);
+  if (ended) close_stderr();
+  if (reaped) return finish_after_reap();  // the read was cancelled, or raced the reap
+  if (!ended) read_stderr_more();
+}
+
+void child_process::state::pass_on(std::string_view bytes) {
+  if (keep_tail) {
+    std::lock_guard lock(mu);
+    stderr_tail.append(bytes);
+    if (stderr_tail.size() > stderr_tail_limit)
+      stderr_tail.erase(0, stderr_tail.size() - stderr_tail_limit);
+  }
+  if (on_stderr) {
+    try {
+      on_stderr(bytes);
+    } catch (...) {
+      // The application's callback failing must not stop the reaping.
     }
-    if (err_i >= 0 && fds[err_i].revents) st->read_stderr();
-    if (pid_i < 0 || (fds[pid_i].revents & POLLIN)) reaped = st->try_reap(pid_i >= 0);
-    if (!reaped && deadline && clock::now() >= *deadline) {
-      if (at == stage::grace) {
-        send_signal(*st, SIGTERM);
-        at = stage::terminated;
-        deadline = clock::now() + st->grace;
-      } else if (at == stage::terminated) {
-        send_signal(*st, SIGKILL);
-        at = stage::killed;
-        deadline.reset();
-      }
+  } else {
+    while (!bytes.empty()) {
+      ssize_t w = ::write(STDERR_FILENO, bytes.data(), bytes.size());
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) break;
+      bytes.remove_prefix(std::size_t(w));
     }
   }
-  // What the child wrote just before it ended; a grandchild that keeps stderr open does
-  // not keep this thread alive.
-  st->drain_stderr();
-  st->mark_done();
+}
+
+// Never blocks: the caller knows (pidfd) or guesses (fallback) that the child exited.
+bool child_process::state::try_reap() {
+  int status = 0;
+  pid_t r;
+  do r = ::waitpid(pid, &status, WNOHANG);
+  while (r < 0 && errno == EINTR);
+  if (r == 0) return false;  // still running
+  child_exit e;
+  e.pid = pid;
+  if (r == pid && WIFEXITED(status)) e.code = WEXITSTATUS(status);
+  if (r == pid && WIFSIGNALED(status)) e.signal = WTERMSIG(status);
+  // r < 0 (ECHILD): someone else reaped it; the status is unknown (code -1, signal 0).
+  std::vector<std::function<void()>> ended;
+  {
+    std::lock_guard lock(mu);
+    exit = e;
+    cv.notify_all();
+    ended.swap(on_ended);
+  }
+  for (auto& f : ended) {
+    try {
+      f();
+    } catch (...) {
+      // A waiter failing must not stop the reaping.
+    }
+  }
+  return true;
+}
+
+void child_process::state::after_reap() {
+  reaped = true;
+  if (signal_timer) loop->cancel_timer(signal_timer);
+  if (tick_timer) loop->cancel_timer(tick_timer);
+  signal_timer = tick_timer = 0;
+  if (reading_stderr)
+    loop->cancel(&err_op);  // its completion finishes
+  else
+    finish_after_reap();
+}
+
+// What the child wrote just before it ended; a grandchild that keeps stderr open does
+// not keep the watch going.
+void child_process::state::finish_after_reap() {
+  for (int i = 0; i < drain_reads_limit && stderr_pipe.valid(); ++i) {
+    ssize_t n = ::read(stderr_pipe.get(), err_buf, sizeof err_buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    pass_on(std::string_view(err_buf, std::size_t(n)));
+  }
+  close_stderr();
+  mark_done();
+}
+
+void child_process::state::close_stderr() {
+  if (!stderr_pipe.valid()) return;
+  loop->forget(stderr_pipe.get());
+  stderr_pipe.reset();
+}
+
+void child_process::state::mark_done() {
+  if (pidfd.valid()) loop->forget(pidfd.get());
+  pidfd.reset();
+  std::shared_ptr<io::loop> last_loop;  // both may be the last references: dropped unlocked
+  std::shared_ptr<state> last_self;
+  std::lock_guard lock(mu);
+  done = true;  // no descriptor outlives the child: done means all are closed
+  cv.notify_all();
+  last_loop = std::move(loop);
+  last_self = std::move(keep);
 }
 
 child_process::child_process(std::shared_ptr<state> st) : st_(std::move(st)) {}
@@ -92,11 +206,14 @@ child_process::~child_process() { release(); }
 int child_process::pid() const { return st_->pid; }
 
 void child_process::release() {
-  std::uint64_t one = 1;
-  std::lock_guard lock(st_->mu);  // the monitor closes `control` under it once done
-  if (st_->released || st_->done) return;
-  st_->released = true;
-  (void)!::write(st_->control.get(), &one, sizeof one);
+  std::shared_ptr<io::loop> l;
+  {
+    std::lock_guard lock(st_->mu);
+    if (st_->released || st_->done) return;
+    st_->released = true;
+    l = st_->loop;
+  }
+  l->post([st = st_] { st->begin_grace(); });
 }
 
 void child_process::wait_reaped() {
@@ -130,86 +247,6 @@ std::string child_process::end_note() {
   std::string note = st_->exit->describe();
   if (st_->is_ssh && !tail.empty()) note += "; ssh said: " + tail;
   return note;
-}
-
-void child_process::state::read_stderr() {
-  char buf[16384];
-  ssize_t n = ::read(stderr_pipe.get(), buf, sizeof buf);
-  if (n <= 0) {
-    if (n == 0 || (errno != EINTR && errno != EAGAIN)) stderr_pipe.reset();
-    return;
-  }
-  pass_on(std::string_view(buf, std::size_t(n)));
-}
-
-void child_process::state::drain_stderr() {
-  if (!stderr_pipe.valid()) return;
-  for (int i = 0; i < 64 && stderr_pipe.valid(); ++i) {  // at most 1 MiB more
-    pollfd p{stderr_pipe.get(), POLLIN, 0};
-    if (::poll(&p, 1, 0) <= 0) break;
-    read_stderr();
-  }
-  stderr_pipe.reset();
-}
-
-void child_process::state::pass_on(std::string_view bytes) {
-  if (keep_tail) {
-    std::lock_guard lock(mu);
-    stderr_tail.append(bytes);
-    if (stderr_tail.size() > stderr_tail_limit)
-      stderr_tail.erase(0, stderr_tail.size() - stderr_tail_limit);
-  }
-  if (on_stderr) {
-    try {
-      on_stderr(bytes);
-    } catch (...) {
-      // The application's callback failing must not stop the reaping.
-    }
-  } else {
-    while (!bytes.empty()) {
-      ssize_t w = ::write(STDERR_FILENO, bytes.data(), bytes.size());
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) break;
-      bytes.remove_prefix(std::size_t(w));
-    }
-  }
-}
-
-bool child_process::state::try_reap(bool exited) {
-  int status = 0;
-  pid_t r;
-  do r = ::waitpid(pid, &status, exited ? 0 : WNOHANG);
-  while (r < 0 && errno == EINTR);
-  if (r == 0) return false;  // still running (polling fallback)
-  child_exit e;
-  e.pid = pid;
-  if (r == pid && WIFEXITED(status)) e.code = WEXITSTATUS(status);
-  if (r == pid && WIFSIGNALED(status)) e.signal = WTERMSIG(status);
-  // r < 0 (ECHILD): someone else reaped it; the status is unknown (code -1, signal 0).
-  std::vector<std::function<void()>> ended;
-  {
-    std::lock_guard lock(mu);
-    exit = e;
-    cv.notify_all();
-    ended.swap(on_ended);
-  }
-  for (auto& f : ended) {
-    try {
-      f();
-    } catch (...) {
-      // A waiter failing must not stop the reaping.
-    }
-  }
-  return true;
-}
-
-void child_process::state::mark_done() {
-  pidfd.reset();
-  stderr_pipe.reset();
-  std::lock_guard lock(mu);
-  control.reset();  // no descriptor outlives the child: done means all are closed
-  done = true;
-  cv.notify_all();
 }
 
 }  // namespace bokbok::transport

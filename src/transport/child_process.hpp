@@ -2,19 +2,22 @@
 //
 // spawn() starts the program with Boost.Process, its stdin and stdout on two fresh pipes
 // whose other ends it returns, and its stderr either inherited (the default) or on a
-// third pipe read by the child's monitoring thread. The child inherits no other
+// third pipe read on the event loop given to spawn(). The child inherits no other
 // descriptor of ours (see spawn.cpp).
 //
-// Reaping without owning SIGCHLD: the monitor waits on a pidfd (Linux 5.3) and then
-// reaps exactly this pid with waitpid(pid); it never installs a signal handler and never
-// waits for "any child". (An application that itself reaps every child, or sets SIGCHLD
-// to SIG_IGN, takes the status first: the child is then reported as ended with its
-// status unknown.) Without pidfd_open the monitor polls waitpid(pid, WNOHANG) every
-// 20 ms instead.
+// No thread per child: the loop watches it. Reaping without owning SIGCHLD: the loop
+// polls the child's pidfd (Linux 5.3; io_uring POLL_ADD or epoll readiness) and, once it
+// is readable, reaps exactly this pid with waitpid(pid, WNOHANG); it never installs a
+// signal handler and never waits for "any child". (An application that itself reaps
+// every child, or sets SIGCHLD to SIG_IGN, takes the status first: the child is then
+// reported as ended with its status unknown.) Without pidfd_open a loop timer tries
+// waitpid(pid, WNOHANG) every 20 ms instead. The grace period, SIGTERM and SIGKILL are
+// loop timers; stderr is read by the loop.
 //
-// Lifetime: the object is shared by the connection (rpc::peer_process) and the monitor
-// thread, which is detached and ends once the child has been reaped. Dropping the last
-// handle releases the child like release() does; nothing here ever blocks a destructor.
+// Lifetime: the object is shared by the connection (rpc::peer_process); the watch holds
+// the child's state and the loop until the child has been reaped (so the loop outlives
+// every child it watches). Dropping the last handle releases the child like release()
+// does; nothing here ever blocks a destructor.
 #pragma once
 
 #include <chrono>
@@ -25,6 +28,7 @@
 #include <vector>
 
 #include "base/unique_fd.hpp"
+#include "io/loop.hpp"
 #include "rpc/peer_process.hpp"
 #include "transport/address.hpp"
 
@@ -33,8 +37,8 @@ namespace bokbok::transport {
 struct spawn_request {
   std::vector<std::string> argv;  // argv[0]: a path, or a name searched on PATH
   std::chrono::milliseconds grace{3'000};
-  // Receives stderr chunks on the monitoring thread; unset and !keep_stderr_tail:
-  // stderr is simply inherited.
+  // Receives stderr chunks on the loop thread (so it must be quick and must not block);
+  // unset and !keep_stderr_tail: stderr is simply inherited.
   std::function<void(std::string_view)> on_stderr;
   // Keep the last few KiB of stderr for end_note() (ssh: its own error messages),
   // while still passing them on (to on_stderr, or to this process's stderr).
@@ -55,8 +59,10 @@ class child_process final : public rpc::peer_process {
     base::unique_fd to_child;    // write end of the child's stdin
   };
 
-  // Throws transport_error when the program cannot be found or started.
-  static spawned spawn(spawn_request req);
+  // Starts the child and has `loop` watch it (reap, signals, stderr) from now until it
+  // has been reaped. Any thread. Throws transport_error when the program cannot be
+  // found or started.
+  static spawned spawn(spawn_request req, std::shared_ptr<io::loop> loop);
 
   int pid() const;
 
@@ -68,7 +74,7 @@ class child_process final : public rpc::peer_process {
 
   ~child_process() override;
 
-  struct state;  // shared with the monitoring thread (child_process.cpp)
+  struct state;  // shared with the watching loop (child_state.hpp)
   explicit child_process(std::shared_ptr<state> st);
 
  private:

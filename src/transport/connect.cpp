@@ -27,15 +27,9 @@ namespace bokbok {
 
 namespace {
 
-// One loop thread shared by the connections this convenience API opens, started on
-// first use. It lives until static destruction at exit, which stops and joins it on the
-// exiting thread: were the last reference dropped on the loop thread itself (by its last
-// connection), it would have to detach, and could still be running when exit() tears
-// the process down.
-std::shared_ptr<io::loop> default_loop() {
-  static const std::shared_ptr<io::loop> loop = detail::start_event_loop();
-  return loop;
-}
+// One loop thread shared by the connections this convenience API opens (and the
+// children it watches), started on first use (rpc/event_loop.hpp).
+std::shared_ptr<io::loop> default_loop() { return detail::default_event_loop(); }
 
 // The replay cache of key-mode connections that accept users through this API
 // (a child serving stdio, say); a server keeps its own.
@@ -77,7 +71,8 @@ std::shared_ptr<detail::connection_impl> open_child(const transport::address& ad
     child.on_stderr = [f = child.on_stderr, hook = opts.on_callback_error](std::string_view b) {
       detail::guard_callback(hook, "child.on_stderr", [&] { f(b); });
     };
-  auto s = transport::child_process::spawn(transport::spawn_request_for(addr, child));
+  auto s = transport::child_process::spawn(transport::spawn_request_for(addr, child),
+                                                default_loop());
   std::string peer = transport::to_string(addr) + " (pid " + std::to_string(s.child->pid()) + ")";
   return open_impl(std::move(s.from_child), std::move(s.to_child), opts, std::move(peer),
                    std::nullopt, std::move(s.child));
@@ -98,7 +93,7 @@ connection connect(std::string_view address, const options& opts, const reconnec
   auto dial = [addr, child](const options& o) {
     return child ? open_child(addr, o) : dial_socket(addr, o);
   };
-  auto rc = std::make_shared<detail::reconnector>(dial, opts, policy);
+  auto rc = std::make_shared<detail::reconnector>(dial, opts, policy, default_loop());
   rc->start();
   return detail::user_handle(rc->latest(), rc);
 }

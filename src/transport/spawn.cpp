@@ -18,7 +18,6 @@
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <signal.h>
-#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -36,7 +35,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <system_error>
-#include <thread>
 
 #include "bokbok/error.hpp"
 #include "transport/child_process.hpp"
@@ -118,7 +116,7 @@ spawn_request spawn_request_for(const address& addr, const options::child_option
   return req;
 }
 
-child_process::spawned child_process::spawn(spawn_request req) {
+child_process::spawned child_process::spawn(spawn_request req, std::shared_ptr<io::loop> loop) {
   if (req.argv.empty()) throw transport_error("bokbok: no command to run");
   std::string exe = find_program(req.argv.front());
   if (exe.empty())
@@ -154,26 +152,20 @@ child_process::spawned child_process::spawn(spawn_request req) {
   auto st = std::make_shared<state>();
   st->pid = pid;
   st->pidfd = base::unique_fd(int(syscall(SYS_pidfd_open, pid, 0u)));  // -1 (ENOSYS): the polling fallback
-  int efd = ::eventfd(0, EFD_CLOEXEC);
-  if (efd < 0) {
-    ::kill(pid, SIGKILL);
-    throw transport_error(std::string("bokbok: eventfd failed: ") + std::strerror(errno));
-  }
-  st->control = base::unique_fd(efd);
   st->grace = req.grace;
   st->on_stderr = std::move(req.on_stderr);
   st->keep_tail = req.keep_stderr_tail;
   st->is_ssh = req.is_ssh;
-  if (capture) st->stderr_pipe = std::move(err.read);
-  try {
-    std::thread(child_state_monitor, st).detach();
-  } catch (const std::system_error& e) {
-    // No thread to watch and reap the child (RLIMIT_NPROC, pids.max): do not leave it.
-    ::kill(pid, SIGKILL);
-    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-    }
-    throw resource_error("bokbok: cannot start a thread to watch \"" + exe + "\": " + e.what());
+  if (capture) {
+    st->stderr_pipe = std::move(err.read);
+    // The loop reads it; only our end (its own open file description) is non-blocking.
+    ::fcntl(st->stderr_pipe.get(), F_SETFL, ::fcntl(st->stderr_pipe.get(), F_GETFL) | O_NONBLOCK);
   }
+  st->loop = loop;
+  st->keep = st;
+  // Watched from the loop's next turn (the child may exit before: its pidfd is readable
+  // then, and the loop reaps it at once).
+  loop->post([st] { st->start_watching(); });
 
   spawned s;
   s.child = std::make_shared<child_process>(std::move(st));
