@@ -31,7 +31,7 @@
 #include "rpc/handler_pool.hpp"
 #include "rpc/key_session.hpp"
 #include "rpc/outbox.hpp"
-#include "rpc/peer_process.hpp"
+#include "transport/peer_process.hpp"
 #include "wire/frame.hpp"
 #include "wire/preamble.hpp"
 #include "wire/reassembly.hpp"

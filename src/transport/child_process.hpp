@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "base/unique_fd.hpp"
-#include "rpc/peer_process.hpp"
+#include "transport/peer_process.hpp"
 #include "transport/address.hpp"
 
 namespace bokbok::transport {

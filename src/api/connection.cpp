@@ -5,8 +5,8 @@
 #include <cstring>
 
 #include "rpc/connection_impl.hpp"
-#include "rpc/reconnector.hpp"
-#include "rpc/user_handle.hpp"
+#include "api/reconnector.hpp"
+#include "api/user_handle.hpp"
 
 namespace bokbok {
 
