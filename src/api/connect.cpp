@@ -47,7 +47,7 @@ std::shared_ptr<crypto::replay_cache> default_replay_cache() {
 std::shared_ptr<detail::connection_impl> open_impl(
     base::unique_fd in, base::unique_fd out, const options& opts, std::string peer,
     std::optional<connection::credentials> creds = std::nullopt,
-    std::shared_ptr<rpc::peer_process> process = nullptr) {
+    std::shared_ptr<transport::peer_process> process = nullptr) {
   auto keys = rpc::make_key_config(
       opts.keys, opts.keys.key_for_user ? default_replay_cache() : nullptr, opts.on_callback_error);
   detail::connection_impl::config cfg{opts, std::move(peer), default_loop(), nullptr, {},

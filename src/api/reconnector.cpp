@@ -1,4 +1,4 @@
-// reconnector (rpc/reconnector.hpp).
+// reconnector (api/reconnector.hpp).
 #include "api/reconnector.hpp"
 
 #include <pthread.h>

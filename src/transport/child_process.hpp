@@ -12,7 +12,7 @@
 // status unknown.) Without pidfd_open the monitor polls waitpid(pid, WNOHANG) every
 // 20 ms instead.
 //
-// Lifetime: the object is shared by the connection (rpc::peer_process) and the monitor
+// Lifetime: the object is shared by the connection (transport::peer_process) and the monitor
 // thread, which is detached and ends once the child has been reaped. Dropping the last
 // handle releases the child like release() does; nothing here ever blocks a destructor.
 #pragma once
@@ -47,7 +47,7 @@ struct spawn_request {
 // with the options of bokbok::options::child_options.
 spawn_request spawn_request_for(const address& addr, const options::child_options& child = {});
 
-class child_process final : public rpc::peer_process {
+class child_process final : public peer_process {
  public:
   struct spawned {
     std::shared_ptr<child_process> child;
