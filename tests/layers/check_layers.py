@@ -7,7 +7,9 @@ transport, rpc, api, lowest first; a layer may use itself and the layers below i
       its sources (compile_commands.json) and compiles a probe file with it
       (-fsyntax-only): the probe including a header of the layer just above must fail
       for want of that header; the same probe including a header of the layer itself and
-      one of base must compile (so the failure is the layering, not the command).
+      one of base must compile (so the failure is the layering, not the command). Then
+      every header of every layer must compile alone with its layer's command, so a
+      header that no source of its layer includes cannot include upward either.
 
   check_layers.py links --nm NM --cxxfilt CXXFILT ARCHIVE...
       The layer archives, lowest first: every bokbok symbol a layer's objects use must be
@@ -114,6 +116,18 @@ def check_includes(build_root, source_root):
                 fail('%s: including %s failed, but not for want of the header:\n%s'
                      % (below, upward, output))
             print('ok: %s cannot include %s' % (below, upward), flush=True)
+        # A header no source of its layer includes would escape the probes above: every
+        # header compiles alone with its own layer's command.
+        for layer in LAYERS:
+            cmd, cwd = layer_command(commands, source_root, layer)
+            for header in sorted((source_root / 'src' / layer).glob('*.hpp')):
+                included = '%s/%s' % (layer, header.name)
+                code, output = probe(cmd, cwd, [included], workdir)
+                if code != 0:
+                    fail('%s does not compile alone with its layer\'s command (an include '
+                         'of a layer above, or a missing include):\n%s' % (included, output))
+            print('ok: every header of %s compiles with only %s\'s include paths'
+                  % (layer, layer), flush=True)
 
 
 def nm_symbols(nm, path, args):
