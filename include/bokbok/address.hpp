@@ -22,10 +22,11 @@
 #include <vector>
 
 #include "bokbok/error.hpp"
+#include "bokbok/export.hpp"
 
 namespace bokbok {
 
-class address final {
+class BOKBOK_API address final {
  public:
   enum class kind {
     fd,           // fd:R,W

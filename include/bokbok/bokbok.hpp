@@ -20,6 +20,7 @@
 #include "bokbok/byte_channel.hpp"
 #include "bokbok/connection.hpp"
 #include "bokbok/error.hpp"
+#include "bokbok/export.hpp"
 #include "bokbok/message.hpp"
 #include "bokbok/secret_text.hpp"
 #include "bokbok/server.hpp"
@@ -39,7 +40,7 @@ namespace bokbok {
 // (server_options::listen), and an address_error here.
 // Throws address_error for a malformed address and transport_error / protocol_error
 // when the peer cannot be reached or does not speak bokbok.
-connection connect(std::string_view address, const options& opts = {});
+BOKBOK_API connection connect(std::string_view address, const options& opts = {});
 
 // Opt-in reconnection for a connection opened from an address (tcp:, unix:, exec:,
 // ssh:; any other is an address_error). When the transport drops (or the peer closes),
@@ -63,21 +64,21 @@ struct reconnect_policy {
 
 // connect(), and reconnect per `policy` when the transport drops. The first connection
 // is made before returning (it throws like connect()).
-connection connect(std::string_view address, const options& opts, const reconnect_policy& policy);
+BOKBOK_API connection connect(std::string_view address, const options& opts, const reconnect_policy& policy);
 
 // Opens a connection over an already open pair of file descriptors, which it takes
 // ownership of (in_fd may equal out_fd, e.g. a socket): they are closed with the
 // connection, or when opening fails. `peer` names the other end. A descriptor that is
 // not open is a transport_error.
-connection connect_fds(int in_fd, int out_fd, const options& opts, std::string peer);
+BOKBOK_API connection connect_fds(int in_fd, int out_fd, const options& opts, std::string peer);
 
 // Two connected ends over a socketpair, handshake done: mostly for tests and in-process
 // use. The first uses `a`, the second `b`.
-std::pair<connection, connection> connect_socketpair(const options& a, const options& b);
+BOKBOK_API std::pair<connection, connection> connect_socketpair(const options& a, const options& b);
 
 // Serves exactly one connection on stdin/stdout (a child spawned by its client, inetd's
 // nowait mode): blocks until the peer closes or close() is called from a handler, then
 // returns. Throws like connect() when the handshake fails.
-void serve_stdio(const options& opts);
+BOKBOK_API void serve_stdio(const options& opts);
 
 }  // namespace bokbok

@@ -25,12 +25,13 @@
 #include "bokbok/address.hpp"
 #include "bokbok/connection.hpp"
 #include "bokbok/error.hpp"
+#include "bokbok/export.hpp"
 
 namespace bokbok {
 
 // The child process at the far end of an exec: or ssh: channel. Copies share the child.
 // Thread-safety: every member may be called from any thread; only wait() blocks.
-class child_handle final {
+class BOKBOK_API child_handle final {
  public:
   int pid() const noexcept;
 
@@ -69,7 +70,7 @@ struct channel_options {
 };
 
 class byte_channel;
-byte_channel open_byte_channel(const address& where, const channel_options& opts);
+BOKBOK_API byte_channel open_byte_channel(const address& where, const channel_options& opts);
 
 // Two descriptors (or one socket used both ways) owned together, and the child behind
 // them, if any. Move-only. Destroying or close()-ing it closes the descriptors and
@@ -78,7 +79,7 @@ byte_channel open_byte_channel(const address& where, const channel_options& opts
 //
 // Thread-safety: none on the object itself; its descriptors may be read and written from
 // different threads (one reader, one writer), as any descriptor can.
-class byte_channel final {
+class BOKBOK_API byte_channel final {
  public:
   byte_channel() noexcept = default;  // empty: no descriptors
   // Takes ownership of `in_fd` (read) and `out_fd` (write); pass the same descriptor
@@ -142,7 +143,9 @@ class byte_channel final {
 // for a malformed address, and transport_error when it cannot be opened (the message
 // names the address and the system's error): refused, timed out, a program not found,
 // an fd: descriptor that is not open.
-byte_channel open_byte_channel(const address& where, const channel_options& opts = {});
-byte_channel open_byte_channel(std::string_view where, const channel_options& opts = {});
+BOKBOK_API byte_channel open_byte_channel(const address& where,
+                                         const channel_options& opts = {});
+BOKBOK_API byte_channel open_byte_channel(std::string_view where,
+                                         const channel_options& opts = {});
 
 }  // namespace bokbok

@@ -48,6 +48,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bokbok/export.hpp"
 #include "bokbok/key.hpp"
 #include "bokbok/message.hpp"
 
@@ -102,7 +103,7 @@ struct call_options {
 // The handle of one asynchronous call, for cancelling it. Copyable; cancel() may be
 // called from any thread, any number of times; after the call has completed it does
 // nothing. The callback then runs once with call_error(cancelled).
-class call_handle {
+class BOKBOK_API call_handle {
  public:
   call_handle() = default;
   void cancel() const;
@@ -119,12 +120,12 @@ class call_handle {
 // fires.
 namespace this_call {
 // When the caller gives up; none when it sent no deadline.
-std::optional<steady_clock::time_point> deadline();
+BOKBOK_API std::optional<steady_clock::time_point> deadline();
 // Time left before the deadline (zero or negative once passed); milliseconds::max()
 // when there is none.
-std::chrono::milliseconds remaining();
+BOKBOK_API std::chrono::milliseconds remaining();
 // Fires when the caller cancels the call (or its deadline passes on its side).
-std::stop_token stop_token();
+BOKBOK_API std::stop_token stop_token();
 }  // namespace this_call
 
 // Completion of request_async(): exactly one of `error` (non-null) or `response` is set.
@@ -134,7 +135,7 @@ std::stop_token stop_token();
 using response_callback = std::function<void(std::exception_ptr error, message response)>;
 
 // How a child process at the other end of a connection (exec:, ssh:) ended.
-struct child_exit {
+struct BOKBOK_API child_exit {
   int pid = 0;
   int code = -1;   // its exit status when it exited, else -1
   int signal = 0;  // the signal that killed it, else 0
@@ -227,7 +228,7 @@ struct options {
   } keys;
 };
 
-class connection {
+class BOKBOK_API connection {
  public:
   // Blocking call: sends `request`, waits for the response. Throws remote_error when the
   // peer answered with an error, call_error when refused here before sending (too_large,
@@ -320,7 +321,7 @@ class connection {
 
   std::shared_ptr<detail::connection_impl> impl_;
   std::shared_ptr<detail::reconnector> reconnect_;  // set by connect(address, policy)
-  // Shared by the user handles (rpc/user_handle.hpp); its end closes the connection.
+  // Shared by the user handles (src/api/user_handle.hpp); its end closes the connection.
   // Declared last, so it goes first, while impl_ and reconnect_ still hold.
   std::shared_ptr<detail::user_hold> hold_;
 };

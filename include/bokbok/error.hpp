@@ -23,6 +23,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "bokbok/export.hpp"
+
 namespace bokbok {
 
 // Codes carried by ERROR frames (see src/wire/PROTOCOL.md). Values are wire-stable.
@@ -39,9 +41,9 @@ enum class error_code : std::uint16_t {
 };
 
 // Short stable name of a code ("handler_failed", ...); "unknown" for other values.
-const char* to_string(error_code code) noexcept;
+BOKBOK_API const char* to_string(error_code code) noexcept;
 
-class error : public std::runtime_error {
+class BOKBOK_API error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
@@ -49,7 +51,7 @@ class error : public std::runtime_error {
 // The program used the API wrongly: an invalid option (a too-small max_message_size,
 // keys.user without keys.key, ...), server::start() twice, or a blocking call on the
 // event-loop thread. Fix the program; retrying does not help.
-class usage_error : public error {
+class BOKBOK_API usage_error : public error {
  public:
   using error::error;
 };
@@ -57,7 +59,7 @@ class usage_error : public error {
 // A call failed with a code: refused on this side before it was sent (too_large,
 // shutting_down, busy when the send queue is full), ended on this side
 // (deadline_exceeded, cancelled), or answered with an error by the peer (remote_error).
-class call_error : public error {
+class BOKBOK_API call_error : public error {
  public:
   call_error(error_code code, const std::string& message)
       : error(message), code_(code), message_(message) {}
@@ -72,13 +74,13 @@ class call_error : public error {
 };
 
 // The peer answered the call with an error; message() is the peer's text, whole.
-class remote_error : public call_error {
+class BOKBOK_API remote_error : public call_error {
  public:
   using call_error::call_error;
 };
 
 // The connection could not be opened, failed, or closed before the answer came.
-class transport_error : public error {
+class BOKBOK_API transport_error : public error {
  public:
   using error::error;
 };
@@ -86,33 +88,33 @@ class transport_error : public error {
 // The system refused a resource this side needed for one connection or call: a thread
 // (RLIMIT_NPROC, cgroup pids.max), a file descriptor (RLIMIT_NOFILE) or memory. Only
 // that connection or call fails; the message names the resource and the system's error.
-class resource_error : public transport_error {
+class BOKBOK_API resource_error : public transport_error {
  public:
   using transport_error::transport_error;
 };
 
 // The peer stopped answering heartbeats (options::heartbeat_interval): it may be
 // stopped, hung or cut off. Pending calls fail with it; the connection is closed.
-class peer_unresponsive_error : public transport_error {
+class BOKBOK_API peer_unresponsive_error : public transport_error {
  public:
   using transport_error::transport_error;
 };
 
 // The peer sent bytes that are not the bokbok protocol (stray output, bad frames).
-class protocol_error : public transport_error {
+class BOKBOK_API protocol_error : public transport_error {
  public:
   using transport_error::transport_error;
 };
 
 // Key mode: the peer refused our credentials, or we refused its. A client cannot tell
 // an unknown user from a wrong key, by design; the message says so.
-class authentication_error : public transport_error {
+class BOKBOK_API authentication_error : public transport_error {
  public:
   using transport_error::transport_error;
 };
 
 // An address string could not be parsed; the message quotes it.
-class address_error : public error {
+class BOKBOK_API address_error : public error {
  public:
   using error::error;
 };

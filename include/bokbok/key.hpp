@@ -24,18 +24,19 @@
 #include <string_view>
 
 #include "bokbok/error.hpp"
+#include "bokbok/export.hpp"
 #include "bokbok/secret_text.hpp"
 
 namespace bokbok {
 
 // A key could not be made, read or written; what() says why and names the file, and
 // never contains key material.
-class key_error : public error {
+class BOKBOK_API key_error : public error {
  public:
   using error::error;
 };
 
-class key final {
+class BOKBOK_API key final {
  public:
   static constexpr std::size_t size = 32;
 
@@ -81,6 +82,6 @@ class key final {
 // Reads a users file (one `USER KEYHEX` per line, `#` comments; see README "Keys") and
 // returns a thread-safe lookup for options::keys.key_for_user. Throws key_error for a
 // malformed file, or one its group or others may read. The file is read once.
-std::function<std::optional<key>(std::string_view user)> load_users(const std::string& path);
+BOKBOK_API std::function<std::optional<key>(std::string_view user)> load_users(const std::string& path);
 
 }  // namespace bokbok

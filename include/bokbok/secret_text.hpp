@@ -18,10 +18,11 @@
 #include <string_view>
 
 #include "bokbok/error.hpp"
+#include "bokbok/export.hpp"
 
 namespace bokbok {
 
-class secret_text final {
+class BOKBOK_API secret_text final {
  public:
   secret_text() noexcept = default;  // empty
   // A copy of `text` in locked memory (the caller wipes its own copy). Throws
@@ -57,7 +58,7 @@ inline constexpr std::size_t max_passphrase_size = 1024;
 // read once. Blocks until a line (or end of file) comes. Throws key_error (declared in
 // bokbok/key.hpp, which includes this header) when the passphrase is empty, longer than
 // max_passphrase_size, cannot be read, or the two differ.
-secret_text read_passphrase(int fd, std::string_view prompt,
-                            std::string_view confirm_prompt = {});
+BOKBOK_API secret_text read_passphrase(int fd, std::string_view prompt,
+                                       std::string_view confirm_prompt = {});
 
 }  // namespace bokbok

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "bokbok/connection.hpp"
+#include "bokbok/export.hpp"
 
 namespace bokbok {
 
@@ -125,9 +126,9 @@ struct server_options {
 // The listen address for the superserver that started this process, judging by its
 // environment and file descriptors: "systemd" when LISTEN_PID names this process,
 // "inetd" when fd 0 is a socket, "" when neither.
-std::string superserver_address();
+BOKBOK_API std::string superserver_address();
 
-class server {
+class BOKBOK_API server {
  public:
   explicit server(server_options opts);
   // Stops (as stop() with no grace) and waits.
@@ -155,7 +156,7 @@ class server {
   // Connections open now.
   std::size_t connection_count() const;
 
-  class impl;
+  class BOKBOK_HIDDEN impl;  // internal to libbokbok (src/api/server.cpp)
 
  private:
   std::shared_ptr<impl> impl_;

@@ -11,7 +11,7 @@
 
 #include "api/address_parsed.hpp"
 #include "api/child_state.hpp"
-#include "rpc/event_loop.hpp"
+#include "api/event_loop.hpp"
 #include "transport/child_process.hpp"
 #include "transport/sockets.hpp"
 #include "transport/stdio.hpp"

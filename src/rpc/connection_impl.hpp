@@ -32,7 +32,7 @@
 #include "rpc/key_session.hpp"
 #include "rpc/outbox.hpp"
 #include "rpc/receive_budget.hpp"
-#include "rpc/peer_process.hpp"
+#include "transport/peer_process.hpp"
 #include "wire/frame.hpp"
 #include "wire/preamble.hpp"
 #include "wire/reassembly.hpp"
@@ -98,7 +98,7 @@ class connection_impl final : public io::stream_events,
     // reason a connection fails (a lost transport waits for the reap, up to
     // child_end_wait, on a timer: see wait_for_child), it is released when the stream
     // closes, and wait_closed() waits until it has been reaped.
-    std::shared_ptr<rpc::peer_process> process;
+    std::shared_ptr<transport::peer_process> process;
     // Key mode (PROTOCOL.md §9), from options::keys; null: plain mode. A responder's
     // replay cache is shared by the connections of one server.
     std::shared_ptr<const rpc::key_config> keys;
@@ -151,7 +151,7 @@ class connection_impl final : public io::stream_events,
   const std::optional<connection::credentials>& peer_credentials() const {
     return cfg_.peer_credentials;
   }
-  std::shared_ptr<rpc::peer_process> process() const { return cfg_.process; }
+  std::shared_ptr<transport::peer_process> process() const { return cfg_.process; }
   const std::shared_ptr<io::loop>& loop() const { return cfg_.loop; }
 
   // io::stream_events (loop thread).

@@ -14,7 +14,7 @@
 // waitpid(pid, WNOHANG) every 20 ms instead. The grace period, SIGTERM and SIGKILL are
 // loop timers; stderr is read by the loop.
 //
-// Lifetime: the object is shared by the connection (rpc::peer_process); the watch holds
+// Lifetime: the object is shared by the connection (transport::peer_process); the watch holds
 // the child's state and the loop until the child has been reaped (so the loop outlives
 // every child it watches). Dropping the last handle releases the child like release()
 // does; nothing here ever blocks a destructor.
@@ -29,7 +29,7 @@
 
 #include "base/unique_fd.hpp"
 #include "io/loop.hpp"
-#include "rpc/peer_process.hpp"
+#include "transport/peer_process.hpp"
 #include "transport/address.hpp"
 
 namespace bokbok::transport {
@@ -51,7 +51,7 @@ struct spawn_request {
 // with the options of bokbok::options::child_options.
 spawn_request spawn_request_for(const address& addr, const options::child_options& child = {});
 
-class child_process final : public rpc::peer_process {
+class child_process final : public peer_process {
  public:
   struct spawned {
     std::shared_ptr<child_process> child;

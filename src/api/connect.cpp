@@ -15,9 +15,9 @@
 #include "bokbok/bokbok.hpp"
 #include "rpc/connection_impl.hpp"
 #include "rpc/callback_error.hpp"
-#include "rpc/event_loop.hpp"
-#include "rpc/reconnector.hpp"
-#include "rpc/user_handle.hpp"
+#include "api/event_loop.hpp"
+#include "api/reconnector.hpp"
+#include "api/user_handle.hpp"
 #include "transport/address.hpp"
 #include "transport/child_process.hpp"
 #include "transport/sockets.hpp"
@@ -41,7 +41,7 @@ std::shared_ptr<crypto::replay_cache> default_replay_cache() {
 std::shared_ptr<detail::connection_impl> open_impl(
     base::unique_fd in, base::unique_fd out, const options& opts, std::string peer,
     std::optional<connection::credentials> creds = std::nullopt,
-    std::shared_ptr<rpc::peer_process> process = nullptr) {
+    std::shared_ptr<transport::peer_process> process = nullptr) {
   auto keys = rpc::make_key_config(
       opts.keys, opts.keys.key_for_user ? default_replay_cache() : nullptr, opts.on_callback_error);
   detail::connection_impl::config cfg{opts, std::move(peer), default_loop(), nullptr, {},

@@ -1,5 +1,5 @@
-// reconnector (rpc/reconnector.hpp).
-#include "rpc/reconnector.hpp"
+// reconnector (api/reconnector.hpp).
+#include "api/reconnector.hpp"
 
 #include <algorithm>
 

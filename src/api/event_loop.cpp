@@ -1,4 +1,4 @@
-#include "rpc/event_loop.hpp"
+#include "api/event_loop.hpp"
 
 #include <stdexcept>
 #include <string>

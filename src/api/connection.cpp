@@ -2,11 +2,9 @@
 // reconnector for a connection opened with a reconnect_policy).
 #include "bokbok/connection.hpp"
 
-#include <cstring>
-
 #include "rpc/connection_impl.hpp"
-#include "rpc/reconnector.hpp"
-#include "rpc/user_handle.hpp"
+#include "api/reconnector.hpp"
+#include "api/user_handle.hpp"
 
 namespace bokbok {
 
@@ -26,8 +24,6 @@ bool or_report(F f, const response_callback& done) {
 
 }  // namespace
 
-connection::connection(std::shared_ptr<detail::connection_impl> impl) : impl_(std::move(impl)) {}
-
 connection::connection(std::shared_ptr<detail::connection_impl> impl,
                        std::shared_ptr<detail::reconnector> reconnect,
                        std::shared_ptr<detail::user_hold> hold)
@@ -35,7 +31,7 @@ connection::connection(std::shared_ptr<detail::connection_impl> impl,
 
 namespace detail {
 
-// Shared by the user handles of one connection (rpc/user_handle.hpp).
+// Shared by the user handles of one connection (api/user_handle.hpp).
 struct user_hold {
   std::weak_ptr<io::loop> loop;
   std::weak_ptr<connection_impl> impl;
@@ -173,14 +169,6 @@ std::optional<child_exit> connection::child_status() const {
   auto conn = latest();
   auto process = conn->process();
   return process ? process->exit_status() : std::nullopt;
-}
-
-std::string child_exit::describe() const {
-  std::string who = "child " + std::to_string(pid);
-  if (signal == 0) return who + " exited with status " + std::to_string(code);
-  const char* name = sigabbrev_np(signal);
-  return who + " was killed by signal " + std::to_string(signal) +
-         (name ? std::string(" (SIG") + name + ")" : "");
 }
 
 }  // namespace bokbok

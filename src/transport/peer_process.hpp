@@ -1,7 +1,7 @@
 // peer_process: what a connection needs to know about a peer that is its own child
-// process (exec:, ssh:). The connection does not spawn or reap; the transport layer
-// implements this interface (transport/child_process) and hands it over in
-// connection_impl::config.
+// process (exec:, ssh:). Transport defines it and implements it (child_process); the
+// connection (rpc, a layer above) holds one in connection_impl::config and never spawns
+// or reaps.
 //
 // Threads: every member may be called from any thread, including the connection's
 // event-loop thread; only wait_reaped() blocks.
@@ -14,7 +14,7 @@
 
 #include "bokbok/connection.hpp"
 
-namespace bokbok::rpc {
+namespace bokbok::transport {
 
 class peer_process {
  public:
@@ -43,4 +43,4 @@ class peer_process {
   virtual std::optional<child_exit> exit_status() = 0;
 };
 
-}  // namespace bokbok::rpc
+}  // namespace bokbok::transport

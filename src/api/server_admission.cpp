@@ -1,4 +1,4 @@
-#include "rpc/server_admission.hpp"
+#include "api/server_admission.hpp"
 
 #include <fcntl.h>
 #include <sys/socket.h>
