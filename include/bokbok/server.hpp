@@ -15,8 +15,8 @@
 // Threads: every member is thread-safe. The server runs on two kinds of threads: its event
 // loop's ("bokbok-loop": accepting, timers, stop signals, stopping) and its handler pool's
 // ("bokbok-handler"). stop() may be called from any thread, a handler's or the loop's
-// own (an inline handler, on_open, on_connection_error) included; wait() may not be
-// called from the server's own threads.
+// own (an inline handler, on_open, on_connection_error) included; wait() and the
+// destructor may not be called from the server's own threads.
 #pragma once
 
 #if !defined(__cplusplus) || __cplusplus < 202002L
