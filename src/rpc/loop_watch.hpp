@@ -42,10 +42,12 @@ class loop_watch final : public io::completion {
     loop_->submit_poll(fd_, this);
   }
 
-  // Ends the watch as described above. No callback runs after this.
-  void close() {
+  // Ends the watch as described above. No ready callback runs after this; `then`, if
+  // given, runs once `owned` is destroyed (inside this call when no wait was in flight).
+  void close(std::function<void()> then = {}) {
     if (closing_) return;
     closing_ = true;
+    then_ = std::move(then);
     if (armed_)
       loop_->cancel(this);  // complete() finishes
     else if (!in_ready_)
@@ -68,13 +70,16 @@ class loop_watch final : public io::completion {
   void finish() {
     loop_->forget(fd_);
     auto keep = std::move(loop_);  // dropped last, after owned_ has closed the fd
+    auto then = std::move(then_);
     delete this;
+    if (then) then();
   }
 
   std::shared_ptr<io::loop> loop_;
   Owned owned_;
   int fd_;
   ready_fn ready_;
+  std::function<void()> then_;
   bool armed_ = false, closing_ = false, in_ready_ = false;
 };
 

@@ -192,6 +192,7 @@ class server::impl : public std::enable_shared_from_this<impl> {
   enum class stop_phase { serving, draining, closing, done };
   stop_phase phase_ = stop_phase::serving;
   std::optional<io::timer_id> stop_timer_;  // the grace, then the wait for close handlers
+  std::size_t closing_listeners_ = 0;       // stopping: listener watches not yet closed
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -362,12 +363,11 @@ std::optional<std::pair<std::string, std::string>> server::impl::refuse_with_spa
 }
 
 // Loop thread: out of descriptors or memory. Stops accepting for a moment instead of
-// spinning on a readable listener, then retakes the spare descriptor and goes on.
+// spinning on a readable listener, then goes on.
 void server::impl::pause_accepting() {
   if (pause_timer_) return;
   pause_timer_ = users_loop_->add_timer(clock::now() + std::chrono::milliseconds(100), [this] {
     pause_timer_.reset();
-    if (!spare_fd_) spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     arm_listeners();
   });
 }
@@ -380,6 +380,8 @@ void server::impl::accept_clients(listener_watch& w, int events) {
     report(l.name, std::string("bokbok: cannot wait for clients: ") + std::strerror(-events));
     return pause_accepting();
   }
+  // The spare descriptor, retaken (when spent) while descriptors are to be had.
+  if (!spare_fd_) spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   for (int n = 0; n < 64; ++n) {
     if (!can_take_clients()) return;  // left unarmed: slot_freed() arms it again
     std::optional<transport::connected_socket> sock;
@@ -556,7 +558,14 @@ void server::impl::stop(std::chrono::milliseconds grace) {
 // waiting for a slot are refused), every connection is told goaway, and the grace runs.
 void server::impl::begin_stop(std::chrono::milliseconds grace) {
   phase_ = stop_phase::draining;
-  for (auto* w : listener_watches_) w->close();
+  // The listeners close (and their socket files go) before the server is stopped; one
+  // count is held here until the end of this function.
+  closing_listeners_ = listener_watches_.size() + 1;
+  for (auto* w : listener_watches_)
+    w->close([this] {
+      --closing_listeners_;
+      check_drained();
+    });
   listener_watches_.clear();
   listeners_.clear();  // when begin_serving did not take them
   adopted_.clear();
@@ -579,6 +588,7 @@ void server::impl::begin_stop(std::chrono::milliseconds grace) {
   }
   for (auto& c : open) c->go_away("the server is stopping");
   stop_timer_ = users_loop_->add_timer(clock::now() + grace, [this] { grace_over(); });
+  --closing_listeners_;
   check_drained();
 }
 
@@ -602,6 +612,7 @@ void server::impl::grace_over() {
 // Loop thread, stopping: finishes when every connection has gone.
 void server::impl::check_drained() {
   if (phase_ != stop_phase::draining && phase_ != stop_phase::closing) return;
+  if (closing_listeners_ > 0) return;
   {
     std::lock_guard lock(mu_);
     if (!conns_.empty() || opening_ != 0) return;
