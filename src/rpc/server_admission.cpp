@@ -74,9 +74,9 @@ std::string admission::refuse(transport::connected_socket s, error_code code,
   auto* watch = linger_watch::make(loop_, std::move(s.fd), fd,
                                    [this, id](linger_watch& w, int events) {
                                      char sink[4096];
-                                     ssize_t n = events < 0 ? -1 : ::read(w.fd(), sink, sizeof sink);
+                                     ssize_t n = events < 0 ? 0 : ::read(w.fd(), sink, sizeof sink);
                                      if (n > 0 || (n < 0 && errno == EAGAIN))
-                                       w.arm();
+                                       w.arm();  // more may come: drop it, wait again
                                      else
                                        end_lingering(id);  // hung up, or failed
                                    });
