@@ -246,7 +246,9 @@ bokbok::message on_blob(const bokbok::message& req) {
   auto n = parse_count(req[0], req[1], max_blob);
   std::string blob(n, '\0');
   for (std::size_t i = 0; i < blob.size(); ++i) blob[i] = char('a' + i % 26);
-  return {std::move(blob)};
+  bokbok::message out;  // not {std::move(blob)}: an initializer list would copy it
+  out.push_back(std::move(blob));
+  return out;
 }
 
 bokbok::message handle(server_state& state, bokbok::connection& conn,
@@ -355,6 +357,8 @@ void print_help() {
       "  --max-queued N      requests waiting beyond that, then busy (default 1024)\n"
       "  --heartbeat MS      ping a silent peer every MS ms; drop it after one more\n"
       "  --max-message-size N  the largest message accepted, in bytes\n"
+      "  --max-receive-bytes N  bytes all connections may hold of what clients sent and\n"
+      "                      no handler has taken yet (default 512 MiB; not --stdio)\n"
       "  --unix-mode OCTAL   permission bits of unix:PATH socket files, e.g. 660\n"
       "  --users FILE        key mode: clients must authenticate as a user of FILE (one\n"
       "                      `USER KEYHEX` per line, see `bokbok keygen --help`); the\n"
@@ -408,6 +412,7 @@ struct command_line {
   std::size_t max_queued = 1024;
   unsigned heartbeat_ms = 0;
   std::size_t max_message_size = 64u << 20;
+  std::size_t max_receive_bytes = 512u << 20;
 };
 
 // Returns an exit status to leave with, or -1 to go on.
@@ -453,7 +458,7 @@ int parse(int argc, char** argv, command_line& cl) {
         return usage_error("--allow-uid needs a numeric uid");
       cl.allow_uids.push_back(static_cast<unsigned>(n));
     } else if (arg == "--max-concurrent" || arg == "--max-queued" || arg == "--heartbeat" ||
-               arg == "--max-message-size") {
+               arg == "--max-message-size" || arg == "--max-receive-bytes") {
       auto v = value();
       char* end = nullptr;
       unsigned long long n = v ? std::strtoull(v->c_str(), &end, 10) : 0;
@@ -463,6 +468,7 @@ int parse(int argc, char** argv, command_line& cl) {
       if (arg == "--max-queued") cl.max_queued = n;
       if (arg == "--heartbeat") cl.heartbeat_ms = static_cast<unsigned>(n);
       if (arg == "--max-message-size") cl.max_message_size = n;
+      if (arg == "--max-receive-bytes") cl.max_receive_bytes = n;
     } else if (arg == "--unix-mode") {
       auto v = value();
       char* end = nullptr;
@@ -538,6 +544,7 @@ int serve_listening_mode(server_state& state, const command_line& cl) {
   o.max_queued_calls_per_connection = cl.max_queued;
   o.heartbeat_interval = std::chrono::milliseconds(cl.heartbeat_ms);
   o.max_message_size = cl.max_message_size;
+  o.max_receive_bytes = cl.max_receive_bytes;
   o.on_notify = [&state](bokbok::connection&, bokbok::message m) { keep_note(state, std::move(m)); };
   o.on_request = [&state](bokbok::connection& conn, bokbok::message req) {
     return handle(state, conn, std::move(req));

@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -14,6 +16,7 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -26,6 +29,7 @@
 
 #include "io/loop.hpp"
 #include "support/engine.hpp"
+#include "support/settle.hpp"
 #include "base/unique_fd.hpp"
 
 using namespace bokbok::io;
@@ -678,5 +682,379 @@ TEST_CASE("many streams share one loop") {
     while (!w.expired() && std::chrono::steady_clock::now() < give_up)
       on_loop(*l, [] { return 0; });
     CHECK(w.expired());
+  }
+}
+
+// ---- try_write_now: the writer's shortcut, from any thread ----
+
+namespace {
+
+using write_status = try_write_result::status;
+
+// Reads what is in `fd` now (non-blocking), up to `limit` bytes.
+std::string drain(int fd, std::size_t limit = 1u << 20) {
+  std::string got;
+  char buf[4096];
+  while (got.size() < limit) {
+    pollfd pfd{fd, POLLIN, 0};
+    if (::poll(&pfd, 1, 0) != 1) break;
+    ssize_t n = ::read(fd, buf, std::min(sizeof buf, limit - got.size()));
+    if (n <= 0) break;
+    got.append(buf, static_cast<std::size_t>(n));
+  }
+  return got;
+}
+
+// Reads `fd` until end of file (bounded by `patience` per read).
+std::string read_to_end(int fd) {
+  std::string got;
+  char buf[4096];
+  for (;;) {
+    pollfd pfd{fd, POLLIN, 0};
+    REQUIRE(::poll(&pfd, 1, 10'000) == 1);
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    REQUIRE(n >= 0);
+    if (n == 0) return got;
+    got.append(buf, static_cast<std::size_t>(n));
+  }
+}
+
+void close_on_loop(loop& l, duplex_stream& s) {
+  on_loop(l, [&] {
+    s.close();
+    return 0;
+  });
+}
+
+// SIGPIPE's default action for the scope: a SIGPIPE that reached this process kills it.
+class default_sigpipe {
+ public:
+  default_sigpipe() {
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    sigaction(SIGPIPE, &dfl, &old_);
+  }
+  ~default_sigpipe() { sigaction(SIGPIPE, &old_, nullptr); }
+
+ private:
+  struct sigaction old_ {};
+};
+
+bool sigpipe_pending_here() {
+  sigset_t set;
+  sigpending(&set);
+  return sigismember(&set, SIGPIPE) == 1;
+}
+
+bool sigpipe_blocked_here() {
+  sigset_t set;
+  pthread_sigmask(SIG_BLOCK, nullptr, &set);
+  return sigismember(&set, SIGPIPE) == 1;
+}
+
+}  // namespace
+
+TEST_CASE("try_write_now writes from another thread and says how much, on a socket and a pipe") {
+  auto l = start_checked();
+  recorder events;
+  std::shared_ptr<duplex_stream> s;
+  int peer = -1;
+  fd_pair keep;
+  SUBCASE("a socket for both halves") {
+    auto sp = make_socketpair();
+    peer = sp.b.get();
+    keep.b = std::move(sp.b);
+    s = duplex_stream::create(l, std::move(sp.a), unique_fd(), &events);
+  }
+  SUBCASE("a pipe pair") {
+    auto in = make_pipe(), out = make_pipe();
+    peer = out.a.get();
+    keep = {std::move(in.b), std::move(out.a)};
+    s = duplex_stream::create(l, std::move(in.a), std::move(out.b), &events);
+  }
+  auto r = std::async(std::launch::async, [&] { return s->try_write_now("hello"); }).get();
+  CHECK(r.what == write_status::wrote);
+  CHECK(r.written == 5);
+  CHECK(drain(peer) == "hello");
+  // Nothing to write: nothing is, and the stream says it could have been.
+  r = s->try_write_now("");
+  CHECK(r.what == write_status::wrote);
+  CHECK(r.written == 0);
+  // From the loop thread too, and then the loop's own batch follows.
+  std::string batch = " world";
+  r = on_loop(*l, [&] {
+    auto w = s->try_write_now(",");
+    s->write({{batch.data(), batch.size()}});
+    return w;
+  });
+  CHECK(r.what == write_status::wrote);
+  REQUIRE(events.wait([](recorder& e) { return !e.write_dones_.empty(); }));
+  CHECK(drain(peer) == ", world");
+  close_on_loop(*l, *s);
+  CHECK(s->try_write_now("late").what == write_status::closed);
+  CHECK(drain(peer).empty());
+}
+
+TEST_CASE("try_write_now into a full pipe writes what fits, then leaves the rest to the loop's next batch") {
+  auto l = start_checked();
+  auto p = make_pipe();
+  REQUIRE(::fcntl(p.b.get(), F_SETPIPE_SZ, 4096) >= 4096);
+  REQUIRE(::fcntl(p.b.get(), F_GETPIPE_SZ) == 4096);
+  int reader = p.a.get();
+  recorder events;
+  auto s = duplex_stream::create(l, unique_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC)),
+                                 std::move(p.b), &events);
+  pattern pat(11);
+  // Exactly full, then full: nothing written, nothing owed.
+  auto r = s->try_write_now(std::string_view(pat.at(0), 4096));
+  CHECK(r.what == write_status::wrote);
+  CHECK(r.written == 4096);
+  r = s->try_write_now(std::string_view(pat.at(4096), 1));
+  CHECK(r.what == write_status::full);
+  CHECK(r.written == 0);
+  std::string got = drain(reader);
+  REQUIRE(got.size() == 4096);
+  // More than fits: a prefix goes, and the rest is owed to the loop's next batch.
+  constexpr std::size_t big = 10000;
+  r = s->try_write_now(std::string_view(pat.at(4096), big));
+  REQUIRE(r.what == write_status::wrote);
+  CHECK(r.written > 0);
+  CHECK(r.written < big);
+  std::size_t sent = 4096 + r.written;
+  got += drain(reader);  // room again, but the rest must go first
+  CHECK(s->try_write_now("x").what == write_status::busy);
+  std::string rest(pat.at(sent), 4096 + big - sent);
+  on_loop(*l, [&] {
+    s->write({{rest.data(), rest.size()}});
+    return 0;
+  });
+  while (got.size() < 4096 + big) {
+    pollfd pfd{reader, POLLIN, 0};
+    REQUIRE(::poll(&pfd, 1, 10'000) == 1);
+    got += drain(reader);
+  }
+  REQUIRE(events.wait([](recorder& e) { return !e.write_dones_.empty(); }));
+  CHECK(events.write_dones_ == std::vector<int>{0});
+  // The batch carried the rest: direct writes go again.
+  r = s->try_write_now(std::string_view(pat.at(4096 + big), 100));
+  CHECK(r.what == write_status::wrote);
+  got += drain(reader);
+  CHECK(got.size() == 4096 + big + 100);
+  CHECK(pat.matches(0, got));
+  close_on_loop(*l, *s);
+}
+
+TEST_CASE("try_write_now writes nothing while a batch is in flight, so the batch arrives whole") {
+  auto l = start_checked();
+  auto p = make_pipe();
+  REQUIRE(::fcntl(p.b.get(), F_SETPIPE_SZ, 4096) >= 4096);
+  int reader = p.a.get();
+  recorder events;
+  auto s = duplex_stream::create(l, unique_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC)),
+                                 std::move(p.b), &events);
+  pattern pat(5);
+  constexpr std::size_t total = 256u << 10;
+  on_loop(*l, [&] {
+    s->write({{const_cast<char*>(pat.at(0)), total}});
+    return 0;
+  });
+  // The pipe holds 4 KiB: the batch cannot end before the reader reads, and meanwhile
+  // every direct write is refused.
+  for (int i = 0; i < 100; ++i) CHECK(s->try_write_now("!").what == write_status::busy);
+  std::string got;
+  while (got.size() < total) {
+    pollfd pfd{reader, POLLIN, 0};
+    REQUIRE(::poll(&pfd, 1, 10'000) == 1);
+    got += drain(reader, total - got.size());
+    if (got.size() < total) CHECK(s->try_write_now("!").what == write_status::busy);
+  }
+  REQUIRE(events.wait([](recorder& e) { return !e.write_dones_.empty(); }));
+  auto r = s->try_write_now(std::string_view(pat.at(total), 10));
+  CHECK(r.what == write_status::wrote);
+  got += drain(reader);
+  CHECK(got.size() == total + 10);
+  CHECK(pat.matches(0, got));
+  close_on_loop(*l, *s);
+}
+
+TEST_CASE("try_write_now to a pipe with no reader fails with EPIPE and raises no SIGPIPE, on any thread") {
+  default_sigpipe dfl;  // a SIGPIPE would end this test program
+  auto l = start_checked();
+  auto p = make_pipe();
+  p.a.reset();
+  recorder events;
+  auto s = duplex_stream::create(l, unique_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC)),
+                                 std::move(p.b), &events);
+  // A thread with SIGPIPE unblocked: its mask is as it was after, nothing pending.
+  REQUIRE_FALSE(sigpipe_blocked_here());
+  for (int i = 0; i < 3; ++i) {
+    auto r = s->try_write_now("doomed");
+    CHECK(r.what == write_status::failed);
+    CHECK(r.error == -EPIPE);
+    CHECK(r.written == 0);
+  }
+  CHECK_FALSE(sigpipe_blocked_here());
+  CHECK_FALSE(sigpipe_pending_here());
+  // The loop thread (which blocks SIGPIPE): nothing left pending there either.
+  auto [r, pending] = on_loop(*l, [&] {
+    auto w = s->try_write_now("doomed");
+    return std::pair(w, sigpipe_pending_here());
+  });
+  CHECK(r.what == write_status::failed);
+  CHECK(r.error == -EPIPE);
+  CHECK_FALSE(pending);
+  close_on_loop(*l, *s);
+}
+
+TEST_CASE("try_write_now to a socket whose peer is gone fails and raises no SIGPIPE") {
+  default_sigpipe dfl;
+  auto l = start_checked();
+  auto sp = make_socketpair();
+  sp.b.reset();
+  recorder events;
+  auto s = duplex_stream::create(l, std::move(sp.a), unique_fd(), &events);
+  auto r = s->try_write_now("doomed");
+  CHECK(r.what == write_status::failed);
+  CHECK((r.error == -EPIPE || r.error == -ECONNRESET));
+  CHECK_FALSE(sigpipe_pending_here());
+  close_on_loop(*l, *s);
+}
+
+TEST_CASE("threads writing at once while the loop ends the write half: every byte said written arrives, records whole, none after") {
+  auto l = start_checked();
+  enum class ending { shutdown_write, close };
+  for (ending how : {ending::shutdown_write, ending::close}) {
+    for (bool socket : {true, false}) {
+      CAPTURE(socket);
+      CAPTURE(how == ending::close);
+      recorder events;
+      std::shared_ptr<duplex_stream> s;
+      unique_fd peer;
+      fd_pair keep;
+      if (socket) {
+        auto sp = make_socketpair();
+        peer = std::move(sp.b);
+        s = duplex_stream::create(l, std::move(sp.a), unique_fd(), &events);
+      } else {
+        auto in = make_pipe(), out = make_pipe();
+        peer = std::move(out.a);
+        keep.a = std::move(in.b);
+        s = duplex_stream::create(l, std::move(in.a), std::move(out.b), &events);
+      }
+      // Records of 32 bytes: "T<thread>:<seq, 8 digits>" padded with the thread's letter.
+      constexpr int writers = 4;
+      constexpr int max_attempts = 200000;
+      auto record = [](int t, int seq) {
+        char head[16];
+        std::snprintf(head, sizeof head, "T%d:%08d", t, seq);
+        std::string r(head);
+        r.resize(32, static_cast<char>('a' + t));
+        return r;
+      };
+      std::atomic<int> attempts{0};
+      std::atomic<std::size_t> written{0};
+      std::atomic<int> wrote_after_closed{0};
+      auto reading = std::async(std::launch::async, [&] { return read_to_end(peer.get()); });
+      std::vector<std::thread> threads;
+      for (int t = 0; t < writers; ++t) {
+        threads.emplace_back([&, t] {
+          int seq = 0;
+          auto give_up = std::chrono::steady_clock::now() + patience;
+          for (int i = 0; i < max_attempts && std::chrono::steady_clock::now() < give_up; ++i) {
+            ++attempts;
+            std::string rec = record(t, seq);
+            auto r = s->try_write_now(rec);
+            written += r.written;
+            if (r.what == write_status::wrote && r.written == rec.size()) ++seq;
+            if (r.what == write_status::closed) {
+              // Once closed, closed for good.
+              for (int k = 0; k < 10; ++k)
+                if (s->try_write_now(rec).what != write_status::closed) ++wrote_after_closed;
+              return;
+            }
+          }
+        });
+      }
+      REQUIRE(bokbok_test::settles([&] { return attempts >= 2000; }));
+      on_loop(*l, [&] {
+        if (how == ending::close)
+          s->close();
+        else
+          s->shutdown_write();
+        return 0;
+      });
+      // From here on nothing more is written, from any thread.
+      CHECK(s->try_write_now("late").what == write_status::closed);
+      for (auto& t : threads) t.join();
+      REQUIRE(reading.wait_for(patience) == std::future_status::ready);
+      std::string got = reading.get();
+      CHECK(wrote_after_closed == 0);
+      CHECK(got.size() == written.load());
+      CHECK(written > 0);
+      // Whole records, each thread's in order; only the very last may be cut short
+      // (a partial write whose rest was owed to a batch that never came).
+      std::vector<int> next(writers, 0);
+      bool intact = true;
+      for (std::size_t off = 0; off < got.size() && intact; off += 32) {
+        std::string_view rec = std::string_view(got).substr(off, 32);
+        int t = rec.size() > 1 ? rec[1] - '0' : -1;
+        if (t < 0 || t >= writers) {
+          intact = false;
+          break;
+        }
+        std::string want = record(t, next[t]);
+        if (rec.size() < 32) {
+          intact = want.compare(0, rec.size(), rec) == 0;
+        } else {
+          intact = rec == want;
+          ++next[t];
+        }
+      }
+      CHECK(intact);
+      if (how == ending::shutdown_write) close_on_loop(*l, *s);
+    }
+  }
+}
+
+TEST_CASE("no direct write lands in a file that took the closed stream's descriptor number") {
+  auto l = start_checked();
+  for (int round = 0; round < 20; ++round) {
+    CAPTURE(round);
+    auto p = make_pipe();
+    auto other = make_pipe();  // the file that will take the number
+    int old_number = p.b.get();
+    recorder events;
+    auto s = duplex_stream::create(l, unique_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC)),
+                                   std::move(p.b), &events);
+    std::atomic<int> wrote{0};
+    std::atomic<bool> go{true};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 3; ++t) {
+      threads.emplace_back([&] {
+        auto give_up = std::chrono::steady_clock::now() + patience;
+        while (go && std::chrono::steady_clock::now() < give_up) {
+          auto r = s->try_write_now("x");
+          if (r.what == write_status::wrote) ++wrote;
+        }
+      });
+    }
+    REQUIRE(bokbok_test::settles([&] { return wrote >= 30; }));
+    // Close, and at once give the number to another pipe's write end, as an open() or
+    // accept() elsewhere in the process could.
+    bool reused = on_loop(*l, [&] {
+      s->close();
+      bool fd_closed = !fd_open(old_number);
+      return fd_closed && ::dup2(other.b.get(), old_number) == old_number;
+    });
+    REQUIRE(reused);
+    // The writers go on for a while against the closed stream.
+    int not_closed = 0;
+    for (int i = 0; i < 1000; ++i)
+      if (s->try_write_now("y").what != write_status::closed) ++not_closed;
+    CHECK(not_closed == 0);
+    go = false;
+    for (auto& t : threads) t.join();
+    CHECK(drain(other.a.get()).empty());
+    ::close(old_number);
   }
 }

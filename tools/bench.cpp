@@ -48,6 +48,11 @@ constexpr std::string_view help_text =
     "  handshakes/s         connections opened and closed per second, one at a time,\n"
     "                       key mode against plain\n"
     "                       (higher is better)\n"
+    "and over a UNIX socket:\n"
+    "  connects/s           connections per second from 4 client threads to one\n"
+    "                       server, each opened, used for one tiny call and closed:\n"
+    "                       bokbok::server (plain, then key mode) against raw (accept,\n"
+    "                       echo, close) (higher is better)\n"
     "Every response is checked against its request; a mismatch fails the run.\n"
     "\n"
     "options:\n"
@@ -188,6 +193,14 @@ void run_transport(const transport& t, const settings& s, watchdog& dog) {
     double keyed = measure_handshakes(s, true);
     print_figure({t.name, "handshakes/s", keyed, plain, "/s", better::higher,
                   "key mode against plain: open and close one connection"});
+  }
+  if (t.name == "unix") {
+    dog.arm(name + ": connects/s", budget * 4);
+    connect_rates cr = measure_connect_rates(s);
+    print_figure({t.name, "connects/s", cr.plain, cr.raw, "/s", better::higher,
+                  "4 clients to one server: open, one call, close"});
+    print_figure({t.name, "connects/s", cr.keyed, cr.raw, "/s", better::higher,
+                  "key mode; 4 clients to one server: open, one call, close"});
   }
 
   if (t.name == child_transport.name) {

@@ -9,6 +9,7 @@
 //                        sanity checks on every answer
 //   bench_report.cpp     statistics and the printed lines
 //   bench_pin.cpp        CPU placement (--pin same|split) and its check
+//   bench_connect.cpp    connection set-up: 4 clients opening, calling once, closing
 //
 // The raw baseline and bokbok both implement echo_client, so every figure is measured by
 // the same loop on both sides.
@@ -27,8 +28,6 @@
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include "base/unique_fd.hpp"
 
 namespace bokbok::tools::bench {
 
@@ -96,20 +95,13 @@ std::string check_placement();
 
 // ---- transports (bench_transport.cpp) ----------------------------------------------
 
-// One end of a link: reads from `in`, writes to `out`, or to `in` too when `out` is empty
-// (a socket).
-struct endpoint {
-  base::unique_fd in;
-  base::unique_fd out;
-  int read_fd() const { return in.get(); }
-  int write_fd() const { return out ? out.get() : in.get(); }
-};
+// One end of a link: a read and a write descriptor (one socket for both), and for the
+// child transport the child process, released when the end is closed.
+using endpoint = byte_channel;
 
 struct fd_link {
   endpoint caller;
   endpoint peer;  // empty when the peer is another process (child)
-  // The child process at the far end, if any: kept until the link is done with.
-  std::shared_ptr<void> child;
 };
 
 struct bokbok_pair {
@@ -160,6 +152,14 @@ void use_bench_keys(options& caller, options& peer);
 // Connections opened (handshake done) and closed per second over socketpairs, one at a
 // time, in key mode or plain.
 double measure_handshakes(const settings& s, bool keys);
+
+// bench_connect.cpp: connections per second from 4 client threads to one server over a
+// UNIX socket, each connection opened, used for one tiny call, and closed: the raw
+// baseline (connect, echo, close), a bokbok::server in plain mode, and in key mode.
+struct connect_rates {
+  double raw = 0, plain = 0, keyed = 0;
+};
+connect_rates measure_connect_rates(const settings& s);
 
 // bench_raw.cpp: the raw echo loop over (in, out) until EOF; the peer side.
 void run_raw_echo_peer(int in_fd, int out_fd);

@@ -13,8 +13,6 @@
 
 #include "bench.hpp"
 #include "command.hpp"
-#include "transport/child_process.hpp"
-#include "transport/command_line.hpp"
 
 namespace bokbok::tools::bench {
 namespace {
@@ -27,24 +25,19 @@ std::vector<std::string> peer_argv(std::string_view kind) {
 
 // A raw echo child: its stdout and stdin are the caller's ends of the link.
 fd_link child_fds() {
-  bokbok::transport::spawn_request req;
-  req.argv = peer_argv("raw");
-  req.grace = std::chrono::seconds(2);
-  auto s = [&] {
-    server_side_scope on_server;  // the child inherits the server CPU
-    return bokbok::transport::child_process::spawn(std::move(req));
-  }();
+  channel_options o;
+  o.child.grace = std::chrono::seconds(2);
   fd_link link;
-  link.caller.in = std::move(s.from_child);
-  link.caller.out = std::move(s.to_child);
-  link.child = std::move(s.child);  // released (and reaped) when the link goes
+  server_side_scope on_server;  // the child inherits the server CPU
+  // The child is released (and reaped in the background) when link.caller is closed.
+  link.caller = open_byte_channel(address::exec(peer_argv("raw")), o);
   return link;
 }
 
 bokbok_pair child_bokbok(const options& caller, const options& peer) {
   auto argv = peer_argv(peer.inline_handlers ? "bokbok-inline" : "bokbok");
   server_side_scope on_server;  // connect spawns the child here: it inherits the server CPU
-  return {connect("exec:" + bokbok::transport::shell_join(argv), caller), std::nullopt};
+  return {connect(address::exec(argv).to_string(), caller), std::nullopt};
 }
 
 double micros_since(clock_type::time_point start) {
@@ -73,7 +66,7 @@ spawn_result measure_spawn(const settings& s) {
   spawn_result r;
   const std::size_t max_spawns = s.figure_time.count() < 1 ? 10 : 50;
   const std::string payload(s.tiny_size, 'x');
-  const std::string address = "exec:" + bokbok::transport::shell_join(peer_argv("bokbok"));
+  const std::string peer_address = address::exec(peer_argv("bokbok")).to_string();
   auto end = clock_type::now() + std::chrono::duration_cast<clock_type::duration>(s.figure_time);
   while (r.raw_micros.size() < max_spawns && (r.raw_micros.size() < 3 || clock_type::now() < end)) {
     {
@@ -88,7 +81,7 @@ spawn_result measure_spawn(const settings& s) {
       auto start = clock_type::now();
       connection c = [&] {
         server_side_scope on_server;  // the child inherits the server CPU
-        return connect(address);
+        return connect(peer_address);
       }();
       message m = c.request({payload});
       r.bokbok_micros.push_back(micros_since(start));

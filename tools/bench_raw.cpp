@@ -76,11 +76,11 @@ bool read_message(int fd, std::string& body) {
 }
 
 // The peer: echoes until EOF or an error (the caller sees either as a failed read).
-void echo_peer(endpoint end) {
+void echo_peer(int read_fd, int write_fd) {
   pthread_setname_np(pthread_self(), "bench-peer");  // for check_placement()
   std::string body;
   try {
-    while (read_message(end.read_fd(), body)) write_message(end.write_fd(), body);
+    while (read_message(read_fd, body)) write_message(write_fd, body);
   } catch (const std::exception&) {
     // The caller is gone or broke the stream; it reports the problem, if any.
   }
@@ -88,17 +88,18 @@ void echo_peer(endpoint end) {
 
 class raw_echo final : public echo_client {
  public:
-  explicit raw_echo(fd_link link) : caller_(std::move(link.caller)), child_(std::move(link.child)) {
-    if (link.peer.in) {
+  explicit raw_echo(fd_link link) : caller_(std::move(link.caller)) {
+    if (link.peer.is_open()) {
       server_side_scope on_server;  // the peer thread inherits the server CPU
-      peer_ = std::thread(echo_peer, std::move(link.peer));
+      peer_ = std::thread([peer = std::move(link.peer)] {  // closed when the peer ends
+        echo_peer(peer.read_fd(), peer.write_fd());
+      });
     }
   }
 
   ~raw_echo() override {
     // Closing both of our ends ends the peer: its read sees EOF, or its write EPIPE.
-    caller_.in.reset();
-    caller_.out.reset();
+    caller_.close();  // a child caller_ leads to is released (and reaped) too
     if (peer_.joinable()) peer_.join();
   }
 
@@ -122,7 +123,6 @@ class raw_echo final : public echo_client {
 
  private:
   endpoint caller_;
-  std::shared_ptr<void> child_;  // a peer process, reaped when this goes
   std::thread peer_;
   std::string scratch_;
 };
@@ -130,10 +130,7 @@ class raw_echo final : public echo_client {
 }  // namespace
 
 void run_raw_echo_peer(int in_fd, int out_fd) {
-  endpoint end;
-  end.in = base::unique_fd::borrow(in_fd);
-  end.out = base::unique_fd::borrow(out_fd);
-  echo_peer(std::move(end));
+  echo_peer(in_fd, out_fd);
 }
 
 std::unique_ptr<echo_client> open_raw_echo(fd_link link) {

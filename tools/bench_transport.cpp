@@ -41,8 +41,8 @@ fd_link socketpair_fds() {
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
     fail_errno("socketpair");
   fd_link link;
-  link.caller.in.reset(sv[0]);
-  link.peer.in.reset(sv[1]);
+  link.caller = endpoint(sv[0], sv[0]);
+  link.peer = endpoint(sv[1], sv[1]);
   return link;
 }
 
@@ -63,10 +63,8 @@ fd_link pipe_fds() {
     fail_errno("pipe2");
   }
   fd_link link;
-  link.caller.in.reset(to_caller[0]);
-  link.caller.out.reset(to_peer[1]);
-  link.peer.in.reset(to_peer[0]);
-  link.peer.out.reset(to_caller[1]);
+  link.caller = endpoint(to_caller[0], to_peer[1]);
+  link.peer = endpoint(to_peer[0], to_caller[1]);
   return link;
 }
 
@@ -74,14 +72,12 @@ fd_link pipe_fds() {
 // runs on another thread.
 bokbok_pair bokbok_over(fd_link link, const options& caller, const options& peer,
                         const std::string& name) {
-  int peer_in = link.peer.in.release();
-  int peer_out = link.peer.out ? link.peer.out.release() : peer_in;
+  auto [peer_in, peer_out] = link.peer.release_fds();
   auto peer_conn = std::async(std::launch::async, [&] {
     pin_this_thread_to_server();  // the peer end opens from the server side
     return connect_fds(peer_in, peer_out, peer, name + ":peer");
   });
-  int caller_in = link.caller.in.release();
-  int caller_out = link.caller.out ? link.caller.out.release() : caller_in;
+  auto [caller_in, caller_out] = link.caller.release_fds();
   // If the caller side throws, its fds are closed, so the peer side fails too and the
   // future's destructor joins it.
   connection caller_conn = connect_fds(caller_in, caller_out, caller, name + ":caller");
@@ -101,25 +97,29 @@ bokbok_pair pipe_bokbok(const options& caller, const options& peer) {
 // name may be left for the kernel to pick): connect, then accept. Loopback connects
 // complete in the kernel's backlog, so one thread can do both in turn.
 fd_link socket_link(int family, const sockaddr* addr, socklen_t addr_len) {
-  base::unique_fd listener(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!listener) fail_errno("socket");
-  if (::bind(listener.get(), addr, addr_len) != 0) fail_errno("bind");
-  if (::listen(listener.get(), 1) != 0) fail_errno("listen");
+  // The listener is only needed here; a byte_channel over it closes it however this ends.
+  const int listen_fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (listen_fd < 0) fail_errno("socket");
+  const endpoint listener(listen_fd, listen_fd);
+  if (::bind(listener.read_fd(), addr, addr_len) != 0) fail_errno("bind");
+  if (::listen(listener.read_fd(), 1) != 0) fail_errno("listen");
   sockaddr_storage bound{};
   socklen_t bound_len = sizeof bound;
-  if (::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&bound), &bound_len) != 0)
+  if (::getsockname(listener.read_fd(), reinterpret_cast<sockaddr*>(&bound), &bound_len) != 0)
     fail_errno("getsockname");
 
   fd_link link;
-  link.caller.in.reset(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!link.caller.in) fail_errno("socket");
-  if (::connect(link.caller.in.get(), reinterpret_cast<sockaddr*>(&bound), bound_len) != 0)
+  const int caller_fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (caller_fd < 0) fail_errno("socket");
+  link.caller = endpoint(caller_fd, caller_fd);
+  if (::connect(caller_fd, reinterpret_cast<sockaddr*>(&bound), bound_len) != 0)
     fail_errno("connect");
-  link.peer.in.reset(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
-  if (!link.peer.in) fail_errno("accept4");
+  const int peer_fd = ::accept4(listener.read_fd(), nullptr, nullptr, SOCK_CLOEXEC);
+  if (peer_fd < 0) fail_errno("accept4");
+  link.peer = endpoint(peer_fd, peer_fd);
   if (family == AF_INET) {
     int one = 1;
-    for (int fd : {link.caller.in.get(), link.peer.in.get()})
+    for (int fd : {caller_fd, peer_fd})
       if (::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
         fail_errno("setsockopt TCP_NODELAY");
   }

@@ -10,7 +10,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -19,16 +18,11 @@
 #include <cstring>
 #include <thread>
 
-#include "base/is_socket.hpp"
-#include "base/unique_fd.hpp"
+#include "bokbok/address.hpp"
+#include "bokbok/byte_channel.hpp"
 #include "bokbok/error.hpp"
 #include "bridge_keys.hpp"
 #include "command.hpp"
-#include "io/write_now.hpp"
-#include "transport/address.hpp"
-#include "transport/child_process.hpp"
-#include "transport/sockets.hpp"
-#include "transport/stdio.hpp"
 
 namespace bokbok::tools {
 namespace {
@@ -63,43 +57,25 @@ constexpr std::string_view help_text =
 
 constexpr int exit_transport = 3;
 
-// One side of the bridge: where to read from and write to. `out` empty: `in` is a
-// socket used both ways.
+// One side of the bridge: its channel (exec:, ssh: with the child), and its name for
+// messages.
 struct side {
-  base::unique_fd in;
-  base::unique_fd out;
+  byte_channel channel;
   std::string name;
-  std::shared_ptr<transport::child_process> child;  // exec:, ssh:
-  int out_fd() const { return out ? out.get() : in.get(); }
 };
 
 side open_side(std::string_view text) {
-  auto a = transport::parse_address(text);  // address_error: usage
+  const address a = address::parse(text);  // address_error: usage
   side s;
-  s.name = transport::to_string(a);
-  if (std::holds_alternative<transport::stdio_address>(a)) {
-    auto [in, out] = transport::take_stdio();
-    s.in = std::move(in);
-    s.out = std::move(out);
-  } else if (auto* f = std::get_if<transport::fd_pair_address>(&a)) {
-    for (int fd : {f->in_fd, f->out_fd})
-      if (fcntl(fd, F_GETFD) < 0)
-        throw usage_error("fd " + std::to_string(fd) + " of " + s.name + " is not open");
-    s.in.reset(f->in_fd);
-    if (f->out_fd != f->in_fd) s.out.reset(f->out_fd);
-  } else if (std::holds_alternative<transport::tcp_address>(a) ||
-             std::holds_alternative<transport::unix_address>(a)) {
-    s.in = transport::connect_socket(a, std::chrono::seconds(10)).fd;
-  } else if (std::holds_alternative<transport::exec_address>(a) ||
-             std::holds_alternative<transport::ssh_address>(a)) {
-    auto spawned = transport::child_process::spawn(transport::spawn_request_for(a));
-    s.in = std::move(spawned.from_child);
-    s.out = std::move(spawned.to_child);
-    s.child = std::move(spawned.child);
-  } else {
+  s.name = a.to_string();
+  if (a.type() == address::kind::inetd || a.type() == address::kind::systemd)
     throw usage_error("bridge connects to its addresses; " + s.name +
                       " is for servers that listen");
-  }
+  if (a.type() == address::kind::fd)
+    for (int fd : {a.in_fd(), a.out_fd()})
+      if (fcntl(fd, F_GETFD) < 0)
+        throw usage_error("fd " + std::to_string(fd) + " of " + s.name + " is not open");
+  s.channel = open_byte_channel(a);  // tcp:, unix: within 10 s; tcp:*:PORT: address_error
   return s;
 }
 
@@ -115,7 +91,8 @@ bool wait_ready(int fd, short events) {
 // Copies `from` to `to` until end of file (returns "") or an error (returns it). A
 // destination that is gone (EPIPE, ECONNRESET) or a source reset by its peer ends the
 // direction like end of file: the other end hung up, which is how bridged sessions end.
-std::string pump(int from, int to, bool to_is_socket) {
+// SIGPIPE is ignored (run() does it), so a write to a closed pipe or socket returns EPIPE.
+std::string pump(int from, int to) {
   char buf[64 * 1024];
   for (;;) {
     ssize_t n = ::read(from, buf, sizeof buf);
@@ -128,24 +105,17 @@ std::string pump(int from, int to, bool to_is_socket) {
     }
     std::string_view left(buf, static_cast<std::size_t>(n));
     while (!left.empty()) {
-      ssize_t w = io::write_now(to, to_is_socket, left);
-      if (w == -EAGAIN) {
+      ssize_t w = ::write(to, left.data(), left.size());
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0 && errno == EAGAIN) {
         if (!wait_ready(to, POLLOUT)) return "poll failed";
         continue;
       }
-      if (w == -EPIPE || w == -ECONNRESET) return "";
-      if (w < 0) return std::string("write failed: ") + std::strerror(static_cast<int>(-w));
+      if (w < 0 && (errno == EPIPE || errno == ECONNRESET)) return "";
+      if (w < 0) return std::string("write failed: ") + std::strerror(errno);
       left.remove_prefix(static_cast<std::size_t>(w));
     }
   }
-}
-
-// Ends `s`'s write half, so its peer reads end of file.
-void end_output(side& s) {
-  if (s.out)
-    s.out.reset();
-  else
-    ::shutdown(s.in.get(), SHUT_WR);
 }
 
 int run(args_view args) {
@@ -188,30 +158,29 @@ int run(args_view args) {
     return exit_transport;
   }
   ::signal(SIGPIPE, SIG_IGN);  // write errors come back as EPIPE
-  bool a_out_socket = base::is_socket(a.out_fd()), b_out_socket = base::is_socket(b.out_fd());
   std::atomic<bool> failed{false};
-  auto direction = [&](side& from, side& to, bool to_socket) {
-    std::string err = pump(from.in.get(), to.out_fd(), to_socket);
+  // Each direction reads one channel and writes the other; close_write() (only by the
+  // direction that writes) passes the end of file on.
+  auto direction = [&](side& from, side& to) {
+    std::string err = pump(from.channel.read_fd(), to.channel.write_fd());
     if (!err.empty()) {
       std::fprintf(stderr, "bokbok bridge: %s -> %s: %s\n", from.name.c_str(),
                    to.name.c_str(), err.c_str());
       failed = true;
       std::_Exit(exit_transport);  // the other direction may be blocked for good
     }
-    end_output(to);
+    to.channel.close_write();
   };
-  std::thread a_to_b([&] { direction(a, b, b_out_socket); });
-  direction(b, a, a_out_socket);
+  std::thread a_to_b([&] { direction(a, b); });
+  direction(b, a);
   a_to_b.join();
   for (side* s : {&a, &b}) {
-    if (!s->child) continue;
-    s->in.reset();
-    s->out.reset();
-    s->child->release();
-    s->child->wait_reaped();
-    auto st = s->child->exit_status();
-    if (st && (st->code != 0 || st->signal != 0)) {
-      std::fprintf(stderr, "bokbok bridge: %s: %s\n", s->name.c_str(), st->describe().c_str());
+    if (!s->channel.child()) continue;
+    const child_handle child = *s->channel.child();
+    s->channel.close();  // closes its pipes and releases the child
+    const child_exit st = child.wait();
+    if (st.code != 0 || st.signal != 0) {
+      std::fprintf(stderr, "bokbok bridge: %s: %s\n", s->name.c_str(), st.describe().c_str());
       failed = true;
     }
   }

@@ -20,7 +20,6 @@
 
 #include "call_output.hpp"
 #include "command.hpp"
-#include "transport/address.hpp"
 
 namespace bokbok::tools::call {
 namespace {
@@ -192,21 +191,12 @@ call_options parse_args(args_view args) {
   return o;
 }
 
-// True if the address makes the connection read this process's standard input.
-bool reads_stdin(const transport::address& a) {
-  if (std::holds_alternative<transport::stdio_address>(a)) return true;
-  if (std::holds_alternative<transport::inetd_address>(a)) return true;
-  if (auto* f = std::get_if<transport::fd_pair_address>(&a)) return f->in_fd == 0;
-  return false;
-}
-
 // fd:R,W names descriptors this process inherited; say so clearly if one is not open
 // (connecting would otherwise fail obscurely, or take over the library's own fds once it
 // has opened some under those numbers).
-void check_fds_open(const transport::address& a) {
-  auto* f = std::get_if<transport::fd_pair_address>(&a);
-  if (!f) return;
-  for (int fd : {f->in_fd, f->out_fd})
+void check_fds_open(const address& a) {
+  if (a.type() != address::kind::fd) return;
+  for (int fd : {a.in_fd(), a.out_fd()})
     if (::fcntl(fd, F_GETFD) == -1)
       throw usage_error("fd " + std::to_string(fd) +
                         " is not open (fd:R,W uses descriptors inherited from the caller)");
@@ -318,7 +308,7 @@ struct deadline {
 int transport_failure(const std::string& address, const char* what) {
   std::string why = without_prefix(what);
   // The library names it as it reads it (exec: words quoted its own way).
-  std::string as_read = transport::to_string(transport::parse_address(address));
+  std::string as_read = bokbok::address::parse(address).to_string();
   if (why.find(address) == std::string::npos && why.find(as_read) == std::string::npos)
     why += " (" + address + ")";
   return failure(exit_transport, why);
@@ -412,22 +402,23 @@ std::variant<message, int> call_once(connection& conn, message request,
 
 int run(args_view args) {
   call_options o = parse_args(args);
-  transport::address addr;
-  try {
-    addr = transport::parse_address(o.address);
-  } catch (const address_error& e) {
-    throw usage_error(without_prefix(e.what()));
-  }
+  const address addr = [&] {
+    try {
+      return address::parse(o.address);
+    } catch (const address_error& e) {
+      throw usage_error(without_prefix(e.what()));
+    }
+  }();
   check_fds_open(addr);
   if (o.stdin_field) {
-    if (reads_stdin(addr))
+    if (addr.reads_stdin())
       throw usage_error("--stdin-field cannot be used with " + o.address +
                         ", which reads standard input");
     o.fields.push_back(read_stdin_whole(options{}.max_message_size));
   }
   // With stdio, stdout carries the protocol.
   const int out_fd =
-      std::holds_alternative<transport::stdio_address>(addr) ? STDERR_FILENO : STDOUT_FILENO;
+      addr.type() == address::kind::stdio ? STDERR_FILENO : STDOUT_FILENO;
 
   deadline d;
   if (o.timeout > 0) {

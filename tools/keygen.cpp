@@ -4,20 +4,16 @@
 // The passphrase is read from stdin: one line, without echo when stdin is a terminal
 // (then asked twice). It is held in locked memory and wiped after use.
 #include <sys/stat.h>
-#include <termios.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <cstdio>
 #include <optional>
 #include <stdexcept>
 #include <string>
 
 #include "bokbok/key.hpp"
+#include "bokbok/secret_text.hpp"
 #include "command.hpp"
-#include "crypto/key_file.hpp"
-#include "crypto/passphrase.hpp"
-#include "crypto/secret.hpp"
 
 namespace bokbok::tools {
 namespace {
@@ -50,64 +46,17 @@ constexpr std::string_view help_text =
     "Exit status: 0 success; 1 failure (FILE exists, unreadable passphrase, ...); 2 bad\n"
     "usage.\n";
 
-constexpr std::size_t max_passphrase = 1024;
-
-// One line from fd 0 into locked memory, without its line end.
-crypto::secret_bytes read_line(std::size_t& length) {
-  crypto::secret_bytes buf(max_passphrase + 1);
-  length = 0;
-  for (;;) {
-    char c;
-    const ssize_t n = ::read(0, &c, 1);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw std::runtime_error("cannot read the passphrase from stdin");
-    if (n == 0 || c == '\n') break;
-    if (length == max_passphrase)
-      throw std::runtime_error("the passphrase is longer than 1024 bytes");
-    buf.data()[length++] = static_cast<unsigned char>(c);
-  }
-  if (length > 0 && buf.data()[length - 1] == '\r') --length;
-  return buf;
+// The key the passphrase on stdin gives (asked twice, without echo, on a terminal).
+key key_from_passphrase(const std::string& realm, const std::string& user) {
+  const secret_text pass = read_passphrase(STDIN_FILENO, "passphrase: ", "passphrase again: ");
+  return key::from_passphrase(pass.view(), realm, user);
 }
 
-// Prompts on stderr and reads with echo off when stdin is a terminal.
-crypto::secret_bytes read_passphrase_tty(const char* prompt, std::size_t& length) {
-  std::fputs(prompt, stderr);
-  std::fflush(stderr);
-  termios old{};
-  const bool tty = ::tcgetattr(0, &old) == 0;
-  if (tty) {
-    termios quiet = old;
-    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
-    ::tcsetattr(0, TCSAFLUSH, &quiet);
-  }
-  std::optional<crypto::secret_bytes> line;
-  try {
-    line.emplace(read_line(length));
-  } catch (...) {
-    if (tty) ::tcsetattr(0, TCSAFLUSH, &old);
-    throw;
-  }
-  if (tty) ::tcsetattr(0, TCSAFLUSH, &old);
-  std::fputc('\n', stderr);
-  return std::move(*line);
-}
-
-crypto::key key_from_passphrase(const std::string& realm, const std::string& user) {
-  std::size_t len = 0;
-  crypto::secret_bytes pass;
-  if (::isatty(0)) {
-    pass = read_passphrase_tty("passphrase: ", len);
-    std::size_t len2 = 0;
-    const auto again = read_passphrase_tty("passphrase again: ", len2);
-    if (len != len2 || sodium_memcmp(pass.data(), again.data(), len) != 0)
-      throw std::runtime_error("the two passphrases differ");
-  } else {
-    pass = read_line(len);
-  }
-  if (len == 0) throw std::runtime_error("the passphrase is empty");
-  return crypto::derive_passphrase_key(
-      std::string_view(reinterpret_cast<const char*>(pass.data()), len), realm, user);
+// Prints the users-file line "USER <hex key>" for `k`.
+void print_users_line(const key& k, const std::string& user) {
+  const secret_text line = k.users_line(user);
+  std::fwrite(line.view().data(), 1, line.size(), stdout);
+  std::fflush(stdout);
 }
 
 int run(args_view args) {
@@ -158,24 +107,15 @@ int run(args_view args) {
       throw usage_error("a user name has 1 to 255 bytes and no blanks");
   struct stat st;
   if (show_line) {
-    const crypto::key k = crypto::load_key_file(*file);
-    std::string line = *show_line + " " + crypto::to_hex(k.bytes()) + "\n";
-    std::fwrite(line.data(), 1, line.size(), stdout);
-    sodium_memzero(line.data(), line.size());
-    std::fflush(stdout);
+    print_users_line(key::load(*file), *show_line);
     return 0;
   }
   if (file && !force && ::lstat(file->c_str(), &st) == 0)
     throw std::runtime_error(*file + ": already exists; use --force to replace it");
 
-  const crypto::key k = passphrase ? key_from_passphrase(*realm, *user) : crypto::key::random();
-  if (file) crypto::save_key_file(*file, k, force);
-  if (users_line) {
-    std::string line = *users_line + " " + crypto::to_hex(k.bytes()) + "\n";
-    std::fwrite(line.data(), 1, line.size(), stdout);
-    sodium_memzero(line.data(), line.size());
-    std::fflush(stdout);
-  }
+  const key k = passphrase ? key_from_passphrase(*realm, *user) : key::generate();
+  if (file) k.save(*file, force);
+  if (users_line) print_users_line(k, *users_line);
   return 0;
 }
 

@@ -16,9 +16,12 @@
 #include <string_view>
 #include <utility>
 
+#include "bokbok/address.hpp"
+#include "bokbok/byte_channel.hpp"
 #include "bokbok/connection.hpp"
 #include "bokbok/error.hpp"
 #include "bokbok/message.hpp"
+#include "bokbok/secret_text.hpp"
 #include "bokbok/server.hpp"
 
 namespace bokbok {

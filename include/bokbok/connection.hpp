@@ -181,6 +181,16 @@ struct options {
   // The largest message this side accepts; the peer's own limit is honoured for sends
   // (the smaller of the two wins). At least 64 KiB, else opening throws usage_error.
   std::size_t max_message_size = 64u << 20;
+  // Receive budget (README "Limits and memory"): the bytes this side holds of what the
+  // peer sent and no handler has taken yet. Requests waiting for a handler count at
+  // their decoded size (their bytes plus about 48 bytes per field); past this bound the
+  // connection stops reading until handlers have taken half of it, so the peer is slowed
+  // by the transport instead of growing this process. Partial (fragmented) messages
+  // count too: one that would pass the bound is refused with error_code::busy (a
+  // notification is dropped) and the rest of it skipped. A request that alone costs more
+  // than the bound is answered error_code::too_large without being decoded.
+  // 0: twice max_message_size.
+  std::size_t max_receive_bytes = 0;
   // How long opening waits for the peer's preamble and hello.
   std::chrono::milliseconds connect_timeout{10'000};
 

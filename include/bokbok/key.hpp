@@ -24,6 +24,7 @@
 #include <string_view>
 
 #include "bokbok/error.hpp"
+#include "bokbok/secret_text.hpp"
 
 namespace bokbok {
 
@@ -60,6 +61,11 @@ class key final {
   std::span<const unsigned char, size> bytes() const noexcept;
 
   key clone() const;
+
+  // The users-file line for this key (README "Keys"): "USER <64 hex digits>\n", in
+  // locked memory since it holds the key. Throws key_error when `user` is not a name a
+  // users file can hold (1 to 255 bytes, no whitespace, not starting with '#').
+  secret_text users_line(std::string_view user) const;
 
   key(key&& other) noexcept;
   key& operator=(key&& other) noexcept;

@@ -102,6 +102,15 @@ struct server_options {
 
   bool inline_handlers = false;
   std::size_t max_message_size = 64u << 20;
+  // Receive budgets (README "Limits and memory"): per connection, as
+  // options::max_receive_bytes (0: twice max_message_size); and for the whole server,
+  // the bytes all connections together hold of what their peers sent and no handler has
+  // taken yet (partial messages, requests waiting for a handler). Past the server-wide
+  // bound, a connection that holds more than 1 MiB stops reading until the server is
+  // below three quarters of it, and its partial messages are refused busy; connections
+  // holding less go on, so one greedy client cannot stall everyone's small calls.
+  std::size_t max_receive_bytes_per_connection = 0;
+  std::size_t max_receive_bytes = 512u << 20;
   std::chrono::milliseconds handshake_timeout{10'000};
 
   // Key mode (src/wire/PROTOCOL.md §9): set keys.key_for_user (e.g. from

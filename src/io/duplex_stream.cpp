@@ -7,17 +7,28 @@
 // object), so the stream, its buffer and its fds outlive the kernel's use of them; the
 // fds are closed only when close() was called and every completion has arrived (or when
 // the stream is destroyed, which cannot happen while something is in flight).
+//
+// The writer's shortcut (try_write_now, any thread) shares three fields with the loop
+// thread under `direct_mu_`: the out fd while it may be written, whether a batch is in
+// flight, and whether the rest of a partial direct write is owed. The loop sets them
+// at write(), at the end of each batch, at shutdown_write() and close(); a direct writer
+// holds the mutex across its one non-blocking system call, so a loop-side change that
+// stops direct writes (shut down, close, a new batch) waits for that call to end, and
+// what follows on the loop thread (closing the fd, the batch) comes after its bytes.
 #include "io/duplex_stream.hpp"
 
 #include "base/is_socket.hpp"
+#include "io/write_now.hpp"
 
 #include <fcntl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <climits>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <system_error>
@@ -52,7 +63,7 @@ class stream_impl final : public duplex_stream,
         in_is_socket_(base::is_socket(in_.get())),
         out_is_socket_(out_ ? base::is_socket(out_.get()) : in_is_socket_),
         events_(events),
-
+        direct_fd_(out_fd()),
         read_op_(*this, &stream_impl::on_read),
         write_op_(*this, &stream_impl::on_written) {}
   // Without close(): on the loop thread the loop forgets the fds before they close;
@@ -68,6 +79,7 @@ class stream_impl final : public duplex_stream,
   void stop_reading() override { reading_ = false; }
   void write(std::vector<iovec> iov, std::shared_ptr<const void> keep_alive) override;
   bool writing() const override { return writing_; }
+  try_write_result try_write_now(std::string_view bytes) noexcept override;
   void shutdown_write() override;
   void close() override;
   loop& owner() const override { return *loop_; }
@@ -103,14 +115,24 @@ class stream_impl final : public duplex_stream,
   void post_write_done(int err);
   void end_write_half();
   void release_if_idle();
+  void set_batch_in_flight(bool on);
+  void stop_direct_writes();
 
-  std::shared_ptr<loop> loop_;
+  const std::shared_ptr<loop> loop_;
   base::unique_fd in_;
   base::unique_fd out_;  // empty when same_fd_, or once a pipe's write half was closed
-  bool same_fd_;   // `in_` is written too
-  bool in_is_socket_;
-  bool out_is_socket_;
+  const bool same_fd_;   // `in_` is written too
+  const bool in_is_socket_;
+  const bool out_is_socket_;
   stream_events* events_;
+  // The writer's shortcut (see the top of this file): any thread, under direct_mu_.
+  std::mutex direct_mu_;
+  int direct_fd_;  // the out fd while it may be written; -1 from shutdown_write() or close()
+  bool batch_in_flight_ = false;  // from write() until just before on_write_done
+  bool direct_owed_ = false;      // a partial direct write's rest must go first
+  // direct_fd_ is -1 for good: read without the mutex, so that "closed" is the answer
+  // even while other writers hold it.
+  std::atomic<bool> direct_ended_{false};
   std::unique_ptr<char[]> buffer_;  // allocated for the first read
   std::size_t buffer_size_ = 0;
   std::size_t want_size_ = min_read_buffer;  // for the next read
@@ -199,6 +221,7 @@ void stream_impl::write(std::vector<iovec> iov, std::shared_ptr<const void> keep
   if (closed_) return;
   if (writing_) throw std::logic_error("duplex_stream::write: a batch is already in flight");
   writing_ = true;
+  set_batch_in_flight(true);
   if (shut_requested_) return post_write_done(-EPIPE);
   std::erase_if(iov, [](const iovec& v) { return v.iov_len == 0; });
   if (iov.empty()) return post_write_done(0);
@@ -233,6 +256,7 @@ void stream_impl::on_written(int res) {
 
 void stream_impl::finish_write(int err) {
   writing_ = false;
+  set_batch_in_flight(false);
   iov_.clear();
   keep_alive_.reset();
   if (shut_requested_) end_write_half();
@@ -243,6 +267,7 @@ void stream_impl::post_write_done(int err) {
   loop_->post([self = shared_from_this(), err] {
     if (self->closed_) return;
     self->writing_ = false;
+    self->set_batch_in_flight(false);
     self->events_->on_write_done(err);
   });
 }
@@ -250,6 +275,7 @@ void stream_impl::post_write_done(int err) {
 void stream_impl::shutdown_write() {
   if (closed_ || shut_requested_) return;
   shut_requested_ = true;
+  stop_direct_writes();
   if (!writing_) end_write_half();
 }
 
@@ -273,11 +299,47 @@ void stream_impl::end_write_half() {
 void stream_impl::close() {
   if (closed_) return;
   closed_ = true;
+  stop_direct_writes();
   reading_ = false;
   held_.reset();
   if (read_op_.in_flight()) loop_->cancel(&read_op_);
   if (write_op_.in_flight()) loop_->cancel(&write_op_);
   release_if_idle();
+}
+
+// Loop thread. Waits for a try_write_now in its system call (see the top of this file).
+void stream_impl::set_batch_in_flight(bool on) {
+  std::lock_guard lock(direct_mu_);
+  batch_in_flight_ = on;
+  if (on) direct_owed_ = false;  // the batch carries the rest first (the caller's promise)
+}
+
+// Loop thread, at shutdown_write() or close(): after this returns no direct write is in
+// progress and none will start, so the out fd may be shut down, closed and reused.
+void stream_impl::stop_direct_writes() {
+  std::lock_guard lock(direct_mu_);
+  direct_fd_ = -1;
+  direct_ended_.store(true, std::memory_order_relaxed);
+}
+
+try_write_result stream_impl::try_write_now(std::string_view bytes) noexcept {
+  using st = try_write_result::status;
+  if (direct_ended_.load(std::memory_order_relaxed)) return {st::closed};
+  // Never waits: the holder is another direct writer, or the loop thread for a moment.
+  std::unique_lock lock(direct_mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return {st::busy};
+  if (direct_fd_ < 0) return {st::closed};
+  if (batch_in_flight_ || direct_owed_) return {st::busy};
+  if (bytes.empty()) return {st::wrote};
+  // The loop thread blocks SIGPIPE (loop.hpp): no masking there.
+  ssize_t n = write_now(direct_fd_, out_is_socket_, bytes, loop_->in_loop_thread());
+  if (n > 0) {
+    auto written = static_cast<std::size_t>(n);
+    if (written < bytes.size()) direct_owed_ = true;
+    return {st::wrote, written};
+  }
+  if (n == 0 || n == -EAGAIN) return {st::full};
+  return {st::failed, 0, static_cast<int>(n)};
 }
 
 void stream_impl::release_if_idle() {

@@ -2,15 +2,37 @@
 // for pipes (read/write), sockets (recv-like reads, sendmsg with MSG_NOSIGNAL), a socket
 // used for both halves (in == out), and stdin/stdout.
 //
-// Threads: create() from any thread; every other member on the loop's thread only.
-// Events are delivered on the loop thread.
+// Threads: create() and try_write_now() from any thread; every other member on the
+// loop's thread only. Events are delivered on the loop thread.
 // Lifetime: owned by shared_ptr; in-flight operations keep it alive. After close()
 // returns, no event is delivered any more, and the fds are closed (unless borrowed) once
 // the kernel has let go of them.
+//
+// The writer's shortcut. try_write_now() lets another thread write a few bytes straight
+// to the out fd while the write half is idle, saving the loop thread's wake-up (the
+// costliest step of a small call). Against write(), shutdown_write() and close() on the
+// loop thread the stream guarantees:
+// - No interleaving with a batch: from write() until just before its on_write_done,
+//   try_write_now writes nothing (busy). A write() that comes while a try_write_now is
+//   in its system call waits for it (one non-blocking write), so those bytes go first.
+// - No write after the end: once shutdown_write() or close() has been called,
+//   try_write_now writes nothing (closed). Either one waits for a try_write_now in its
+//   system call, so the out fd is never written once it is shut down, closed, or its
+//   number reused by another file.
+// - One writer at a time: threads calling at once never mix their bytes (all but one
+//   get busy), and what one call wrote is a prefix of its bytes. After a partial write
+//   the rest is owed: try_write_now is busy until the loop's next write(), which must
+//   begin with that rest (the caller hands it over).
+// - No SIGPIPE, whatever the calling thread's mask and the process's disposition (see
+//   try_write_now).
+// Cost on the loop thread: write(), the end of its batch, shutdown_write() and close()
+// each take one uncontended mutex; reads and the continuation of a partial batch take
+// nothing.
 #pragma once
 
 #include <sys/uio.h>
 
+#include <cstddef>
 #include <memory>
 #include <string_view>
 #include <vector>
@@ -31,6 +53,23 @@ class stream_events {
 
  protected:
   ~stream_events() = default;
+};
+
+// What duplex_stream::try_write_now did.
+struct try_write_result {
+  enum class status {
+    wrote,   // `written` bytes went (fewer than given when the kernel buffer filled up)
+    busy,    // nothing written: a batch is in flight, another thread is writing (or the
+             // loop thread is changing the write state at this moment), or the rest of
+             // a partial write is owed; queue the bytes for the loop
+    full,    // nothing written: the kernel buffer is full (EAGAIN)
+    closed,  // nothing written, nor ever will be: shutdown_write() or close() came
+    failed,  // nothing written: the write failed with `error` (-EPIPE or -ECONNRESET
+             // when the peer is gone); the loop's next write will fail likewise
+  };
+  status what = status::busy;
+  std::size_t written = 0;
+  int error = 0;  // -errno, when `what` is failed
 };
 
 class duplex_stream {
@@ -67,6 +106,18 @@ class duplex_stream {
   // shutdown_write(), a batch completes with -EPIPE; after close(), nothing happens.
   virtual void write(std::vector<iovec> iov, std::shared_ptr<const void> keep_alive = {}) = 0;
   virtual bool writing() const = 0;
+
+  // Any thread (the caller keeps the stream alive for the call): writes what the kernel
+  // takes of `bytes` at once, without blocking or waiting for another thread, when no
+  // batch is in flight and the write half is open (see the contract at the top); the
+  // caller queues the rest. Sockets use send() with MSG_NOSIGNAL. Pipes: on the loop
+  // thread, which blocks SIGPIPE, a plain write(); on any other thread SIGPIPE is
+  // blocked around the write and one it raised is consumed before the mask is restored
+  // (two rt_sigprocmask calls; blocking it for good in a thread the application owns
+  // would leak into that thread's later life: the children it spawns inherit the mask
+  // across exec, and its own EPIPE handling changes). Empty `bytes`: nothing is written,
+  // and the status says whether something could have been.
+  virtual try_write_result try_write_now(std::string_view bytes) noexcept = 0;
 
   // Ends the write half once any batch in flight is written (before its
   // on_write_done): shutdown(SHUT_WR) on a socket, closing the out fd on a pipe, so the

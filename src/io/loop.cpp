@@ -1,11 +1,11 @@
-// loop::start: chooses the backend and runs it on a thread of its own.
+// loop::start: chooses the backend and runs the reactor over it on a thread of its own.
 //
-// Lifetime of the thread: the shared_ptr returned by start() owns the backend through a
+// Lifetime of the thread: the shared_ptr returned by start() owns the reactor through a
 // deleter. When the last reference goes on another thread, the deleter stops the loop
-// and joins the thread, then destroys the backend. When it goes ON the loop thread (a
-// posted function or a completion held the last reference), joining would deadlock, so
-// the deleter detaches the thread and the thread destroys the backend itself once the
-// current callback has returned and run() has unwound.
+// and joins the thread, then destroys the reactor (and its backend). When it goes ON the
+// loop thread (a posted function or a completion held the last reference), joining would
+// deadlock, so the deleter detaches the thread and the thread destroys the reactor itself
+// once the current callback has returned and run() has unwound.
 #include <pthread.h>
 #include <signal.h>
 
@@ -17,15 +17,14 @@
 #include <system_error>
 #include <thread>
 
-#include "io/epoll_loop.hpp"
 #include "io/loop_backend.hpp"
-#include "io/uring_loop.hpp"
+#include "io/reactor.hpp"
 
 namespace bokbok::io {
 namespace {
 
 struct running_loop {
-  std::unique_ptr<loop_backend> impl;
+  std::unique_ptr<reactor> impl;
   std::thread thread;
   bool delete_on_exit = false;  // loop thread only
 };
@@ -52,8 +51,8 @@ void release(running_loop* r) noexcept {
   delete r;
 }
 
-std::shared_ptr<loop> launch(std::unique_ptr<loop_backend> impl) {
-  auto* r = new running_loop{std::move(impl), {}, false};
+std::shared_ptr<loop> launch(std::unique_ptr<loop_backend> backend) {
+  auto* r = new running_loop{std::make_unique<reactor>(std::move(backend)), {}, false};
   loop* l = r->impl.get();
   try {
     r->thread = std::thread(thread_main, r);
@@ -90,19 +89,19 @@ backend_kind backend_from_env() {
 std::shared_ptr<loop> start_loop(backend_kind kind, const loop_options& opts) {
   switch (kind) {
     case backend_kind::uring:
-      return launch(make_uring_loop(opts));
+      return launch(make_uring_backend(opts));
     case backend_kind::epoll:
-      return launch(make_epoll_loop());
+      return launch(make_epoll_backend());
     case backend_kind::automatic:
       break;
   }
-  std::unique_ptr<loop_backend> impl;
+  std::unique_ptr<loop_backend> backend;
   try {
-    impl = make_uring_loop(opts);
+    backend = make_uring_backend(opts);
   } catch (const std::system_error&) {
-    impl = make_epoll_loop();  // seccomp, io_uring_disabled, old kernel
+    backend = make_epoll_backend();  // seccomp, io_uring_disabled, old kernel
   }
-  return launch(std::move(impl));
+  return launch(std::move(backend));
 }
 
 std::shared_ptr<loop> loop::start(backend_kind kind) {

@@ -9,10 +9,6 @@
 #include <system_error>
 #include <thread>
 
-#include <fcntl.h>
-
-#include "base/is_socket.hpp"
-#include "io/write_now.hpp"
 #include "rpc/callback_error.hpp"
 #include "rpc/error_ptr.hpp"
 
@@ -36,6 +32,9 @@ connection_impl::connection_impl(config cfg)
     pool_ = std::make_shared<rpc::handler_pool>(rpc::handler_pool::limits{
         cfg_.opts.max_threads, std::max<std::size_t>(cfg_.opts.max_queued_calls, 1),
         std::chrono::seconds(5)});
+  receive_limit_ = cfg_.opts.max_receive_bytes ? cfg_.opts.max_receive_bytes
+                                                : 2 * cfg_.opts.max_message_size;
+  account_ = std::make_shared<rpc::receive_account>(receive_limit_, cfg_.receive_pool);
   user_ = cfg_.local.user;
   if (cfg_.keys) {
     cfg_.local.mode = wire::mode::key;
@@ -46,7 +45,10 @@ connection_impl::connection_impl(config cfg)
   }
 }
 
-connection_impl::~connection_impl() = default;
+connection_impl::~connection_impl() {
+  if (cfg_.receive_pool && partial_charged_)
+    cfg_.receive_pool->add(-static_cast<std::ptrdiff_t>(partial_charged_));
+}
 
 void check_options(const options& o) {
   if (o.max_message_size < wire::min_max_message_size)
@@ -154,8 +156,6 @@ void connection_impl::start_goaway(const std::string& text) {
 
 // Loop thread: sends our preamble and hello at once, then reads.
 void connection_impl::start(base::unique_fd in, base::unique_fd out) {
-  int out_fd = out ? out.get() : in.get();
-  bool is_socket = base::is_socket(out_fd);
   try {
     stream_ = io::duplex_stream::create(cfg_.loop, std::move(in), std::move(out), this);
   } catch (const std::exception& e) {
@@ -165,15 +165,10 @@ void connection_impl::start(base::unique_fd in, base::unique_fd out) {
     }
     return finish(end_kind::transport, std::string("cannot use the file descriptors: ") + e.what());
   }
-  {
-    // The direct writer dups this fd on first use (an idle connection costs one fd).
-    std::lock_guard lock(mu_);
-    direct_src_fd_ = out_fd;
-    direct_is_socket_ = is_socket;
-  }
   std::string hello = wire::encode_preamble(cfg_.local);
   {
     std::lock_guard lock(mu_);
+    direct_stream_ = stream_;  // callers may write to it from here on
     if (key_) {
       raw_pending_ = hello;  // key mode: the settings travel in the handshake (§9.6)
     } else {
@@ -202,6 +197,7 @@ void connection_impl::run_handler(std::uint32_t id, message request,
     std::uint32_t id;
     ~done_guard() { c->handler_done(id); }
   } guard{this, id};
+  ctx->charge.release();  // taken by a handler: off the receive budget
   call_context_scope scope(ctx.get());  // this_call, and what nested calls inherit
   if (ctx->stop.stop_requested()) return;  // cancelled while queued: nobody waits
   if (ctx->deadline && *ctx->deadline <= io::clock::now())
@@ -303,6 +299,9 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
   if (handshake_timer_) cfg_.loop->cancel_timer(handshake_timer_);
   if (tick_timer_) cfg_.loop->cancel_timer(tick_timer_);
   if (deadline_timer_) cfg_.loop->cancel_timer(deadline_timer_);
+  // Partial messages will never complete: their memory and budget go now.
+  reassembler_ = wire::reassembler(cfg_.opts.max_message_size, wire::max_partial_messages);
+  sync_partial_charge();
   for (auto& [id, pc] : pending) {
     std::unique_lock lock(mu_);
     // One each: waiters on other threads own them.
@@ -387,6 +386,8 @@ void connection_impl::wait_for_child(end_kind kind, std::string reason,
   if (stream_) {
     stream_->stop_reading();
     reading_paused_ = false;  // so backpressure does not start reading again
+    std::lock_guard lock(mu_);
+    budget_paused_ = false;   // nor the receive budget
   }
   auto weak = weak_from_this();
   child_wait_timer_ = cfg_.loop->add_timer(io::clock::now() + child_end_wait, [weak] {
@@ -447,10 +448,13 @@ void connection_impl::end_output() {
   if (output_ended_) return;
   output_ended_ = true;
   stream_->shutdown_write();
-  if (reading_paused_) {
-    reading_paused_ = false;
-    stream_->start_reading();
+  bool paused;
+  {
+    std::lock_guard lock(mu_);
+    paused = reading_paused_ || budget_paused_;
+    reading_paused_ = budget_paused_ = false;
   }
+  if (paused) stream_->start_reading();
 }
 
 // Loop thread: stops the stream for good. Until then the stream may still deliver events
@@ -458,7 +462,7 @@ void connection_impl::end_output() {
 void connection_impl::drop_stream() {
   {
     std::lock_guard lock(mu_);
-    direct_src_fd_ = -1;  // closing below: no more dups of it
+    direct_stream_.reset();  // a writer mid-write has its own reference; close() waits
   }
   stream_->close();
   stream_.reset();
@@ -467,10 +471,6 @@ void connection_impl::drop_stream() {
   std::lock_guard lock(mu_);
   stream_dropped_ = true;
   closed_cv_.notify_all();
-  if (direct_writing_)
-    direct_fd_close_pending_ = true;  // the writer closes it when done
-  else
-    direct_fd_.reset();
   release_self_locked();
 }
 

@@ -31,6 +31,7 @@
 #include "rpc/handler_pool.hpp"
 #include "rpc/key_session.hpp"
 #include "rpc/outbox.hpp"
+#include "rpc/receive_budget.hpp"
 #include "rpc/peer_process.hpp"
 #include "wire/frame.hpp"
 #include "wire/preamble.hpp"
@@ -45,6 +46,9 @@ namespace bokbok::detail {
 struct call_context {
   std::optional<io::clock::time_point> deadline;
   std::stop_source stop;
+  // A peer request's decoded cost, charged to its connection's receive budget from
+  // arrival until its handler starts (or it is dropped unhandled: then with the context).
+  rpc::receive_charge charge;
 };
 
 // The calling thread's current handler context, if it runs a handler (rpc/call_context.cpp).
@@ -98,6 +102,9 @@ class connection_impl final : public io::stream_events,
     // Key mode (PROTOCOL.md §9), from options::keys; null: plain mode. A responder's
     // replay cache is shared by the connections of one server.
     std::shared_ptr<const rpc::key_config> keys;
+    // The server-wide receive budget its connections share (receive_budget.hpp); null:
+    // this connection's own budget only.
+    std::shared_ptr<rpc::receive_pool> receive_pool;
   };
 
   // Called once on the loop thread when the handshake is done (error null) or has failed
@@ -197,6 +204,14 @@ class connection_impl final : public io::stream_events,
   // `mu_` held: encrypts a batch of plain records in place (key mode, handshake done).
   bool seal_batch_locked(rpc::batch& b);
   void handle_message_frame(const wire::frame_view& f);
+  // Receive budget (connection_reader.cpp), loop thread. Brings the pool's count of our
+  // partial messages up to date; refuses (busy) the partial message `f` belongs to when
+  // partial messages pass the budget, true then; pauses reading while requests waiting
+  // for handlers pass it (mu_ held), and resumes once they have room.
+  void sync_partial_charge();
+  bool refuse_partial_over_budget(const wire::frame_view& f);
+  bool pause_for_budget_locked();
+  void resume_after_budget();
   void handle_error_frame(const wire::frame_view& f);
   void dispatch_request(std::uint32_t id, std::string bytes, std::optional<std::uint32_t> deadline_ms);
   void dispatch_message(std::uint32_t id, message m, std::shared_ptr<call_context> ctx);
@@ -290,6 +305,8 @@ class connection_impl final : public io::stream_events,
   io::timer_id tick_timer_ = 0;
   io::timer_id deadline_timer_ = 0;
   bool reading_paused_ = false;  // backpressure: stopped reading, outbox over its bound
+  std::size_t receive_limit_ = 0;   // options::max_receive_bytes, resolved
+  std::size_t partial_charged_ = 0;  // reassembler bytes counted in cfg_.receive_pool
   // Closing (PROTOCOL.md §2.3, §8.5): send no frame at all; our close frame is queued;
   // the peer's close or end of stream came; our output ended; the rest is unreadable.
   bool silent_end_ = false, close_sent_ = false, peer_done_ = false;
@@ -333,17 +350,18 @@ class connection_impl final : public io::stream_events,
   unsigned room_waiters_ = 0;
   bool features_notify_ = false, features_deadline_ = false;
   rpc::outbox outbox_;
+  // Requests waiting for a handler (receive_budget.hpp); set at construction. While
+  // budget_paused_, reading has stopped until it has room.
+  std::shared_ptr<rpc::receive_account> account_;
+  bool budget_paused_ = false;
   bool writing_ = false;          // a batch is in flight, or a thread is in send_now_locked
   // Bytes that go out unencrypted, before anything in the outbox (key mode: preamble,
   // handshake messages, a refusal's decoy).
   std::string raw_pending_;
-  // A duplicate of the stream's output fd for send_now_locked. Closed with the stream,
-  // or by the direct writer when it is mid-write then (direct_fd_close_pending_).
-  base::unique_fd direct_fd_;
-  int direct_src_fd_ = -1;  // the stream's output fd while it is open, to dup lazily
-  bool direct_is_socket_ = false;
+  // The stream, for send_now_locked's try_write_now from any thread: set once it
+  // exists, cleared when it is dropped (a writer keeps its own reference meanwhile).
+  std::shared_ptr<io::duplex_stream> direct_stream_;
   bool direct_writing_ = false;
-  bool direct_fd_close_pending_ = false;
   std::uint32_t direct_request_ = 0;  // call() is queueing this request (for not_sent)
   // The request whose record was the last bytes written (by a caller's direct write),
   // 0 when something else went after it. On a UNIX socket a peer that closes with

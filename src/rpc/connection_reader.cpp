@@ -82,9 +82,10 @@ void connection_impl::on_data(std::string_view bytes) {
     // them; stop reading its requests until they drain (after_dequeue_locked resumes).
     if (!reading_paused_ && outbox_.queued_bytes() >= cfg_.opts.max_send_queue) {
       reading_paused_ = true;
-      stream_->stop_reading();
+      if (!budget_paused_) stream_->stop_reading();
       return;  // the rest of this read is kept by records_ and handled on resume
     }
+    if (pause_for_budget_locked()) return;  // the same, until handlers take requests
   }
 }
 
@@ -172,8 +173,12 @@ void connection_impl::handle_settings(std::string_view payload) {
 
 void connection_impl::handle_message_frame(const wire::frame_view& f) {
   std::string bytes, err;
-  switch (reassembler_.add(f, bytes, err)) {
+  auto st = reassembler_.add(f, bytes, err);
+  sync_partial_charge();
+  switch (st) {
     case wire::reassembler::status::incomplete:
+      refuse_partial_over_budget(f);
+      return;
     case wire::reassembler::status::skipped:
       return;
     case wire::reassembler::status::error:
@@ -203,12 +208,25 @@ void connection_impl::handle_message_frame(const wire::frame_view& f) {
 
 void connection_impl::dispatch_request(std::uint32_t id, std::string bytes,
                                        std::optional<std::uint32_t> deadline_ms) {
+  // Checked before decoding: millions of empty fields cost far more than their bytes.
+  const std::size_t cost = wire::decoded_cost(bytes);
+  if (cost > receive_limit_) {
+    last_peer_request_ = id;
+    return send_error(id, error_code::too_large,
+                      "request of " + std::to_string(bytes.size()) + " bytes in " +
+                          std::to_string((cost - bytes.size()) / wire::decoded_field_overhead) +
+                          " fields would take " + std::to_string(cost) +
+                          " bytes decoded, more than the receive budget of " +
+                          std::to_string(receive_limit_) + " bytes");
+  }
+  auto ctx = std::make_shared<call_context>();
+  ctx->charge = rpc::receive_charge(account_, cost);
   message m;
   std::string err;
   if (!wire::decode_message(bytes, m, err)) return protocol_failure("bad request: " + err);
+  bytes = std::string();  // decoded: the bytes' memory goes before the request waits
   last_peer_request_ = id;
   last_activity_ = io::clock::now();
-  auto ctx = std::make_shared<call_context>();
   if (deadline_ms) ctx->deadline = last_activity_ + std::chrono::milliseconds(*deadline_ms);
   if (holding_) {
     std::lock_guard lock(mu_);
@@ -419,6 +437,70 @@ void connection_impl::protocol_failure(const std::string& what) {
   wire::append_code_frame(goaway, wire::frame_type::goaway, 0,
                           std::uint16_t(error_code::protocol), what);
   finish(end_kind::protocol, "protocol error: " + what, goaway);
+}
+
+// Loop thread: the server-wide pool counts our partial messages as the reassembler holds
+// them now.
+void connection_impl::sync_partial_charge() {
+  std::size_t now = reassembler_.buffered_bytes();
+  if (now == partial_charged_) return;
+  if (cfg_.receive_pool)
+    cfg_.receive_pool->add(static_cast<std::ptrdiff_t>(now) -
+                           static_cast<std::ptrdiff_t>(partial_charged_));
+  partial_charged_ = now;
+}
+
+// Loop thread, after a fragment of `f`'s message was stored: partial messages may not
+// pass the receive budget, nor (beyond the floor) the server's. Waiting for the rest with
+// reading stopped could stall for good (a peer may interleave many large messages), so
+// the message is refused now and its rest skipped.
+bool connection_impl::refuse_partial_over_budget(const wire::frame_view& f) {
+  const std::size_t partial = reassembler_.buffered_bytes();
+  const auto& pool = cfg_.receive_pool;
+  bool over = partial > receive_limit_;
+  bool pool_over = !over && pool && partial + account_->held() > rpc::receive_account::default_floor &&
+                   pool->over();
+  if (!over && !pool_over) return false;
+  reassembler_.drop(f.type, f.call_id);
+  sync_partial_charge();
+  std::string text =
+      over ? "busy: partial messages being received would pass this connection's receive "
+             "budget of " + std::to_string(receive_limit_) + " bytes"
+           : "busy: the server's receive budget of " + std::to_string(pool->limit()) +
+                 " bytes is spent; try again later";
+  if (f.type == wire::frame_type::request) {
+    last_peer_request_ = std::max(last_peer_request_, f.call_id);
+    send_error(f.call_id, error_code::busy, text);
+  } else if (f.type == wire::frame_type::response) {
+    complete_call(f.call_id, error_ptr<call_error>(error_code::busy, text), {});
+  }  // a notification is dropped, as one too large is (§8.7)
+  return true;
+}
+
+// Loop thread, mu_ held: stops reading while the requests waiting for a handler are over
+// the budget; the account calls back once handlers have taken enough of them.
+bool connection_impl::pause_for_budget_locked() {
+  if (budget_paused_ || !account_->over()) return false;
+  budget_paused_ = true;
+  if (!reading_paused_) stream_->stop_reading();
+  account_->wait_for_room([weak = weak_from_this(), l = cfg_.loop] {
+    l->post([weak] {
+      if (auto self = weak.lock()) self->resume_after_budget();
+    });
+  });
+  return true;
+}
+
+// Loop thread: the budget has room again.
+void connection_impl::resume_after_budget() {
+  {
+    std::lock_guard lock(mu_);
+    if (!budget_paused_) return;
+    budget_paused_ = false;
+    if (phase_ == phase::closed || !stream_ || reading_paused_) return;
+  }
+  stream_->start_reading();
+  on_data({});  // records read before the pause wait in records_
 }
 
 }  // namespace bokbok::detail

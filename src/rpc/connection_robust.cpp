@@ -193,6 +193,7 @@ void connection_impl::after_dequeue_locked() {
   if (room_waiters_ && outbox_.queued_bytes() < bound) room_cv_.notify_all();
   if (reading_paused_ && stream_ && outbox_.queued_bytes() < bound / 2) {
     reading_paused_ = false;
+    if (budget_paused_) return;  // resume_after_budget() starts it
     stream_->start_reading();
     // Records read before the pause wait in records_: handle them now.
     cfg_.loop->post([self = shared_from_this()] {

@@ -4,9 +4,6 @@
 #include <cerrno>
 #include <cstring>
 
-#include <fcntl.h>
-
-#include "io/write_now.hpp"
 #include "rpc/connection_impl.hpp"
 #include "wire/message_codec.hpp"
 
@@ -82,43 +79,34 @@ void connection_impl::queue_record_locked(std::unique_lock<std::mutex>& lock,
 }
 
 // Any thread, `mu_` held (released during the write): writes `record` from this thread
-// when the send side is idle. What the kernel does not take goes to the front of the
-// outbox for the loop to finish; a failed write is left for the loop's own write to
-// report. Returns false, having done nothing, when the send side is busy.
+// when the send side is idle, with the stream's try_write_now. What the kernel does not
+// take goes to the front of the outbox for the loop to finish (the stream takes nothing
+// more directly until then); a failed write is left for the loop's own write to report.
+// Returns false, having done nothing, when the send side is busy.
 bool connection_impl::send_now_locked(std::unique_lock<std::mutex>& lock,
                                       std::string_view record) {
   // Key mode seals records in wire order as the loop writes them: no short cut.
-  if (writing_ || flush_scheduled_ || !outbox_.empty() || key_) return false;
-  if (!direct_fd_) {
-    // First direct write: dup the stream's output fd, which stays open while
-    // direct_src_fd_ is set (drop_stream clears it under mu_ before closing).
-    if (direct_src_fd_ < 0 || direct_fd_close_pending_) return false;
-    direct_fd_.reset(fcntl(direct_src_fd_, F_DUPFD_CLOEXEC, 3));
-    if (!direct_fd_) {
-      direct_src_fd_ = -1;  // out of descriptors: the loop writes everything
-      return false;
-    }
-  }
+  if (writing_ || flush_scheduled_ || !outbox_.empty() || key_ || !direct_stream_)
+    return false;
   writing_ = direct_writing_ = true;  // the send side is ours until we give it back
-  int fd = direct_fd_.get();
+  std::shared_ptr<io::duplex_stream> stream = direct_stream_;  // drop_stream may let go
   const std::uint32_t request = direct_request_;
   lock.unlock();
-  ssize_t n = io::write_now(fd, direct_is_socket_, record);
+  io::try_write_result r = stream->try_write_now(record);
   lock.lock();
   writing_ = direct_writing_ = false;
   closed_cv_.notify_all();  // finish() waits for this write to be over
-  if (request && (n == -EPIPE || n == -ECONNRESET)) {
-    // The peer is gone and took nothing of this request: it cannot have run it.
+  using st = io::try_write_result::status;
+  const bool gone = r.what == st::failed && (r.error == -EPIPE || r.error == -ECONNRESET);
+  if (request && (gone || r.what == st::closed)) {
+    // The peer is gone, or the stream closed, and nothing of this request was written:
+    // the peer cannot have run it.
     if (auto it = pending_.find(request); it != pending_.end()) it->second.not_sent = true;
   }
   // The last bytes written, when they are a whole request (see last_written_request_).
-  last_written_request_ = request && n == ssize_t(record.size()) ? request : 0;
-  if (direct_fd_close_pending_) {
-    direct_fd_.reset();  // the connection closed meanwhile; nothing more to send
-    return true;
-  }
-  std::size_t sent = n > 0 ? static_cast<std::size_t>(n) : 0;
-  if (sent < record.size()) outbox_.push_front_record_bytes(record.substr(sent));
+  last_written_request_ = request && r.written == record.size() ? request : 0;
+  if (r.what == st::closed) return true;  // the stream closed meanwhile: nothing goes out
+  if (r.written < record.size()) outbox_.push_front_record_bytes(record.substr(r.written));
   if (!outbox_.empty()) schedule_flush_locked();
   return true;
 }
@@ -184,13 +172,17 @@ void connection_impl::on_write_done(int err) {
 }
 
 void connection_impl::send_response(std::uint32_t id, const message& response) {
+  // Checked before encoding, so an answer the peer would refuse is never copied.
+  // send_limit_ was set (under mu_) before the connection opened, and so before any
+  // request could reach a handler: it is read here without the lock.
+  if (std::size_t size = wire::encoded_size(response); size > send_limit_)
+    return send_error(id, error_code::too_large,
+                      "response of " + std::to_string(size) +
+                          " bytes exceeds the connection's maximum message size of " +
+                          std::to_string(send_limit_) + " bytes");
   std::string framed = encode_framed(response);
   std::unique_lock lock(mu_);
   if (phase_ != phase::open) return;  // closed: late answers are dropped
-  if (auto why = too_large_locked("response", framed)) {
-    lock.unlock();
-    return send_error(id, error_code::too_large, *why);
-  }
   std::exception_ptr ignored;  // backpressure: a handler thread waits for room
   wait_for_room_locked(lock, true, std::nullopt, {}, ignored);
   if (phase_ != phase::open) return;

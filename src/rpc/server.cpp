@@ -175,6 +175,9 @@ class server::impl : public std::enable_shared_from_this<impl> {
   std::shared_ptr<loop_users> users_;          // set by start()
   std::shared_ptr<io::loop> users_loop_;       // loop_for_users(loop_): given to users
   std::shared_ptr<rpc::handler_pool> pool_;
+  // The receive budget all connections share (server_options::max_receive_bytes).
+  std::shared_ptr<rpc::receive_pool> receive_pool_ =
+      std::make_shared<rpc::receive_pool>(opts_.max_receive_bytes);
 
   // start()'s until begin_serving takes them on the loop thread.
   std::vector<transport::connected_socket> adopted_;
@@ -458,12 +461,13 @@ void server::impl::start_connection(transport::connected_socket sock) {
   o.max_send_queue = opts_.max_send_queue;
   o.inline_handlers = opts_.inline_handlers;
   o.max_message_size = opts_.max_message_size;
+  o.max_receive_bytes = opts_.max_receive_bytes_per_connection;
   o.connect_timeout = opts_.handshake_timeout;
   // Key mode comes from keys_ (config::keys), whose replay cache all connections share.
   auto creds = transport::peer_credentials_of(sock.fd.get());
   detail::connection_impl::config cfg{o,     sock.peer, users_loop_, pool_, {},
                                       creds, /*hold_requests=*/static_cast<bool>(opts_.on_open), nullptr,
-                                      keys_};
+                                      keys_, receive_pool_};
   std::string peer = sock.peer;
   detail::connection_impl::open_async(
       std::move(cfg), std::move(sock.fd), {},

@@ -51,7 +51,7 @@ std::shared_ptr<detail::connection_impl> open_impl(
   auto keys = rpc::make_key_config(
       opts.keys, opts.keys.key_for_user ? default_replay_cache() : nullptr, opts.on_callback_error);
   detail::connection_impl::config cfg{opts, std::move(peer), default_loop(), nullptr, {},
-                                      creds, false, std::move(process), std::move(keys)};
+                                      creds, false, std::move(process), std::move(keys), nullptr};
   return detail::connection_impl::open(std::move(cfg), std::move(in), std::move(out));
 }
 

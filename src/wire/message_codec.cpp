@@ -3,6 +3,7 @@
 
 #include "base/endian.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
@@ -82,6 +83,14 @@ bool decode_message(std::string_view bytes, message& out, std::string& error) {
     return false;
   }
   return true;
+}
+
+std::size_t decoded_cost(std::string_view bytes) noexcept {
+  if (bytes.size() < u32_size) return bytes.size();
+  // A count the bytes cannot hold fails decoding; it costs no more than they can hold.
+  std::size_t count =
+      std::min<std::size_t>(base::load_be32(bytes), (bytes.size() - u32_size) / u32_size);
+  return bytes.size() + count * decoded_field_overhead;
 }
 
 }  // namespace bokbok::wire

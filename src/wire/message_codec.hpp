@@ -23,4 +23,11 @@ void encode_message(const message& m, std::string& out);
 // field", ...). On failure `out` is left empty.
 bool decode_message(std::string_view bytes, message& out, std::string& error);
 
+// What decoding `bytes` would cost in memory, without decoding: its size plus, for each
+// field its count announces, a std::string and the overhead of one allocation. A message
+// of millions of empty fields costs far more than its bytes; receive budgets count this.
+// Bytes too short for a count cost their size.
+std::size_t decoded_cost(std::string_view bytes) noexcept;
+inline constexpr std::size_t decoded_field_overhead = sizeof(std::string) + 16;
+
 }  // namespace bokbok::wire

@@ -1,8 +1,9 @@
-#include "io/epoll_loop.hpp"
+#include "io/epoll_backend.hpp"
 
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -29,29 +30,29 @@ bool not_ready(int res) noexcept { return res == -EAGAIN || res == -EINTR; }
 
 }  // namespace
 
-std::unique_ptr<loop_backend> make_epoll_loop() { return std::make_unique<epoll_loop>(); }
+std::unique_ptr<loop_backend> make_epoll_backend() { return std::make_unique<epoll_backend>(); }
 
-epoll_loop::epoll_loop() : epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)), core_(EFD_NONBLOCK) {
+epoll_backend::epoll_backend() : epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)) {
   if (!epoll_fd_) fail(errno, "epoll_create1");
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.fd = core_.wake_fd();
-  if (::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, core_.wake_fd(), &ev) < 0)
-    fail(errno, "epoll_ctl(eventfd)");
   ready_.reserve(max_events);
-  dispatching_.reserve(max_events);
 }
 
-void epoll_loop::post(std::function<void()> fn) { core_.post(std::move(fn)); }
+int epoll_backend::wake_fd_flags() const noexcept { return EFD_NONBLOCK; }
 
-void epoll_loop::request_stop() noexcept { core_.request_stop(); }
+void epoll_backend::watch_wakeup(int fd) {
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = fd;
+  if (::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, fd, &ev) < 0) fail(errno, "epoll_ctl(eventfd)");
+  wake_fd_ = fd;
+}
 
-int epoll_loop::try_read(int fd, const op& o) noexcept {
+int epoll_backend::try_read(int fd, const op& o) noexcept {
   ssize_t n = ::read(fd, o.buf, std::min<std::size_t>(o.len, INT_MAX));
   return n >= 0 ? static_cast<int>(n) : -errno;
 }
 
-int epoll_loop::try_write(int fd, const op& o) noexcept {
+int epoll_backend::try_write(int fd, const op& o) noexcept {
   ssize_t n;
   if (o.is_socket) {
     msghdr msg{};
@@ -62,26 +63,24 @@ int epoll_loop::try_write(int fd, const op& o) noexcept {
     n = ::writev(fd, o.iov, o.iovcnt);
   }
   if (n >= 0) return static_cast<int>(std::min<ssize_t>(n, INT_MAX));
-  int res = -errno;
-  if (res == -EPIPE && !o.is_socket) discard_pending_sigpipe();
-  return res;
+  return -errno;
 }
 
-epoll_loop::fd_state& epoll_loop::state(int fd) {
+epoll_backend::fd_state& epoll_backend::state(int fd) {
   auto i = static_cast<std::size_t>(fd);
   if (i >= fds_.size()) fds_.resize(std::max(i + 1, fds_.size() * 2));
   return fds_[i];
 }
 
-void epoll_loop::finish(completion* c, int res) { ready_.push_back({c, res}); }
+void epoll_backend::finish(completion* c, int res) { ready_.push_back({c, res, 0}); }
 
-void epoll_loop::mark_changed(int fd, fd_state& s) {
+void epoll_backend::mark_changed(int fd, fd_state& s) {
   if (s.dirty) return;
   s.dirty = true;
   changed_.push_back(fd);
 }
 
-void epoll_loop::submit_read(int fd, void* buf, std::size_t len, completion* c) {
+void epoll_backend::submit_read(int fd, void* buf, std::size_t len, completion* c) {
   if (fd < 0) return finish(c, -EBADF);
   op o{c, buf, len, nullptr, 0, false};
   fd_state& s = state(fd);
@@ -91,7 +90,7 @@ void epoll_loop::submit_read(int fd, void* buf, std::size_t len, completion* c) 
   if (s.reads.size() == 1) mark_changed(fd, s);
 }
 
-void epoll_loop::submit_writev(int fd, bool is_socket, const iovec* iov, int iovcnt,
+void epoll_backend::submit_writev(int fd, bool is_socket, const iovec* iov, int iovcnt,
                                completion* c) {
   if (fd < 0) return finish(c, -EBADF);
   op o{c, nullptr, 0, iov, iovcnt, is_socket};
@@ -104,7 +103,7 @@ void epoll_loop::submit_writev(int fd, bool is_socket, const iovec* iov, int iov
   if (s.writes.size() == 1) mark_changed(fd, s);
 }
 
-void epoll_loop::submit_poll(int fd, completion* c) {
+void epoll_backend::submit_poll(int fd, completion* c) {
   if (fd < 0) return finish(c, -EBADF);
   fd_state& s = state(fd);
   if (s.unwatchable) return finish(c, POLLIN);
@@ -115,7 +114,7 @@ void epoll_loop::submit_poll(int fd, completion* c) {
 // Loop thread, before waiting: makes epoll watch what the changed fds want. A fd epoll
 // refuses with EPERM (a regular file) has its operations made directly from now on;
 // any other refusal completes its waiters with the error.
-void epoll_loop::apply_changes() {
+void epoll_backend::apply_changes() {
   // watch() may complete operations but never adds to changed_.
   for (int fd : changed_) {
     fd_state& s = fds_[static_cast<std::size_t>(fd)];
@@ -125,7 +124,7 @@ void epoll_loop::apply_changes() {
   changed_.clear();
 }
 
-void epoll_loop::watch(int fd, fd_state& s) {
+void epoll_backend::watch(int fd, fd_state& s) {
   if (s.unwatchable) return run_direct(fd, s);
   bool reading = !s.reads.empty() || !s.polls.empty();
   std::uint32_t want = (reading ? read_events : 0u) |
@@ -159,7 +158,7 @@ void epoll_loop::watch(int fd, fd_state& s) {
   }
 }
 
-void epoll_loop::run_direct(int fd, fd_state& s) {
+void epoll_backend::run_direct(int fd, fd_state& s) {
   for (const op& o : s.reads) finish(o.c, try_read(fd, o));
   for (const op& o : s.writes) finish(o.c, try_write(fd, o));
   for (const op& o : s.polls) finish(o.c, POLLIN);
@@ -168,7 +167,7 @@ void epoll_loop::run_direct(int fd, fd_state& s) {
   s.polls.clear();
 }
 
-void epoll_loop::cancel(completion* c) {
+void epoll_backend::cancel(completion* c) {
   for (std::size_t fd = 0; fd < fds_.size(); ++fd) {
     fd_state& s = fds_[fd];
     for (auto* q : {&s.reads, &s.writes, &s.polls}) {
@@ -185,7 +184,7 @@ void epoll_loop::cancel(completion* c) {
   }
 }
 
-void epoll_loop::forget(int fd) {
+void epoll_backend::forget(int fd) {
   if (fd < 0 || static_cast<std::size_t>(fd) >= fds_.size()) return;
   fd_state& s = fds_[static_cast<std::size_t>(fd)];
   for (auto* q : {&s.reads, &s.writes, &s.polls})
@@ -195,13 +194,7 @@ void epoll_loop::forget(int fd) {
   s = fd_state{};
 }
 
-timer_id epoll_loop::add_timer(clock::time_point when, std::function<void()> fn) {
-  return core_.timers().add(when, std::move(fn));
-}
-
-void epoll_loop::cancel_timer(timer_id id) { core_.timers().cancel(id); }
-
-void epoll_loop::on_ready(int fd, std::uint32_t events) {
+void epoll_backend::on_ready(int fd, std::uint32_t events) {
   if (fd < 0 || static_cast<std::size_t>(fd) >= fds_.size()) return;
   fd_state& s = fds_[static_cast<std::size_t>(fd)];
   std::size_t done_reads = 0, done_writes = 0;
@@ -236,53 +229,37 @@ void epoll_loop::on_ready(int fd, std::uint32_t events) {
     mark_changed(fd, s);
 }
 
-void epoll_loop::run() {
-  core_.mark_loop_thread();
-  while (!core_.stopping()) {
-    wait_once();
-    dispatch();
-    if (core_.stopping()) break;
-    core_.timers().run_due(clock::now());
-    if (core_.local_posts_pending()) core_.run_posted();
-  }
-}
-
-void epoll_loop::wait_once() {
+bool epoll_backend::wait(std::optional<clock::duration> timeout,
+                         std::vector<backend_event>& out) {
   apply_changes();
-  int timeout = -1;
-  if (!ready_.empty() || core_.local_posts_pending()) {
-    timeout = 0;
-  } else if (auto d = core_.timers().next_deadline()) {
-    auto left = *d - clock::now();
-    auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
-    timeout = static_cast<int>(std::clamp<decltype(ms)>(ms, 0, INT_MAX));
+  int ms = -1;
+  if (!ready_.empty()) {
+    ms = 0;
+  } else if (timeout) {
+    auto up = std::chrono::ceil<std::chrono::milliseconds>(*timeout).count();
+    ms = static_cast<int>(std::clamp<decltype(up)>(up, 0, INT_MAX));
   }
   epoll_event events[max_events];
-  int n = ::epoll_wait(epoll_fd_.get(), events, max_events, timeout);
+  int n = ::epoll_wait(epoll_fd_.get(), events, max_events, ms);
   // Only EINTR can be expected; anything else would repeat forever, so it ends the
   // loop thread loudly (std::terminate).
   if (n < 0 && errno != EINTR) fail(errno, "epoll_wait");
   bool woken = false;
   for (int i = 0; i < n; ++i) {
-    if (events[i].data.fd == core_.wake_fd()) {
+    if (events[i].data.fd == wake_fd_) {
       woken = true;
     } else {
       on_ready(events[i].data.fd, events[i].events);
     }
   }
   if (woken) {
-    // Consume the eventfd first, then let run_posted() clear the flag and drain.
+    // Consume the eventfd; the reactor then clears its flag and drains.
     std::uint64_t count;
-    while (::read(core_.wake_fd(), &count, sizeof count) < 0 && errno == EINTR) {
+    while (::read(wake_fd_, &count, sizeof count) < 0 && errno == EINTR) {
     }
-    if (!core_.stopping()) core_.run_posted();
   }
-}
-
-void epoll_loop::dispatch() {
-  dispatching_.swap(ready_);
-  for (const ready_op& e : dispatching_) e.c->complete(e.res, 0);
-  dispatching_.clear();
+  out.swap(ready_);
+  return woken;
 }
 
 }  // namespace bokbok::io

@@ -1,4 +1,4 @@
-#include "io/uring_loop.hpp"
+#include "io/uring_backend.hpp"
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -16,6 +16,8 @@ constexpr std::uint64_t current_position = ~std::uint64_t{0};  // offset -1: RW_
 constexpr unsigned reap_batch = 64;
 constexpr int sqe_attempts = 64;
 constexpr auto exit_drain_limit = std::chrono::seconds(2);
+
+std::uint64_t user_data_of(const void* p) noexcept { return reinterpret_cast<std::uintptr_t>(p); }
 
 [[noreturn]] void fail(int err, const char* what) {
   throw std::system_error(err, std::system_category(), what);
@@ -52,45 +54,36 @@ void ring_unmapping() {}
 
 }  // namespace
 
-// The armed read on the wake-up eventfd.
-class uring_loop::wake_op final : public completion {
- public:
-  explicit wake_op(uring_loop& l) : loop_(l) {}
-  void complete(int, std::uint32_t) override { loop_.on_wakeup(); }
-  std::uint64_t value = 0;
-
- private:
-  uring_loop& loop_;
-};
-
-// Cancel requests: their own result does not matter (the target completes by itself).
-class uring_loop::cancel_op final : public completion {
+// Cancel requests (and the setup NOP): their own result does not matter (the target
+// completes by itself). reap() drops their CQEs; they are never handed back.
+class uring_backend::cancel_op final : public completion {
  public:
   void complete(int, std::uint32_t) override {}
 };
 
-// A sendmsg in flight: owns the msghdr, forwards the result to the caller's completion.
-class uring_loop::send_op final : public completion {
+// A sendmsg in flight: owns the msghdr, forwards the result to the caller's completion
+// when the reactor calls it.
+class uring_backend::send_op final : public completion {
  public:
-  explicit send_op(uring_loop& l) : loop_(l) {}
+  explicit send_op(uring_backend& b) : backend_(b) {}
   void complete(int result, std::uint32_t flags) override {
     completion* c = std::exchange(user, nullptr);
-    loop_.free_send_ops_.push_back(this);
+    backend_.free_send_ops_.push_back(this);
     c->complete(result, flags);
   }
   completion* user = nullptr;
   msghdr msg{};
 
  private:
-  uring_loop& loop_;
+  uring_backend& backend_;
 };
 
-std::unique_ptr<loop_backend> make_uring_loop(const loop_options& opts) {
-  return std::make_unique<uring_loop>(opts);
+std::unique_ptr<loop_backend> make_uring_backend(const loop_options& opts) {
+  return std::make_unique<uring_backend>(opts);
 }
 
-uring_loop::uring_loop(const loop_options& opts)
-    : wake_op_(std::make_unique<wake_op>(*this)), cancel_op_(std::make_unique<cancel_op>()) {
+uring_backend::uring_backend(const loop_options& opts)
+    : cancel_op_(std::make_unique<cancel_op>()) {
   io_uring_params p{};
   // SUBMIT_ALL (5.18): one bad SQE does not hold back the rest. COOP_TASKRUN (5.19): no
   // IPI to run completions, the loop thread runs them when it next enters the kernel.
@@ -111,10 +104,9 @@ uring_loop::uring_loop(const loop_options& opts)
     throw;
   }
   ready_.reserve(2 * reap_batch);
-  dispatching_.reserve(2 * reap_batch);
 }
 
-void uring_loop::check_features(unsigned features) {
+void uring_backend::check_features(unsigned features) {
   if ((features & IORING_FEAT_RW_CUR_POS) == 0) fail(ENOSYS, "io_uring without RW_CUR_POS");
   io_uring_probe* probe = io_uring_get_probe_ring(&ring_);
   if (probe == nullptr) fail(ENOSYS, "io_uring probe");
@@ -130,7 +122,7 @@ void uring_loop::check_features(unsigned features) {
 
 // A ring can be created where io_uring_enter is still refused (a seccomp filter that
 // lets io_uring_setup through): one NOP round trip proves the ring usable.
-void uring_loop::check_enter() {
+void uring_backend::check_enter() {
   io_uring_sqe* s = sqe();
   io_uring_prep_nop(s);
   io_uring_sqe_set_data(s, cancel_op_.get());
@@ -140,12 +132,12 @@ void uring_loop::check_enter() {
   ready_.clear();
 }
 
-uring_loop::~uring_loop() {
+uring_backend::~uring_backend() {
   ring_unmapping();
   io_uring_queue_exit(&ring_);
 }
 
-io_uring_sqe* uring_loop::sqe() {
+io_uring_sqe* uring_backend::sqe() {
   for (int attempt = 0; attempt < sqe_attempts; ++attempt) {
     if (io_uring_sqe* s = io_uring_get_sqe(&ring_)) {
       ++inflight_;
@@ -153,7 +145,7 @@ io_uring_sqe* uring_loop::sqe() {
     }
     int r = io_uring_submit(&ring_);
     if (r == -EBUSY || r == -EAGAIN) {
-      reap();  // the completion queue is full: move CQEs aside (dispatched later)
+      reap();  // the completion queue is full: move CQEs aside (handed back later)
     } else if (r < 0 && r != -EINTR) {
       fail(-r, "io_uring_submit");
     }
@@ -161,19 +153,15 @@ io_uring_sqe* uring_loop::sqe() {
   fail(EBUSY, "io_uring submission queue stays full");
 }
 
-void uring_loop::post(std::function<void()> fn) { core_.post(std::move(fn)); }
-
-void uring_loop::request_stop() noexcept { core_.request_stop(); }
-
-void uring_loop::submit_read(int fd, void* buf, std::size_t len, completion* c) {
+void uring_backend::submit_read(int fd, void* buf, std::size_t len, completion* c) {
   io_uring_sqe* s = sqe();
   io_uring_prep_read(s, fd, buf, static_cast<unsigned>(std::min<std::size_t>(len, INT_MAX)),
                      current_position);
   io_uring_sqe_set_data(s, c);
 }
 
-void uring_loop::submit_writev(int fd, bool is_socket, const iovec* iov, int iovcnt,
-                               completion* c) {
+void uring_backend::submit_writev(int fd, bool is_socket, const iovec* iov, int iovcnt,
+                                  completion* c) {
   io_uring_sqe* s = sqe();
   if (!is_socket) {
     io_uring_prep_writev(s, fd, iov, static_cast<unsigned>(iovcnt), current_position);
@@ -194,123 +182,100 @@ void uring_loop::submit_writev(int fd, bool is_socket, const iovec* iov, int iov
   io_uring_sqe_set_data(s, op);
 }
 
-void uring_loop::submit_poll(int fd, completion* c) {
+void uring_backend::submit_poll(int fd, completion* c) {
   io_uring_sqe* s = sqe();
   io_uring_prep_poll_add(s, fd, POLLIN);
   io_uring_sqe_set_data(s, c);
 }
 
-void uring_loop::cancel(completion* c) {
+void uring_backend::cancel(completion* c) {
   submit_cancel(c);
   for (auto& op : send_ops_)
     if (op->user == c) submit_cancel(op.get());
 }
 
-void uring_loop::submit_cancel(const void* target) {
+void uring_backend::submit_cancel(const void* target) {
   io_uring_sqe* s = sqe();
   io_uring_prep_cancel64(s, reinterpret_cast<std::uintptr_t>(target),
                          cancel_all_ ? IORING_ASYNC_CANCEL_ALL : 0);
   io_uring_sqe_set_data(s, cancel_op_.get());
 }
 
-timer_id uring_loop::add_timer(clock::time_point when, std::function<void()> fn) {
-  return core_.timers().add(when, std::move(fn));
+void uring_backend::watch_wakeup(int fd) {
+  wake_fd_ = fd;
+  arm_wakeup();
 }
 
-void uring_loop::cancel_timer(timer_id id) { core_.timers().cancel(id); }
-
-void uring_loop::arm_wakeup() {
+void uring_backend::arm_wakeup() {
   io_uring_sqe* s = sqe();
-  io_uring_prep_read(s, core_.wake_fd(), &wake_op_->value, sizeof wake_op_->value, 0);
-  io_uring_sqe_set_data(s, wake_op_.get());
+  io_uring_prep_read(s, wake_fd_, &wake_value_, sizeof wake_value_, 0);
+  io_uring_sqe_set_data(s, &wake_value_);
 }
 
-void uring_loop::on_wakeup() {
-  // Whatever the result (a count, or -EINTR), re-arm first, then drain: run_posted()
-  // clears the wake-up flag only now that the eventfd has been consumed.
-  if (core_.stopping()) return;
-  arm_wakeup();
-  core_.run_posted();
-}
-
-void uring_loop::run() {
-  core_.mark_loop_thread();
-  arm_wakeup();
-  while (!core_.stopping()) {
-    wait_once();
-    dispatch();
-    if (core_.stopping()) break;
-    core_.timers().run_due(clock::now());
-    if (core_.local_posts_pending()) core_.run_posted();
-  }
-  drain_at_exit();
-}
-
-void uring_loop::wait_once() {
-  bool busy = !ready_.empty() || core_.local_posts_pending();
-  __kernel_timespec ts{};
-  __kernel_timespec* tsp = nullptr;
-  if (!busy) {
-    if (auto d = core_.timers().next_deadline()) {
-      auto left = *d - clock::now();
-      busy = left <= clock::duration::zero();
-      ts = to_timespec(left);
-      tsp = &ts;
-    }
-  }
+bool uring_backend::wait(std::optional<clock::duration> timeout,
+                         std::vector<backend_event>& out) {
+  bool busy = !ready_.empty() || woken_ || (timeout && *timeout <= clock::duration::zero());
   int r;
   if (busy) {
     // Always enters the kernel, so completions waiting as task work (COOP_TASKRUN) are
     // posted even while posted functions or timers keep the loop from blocking.
     r = io_uring_submit_and_get_events(&ring_);
   } else {
+    __kernel_timespec ts{};
+    if (timeout) ts = to_timespec(*timeout);
     io_uring_cqe* cqe = nullptr;
-    r = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, tsp, nullptr);
+    r = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, timeout ? &ts : nullptr, nullptr);
   }
   // -ETIME (a timer is due), -EINTR, -EBUSY and -EAGAIN just lead to reaping; anything
   // else would repeat forever, so it ends the loop thread loudly (std::terminate).
   if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY && r != -EAGAIN)
     fail(-r, "io_uring_enter");
   reap();
+  out.swap(ready_);
+  if (!woken_) return false;
+  // Whatever the read's result (a count, or -EINTR), re-arm it before the reactor drains:
+  // it clears the wake-up flag only now that the eventfd has been consumed.
+  woken_ = false;
+  arm_wakeup();
+  return true;
 }
 
-void uring_loop::reap() {
+void uring_backend::reap() {
+  const std::uint64_t wake_data = user_data_of(&wake_value_);
+  const std::uint64_t cancel_data = user_data_of(cancel_op_.get());
   io_uring_cqe* cqes[reap_batch];
   for (;;) {
     unsigned n = io_uring_peek_batch_cqe(&ring_, cqes, reap_batch);
     if (n == 0) return;
     for (unsigned i = 0; i < n; ++i) {
-      if (cqes[i]->user_data == LIBURING_UDATA_TIMEOUT) continue;  // liburing's own
-      ready_.push_back({static_cast<completion*>(io_uring_cqe_get_data(cqes[i])), cqes[i]->res,
-                        cqes[i]->flags});
+      std::uint64_t data = cqes[i]->user_data;
+      if (data == LIBURING_UDATA_TIMEOUT) continue;  // liburing's own
       --inflight_;
+      if (data == wake_data) {
+        woken_ = true;
+      } else if (data != cancel_data) {
+        ready_.push_back({static_cast<completion*>(io_uring_cqe_get_data(cqes[i])),
+                          cqes[i]->res, cqes[i]->flags});
+      }
     }
     io_uring_cq_advance(&ring_, n);
   }
 }
 
-void uring_loop::dispatch() {
-  // Completions may submit (and, with a full queue, reap into ready_): they run from a
-  // separate batch, and what they cause is dispatched on the next turn.
-  dispatching_.swap(ready_);
-  for (const ready_cqe& e : dispatching_) {
-    // A pipe write to a closed reader queued SIGPIPE on this thread, where it is blocked.
-    if (e.res == -EPIPE) discard_pending_sigpipe();
-    e.c->complete(e.res, e.flags);
-  }
-  dispatching_.clear();
-}
-
-void uring_loop::drain_at_exit() {
+void uring_backend::shutdown() noexcept {
   // Cancel what is left (by contract only the wake-up read) and wait for the kernel to
   // let go of it before the ring and the buffers go. Completions are not called any more.
-  io_uring_sqe* s = sqe();
-  if (cancel_all_) {
-    io_uring_prep_cancel64(s, 0, IORING_ASYNC_CANCEL_ANY);
-  } else {
-    io_uring_prep_cancel64(s, reinterpret_cast<std::uintptr_t>(wake_op_.get()), 0);
+  try {
+    io_uring_sqe* s = sqe();
+    if (cancel_all_) {
+      io_uring_prep_cancel64(s, 0, IORING_ASYNC_CANCEL_ANY);
+    } else {
+      io_uring_prep_cancel64(s, reinterpret_cast<std::uintptr_t>(&wake_value_), 0);
+    }
+    io_uring_sqe_set_data(s, cancel_op_.get());
+  } catch (const std::system_error&) {
+    // No SQE to be had: wait for what is in flight all the same.
   }
-  io_uring_sqe_set_data(s, cancel_op_.get());
   auto give_up = clock::now() + exit_drain_limit;
   while (inflight_ > 0 && clock::now() < give_up) {
     __kernel_timespec ts = to_timespec(std::chrono::milliseconds(100));

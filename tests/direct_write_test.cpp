@@ -1,0 +1,110 @@
+// The writer's shortcut as connections use it: a caller's thread writes its own small
+// record through the stream's try_write_now when the send side is idle. It needs no
+// descriptor of its own, and it works while the connection's loop thread is busy.
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <future>
+#include <string>
+#include <utility>
+
+#include "bokbok/bokbok.hpp"
+#include "bokbok/server.hpp"
+#include "support/open_fds.hpp"
+
+using namespace std::chrono_literals;
+using bokbok::message;
+using bokbok_test::open_fds;
+
+namespace {
+
+constexpr auto patience = 10s;
+
+bokbok::options echo_options() {
+  bokbok::options o;
+  o.on_request = [](bokbok::connection&, message m) { return m; };
+  return o;
+}
+
+std::pair<bokbok::connection, bokbok::connection> pipe_pair(const bokbok::options& o) {
+  int ab[2], ba[2];
+  REQUIRE(pipe2(ab, O_CLOEXEC) == 0);
+  REQUIRE(pipe2(ba, O_CLOEXEC) == 0);
+  auto second =
+      std::async(std::launch::async, [&] { return bokbok::connect_fds(ab[0], ba[1], o, "pipes-b"); });
+  auto first = bokbok::connect_fds(ba[0], ab[1], o, "pipes-a");
+  return {first, second.get()};
+}
+
+// One call at a time each way, so each finds the send side idle and is written by its
+// caller; then the same descriptors are open as before.
+void check_calls_take_no_descriptor(bokbok::connection a, bokbok::connection b) {
+  auto before = open_fds();
+  for (int i = 0; i < 5; ++i) {
+    CHECK(a.request({"ping", std::to_string(i)}) == message{"ping", std::to_string(i)});
+    CHECK(b.request({"pong", std::to_string(i)}) == message{"pong", std::to_string(i)});
+  }
+  CHECK(open_fds() == before);
+  a.abort();
+  b.wait_closed();
+}
+
+}  // namespace
+
+TEST_CASE("calls written by their callers take no descriptor beyond the connection's own") {
+  SUBCASE("over a socketpair") {
+    auto [a, b] = bokbok::connect_socketpair(echo_options(), echo_options());
+    check_calls_take_no_descriptor(a, b);
+  }
+  SUBCASE("over a pair of pipes") {
+    auto [a, b] = pipe_pair(echo_options());
+    check_calls_take_no_descriptor(a, b);
+  }
+}
+
+TEST_CASE("a caller's request reaches the peer while its connection's loop thread is busy") {
+  // The peer: a server on its own loop, telling when the request has arrived.
+  std::promise<void> arrived;
+  bokbok::server_options so;
+  std::string address = "unix:@bokbok-direct-write-" + std::to_string(getpid());
+  so.listen = {address};
+  so.on_request = [&](bokbok::connection&, message m) {
+    if (!m.empty() && m[0] == "here") arrived.set_value();
+    return m;
+  };
+  bokbok::server srv(so);
+  srv.start();
+  auto client = bokbok::connect(address, {});
+  CHECK(client.request({"warm-up"}) == message{"warm-up"});
+
+  // Another connection on the same (default) loop whose inline handler holds the loop
+  // thread until released.
+  std::promise<void> entered;
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  bokbok::options holder = echo_options();
+  holder.inline_handlers = true;
+  holder.on_request = [&, released](bokbok::connection&, message m) {
+    entered.set_value();
+    released.wait_for(patience);
+    return m;
+  };
+  auto [x, y] = bokbok::connect_socketpair({}, holder);
+  auto held = x.request_async({"hold"});
+  REQUIRE(entered.get_future().wait_for(patience) == std::future_status::ready);
+
+  // The loop thread is held: only this thread can write the request.
+  auto answer = client.request_async({"here"});
+  bool reached = arrived.get_future().wait_for(patience) == std::future_status::ready;
+  release.set_value();
+  CHECK(reached);
+  REQUIRE(answer.wait_for(patience) == std::future_status::ready);
+  CHECK(answer.get() == message{"here"});
+  REQUIRE(held.wait_for(patience) == std::future_status::ready);
+  CHECK(held.get() == message{"hold"});
+  x.abort();
+  client.abort();
+  srv.stop();
+}
