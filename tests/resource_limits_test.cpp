@@ -148,7 +148,7 @@ TEST_CASE("a server that cannot start threads refuses calls clearly and serves o
 TEST_CASE("a server out of file descriptors tells the client it cannot take, and serves on") {
   demo_as demo(::getuid(), ::getgid());
   {
-    // Once a client got through, the accepting thread runs (and holds its spare
+    // Once a client got through, the server is accepting (and holds its spare
     // descriptor).
     auto probe = bokbok::connect(demo.address, {});
     probe.close();

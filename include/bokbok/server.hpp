@@ -12,7 +12,11 @@
 //   s.start();   // binds (throws if it cannot), then serves in the background
 //   s.wait();    // until stop() — from a handler, or a stop signal
 //
-// Threads: every member is thread-safe; stop() may be called from a handler.
+// Threads: every member is thread-safe. The server runs on two kinds of threads: its event
+// loop's ("bokbok-loop": accepting, timers, stop signals, stopping) and its handler pool's
+// ("bokbok-handler"). stop() may be called from any thread, a handler's or the loop's
+// own (an inline handler, on_open, on_connection_error) included; wait() and the
+// destructor may not be called from the server's own threads.
 #pragma once
 
 #if !defined(__cplusplus) || __cplusplus < 202002L
@@ -69,7 +73,7 @@ struct server_options {
   // Signals that stop the server gracefully, e.g. {SIGTERM, SIGINT}: the first one
   // received does stop(stop_signal_grace) (no new connections, socket files removed,
   // calls running finish), so wait() returns and the program can exit normally. The
-  // server reads them from a signalfd on its own thread; no signal handler runs.
+  // server reads them from a signalfd on its loop thread; no signal handler runs.
   // start() blocks them in the calling thread, and so in every thread started from it
   // afterwards (the server's own included); they stay blocked after the server stops.
   // Call start() before the program starts other threads, or block these signals in
@@ -81,7 +85,8 @@ struct server_options {
   std::vector<int> stop_signals;
   std::chrono::milliseconds stop_signal_grace{5000};
 
-  // Run once by start() after binding, and once when the server has stopped.
+  // Run once by start() (on its caller's thread) after binding, and once when the server
+  // has stopped (on the server's loop thread, just before wait() returns).
   std::function<void()> on_start;
   std::function<void()> on_stop;
   // Told of each exception a request handler throws (the caller gets a remote_error
@@ -89,7 +94,7 @@ struct server_options {
   std::function<void(connection&, std::exception_ptr)> on_handler_error;
   // Told of each connection that failed before or while opening (bad preamble, timeout,
   // refused for the limit, out of file descriptors): for logging. Runs on the server's
-  // own thread.
+  // loop thread.
   std::function<void(const std::string& peer, const std::string& why)> on_connection_error;
   // Exceptions from the callbacks above that have nobody to answer to (and from response
   // callbacks of calls made on the server's connections): see callback_error_handler.

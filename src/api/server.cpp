@@ -1,42 +1,40 @@
 // bokbok::server (include/bokbok/server.hpp).
 //
-// Threads. The acceptor thread owns the listeners and everything not yet a connection:
-// clients waiting for a slot, and refused clients being let go ("lingering": we wrote our
-// refusal, shut our side, and read until the client hangs up, so the kernel does not
-// answer its unread bytes with a reset that would swallow the refusal). Connections run
-// on the server's own event loop and share one handler pool. stop() hands the rest of
-// the shutdown to a stopper thread, so it may be called from a handler.
+// Threads. Everything the server does runs on its own event loop, as loop operations:
+// accepting (a poll of each listener, then non-blocking accepts until none is left),
+// clients waiting for a slot and refused clients being let go ("lingering", see
+// rpc/server_admission.hpp), the systemd watchdog pings, the stop signals (a signalfd
+// the loop polls), and stopping with its grace timer. Connections run on the same loop
+// and share one handler pool. stop() only posts the stop to the loop, so it may be
+// called from any thread: a handler thread, or the loop thread itself (an inline
+// handler, on_open, on_connection_error). The threads are the loop's ("bokbok-loop")
+// and the pool's ("bokbok-handler").
 #include "bokbok/server.hpp"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <system_error>
 #include <condition_variable>
 #include <cstring>
-#include <deque>
 #include <map>
-#include <optional>
 #include <mutex>
+#include <optional>
 #include <string_view>
-#include <thread>
 #include <utility>
 
 #include "bokbok/error.hpp"
-#include "io/write_now.hpp"
 #include "rpc/callback_error.hpp"
 #include "rpc/connection_impl.hpp"
 #include "api/event_loop.hpp"
 #include "rpc/handler_pool.hpp"
 #include "api/server_admission.hpp"
+#include "rpc/loop_watch.hpp"
 #include "transport/address.hpp"
 #include "transport/sockets.hpp"
 #include "transport/superserver.hpp"
@@ -44,6 +42,38 @@
 namespace bokbok {
 
 using clock = std::chrono::steady_clock;
+
+namespace {
+
+// Told when the last reference to the server's loop held by its users (connections,
+// watches) goes, on whichever thread drops it: the server then holds the last reference
+// itself and joins the loop thread on its own thread.
+struct loop_users {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool gone = false;
+  void mark_gone() {
+    std::lock_guard lock(mu);
+    gone = true;
+    cv.notify_all();
+  }
+  bool wait_gone(std::chrono::milliseconds limit) {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, limit, [&] { return gone; });
+  }
+};
+
+// A reference to `real` for the loop's users: when the last copy goes, it lets go of
+// its own reference to the loop first, then tells `users`.
+std::shared_ptr<io::loop> loop_for_users(const std::shared_ptr<io::loop>& real,
+                                         std::shared_ptr<loop_users> users) {
+  return std::shared_ptr<io::loop>(real.get(), [keep = real, users](io::loop*) mutable {
+    keep.reset();
+    users->mark_gone();
+  });
+}
+
+}  // namespace
 
 class server::impl : public std::enable_shared_from_this<impl> {
  public:
@@ -81,10 +111,25 @@ class server::impl : public std::enable_shared_from_this<impl> {
   void shutdown_and_join();
 
  private:
+  using listener_watch = rpc::loop_watch<transport::listener>;
+  using signal_watch = rpc::loop_watch<base::unique_fd>;
+
   void take_listeners(std::vector<transport::connected_socket>& adopted);
   void watch_stop_signals();
-  void take_stop_signal();
-  void accept_loop();
+  // Loop thread.
+  void begin_serving();
+  void take_stop_signal(signal_watch& w, int events);
+  bool can_take_clients() const;
+  void arm_listeners();
+  void accept_clients(listener_watch& w, int events);
+  void take_client(transport::connected_socket sock);
+  void pause_accepting();
+  void slot_freed();
+  void begin_stop(std::chrono::milliseconds grace);
+  void grace_over();
+  void check_drained();
+  // Any thread.
+  void finish_stop();
   void start_connection(transport::connected_socket sock);
   void opened(std::uint64_t id, const std::string& peer,
               std::shared_ptr<detail::connection_impl> c, std::exception_ptr e);
@@ -94,12 +139,10 @@ class server::impl : public std::enable_shared_from_this<impl> {
   static std::string_view without_bokbok(std::string_view s) {
     return s.starts_with("bokbok: ") ? s.substr(8) : s;
   }
-  void finish_stop(std::chrono::milliseconds grace);
-  void wake() {
-    std::uint64_t one = 1;
-    (void)!::write(wake_fd_.get(), &one, sizeof one);
+  bool has_room() const {
+    std::lock_guard lock(mu_);
+    return conns_.size() + opening_ < opts_.max_connections;
   }
-  bool has_room_locked() const { return conns_.size() + opening_ < opts_.max_connections; }
   // Why server_options::authorize refuses this client ("" when it does not).
   std::string unauthorized(const transport::connected_socket& sock) {
     if (!opts_.authorize) return "";
@@ -117,40 +160,51 @@ class server::impl : public std::enable_shared_from_this<impl> {
       detail::guard_callback(opts_.on_callback_error, "server_options::on_connection_error",
                              [&] { opts_.on_connection_error(peer, why); });
   }
-  // Refuses a client and reports it with its address, taken before the socket (and
-  // the address with it) moves into the refusal.
+  // Loop thread: refuses a client and reports it with its address, taken before the
+  // socket (and the address with it) moves into the refusal.
   void refuse(transport::connected_socket sock, error_code code, const std::string& text) {
     std::string peer = sock.peer;
-    report(peer, admission_.refuse(std::move(sock), code, text));
+    report(peer, admission_->refuse(std::move(sock), code, text));
   }
 
   server_options opts_;
   std::shared_ptr<const rpc::key_config> keys_;  // null: plain mode
+  // The loop, held here until shutdown_and_join joins it (mu_ guards the pointer once
+  // started: connection_closed reads it on any thread).
   std::shared_ptr<io::loop> loop_;
+  std::shared_ptr<loop_users> users_;          // set by start()
+  std::shared_ptr<io::loop> users_loop_;       // loop_for_users(loop_): given to users
   std::shared_ptr<rpc::handler_pool> pool_;
   // The receive budget all connections share (server_options::max_receive_bytes).
   std::shared_ptr<rpc::receive_pool> receive_pool_ =
       std::make_shared<rpc::receive_pool>(opts_.max_receive_bytes);
-  base::unique_fd wake_fd_;
-  base::unique_fd signal_fd_;  // server_options::stop_signals; polled by the acceptor
-  std::thread acceptor_, stopper_;
 
-  // Acceptor thread only (after start()).
+  // start()'s until begin_serving takes them on the loop thread.
+  std::vector<transport::connected_socket> adopted_;
   std::vector<transport::listener> listeners_;
+  base::unique_fd signal_fd_;  // server_options::stop_signals
+
+  // Loop thread only (after start()).
+  std::vector<listener_watch*> listener_watches_;
+  signal_watch* signal_watch_ = nullptr;
   // Held open so that, out of descriptors, one can be freed to accept a client and tell
   // it why it is refused (instead of leaving it to time out).
   base::unique_fd spare_fd_;
-  rpc::admission admission_;
+  std::unique_ptr<rpc::admission> admission_;
+  std::optional<io::timer_id> pause_timer_;  // accepting paused after running out
+  enum class stop_phase { serving, draining, closing, done };
+  stop_phase phase_ = stop_phase::serving;
+  std::optional<io::timer_id> stop_timer_;  // the grace, then the wait for close handlers
+  std::size_t closing_listeners_ = 0;       // stopping: listener watches not yet closed
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::uint64_t, std::shared_ptr<detail::connection_impl>> conns_;
   std::uint64_t next_id_ = 1;
   unsigned opening_ = 0;
-  bool started_ = false, stopping_ = false, stopped_ = false;
+  bool started_ = false, stopping_ = false, stopped_ = false, joined_ = false;
   bool listening_ = false;  // false: serving handed-over connections only
   std::vector<std::string> addresses_;
-  std::chrono::milliseconds stop_grace_{0};
 };
 
 // Binds every listener first, so a failure leaves nothing half started.
@@ -198,13 +252,6 @@ void server::impl::watch_stop_signals() {
   }
 }
 
-// Acceptor thread: a stop signal is pending (or was taken by another reader): stop.
-void server::impl::take_stop_signal() {
-  signalfd_siginfo info;
-  if (::read(signal_fd_.get(), &info, sizeof info) != ssize_t(sizeof info)) return;
-  stop(opts_.stop_signal_grace);
-}
-
 void server::impl::start() {
   {
     std::lock_guard lock(mu_);
@@ -216,43 +263,90 @@ void server::impl::start() {
   sigset_t mask_before;
   pthread_sigmask(SIG_SETMASK, nullptr, &mask_before);
   if (!opts_.stop_signals.empty()) watch_stop_signals();
+  std::shared_ptr<io::loop> loop;
   try {
     take_listeners(adopted);
-    wake_fd_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    if (!wake_fd_)
-      throw resource_error(std::string("bokbok: the server cannot start: eventfd: ") +
-                           std::strerror(errno));
-    loop_ = detail::start_event_loop();
+    loop = detail::start_event_loop();  // its thread starts with the signals blocked
   } catch (...) {
     listeners_.clear();  // nothing left bound
     signal_fd_.reset();
     pthread_sigmask(SIG_SETMASK, &mask_before, nullptr);
     throw;
   }
+  users_ = std::make_shared<loop_users>();
+  users_loop_ = loop_for_users(loop, users_);
   pool_ = std::make_shared<rpc::handler_pool>(
       rpc::handler_pool::limits{opts_.max_threads,
                                 std::max<std::size_t>(opts_.max_queued_calls, 1),
                                 std::chrono::seconds(5)});
   {
     std::lock_guard lock(mu_);
+    loop_ = std::move(loop);
     for (auto& l : listeners_) addresses_.push_back(l.name);
     listening_ = !listeners_.empty();
   }
-  admission_ = rpc::admission(opts_.connection_wait, transport::watchdog_usec());
+  adopted_ = std::move(adopted);
   if (opts_.on_start) opts_.on_start();
-  for (auto& c : adopted) start_connection(std::move(c));
-  transport::sd_notify("READY=1");  // first: the acceptor's watchdog pings come after it
-  try {
-    acceptor_ = std::thread([self = shared_from_this()] { self->accept_loop(); });
-  } catch (const std::system_error& e) {
-    listeners_.clear();
-    stop(std::chrono::milliseconds(0));  // what was adopted closes; on_stop runs
-    throw resource_error(std::string("bokbok: the server cannot start its accepting thread: ") +
-                         e.what());
-  }
+  transport::sd_notify("READY=1");  // first: the watchdog pings come after it
+  loop_->post([self = shared_from_this()] { self->begin_serving(); });
 }
 
-// Acceptor thread, after accepting failed with `why`: gives up the spare descriptor
+// Loop thread: serves the handed-over connections, takes over the listeners and the
+// signalfd, and starts accepting.
+void server::impl::begin_serving() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;  // begin_stop has run or will: it lets them go
+  }
+  for (auto& c : adopted_) start_connection(std::move(c));
+  adopted_.clear();
+  admission_ = std::make_unique<rpc::admission>(
+      users_loop_, opts_.connection_wait, [this](transport::connected_socket late) {
+        refuse(std::move(late), error_code::busy,
+               "the server is at its connection limit of " +
+                   std::to_string(opts_.max_connections));
+      });
+  admission_->start_watchdog(transport::watchdog_usec());
+  spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  for (auto& l : listeners_) {
+    int fd = l.fd.get();
+    listener_watches_.push_back(listener_watch::make(
+        users_loop_, std::move(l), fd,
+        [this](listener_watch& w, int events) { accept_clients(w, events); }));
+  }
+  listeners_.clear();
+  if (signal_fd_) {
+    int fd = signal_fd_.get();
+    signal_watch_ = signal_watch::make(
+        users_loop_, std::move(signal_fd_), fd,
+        [this](signal_watch& w, int events) { take_stop_signal(w, events); });
+    signal_watch_->arm();
+  }
+  arm_listeners();
+}
+
+// Loop thread: a stop signal is pending (or was taken by another reader: wait again).
+void server::impl::take_stop_signal(signal_watch& w, int events) {
+  if (events < 0) return;  // cannot be watched: the signals stay blocked, unheard
+  signalfd_siginfo info;
+  if (::read(w.fd(), &info, sizeof info) != ssize_t(sizeof info)) return w.arm();
+  stop(opts_.stop_signal_grace);  // begin_stop closes the watch: a second signal is ignored
+}
+
+// Loop thread: whether a new client would be served or could wait for a slot.
+bool server::impl::can_take_clients() const {
+  return phase_ == stop_phase::serving && !pause_timer_ && admission_ &&
+         (has_room() || admission_->can_wait());
+}
+
+// Loop thread: waits for clients on every listener, when they can be taken. A listener
+// not armed leaves its clients queued in the kernel (the backlog) until a slot frees.
+void server::impl::arm_listeners() {
+  if (!can_take_clients()) return;
+  for (auto* w : listener_watches_) w->arm();
+}
+
+// Loop thread, after accepting failed with `why`: gives up the spare descriptor
 // to accept one client and refuse it (busy, saying why). The peer and what it was told,
 // or none when even that failed.
 std::optional<std::pair<std::string, std::string>> server::impl::refuse_with_spare(
@@ -266,101 +360,70 @@ std::optional<std::pair<std::string, std::string>> server::impl::refuse_with_spa
   }
   if (!sock) return std::nullopt;
   std::string peer = sock->peer;
-  return std::pair{peer, admission_.refuse(std::move(*sock), error_code::busy,
-                                           "the server is out of resources: " +
-                                               std::string(without_bokbok(why)))};
+  return std::pair{peer, admission_->refuse(std::move(*sock), error_code::busy,
+                                            "the server is out of resources: " +
+                                                std::string(without_bokbok(why)))};
 }
 
-void server::impl::accept_loop() {
-  pthread_setname_np(pthread_self(), "bokbok-accept");
-  clock::time_point accept_paused_until{};
-  for (;;) {
-    // The spare descriptor, (re)taken while descriptors are to be had.
-    if (!spare_fd_) spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-    bool room;
-    {
-      std::lock_guard lock(mu_);
-      if (stopping_) break;
-      room = has_room_locked();
-    }
-    // Admit clients that waited for a slot, then refuse those that waited too long.
-    while (room && admission_.has_waiting()) {
-      start_connection(admission_.pop_waiting());
-      std::lock_guard lock(mu_);
-      room = has_room_locked();
-    }
-    for (auto& late : admission_.take_expired())
-      refuse(std::move(late), error_code::busy,
-             "the server is at its connection limit of " + std::to_string(opts_.max_connections));
+// Loop thread: out of descriptors or memory. Stops accepting for a moment instead of
+// spinning on a readable listener, then goes on.
+void server::impl::pause_accepting() {
+  if (pause_timer_) return;
+  pause_timer_ = users_loop_->add_timer(clock::now() + std::chrono::milliseconds(100), [this] {
+    pause_timer_.reset();
+    arm_listeners();
+  });
+}
 
-    std::vector<pollfd> fds{{wake_fd_.get(), POLLIN, 0}};
-    if (signal_fd_) fds.push_back({signal_fd_.get(), POLLIN, 0});
-    const std::size_t first_listener = fds.size();
-    bool paused = clock::now() < accept_paused_until;
-    bool take_new = (room || admission_.can_wait()) && !paused;
-    if (take_new)
-      for (auto& l : listeners_) fds.push_back({l.fd.get(), POLLIN, 0});
-    std::size_t first_lingering = fds.size();
-    admission_.add_lingering_fds(fds);
-    int timeout = admission_.poll_timeout_ms();
-    if (paused) {
-      int left = int(std::chrono::ceil<std::chrono::milliseconds>(accept_paused_until -
-                                                                 clock::now()).count());
-      timeout = timeout < 0 ? left : std::min(timeout, left);
-    }
-    int rc = ::poll(fds.data(), fds.size(), timeout);
-    if (rc < 0 && errno != EINTR) break;
-    std::uint64_t drained;
-    while (::read(wake_fd_.get(), &drained, sizeof drained) > 0) {
-    }
-    admission_.service_lingering(fds, first_lingering);
-    admission_.maybe_ping_watchdog();
-    if (signal_fd_ && (fds[1].revents & POLLIN)) {
-      take_stop_signal();
-      continue;  // stopping: accept nobody new
-    }
-    if (!take_new) continue;
-    for (std::size_t i = 0; i < listeners_.size(); ++i) {
-      if (!(fds[first_listener + i].revents & POLLIN)) continue;
-      for (int n = 0; n < 64; ++n) {  // bounded, so one busy listener cannot starve others
-        std::optional<transport::connected_socket> sock;
-        try {
-          sock = transport::accept_from(listeners_[i]);
-        } catch (const std::exception& e) {
-          // Out of descriptors or memory. The spare descriptor makes room to take one
-          // client and tell it so; the others stay queued in the kernel. Stop accepting
-          // for a moment instead of spinning on a readable listener.
-          if (auto told = refuse_with_spare(listeners_[i], e.what()))
-            report(told->first, told->second);
-          else
-            report(listeners_[i].name, e.what());
-          accept_paused_until = clock::now() + std::chrono::milliseconds(100);
-          break;
-        }
-        if (!sock) break;
-        if (auto why = unauthorized(*sock); !why.empty()) {
-          refuse(std::move(*sock), error_code::not_authorized, why);
-          continue;
-        }
-        bool now;
-        {
-          std::lock_guard lock(mu_);
-          now = has_room_locked() && !admission_.has_waiting();
-        }
-        if (now)
-          start_connection(std::move(*sock));
-        else if (admission_.can_wait())
-          admission_.wait_for_slot(std::move(*sock));
-        else
-          refuse(std::move(*sock), error_code::busy, "too many clients waiting");
-      }
-    }
+// Loop thread: a listener is readable. Accepts until none is left (EAGAIN), then waits
+// again; at most 64 at a time, so one busy listener cannot starve the loop's other work.
+void server::impl::accept_clients(listener_watch& w, int events) {
+  const transport::listener& l = w.owned();
+  if (events < 0) {
+    report(l.name, std::string("bokbok: cannot wait for clients: ") + std::strerror(-events));
+    return pause_accepting();
   }
-  // Stopping: no new clients; the listeners go (their socket files with them).
-  listeners_.clear();
-  for (auto& w : admission_.take_all_waiting())
-    refuse(std::move(w), error_code::shutting_down, "the server is stopping");
-  admission_.close_lingering();
+  // The spare descriptor, retaken (when spent) while descriptors are to be had.
+  if (!spare_fd_) spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  for (int n = 0; n < 64; ++n) {
+    if (!can_take_clients()) return;  // left unarmed: slot_freed() arms it again
+    std::optional<transport::connected_socket> sock;
+    try {
+      sock = transport::accept_from(l);
+    } catch (const std::exception& e) {
+      // Out of descriptors or memory. The spare descriptor makes room to take one
+      // client and tell it so; the others stay queued in the kernel.
+      if (auto told = refuse_with_spare(l, e.what()))
+        report(told->first, told->second);
+      else
+        report(l.name, e.what());
+      return pause_accepting();
+    }
+    if (!sock) break;  // none left (or a transient error): wait again
+    take_client(std::move(*sock));
+  }
+  w.arm();
+}
+
+// Loop thread: a client accepted: served now, waits for a slot, or is refused.
+void server::impl::take_client(transport::connected_socket sock) {
+  if (auto why = unauthorized(sock); !why.empty())
+    return refuse(std::move(sock), error_code::not_authorized, why);
+  if (has_room() && !admission_->has_waiting())
+    start_connection(std::move(sock));
+  else if (admission_->can_wait())
+    admission_->wait_for_slot(std::move(sock));
+  else
+    refuse(std::move(sock), error_code::busy, "too many clients waiting");
+}
+
+// Loop thread: a connection ended (or failed to open): admits the clients that waited
+// for a slot, and waits for new ones again; when stopping, checks whether all are gone.
+void server::impl::slot_freed() {
+  if (phase_ != stop_phase::serving) return check_drained();
+  if (!admission_) return;  // begin_serving has not run yet
+  while (admission_->has_waiting() && has_room()) start_connection(admission_->pop_waiting());
+  arm_listeners();
 }
 
 void server::impl::start_connection(transport::connected_socket sock) {
@@ -402,7 +465,7 @@ void server::impl::start_connection(transport::connected_socket sock) {
   o.connect_timeout = opts_.handshake_timeout;
   // Key mode comes from keys_ (config::keys), whose replay cache all connections share.
   auto creds = transport::peer_credentials_of(sock.fd.get());
-  detail::connection_impl::config cfg{o,     sock.peer, loop_, pool_, {},
+  detail::connection_impl::config cfg{o,     sock.peer, users_loop_, pool_, {},
                                       creds, /*hold_requests=*/static_cast<bool>(opts_.on_open), nullptr,
                                       keys_, receive_pool_};
   std::string peer = sock.peer;
@@ -435,7 +498,10 @@ void server::impl::opened(std::uint64_t id, const std::string& peer,
     connection_closed(0);  // a slot is free again
     return;
   }
-  if (stopping) return c->close();
+  if (stopping) {
+    c->close();
+    return slot_freed();  // stopping: perhaps the last one
+  }
   if (opts_.on_open) {
     auto run_open = [c, this, keep = shared_from_this()] {
       connection handle(c);
@@ -459,16 +525,20 @@ void server::impl::connection_closed(std::uint64_t id) {
     std::lock_guard lock(mu_);
     if (id) conns_.erase(id);
     done_serving = !listening_ && conns_.empty() && opening_ == 0 && !stopping_;
-    cv_.notify_all();
+    if (loop_)
+      loop_->post([weak = weak_from_this()] {
+        if (auto self = weak.lock()) self->slot_freed();
+      });
   }
-  if (wake_fd_) wake();
   // A server given only handed-over connections (inetd nowait, systemd Accept=yes)
   // stops when the last one closes.
   if (done_serving) stop(std::chrono::milliseconds(0));
 }
 
+// Any thread: the first call posts the stop to the loop (begin_stop); later ones do
+// nothing. Before start(), or when start() failed before the loop ran, the server has
+// nothing to drain and stops here.
 void server::impl::stop(std::chrono::milliseconds grace) {
-  bool stopper_failed = false;
   {
     std::lock_guard lock(mu_);
     if (!started_ || stopping_) {
@@ -479,43 +549,94 @@ void server::impl::stop(std::chrono::milliseconds grace) {
       return;
     }
     stopping_ = true;
-    stop_grace_ = grace;
-    // Under the lock: the stopper marks the server stopped under it too, so whoever sees
-    // stopped() (and then joins stopper_ in shutdown_and_join) sees this assignment.
-    try {
-      stopper_ = std::thread([self = shared_from_this(), grace] { self->finish_stop(grace); });
-    } catch (const std::system_error&) {
-      stopper_failed = true;  // no thread to spare: this one stops the server (bounded)
+    if (loop_) {
+      loop_->post([self = shared_from_this(), grace] { self->begin_stop(grace); });
+      return;
     }
   }
-  wake();
-  if (stopper_failed) finish_stop(grace);
+  listeners_.clear();
+  finish_stop();
 }
 
-void server::impl::finish_stop(std::chrono::milliseconds grace) {
-  pthread_setname_np(pthread_self(), "bokbok-stop");
-  if (acceptor_.joinable()) acceptor_.join();
+// Loop thread: no new clients (the listeners go, their socket files with them; clients
+// waiting for a slot are refused), every connection is told goaway, and the grace runs.
+void server::impl::begin_stop(std::chrono::milliseconds grace) {
+  phase_ = stop_phase::draining;
+  // The listeners close (and their socket files go) before the server is stopped; one
+  // count is held here until the end of this function.
+  closing_listeners_ = listener_watches_.size() + 1;
+  for (auto* w : listener_watches_)
+    w->close([this] {
+      --closing_listeners_;
+      check_drained();
+    });
+  listener_watches_.clear();
+  listeners_.clear();  // when begin_serving did not take them
+  adopted_.clear();
+  if (signal_watch_) signal_watch_->close();
+  signal_watch_ = nullptr;
+  signal_fd_.reset();
+  if (pause_timer_) users_loop_->cancel_timer(*pause_timer_);
+  pause_timer_.reset();
+  if (admission_) {
+    for (auto& w : admission_->take_all_waiting())
+      refuse(std::move(w), error_code::shutting_down, "the server is stopping");
+    admission_->stop();
+    admission_.reset();
+  }
+  spare_fd_.reset();
   std::vector<std::shared_ptr<detail::connection_impl>> open;
   {
     std::lock_guard lock(mu_);
     for (auto& [id, c] : conns_) open.push_back(c);
   }
   for (auto& c : open) c->go_away("the server is stopping");
-  std::unique_lock lock(mu_);
-  cv_.wait_for(lock, grace, [&] { return conns_.empty() && opening_ == 0; });
-  open.clear();
-  for (auto& [id, c] : conns_) open.push_back(c);
-  lock.unlock();
+  stop_timer_ = users_loop_->add_timer(clock::now() + grace, [this] { grace_over(); });
+  --closing_listeners_;
+  check_drained();
+}
+
+// Loop thread: the grace is over: what is left is closed, and its close handlers (on
+// the pool) get a bounded time to finish.
+void server::impl::grace_over() {
+  phase_ = stop_phase::closing;
+  std::vector<std::shared_ptr<detail::connection_impl>> open;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, c] : conns_) open.push_back(c);
+  }
   for (auto& c : open) c->close();
-  open.clear();
-  lock.lock();
-  // Close handlers run on the pool; give them a bounded time to finish.
-  cv_.wait_for(lock, std::chrono::seconds(10), [&] { return conns_.empty() && opening_ == 0; });
-  lock.unlock();
+  stop_timer_ = users_loop_->add_timer(clock::now() + std::chrono::seconds(10), [this] {
+    stop_timer_.reset();
+    finish_stop();
+  });
+  check_drained();
+}
+
+// Loop thread, stopping: finishes when every connection has gone.
+void server::impl::check_drained() {
+  if (phase_ != stop_phase::draining && phase_ != stop_phase::closing) return;
+  if (closing_listeners_ > 0) return;
+  {
+    std::lock_guard lock(mu_);
+    if (!conns_.empty() || opening_ != 0) return;
+  }
+  if (stop_timer_) users_loop_->cancel_timer(*stop_timer_);
+  stop_timer_.reset();
+  finish_stop();
+}
+
+// The loop thread (or stop()'s, when no loop ran): runs on_stop and marks the server
+// stopped. The server lets go of its users' reference to the loop, so that once the
+// connections have too, shutdown_and_join holds the last one.
+void server::impl::finish_stop() {
+  phase_ = stop_phase::done;
+  users_loop_.reset();
   if (opts_.on_stop)
-    detail::guard_callback(opts_.on_callback_error, "server_options::on_stop", [&] { opts_.on_stop(); });
+    detail::guard_callback(opts_.on_callback_error, "server_options::on_stop",
+                           [&] { opts_.on_stop(); });
   transport::sd_notify("STOPPING=1");
-  lock.lock();
+  std::lock_guard lock(mu_);
   stopped_ = true;
   cv_.notify_all();
 }
@@ -523,16 +644,18 @@ void server::impl::finish_stop(std::chrono::milliseconds grace) {
 void server::impl::shutdown_and_join() {
   stop(std::chrono::milliseconds(0));
   wait();
-  auto me = std::this_thread::get_id();
-  if (stopper_.joinable() && stopper_.get_id() != me) stopper_.join();
-  if (acceptor_.joinable() && acceptor_.get_id() != me) acceptor_.join();
+  std::shared_ptr<io::loop> loop;
+  {
+    std::lock_guard lock(mu_);
+    if (joined_) return;
+    joined_ = true;
+    loop = std::move(loop_);
+  }
   // Connections keep the loop until their streams have stopped, which may be a moment
-  // after their close handlers ran. Wait (bounded) to hold the last reference here, so
+  // after their close handlers ran. Wait (bounded) until the last of them has let go, so
   // the loop is joined on this thread rather than left to finish on its own.
-  auto until = clock::now() + std::chrono::seconds(2);
-  while (loop_ && loop_.use_count() > 1 && clock::now() < until)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  loop_.reset();
+  if (users_) users_->wait_gone(std::chrono::seconds(2));
+  loop.reset();
 }
 
 std::string superserver_address() {

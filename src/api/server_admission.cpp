@@ -4,7 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <algorithm>
+#include <cerrno>
 
 #include "base/is_socket.hpp"
 #include "bokbok/error.hpp"
@@ -19,17 +19,13 @@ namespace {
 constexpr auto linger_time = std::chrono::seconds(2);
 }
 
-admission::admission(std::chrono::milliseconds wait, unsigned long long watchdog_usec)
-    : wait_(wait) {
-  if (watchdog_usec > 0) {
-    // systemd advises pinging at half the interval.
-    watchdog_every_ = std::chrono::microseconds(watchdog_usec / 2);
-    next_watchdog_ = clock::now();
-  }
-}
+admission::admission(std::shared_ptr<io::loop> loop, std::chrono::milliseconds wait,
+                     std::function<void(transport::connected_socket)> expired)
+    : loop_(std::move(loop)), wait_(wait), expired_(std::move(expired)) {}
 
 void admission::wait_for_slot(transport::connected_socket s) {
   waiting_.push_back({std::move(s), clock::now() + wait_});
+  arm_expiry_timer();
 }
 
 transport::connected_socket admission::pop_waiting() {
@@ -38,17 +34,26 @@ transport::connected_socket admission::pop_waiting() {
   return s;
 }
 
-std::vector<transport::connected_socket> admission::take_expired() {
-  std::vector<transport::connected_socket> out;
-  auto now = clock::now();
-  while (!waiting_.empty() && waiting_.front().deadline <= now) out.push_back(pop_waiting());
-  return out;
-}
-
 std::vector<transport::connected_socket> admission::take_all_waiting() {
   std::vector<transport::connected_socket> out;
   while (!waiting_.empty()) out.push_back(pop_waiting());
   return out;
+}
+
+// One timer, due when the oldest waiting client's wait runs out; a client admitted
+// before then leaves the timer to find the next one.
+void admission::arm_expiry_timer() {
+  if (expiry_timer_ || waiting_.empty()) return;
+  expiry_timer_ = loop_->add_timer(waiting_.front().deadline, [this] { on_expiry_timer(); });
+}
+
+void admission::on_expiry_timer() {
+  expiry_timer_.reset();
+  auto now = clock::now();
+  std::vector<transport::connected_socket> late;
+  while (!waiting_.empty() && waiting_.front().deadline <= now) late.push_back(pop_waiting());
+  arm_expiry_timer();
+  for (auto& s : late) expired_(std::move(s));
 }
 
 std::string admission::refuse(transport::connected_socket s, error_code code,
@@ -63,46 +68,53 @@ std::string admission::refuse(transport::connected_socket s, error_code code,
   // refused all the same, only less politely.
   (void)io::write_now(fd, base::is_socket(fd), bytes);
   ::shutdown(fd, SHUT_WR);
-  lingering_.push_back({std::move(s.fd), clock::now() + linger_time});
+  // Linger: read (and drop) what the client still sends until it hangs up, or the
+  // linger time runs out.
+  std::uint64_t id = next_linger_++;
+  auto* watch = linger_watch::make(loop_, std::move(s.fd), fd,
+                                   [this, id](linger_watch& w, int events) {
+                                     char sink[4096];
+                                     ssize_t n = events < 0 ? 0 : ::read(w.fd(), sink, sizeof sink);
+                                     if (n > 0 || (n < 0 && errno == EAGAIN))
+                                       w.arm();  // more may come: drop it, wait again
+                                     else
+                                       end_lingering(id);  // hung up, or failed
+                                   });
+  io::timer_id timer = loop_->add_timer(clock::now() + linger_time, [this, id] {
+    end_lingering(id);  // cancelling this timer, which has run, does nothing
+  });
+  lingering_.emplace(id, lingering{watch, timer});
+  watch->arm();
   return std::string("refused: ") + to_string(code) + ": " + text;
 }
 
-void admission::add_lingering_fds(std::vector<pollfd>& fds) const {
-  for (auto& l : lingering_) fds.push_back({l.fd.get(), POLLIN, 0});
+void admission::end_lingering(std::uint64_t id) {
+  auto it = lingering_.find(id);
+  if (it == lingering_.end()) return;
+  loop_->cancel_timer(it->second.timer);
+  it->second.watch->close();
+  lingering_.erase(it);
 }
 
-void admission::service_lingering(const std::vector<pollfd>& fds, std::size_t first) {
-  auto now = clock::now();
-  for (std::size_t i = 0; i < lingering_.size(); ++i) {
-    auto& l = lingering_[i];
-    bool done = l.deadline <= now;
-    if (first + i < fds.size() && fds[first + i].revents) {
-      char sink[4096];
-      ssize_t n = ::read(l.fd.get(), sink, sizeof sink);
-      if (n <= 0 && !(n < 0 && errno == EAGAIN)) done = true;  // hung up or failed
-    }
-    if (done) l.fd.reset();
-  }
-  std::erase_if(lingering_, [](const lingering& l) { return !l.fd; });
+void admission::start_watchdog(unsigned long long watchdog_usec) {
+  if (watchdog_usec == 0) return;
+  // systemd advises pinging at half the interval.
+  watchdog_every_ = std::chrono::microseconds(watchdog_usec / 2);
+  ping_watchdog();
 }
 
-int admission::poll_timeout_ms() const {
-  auto now = clock::now();
-  std::optional<clock::time_point> next;
-  auto consider = [&](clock::time_point t) { next = next ? std::min(*next, t) : t; };
-  if (!waiting_.empty()) consider(waiting_.front().deadline);
-  for (auto& l : lingering_) consider(l.deadline);
-  if (watchdog_every_.count() > 0) consider(next_watchdog_);
-  if (!next) return -1;
-  if (*next <= now) return 0;
-  return static_cast<int>(
-      std::chrono::ceil<std::chrono::milliseconds>(*next - now).count());
-}
-
-void admission::maybe_ping_watchdog() {
-  if (watchdog_every_.count() == 0 || clock::now() < next_watchdog_) return;
+void admission::ping_watchdog() {
   transport::sd_notify("WATCHDOG=1");
-  next_watchdog_ = clock::now() + watchdog_every_;
+  watchdog_timer_ = loop_->add_timer(clock::now() + watchdog_every_, [this] { ping_watchdog(); });
+}
+
+void admission::stop() {
+  if (expiry_timer_) loop_->cancel_timer(*expiry_timer_);
+  expiry_timer_.reset();
+  if (watchdog_timer_) loop_->cancel_timer(*watchdog_timer_);
+  watchdog_timer_.reset();
+  waiting_.clear();
+  while (!lingering_.empty()) end_lingering(lingering_.begin()->first);
 }
 
 }  // namespace bokbok::rpc

@@ -1,18 +1,26 @@
 // admission: the server's handling of clients that are not (yet) connections: those
-// waiting for a slot under the connection limit, and refused ones being let go. Also the
-// systemd watchdog ping, since it shares the acceptor's poll timeout.
+// waiting for a slot under the connection limit, and refused ones being let go
+// ("lingering": we wrote our refusal, shut our side, and read until the client hangs
+// up, so the kernel does not answer its unread bytes with a reset that would swallow the
+// refusal). Also the systemd watchdog ping. All of it runs as operations on the server's
+// event loop: polls of the lingering sockets, and timers.
 //
-// Threads: the acceptor thread only.
+// Threads: the server's loop thread only, every member (constructing it included).
 #pragma once
 
-#include <poll.h>
-
 #include <chrono>
+#include <cstdint>
 #include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "base/unique_fd.hpp"
+#include "io/loop.hpp"
+#include "rpc/loop_watch.hpp"
 #include "transport/sockets.hpp"
 
 namespace bokbok::rpc {
@@ -20,8 +28,13 @@ namespace bokbok::rpc {
 class admission {
  public:
   using clock = std::chrono::steady_clock;
-  admission() = default;
-  admission(std::chrono::milliseconds wait, unsigned long long watchdog_usec);
+  // `expired` is given each waiting client whose wait ran out (to be refused).
+  admission(std::shared_ptr<io::loop> loop, std::chrono::milliseconds wait,
+            std::function<void(transport::connected_socket)> expired);
+  // stop() must have run (on the loop thread) before the admission is destroyed.
+  ~admission() = default;
+  admission(const admission&) = delete;
+  admission& operator=(const admission&) = delete;
 
   // Clients waiting for a slot, oldest first; at most max_waiting.
   static constexpr std::size_t max_waiting = 256;
@@ -29,7 +42,6 @@ class admission {
   bool has_waiting() const { return !waiting_.empty(); }
   void wait_for_slot(transport::connected_socket s);
   transport::connected_socket pop_waiting();
-  std::vector<transport::connected_socket> take_expired();
   std::vector<transport::connected_socket> take_all_waiting();
 
   // Tells the client why it is refused, in the protocol (a plain preamble, then a goaway
@@ -38,32 +50,37 @@ class admission {
   // for logging ("refused: busy: ...").
   std::string refuse(transport::connected_socket s, error_code code, const std::string& text);
 
-  // Poll set handling for lingering clients: appends their fds, then services them
-  // from the poll results starting at `first`.
-  void add_lingering_fds(std::vector<pollfd>& fds) const;
-  void service_lingering(const std::vector<pollfd>& fds, std::size_t first);
-  void close_lingering() { lingering_.clear(); }
+  // Sends WATCHDOG=1 now and then every half of `watchdog_usec` (0: never).
+  void start_watchdog(unsigned long long watchdog_usec);
 
-  // How long the acceptor may sleep: until the next waiting client or lingering one
-  // expires, or the next watchdog ping; -1 for no limit.
-  int poll_timeout_ms() const;
-  // Sends WATCHDOG=1 when it is due.
-  void maybe_ping_watchdog();
+  // Lets the lingering clients go, forgets the waiting ones (closing them) and stops
+  // every timer. Idempotent.
+  void stop();
 
  private:
   struct waiting {
     transport::connected_socket sock;
     clock::time_point deadline;
   };
+  using linger_watch = loop_watch<base::unique_fd>;
   struct lingering {
-    base::unique_fd fd;
-    clock::time_point deadline;
+    linger_watch* watch;
+    io::timer_id timer;
   };
+  void on_expiry_timer();
+  void arm_expiry_timer();
+  void end_lingering(std::uint64_t id);
+  void ping_watchdog();
+
+  std::shared_ptr<io::loop> loop_;
   std::chrono::milliseconds wait_{1000};
-  std::chrono::microseconds watchdog_every_{0};
-  clock::time_point next_watchdog_{};
+  std::function<void(transport::connected_socket)> expired_;
   std::deque<waiting> waiting_;
-  std::vector<lingering> lingering_;
+  std::optional<io::timer_id> expiry_timer_;
+  std::map<std::uint64_t, lingering> lingering_;
+  std::uint64_t next_linger_ = 1;
+  std::chrono::microseconds watchdog_every_{0};
+  std::optional<io::timer_id> watchdog_timer_;
 };
 
 }  // namespace bokbok::rpc
