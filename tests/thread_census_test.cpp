@@ -1,6 +1,7 @@
-// Every duty of a client on a loop: a process with 20 exec: children and a reconnecting
-// client has, besides its main thread, only loop threads ("bokbok-loop") and handler
-// pool threads ("bokbok-handler"), counted from /proc/self/task. And each moved duty
+// Every duty on a loop: a process with a server holding 500 idle connections, 20 exec:
+// children and a reconnecting client has, besides its main thread, only loop threads
+// ("bokbok-loop") and handler pool threads ("bokbok-handler"), counted from
+// /proc/self/task. And each moved duty
 // still works, on the thread it moved to: a child's stderr and exit status (read and
 // reaped by the loop), redial with backoff (a loop timer, the dial on a pool), and the
 // close handler (on the connection's pool, once, even when its call queue is full).
@@ -9,6 +10,7 @@
 #include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -136,7 +138,25 @@ struct temp_dir {
 
 }  // namespace
 
-TEST_CASE("20 exec: children and a reconnecting client run on loop and handler threads only") {
+TEST_CASE("a server with 500 idle connections, 20 exec: children and a reconnecting client run on loop and handler threads only") {
+  // Both ends of 500 connections live here: 1,000 descriptors and more.
+  rlimit nofile{};
+  REQUIRE(getrlimit(RLIMIT_NOFILE, &nofile) == 0);
+  if (nofile.rlim_cur < 4096 && nofile.rlim_max >= 4096) {
+    nofile.rlim_cur = 4096;
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &nofile) == 0);
+  }
+  temp_dir server_dir("census-server");
+  bokbok::server_options so;
+  so.listen = {"unix:" + (server_dir.path / "s.sock").string()};
+  so.on_request = [](bokbok::connection&, message m) { return m; };
+  bokbok::server in_process(so);
+  in_process.start();
+  std::vector<bokbok::connection> idle;
+  for (int i = 0; i < 500; ++i) idle.push_back(bokbok::connect(so.listen[0]));
+  REQUIRE(settles([&] { return in_process.connection_count() == 500; }));
+  CHECK(idle.back().request({"x"}) == message{"x"});
+
   std::vector<bokbok::connection> children;
   for (int i = 0; i < 20; ++i) {
     children.push_back(bokbok::connect(demo_exec()));
@@ -173,7 +193,8 @@ TEST_CASE("20 exec: children and a reconnecting client run on loop and handler t
   REQUIRE(settles([&] { return reconnects.load() == 1; }));
   CHECK(client.request({"ping", "after"}) == message{"pong", "after"});
   CHECK_MESSAGE(settles_on_engine_threads(seen), describe(seen));
-  CHECK(seen["bokbok-loop"] == 1);  // one default loop serves all 21 connections
+  // One default loop serves all 521 client connections, the server's loop its 500.
+  CHECK(seen["bokbok-loop"] == 2);
 
   for (auto& c : children) c.close();
   for (auto& c : children) {
@@ -184,6 +205,9 @@ TEST_CASE("20 exec: children and a reconnecting client run on loop and handler t
   client.wait_closed();
   kill(server->pid, SIGTERM);
   server->wait();
+  for (auto& c : idle) c.close();
+  in_process.stop(std::chrono::seconds(5));
+  in_process.wait();
 }
 
 TEST_CASE("the loop reads a child's stderr, reaps it and reports its exit status") {
