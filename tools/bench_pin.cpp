@@ -217,7 +217,7 @@ std::string check_placement() {
     else if (t.main || t.name == "bench-caller")
       want = client;
     else if (t.allowed == client || t.allowed == server)
-      continue;  // a helper thread (watchdog, child monitor): either CPU will do
+      continue;  // a helper thread (the bench watchdog): either CPU will do
     else
       want = client + " or " + server;
     if (t.allowed != want)

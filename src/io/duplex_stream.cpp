@@ -68,7 +68,7 @@ class stream_impl final : public duplex_stream,
         write_op_(*this, &stream_impl::on_written) {}
   // Without close(): on the loop thread the loop forgets the fds before they close;
   // elsewhere it cannot be told, and re-registers a reused number when it finds the
-  // registration gone (see epoll_loop.hpp).
+  // registration gone (see epoll_backend.hpp).
   ~stream_impl() override {
     if (!loop_->in_loop_thread()) return;
     if (out_) loop_->forget(out_.get());
