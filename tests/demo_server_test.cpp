@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "support/child_process.hpp"
+#include "support/demo_process.hpp"
 #include "support/settle.hpp"
 
 using namespace std::chrono_literals;
@@ -25,43 +26,8 @@ using bokbok::message;
 
 namespace {
 
-struct temp_dir {
-  std::filesystem::path path;
-  temp_dir() {
-    std::string t = std::filesystem::temp_directory_path().string() + "/bokbok-demo-XXXXXX";
-    REQUIRE(::mkdtemp(t.data()) != nullptr);
-    path = t;
-  }
-  ~temp_dir() { std::filesystem::remove_all(path); }
-};
-
-// `bokbok-demo-server ARGS...`, its stdio inherited (its log shows in the test's output).
-struct demo_process {
-  pid_t pid = -1;
-  explicit demo_process(const std::vector<std::string>& args) {
-    std::vector<std::string> argv{bokbok_test::built_program("BOKBOK_DEMO_SERVER")};
-    argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<char*> cargv;
-    for (auto& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    REQUIRE(::posix_spawn(&pid, cargv[0], nullptr, nullptr, cargv.data(), environ) == 0);
-  }
-  // Its wait status once it has exited within `limit`; nullopt (and killed) if not.
-  std::optional<int> exit_within(std::chrono::milliseconds limit) {
-    int status = 0;
-    bool gone = bokbok_test::settles([&] { return ::waitpid(pid, &status, WNOHANG) == pid; },
-                                     limit);
-    if (!gone) return std::nullopt;
-    pid = -1;
-    return status;
-  }
-  ~demo_process() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-  }
-};
+using bokbok_test::demo_process;
+using bokbok_test::temp_dir;
 
 }  // namespace
 

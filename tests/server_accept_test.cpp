@@ -25,6 +25,7 @@
 
 #include "bokbok/bokbok.hpp"
 #include "support/child_process.hpp"
+#include "support/demo_process.hpp"
 #include "support/settle.hpp"
 
 using namespace std::chrono_literals;
@@ -32,13 +33,7 @@ using bokbok::message;
 
 namespace {
 
-// Enough descriptors for a few hundred connections at both ends.
-void raise_fd_limit() {
-  rlimit r{};
-  getrlimit(RLIMIT_NOFILE, &r);
-  r.rlim_cur = r.rlim_max;
-  setrlimit(RLIMIT_NOFILE, &r);
-}
+using bokbok_test::raise_fd_limit;
 
 // The names of process `pid`'s threads other than its main thread (the one whose id is
 // the process id), from /proc/PID/task/*/comm.
@@ -86,41 +81,8 @@ bool stops_within(bokbok::server& srv, std::chrono::milliseconds limit) {
   return bokbok_test::settles([&] { return srv.stopped(); }, limit, 2ms);
 }
 
-struct temp_dir {
-  std::filesystem::path path;
-  temp_dir() {
-    std::string t = std::filesystem::temp_directory_path().string() + "/bokbok-accept-XXXXXX";
-    REQUIRE(::mkdtemp(t.data()) != nullptr);
-    path = t;
-  }
-  ~temp_dir() { std::filesystem::remove_all(path); }
-};
-
-// `bokbok-demo-server ARGS...`, the real program, killed if it overstays.
-struct demo_process {
-  pid_t pid = -1;
-  explicit demo_process(const std::vector<std::string>& args) {
-    std::vector<std::string> argv{bokbok_test::built_program("BOKBOK_DEMO_SERVER")};
-    argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<char*> cargv;
-    for (auto& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    REQUIRE(::posix_spawn(&pid, cargv[0], nullptr, nullptr, cargv.data(), environ) == 0);
-  }
-  std::optional<int> exit_within(std::chrono::milliseconds limit) {
-    int status = 0;
-    if (!bokbok_test::settles([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, limit))
-      return std::nullopt;
-    pid = -1;
-    return status;
-  }
-  ~demo_process() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-  }
-};
+using bokbok_test::demo_process;
+using bokbok_test::temp_dir;
 
 }  // namespace
 

@@ -18,6 +18,7 @@
 #include <cstring>
 
 #include "bokbok/bokbok.hpp"
+#include "support/demo_process.hpp"
 #include "transport/sockets.hpp"
 
 using namespace std::chrono_literals;
@@ -25,13 +26,7 @@ using bokbok::message;
 
 namespace {
 
-// Enough descriptors for a few hundred connections at both ends.
-void raise_fd_limit() {
-  rlimit r{};
-  getrlimit(RLIMIT_NOFILE, &r);
-  r.rlim_cur = r.rlim_max;
-  setrlimit(RLIMIT_NOFILE, &r);
-}
+using bokbok_test::raise_fd_limit;
 
 bokbok::server_options echo_server(std::vector<std::string> listen) {
   bokbok::server_options o;

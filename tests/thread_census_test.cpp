@@ -26,6 +26,7 @@
 
 #include "bokbok/bokbok.hpp"
 #include "support/child_process.hpp"
+#include "support/demo_process.hpp"
 #include "support/settle.hpp"
 #include "transport/command_line.hpp"
 
@@ -126,15 +127,7 @@ bool server_answers(const std::string& address) {
   });
 }
 
-struct temp_dir {
-  std::filesystem::path path;
-  explicit temp_dir(const std::string& what)
-      : path(std::filesystem::temp_directory_path() /
-             ("bokbok-" + what + "-" + std::to_string(getpid()))) {
-    std::filesystem::create_directories(path);
-  }
-  ~temp_dir() { std::filesystem::remove_all(path); }
-};
+using bokbok_test::temp_dir;
 
 }  // namespace
 
