@@ -8,15 +8,26 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <vector>
 
 namespace bokbok::rpc {
 
 // Counts, all guarded by `mu`: threads = idle + running + blocked (a thread counts as
 // idle from the moment it is spawned). A task may start only while running < max_threads.
+//
+// Idle threads wait each on a slot of their own, kept in a stack: new work wakes the one
+// that went idle last. So under light traffic the same few threads take every task and
+// the others reach idle_timeout and leave (a shared condition variable would wake them
+// in turn, each often enough never to time out).
 struct handler_pool::state {
+  struct waiter {
+    std::condition_variable cv;
+    bool woken = false;  // guarded by mu: taken off `waiters` for new work
+  };
+
   limits lim;
   mutable std::mutex mu;
-  std::condition_variable work;
+  std::vector<waiter*> waiters;  // idle threads waiting, the most recent last
   std::deque<std::function<void()>> queue;
   unsigned threads = 0;
   unsigned idle = 0;
@@ -26,11 +37,17 @@ struct handler_pool::state {
 
   // With `mu` held: makes sure someone will pick up queued work that may start now.
   // Empty, or why no thread could be started (the work then waits for a thread that
-  // is running or blocked to come back for it, if there is one).
+  // is running or blocked to come back for it, if there is one). An idle thread not yet
+  // waiting (just spawned, or just done with a task) looks at the queue before it waits.
   std::string wake_or_spawn(const std::shared_ptr<state>& self) {
     if (queue.empty() || running >= lim.max_threads) return {};
     if (idle > 0) {
-      work.notify_one();
+      if (!waiters.empty()) {
+        waiter* w = waiters.back();
+        waiters.pop_back();
+        w->woken = true;
+        w->cv.notify_one();
+      }
       return {};
     }
     ++threads;
@@ -43,6 +60,16 @@ struct handler_pool::state {
       return std::string("cannot start a handler thread: ") + e.what();
     }
     return {};
+  }
+
+  // With `mu` held: waits on a slot of its own until woken for work, stopping, or
+  // idle_timeout; false when it timed out unwoken.
+  bool wait_idle(std::unique_lock<std::mutex>& lock) {
+    waiter w;
+    waiters.push_back(&w);
+    bool woken = w.cv.wait_for(lock, lim.idle_timeout, [&] { return w.woken || stopping; });
+    if (!w.woken) std::erase(waiters, &w);
+    return woken;
   }
 
   void run(std::shared_ptr<state> self);
@@ -58,10 +85,12 @@ void handler_pool::state::run(std::shared_ptr<state> self) {
   current_pool = &self;
   std::unique_lock lock(mu);
   for (;;) {
-    bool ready = work.wait_for(lock, lim.idle_timeout, [&] {
-      return (!queue.empty() && running < lim.max_threads) || (stopping && queue.empty());
-    });
-    if (!ready || queue.empty()) break;  // idle too long, or stopping with nothing left
+    if (queue.empty() || running >= lim.max_threads) {
+      if (stopping && queue.empty()) break;
+      if (!wait_idle(lock) && (queue.empty() || running >= lim.max_threads))
+        break;  // idle too long
+      continue;
+    }
     auto task = std::move(queue.front());
     queue.pop_front();
     --idle;
@@ -89,7 +118,7 @@ handler_pool::handler_pool(limits l) : state_(std::make_shared<state>()) {
 handler_pool::~handler_pool() {
   std::lock_guard lock(state_->mu);
   state_->stopping = true;
-  state_->work.notify_all();
+  for (auto* w : state_->waiters) w->cv.notify_one();
 }
 
 bool handler_pool::submit(std::function<void()> task, std::string* why) {

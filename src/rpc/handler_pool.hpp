@@ -1,7 +1,8 @@
 // handler_pool: the bounded set of threads that run request and close handlers.
 //
 // At most `max_threads` threads run tasks at once; threads start on demand and leave
-// after `idle_timeout` without work. A handler that blocks in a nested request() on a
+// after `idle_timeout` without work. New work goes to the thread that went idle last, so
+// after a burst, steady light traffic keeps a few threads and lets the rest leave. A handler that blocks in a nested request() on a
 // pool thread (a callback to the peer) is not counted while it waits (see
 // blocking_scope), so chains of nested callbacks deeper than max_threads still make
 // progress instead of deadlocking; the count of *running* handlers stays bounded.

@@ -1,0 +1,94 @@
+// The handler pool on its own: bounded threads, started on demand, leaving when idle.
+#include "rpc/handler_pool.hpp"
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "support/settle.hpp"
+
+using namespace std::chrono_literals;
+using bokbok::rpc::handler_pool;
+
+namespace {
+
+// Runs `n` tasks at once on `pool` (each waits until all have started), so the pool
+// grows to `n` threads.
+void burst(handler_pool& pool, unsigned n) {
+  std::mutex mu;
+  std::condition_variable cv;
+  unsigned started = 0, finished = 0;
+  for (unsigned i = 0; i < n; ++i) {
+    REQUIRE(pool.submit([&] {
+      std::unique_lock lock(mu);
+      ++started;
+      cv.notify_all();
+      cv.wait_for(lock, 10s, [&] { return started == n; });
+      ++finished;
+      cv.notify_all();
+    }));
+  }
+  std::unique_lock lock(mu);
+  REQUIRE(cv.wait_for(lock, 10s, [&] { return finished == n; }));
+}
+
+// One task, waited for.
+void one_task(handler_pool& pool) {
+  std::promise<void> done;
+  REQUIRE(pool.submit([&] { done.set_value(); }));
+  REQUIRE(done.get_future().wait_for(10s) == std::future_status::ready);
+}
+
+}  // namespace
+
+TEST_CASE("after a burst, steady light traffic keeps few threads and lets the rest leave") {
+  handler_pool pool({16, 1024, 300ms});
+  burst(pool, 16);
+  CHECK(pool.threads() == 16);
+  // A task every 10 ms for 1.2 s, four times the idle timeout: with the work spread over
+  // all 16 threads each would get one every 160 ms and none would ever time out.
+  auto end = std::chrono::steady_clock::now() + 1200ms;
+  auto next = std::chrono::steady_clock::now();
+  int tasks = 0;
+  while (std::chrono::steady_clock::now() < end && tasks < 1000) {
+    one_task(pool);
+    ++tasks;
+    next += 10ms;
+    std::this_thread::sleep_until(next);  // the traffic's pace, not a wait for a result
+  }
+  MESSAGE(pool.threads(), " threads left after ", tasks, " light tasks");
+  CHECK(pool.threads() <= 3);
+}
+
+TEST_CASE("idle threads leave after the idle timeout, and new work starts a thread again") {
+  handler_pool pool({4, 1024, 50ms});
+  burst(pool, 4);
+  CHECK(bokbok_test::settles([&] { return pool.threads() == 0; }, 5s));
+  one_task(pool);
+  CHECK(pool.threads() >= 1);
+}
+
+TEST_CASE("at most max_threads tasks run at once; the rest wait in the queue and all run") {
+  handler_pool pool({3, 1024, 1s});
+  std::atomic<int> running{0}, most{0}, done{0};
+  for (int i = 0; i < 30; ++i) {
+    REQUIRE(pool.submit([&] {
+      int now = ++running;
+      int seen = most.load();
+      while (now > seen && !most.compare_exchange_weak(seen, now)) {
+      }
+      std::this_thread::yield();
+      --running;
+      ++done;
+    }));
+  }
+  CHECK(bokbok_test::settles([&] { return done.load() == 30; }, 10s));
+  CHECK(most.load() <= 3);
+  CHECK(pool.threads() <= 3);
+}
