@@ -94,7 +94,7 @@ TEST_CASE("a handler's exception reaches the caller as a remote error with its m
   });
 }
 
-TEST_CASE("a handler can call back the caller while it runs, to any depth") {
+TEST_CASE("a handler can call back the caller while it runs, deeper than its threads") {
   for_each_link([](transport_kind kind) {
     // Each side answers "down N" by calling the other side with "down N-1": a chain of
     // nested calls 20 deep, with only 2 handler threads a side.
@@ -112,6 +112,34 @@ TEST_CASE("a handler can call back the caller while it runs, to any depth") {
     REQUIRE(r.size() == 21);
     CHECK(r.front() == "bottom");
     CHECK(r.back() == "20");
+    a.close();
+  });
+}
+
+TEST_CASE("past max_waiting_handlers a nested call fails busy instead of adding a thread") {
+  for_each_link([](transport_kind kind) {
+    // The same chain 20 deep, but each side lets only 3 handlers wait in nested calls:
+    // the 4th nested call on a side fails at once, and the failure travels back up.
+    bokbok::options o;
+    o.max_threads = 2;
+    o.max_waiting_handlers = 3;
+    o.on_request = [](bokbok::connection& c, message m) -> message {
+      int n = std::stoi(m.at(1));
+      if (n == 0) return {"bottom"};
+      message inner = c.request({"down", std::to_string(n - 1)});
+      inner.push_back(std::to_string(n));
+      return inner;
+    };
+    auto [a, b] = make_pair(kind, o, o);
+    try {
+      a.request({"down", "20"});
+      FAIL("a chain past the bound was answered");
+    } catch (const bokbok::remote_error& e) {
+      CHECK(e.code() == bokbok::error_code::busy);
+      CHECK(e.message().find("wait in nested calls") != std::string::npos);
+    }
+    // Within the bound the same connection still serves chains.
+    CHECK(a.request({"down", "4"}).front() == "bottom");
     a.close();
   });
 }

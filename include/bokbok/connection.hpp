@@ -153,6 +153,12 @@ struct options {
   callback_error_handler on_callback_error;
   // Handler threads for this connection, started on demand and at most this many.
   unsigned max_threads = 16;
+  // Handler threads that may wait in nested calls (a handler calling request() back to
+  // the peer) at once; 0: 8 x max_threads. A waiting handler gives its thread's slot
+  // back so that chains of callbacks deeper than max_threads make progress; beyond this
+  // bound a nested request() fails at once with call_error(busy) instead of growing the
+  // process by one more thread.
+  unsigned max_waiting_handlers = 0;
   // Peer requests run at once on this connection (0: up to max_threads, or the
   // server's pool); more wait in a queue of max_queued_calls, beyond which they are
   // answered with error_code::busy. Announced to the peer in the hello.

@@ -49,6 +49,9 @@ struct server_options {
   // Requests beyond it wait in a queue of max_queued_calls (all connections together),
   // beyond which they are answered with error_code::busy.
   unsigned max_threads = 32;
+  // Handler threads that may wait in nested calls at once, all connections together
+  // (see options::max_waiting_handlers); 0: 8 x max_threads.
+  unsigned max_waiting_handlers = 0;
   std::size_t max_queued_calls = 4096;
   // Per connection: handlers running at once (0: no per-connection cap) and requests
   // waiting beyond that (then busy); see options::max_concurrent_calls.

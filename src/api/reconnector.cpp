@@ -10,7 +10,7 @@ namespace bokbok::detail {
 
 namespace {
 // One attempt at a time; its thread leaves soon after the redial is over.
-constexpr rpc::handler_pool::limits dialer_limits{1, 8, std::chrono::seconds(1)};
+constexpr rpc::handler_pool::limits dialer_limits{1, 8, std::chrono::seconds(1), 0};
 }  // namespace
 
 reconnector::reconnector(dial_fn dial, options opts, reconnect_policy policy,

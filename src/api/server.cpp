@@ -278,7 +278,7 @@ void server::impl::start() {
   pool_ = std::make_shared<rpc::handler_pool>(
       rpc::handler_pool::limits{opts_.max_threads,
                                 std::max<std::size_t>(opts_.max_queued_calls, 1),
-                                std::chrono::seconds(5)});
+                                std::chrono::seconds(5), opts_.max_waiting_handlers});
   {
     std::lock_guard lock(mu_);
     loop_ = std::move(loop);

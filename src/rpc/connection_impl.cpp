@@ -31,7 +31,7 @@ connection_impl::connection_impl(config cfg)
   if (!pool_)
     pool_ = std::make_shared<rpc::handler_pool>(rpc::handler_pool::limits{
         cfg_.opts.max_threads, std::max<std::size_t>(cfg_.opts.max_queued_calls, 1),
-        std::chrono::seconds(5)});
+        std::chrono::seconds(5), cfg_.opts.max_waiting_handlers});
   receive_limit_ = cfg_.opts.max_receive_bytes ? cfg_.opts.max_receive_bytes
                                                 : 2 * cfg_.opts.max_message_size;
   account_ = std::make_shared<rpc::receive_account>(receive_limit_, cfg_.receive_pool);

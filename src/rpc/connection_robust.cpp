@@ -113,6 +113,11 @@ message connection_impl::call_sync(message request, const call_options& opts) {
     message response;
   } w;
   rpc::handler_pool::blocking_scope blocked;  // a nested call frees its handler slot
+  if (blocked.refused())
+    throw call_error(error_code::busy,
+                     "busy: " + std::to_string(blocked.limit()) +
+                         " handler threads already wait in nested calls "
+                         "(max_waiting_handlers); this one would grow the process further");
   call(
       std::move(request),
       [&w](std::exception_ptr e, message m) {

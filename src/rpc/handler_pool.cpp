@@ -112,6 +112,7 @@ void handler_pool::state::run(std::shared_ptr<state> self) {
 
 handler_pool::handler_pool(limits l) : state_(std::make_shared<state>()) {
   if (l.max_threads == 0) l.max_threads = 1;
+  if (l.max_blocked == 0) l.max_blocked = 8 * l.max_threads;
   state_->lim = l;
 }
 
@@ -158,6 +159,12 @@ handler_pool::blocking_scope::blocking_scope() : state_(current_pool) {
   // this thread waits for) can start.
   auto& s = **current_pool;
   std::lock_guard lock(s.mu);
+  if (s.blocked >= s.lim.max_blocked) {
+    refused_ = true;
+    limit_ = s.lim.max_blocked;
+    state_ = nullptr;
+    return;
+  }
   --s.running;
   ++s.blocked;
   s.wake_or_spawn(*current_pool);

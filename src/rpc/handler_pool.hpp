@@ -26,6 +26,10 @@ class handler_pool {
     unsigned max_threads = 16;
     std::size_t max_queued = 4096;  // tasks waiting for a thread beyond this are refused
     std::chrono::milliseconds idle_timeout{5'000};
+    // Threads that may wait in nested calls (blocking_scope) at once; 0: 8 x max_threads.
+    // Each waiting thread gives its running slot back, so without this bound chains and
+    // floods of callbacks would grow the process without limit.
+    unsigned max_blocked = 0;
   };
   explicit handler_pool(limits l);
   ~handler_pool();
@@ -44,16 +48,22 @@ class handler_pool {
   unsigned threads() const;
 
   // Marks the current thread as blocked waiting (a nested call) for its lifetime, when
-  // the current thread is a pool thread; does nothing on other threads.
+  // the current thread is a pool thread; does nothing on other threads. When max_blocked
+  // threads of its pool wait already, it marks nothing and refused() says so: the caller
+  // must not wait (a nested call fails busy).
   class blocking_scope {
    public:
     blocking_scope();
+    bool refused() const noexcept { return refused_; }
+    unsigned limit() const noexcept { return limit_; }
     ~blocking_scope();
     blocking_scope(const blocking_scope&) = delete;
     blocking_scope& operator=(const blocking_scope&) = delete;
 
    private:
     void* state_;
+    bool refused_ = false;
+    unsigned limit_ = 0;
   };
 
   struct state;
