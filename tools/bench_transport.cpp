@@ -72,10 +72,11 @@ fd_link pipe_fds() {
 // runs on another thread.
 bokbok_pair bokbok_over(fd_link link, const options& caller, const options& peer,
                         const std::string& name) {
-  auto [peer_in, peer_out] = link.peer.release_fds();
+  // Not a structured binding: C++20 as clang takes it cannot capture one in a lambda.
+  auto peer_fds = link.peer.release_fds();
   auto peer_conn = std::async(std::launch::async, [&] {
     pin_this_thread_to_server();  // the peer end opens from the server side
-    return connect_fds(peer_in, peer_out, peer, name + ":peer");
+    return connect_fds(peer_fds.first, peer_fds.second, peer, name + ":peer");
   });
   auto [caller_in, caller_out] = link.caller.release_fds();
   // If the caller side throws, its fds are closed, so the peer side fails too and the
