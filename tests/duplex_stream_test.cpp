@@ -585,6 +585,10 @@ TEST_CASE("stop_reading holds data back until start_reading") {
   auto give_up = std::chrono::steady_clock::now() + patience;
   while (unread() != 0 && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
   REQUIRE(unread() == 0);  // taken by the read in flight
+  // The bytes leave the socket's queue while that read is still running on the loop
+  // thread (io_uring's retry after its poll, or epoll's read()): a byte written now could
+  // still join it. One turn of the loop waits for the read to be over.
+  on_loop(*l, [] { return 0; });
   REQUIRE(::write(sp.b.get(), "def", 3) == 3);
   on_loop(*l, [] { return 0; });
   on_loop(*l, [] { return 0; });

@@ -55,6 +55,7 @@ if [ "$fuzz_seconds" != 0 ]; then
 fi
 
 echo
+[ "$failed" = 0 ] || python3 tests/failed_tests.py build build-asan build-tsan
 for f in "${failures[@]}"; do echo "FAILED: $f"; done
 echo "steps: $passed passed, $failed failed"
 [ "$failed" = 0 ]
