@@ -355,7 +355,10 @@ void print_help() {
       "  --max-connections N connections served at once (default 1024)\n"
       "  --max-concurrent N  handlers running at once per connection (default: no cap)\n"
       "  --max-queued N      requests waiting beyond that, then busy (default 1024)\n"
-      "  --heartbeat MS      ping a silent peer every MS ms; drop it after one more\n"
+      "  --heartbeat MS      ping a silent peer every MS ms; drop it when it answers\n"
+      "                      nothing for one more (default 30000; 0: never)\n"
+      "  --record-timeout MS a record a client began must arrive whole within MS ms,\n"
+      "                      else it is dropped (default 30000; 0: no bound)\n"
       "  --max-message-size N  the largest message accepted, in bytes\n"
       "  --max-receive-bytes N  bytes all connections may hold of what clients sent and\n"
       "                      no handler has taken yet (default 512 MiB; not --stdio)\n"
@@ -410,7 +413,11 @@ struct command_line {
   std::vector<unsigned> allow_uids;  // peer-credential check
   unsigned max_concurrent = 0;
   std::size_t max_queued = 1024;
-  unsigned heartbeat_ms = 0;
+  // The library's defaults unless given (--heartbeat, --record-timeout).
+  unsigned heartbeat_ms =
+      static_cast<unsigned>(bokbok::server_options{}.heartbeat_interval.count());
+  unsigned record_timeout_ms =
+      static_cast<unsigned>(bokbok::server_options{}.record_timeout.count());
   std::size_t max_message_size = 64u << 20;
   std::size_t max_receive_bytes = 512u << 20;
 };
@@ -458,7 +465,7 @@ int parse(int argc, char** argv, command_line& cl) {
         return usage_error("--allow-uid needs a numeric uid");
       cl.allow_uids.push_back(static_cast<unsigned>(n));
     } else if (arg == "--max-concurrent" || arg == "--max-queued" || arg == "--heartbeat" ||
-               arg == "--max-message-size" || arg == "--max-receive-bytes") {
+               arg == "--record-timeout" || arg == "--max-message-size" || arg == "--max-receive-bytes") {
       auto v = value();
       char* end = nullptr;
       unsigned long long n = v ? std::strtoull(v->c_str(), &end, 10) : 0;
@@ -467,6 +474,7 @@ int parse(int argc, char** argv, command_line& cl) {
       if (arg == "--max-concurrent") cl.max_concurrent = static_cast<unsigned>(n);
       if (arg == "--max-queued") cl.max_queued = n;
       if (arg == "--heartbeat") cl.heartbeat_ms = static_cast<unsigned>(n);
+      if (arg == "--record-timeout") cl.record_timeout_ms = static_cast<unsigned>(n);
       if (arg == "--max-message-size") cl.max_message_size = n;
       if (arg == "--max-receive-bytes") cl.max_receive_bytes = n;
     } else if (arg == "--unix-mode") {
@@ -501,6 +509,7 @@ int serve_stdio_mode(server_state& state, const command_line& cl) {
   opts.max_concurrent_calls = cl.max_concurrent;
   opts.max_queued_calls = cl.max_queued;
   opts.heartbeat_interval = std::chrono::milliseconds(cl.heartbeat_ms);
+  opts.record_timeout = std::chrono::milliseconds(cl.record_timeout_ms);
   opts.max_message_size = cl.max_message_size;
   opts.on_notify = [&state](bokbok::connection&, bokbok::message m) { keep_note(state, std::move(m)); };
   if (!cl.users_file.empty()) opts.keys.key_for_user = bokbok::load_users(cl.users_file);
@@ -543,6 +552,7 @@ int serve_listening_mode(server_state& state, const command_line& cl) {
   o.max_concurrent_calls = cl.max_concurrent;
   o.max_queued_calls_per_connection = cl.max_queued;
   o.heartbeat_interval = std::chrono::milliseconds(cl.heartbeat_ms);
+  o.record_timeout = std::chrono::milliseconds(cl.record_timeout_ms);
   o.max_message_size = cl.max_message_size;
   o.max_receive_bytes = cl.max_receive_bytes;
   o.on_notify = [&state](bokbok::connection&, bokbok::message m) { keep_note(state, std::move(m)); };

@@ -78,7 +78,12 @@ BOKBOK_API std::pair<connection, connection> connect_socketpair(const options& a
 
 // Serves exactly one connection on stdin/stdout (a child spawned by its client, inetd's
 // nowait mode): blocks until the peer closes or close() is called from a handler, then
-// returns. Throws like connect() when the handshake fails.
+// returns. Throws like connect() when the handshake fails, and throws the connection's
+// close_error() when it ended otherwise than cleanly: the client's stream ended
+// without a close frame (it died, or the stream was cut, perhaps mid-record), it
+// stopped answering heartbeats (options::heartbeat_interval, on by default), or a
+// record it started did not finish in time (options::record_timeout). A server under
+// inetd or spawned by its client should exit non-zero then.
 BOKBOK_API void serve_stdio(const options& opts);
 
 }  // namespace bokbok

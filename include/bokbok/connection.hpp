@@ -167,11 +167,19 @@ struct options {
   // Heartbeat: when nothing arrived for this long, ping; when still nothing arrived
   // one more interval after the ping, the peer is declared unresponsive: pending calls
   // fail with peer_unresponsive_error and the connection closes. 0: no heartbeat
-  // (pings from the peer are still answered). Announced in the hello.
-  std::chrono::milliseconds heartbeat_interval{0};
+  // (pings from the peer are still answered). Announced in the hello. On by default:
+  // a peer that answers nothing is dropped in 60-90 s, a quiet live one never (every
+  // bokbok peer answers pings on its event loop).
+  std::chrono::milliseconds heartbeat_interval{30'000};
   // Closes the connection gracefully (goaway) once no call has run in either
   // direction for this long. 0: never.
   std::chrono::milliseconds idle_timeout{0};
+  // A record (PROTOCOL.md §3) the peer has begun must arrive whole within this long,
+  // else the connection fails with transport_error: a peer that drips a byte now and
+  // then cannot hold a connection, which its heartbeats alone would not show (any byte
+  // is a sign of life). A record is at most 64 KiB, so 30 s allows links down to about
+  // 2 KB/s. 0: no bound.
+  std::chrono::milliseconds record_timeout{30'000};
   // Backpressure: bytes queued to send on this connection before callers wait.
   // request() and notify() block until the queue is below it (or their deadline
   // passes, or they are cancelled); request_async() does not block: it fails with
@@ -288,6 +296,14 @@ class BOKBOK_API connection {
 
   // Why the connection closed ("" while open, "closed by peer", or the failure).
   std::string close_reason() const;
+
+  // How the connection ended, as an error to rethrow: null while it is open and after a
+  // clean end (a close by either side, or a goaway drained); otherwise the error calls
+  // failed with: transport_error for a lost link (the peer's stream ended without a
+  // close frame, possibly in the middle of a record), peer_unresponsive_error,
+  // protocol_error or authentication_error. serve_stdio() throws it, so a server under
+  // inetd or spawned by its client exits non-zero when its client vanished.
+  std::exception_ptr close_error() const;
 
   // The other end, as text: "fd:4,5", "stdio", "tcp:1.2.3.4:99", "exec:app --stdio (pid 41)".
   // Returned by value: after a reconnect the connection it described may be gone.

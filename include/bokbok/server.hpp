@@ -57,10 +57,13 @@ struct server_options {
   // waiting beyond that (then busy); see options::max_concurrent_calls.
   unsigned max_concurrent_calls = 0;
   std::size_t max_queued_calls_per_connection = 1024;
-  // Per connection, as in options: heartbeat, idle timeout (a connection with no call
-  // in either direction for this long is closed gracefully), send-queue bound.
-  std::chrono::milliseconds heartbeat_interval{0};
+  // Per connection, as in options: heartbeat (on by default: a client that answers
+  // nothing is dropped in 60-90 s), idle timeout (a connection with no call in either
+  // direction for this long is closed gracefully), the time a record may take to
+  // arrive once begun, send-queue bound.
+  std::chrono::milliseconds heartbeat_interval{30'000};
   std::chrono::milliseconds idle_timeout{0};
+  std::chrono::milliseconds record_timeout{30'000};
   std::size_t max_send_queue = 8u << 20;
   // Connections served at once. One more waits up to connection_wait for a slot, then
   // is refused: its client's connect fails with "refused by the server: busy ...".

@@ -166,6 +166,7 @@ std::pair<connection, connection> connect_socketpair(const options& a, const opt
 void serve_stdio(const options& opts) {
   connection c = connect("stdio", opts);
   c.wait_closed();
+  if (std::exception_ptr lost = c.close_error()) std::rethrow_exception(lost);
 }
 
 }  // namespace bokbok

@@ -149,6 +149,12 @@ std::string connection::close_reason() const {
   return reconnect_ ? reconnect_->close_reason() : impl_->close_reason();
 }
 
+std::exception_ptr connection::close_error() const {
+  if (!closed()) return nullptr;
+  auto inner = latest();
+  return inner ? inner->failure() : nullptr;
+}
+
 std::shared_ptr<detail::connection_impl> connection::latest() const {
   return reconnect_ ? reconnect_->latest() : impl_;
 }

@@ -458,6 +458,7 @@ void server::impl::start_connection(transport::connected_socket sock) {
   o.max_queued_calls = opts_.max_queued_calls_per_connection;
   o.heartbeat_interval = opts_.heartbeat_interval;
   o.idle_timeout = opts_.idle_timeout;
+  o.record_timeout = opts_.record_timeout;
   o.max_send_queue = opts_.max_send_queue;
   o.inline_handlers = opts_.inline_handlers;
   o.max_message_size = opts_.max_message_size;

@@ -246,6 +246,13 @@ std::string connection_impl::close_reason() const {
   return close_reason_;
 }
 
+std::exception_ptr connection_impl::failure() const {
+  std::lock_guard lock(mu_);
+  if (phase_ != phase::closed || end_kind_ == end_kind::clean || end_kind_ == end_kind::drained)
+    return nullptr;
+  return closed_error_locked();
+}
+
 std::string connection_impl::closed_text_locked() const {
   // The cause first, then where: the peer named once.
   std::string what = "bokbok: " + (close_reason_.empty() ? "not open" : close_reason_);
@@ -298,6 +305,7 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
   }
   if (handshake_timer_) cfg_.loop->cancel_timer(handshake_timer_);
   if (tick_timer_) cfg_.loop->cancel_timer(tick_timer_);
+  if (record_timer_) cfg_.loop->cancel_timer(record_timer_);
   if (deadline_timer_) cfg_.loop->cancel_timer(deadline_timer_);
   // Partial messages will never complete: their memory and budget go now.
   reassembler_ = wire::reassembler(cfg_.opts.max_message_size, wire::max_partial_messages);

@@ -145,6 +145,9 @@ class connection_impl final : public io::stream_events,
   bool closed() const;
   void wait_closed() const;
   std::string close_reason() const;
+  // Null while open and after a clean end (end_kind clean or drained); else the error
+  // the connection's calls failed with (connection::close_error).
+  std::exception_ptr failure() const;
   const std::string& peer_address() const { return cfg_.peer; }
   const std::string& user() const { return user_; }
   std::any& user_data() { return user_data_; }
@@ -225,6 +228,10 @@ class connection_impl final : public io::stream_events,
   void sweep_deadlines();
   void arm_tick();
   void tick();
+  // options::record_timeout (connection_reader.cpp): a record begun must arrive whole
+  // in time. One timer at most, re-armed lazily when it fires early.
+  void note_partial_record();
+  void check_record_deadline();
   // Waits (mu_ held) until the send queue has room; false when it gave up, with `why`.
   bool wait_for_room_locked(std::unique_lock<std::mutex>& lock, bool blocking,
                             const std::optional<io::clock::time_point>& deadline,
@@ -303,6 +310,9 @@ class connection_impl final : public io::stream_events,
   io::clock::time_point last_activity_{};  // last call started or finished either way
   std::optional<io::clock::time_point> ping_sent_at_;
   io::timer_id tick_timer_ = 0;
+  // When the record now partly read began to arrive (none: no partial record).
+  std::optional<io::clock::time_point> record_since_;
+  io::timer_id record_timer_ = 0;
   io::timer_id deadline_timer_ = 0;
   bool reading_paused_ = false;  // backpressure: stopped reading, outbox over its bound
   std::size_t receive_limit_ = 0;   // options::max_receive_bytes, resolved

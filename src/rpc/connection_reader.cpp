@@ -45,11 +45,12 @@ void connection_impl::on_data(std::string_view bytes) {
   std::string_view body;
   for (;;) {
     auto st = records_.next(body);
-    if (st == wire::record_reader::status::need_more) return;
+    if (st == wire::record_reader::status::need_more) return note_partial_record();
     if (st == wire::record_reader::status::error) {
       protocol_failure(records_.error());
       return;
     }
+    record_since_.reset();
     if (key_) {
       // Shorter than a frame header and its tag: malformed, not forged (§9.6).
       if (body.size() < wire::frame_header_size + crypto::tag_len) {
@@ -87,6 +88,36 @@ void connection_impl::on_data(std::string_view bytes) {
     }
     if (pause_for_budget_locked()) return;  // the same, until handlers take requests
   }
+}
+
+// The read ended inside a record: from now on (or from when that record began, if it
+// began in an earlier read) it has record_timeout to arrive whole.
+void connection_impl::note_partial_record() {
+  const auto limit = cfg_.opts.record_timeout;
+  if (limit.count() <= 0 || records_.buffered() == 0) return;
+  if (!record_since_) record_since_ = io::clock::now();
+  if (record_timer_) return;  // it will look at record_since_ when it fires
+  record_timer_ = cfg_.loop->add_timer(*record_since_ + limit, [weak = weak_from_this()] {
+    if (auto self = weak.lock()) self->check_record_deadline();
+  });
+}
+
+void connection_impl::check_record_deadline() {
+  record_timer_ = 0;
+  if (finished_ || !record_since_) return;
+  const auto limit = cfg_.opts.record_timeout;
+  const auto now = io::clock::now();
+  if (now - *record_since_ < limit) {  // a later record than the one the timer was for
+    record_timer_ = cfg_.loop->add_timer(*record_since_ + limit, [weak = weak_from_this()] {
+      if (auto self = weak.lock()) self->check_record_deadline();
+    });
+    return;
+  }
+  finish(end_kind::transport,
+         "connection lost: a record the peer began " +
+             std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now - *record_since_).count()) +
+             " ms ago has not arrived whole (" + std::to_string(records_.buffered()) +
+             " bytes of it so far; record_timeout " + std::to_string(limit.count()) + " ms)");
 }
 
 void connection_impl::handle_frame(const wire::frame_view& f) {
@@ -389,6 +420,10 @@ void connection_impl::on_read_end(int err) {
                   "the peer closed the connection during the key-mode handshake" +
                       (err < 0 ? std::string(" (") + std::strerror(-err) + ")" : ""));
   if (err < 0) return finish(end_kind::transport, std::string("read failed: ") + std::strerror(-err));
+  if (std::size_t part = records_.buffered())
+    return finish(end_kind::transport,
+                  "connection lost: the peer's stream ended in the middle of a record (" +
+                      std::to_string(part) + " bytes of it received)");
   finish(end_kind::transport, "connection lost: the peer's stream ended without a close frame");
 }
 

@@ -1,0 +1,295 @@
+// Timeouts a deployment relies on (issue 13): a stdio/inetd server whose client vanished
+// or went silent exits non-zero and says why; a record begun must arrive whole within
+// options::record_timeout, so a peer that drips a byte now and then (which heartbeats
+// alone would take for a live one) cannot hold a server's connection; and
+// connection::close_error() tells a clean end from a lost link. Against the real demo
+// server (a child over pipes, or listening on a UNIX socket) with raw clients that send
+// exact bytes.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <bokbok/bokbok.hpp>
+#include <doctest/doctest.h>
+
+#include "base/unique_fd.hpp"
+#include "support/child_process.hpp"
+#include "support/demo_process.hpp"
+#include "support/raw_socket.hpp"
+#include "support/settle.hpp"
+#include "wire/frame.hpp"
+#include "wire/message_codec.hpp"
+#include "wire/preamble.hpp"
+#include "wire/settings.hpp"
+
+using namespace std::chrono_literals;
+using bokbok::base::unique_fd;
+namespace wire = bokbok::wire;
+
+namespace {
+
+// A plain client's first bytes: preamble and hello.
+std::string greeting() {
+  std::string out = wire::encode_preamble({1, wire::mode::plain, ""});
+  wire::settings s;
+  s.features = wire::features_supported;
+  wire::append_frame(out, wire::frame_type::hello, 0, 0, wire::encode_settings(s));
+  return out;
+}
+
+// A whole request record for `ping x`, call id `id`.
+std::string ping_request(std::uint32_t id) {
+  std::string payload;
+  wire::encode_message({"ping", "x"}, payload);
+  std::string rec;
+  wire::append_frame(rec, wire::frame_type::request, 0, id, payload);
+  return rec;
+}
+
+// `bokbok-demo-server --stdio ARGS...` over pipes, its stderr kept to read back.
+struct stdio_server {
+  pid_t pid = -1;
+  unique_fd to_server, from_server, log;
+
+  explicit stdio_server(std::vector<std::string> extra) {
+    std::vector<std::string> args{bokbok_test::built_program("BOKBOK_DEMO_SERVER"), "--stdio"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    int in[2], out[2], err[2];
+    REQUIRE(::pipe2(in, O_CLOEXEC) == 0);
+    REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
+    REQUIRE(::pipe2(err, O_CLOEXEC) == 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    int rc = ::posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(in[0]);
+    ::close(out[1]);
+    ::close(err[1]);
+    to_server = unique_fd(in[1]);
+    from_server = unique_fd(out[0]);
+    log = unique_fd(err[0]);
+    REQUIRE(rc == 0);
+  }
+  ~stdio_server() {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
+  // Its wait status once it has exited within `limit` (nullopt: still running).
+  std::optional<int> exit_within(std::chrono::milliseconds limit) {
+    int status = 0;
+    if (!bokbok_test::settles([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, limit))
+      return std::nullopt;
+    pid = -1;
+    return status;
+  }
+  // What it wrote to stderr (after it exited: the pipe's end comes with it).
+  std::string stderr_text() {
+    std::string text;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(log.get(), buf, sizeof buf)) > 0) text.append(buf, std::size_t(n));
+    return text;
+  }
+};
+
+// Writes all of `bytes` to a pipe; false if the reader is gone.
+bool write_pipe(int fd, std::string_view bytes) {
+  ::signal(SIGPIPE, SIG_IGN);  // a gone reader is an error return here, not a signal
+  while (!bytes.empty()) {
+    ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    bytes.remove_prefix(std::size_t(n));
+  }
+  return true;
+}
+
+bool exited_with_failure(std::optional<int> status) {
+  return status && WIFEXITED(*status) && WEXITSTATUS(*status) != 0;
+}
+
+// Reads and drops what the server sends until its stream ends or `limit` passes; true
+// if it ended (the server let go of the connection).
+bool stream_ends_within(int fd, std::chrono::milliseconds limit) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, int(left.count())) <= 0) continue;
+    char buf[4096];
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) return true;
+  }
+}
+
+TEST_CASE("a stdio server whose client's stream is cut in the middle of a record exits "
+          "non-zero and says so") {
+  stdio_server s({});
+  std::string rec = ping_request(1);
+  REQUIRE(write_pipe(s.to_server.get(), greeting() + rec.substr(0, rec.size() / 2)));
+  s.to_server.reset();  // the cut
+  auto status = s.exit_within(10s);
+  REQUIRE(status);
+  CHECK(exited_with_failure(status));
+  std::string text = s.stderr_text();
+  INFO(text);
+  CHECK(text.find("in the middle of a record") != std::string::npos);
+  CHECK(text.find("connection closed; exiting") == std::string::npos);
+}
+
+TEST_CASE("a stdio server whose client vanished without a close frame exits non-zero") {
+  stdio_server s({});
+  REQUIRE(write_pipe(s.to_server.get(), greeting() + ping_request(1)));
+  // The answer shows the connection was open before the client went.
+  pollfd p{s.from_server.get(), POLLIN, 0};
+  REQUIRE(::poll(&p, 1, 10'000) == 1);
+  s.to_server.reset();
+  auto status = s.exit_within(10s);
+  REQUIRE(status);
+  CHECK(exited_with_failure(status));
+  std::string text = s.stderr_text();
+  INFO(text);
+  CHECK(text.find("without a close frame") != std::string::npos);
+}
+
+TEST_CASE("a stdio server exits 0 when its client closes cleanly") {
+  // The contrast to the cases above: a real client that closes.
+  stdio_server s({});
+  int client_in = ::dup(s.from_server.get()), client_out = ::dup(s.to_server.get());
+  REQUIRE(client_in >= 0);
+  REQUIRE(client_out >= 0);
+  s.to_server.reset();
+  s.from_server.reset();
+  {
+    bokbok::connection c = bokbok::connect_fds(client_in, client_out, {}, "demo");
+    CHECK(c.request({"ping", "a"}) == bokbok::message{"pong", "a"});
+    c.close();
+    c.wait_closed();
+    CHECK_FALSE(c.close_error());
+  }
+  auto status = s.exit_within(10s);
+  REQUIRE(status);
+  CHECK((WIFEXITED(*status) && WEXITSTATUS(*status) == 0));
+}
+
+TEST_CASE("a stdio server whose client answers nothing exits after its heartbeat, non-zero") {
+  stdio_server s({"--heartbeat", "200"});
+  REQUIRE(write_pipe(s.to_server.get(), greeting()));
+  // The client stays connected, silent: it answers no ping.
+  auto status = s.exit_within(10s);
+  REQUIRE(status);
+  CHECK(exited_with_failure(status));
+  std::string text = s.stderr_text();
+  INFO(text);
+  CHECK(text.find("unresponsive") != std::string::npos);
+}
+
+// ---- the record timeout on a listening server ------------------------------------------
+
+unique_fd connect_unix(const std::string& path) {
+  unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  REQUIRE(fd);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
+  REQUIRE(::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  return fd;
+}
+
+TEST_CASE("a client dripping a record byte by byte is dropped at the record timeout while "
+          "others are served") {
+  bokbok_test::temp_dir dir("record-timeout");
+  std::string path = (dir.path / "s").string();
+  // The heartbeat is left at its default (30 s): each dripped byte is a sign of life, so
+  // only the record timeout can end this.
+  bokbok_test::demo_process server({"--listen", "unix:" + path, "--record-timeout", "300"});
+  REQUIRE(bokbok_test::settles([&] { return std::filesystem::exists(path); }, 10s));
+  bokbok::connection good = bokbok::connect("unix:" + path);
+
+  unique_fd drip = connect_unix(path);
+  REQUIRE(bokbok_test::write_all(drip.get(), greeting()));
+  std::string rec = ping_request(1) + std::string(200, 'x');  // more than it will send
+  // One byte every 50 ms: 6 bytes per timeout, never a whole record; at most 5 s of it.
+  bool dropped = false;
+  int good_calls = 0, good_errors = 0;
+  for (std::size_t i = 0; i < 100 && !dropped; ++i) {
+    if (!bokbok_test::write_all(drip.get(), rec.substr(i, 1))) {
+      dropped = true;
+      break;
+    }
+    dropped = stream_ends_within(drip.get(), 50ms);
+    try {
+      good_calls += good.request({"ping", "g"}) == bokbok::message{"pong", "g"};
+    } catch (const bokbok::error&) {
+      ++good_errors;
+    }
+  }
+  CHECK(dropped);
+  CHECK(good_errors == 0);
+  CHECK(good_calls > 0);
+  // The well-behaved client goes on as before.
+  CHECK(good.request({"ping", "after"}) == bokbok::message{"pong", "after"});
+}
+
+TEST_CASE("a client sending whole records slowly is not cut by the record timeout") {
+  // A client that sends whole records slowly (one every 100 ms, timeout 300 ms) is
+  // never cut: the bound is per record begun, not on quiet between records.
+  bokbok_test::temp_dir dir("record-timeout-ok");
+  std::string path = (dir.path / "s").string();
+  bokbok_test::demo_process server({"--listen", "unix:" + path, "--record-timeout", "300"});
+  REQUIRE(bokbok_test::settles([&] { return std::filesystem::exists(path); }, 10s));
+  unique_fd slow = connect_unix(path);
+  REQUIRE(bokbok_test::write_all(slow.get(), greeting()));
+  std::string seen;
+  for (std::uint32_t id = 1; id <= 10; ++id) {
+    REQUIRE(bokbok_test::write_all(slow.get(), ping_request(id)));
+    CHECK_FALSE(stream_ends_within(slow.get(), 100ms));
+  }
+}
+
+// ---- close_error -----------------------------------------------------------------------
+
+TEST_CASE("close_error is null after a clean close and a transport_error after a lost link") {
+  {
+    auto [a, b] = bokbok::connect_socketpair({}, {});
+    CHECK_FALSE(a.close_error());  // open
+    a.close();
+    a.wait_closed();
+    b.wait_closed();
+    CHECK_FALSE(a.close_error());
+    CHECK_FALSE(b.close_error());
+  }
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  unique_fd raw(sv[1]);
+  REQUIRE(bokbok_test::write_all(raw.get(), greeting()));
+  bokbok::connection c = bokbok::connect_fds(sv[0], sv[0], {}, "raw");
+  raw.reset();  // gone without a close frame
+  c.wait_closed();
+  std::exception_ptr e = c.close_error();
+  REQUIRE(e);
+  CHECK_THROWS_AS(std::rethrow_exception(e), bokbok::transport_error);
+}
+
+}  // namespace
