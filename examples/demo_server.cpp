@@ -355,6 +355,9 @@ void print_help() {
       "  --max-connections N connections served at once (default 1024)\n"
       "  --max-concurrent N  handlers running at once per connection (default: no cap)\n"
       "  --max-queued N      requests waiting beyond that, then busy (default 1024)\n"
+      "  --max-threads N     handler threads running at once (default 32; --stdio 16)\n"
+      "  --max-waiting-handlers N  handler threads waiting in nested calls (callbacks)\n"
+      "                      at once, then such a call fails busy (default 8 x threads)\n"
       "  --heartbeat MS      ping a silent peer every MS ms; drop it after one more\n"
       "  --max-message-size N  the largest message accepted, in bytes\n"
       "  --max-receive-bytes N  bytes all connections may hold of what clients sent and\n"
@@ -410,6 +413,8 @@ struct command_line {
   std::vector<unsigned> allow_uids;  // peer-credential check
   unsigned max_concurrent = 0;
   std::size_t max_queued = 1024;
+  unsigned max_threads = 0;           // 0: the library's default
+  unsigned max_waiting_handlers = 0;  // 0: the library's default
   unsigned heartbeat_ms = 0;
   std::size_t max_message_size = 64u << 20;
   std::size_t max_receive_bytes = 512u << 20;
@@ -458,7 +463,8 @@ int parse(int argc, char** argv, command_line& cl) {
         return usage_error("--allow-uid needs a numeric uid");
       cl.allow_uids.push_back(static_cast<unsigned>(n));
     } else if (arg == "--max-concurrent" || arg == "--max-queued" || arg == "--heartbeat" ||
-               arg == "--max-message-size" || arg == "--max-receive-bytes") {
+               arg == "--max-message-size" || arg == "--max-receive-bytes" ||
+               arg == "--max-threads" || arg == "--max-waiting-handlers") {
       auto v = value();
       char* end = nullptr;
       unsigned long long n = v ? std::strtoull(v->c_str(), &end, 10) : 0;
@@ -469,6 +475,8 @@ int parse(int argc, char** argv, command_line& cl) {
       if (arg == "--heartbeat") cl.heartbeat_ms = static_cast<unsigned>(n);
       if (arg == "--max-message-size") cl.max_message_size = n;
       if (arg == "--max-receive-bytes") cl.max_receive_bytes = n;
+      if (arg == "--max-threads") cl.max_threads = static_cast<unsigned>(n);
+      if (arg == "--max-waiting-handlers") cl.max_waiting_handlers = static_cast<unsigned>(n);
     } else if (arg == "--unix-mode") {
       auto v = value();
       char* end = nullptr;
@@ -500,6 +508,8 @@ int serve_stdio_mode(server_state& state, const command_line& cl) {
   bokbok::options opts;
   opts.max_concurrent_calls = cl.max_concurrent;
   opts.max_queued_calls = cl.max_queued;
+  if (cl.max_threads) opts.max_threads = cl.max_threads;
+  opts.max_waiting_handlers = cl.max_waiting_handlers;
   opts.heartbeat_interval = std::chrono::milliseconds(cl.heartbeat_ms);
   opts.max_message_size = cl.max_message_size;
   opts.on_notify = [&state](bokbok::connection&, bokbok::message m) { keep_note(state, std::move(m)); };
@@ -542,6 +552,8 @@ int serve_listening_mode(server_state& state, const command_line& cl) {
     };
   o.max_concurrent_calls = cl.max_concurrent;
   o.max_queued_calls_per_connection = cl.max_queued;
+  if (cl.max_threads) o.max_threads = cl.max_threads;
+  o.max_waiting_handlers = cl.max_waiting_handlers;
   o.heartbeat_interval = std::chrono::milliseconds(cl.heartbeat_ms);
   o.max_message_size = cl.max_message_size;
   o.max_receive_bytes = cl.max_receive_bytes;
