@@ -274,18 +274,33 @@ TEST_CASE("large answers never read jam no other client") {
   a.check(lim.received(1) + lim.sending() + count * answer);
 }
 
-TEST_CASE("a callback chain 1,000 deep stops at the bound on waiting handlers and unwinds") {
-  limits lim;
-  lim.max_message_size = 1 * MiB;
-  lim.max_threads = 8;
-  lim.max_waiting_handlers = 64;
-  arena a(lim);
-  raw_peer hostile(a.demo.path);
-  // We call `callback 1`; the server's handler calls us back; we answer that callback by
-  // calling `callback 1` again, one level deeper, to 1,000 levels. Past the server's
-  // bound a nested call fails busy at once, so our deepest request fails; then we
-  // answer the callbacks waiting, innermost first, and every level returns.
-  constexpr unsigned depth = 1'000;
+// Who the server runs as when it must be bound by RLIMIT_NPROC: root is exempt from it,
+// so a test running as root runs the server as nobody; others run it as themselves.
+struct run_as {
+  std::optional<uid_t> uid;
+  gid_t gid = 0;
+  uid_t user() const { return uid.value_or(::getuid()); }
+};
+run_as unprivileged() {
+  if (::geteuid() != 0) return {};
+  passwd* nobody = ::getpwnam("nobody");
+  REQUIRE(nobody != nullptr);
+  return {nobody->pw_uid, nobody->pw_gid};
+}
+
+// Lets the server's user start only `more` threads beyond those it runs now (the
+// kernel counts all of that user's threads against the limit).
+void limit_threads(arena& a, const run_as& who, long more) {
+  const long now = bokbok_test::threads_of_user(who.user());
+  a.demo.limit(RLIMIT_NPROC, rlim_t(now + more));
+}
+
+// We call `callback 1`; the server's handler calls us back; we answer that callback by
+// calling `callback 1` again, one level deeper, up to `depth` levels. Where the server
+// refuses to wait (a nested call fails busy at once) our deepest request fails; then we
+// answer the callbacks waiting, innermost first, and every level returns. Checks that
+// every level was answered or failed, at most one failed, busy; returns the levels called.
+unsigned callback_chain(raw_peer& hostile, unsigned depth) {
   std::uint32_t next_id = 1;
   unsigned sent = 0, answered = 0, failed = 0;
   std::vector<std::uint32_t> waiting;  // the server's callbacks we have not answered
@@ -314,7 +329,7 @@ TEST_CASE("a callback chain 1,000 deep stops at the bound on waiting handlers an
       deepest_reached = true;
       auto c = wire::parse_code_payload(f->payload);
       CHECK(c.code == std::uint16_t(bokbok::error_code::busy));
-      CHECK(c.text.find("max_waiting_handlers") != std::string_view::npos);
+      CHECK(c.text.find("wait in nested calls") != std::string_view::npos);
     } else {
       continue;  // pings and the like
     }
@@ -327,11 +342,37 @@ TEST_CASE("a callback chain 1,000 deep stops at the bound on waiting handlers an
   MESSAGE("chain: ", sent, " levels called, ", answered, " answered, ", failed, " failed");
   CHECK(answered + failed == sent);
   CHECK(waiting.empty());
+  CHECK(failed <= 1);
+  return sent;
+}
+
+TEST_CASE("a callback chain 1,000 deep stops at the bound on waiting handlers and unwinds") {
+  limits lim;
+  lim.max_message_size = 1 * MiB;
+  lim.max_threads = 8;
+  lim.max_waiting_handlers = 64;
+  arena a(lim);
+  raw_peer hostile(a.demo.path);
+  const unsigned levels = callback_chain(hostile, 1'000);
   // Refused at the bound, not before it and not 1,000 deep.
-  CHECK(sent <= lim.waiting() + 1);
-  CHECK(sent >= lim.waiting());
-  CHECK(failed == 1);
+  CHECK(levels <= lim.waiting() + 1);
+  CHECK(levels >= lim.waiting());
   a.check(lim.received(1) + lim.sending());
+}
+
+TEST_CASE("a callback chain 1,000 deep, under a low RLIMIT_NPROC, stops where threads run out and unwinds") {
+  limits lim;
+  lim.max_message_size = 1 * MiB;
+  lim.max_threads = 8;
+  lim.max_waiting_handlers = 64;
+  const run_as who = unprivileged();
+  arena a(lim, who.uid, who.gid);
+  limit_threads(a, who, 4);  // fewer than the chain would hold waiting
+  raw_peer hostile(a.demo.path);
+  const unsigned levels = callback_chain(hostile, 1'000);
+  CHECK(levels < lim.waiting());  // the thread limit stopped it first
+  a.check(lim.received(1) + lim.sending());
+  a.demo.limit(RLIMIT_NPROC, RLIM_INFINITY);
 }
 
 // Sends `count` requests `callback 1` and never answers the callbacks they cause.
@@ -357,25 +398,13 @@ TEST_CASE("a flood of callbacks never answered holds no more threads than the bo
 }
 
 TEST_CASE("a flood of callbacks never answered, under a low RLIMIT_NPROC, neither kills the server nor stalls others") {
-  // Root is exempt from RLIMIT_NPROC: as root, run the server as nobody.
-  std::optional<uid_t> uid;
-  gid_t gid = 0;
-  if (::geteuid() == 0) {
-    passwd* nobody = ::getpwnam("nobody");
-    REQUIRE(nobody != nullptr);
-    uid = nobody->pw_uid;
-    gid = nobody->pw_gid;
-  }
   limits lim;
   lim.max_message_size = 1 * MiB;
   lim.max_threads = 8;
   lim.max_waiting_handlers = 64;
-  arena a(lim, uid, gid);
-  // The server's user may start 4 threads more than it runs now: fewer than the flood
-  // would hold waiting, so thread creation fails under it.
-  const uid_t user = uid.value_or(::getuid());
-  const long now = bokbok_test::threads_of_user(user);
-  a.demo.limit(RLIMIT_NPROC, rlim_t(now + 4));
+  const run_as who = unprivileged();
+  arena a(lim, who.uid, who.gid);
+  limit_threads(a, who, 4);  // fewer than the flood would hold waiting
   raw_peer hostile(a.demo.path);
   flood_callbacks(hostile, 2'000);
   CHECK(receives_error(hostile, bokbok::error_code::busy, "wait in nested calls", 20s));
