@@ -299,8 +299,14 @@ void limit_threads(arena& a, const run_as& who, long more) {
 // calling `callback 1` again, one level deeper, up to `depth` levels. Where the server
 // refuses to wait (a nested call fails busy at once) our deepest request fails; then we
 // answer the callbacks waiting, innermost first, and every level returns. Checks that
-// every level was answered or failed, at most one failed, busy; returns the levels called.
-unsigned callback_chain(raw_peer& hostile, unsigned depth) {
+// every level was answered or failed, at most one failed, busy. The levels called, and
+// the threads of process `server` at the deepest point (every level waiting).
+struct chain_result {
+  unsigned levels;
+  long threads_deepest;
+};
+chain_result callback_chain(raw_peer& hostile, unsigned depth, pid_t server) {
+  long threads_deepest = -1;
   std::uint32_t next_id = 1;
   unsigned sent = 0, answered = 0, failed = 0;
   std::vector<std::uint32_t> waiting;  // the server's callbacks we have not answered
@@ -321,11 +327,13 @@ unsigned callback_chain(raw_peer& hostile, unsigned depth) {
         ++sent;
         continue;
       }
+      if (!deepest_reached) threads_deepest = bokbok_test::proc_status(server, "Threads:");
       deepest_reached = true;
     } else if (f->type == wire::frame_type::response) {
       ++answered;
     } else if (f->type == wire::frame_type::error) {
       ++failed;
+      if (!deepest_reached) threads_deepest = bokbok_test::proc_status(server, "Threads:");
       deepest_reached = true;
       auto c = wire::parse_code_payload(f->payload);
       CHECK(c.code == std::uint16_t(bokbok::error_code::busy));
@@ -343,7 +351,7 @@ unsigned callback_chain(raw_peer& hostile, unsigned depth) {
   CHECK(answered + failed == sent);
   CHECK(waiting.empty());
   CHECK(failed <= 1);
-  return sent;
+  return {sent, threads_deepest};
 }
 
 TEST_CASE("a callback chain 1,000 deep stops at the bound on waiting handlers and unwinds") {
@@ -353,10 +361,12 @@ TEST_CASE("a callback chain 1,000 deep stops at the bound on waiting handlers an
   lim.max_waiting_handlers = 64;
   arena a(lim);
   raw_peer hostile(a.demo.path);
-  const unsigned levels = callback_chain(hostile, 1'000);
+  const chain_result chain = callback_chain(hostile, 1'000, a.demo.pid);
   // Refused at the bound, not before it and not 1,000 deep.
-  CHECK(levels <= lim.waiting() + 1);
-  CHECK(levels >= lim.waiting());
+  CHECK(chain.levels <= lim.waiting() + 1);
+  CHECK(chain.levels >= lim.waiting());
+  CHECK(chain.threads_deepest > long(lim.waiting()));  // they did wait, each on a thread
+  CHECK(chain.threads_deepest <= lim.threads());
   a.check(lim.received(1) + lim.sending());
 }
 
@@ -369,8 +379,9 @@ TEST_CASE("a callback chain 1,000 deep, under a low RLIMIT_NPROC, stops where th
   arena a(lim, who.uid, who.gid);
   limit_threads(a, who, 4);  // fewer than the chain would hold waiting
   raw_peer hostile(a.demo.path);
-  const unsigned levels = callback_chain(hostile, 1'000);
-  CHECK(levels < lim.waiting());  // the thread limit stopped it first
+  const chain_result chain = callback_chain(hostile, 1'000, a.demo.pid);
+  CHECK(chain.levels < lim.waiting());  // the thread limit stopped it first
+  CHECK(chain.threads_deepest <= lim.threads());
   a.check(lim.received(1) + lim.sending());
   a.demo.limit(RLIMIT_NPROC, RLIM_INFINITY);
 }
