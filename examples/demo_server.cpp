@@ -355,6 +355,9 @@ void print_help() {
       "  --max-connections N connections served at once (default 1024)\n"
       "  --max-concurrent N  handlers running at once per connection (default: no cap)\n"
       "  --max-queued N      requests waiting beyond that, then busy (default 1024)\n"
+      "  --max-threads N     handler threads running at once (default 32; --stdio 16)\n"
+      "  --max-waiting-handlers N  handler threads waiting in nested calls (callbacks)\n"
+      "                      at once, then such a call fails busy (default 8 x threads)\n"
       "  --heartbeat MS      ping a silent peer every MS ms; drop it when it answers\n"
       "                      nothing for one more (default 30000; 0: never)\n"
       "  --record-timeout MS a record a client began must arrive whole within MS ms,\n"
@@ -413,6 +416,8 @@ struct command_line {
   std::vector<unsigned> allow_uids;  // peer-credential check
   unsigned max_concurrent = 0;
   std::size_t max_queued = 1024;
+  unsigned max_threads = 0;           // 0: the library's default
+  unsigned max_waiting_handlers = 0;  // 0: the library's default
   // The library's defaults unless given (--heartbeat, --record-timeout).
   unsigned heartbeat_ms =
       static_cast<unsigned>(bokbok::server_options{}.heartbeat_interval.count());
@@ -465,7 +470,9 @@ int parse(int argc, char** argv, command_line& cl) {
         return usage_error("--allow-uid needs a numeric uid");
       cl.allow_uids.push_back(static_cast<unsigned>(n));
     } else if (arg == "--max-concurrent" || arg == "--max-queued" || arg == "--heartbeat" ||
-               arg == "--record-timeout" || arg == "--max-message-size" || arg == "--max-receive-bytes") {
+               arg == "--record-timeout" || arg == "--max-message-size" ||
+               arg == "--max-receive-bytes" || arg == "--max-threads" ||
+               arg == "--max-waiting-handlers") {
       auto v = value();
       char* end = nullptr;
       unsigned long long n = v ? std::strtoull(v->c_str(), &end, 10) : 0;
@@ -477,6 +484,8 @@ int parse(int argc, char** argv, command_line& cl) {
       if (arg == "--record-timeout") cl.record_timeout_ms = static_cast<unsigned>(n);
       if (arg == "--max-message-size") cl.max_message_size = n;
       if (arg == "--max-receive-bytes") cl.max_receive_bytes = n;
+      if (arg == "--max-threads") cl.max_threads = static_cast<unsigned>(n);
+      if (arg == "--max-waiting-handlers") cl.max_waiting_handlers = static_cast<unsigned>(n);
     } else if (arg == "--unix-mode") {
       auto v = value();
       char* end = nullptr;
@@ -508,6 +517,8 @@ int serve_stdio_mode(server_state& state, const command_line& cl) {
   bokbok::options opts;
   opts.max_concurrent_calls = cl.max_concurrent;
   opts.max_queued_calls = cl.max_queued;
+  if (cl.max_threads) opts.max_threads = cl.max_threads;
+  opts.max_waiting_handlers = cl.max_waiting_handlers;
   opts.heartbeat_interval = std::chrono::milliseconds(cl.heartbeat_ms);
   opts.record_timeout = std::chrono::milliseconds(cl.record_timeout_ms);
   opts.max_message_size = cl.max_message_size;
@@ -551,6 +562,8 @@ int serve_listening_mode(server_state& state, const command_line& cl) {
     };
   o.max_concurrent_calls = cl.max_concurrent;
   o.max_queued_calls_per_connection = cl.max_queued;
+  if (cl.max_threads) o.max_threads = cl.max_threads;
+  o.max_waiting_handlers = cl.max_waiting_handlers;
   o.heartbeat_interval = std::chrono::milliseconds(cl.heartbeat_ms);
   o.record_timeout = std::chrono::milliseconds(cl.record_timeout_ms);
   o.max_message_size = cl.max_message_size;

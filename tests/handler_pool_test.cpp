@@ -92,3 +92,26 @@ TEST_CASE("at most max_threads tasks run at once; the rest wait in the queue and
   CHECK(most.load() <= 3);
   CHECK(pool.threads() <= 3);
 }
+
+TEST_CASE("while a thread waits in a nested call, another stays free past the idle timeout") {
+  handler_pool pool({1, 1024, 50ms});
+  std::promise<void> entered, release;
+  auto released = release.get_future().share();
+  REQUIRE(pool.submit([&] {
+    handler_pool::blocking_scope waiting;  // as a nested request() does
+    REQUIRE_FALSE(waiting.refused());
+    entered.set_value();
+    released.wait_for(10s);
+  }));
+  REQUIRE(entered.get_future().wait_for(10s) == std::future_status::ready);
+  // The waiting thread started a stand-in before it waited (under RLIMIT_NPROC it would
+  // have refused to wait instead), and the stand-in does not leave at the idle timeout:
+  // were it gone, work queued later would wait on a thread that may never come back
+  // (when no new thread can be started).
+  CHECK(bokbok_test::settles([&] { return pool.threads() == 2; }, 5s));
+  CHECK_FALSE(bokbok_test::settles([&] { return pool.threads() < 2; }, 300ms));
+  one_task(pool);
+  release.set_value();
+  // Nobody waits any more: the threads leave as usual.
+  CHECK(bokbok_test::settles([&] { return pool.threads() == 0; }, 5s));
+}

@@ -6,6 +6,10 @@
 // sees no error.
 #include "rpc/receive_budget.hpp"
 #include "support/child_process.hpp"
+#include "support/demo_process.hpp"
+#include "support/good_client.hpp"
+#include "support/proc_status.hpp"
+#include "support/raw_peer.hpp"
 #include "support/raw_socket.hpp"
 #include "support/settle.hpp"
 
@@ -29,7 +33,6 @@
 #include <thread>
 #include <vector>
 
-#include "base/unique_fd.hpp"
 #include "wire/frame.hpp"
 #include "wire/message_codec.hpp"
 #include "wire/preamble.hpp"
@@ -37,20 +40,13 @@
 
 using namespace std::chrono_literals;
 using bokbok::message;
-using bokbok::base::unique_fd;
 using bokbok_test::built_program;
 namespace rpc = bokbok::rpc;
 namespace wire = bokbok::wire;
 
 namespace {
 
-// The sanitizers' allocators keep freed memory (quarantine): resident sizes are only
-// checked in ordinary builds.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool sanitized = true;
-#else
-constexpr bool sanitized = false;
-#endif
+constexpr bool sanitized = bokbok_test::sanitized_allocator;
 
 // ---- the accounts ----------------------------------------------------------------------
 
@@ -124,113 +120,19 @@ TEST_CASE("decoded cost counts each announced field, never more than the bytes c
 
 // ---- against the real server -----------------------------------------------------------
 
-// The demo server listening on a UNIX socket in a fresh directory.
-struct demo_server {
-  std::filesystem::path dir;
-  std::string path, address;
-  pid_t pid = -1;
-
-  explicit demo_server(std::vector<std::string> extra) {
-    char tmpl[] = "/tmp/bokbok-budget-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    dir = tmpl;
-    path = (dir / "s").string();
-    address = "unix:" + path;
-    std::vector<std::string> args{built_program("BOKBOK_DEMO_SERVER"), "--listen", address};
-    args.insert(args.end(), extra.begin(), extra.end());
-    int err[2];
-    REQUIRE(::pipe2(err, O_CLOEXEC) == 0);
-    pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      ::dup2(err[1], 2);
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    ::close(err[1]);
-    std::string log;
-    REQUIRE(bokbok_test::settles([&] {
-      pollfd pf{err[0], POLLIN, 0};
-      char buf[512];
-      ssize_t n;
-      if (::poll(&pf, 1, 0) == 1 && (n = ::read(err[0], buf, sizeof buf)) > 0)
-        log.append(buf, std::size_t(n));
-      return log.find("listening on") != std::string::npos;
-    }));
-    ::close(err[0]);  // later log lines go nowhere (the server ignores EPIPE)
-  }
-  ~demo_server() {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-  }
-  long status_kib(const char* field) const {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-    std::string line;
-    std::size_t n = std::strlen(field);
-    while (std::getline(in, line))
-      if (line.rfind(field, 0) == 0) return std::stol(line.substr(n));
-    return -1;
-  }
+// The demo server on a UNIX socket; its resident size from /proc.
+struct demo_server : bokbok_test::listening_demo {
+  using listening_demo::listening_demo;
+  long status_kib(const char* field) const { return bokbok_test::proc_status(pid, field); }
   long rss_kib() const { return status_kib("VmRSS:"); }
-  bool alive() const { return ::waitpid(pid, nullptr, WNOHANG) == 0; }
 };
 
 // A raw plain-mode client that has sent its preamble and hello.
-unique_fd raw_client(const demo_server& d) {
-  unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  REQUIRE(fd);
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  std::memcpy(a.sun_path, d.path.c_str(), d.path.size() + 1);
-  REQUIRE(::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  std::string hello = wire::encode_preamble({1, wire::mode::plain, ""});
-  wire::settings s;
-  s.features = wire::features_supported;
-  wire::append_frame(hello, wire::frame_type::hello, 0, 0, wire::encode_settings(s));
-  REQUIRE(bokbok_test::write_all(fd.get(), hello));
-  return fd;
+std::unique_ptr<bokbok_test::raw_peer> raw_client(const demo_server& d) {
+  return std::make_unique<bokbok_test::raw_peer>(d.path);
 }
 
-// Keeps calling `echo` on its own connection until stopped; counts errors and answers.
-class good_client {
- public:
-  explicit good_client(const std::string& address) : conn_(bokbok::connect(address)) {
-    thread_ = std::thread([this] { run(); });
-  }
-  ~good_client() { stop(); }
-  void stop() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-  }
-  int answers() const { return answers_; }
-  int errors() const { return errors_; }
-  std::string first_error() const { return first_error_; }
-
- private:
-  void run() {
-    for (int i = 0; !stop_ && i < 1'000'000; ++i) {
-      try {
-        bokbok::call_options o;
-        o.timeout = 20s;
-        message r = conn_.request({"echo", "hi " + std::to_string(i)}, o);
-        if (r.size() < 1) throw std::runtime_error("empty answer");
-        ++answers_;
-      } catch (const std::exception& e) {
-        if (errors_++ == 0) first_error_ = e.what();
-      }
-    }
-  }
-  bokbok::connection conn_;
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
-  std::atomic<int> answers_{0}, errors_{0};
-  std::string first_error_;
-};
+using bokbok_test::good_client;
 
 // Starts `messages` requests on `fd`, each a first fragment with more to come, and feeds
 // them round-robin (as bokbok's own sender does) until each has sent `each` bytes.
@@ -254,17 +156,17 @@ TEST_CASE("partial messages past a connection's budget are refused, memory stays
   demo_server d({"--max-message-size", std::to_string(1 << 20)});
   good_client good(d.address);
   const long base_kib = d.rss_kib();
-  std::vector<unique_fd> hostile;
+  std::vector<std::unique_ptr<bokbok_test::raw_peer>> hostile;
   // 10 connections each opening 16 messages of almost the maximum size: 160 MiB held if
   // nothing bounded it (the reassembler alone allows 16 partial messages per connection).
   for (int c = 0; c < 10; ++c) {
     hostile.push_back(raw_client(d));
-    CHECK(open_partials(hostile.back().get(), 1, 16, (1 << 20) - (64 << 10)));
+    CHECK(open_partials(hostile.back()->fd(), 1, 16, (1 << 20) - (64 << 10)));
   }
   // The server answers the refused ones busy: read one such error on the first.
   std::string got;
   CHECK(bokbok_test::settles([&] {
-    got += bokbok_test::read_some(hostile[0].get(), 1, 10ms);
+    got += bokbok_test::read_some(hostile[0]->fd(), 1, 10ms);
     return got.find("receive budget") != std::string::npos;
   }));
   const long grown_kib = d.rss_kib() - base_kib;
@@ -283,11 +185,11 @@ TEST_CASE("the server-wide budget holds many greedy connections while small call
                  std::to_string(8 << 20)});
   good_client good(d.address);
   const long base_kib = d.rss_kib();
-  std::vector<unique_fd> hostile;
+  std::vector<std::unique_ptr<bokbok_test::raw_peer>> hostile;
   for (int c = 0; c < 8; ++c) {
     hostile.push_back(raw_client(d));
     // 4 messages of 16 MiB each per connection: 512 MiB if nothing bounded it.
-    CHECK(open_partials(hostile.back().get(), 1, 4, 16 << 20));
+    CHECK(open_partials(hostile.back()->fd(), 1, 4, 16 << 20));
   }
   const long grown_kib = d.rss_kib() - base_kib;
   MESSAGE("server RSS grew by ", grown_kib, " KiB for 8 connections of 4 x 16 MiB partials");
@@ -321,7 +223,7 @@ TEST_CASE("a request of many empty fields is refused too_large before it is deco
 }
 
 TEST_CASE("an answer the peer would refuse as too large is refused without being copied") {
-  demo_server d({});
+  demo_server d(std::vector<std::string>{});
   bokbok::options o;
   o.max_message_size = 1 << 20;  // the server may send us at most 1 MiB
   auto conn = bokbok::connect(d.address, o);

@@ -22,6 +22,7 @@
 
 #include "bokbok/bokbok.hpp"
 #include "support/child_process.hpp"
+#include "support/demo_process.hpp"
 #include "support/settle.hpp"
 
 using namespace std::chrono_literals;
@@ -31,77 +32,8 @@ using bokbok_test::built_program;
 namespace {
 
 // The demo server listening on a UNIX socket in a fresh directory, run as `uid`.
-struct demo_as {
-  std::filesystem::path dir;
-  std::string address;
-  pid_t pid = -1;
-  int log_fd = -1;  // its stderr, read until it has started (then left to the pipe)
-  std::string log;
-  uid_t uid;
-  gid_t gid;
-
-  demo_as(uid_t u, gid_t g) : uid(u), gid(g) {
-    char tmpl[] = "/tmp/bokbok-limits-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    dir = tmpl;
-    ::chmod(tmpl, 0777);
-    address = "unix:" + (dir / "s").string();
-    const std::string server = built_program("BOKBOK_DEMO_SERVER");
-    int err[2];
-    REQUIRE(::pipe2(err, O_CLOEXEC) == 0);
-    pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      ::dup2(err[1], 2);
-      if (::setgid(gid) != 0 || ::setuid(uid) != 0) ::_exit(120);
-      const char* argv[] = {server.c_str(), "--listen", address.c_str(), "--unix-mode",
-                            "666", nullptr};
-      ::execv(server.c_str(), const_cast<char**>(argv));
-      ::_exit(127);
-    }
-    ::close(err[1]);
-    log_fd = err[0];
-    // Started (its threads too) once it says where it listens; the socket file alone
-    // appears before that.
-    REQUIRE(bokbok_test::settles([&] {
-      pollfd pf{log_fd, POLLIN, 0};
-      char buf[512];
-      ssize_t n;
-      if (::poll(&pf, 1, 0) == 1 && (n = ::read(log_fd, buf, sizeof buf)) > 0)
-        log.append(buf, std::size_t(n));
-      return log.find("listening on") != std::string::npos;
-    }));
-  }
-  bool alive() const {
-    int status;
-    return ::waitpid(pid, &status, WNOHANG) == 0;
-  }
-  // Sets the server's soft limit (its hard limit stays). Done by a helper process of
-  // the server's own uid: only that may, as this one lacks CAP_SYS_RESOURCE.
-  void limit(__rlimit_resource resource, rlim_t soft) const {
-    pid_t helper = ::fork();
-    REQUIRE(helper >= 0);
-    if (helper == 0) {
-      if (::setgid(gid) != 0 || ::setuid(uid) != 0) ::_exit(1);
-      rlimit now{};
-      if (::prlimit(pid, resource, nullptr, &now) != 0) ::_exit(2);
-      rlimit lim{std::min(soft, now.rlim_max), now.rlim_max};
-      ::_exit(::prlimit(pid, resource, &lim, nullptr) == 0 ? 0 : 3);
-    }
-    int status = 0;
-    REQUIRE(::waitpid(helper, &status, 0) == helper);
-    REQUIRE(WIFEXITED(status));
-    REQUIRE(WEXITSTATUS(status) == 0);
-  }
-  ~demo_as() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-    if (log_fd >= 0) ::close(log_fd);
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-  }
+struct demo_as : bokbok_test::listening_demo {
+  demo_as(uid_t u, gid_t g) : listening_demo({}, u, g) {}
 };
 
 std::string remote_text(bokbok::connection& c, message m) {

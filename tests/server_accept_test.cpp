@@ -35,44 +35,7 @@ namespace {
 
 using bokbok_test::raise_fd_limit;
 
-#if defined(__SANITIZE_THREAD__)
-constexpr bool under_tsan = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool under_tsan = true;
-#else
-constexpr bool under_tsan = false;
-#endif
-#else
-constexpr bool under_tsan = false;
-#endif
-
-// The names of process `pid`'s threads other than its main thread (the one whose id is
-// the process id), from /proc/PID/task/*/comm. ThreadSanitizer's runtime starts one
-// background thread of its own in each process (the demo server's too), named after the
-// main thread: under TSan one such name is left out.
-std::vector<std::string> other_thread_names(pid_t pid) {
-  std::vector<std::string> names;
-  std::string proc = "/proc/" + std::to_string(pid);
-  std::string main_name;
-  {
-    std::ifstream comm(proc + "/comm");
-    std::getline(comm, main_name);
-  }
-  bool tsan_thread_left_out = !under_tsan;
-  for (const auto& entry : std::filesystem::directory_iterator(proc + "/task")) {
-    if (entry.path().filename() == std::to_string(pid)) continue;
-    std::ifstream comm(entry.path() / "comm");
-    std::string name;
-    if (!std::getline(comm, name)) continue;  // a thread gone meanwhile
-    if (!tsan_thread_left_out && name == main_name) {
-      tsan_thread_left_out = true;
-      continue;
-    }
-    names.push_back(name);
-  }
-  return names;
-}
+using bokbok_test::other_thread_names;  // leaves out ThreadSanitizer's own thread
 
 // Those of the names that are neither a loop thread nor a handler thread.
 std::vector<std::string> strangers(const std::vector<std::string>& names) {

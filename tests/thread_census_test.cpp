@@ -7,7 +7,6 @@
 // close handler (on the connection's pool, once, even when its call queue is full).
 // The real demo server ($BOKBOK_DEMO_SERVER) is the peer throughout.
 #include <doctest/doctest.h>
-#include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -37,21 +36,11 @@ using bokbok_test::settles;
 
 namespace {
 
-// Name -> count of this process's threads other than the main one.
+// Name -> count of this process's threads other than the main one (and, under TSan,
+// other than the sanitizer's own background thread).
 std::map<std::string, int> census() {
   std::map<std::string, int> names;
-  DIR* d = opendir("/proc/self/task");
-  REQUIRE(d != nullptr);
-  std::string self = std::to_string(getpid());
-  while (dirent* e = readdir(d)) {
-    std::string tid = e->d_name;
-    if (tid == "." || tid == ".." || tid == self) continue;
-    std::ifstream comm("/proc/self/task/" + tid + "/comm");
-    std::string name;
-    if (!std::getline(comm, name)) continue;  // it ended meanwhile
-    ++names[name];
-  }
-  closedir(d);
+  for (const auto& name : bokbok_test::other_thread_names(getpid())) ++names[name];
   return names;
 }
 
@@ -61,33 +50,9 @@ std::string describe(const std::map<std::string, int>& names) {
   return s;
 }
 
-#if defined(__SANITIZE_THREAD__)
-constexpr bool under_tsan = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool under_tsan = true;
-#else
-constexpr bool under_tsan = false;
-#endif
-#else
-constexpr bool under_tsan = false;
-#endif
-
-std::string main_thread_name() {
-  std::ifstream comm("/proc/self/comm");
-  std::string name;
-  std::getline(comm, name);
-  return name;
-}
-
 bool only_engine_threads(const std::map<std::string, int>& names) {
-  for (auto& [name, n] : names) {
-    if (name == "bokbok-loop" || name == "bokbok-handler") continue;
-    // ThreadSanitizer's runtime starts one background thread of its own, which keeps
-    // the name of the thread that started it (ours: the main thread's).
-    if (under_tsan && n == 1 && name == main_thread_name()) continue;
-    return false;
-  }
+  for (const auto& entry : names)
+    if (entry.first != "bokbok-loop" && entry.first != "bokbok-handler") return false;
   return true;
 }
 

@@ -50,6 +50,12 @@ struct handler_pool::state {
       }
       return {};
     }
+    return spawn(self);
+  }
+
+  // With `mu` held: starts one more thread, idle until it finds work. Empty, or why it
+  // could not be started.
+  std::string spawn(const std::shared_ptr<state>& self) {
     ++threads;
     ++idle;
     try {
@@ -61,6 +67,10 @@ struct handler_pool::state {
     }
     return {};
   }
+
+  // With `mu` held: whether the calling thread, idle, is the last one free to run work
+  // while others wait in nested calls; it must stay (see blocking_scope).
+  bool last_free_thread() const { return blocked > 0 && idle + running == 1 && !stopping; }
 
   // With `mu` held: waits on a slot of its own until woken for work, stopping, or
   // idle_timeout; false when it timed out unwoken.
@@ -87,7 +97,8 @@ void handler_pool::state::run(std::shared_ptr<state> self) {
   for (;;) {
     if (queue.empty() || running >= lim.max_threads) {
       if (stopping && queue.empty()) break;
-      if (!wait_idle(lock) && (queue.empty() || running >= lim.max_threads))
+      if (!wait_idle(lock) && (queue.empty() || running >= lim.max_threads) &&
+          !last_free_thread())
         break;  // idle too long
       continue;
     }
@@ -168,6 +179,17 @@ handler_pool::blocking_scope::blocking_scope() : state_(current_pool) {
   --s.running;
   ++s.blocked;
   s.wake_or_spawn(*current_pool);
+  // Some thread must stay free to run new work while this one waits, perhaps forever
+  // (a peer that never answers): were every thread waiting and no new one could be
+  // started (RLIMIT_NPROC), queued work would wait for them and every caller would hang.
+  // So the last free thread starts a stand-in before it waits, or does not wait.
+  if (s.idle + s.running == 0 && !s.spawn(*current_pool).empty()) {
+    ++s.running;
+    --s.blocked;
+    refused_ = true;
+    limit_ = s.blocked;
+    state_ = nullptr;
+  }
 }
 
 handler_pool::blocking_scope::~blocking_scope() {

@@ -49,8 +49,12 @@ class handler_pool {
 
   // Marks the current thread as blocked waiting (a nested call) for its lifetime, when
   // the current thread is a pool thread; does nothing on other threads. When max_blocked
-  // threads of its pool wait already, it marks nothing and refused() says so: the caller
-  // must not wait (a nested call fails busy).
+  // threads of its pool wait already, or when this is the last thread free to run new
+  // work and no thread can be started to stand in for it (RLIMIT_NPROC), it marks nothing
+  // and refused() says so: the caller must not wait (a nested call fails busy).
+  // limit() then is the number of threads waiting. So while any thread waits, one at
+  // least stays free (it does not leave at idle_timeout either), and queued work never
+  // waits on threads that may wait forever.
   class blocking_scope {
    public:
     blocking_scope();
