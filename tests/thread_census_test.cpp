@@ -94,7 +94,6 @@ bool server_answers(const std::string& address) {
 
 using bokbok_test::temp_dir;
 
-}  // namespace
 
 TEST_CASE("a server with 500 idle connections, 20 exec: children and a reconnecting client run on loop and handler threads only") {
   // Both ends of 500 connections live here: 1,000 descriptors and more.
@@ -265,3 +264,24 @@ TEST_CASE("a close handler runs once on the connection's handler pool even when 
   callee.wait_closed();
   CHECK(closes.load() == 1);
 }
+
+TEST_CASE("connections opened and closed with no close handler start no handler thread") {
+  // Opening a connection, using it from the caller's thread and closing it needs the
+  // loop only: the bookkeeping after a close is done there when there is no close
+  // handler to run (a handler thread per short-lived connection was the largest cost
+  // of opening one; issue 12, connection set-up).
+  std::vector<bokbok::connection> held;  // kept: an idle pool thread would still show
+  for (int i = 0; i < 5; ++i) {
+    auto [a, b] = bokbok::connect_socketpair({}, {});
+    a.close();
+    a.wait_closed();
+    b.wait_closed();
+    held.push_back(std::move(a));
+    held.push_back(std::move(b));
+  }
+  auto names = census();
+  INFO(describe(names));
+  CHECK(names.count("bokbok-handler") == 0);
+}
+
+}  // namespace

@@ -374,6 +374,10 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     release_self_locked();
     return;
   }
+  // No close handler: the bookkeeping below is quick, so it is done here rather than
+  // starting a handler thread for it (a client's first thread, on every short-lived
+  // connection, was the largest cost of opening one).
+  if (!cfg_.opts.on_close) return run_close_handler();
   // The close handler runs on the connection's handler pool, even when its queue of
   // calls is full; only when no pool thread can be had (RLIMIT_NPROC, pids.max) does it
   // run here, on the loop thread, rather than never.
