@@ -2,8 +2,8 @@
 // mappings, and no secret before message 1 has come whole. A responder's key_session
 // holds no secret until then and only the two record keys once open; a server with no
 // memory left for secrets refuses that one connection and serves the next; and the real
-// demo server holds 5,000 idle key-mode connections, reporting the mappings and resident
-// memory each costs.
+// demo server holds 5,000 idle key-mode connections, and 5,000 that never finish their
+// handshake, reporting the mappings and resident memory each costs.
 #include <doctest/doctest.h>
 
 #include <sys/socket.h>
@@ -216,37 +216,75 @@ TEST_CASE("a server with no memory left for secrets refuses that connection, log
   CHECK(c.request({"still", "here"}) == message{"still", "here"});
 }
 
-TEST_CASE("5,000 idle key-mode connections on the demo server cost memory, not mappings") {
-  bokbok_test::raise_fd_limit();
-  constexpr int connections = 5000;
-  bokbok_test::temp_dir dir("key-memory");
-  bokbok_test::alice_key u;
-  const std::string users = (dir.path / "users").string();
-  {
-    std::ofstream f(users);
-    f << "alice " << hex_of(*u.alice) << "\n";
-  }
-  std::filesystem::permissions(users, std::filesystem::perms::owner_read |
-                                          std::filesystem::perms::owner_write,
-                               std::filesystem::perm_options::replace);
-  const std::string sock = (dir.path / "s").string();
-  bokbok_test::demo_process server({"--listen", "unix:" + sock, "--users", users,
-                                    "--max-connections", std::to_string(connections + 100)});
-  options co;
-  co.keys.user = "alice";
-  co.keys.key = u.alice;
-  std::optional<connection> probe;
-  REQUIRE(bokbok_test::settles([&] {
-    try {
-      probe.emplace(connect("unix:" + sock, co));
-      return true;
-    } catch (const std::exception&) {
-      return false;
-    }
-  }, patience, 20ms));
-  REQUIRE(probe->request({"echo", "up"}) == message{"up"});
-  const footprint base = footprint_of(server.pid);
+namespace {
 
+// The demo server in key mode on a UNIX socket, with one user (alice), its connection
+// limit above `connections`, once it answers a key-mode client.
+struct key_demo_server {
+  bokbok_test::temp_dir dir{"key-memory"};
+  bokbok_test::alice_key u;
+  std::string sock = (dir.path / "s").string();
+  std::optional<bokbok_test::demo_process> process;
+  footprint base;
+
+  explicit key_demo_server(int connections) {
+    bokbok_test::raise_fd_limit();
+    const std::string users = (dir.path / "users").string();
+    {
+      std::ofstream f(users);
+      f << "alice " << hex_of(*u.alice) << "\n";
+    }
+    std::filesystem::permissions(users, std::filesystem::perms::owner_read |
+                                            std::filesystem::perms::owner_write,
+                                 std::filesystem::perm_options::replace);
+    process.emplace(std::vector<std::string>{"--listen", "unix:" + sock, "--users", users,
+                                             "--max-connections",
+                                             std::to_string(connections + 100)});
+    std::optional<connection> probe;
+    REQUIRE(bokbok_test::settles([&] {
+      try {
+        probe.emplace(connect("unix:" + sock, client()));
+        return true;
+      } catch (const std::exception&) {
+        return false;
+      }
+    }, patience, 20ms));
+    REQUIRE(probe->request({"echo", "up"}) == message{"up"});
+    base = footprint_of(process->pid);
+  }
+  options client() const {
+    options co;
+    co.keys.user = "alice";
+    co.keys.key = u.alice;
+    return co;
+  }
+  // After the test's connections: a fresh client is served, the server is alive, and
+  // what they cost is reported. Returns the footprint.
+  footprint check_and_report(int connections, const char* what) {
+    auto last = connect("unix:" + sock, client());
+    CHECK(last.request({"whoami"}).at(0) == "user");
+    const footprint now = footprint_of(process->pid);
+    MESSAGE(connections << " " << std::string(what) << ": mappings " << base.mappings << " -> "
+                        << now.mappings << " ("
+                        << (double(now.mappings) - double(base.mappings)) / connections
+                        << " per connection), resident " << base.rss / 1024 << " KiB -> "
+                        << now.rss / 1024 << " KiB ("
+                        << (double(now.rss) - double(base.rss)) / connections
+                        << " bytes per connection)");
+    CHECK(!process->exit_within(0ms));
+    // Far less than one mapping per connection (sodium_malloc cost about 24 each).
+    CHECK(now.mappings < base.mappings + connections / 20);
+    return now;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("5,000 idle key-mode connections on the demo server cost memory, not mappings") {
+  constexpr int connections = 5000;
+  key_demo_server demo(connections);
+  const auto& u = demo.u;
+  const std::string& sock = demo.sock;
   // The replay cache (4,096 entries for the timestamp window, another part of issue 13)
   // is not what this measures: each message 1 carries a timestamp 8 s inside the window's
   // old edge, so its entry leaves the cache within 8 s; batches are paced so that fewer
@@ -282,18 +320,24 @@ TEST_CASE("5,000 idle key-mode connections on the demo server cost memory, not m
     std::this_thread::sleep_until(batch_start + batch_time);  // pacing (see above), not a wait
     REQUIRE(std::chrono::steady_clock::now() - started < 120s);
   }
-  // Every one is open on the server: a fresh client is still served, after them all.
-  auto last = connect("unix:" + sock, co);
-  REQUIRE(last.request({"whoami"}).at(0) == "user");
-  const footprint now = footprint_of(server.pid);
-  const double rss_each = double(now.rss - base.rss) / connections;
-  const double maps_each = (double(now.mappings) - double(base.mappings)) / connections;
-  MESSAGE(connections << " idle key-mode connections: mappings " << base.mappings << " -> "
-                      << now.mappings << " (" << maps_each << " per connection), resident "
-                      << base.rss / 1024 << " KiB -> " << now.rss / 1024 << " KiB ("
-                      << rss_each << " bytes per connection)");
-  CHECK(::kill(server.pid, 0) == 0);
-  CHECK(!server.exit_within(0ms));
-  // Far less than one mapping per connection (sodium_malloc cost about 24 each).
-  CHECK(now.mappings < base.mappings + connections / 20);
+  // Every one is open on the server (its message 2 came).
+  demo.check_and_report(connections, "idle key-mode connections");
+}
+
+TEST_CASE("5,000 connections that send only a key-mode preamble and a message 1 length abort nothing") {
+  // The client with no key of issue 13, item 8: it holds connections open for free.
+  constexpr int connections = 5000;
+  key_demo_server demo(connections);
+  const std::string hello = client_preamble("alice") + std::string("\x00\x38", 2);
+  std::vector<base::unique_fd> held;
+  held.reserve(connections);
+  for (int i = 0; i < connections; ++i) {
+    held.push_back(unix_connect(demo.sock));
+    REQUIRE(held.back());
+    REQUIRE(bokbok_test::write_all(held.back().get(), hello));
+  }
+  // Each was taken in: the server wrote its preamble on each.
+  for (auto& fd : held)
+    REQUIRE(bokbok_test::read_some(fd.get(), server_preamble.size(), patience) == server_preamble);
+  demo.check_and_report(connections, "connections waiting in the key-mode handshake");
 }
