@@ -11,6 +11,25 @@
 #include <cstring>
 #include <new>
 
+// Under AddressSanitizer a released slot is poisoned until it is handed out again, so a
+// use after free of a secret is still caught (sodium_free() unmapped it).
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BOKBOK_ARENA_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define BOKBOK_ARENA_ASAN 1
+#endif
+#ifdef BOKBOK_ARENA_ASAN
+#include <sanitizer/asan_interface.h>
+#define BOKBOK_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define BOKBOK_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define BOKBOK_POISON(p, n) ((void)(p), (void)(n))
+#define BOKBOK_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 namespace bokbok::crypto {
 
 namespace {
@@ -31,6 +50,7 @@ secret_arena::secret_arena(limits l) : limits_(l) {}
 
 secret_arena::~secret_arena() {
   for (const chunk& c : chunks_) {
+    BOKBOK_UNPOISON(c.slots, c.bytes);
     sodium_memzero(c.slots, c.bytes);
     if (c.locked) ::munlock(c.slots, c.bytes);
     ::munmap(c.base, c.mapped);
@@ -96,6 +116,7 @@ unsigned char* secret_arena::allocate() {
     unsigned char* p = free_.back();
     free_.pop_back();
     ++in_use_;
+    BOKBOK_UNPOISON(p, slot_size);
     return p;  // zeroed by release()
   }
   if (chunks_.empty() || carved_ == chunks_.back().bytes / slot_size) add_chunk_locked();
@@ -122,6 +143,7 @@ void secret_arena::release(unsigned char* slot) noexcept {
     std::abort();
   }
   sodium_memzero(slot, slot_size);
+  BOKBOK_POISON(slot, slot_size);
   free_.push_back(slot);  // capacity reserved in add_chunk_locked(): cannot throw
   --in_use_;
 }
