@@ -1,10 +1,10 @@
 #include "rpc/key_session.hpp"
 
+#include "base/endian.hpp"
 #include "bokbok/error.hpp"
 #include "rpc/callback_error.hpp"
 
 #include <algorithm>
-#include <cstdint>
 #include <new>
 
 namespace bokbok::rpc {
@@ -109,7 +109,7 @@ bool key_session::gather_message1(std::string_view& in) {
     in.remove_prefix(1);
   }
   if (message1_.size() < 2) return false;
-  const std::size_t len = (std::size_t(std::uint8_t(message1_[0])) << 8) | std::uint8_t(message1_[1]);
+  const std::size_t len = base::load_be16(message1_);
   if (len < crypto::message1_min_body || len > crypto::message1_max_body) return true;
   const std::size_t n = std::min(2 + len - message1_.size(), in.size());
   message1_.append(in.substr(0, n));
