@@ -1,6 +1,6 @@
 // The locked arena for small secrets (src/crypto/secret_arena.hpp): slots reused and
 // zeroed, its bound, few mappings for many secrets, not dumped, locked or (when the
-// kernel refuses) unlocked but still wiped.
+// kernel refuses) unlocked but still wiped, and the process arena saying so once.
 #include <doctest/doctest.h>
 
 #include <linux/capability.h>
@@ -165,6 +165,45 @@ TEST_CASE("when locking is refused the arena still works, unlocked, not dumped, 
   REQUIRE(::waitpid(pid, &status, 0) == pid);
   REQUIRE(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("the process arena says once on stderr that it could not lock its memory") {
+  int out[2];
+  REQUIRE(::pipe(out) == 0);
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::dup2(out[1], 2);
+    __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2]{};
+    if (::syscall(SYS_capget, &hdr, data) != 0) ::_exit(10);
+    data[CAP_IPC_LOCK / 32].effective &= ~(1u << (CAP_IPC_LOCK % 32));
+    if (::syscall(SYS_capset, &hdr, data) != 0) ::_exit(11);
+    rlimit none{0, 0};
+    if (::setrlimit(RLIMIT_MEMLOCK, &none) != 0) ::_exit(12);
+    // Keys until the arena has made three more chunks, none of them locked.
+    auto& arena = secret_arena::process();
+    const std::size_t chunks = arena.usage().chunks;
+    std::vector<key> keys;
+    while (arena.usage().chunks < chunks + 3 && keys.size() < 1'000'000) keys.push_back(key::random());
+    if (arena.usage().unlocked_bytes == 0) ::_exit(13);
+    ::_exit(0);
+  }
+  ::close(out[1]);
+  std::string said;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(out[0], buf, sizeof buf)) > 0;) said.append(buf, std::size_t(n));
+  ::close(out[0]);
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CAPTURE(said);
+  const std::string line = "bokbok: cannot lock memory for secrets";
+  const auto first = said.find(line);
+  CHECK(first != std::string::npos);
+  CHECK(said.find(line, first + 1) == std::string::npos);  // once, for three chunks
+  CHECK(said.find("still zeroed when freed and left out of core dumps") != std::string::npos);
 }
 
 TEST_CASE("secrets of up to a slot come from the process arena, larger ones do not") {
