@@ -141,6 +141,7 @@ key_session::step key_session::out_of_memory() {
 
 key_session::step key_session::feed(std::string_view& in, std::string& out) {
   if (!error_.empty()) return step::failed;
+  if (ciphers_) return step::done;  // the handshake state is gone once it is done
   try {
     return feed_handshake(in, out);
   } catch (const std::bad_alloc&) {
