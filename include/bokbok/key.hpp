@@ -76,7 +76,7 @@ class BOKBOK_API key final {
 
  private:
   key();
-  unsigned char* bytes_ = nullptr;  // `size` bytes from sodium_malloc; null when moved from
+  unsigned char* bytes_ = nullptr;  // a slot of the locked secret arena; null when moved from
 };
 
 // Reads a users file (one `USER KEYHEX` per line, `#` comments; see README "Keys") and

@@ -10,17 +10,19 @@
 #include "crypto/key_file.hpp"
 #include "crypto/passphrase.hpp"
 #include "crypto/secret.hpp"
+#include "crypto/secret_arena.hpp"
 #include "crypto/users_file.hpp"
 
 namespace bokbok {
 
 static_assert(key::size == crypto::key::size);
+static_assert(key::size <= crypto::secret_arena::slot_size);
 
+// One slot of the process's secret arena (locked, not dumped, zeroed on release): a
+// server looks a user's key up for every handshake, so no mapping of its own.
 key::key() {
   crypto::ensure_sodium();
-  bytes_ = static_cast<unsigned char*>(sodium_malloc(size));
-  if (!bytes_) throw std::bad_alloc();
-  sodium_memzero(bytes_, size);
+  bytes_ = crypto::secret_arena::process().allocate();
 }
 
 key::key(key&& other) noexcept : bytes_(std::exchange(other.bytes_, nullptr)) {}
@@ -34,7 +36,7 @@ key& key::operator=(key&& other) noexcept {
 }
 
 key::~key() {
-  if (bytes_) sodium_free(bytes_);  // sodium_free zeroes the memory first
+  if (bytes_) crypto::secret_arena::process().release(bytes_);  // zeroes the slot first
 }
 
 key key::generate() {

@@ -1,5 +1,7 @@
 #include "crypto/secret.hpp"
 
+#include "crypto/secret_arena.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <new>
@@ -22,9 +24,14 @@ void ensure_sodium() {
 secret_bytes::secret_bytes(std::size_t size) {
   if (size == 0) return;
   ensure_sodium();
-  // sodium_malloc locks the pages (mlock, best effort) and places guard pages around them.
-  data_ = static_cast<unsigned char*>(sodium_malloc(size));
-  if (!data_) throw std::bad_alloc();
+  if (size <= secret_arena::slot_size) {
+    // One slot of the process arena: locked, not dumped, no mapping of its own.
+    data_ = secret_arena::process().allocate();
+  } else {
+    // sodium_malloc locks the pages (mlock, best effort) and places guard pages around them.
+    data_ = static_cast<unsigned char*>(sodium_malloc(size));
+    if (!data_) throw std::bad_alloc();
+  }
   size_ = size;
   sodium_memzero(data_, size_);
   live_secrets.fetch_add(1, std::memory_order_relaxed);
@@ -44,8 +51,11 @@ secret_bytes& secret_bytes::operator=(secret_bytes&& other) noexcept {
 
 secret_bytes::~secret_bytes() {
   if (!data_) return;
-  sodium_memzero(data_, size_);  // sodium_free wipes too; this keeps the contract explicit
-  sodium_free(data_);
+  sodium_memzero(data_, size_);  // release() and sodium_free wipe too; this keeps it explicit
+  if (size_ <= secret_arena::slot_size)
+    secret_arena::process().release(data_);
+  else
+    sodium_free(data_);
   live_secrets.fetch_sub(1, std::memory_order_relaxed);
 }
 

@@ -1,9 +1,12 @@
 // Secret bytes: keys and other material that must not leak (DESIGN.md, security).
 //
-// A `secret_bytes` owns a buffer allocated with sodium_malloc(): locked in RAM (not
-// swapped out, where the system allows it), surrounded by guard pages, and wiped when it
-// is released (sodium_free() zeroes it before unmapping). It is move-only: a secret exists
-// once, and copies are explicit (`clone()`). A moved-from object is empty (size 0).
+// A `secret_bytes` owns a buffer locked in RAM (not swapped out, where the system allows
+// it), left out of core dumps, and wiped when it is released. One of at most
+// secret_arena::slot_size (32) bytes, which is every key and per-connection secret, is a
+// slot of the process's secret_arena (crypto/secret_arena.hpp: no mapping of its own); a
+// larger one (a key file's text, a users table) comes from sodium_malloc(), with guard
+// pages around it. It is move-only: a secret exists once, and copies are explicit
+// (`clone()`). A moved-from object is empty (size 0).
 //
 // `key` is the 32-byte symmetric key used everywhere in src/crypto (Noise pre-shared
 // key, cipher keys). `wiped<N>` is a small fixed buffer for temporaries on the stack,
@@ -29,8 +32,8 @@ void ensure_sodium();
 class secret_bytes {
  public:
   secret_bytes() noexcept = default;  // empty
-  // `size` bytes of locked memory, zero-filled. Throws std::bad_alloc when sodium_malloc
-  // fails (out of memory or address space).
+  // `size` bytes of locked memory, zero-filled. Throws std::bad_alloc when the arena is
+  // at its bound or sodium_malloc fails (out of memory or address space).
   explicit secret_bytes(std::size_t size);
   secret_bytes(const secret_bytes&) = delete;
   secret_bytes& operator=(const secret_bytes&) = delete;

@@ -1,7 +1,11 @@
 #include "rpc/key_session.hpp"
 
+#include "base/endian.hpp"
 #include "bokbok/error.hpp"
 #include "rpc/callback_error.hpp"
+
+#include <algorithm>
+#include <new>
 
 namespace bokbok::rpc {
 
@@ -63,16 +67,29 @@ key_session::step key_session::begin(const wire::preamble& peer, std::string_vie
                 false);
   if (auto why = crypto::key_preamble_error(role, peer); !why.empty()) return fail(why, false);
   if (cfg_->initiator()) {
-    initiator_.emplace(to_crypto(*cfg_->key), local_preamble_, peer_bytes, settings_);
+    try {
+      initiator_.emplace(to_crypto(*cfg_->key), local_preamble_, peer_bytes, settings_);
+    } catch (const std::bad_alloc&) {
+      return out_of_memory();
+    }
     auto st = initiator_->start(out);
     if (st == crypto::handshake_status::error) return fail(initiator_->error(), false);
     return step::need_more;
   }
+  // A responder allocates nothing secret yet: the key lookup and the handshake state wait
+  // for a whole message 1 (feed), so a client that sends only its preamble costs none.
   peer_user_ = peer.user;
+  peer_preamble_ = peer_bytes;
+  return step::need_more;
+}
+
+// Responder, once message 1 has come whole: looks the user's key up and starts the
+// handshake state. Throws std::bad_alloc when no memory is left for the secrets.
+void key_session::start_responder() {
   std::optional<crypto::key> psk;
   if (cfg_->key_for_user) {
     try {
-      if (auto k = cfg_->key_for_user(peer.user)) psk = to_crypto(*k);
+      if (auto k = cfg_->key_for_user(peer_user_)) psk = to_crypto(*k);
     } catch (...) {
       // A failing lookup refuses the user, indistinguishably from an unknown one.
     }
@@ -80,8 +97,24 @@ key_session::step key_session::begin(const wire::preamble& peer, std::string_vie
   known_user_ = psk.has_value();
   crypto::responder_options ro;
   ro.window = cfg_->window;
-  responder_.emplace(std::move(psk), peer_bytes, local_preamble_, settings_, *cfg_->replay, ro);
-  return step::need_more;
+  responder_.emplace(std::move(psk), peer_preamble_, local_preamble_, settings_, *cfg_->replay,
+                     ro);
+}
+
+// Responder: moves bytes of message 1 from `in` to `message1_` until the record is whole
+// (or its length is out of range, which the responder then reports). True when it is.
+bool key_session::gather_message1(std::string_view& in) {
+  while (message1_.size() < 2 && !in.empty()) {
+    message1_.push_back(in.front());
+    in.remove_prefix(1);
+  }
+  if (message1_.size() < 2) return false;
+  const std::size_t len = base::load_be16(message1_);
+  if (len < crypto::message1_min_body || len > crypto::message1_max_body) return true;
+  const std::size_t n = std::min(2 + len - message1_.size(), in.size());
+  message1_.append(in.substr(0, n));
+  in.remove_prefix(n);
+  return message1_.size() == 2 + len;
 }
 
 key_session::step key_session::finish_handshake() {
@@ -92,10 +125,40 @@ key_session::step key_session::finish_handshake() {
     peer_settings_ = responder_->peer_settings();
     ciphers_.emplace(responder_->take_ciphers());
   }
+  // The handshake's secrets (ephemeral key, chaining key, psk) are not needed any more:
+  // wiped now, so an open connection holds only its two record keys.
+  initiator_.reset();
+  responder_.reset();
   return step::done;
 }
 
+// No memory for a connection's secrets refuses that connection only (logged as its end).
+key_session::step key_session::out_of_memory() {
+  initiator_.reset();
+  responder_.reset();
+  return fail("no memory left for the key-mode handshake's secrets: connection refused", false);
+}
+
 key_session::step key_session::feed(std::string_view& in, std::string& out) {
+  if (!error_.empty()) return step::failed;
+  if (ciphers_) return step::done;  // the handshake state is gone once it is done
+  try {
+    return feed_handshake(in, out);
+  } catch (const std::bad_alloc&) {
+    return out_of_memory();
+  }
+}
+
+key_session::step key_session::feed_handshake(std::string_view& in, std::string& out) {
+  if (!initiator_ && !responder_) {
+    if (!gather_message1(in)) return step::need_more;
+    start_responder();
+    std::string_view whole = message1_;
+    auto st = responder_->feed(whole, out);
+    std::string().swap(message1_);
+    if (st == crypto::handshake_status::error) return fail(responder_->error(), true);
+    return finish_handshake();
+  }
   if (initiator_) {
     auto st = initiator_->feed(in);
     if (st == crypto::handshake_status::need_more) return step::need_more;

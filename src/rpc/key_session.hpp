@@ -58,6 +58,12 @@ class key_session {
 
   // Feeds handshake bytes from the front of `in` (what is left stays for the records),
   // appending what to send to `out` (message 2, or a responder's decoy on failure).
+  //
+  // Memory: a responder holds no secret and looks no key up until message 1 has come
+  // whole; once the handshake is done only the two record keys stay (the handshake's
+  // secrets are wiped). When no memory is left for secrets (src/crypto/secret_arena.hpp),
+  // begin() and feed() fail this connection (not refused(): nothing is sent) instead of
+  // throwing.
   step feed(std::string_view& in, std::string& out);
 
   // Why the handshake failed; whether it was an authentication refusal (what a client
@@ -81,6 +87,10 @@ class key_session {
  private:
   step fail(std::string why, bool refused);
   step finish_handshake();
+  step feed_handshake(std::string_view& in, std::string& out);
+  step out_of_memory();
+  bool gather_message1(std::string_view& in);
+  void start_responder();
 
   std::shared_ptr<const key_config> cfg_;
   std::string local_preamble_;
@@ -90,6 +100,8 @@ class key_session {
   std::optional<crypto::record_cipher_pair> ciphers_;
   std::string peer_settings_;
   std::string peer_user_;
+  std::string peer_preamble_;  // responder: the peer's preamble bytes, for the prologue
+  std::string message1_;       // responder: message 1 until it is whole
   std::string error_;
   bool refused_ = false;
   bool known_user_ = false;
