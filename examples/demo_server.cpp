@@ -359,6 +359,8 @@ void print_help() {
       "  --max-message-size N  the largest message accepted, in bytes\n"
       "  --max-receive-bytes N  bytes all connections may hold of what clients sent and\n"
       "                      no handler has taken yet (default 512 MiB; not --stdio)\n"
+      "  --handshake-timeout MS  drop a client that has not finished the handshake (in\n"
+      "                      key mode: logged in) within MS ms (default 10000)\n"
       "  --unix-mode OCTAL   permission bits of unix:PATH socket files, e.g. 660\n"
       "  --users FILE        key mode: clients must authenticate as a user of FILE (one\n"
       "                      `USER KEYHEX` per line, see `bokbok keygen --help`); the\n"
@@ -413,6 +415,7 @@ struct command_line {
   unsigned heartbeat_ms = 0;
   std::size_t max_message_size = 64u << 20;
   std::size_t max_receive_bytes = 512u << 20;
+  unsigned handshake_timeout_ms = 10'000;
 };
 
 // Returns an exit status to leave with, or -1 to go on.
@@ -458,7 +461,8 @@ int parse(int argc, char** argv, command_line& cl) {
         return usage_error("--allow-uid needs a numeric uid");
       cl.allow_uids.push_back(static_cast<unsigned>(n));
     } else if (arg == "--max-concurrent" || arg == "--max-queued" || arg == "--heartbeat" ||
-               arg == "--max-message-size" || arg == "--max-receive-bytes") {
+               arg == "--max-message-size" || arg == "--max-receive-bytes" ||
+               arg == "--handshake-timeout") {
       auto v = value();
       char* end = nullptr;
       unsigned long long n = v ? std::strtoull(v->c_str(), &end, 10) : 0;
@@ -469,6 +473,7 @@ int parse(int argc, char** argv, command_line& cl) {
       if (arg == "--heartbeat") cl.heartbeat_ms = static_cast<unsigned>(n);
       if (arg == "--max-message-size") cl.max_message_size = n;
       if (arg == "--max-receive-bytes") cl.max_receive_bytes = n;
+      if (arg == "--handshake-timeout") cl.handshake_timeout_ms = static_cast<unsigned>(n);
     } else if (arg == "--unix-mode") {
       auto v = value();
       char* end = nullptr;
@@ -545,11 +550,16 @@ int serve_listening_mode(server_state& state, const command_line& cl) {
   o.heartbeat_interval = std::chrono::milliseconds(cl.heartbeat_ms);
   o.max_message_size = cl.max_message_size;
   o.max_receive_bytes = cl.max_receive_bytes;
+  o.handshake_timeout = std::chrono::milliseconds(cl.handshake_timeout_ms);
   o.on_notify = [&state](bokbok::connection&, bokbok::message m) { keep_note(state, std::move(m)); };
   o.on_request = [&state](bokbok::connection& conn, bokbok::message req) {
     return handle(state, conn, std::move(req));
   };
-  o.on_open = [](bokbok::connection& c) { log("connection from " + c.peer_address()); };
+  // The login line: in key mode it names the user, who has proved its key by now.
+  o.on_open = [](bokbok::connection& c) {
+    log("connection from " + c.peer_address() +
+        (c.user().empty() ? "" : " logged in as \"" + c.user() + "\""));
+  };
   o.on_close = [](bokbok::connection& c) {
     log("connection from " + c.peer_address() + " closed: " + c.close_reason());
   };

@@ -80,6 +80,7 @@ key_session::step key_session::begin(const wire::preamble& peer, std::string_vie
   known_user_ = psk.has_value();
   crypto::responder_options ro;
   ro.window = cfg_->window;
+  ro.user = peer.user;
   responder_.emplace(std::move(psk), peer_bytes, local_preamble_, settings_, *cfg_->replay, ro);
   return step::need_more;
 }
@@ -92,6 +93,14 @@ key_session::step key_session::finish_handshake() {
     peer_settings_ = responder_->peer_settings();
     ciphers_.emplace(responder_->take_ciphers());
   }
+  return step::done;
+}
+
+key_session::step key_session::confirm() {
+  if (!awaiting_confirmation()) return step::done;
+  if (responder_->confirm() == crypto::handshake_status::error)
+    return fail(responder_->error(), true);
+  confirmed_ = true;
   return step::done;
 }
 

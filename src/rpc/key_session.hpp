@@ -68,6 +68,12 @@ class key_session {
   // peer is answered the same either way).
   bool known_user() const { return known_user_; }
 
+  // Responder, after done: the client is not logged in until it has proved it holds the
+  // session keys (PROTOCOL.md §9.6, "Login"): the connection opens a first record from it,
+  // then calls confirm(), and only on `done` does it take peer_user() and open.
+  bool awaiting_confirmation() const { return responder_ && ciphers_ && !confirmed_; }
+  step confirm();
+
   // After done.
   const std::string& peer_settings() const { return peer_settings_; }
   const std::string& peer_user() const { return peer_user_; }
@@ -93,6 +99,7 @@ class key_session {
   std::string error_;
   bool refused_ = false;
   bool known_user_ = false;
+  bool confirmed_ = false;
 };
 
 }  // namespace bokbok::rpc
