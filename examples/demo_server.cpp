@@ -361,6 +361,12 @@ void print_help() {
       "                      no handler has taken yet (default 512 MiB; not --stdio)\n"
       "  --handshake-timeout MS  drop a client that has not finished the handshake (in\n"
       "                      key mode: logged in) within MS ms (default 10000)\n"
+      "  --max-per-source N  connections at once from one source (an IP address; a\n"
+      "                      UNIX peer's uid), then busy (default 64; 0: no limit)\n"
+      "  --new-per-source N  new connections per second from one source, then busy\n"
+      "                      (default 32; 0: no limit)\n"
+      "  --limit-local-sources  apply those to loopback and UNIX peers too (default:\n"
+      "                      local peers are not limited)\n"
       "  --unix-mode OCTAL   permission bits of unix:PATH socket files, e.g. 660\n"
       "  --users FILE        key mode: clients must authenticate as a user of FILE (one\n"
       "                      `USER KEYHEX` per line, see `bokbok keygen --help`); the\n"
@@ -416,6 +422,8 @@ struct command_line {
   std::size_t max_message_size = 64u << 20;
   std::size_t max_receive_bytes = 512u << 20;
   unsigned handshake_timeout_ms = 10'000;
+  std::optional<unsigned> max_per_source, new_per_source;  // server_options' defaults
+  bool limit_local_sources = false;
 };
 
 // Returns an exit status to leave with, or -1 to go on.
@@ -462,7 +470,8 @@ int parse(int argc, char** argv, command_line& cl) {
       cl.allow_uids.push_back(static_cast<unsigned>(n));
     } else if (arg == "--max-concurrent" || arg == "--max-queued" || arg == "--heartbeat" ||
                arg == "--max-message-size" || arg == "--max-receive-bytes" ||
-               arg == "--handshake-timeout") {
+               arg == "--handshake-timeout" || arg == "--max-per-source" ||
+               arg == "--new-per-source") {
       auto v = value();
       char* end = nullptr;
       unsigned long long n = v ? std::strtoull(v->c_str(), &end, 10) : 0;
@@ -474,6 +483,10 @@ int parse(int argc, char** argv, command_line& cl) {
       if (arg == "--max-message-size") cl.max_message_size = n;
       if (arg == "--max-receive-bytes") cl.max_receive_bytes = n;
       if (arg == "--handshake-timeout") cl.handshake_timeout_ms = static_cast<unsigned>(n);
+      if (arg == "--max-per-source") cl.max_per_source = static_cast<unsigned>(n);
+      if (arg == "--new-per-source") cl.new_per_source = static_cast<unsigned>(n);
+    } else if (arg == "--limit-local-sources") {
+      cl.limit_local_sources = true;
     } else if (arg == "--unix-mode") {
       auto v = value();
       char* end = nullptr;
@@ -551,6 +564,9 @@ int serve_listening_mode(server_state& state, const command_line& cl) {
   o.max_message_size = cl.max_message_size;
   o.max_receive_bytes = cl.max_receive_bytes;
   o.handshake_timeout = std::chrono::milliseconds(cl.handshake_timeout_ms);
+  if (cl.max_per_source) o.max_connections_per_source = *cl.max_per_source;
+  if (cl.new_per_source) o.max_new_connections_per_source = *cl.new_per_source;
+  o.limit_local_sources = cl.limit_local_sources;
   o.on_notify = [&state](bokbok::connection&, bokbok::message m) { keep_note(state, std::move(m)); };
   o.on_request = [&state](bokbok::connection& conn, bokbok::message req) {
     return handle(state, conn, std::move(req));

@@ -66,6 +66,14 @@ struct server_options {
   // is refused: its client's connect fails with "refused by the server: busy ...".
   unsigned max_connections = 1024;
   std::chrono::milliseconds connection_wait{1000};
+  // Per source (a TCP peer's IP address; a UNIX peer's uid): connections served at once,
+  // and new connections accepted per second (a burst of one second's worth); past
+  // either, that source's new clients are refused busy at once, saying which, while
+  // other sources are served. 0: no limit. Loopback and UNIX peers are not limited
+  // unless limit_local_sources is set (README "Limits and memory").
+  unsigned max_connections_per_source = 64;
+  unsigned max_new_connections_per_source = 32;
+  bool limit_local_sources = false;
 
   request_handler on_request;
   notify_handler on_notify;
