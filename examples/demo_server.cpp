@@ -367,6 +367,10 @@ void print_help() {
       "                      (default 32; 0: no limit)\n"
       "  --limit-local-sources  apply those to loopback and UNIX peers too (default:\n"
       "                      local peers are not limited)\n"
+      "  --max-per-user N    key mode: connections at once per user, then busy (default\n"
+      "                      0: no limit)\n"
+      "  --logins-per-user N key mode: logins per second per user, then busy (default\n"
+      "                      0: no limit)\n"
       "  --unix-mode OCTAL   permission bits of unix:PATH socket files, e.g. 660\n"
       "  --users FILE        key mode: clients must authenticate as a user of FILE (one\n"
       "                      `USER KEYHEX` per line, see `bokbok keygen --help`); the\n"
@@ -423,6 +427,7 @@ struct command_line {
   std::size_t max_receive_bytes = 512u << 20;
   unsigned handshake_timeout_ms = 10'000;
   std::optional<unsigned> max_per_source, new_per_source;  // server_options' defaults
+  std::optional<unsigned> max_per_user, logins_per_user;
   bool limit_local_sources = false;
 };
 
@@ -471,7 +476,8 @@ int parse(int argc, char** argv, command_line& cl) {
     } else if (arg == "--max-concurrent" || arg == "--max-queued" || arg == "--heartbeat" ||
                arg == "--max-message-size" || arg == "--max-receive-bytes" ||
                arg == "--handshake-timeout" || arg == "--max-per-source" ||
-               arg == "--new-per-source") {
+               arg == "--new-per-source" || arg == "--max-per-user" ||
+               arg == "--logins-per-user") {
       auto v = value();
       char* end = nullptr;
       unsigned long long n = v ? std::strtoull(v->c_str(), &end, 10) : 0;
@@ -485,6 +491,8 @@ int parse(int argc, char** argv, command_line& cl) {
       if (arg == "--handshake-timeout") cl.handshake_timeout_ms = static_cast<unsigned>(n);
       if (arg == "--max-per-source") cl.max_per_source = static_cast<unsigned>(n);
       if (arg == "--new-per-source") cl.new_per_source = static_cast<unsigned>(n);
+      if (arg == "--max-per-user") cl.max_per_user = static_cast<unsigned>(n);
+      if (arg == "--logins-per-user") cl.logins_per_user = static_cast<unsigned>(n);
     } else if (arg == "--limit-local-sources") {
       cl.limit_local_sources = true;
     } else if (arg == "--unix-mode") {
@@ -567,6 +575,8 @@ int serve_listening_mode(server_state& state, const command_line& cl) {
   if (cl.max_per_source) o.max_connections_per_source = *cl.max_per_source;
   if (cl.new_per_source) o.max_new_connections_per_source = *cl.new_per_source;
   o.limit_local_sources = cl.limit_local_sources;
+  if (cl.max_per_user) o.max_connections_per_user = *cl.max_per_user;
+  if (cl.logins_per_user) o.max_logins_per_user = *cl.logins_per_user;
   o.on_notify = [&state](bokbok::connection&, bokbok::message m) { keep_note(state, std::move(m)); };
   o.on_request = [&state](bokbok::connection& conn, bokbok::message req) {
     return handle(state, conn, std::move(req));

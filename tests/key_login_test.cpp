@@ -25,6 +25,7 @@
 
 #include <sodium.h>
 
+#include "base/unique_fd.hpp"
 #include "bokbok/bokbok.hpp"
 #include "crypto/key_handshake.hpp"
 #include "support/child_process.hpp"
@@ -163,29 +164,51 @@ std::string client_preamble(const std::string& user) {
 
 crypto::key crypto_key(const bokbok::key& k) { return crypto::key::from_bytes(k.bytes()); }
 
-// An honest login by hand: preamble, message 1, message 2, the login ping, its pong;
-// then the connection is dropped. Returns message 1 (for replays), empty on failure.
-std::string raw_login(const std::string& address, const std::string& user, const bokbok::key& k) {
-  auto fd = raw_connect(address);
+// An honest login by hand: preamble, message 1, message 2, the login ping; `answer` is
+// what the server's first record says: "pong" (logged in), "busy: <text>" (a goaway:
+// refused at the login), or else what went wrong. `m1` is message 1, for replays.
+struct login {
+  bokbok::base::unique_fd fd;
+  std::string answer, m1;
+};
+
+login log_in(const std::string& address, const std::string& user, const bokbok::key& k) {
+  login r{raw_connect(address), "", ""};
+  int fd = r.fd.get();
   crypto::key_initiator ini(crypto_key(k), client_preamble(user), server_preamble,
                             wire::encode_settings({}));
-  std::string m1;
-  if (ini.start(m1) != crypto::handshake_status::need_more) return "";
-  if (!bokbok_test::write_all(fd.get(), client_preamble(user) + m1)) return "";
-  if (bokbok_test::read_some(fd.get(), 9, 3s) != server_preamble) return "";
-  std::string m2 = read_record(fd.get());
+  if (ini.start(r.m1) != crypto::handshake_status::need_more) return r.answer = "<start>", std::move(r);
+  if (!bokbok_test::write_all(fd, client_preamble(user) + r.m1)) return r.answer = "<write>", std::move(r);
+  if (bokbok_test::read_some(fd, 9, 3s) != server_preamble) return r.answer = "<preamble>", std::move(r);
+  std::string m2 = read_record(fd);
   std::string_view in = m2;
-  if (ini.feed(in) != crypto::handshake_status::done) return "";
+  if (ini.feed(in) != crypto::handshake_status::done) return r.answer = "<message 2>", std::move(r);
   auto ciphers = ini.take_ciphers();
-  std::string ping, sealed, pong_frame;
+  std::string ping, sealed, frame;
   wire::append_frame(ping, wire::frame_type::ping, 0, 0, {});
-  if (!ciphers.send.seal(std::string_view(ping).substr(2), sealed)) return "";
-  if (!bokbok_test::write_all(fd.get(), sealed)) return "";
-  std::string pong = read_record(fd.get());  // read, so that our hang-up is no reset
-  if (pong.size() < 2 || !ciphers.receive.open(std::string_view(pong).substr(2), pong_frame) ||
-      pong_frame.empty() || pong_frame[0] != char(wire::frame_type::pong))
-    return "";
-  return m1;
+  if (!ciphers.send.seal(std::string_view(ping).substr(2), sealed) || !bokbok_test::write_all(fd, sealed))
+    return r.answer = "<ping>", std::move(r);
+  std::string rec = read_record(fd);  // read, so that our hang-up is no reset
+  wire::frame_view f;
+  std::string err;
+  if (rec.size() < 2 || !ciphers.receive.open(std::string_view(rec).substr(2), frame) ||
+      !wire::parse_frame(frame, f, err))
+    return r.answer = "<no record>", std::move(r);
+  if (f.type == wire::frame_type::pong) {
+    r.answer = "pong";
+  } else if (f.type == wire::frame_type::goaway) {
+    auto [code, text] = wire::parse_code_payload(f.payload);
+    r.answer = std::string(bokbok::to_string(static_cast<bokbok::error_code>(code))) + ": " + std::string(text);
+  } else {
+    r.answer = "<" + std::string(wire::to_string(f.type)) + ">";
+  }
+  return r;
+}
+
+// log_in, then hang up; message 1 when it logged in, else "".
+std::string raw_login(const std::string& address, const std::string& user, const bokbok::key& k) {
+  login r = log_in(address, user, k);
+  return r.answer == "pong" ? r.m1 : "";
 }
 
 }  // namespace
@@ -245,7 +268,9 @@ TEST_CASE("one user flooding logins and a campaign of forged and replayed handsh
   user_keys users(dir);
   // A short handshake timeout: a replayed first message that the cache no longer holds
   // costs a slot until then.
-  logged_server z(dir, "z", users, {"--handshake-timeout", "2000"});
+  // Per-user limits off (the default): alice's flood must reach the cache.
+  logged_server z(dir, "z", users, {"--handshake-timeout", "2000", "--max-per-user", "0",
+                                    "--logins-per-user", "0"});
 
   // carol connects, calls and hangs up, again and again, throughout: never refused.
   std::atomic<bool> stop{false};
@@ -356,4 +381,48 @@ TEST_CASE("one user flooding logins and a campaign of forged and replayed handsh
   CHECK(carol_error == "");
   CHECK(!contains(log, "replay cache full"));
   CHECK(contains(log, "replayed handshake"));  // the replays were refused, before any DH
+}
+
+TEST_CASE("a user past its connections at once is refused busy at the login, while other users are served") {
+  bokbok_test::temp_dir dir("peruser");
+  user_keys users(dir);
+  logged_server s(dir, "s", users, {"--max-per-user", "3"});
+  std::vector<login> held;
+  for (int i = 0; i < 3; ++i) {
+    held.push_back(log_in(s.address, "alice", *users.alice));
+    CHECK(held.back().answer == "pong");
+  }
+  CHECK(log_in(s.address, "alice", *users.alice).answer ==
+        "busy: too many connections of user \"alice\": 3 at once (at most 3)");
+  // Another user is served meanwhile.
+  auto bob = bokbok::connect(s.address, users.client("bob"));
+  CHECK(who(bob) == "bob");
+  bob.close();
+  // alice's places come back when her connections end.
+  held.clear();
+  CHECK(bokbok_test::settles([&] { return log_in(s.address, "alice", *users.alice).answer == "pong"; }, patience));
+  CHECK(s.log_shows("refused: busy: too many connections of user"));
+}
+
+TEST_CASE("a user logging in faster than its rate is refused busy at the login, while other users are served") {
+  bokbok_test::temp_dir dir("peruser");
+  user_keys users(dir);
+  logged_server s(dir, "s", users, {"--logins-per-user", "5"});
+  int served = 0, refused = 0;
+  std::string refusal;
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 30; ++i) {
+    std::string a = log_in(s.address, "alice", *users.alice).answer;
+    if (a == "pong") ++served;
+    else if (a.starts_with("busy: ")) ++refused, refusal = a;
+  }
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  auto bob = bokbok::connect(s.address, users.client("bob"));
+  CHECK(who(bob) == "bob");
+  bob.close();
+  MESSAGE(served << " of alice's logins served, " << refused << " refused in " << seconds << " s");
+  CHECK(served >= 5);
+  CHECK(served <= 5 + int(5 * seconds) + 1);
+  CHECK(served + refused == 30);
+  CHECK(refusal == "busy: too many new connections of user \"alice\" (at most 5 a second)");
 }

@@ -132,6 +132,14 @@ struct server_options {
   // precise reason (unknown user or wrong key, stale timestamp, replay); the client
   // itself only learns that it was refused.
   options::key_options keys;
+  // Key mode, per user, checked at the login (once the client has proved its key):
+  // connections at once, and logins per second (a burst of one second's worth). Past
+  // either the client is refused busy, authenticated, saying which; other users are
+  // served. 0: no limit, the default: one service user may rightly hold many
+  // connections, and a flooding user is already bounded by the per-source limits above.
+  // Set them where users are people (say 16 at once, 8 logins a second).
+  unsigned max_connections_per_user = 0;
+  unsigned max_logins_per_user = 0;
 
   // On UNIX sockets: who may connect, by the peer's credentials (SO_PEERCRED), instead
   // of or on top of keys. Returns false to refuse (the client is told "not

@@ -87,7 +87,9 @@ class server::impl : public std::enable_shared_from_this<impl> {
       throw usage_error(
           "bokbok: server_options::keys takes key_for_user (the users' keys), not a key");
     keys_ = rpc::make_key_config(opts_.keys, std::make_shared<crypto::replay_cache>(),
-                                 opts_.on_callback_error);
+                                 opts_.on_callback_error,
+                                 std::make_shared<rpc::admission_counts>(
+                                     opts_.max_connections_per_user, opts_.max_logins_per_user));
   }
   ~impl() { shutdown_and_join(); }
 

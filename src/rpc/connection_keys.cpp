@@ -83,6 +83,14 @@ bool connection_impl::key_record_opened() {
     key_failed();
     return false;
   }
+  if (std::string why = key_->admit_user(); !why.empty()) {
+    // The user is proven but past its limits: refused busy, authenticated, no login.
+    std::string farewell;
+    wire::append_frame(farewell, wire::frame_type::goaway, 0, 0,
+                       wire::encode_code_payload(std::uint16_t(error_code::busy), why));
+    finish(end_kind::auth, "key mode: refused: busy: " + why, farewell);
+    return false;
+  }
   user_ = key_->peer_user();  // before anyone sees us open
   handle_settings(key_->peer_settings());
   return static_cast<bool>(stream_);

@@ -13,7 +13,8 @@ crypto::key to_crypto(const bokbok::key& k) { return crypto::key::from_bytes(k.b
 
 std::shared_ptr<const key_config> make_key_config(const options::key_options& keys,
                                                   std::shared_ptr<crypto::replay_cache> replay,
-                                                  callback_error_handler on_error) {
+                                                  callback_error_handler on_error,
+                                                  std::shared_ptr<admission_counts> per_user) {
   if (!keys.key && !keys.user.empty())
     throw usage_error("bokbok: options::keys.user is set but keys.key is not: set the "
                       "user's key to connect in key mode, or no user for plain mode");
@@ -39,6 +40,7 @@ std::shared_ptr<const key_config> make_key_config(const options::key_options& ke
     };
   c->window = keys.clock_window;
   c->replay = std::move(replay);
+  if (per_user && per_user->limits()) c->per_user = std::move(per_user);
   return c;
 }
 
@@ -102,6 +104,19 @@ key_session::step key_session::confirm() {
     return fail(responder_->error(), true);
   confirmed_ = true;
   return step::done;
+}
+
+std::string key_session::admit_user() {
+  if (!cfg_->per_user || counted_) return "";
+  std::string why = cfg_->per_user->admit(peer_user_, "of user \"" + wire::escape_bytes(peer_user_) + "\"");
+  counted_ = why.empty();
+  return why;
+}
+
+void key_session::logout() {
+  if (!counted_) return;
+  counted_ = false;
+  cfg_->per_user->ended(peer_user_);
 }
 
 key_session::step key_session::feed(std::string_view& in, std::string& out) {
