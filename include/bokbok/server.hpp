@@ -77,8 +77,9 @@ struct server_options {
 
   request_handler on_request;
   notify_handler on_notify;
-  // Runs on a handler thread when a connection has opened (handshake done), before any
-  // of its requests is handled (on the loop thread when no handler thread can be started).
+  // Runs on a handler thread when a connection has opened (handshake done; in key mode,
+  // logged in: the client's first record proved it holds the session keys, so a replayed
+  // handshake never gets here), before any of its requests is handled (on the loop thread when no handler thread can be started).
   std::function<void(connection&)> on_open;
   close_handler on_close;
   // Signals that stop the server gracefully, e.g. {SIGTERM, SIGINT}: the first one
