@@ -365,6 +365,18 @@ void print_help() {
       "  --max-message-size N  the largest message accepted, in bytes\n"
       "  --max-receive-bytes N  bytes all connections may hold of what clients sent and\n"
       "                      no handler has taken yet (default 512 MiB; not --stdio)\n"
+      "  --handshake-timeout MS  drop a client that has not finished the handshake (in\n"
+      "                      key mode: logged in) within MS ms (default 10000)\n"
+      "  --max-per-source N  connections at once from one source (an IP address; a\n"
+      "                      UNIX peer's uid), then busy (default 64; 0: no limit)\n"
+      "  --new-per-source N  new connections per second from one source, then busy\n"
+      "                      (default 32; 0: no limit)\n"
+      "  --limit-local-sources  apply those to loopback and UNIX peers too (default:\n"
+      "                      local peers are not limited)\n"
+      "  --max-per-user N    key mode: connections at once per user, then busy (default\n"
+      "                      0: no limit)\n"
+      "  --logins-per-user N key mode: logins per second per user, then busy (default\n"
+      "                      0: no limit)\n"
       "  --unix-mode OCTAL   permission bits of unix:PATH socket files, e.g. 660\n"
       "  --users FILE        key mode: clients must authenticate as a user of FILE (one\n"
       "                      `USER KEYHEX` per line, see `bokbok keygen --help`); the\n"
@@ -425,6 +437,10 @@ struct command_line {
       static_cast<unsigned>(bokbok::server_options{}.record_timeout.count());
   std::size_t max_message_size = 64u << 20;
   std::size_t max_receive_bytes = 512u << 20;
+  unsigned handshake_timeout_ms = 10'000;
+  std::optional<unsigned> max_per_source, new_per_source;  // server_options' defaults
+  std::optional<unsigned> max_per_user, logins_per_user;
+  bool limit_local_sources = false;
 };
 
 // Returns an exit status to leave with, or -1 to go on.
@@ -472,7 +488,9 @@ int parse(int argc, char** argv, command_line& cl) {
     } else if (arg == "--max-concurrent" || arg == "--max-queued" || arg == "--heartbeat" ||
                arg == "--record-timeout" || arg == "--max-message-size" ||
                arg == "--max-receive-bytes" || arg == "--max-threads" ||
-               arg == "--max-waiting-handlers") {
+               arg == "--max-waiting-handlers" || arg == "--handshake-timeout" ||
+               arg == "--max-per-source" || arg == "--new-per-source" ||
+               arg == "--max-per-user" || arg == "--logins-per-user") {
       auto v = value();
       char* end = nullptr;
       unsigned long long n = v ? std::strtoull(v->c_str(), &end, 10) : 0;
@@ -486,6 +504,13 @@ int parse(int argc, char** argv, command_line& cl) {
       if (arg == "--max-receive-bytes") cl.max_receive_bytes = n;
       if (arg == "--max-threads") cl.max_threads = static_cast<unsigned>(n);
       if (arg == "--max-waiting-handlers") cl.max_waiting_handlers = static_cast<unsigned>(n);
+      if (arg == "--handshake-timeout") cl.handshake_timeout_ms = static_cast<unsigned>(n);
+      if (arg == "--max-per-source") cl.max_per_source = static_cast<unsigned>(n);
+      if (arg == "--new-per-source") cl.new_per_source = static_cast<unsigned>(n);
+      if (arg == "--max-per-user") cl.max_per_user = static_cast<unsigned>(n);
+      if (arg == "--logins-per-user") cl.logins_per_user = static_cast<unsigned>(n);
+    } else if (arg == "--limit-local-sources") {
+      cl.limit_local_sources = true;
     } else if (arg == "--unix-mode") {
       auto v = value();
       char* end = nullptr;
@@ -568,11 +593,21 @@ int serve_listening_mode(server_state& state, const command_line& cl) {
   o.record_timeout = std::chrono::milliseconds(cl.record_timeout_ms);
   o.max_message_size = cl.max_message_size;
   o.max_receive_bytes = cl.max_receive_bytes;
+  o.handshake_timeout = std::chrono::milliseconds(cl.handshake_timeout_ms);
+  if (cl.max_per_source) o.max_connections_per_source = *cl.max_per_source;
+  if (cl.new_per_source) o.max_new_connections_per_source = *cl.new_per_source;
+  o.limit_local_sources = cl.limit_local_sources;
+  if (cl.max_per_user) o.max_connections_per_user = *cl.max_per_user;
+  if (cl.logins_per_user) o.max_logins_per_user = *cl.logins_per_user;
   o.on_notify = [&state](bokbok::connection&, bokbok::message m) { keep_note(state, std::move(m)); };
   o.on_request = [&state](bokbok::connection& conn, bokbok::message req) {
     return handle(state, conn, std::move(req));
   };
-  o.on_open = [](bokbok::connection& c) { log("connection from " + c.peer_address()); };
+  // The login line: in key mode it names the user, who has proved its key by now.
+  o.on_open = [](bokbok::connection& c) {
+    log("connection from " + c.peer_address() +
+        (c.user().empty() ? "" : " logged in as \"" + c.user() + "\""));
+  };
   o.on_close = [](bokbok::connection& c) {
     log("connection from " + c.peer_address() + " closed: " + c.close_reason());
   };

@@ -238,6 +238,34 @@ std::string message1_with_ephemeral(const bokbok::key& k, std::span<const unsign
   return *m1;
 }
 
+// The first record of an honest client: a ping, which logs it in (PROTOCOL.md §9.6).
+std::string login_ping(crypto::record_cipher_pair& ciphers) {
+  std::string frame, sealed;
+  wire::append_frame(frame, wire::frame_type::ping, 0, 0, {});
+  REQUIRE(ciphers.send.seal(std::string_view(frame).substr(2), sealed));
+  return sealed;
+}
+
+// Sends the client preamble and `m1` (which `ini` started) on `fd`, reads message 2 and
+// logs in with a ping: what an honest client does, by hand.
+void finish_log_in(int fd, crypto::key_initiator& ini, const std::string& m1) {
+  REQUIRE(write_all(fd, client_preamble() + m1));
+  REQUIRE(read_some(fd, 9) == server_preamble);
+  std::string m2 = read_record(fd);
+  std::string_view in = m2;
+  REQUIRE(ini.feed(in) == crypto::handshake_status::done);
+  auto ciphers = ini.take_ciphers();
+  REQUIRE(write_all(fd, login_ping(ciphers)));
+}
+
+void log_in(int fd, const bokbok::key& k, crypto::clock_ms clock = crypto::system_clock_ms) {
+  crypto::key_initiator ini(crypto_key(k), client_preamble(), server_preamble, client_settings,
+                            std::move(clock));
+  std::string m1;
+  REQUIRE(ini.start(m1) == crypto::handshake_status::need_more);
+  finish_log_in(fd, ini, m1);
+}
+
 // A client that does the handshake itself over a raw socket and then holds the ciphers,
 // to send records no bokbok connection would.
 struct raw_key_client {
@@ -256,6 +284,11 @@ struct raw_key_client {
     std::string_view in = m2;
     REQUIRE(ini.feed(in) == crypto::handshake_status::done);
     ciphers.emplace(ini.take_ciphers());
+    REQUIRE(write_all(fd.get(), login_ping(*ciphers)));
+    // Its pong, read so that no unread byte makes our hang-up a reset.
+    std::string pong = read_frame();
+    REQUIRE(!pong.empty());
+    REQUIRE(pong[0] == char(wire::frame_type::pong));
   }
   // The sealed records of one request.
   std::string request(const message& m) {
@@ -287,7 +320,7 @@ namespace {
 
 struct flip {
   direction d;
-  std::size_t unit;  // 0: preamble, 1: handshake message, 2-3: the first two records
+  std::size_t unit;  // 0: preamble, 1: handshake message, 2: login ping/pong, 3-4: call A
   std::size_t byte;
 };
 
@@ -307,7 +340,9 @@ std::string run_flip(const users& u, const flip& f) {
   bool opened = false;
   int answered = 0;  // calls answered correctly, in order
   const bool handshake_unit = f.unit < 2;
-  const std::size_t flipped_call = handshake_unit ? 0 : f.unit - 2;
+  // Unit 2 is the login ping and its pong (PROTOCOL.md §9.6): flipped, no call gets
+  // through, as for a flip in call A's own records (unit 3).
+  const std::size_t flipped_call = f.unit < 3 ? 0 : f.unit - 3;
   {
     int fd = r->client_fd();
     std::optional<bokbok::connection> c;
@@ -376,12 +411,12 @@ TEST_CASE("flipping any byte of the preambles, handshake messages or first recor
     REQUIRE(r->wait_ended(patience));
     to_server = r->units(direction::to_server);
     to_client = r->units(direction::to_client);
-    REQUIRE(to_server.size() >= 4);
-    REQUIRE(to_client.size() >= 4);
+    REQUIRE(to_server.size() >= 5);
+    REQUIRE(to_client.size() >= 5);
     CHECK(s.got() == std::vector<message>{call_a, call_b});
   }
   std::vector<flip> flips;
-  for (std::size_t unit = 0; unit < 4; ++unit) {
+  for (std::size_t unit = 0; unit < 5; ++unit) {
     for (std::size_t b = 0; b < to_server[unit].size(); ++b) flips.push_back({direction::to_server, unit, b});
     for (std::size_t b = 0; b < to_client[unit].size(); ++b) flips.push_back({direction::to_client, unit, b});
   }
@@ -428,7 +463,8 @@ TEST_CASE("a replayed client record closes the server side after the original is
   users u;
   watched_server s(u);
   auto r = relay_to(s.address, [](relay&, direction d, std::size_t index, std::string& unit) {
-    if (d == direction::to_server && index == 2) unit += unit;  // the first request, twice
+    // Unit 2 is the login ping (PROTOCOL.md §9.6), unit 3 the first request.
+    if (d == direction::to_server && index == 3) unit += unit;  // the first request, twice
     return relay::verdict::forward;
   });
   int fd = r->client_fd();
@@ -454,10 +490,10 @@ TEST_CASE("two client records swapped in transit are refused, and neither is han
   watched_server s(u);
   std::string held;
   auto r = relay_to(s.address, [&held](relay&, direction d, std::size_t index, std::string& unit) {
-    if (d == direction::to_server && index == 2) {
+    if (d == direction::to_server && index == 3) {  // after the login ping
       held = std::move(unit);
       unit.clear();
-    } else if (d == direction::to_server && index == 3) {
+    } else if (d == direction::to_server && index == 4) {
       unit += held;
     }
     return relay::verdict::forward;
@@ -488,13 +524,13 @@ TEST_CASE("a record spliced in from another connection is refused") {
     x.close();
     x.wait_closed();
     REQUIRE(rx->wait_ended(patience));
-    from_x = rx->units(direction::to_server).at(2);
+    from_x = rx->units(direction::to_server).at(3);  // unit 2 is the login ping
   }
   REQUIRE(s.wait_ends(1));
   // Connection Y sends the same request; the relay puts X's record in its place (same
   // length, same position, another connection's keys).
   auto ry = relay_to(s.address, [&](relay&, direction d, std::size_t index, std::string& unit) {
-    if (d == direction::to_server && index == 2) {
+    if (d == direction::to_server && index == 3) {
       CHECK(unit.size() == from_x.size());
       unit = from_x;
     }
@@ -516,7 +552,7 @@ TEST_CASE("a client record reflected back to the client is refused by the client
   users u;
   watched_server s(u);
   auto r = relay_to(s.address, [](relay& self, direction d, std::size_t index, std::string& unit) {
-    if (d == direction::to_server && index == 2) {
+    if (d == direction::to_server && index == 3) {  // the request, after the login ping
       self.inject(direction::to_client, unit);  // back where it came from
       unit.clear();                             // and not to the server
     }
@@ -584,7 +620,7 @@ TEST_CASE("a client whose request was altered in transit fails with an error say
   users u;
   watched_server s(u);
   auto r = relay_to(s.address, [](relay&, direction d, std::size_t index, std::string& unit) {
-    if (d == direction::to_server && index == 2) unit[unit.size() / 2] ^= '\x01';
+    if (d == direction::to_server && index == 3) unit[unit.size() / 2] ^= '\x01';  // the request
     return relay::verdict::forward;
   });
   int fd = r->client_fd();
@@ -619,11 +655,12 @@ bool lost(const std::string& why) {
 
 TEST_CASE("a stream cut at any record boundary or inside any record is a lost connection, never a clean close") {
   users u;
-  // The conversation: preamble, handshake message, three calls, close; units 0-5 each way.
+  // The conversation: preamble, handshake message, the login ping (its pong), three
+  // calls, close; units 0-6 each way.
   const std::vector<message> calls{{"echo", "one"}, {"echo", "two", std::string(300, 'x')}, {"echo", "three"}};
   int cases = 0;
   for (auto d : {direction::to_server, direction::to_client})
-    for (std::size_t unit = 0; unit <= 5; ++unit)
+    for (std::size_t unit = 0; unit <= 6; ++unit)
       for (bool mid : {false, true}) {
         CAPTURE(d == direction::to_server ? "to server" : "to client");
         CAPTURE(unit);
@@ -665,10 +702,10 @@ TEST_CASE("a stream cut at any record boundary or inside any record is a lost co
         std::string server_end = s.only_end();
         CAPTURE(client_end);
         CAPTURE(server_end);
-        // The client's own close is unit 5 towards the server; the server's is unit 5
+        // The client's own close is unit 6 towards the server; the server's is unit 6
         // towards the client. Whoever did not receive the other's close lost the
         // connection.
-        bool server_got_close = d == direction::to_client && unit == 5;
+        bool server_got_close = d == direction::to_client && unit == 6;
         CHECK(client_end != "closed by peer");
         if (!client_closed_itself) CHECK(lost(client_end));
         if (server_got_close) {
@@ -682,7 +719,7 @@ TEST_CASE("a stream cut at any record boundary or inside any record is a lost co
         CHECK(got.size() <= calls.size());
         for (std::size_t i = 0; i < got.size() && i < calls.size(); ++i) CHECK(got[i] == calls[i]);
       }
-  CHECK(cases == 24);
+  CHECK(cases == 28);
 }
 
 // ---- bad record lengths and stalls -----------------------------------------------------------
@@ -789,11 +826,10 @@ TEST_CASE("1,000 clients that send a valid first message and fall silent never p
   watched_server s(u, [](bokbok::server_options& o) {
     o.max_connections = limit;
     o.connection_wait = 100ms;
+    // A client that sent a valid message 1 and got message 2 is not logged in until its
+    // first record (PROTOCOL.md §9.6, "Login"): the handshake timeout takes back the slot
+    // of one that falls silent (no idle timeout is set).
     o.handshake_timeout = 500ms;
-    // A client that sent a valid message 1 has finished the handshake as far as the
-    // server can tell (it sent message 2), so handshake_timeout no longer applies: the
-    // idle timeout is what takes back the slot of one that then falls silent.
-    o.idle_timeout = 500ms;
   });
   std::atomic<bool> stop{false};
   std::atomic<std::size_t> most{0};
@@ -838,7 +874,7 @@ TEST_CASE("1,000 clients that send a valid first message and fall silent never p
     }
     CHECK(s.srv->connection_count() <= limit);
     if (w == 0) {
-      // Still connected but silent: the idle timeout releases their slots.
+      // Still connected but silent: the handshake timeout releases their slots.
       CHECK(settles([&] { return s.srv->connection_count() == 0; }));
     }
     fds.clear();  // the silent clients go; their slots must come back
@@ -936,16 +972,15 @@ TEST_CASE("a flood of wrong-key clients costs the server no Diffie-Hellman") {
   for (auto& e : s.error_lines()) refused += contains(e, "authentication failed: ");
   CHECK(refused == flood);
 
-  // The counter does move for a right key: the server's one DH (ee) per handshake.
+  // The counter does move for a right key: one DH (ee) per side and handshake.
   dh_before = crypto::handshake_state::dh_count();
   {
     auto fd = raw_connect(s.address);
-    REQUIRE(write_all(fd.get(), client_preamble() + message1(*u.alice)));
-    CHECK(read_some(fd.get(), 9) == server_preamble);
-    CHECK(read_record(fd.get()).size() == message2_record_size);
+    log_in(fd.get(), *u.alice);
     CHECK(settles([&] { return s.opened == 1; }));
   }
-  CHECK(crypto::handshake_state::dh_count() - dh_before == 1);
+  // The server's one (ee), and the raw client's own, which it needs to log in.
+  CHECK(crypto::handshake_state::dh_count() - dh_before == 2);
   REQUIRE(s.wait_ends(flood + 1));
 
   // Real clients with a wrong key: each does its own one DH reading the decoy (it cannot
@@ -997,18 +1032,16 @@ TEST_CASE("stale, future, replayed and low-order first messages are refused, eac
   }
   SUBCASE("a timestamp just inside the window is fine") {
     auto fd = raw_connect(s.address);
-    REQUIRE(write_all(fd.get(), client_preamble() + message1(*u.alice, "alice", [&] { return now() - 100'000; })));
-    CHECK(read_some(fd.get(), 9) == server_preamble);
-    CHECK(read_record(fd.get()).size() == message2_record_size);
+    log_in(fd.get(), *u.alice, [&] { return now() - 100'000; });
     CHECK(settles([&] { return s.opened == 1; }));
   }
   SUBCASE("the same message 1 on a second connection") {
-    std::string m1 = message1(*u.alice);
+    crypto::key_initiator ini(crypto_key(*u.alice), client_preamble(), server_preamble, client_settings);
+    std::string m1;
+    REQUIRE(ini.start(m1) == crypto::handshake_status::need_more);
     {
       auto fd = raw_connect(s.address);
-      REQUIRE(write_all(fd.get(), client_preamble() + m1));
-      CHECK(read_some(fd.get(), 9) == server_preamble);
-      CHECK(read_record(fd.get()).size() == message2_record_size);
+      finish_log_in(fd.get(), ini, m1);
       CHECK(settles([&] { return s.opened == 1; }));
     }
     auto why = refused_message1(s, m1);
@@ -1019,10 +1052,20 @@ TEST_CASE("stale, future, replayed and low-order first messages are refused, eac
     unsigned char priv[32], pub[32];
     randombytes_buf(priv, sizeof priv);
     crypto_scalarmult_base(pub, priv);
+    const std::int64_t ts = now();
+    auto forged = bokbok_test::forged_message1(u.alice->bytes(), client_preamble() + server_preamble,
+                                               std::span<const unsigned char, 32>(pub), ts, client_settings);
+    REQUIRE(forged);
+    // An initiator with the same private key and clock writes the same message 1, and
+    // can finish the handshake (log in) after it.
+    crypto::key_initiator ini(crypto_key(*u.alice), client_preamble(), server_preamble, client_settings,
+                              [ts] { return ts; });
+    ini.use_ephemeral_for_test(std::span<const unsigned char, 32>(priv));
+    std::string m1;
+    REQUIRE(ini.start(m1) == crypto::handshake_status::need_more);
+    CHECK(m1 == *forged);
     auto fd = raw_connect(s.address);
-    REQUIRE(write_all(fd.get(), client_preamble() + message1_with_ephemeral(*u.alice, std::span<const unsigned char, 32>(pub))));
-    CHECK(read_some(fd.get(), 9) == server_preamble);
-    CHECK(read_record(fd.get()).size() == message2_record_size);
+    finish_log_in(fd.get(), ini, *forged);
     CHECK(settles([&] { return s.opened == 1; }));
     CHECK(s.error_lines().empty());
   }

@@ -69,11 +69,20 @@ struct server_options {
   // is refused: its client's connect fails with "refused by the server: busy ...".
   unsigned max_connections = 1024;
   std::chrono::milliseconds connection_wait{1000};
+  // Per source (a TCP peer's IP address; a UNIX peer's uid): connections served at once,
+  // and new connections accepted per second (a burst of one second's worth); past
+  // either, that source's new clients are refused busy at once, saying which, while
+  // other sources are served. 0: no limit. Loopback and UNIX peers are not limited
+  // unless limit_local_sources is set (README "Limits and memory").
+  unsigned max_connections_per_source = 64;
+  unsigned max_new_connections_per_source = 32;
+  bool limit_local_sources = false;
 
   request_handler on_request;
   notify_handler on_notify;
-  // Runs on a handler thread when a connection has opened (handshake done), before any
-  // of its requests is handled (on the loop thread when no handler thread can be started).
+  // Runs on a handler thread when a connection has opened (handshake done; in key mode,
+  // logged in: the client's first record proved it holds the session keys, so a replayed
+  // handshake never gets here), before any of its requests is handled (on the loop thread when no handler thread can be started).
   std::function<void(connection&)> on_open;
   close_handler on_close;
   // Signals that stop the server gracefully, e.g. {SIGTERM, SIGINT}: the first one
@@ -127,6 +136,14 @@ struct server_options {
   // precise reason (unknown user or wrong key, stale timestamp, replay); the client
   // itself only learns that it was refused.
   options::key_options keys;
+  // Key mode, per user, checked at the login (once the client has proved its key):
+  // connections at once, and logins per second (a burst of one second's worth). Past
+  // either the client is refused busy, authenticated, saying which; other users are
+  // served. 0: no limit, the default: one service user may rightly hold many
+  // connections, and a flooding user is already bounded by the per-source limits above.
+  // Set them where users are people (say 16 at once, 8 logins a second).
+  unsigned max_connections_per_user = 0;
+  unsigned max_logins_per_user = 0;
 
   // On UNIX sockets: who may connect, by the peer's credentials (SO_PEERCRED), instead
   // of or on top of keys. Returns false to refuse (the client is told "not

@@ -34,6 +34,7 @@
 #include "api/event_loop.hpp"
 #include "rpc/handler_pool.hpp"
 #include "api/server_admission.hpp"
+#include "api/server_admission_sources.hpp"
 #include "rpc/loop_watch.hpp"
 #include "transport/address.hpp"
 #include "transport/sockets.hpp"
@@ -86,7 +87,9 @@ class server::impl : public std::enable_shared_from_this<impl> {
       throw usage_error(
           "bokbok: server_options::keys takes key_for_user (the users' keys), not a key");
     keys_ = rpc::make_key_config(opts_.keys, std::make_shared<crypto::replay_cache>(),
-                                 opts_.on_callback_error);
+                                 opts_.on_callback_error,
+                                 std::make_shared<rpc::admission_counts>(
+                                     opts_.max_connections_per_user, opts_.max_logins_per_user));
   }
   ~impl() { shutdown_and_join(); }
 
@@ -178,6 +181,10 @@ class server::impl : public std::enable_shared_from_this<impl> {
   // The receive budget all connections share (server_options::max_receive_bytes).
   std::shared_ptr<rpc::receive_pool> receive_pool_ =
       std::make_shared<rpc::receive_pool>(opts_.max_receive_bytes);
+  // Per-source admission limits (server_options::max_connections_per_source, ...).
+  std::shared_ptr<rpc::source_limits> sources_ = std::make_shared<rpc::source_limits>(
+      rpc::source_limits::limits{opts_.max_connections_per_source,
+                                 opts_.max_new_connections_per_source, opts_.limit_local_sources});
 
   // start()'s until begin_serving takes them on the loop thread.
   std::vector<transport::connected_socket> adopted_;
@@ -409,6 +416,8 @@ void server::impl::accept_clients(listener_watch& w, int events) {
 void server::impl::take_client(transport::connected_socket sock) {
   if (auto why = unauthorized(sock); !why.empty())
     return refuse(std::move(sock), error_code::not_authorized, why);
+  if (auto why = sources_->admit(sources_->source_of(sock.fd.get())); !why.empty())
+    return refuse(std::move(sock), error_code::busy, why);
   if (has_room() && !admission_->has_waiting())
     start_connection(std::move(sock));
   else if (admission_->can_wait())
@@ -434,6 +443,13 @@ void server::impl::start_connection(transport::connected_socket sock) {
     ++opening_;
   }
   auto weak = weak_from_this();
+  // This connection's place in its source's count, given back once when it ends
+  // (on_close), or when it fails to open.
+  std::string source = sources_->source_of(sock.fd.get());
+  sources_->started(source);
+  auto give_back = [sources = sources_, source, once = std::make_shared<std::once_flag>()] {
+    std::call_once(*once, [&] { sources->ended(source); });
+  };
   options o;
   o.on_request = opts_.on_request;
   if (opts_.on_handler_error && o.on_request)
@@ -447,7 +463,9 @@ void server::impl::start_connection(transport::connected_socket sock) {
         throw;
       }
     };
-  o.on_close = [weak, id, user = opts_.on_close, hook = opts_.on_callback_error](connection& c) {
+  o.on_close = [weak, id, user = opts_.on_close, hook = opts_.on_callback_error,
+                give_back](connection& c) {
+    give_back();
     if (user) detail::guard_callback(hook, "on_close", [&] { user(c); });
     if (auto self = weak.lock()) self->connection_closed(id);
   };
@@ -472,7 +490,8 @@ void server::impl::start_connection(transport::connected_socket sock) {
   std::string peer = sock.peer;
   detail::connection_impl::open_async(
       std::move(cfg), std::move(sock.fd), {},
-      [weak, id, peer](std::shared_ptr<detail::connection_impl> c, std::exception_ptr e) {
+      [weak, id, peer, give_back](std::shared_ptr<detail::connection_impl> c, std::exception_ptr e) {
+        if (e) give_back();
         if (auto self = weak.lock())
           self->opened(id, peer, std::move(c), std::move(e));
         else if (c)

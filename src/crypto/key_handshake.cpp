@@ -170,6 +170,7 @@ handshake_status key_responder::feed(std::string_view& in, std::string& out) {
 
 // Message 1 is complete. Order matters: the tag is checked first (psk and e only, no DH),
 // then the timestamp, then the replay cache; the one DH happens in writing message 2.
+// The cache is not written here: confirm() does, once the client has proved its keys.
 handshake_status key_responder::accept(std::string_view body, std::string& out) {
   std::string payload;
   if (!noise_.read_message(body, payload)) return refuse(std::string(authentication_failed), out);
@@ -190,22 +191,29 @@ handshake_status key_responder::accept(std::string_view body, std::string& out) 
                       std::to_string((now - timestamp_ms_) / 1000) +
                       " s behind this side's, or the message was replayed" + limit,
                   out);
-  switch (cache_->check_and_insert(noise_.remote_ephemeral_public(), timestamp_ms_ + window, now)) {
-    case replay_cache::verdict::replayed:
-      return refuse("replayed handshake: this first message was already accepted", out);
-    case replay_cache::verdict::full:
-      return refuse("replay cache full: " + std::to_string(cache_->capacity()) +
-                        " handshakes within the timestamp window; refusing new clients until "
-                        "entries expire",
-                    out);
-    case replay_cache::verdict::fresh: break;
-  }
+  // Only confirmed messages are in the cache (confirm()); one that is was a login
+  // already: refused here, before the one DH.
+  if (cache_->seen(noise_.remote_ephemeral_public(), now))
+    return refuse("replayed handshake: this first message was already accepted", out);
   std::string message2;
   if (!noise_.write_message(settings_, message2)) return refuse(noise_.error(), out);
   peer_settings_.assign(payload, handshake_timestamp_len);
+  const auto e = noise_.remote_ephemeral_public();
+  std::copy(e.begin(), e.end(), ephemeral_.begin());
   base::append_be16(out, static_cast<std::uint16_t>(message2.size()));
   out += message2;
   phase_ = phase::done;
+  return handshake_status::done;
+}
+
+handshake_status key_responder::confirm() {
+  if (phase_ != phase::done) return fail("key_responder::confirm before the handshake is done");
+  if (confirmed_) return handshake_status::done;
+  const std::int64_t now = options_.clock();
+  const auto v = cache_->record(ephemeral_, options_.user, timestamp_ms_ + options_.window.count(), now);
+  if (v == replay_cache::verdict::replayed)
+    return fail("replayed handshake: this first message was already accepted");
+  confirmed_ = true;
   return handshake_status::done;
 }
 

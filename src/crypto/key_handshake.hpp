@@ -24,9 +24,14 @@
 // layer. At end of stream call end_of_stream(). After `error`, error() says why; the
 // object is dead. Neither class is thread-safe.
 //
+// Login (PROTOCOL.md §9.6): message 2 is not a login. The responder's handshake is done
+// when it has sent message 2, but the client has not yet shown it holds the session keys
+// (a replayed message 1 gets this far); the connection calls confirm() once it has opened
+// the client's first record, and only then logs the client in.
+//
 // DoS properties (tested): a client with a wrong key or an unknown user costs the server
-// no Diffie-Hellman (handshake_state::dh_count() does not move); only authenticated
-// first messages enter the replay cache.
+// no Diffie-Hellman (handshake_state::dh_count() does not move); only confirmed first
+// messages enter the replay cache.
 #pragma once
 
 #include <chrono>
@@ -107,6 +112,7 @@ class key_initiator {
 struct responder_options {
   std::chrono::milliseconds window = std::chrono::seconds(120);  // allowed clock skew
   clock_ms clock = system_clock_ms;
+  std::string user;  // the preamble's user name: whose quota in the replay cache
 };
 
 class key_responder {
@@ -123,12 +129,17 @@ class key_responder {
   }
 
   // Consumes message 1 from the front of `in`. On done, `out` receives message 2. On
-  // error after a well-formed message 1 record (authentication, timestamp, replay, full
-  // cache, low-order key), `out` receives a decoy: random bytes shaped like message 2,
+  // error after a well-formed message 1 record (authentication, timestamp, replay,
+  // low-order key), `out` receives a decoy: random bytes shaped like message 2,
   // so that the client and an observer see the same thing for every refusal; send it,
   // then close. A malformed record gives an error with no output.
   handshake_status feed(std::string_view& in, std::string& out);
   handshake_status end_of_stream();
+
+  // After done, once a first record from the client has been opened with the session
+  // keys: records message 1 in the replay cache (§9.4). done, or error when the same
+  // message 1 was confirmed on another connection meanwhile (not logged in).
+  handshake_status confirm();
 
   const std::string& error() const noexcept { return error_; }
   const std::string& peer_settings() const noexcept { return peer_settings_; }
@@ -148,8 +159,10 @@ class key_responder {
   std::string buf_;  // message 1 record received so far
   std::string peer_settings_;
   std::int64_t timestamp_ms_ = 0;
+  replay_cache::id ephemeral_{};  // the client's e, recorded by confirm()
   std::string error_;
   enum class phase { waiting, done, failed } phase_ = phase::waiting;
+  bool confirmed_ = false;
 };
 
 }  // namespace bokbok::crypto

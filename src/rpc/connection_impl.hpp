@@ -201,6 +201,7 @@ class connection_impl final : public io::stream_events,
   // Key mode (connection_keys.cpp), loop thread. key_step() runs the handshake over
   // `bytes` after the preambles; false: stop here (more to come, or it failed).
   bool key_step(std::string_view& bytes);
+  bool key_record_opened();  // a responder's login at the first record (§9.6)
   void key_failed();
   std::string settings_payload() const;
   static std::uint32_t new_hello_nonce();  // random, nonzero (§6.1)

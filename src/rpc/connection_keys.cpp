@@ -57,11 +57,46 @@ bool connection_impl::key_step(std::string_view& bytes) {
     return false;
   }
   if (st == rpc::key_session::step::need_more) return false;
-  if (!cfg_.keys->initiator()) user_ = key_->peer_user();  // before anyone sees us open
+  if (key_->awaiting_confirmation()) {
+    // Responder: message 2 is out, but a replayed message 1 gets this far too. No login
+    // (user, settings, open, on_open) until key_record_opened() sees a first record.
+    std::lock_guard lock(mu_);
+    if (!raw_pending_.empty()) schedule_flush_locked();
+    return phase_ != phase::closed && stream_;
+  }
+  {
+    // Initiator: its first record proves to the responder that it holds the keys
+    // (§9.6, "Login"): a ping, ahead of anything the caller sends.
+    std::string ping;
+    wire::append_frame(ping, wire::frame_type::ping, 0, 0, {});
+    std::lock_guard lock(mu_);
+    outbox_.push_record_bytes(ping);
+  }
   handle_settings(key_->peer_settings());
   std::lock_guard lock(mu_);
   if (!raw_pending_.empty() || !outbox_.empty()) schedule_flush_locked();
   return phase_ == phase::open && stream_;
+}
+
+// Loop thread, after a record from the peer opened and verified: on a responder, the
+// first one logs the client in (§9.6, "Login"). False when the connection failed.
+bool connection_impl::key_record_opened() {
+  if (!key_->awaiting_confirmation()) return true;
+  if (key_->confirm() == rpc::key_session::step::failed) {
+    key_failed();
+    return false;
+  }
+  if (std::string why = key_->admit_user(); !why.empty()) {
+    // The user is proven but past its limits: refused busy, authenticated, no login.
+    std::string farewell;
+    wire::append_frame(farewell, wire::frame_type::goaway, 0, 0,
+                       wire::encode_code_payload(std::uint16_t(error_code::busy), why));
+    finish(end_kind::auth, "key mode: refused: busy: " + why, farewell);
+    return false;
+  }
+  user_ = key_->peer_user();  // before anyone sees us open
+  handle_settings(key_->peer_settings());
+  return static_cast<bool>(stream_);
 }
 
 void connection_impl::key_failed() {

@@ -67,6 +67,7 @@ void connection_impl::on_data(std::string_view bytes) {
         protocol_failure(std::string(crypto::record_authentication_failed));
         return;
       }
+      if (!key_record_opened()) return;  // a responder's login (§9.6)
       body = opened_frame_;
     }
     wire::frame_view f;

@@ -17,7 +17,8 @@ crypto::key to_crypto(const bokbok::key& k) { return crypto::key::from_bytes(k.b
 
 std::shared_ptr<const key_config> make_key_config(const options::key_options& keys,
                                                   std::shared_ptr<crypto::replay_cache> replay,
-                                                  callback_error_handler on_error) {
+                                                  callback_error_handler on_error,
+                                                  std::shared_ptr<admission_counts> per_user) {
   if (!keys.key && !keys.user.empty())
     throw usage_error("bokbok: options::keys.user is set but keys.key is not: set the "
                       "user's key to connect in key mode, or no user for plain mode");
@@ -43,6 +44,7 @@ std::shared_ptr<const key_config> make_key_config(const options::key_options& ke
     };
   c->window = keys.clock_window;
   c->replay = std::move(replay);
+  if (per_user && per_user->limits()) c->per_user = std::move(per_user);
   return c;
 }
 
@@ -97,6 +99,7 @@ void key_session::start_responder() {
   known_user_ = psk.has_value();
   crypto::responder_options ro;
   ro.window = cfg_->window;
+  ro.user = peer_user_;
   responder_.emplace(std::move(psk), peer_preamble_, local_preamble_, settings_, *cfg_->replay,
                      ro);
 }
@@ -126,9 +129,10 @@ key_session::step key_session::finish_handshake() {
     ciphers_.emplace(responder_->take_ciphers());
   }
   // The handshake's secrets (ephemeral key, chaining key, psk) are not needed any more:
-  // wiped now, so an open connection holds only its two record keys.
+  // wiped now, so an open connection holds only its two record keys. A responder keeps
+  // its state until the client's first record confirms the login (confirm(), §9.6),
+  // which records message 1 in the replay cache; confirm() wipes it then.
   initiator_.reset();
-  responder_.reset();
   return step::done;
 }
 
@@ -137,6 +141,28 @@ key_session::step key_session::out_of_memory() {
   initiator_.reset();
   responder_.reset();
   return fail("no memory left for the key-mode handshake's secrets: connection refused", false);
+}
+
+key_session::step key_session::confirm() {
+  if (!awaiting_confirmation()) return step::done;
+  if (responder_->confirm() == crypto::handshake_status::error)
+    return fail(responder_->error(), true);
+  confirmed_ = true;
+  responder_.reset();  // its secrets were kept only to confirm the login
+  return step::done;
+}
+
+std::string key_session::admit_user() {
+  if (!cfg_->per_user || counted_) return "";
+  std::string why = cfg_->per_user->admit(peer_user_, "of user \"" + wire::escape_bytes(peer_user_) + "\"");
+  counted_ = why.empty();
+  return why;
+}
+
+void key_session::logout() {
+  if (!counted_) return;
+  counted_ = false;
+  cfg_->per_user->ended(peer_user_);
 }
 
 key_session::step key_session::feed(std::string_view& in, std::string& out) {

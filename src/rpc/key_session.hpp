@@ -20,6 +20,7 @@
 #include "crypto/key_handshake.hpp"
 #include "crypto/record_cipher.hpp"
 #include "crypto/replay_cache.hpp"
+#include "rpc/key_session_limits.hpp"
 #include "wire/preamble.hpp"
 
 namespace bokbok::rpc {
@@ -31,6 +32,7 @@ struct key_config {
   options::key_options::lookup key_for_user;      // responder: the users' keys
   std::shared_ptr<crypto::replay_cache> replay;   // responder: shared by its connections
   std::chrono::seconds window{120};               // responder: allowed clock difference
+  std::shared_ptr<admission_counts> per_user;     // responder: per-user limits, or null
 
   bool initiator() const { return static_cast<bool>(key); }
 };
@@ -42,7 +44,8 @@ struct key_config {
 // refused, like an unknown one).
 std::shared_ptr<const key_config> make_key_config(const options::key_options& keys,
                                                   std::shared_ptr<crypto::replay_cache> replay,
-                                                  callback_error_handler on_error = {});
+                                                  callback_error_handler on_error = {},
+                                                  std::shared_ptr<admission_counts> per_user = {});
 
 class key_session {
  public:
@@ -73,6 +76,19 @@ class key_session {
   // Responder: whether the peer's user name was known (for the server's log only; the
   // peer is answered the same either way).
   bool known_user() const { return known_user_; }
+
+  // Responder, after done: the client is not logged in until it has proved it holds the
+  // session keys (PROTOCOL.md §9.6, "Login"): the connection opens a first record from it,
+  // then calls confirm(), and only on `done` does it take peer_user() and open.
+  bool awaiting_confirmation() const { return responder_ && ciphers_ && !confirmed_; }
+  step confirm();
+  // After confirm(): whether the user is within its limits (key_config::per_user): ""
+  // (the connection is counted until logout()), or why not (the login is refused busy).
+  std::string admit_user();
+  // Gives the connection's place in its user's count back (the destructor does, so a
+  // connection counts until its object is gone). Idempotent.
+  void logout();
+  ~key_session() { logout(); }
 
   // After done.
   const std::string& peer_settings() const { return peer_settings_; }
@@ -105,6 +121,8 @@ class key_session {
   std::string error_;
   bool refused_ = false;
   bool known_user_ = false;
+  bool confirmed_ = false;
+  bool counted_ = false;  // holds a place in cfg_->per_user
 };
 
 }  // namespace bokbok::rpc
