@@ -197,6 +197,7 @@ void connection_impl::run_handler(std::uint32_t id, message request,
     std::uint32_t id;
     ~done_guard() { c->handler_done(id); }
   } guard{this, id};
+  if (defer_while_send_full(id, request, ctx)) return;
   ctx->charge.release();  // taken by a handler: off the receive budget
   call_context_scope scope(ctx.get());  // this_call, and what nested calls inherit
   if (ctx->stop.stop_requested()) return;  // cancelled while queued: nobody waits
@@ -219,6 +220,19 @@ void connection_impl::run_handler(std::uint32_t id, message request,
   } catch (...) {
     send_error(id, error_code::handler_failed, "handler threw a non-standard exception");
   }
+}
+
+// Any thread, the request counted as running: while the outbox is over max_send_queue
+// (the peer does not read its answers), the request goes back to the front of the queue
+// instead of running, still charged to the receive budget; start_queued_locked starts it
+// once the outbox has room. Checked and queued under one lock with the outbox, so a
+// dequeue that makes room always sees it.
+bool connection_impl::defer_while_send_full(std::uint32_t id, message& request,
+                                            std::shared_ptr<call_context>& ctx) {
+  std::lock_guard lock(mu_);
+  if (phase_ != phase::open || outbox_.queued_bytes() < cfg_.opts.max_send_queue) return false;
+  queued_.push_front({id, std::move(request), std::move(ctx)});
+  return true;
 }
 
 void connection_impl::close() {  // abrupt (connection::abort)

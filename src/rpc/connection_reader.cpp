@@ -335,7 +335,8 @@ void connection_impl::handler_done(std::uint32_t id) {
     if (id) running_.erase(id);
     --running_handlers_;
     const unsigned cap = cfg_.opts.max_concurrent_calls;
-    if (!queued_.empty() && phase_ == phase::open && (!cap || running_handlers_ < cap)) {
+    if (!queued_.empty() && phase_ == phase::open && (!cap || running_handlers_ < cap) &&
+        outbox_.queued_bytes() < cfg_.opts.max_send_queue) {
       next = std::move(queued_.front());
       queued_.pop_front();
       ++running_handlers_;

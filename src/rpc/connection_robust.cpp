@@ -192,10 +192,19 @@ bool connection_impl::wait_for_room_locked(std::unique_lock<std::mutex>& lock, b
   return false;
 }
 
-// `mu_` held, loop thread: the outbox shrank. Wakes waiting senders and resumes reading.
-void connection_impl::after_dequeue_locked() {
+// `mu_` held, loop thread: the outbox shrank. Wakes waiting senders, takes the requests
+// that may start now (into `start`, for the caller to start unlocked: a handler that
+// waited for room, see defer_while_send_full) and resumes reading.
+void connection_impl::after_dequeue_locked(std::vector<queued_call>& start) {
   const std::size_t bound = cfg_.opts.max_send_queue;
   if (room_waiters_ && outbox_.queued_bytes() < bound) room_cv_.notify_all();
+  const unsigned cap = cfg_.opts.max_concurrent_calls;
+  while (!queued_.empty() && phase_ == phase::open && outbox_.queued_bytes() < bound &&
+         (!cap || running_handlers_ < cap)) {
+    start.push_back(std::move(queued_.front()));
+    queued_.pop_front();
+    ++running_handlers_;
+  }
   if (reading_paused_ && stream_ && outbox_.queued_bytes() < bound / 2) {
     reading_paused_ = false;
     if (budget_paused_) return;  // resume_after_budget() starts it
