@@ -279,7 +279,7 @@ std::exception_ptr connection_impl::closed_error_locked() const {
 // Loop thread: ends the connection once. Pending calls fail at once, the peer gets a
 // close frame if the link still works, and the close handler runs on a handler thread.
 void connection_impl::finish(end_kind kind, std::string reason, std::string_view farewell) {
-  std::unordered_map<std::uint32_t, pending_call> pending;
+  std::vector<pending_call> pending;
   std::deque<queued_call> queued;
   bool was_handshaking;
   {
@@ -305,8 +305,7 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     finished_ = true;
     end_kind_ = kind;
     close_reason_ = std::move(reason);
-    pending.swap(pending_);
-    pending_ids_.clear();
+    pending = calls_.take_if([](const pending_call&) { return true; });
     queued.swap(queued_);
     room_cv_.notify_all();  // senders waiting for room give up
   }
@@ -316,7 +315,8 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
   // Partial messages will never complete: their memory and budget go now.
   reassembler_ = wire::reassembler(cfg_.opts.max_message_size, wire::max_partial_messages);
   sync_partial_charge();
-  for (auto& [id, pc] : pending) {
+  for (auto& pc : pending) {
+    const std::uint32_t id = pc.id;
     std::unique_lock lock(mu_);
     // One each: waiters on other threads own them.
     bool unread = peer_reset_ && cfg_.peer_credentials && id == last_written_request_;

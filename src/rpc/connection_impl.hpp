@@ -28,6 +28,7 @@
 #include "bokbok/error.hpp"
 #include "io/duplex_stream.hpp"
 #include "io/loop.hpp"
+#include "rpc/call_table.hpp"
 #include "rpc/handler_pool.hpp"
 #include "rpc/key_session.hpp"
 #include "rpc/outbox.hpp"
@@ -174,15 +175,7 @@ class connection_impl final : public io::stream_events,
   // auth: key mode refused the peer's credentials, or the peer refused ours.
   enum class end_kind { clean, drained, transport, protocol, unresponsive, auth };
 
-  struct pending_call {
-    response_callback done;
-    std::uint64_t seq = 0;
-    std::optional<io::clock::time_point> deadline;
-    std::unique_ptr<std::stop_callback<std::function<void()>>> on_stop;
-    // The write of its request found the peer gone (EPIPE, ECONNRESET) and wrote
-    // nothing: it fails with not_sent_error.
-    bool not_sent = false;
-  };
+  using pending_call = rpc::outgoing_call;
   // A peer request waiting for a slot under options::max_concurrent_calls.
   struct queued_call {
     std::uint32_t id;
@@ -336,10 +329,7 @@ class connection_impl final : public io::stream_events,
   std::string close_reason_;
   bool close_handler_done_ = false;
   bool stream_dropped_ = false;
-  std::uint32_t next_id_ = 1;
-  std::unordered_map<std::uint32_t, pending_call> pending_;
-  std::unordered_map<std::uint64_t, std::uint32_t> pending_ids_;  // seq -> id
-  std::uint64_t next_seq_ = 1;
+  rpc::call_table calls_;  // our calls waiting for answers
   // When the deadline timer fires (or will, once a posted arm_deadline_timer runs); no
   // pending call has an earlier deadline.
   std::optional<io::clock::time_point> deadline_armed_;

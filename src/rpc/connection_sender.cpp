@@ -101,7 +101,7 @@ bool connection_impl::send_now_locked(std::unique_lock<std::mutex>& lock,
   if (request && (gone || r.what == st::closed)) {
     // The peer is gone, or the stream closed, and nothing of this request was written:
     // the peer cannot have run it.
-    if (auto it = pending_.find(request); it != pending_.end()) it->second.not_sent = true;
+    if (auto* c = calls_.find(request)) c->not_sent = true;
   }
   // The last bytes written, when they are a whole request (see last_written_request_).
   last_written_request_ = request && r.written == record.size() ? request : 0;
