@@ -222,6 +222,8 @@ class connection_impl final : public io::stream_events,
   bool wait_for_room_locked(std::unique_lock<std::mutex>& lock, bool blocking,
                             const std::optional<io::clock::time_point>& deadline,
                             const std::stop_token& stop, std::exception_ptr& why);
+  // `mu_` held, loop thread: the outbox shrank; `start` receives the queued requests
+  // that may start now (counted as running), for the caller to start unlocked.
   void after_dequeue_locked(std::vector<queued_call>& start);
   void complete_call(std::uint32_t id, std::exception_ptr error, message response);
   // Runs one of our calls' callbacks; what it throws goes to options::on_callback_error.
@@ -260,6 +262,8 @@ class connection_impl final : public io::stream_events,
   void send_response(std::uint32_t id, const message& response);
   void send_error(std::uint32_t id, error_code code, std::string_view text);
   void run_handler(std::uint32_t id, message request, std::shared_ptr<call_context> ctx);
+  // Any thread, at a handler's start: true when the outbox is over max_send_queue and
+  // the request went back to queued_ (moved from), to start once it has room.
   bool defer_while_send_full(std::uint32_t id, message& request,
                              std::shared_ptr<call_context>& ctx);
   void handle_goaway(const wire::frame_view& f);
