@@ -9,11 +9,14 @@
 #include <pwd.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -21,9 +24,15 @@
 #include <vector>
 
 #include "bokbok/bokbok.hpp"
+#include "base/unique_fd.hpp"
 #include "support/child_process.hpp"
 #include "support/demo_process.hpp"
+#include "support/raw_socket.hpp"
 #include "support/settle.hpp"
+#include "wire/frame.hpp"
+#include "wire/message_codec.hpp"
+#include "wire/preamble.hpp"
+#include "wire/settings.hpp"
 
 using namespace std::chrono_literals;
 using bokbok::message;
@@ -45,6 +54,36 @@ std::string remote_text(bokbok::connection& c, message m) {
   } catch (const bokbok::remote_error& e) {
     return std::string(to_string(e.code())) + ": " + e.message();
   }
+}
+
+// A raw plain-mode client on `address` (unix:PATH): preamble and hello sent, nothing
+// read. -1 if it could not connect.
+int raw_client(const std::string& address) {
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  const std::string path = address.substr(5);
+  REQUIRE(path.size() < sizeof sa.sun_path);
+  std::copy(path.begin(), path.end(), sa.sun_path);
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  std::string out = bokbok::wire::encode_preamble({1, bokbok::wire::mode::plain, ""});
+  bokbok::wire::append_frame(out, bokbok::wire::frame_type::hello, 0, 0,
+                             bokbok::wire::encode_settings({}));
+  REQUIRE(bokbok_test::write_all(fd, out));
+  return fd;
+}
+
+// A process's peak resident set, in KiB, from /proc (0 if unreadable).
+std::size_t rss_kib(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoul(line.substr(6));
+  return 0;
 }
 
 }  // namespace
@@ -114,5 +153,44 @@ TEST_CASE("a server out of file descriptors tells the client it cannot take, and
   demo.limit(RLIMIT_NOFILE, 4096);
   auto late = bokbok::connect(demo.address, o);
   CHECK(late.request({"ping", "late"}) == message{"pong", "late"});
+  CHECK(demo.alive());
+}
+
+// The jam (issue 12): a client asks for many large answers and never reads them. Its
+// answers are queued at once, the handler threads go on serving everyone else, and the
+// server stops reading that client (its send queue is over max_send_queue) and stops
+// starting its handlers, so it cannot make the server hold more than about the bound
+// plus one answer per running handler. Before, each answer waited for room in the send
+// queue on a shared pool thread, until every pool thread waited and every client hung.
+TEST_CASE("a client that never reads its large answers jams neither the pool nor memory") {
+  demo_as demo(::getuid(), ::getgid());
+  const std::size_t rss_before = rss_kib(demo.pid);
+  bokbok::base::unique_fd hog(raw_client(demo.address));
+  REQUIRE(hog.get() >= 0);
+  // 300 requests for 1 MiB each: 300 MiB of answers, ten times the server's 32 pool
+  // threads, and far beyond its 8 MiB send queue.
+  constexpr int asks = 300;
+  std::string requests;
+  for (std::uint32_t id = 1; id <= asks; ++id) {
+    std::string payload;
+    bokbok::wire::encode_message({"blob", "1048576"}, payload);
+    bokbok::wire::append_frame(requests, bokbok::wire::frame_type::request, 0, id, payload);
+  }
+  REQUIRE(bokbok_test::write_all(hog.get(), requests));
+
+  auto other = bokbok::connect(demo.address, {});
+  for (int i = 0; i < 20; ++i) {
+    CAPTURE(i);
+    bokbok::call_options o;
+    o.timeout = 5s;  // generous: what matters is that it is answered at all
+    REQUIRE(other.request({"ping", std::to_string(i)}, o) == message{"pong", std::to_string(i)});
+  }
+  // Its peak stays well under the 300 MiB the answers would take: at most the send
+  // queue's 8 MiB plus an answer per pool thread (32 MiB) and their encodings (about
+  // 16 MiB measured; 340 MiB when handlers start regardless of the queue).
+  const std::size_t grown = rss_kib(demo.pid) - std::min(rss_before, rss_kib(demo.pid));
+  CHECK(grown < 100u * 1024);
+  // The hog is still served once it reads: a blob's worth of its answers comes.
+  CHECK(bokbok_test::read_some(hog.get(), 1u << 20, 10000ms).size() == 1u << 20);
   CHECK(demo.alive());
 }

@@ -183,9 +183,12 @@ struct options {
   // Backpressure: bytes queued to send on this connection before callers wait.
   // request() and notify() block until the queue is below it (or their deadline
   // passes, or they are cancelled); request_async() does not block: it fails with
-  // call_error(busy). A handler's answer waits too (on a handler thread). One message
-  // may pass the bound by its own size. On the loop thread nothing blocks; reading from
-  // the peer pauses instead until the queue has drained below half the bound.
+  // call_error(busy). A handler's answer never waits (a peer that does not read holds
+  // no handler thread): it is queued at once, and while the queue is over the bound no
+  // further handler of this connection starts and reading from the peer pauses, so the
+  // queue passes the bound by at most the answers of the handlers already running. On
+  // the loop thread nothing blocks; reading resumes once the queue has drained below
+  // half the bound.
   std::size_t max_send_queue = 8u << 20;
   // Run on_request on the connection's event-loop thread instead of a handler thread.
   // Saves a thread hand-off per call (about half the latency of a tiny call), for

@@ -197,6 +197,7 @@ void connection_impl::run_handler(std::uint32_t id, message request,
     std::uint32_t id;
     ~done_guard() { c->handler_done(id); }
   } guard{this, id};
+  if (defer_while_send_full(id, request, ctx)) return;
   ctx->charge.release();  // taken by a handler: off the receive budget
   call_context_scope scope(ctx.get());  // this_call, and what nested calls inherit
   if (ctx->stop.stop_requested()) return;  // cancelled while queued: nobody waits
@@ -219,6 +220,22 @@ void connection_impl::run_handler(std::uint32_t id, message request,
   } catch (...) {
     send_error(id, error_code::handler_failed, "handler threw a non-standard exception");
   }
+}
+
+// Any thread, the request counted as running: while the outbox is over max_send_queue
+// (the peer does not read its answers), the request goes back to the front of the queue
+// instead of running, still charged to the receive budget; start_queued_locked starts it
+// once the outbox has room. Checked and queued under one lock with the outbox, so a
+// dequeue that makes room always sees it.
+bool connection_impl::defer_while_send_full(std::uint32_t id, message& request,
+                                            std::shared_ptr<call_context>& ctx) {
+  // The usual case, room, costs no lock: a stale "room" lets one more handler run
+  // (within the bound on the answers of running handlers); "full" is checked again.
+  if (outbox_.queued_bytes_unlocked() < cfg_.opts.max_send_queue) return false;
+  std::lock_guard lock(mu_);
+  if (phase_ != phase::open || outbox_.queued_bytes() < cfg_.opts.max_send_queue) return false;
+  queued_.push_front({id, std::move(request), std::move(ctx)});
+  return true;
 }
 
 void connection_impl::close() {  // abrupt (connection::abort)
@@ -272,7 +289,7 @@ std::exception_ptr connection_impl::closed_error_locked() const {
 // Loop thread: ends the connection once. Pending calls fail at once, the peer gets a
 // close frame if the link still works, and the close handler runs on a handler thread.
 void connection_impl::finish(end_kind kind, std::string reason, std::string_view farewell) {
-  std::unordered_map<std::uint32_t, pending_call> pending;
+  std::vector<pending_call> pending;
   std::deque<queued_call> queued;
   bool was_handshaking;
   {
@@ -298,8 +315,7 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     finished_ = true;
     end_kind_ = kind;
     close_reason_ = std::move(reason);
-    pending.swap(pending_);
-    pending_ids_.clear();
+    pending = calls_.take_if([](const pending_call&) { return true; });
     queued.swap(queued_);
     room_cv_.notify_all();  // senders waiting for room give up
   }
@@ -310,7 +326,8 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
   // Partial messages will never complete: their memory and budget go now.
   reassembler_ = wire::reassembler(cfg_.opts.max_message_size, wire::max_partial_messages);
   sync_partial_charge();
-  for (auto& [id, pc] : pending) {
+  for (auto& pc : pending) {
+    const std::uint32_t id = pc.id;
     std::unique_lock lock(mu_);
     // One each: waiters on other threads own them.
     bool unread = peer_reset_ && cfg_.peer_credentials && id == last_written_request_;

@@ -28,6 +28,7 @@
 #include "bokbok/error.hpp"
 #include "io/duplex_stream.hpp"
 #include "io/loop.hpp"
+#include "rpc/call_table.hpp"
 #include "rpc/handler_pool.hpp"
 #include "rpc/key_session.hpp"
 #include "rpc/outbox.hpp"
@@ -177,15 +178,7 @@ class connection_impl final : public io::stream_events,
   // auth: key mode refused the peer's credentials, or the peer refused ours.
   enum class end_kind { clean, drained, transport, protocol, unresponsive, auth };
 
-  struct pending_call {
-    response_callback done;
-    std::uint64_t seq = 0;
-    std::optional<io::clock::time_point> deadline;
-    std::unique_ptr<std::stop_callback<std::function<void()>>> on_stop;
-    // The write of its request found the peer gone (EPIPE, ECONNRESET) and wrote
-    // nothing: it fails with not_sent_error.
-    bool not_sent = false;
-  };
+  using pending_call = rpc::outgoing_call;
   // A peer request waiting for a slot under options::max_concurrent_calls.
   struct queued_call {
     std::uint32_t id;
@@ -237,7 +230,9 @@ class connection_impl final : public io::stream_events,
   bool wait_for_room_locked(std::unique_lock<std::mutex>& lock, bool blocking,
                             const std::optional<io::clock::time_point>& deadline,
                             const std::stop_token& stop, std::exception_ptr& why);
-  void after_dequeue_locked();
+  // `mu_` held, loop thread: the outbox shrank; `start` receives the queued requests
+  // that may start now (counted as running), for the caller to start unlocked.
+  void after_dequeue_locked(std::vector<queued_call>& start);
   void complete_call(std::uint32_t id, std::exception_ptr error, message response);
   // Runs one of our calls' callbacks; what it throws goes to options::on_callback_error.
   void run_response_callback(response_callback& done, std::exception_ptr error,
@@ -275,6 +270,10 @@ class connection_impl final : public io::stream_events,
   void send_response(std::uint32_t id, const message& response);
   void send_error(std::uint32_t id, error_code code, std::string_view text);
   void run_handler(std::uint32_t id, message request, std::shared_ptr<call_context> ctx);
+  // Any thread, at a handler's start: true when the outbox is over max_send_queue and
+  // the request went back to queued_ (moved from), to start once it has room.
+  bool defer_while_send_full(std::uint32_t id, message& request,
+                             std::shared_ptr<call_context>& ctx);
   void handle_goaway(const wire::frame_view& f);
   // Loop thread: sends our goaway (once) and closes when drained.
   void start_goaway(const std::string& text);
@@ -345,10 +344,7 @@ class connection_impl final : public io::stream_events,
   std::string close_reason_;
   bool close_handler_done_ = false;
   bool stream_dropped_ = false;
-  std::uint32_t next_id_ = 1;
-  std::unordered_map<std::uint32_t, pending_call> pending_;
-  std::unordered_map<std::uint64_t, std::uint32_t> pending_ids_;  // seq -> id
-  std::uint64_t next_seq_ = 1;
+  rpc::call_table calls_;  // our calls waiting for answers
   // When the deadline timer fires (or will, once a posted arm_deadline_timer runs); no
   // pending call has an earlier deadline.
   std::optional<io::clock::time_point> deadline_armed_;

@@ -333,15 +333,8 @@ void connection_impl::handle_goaway(const wire::frame_view& f) {
     std::lock_guard lock(mu_);
     peer_goaway_ = true;
     goaway_reason_ = "the peer is shutting down: " + std::string(text);
-    for (auto it = pending_.begin(); it != pending_.end();) {
-      if (it->first > f.call_id) {
-        pending_ids_.erase(it->second.seq);
-        unanswered.push_back(std::move(it->second));
-        it = pending_.erase(it);
-      } else {
-        ++it;
-      }
-    }
+    const std::uint32_t last = f.call_id;
+    unanswered = calls_.take_if([last](const pending_call& c) { return c.id > last; });
     if (room_waiters_) room_cv_.notify_all();
   }
   for (auto& pc : unanswered)
@@ -352,7 +345,7 @@ void connection_impl::handle_goaway(const wire::frame_view& f) {
 // Any thread: after a goaway, closes once no call is outstanding either way.
 void connection_impl::close_if_drained() {
   std::lock_guard lock(mu_);
-  if (!(peer_goaway_ || self_goaway_) || phase_ != phase::open || !pending_.empty() ||
+  if (!(peer_goaway_ || self_goaway_) || phase_ != phase::open || !calls_.empty() ||
       running_handlers_ > 0 || !held_.empty() || !queued_.empty())
     return;
   cfg_.loop->post([self = shared_from_this(), reason = goaway_reason_] {
@@ -367,7 +360,8 @@ void connection_impl::handler_done(std::uint32_t id) {
     if (id) running_.erase(id);
     --running_handlers_;
     const unsigned cap = cfg_.opts.max_concurrent_calls;
-    if (!queued_.empty() && phase_ == phase::open && (!cap || running_handlers_ < cap)) {
+    if (!queued_.empty() && phase_ == phase::open && (!cap || running_handlers_ < cap) &&
+        outbox_.queued_bytes() < cfg_.opts.max_send_queue) {
       next = std::move(queued_.front());
       queued_.pop_front();
       ++running_handlers_;
@@ -382,11 +376,9 @@ void connection_impl::complete_call(std::uint32_t id, std::exception_ptr error, 
   pending_call pc;
   {
     std::lock_guard lock(mu_);
-    auto it = pending_.find(id);
-    if (it == pending_.end()) return;
-    pc = std::move(it->second);
-    pending_ids_.erase(pc.seq);
-    pending_.erase(it);
+    pending_call* c = calls_.find(id);
+    if (!c) return;
+    pc = calls_.take(*c);
   }
   last_activity_ = io::clock::now();
   run_response_callback(pc.done, std::move(error), std::move(response));

@@ -59,16 +59,11 @@ std::uint64_t connection_impl::call(message request, response_callback done,
     done(std::move(refused), {});
     return 0;
   }
-  std::uint32_t id = next_id_;
-  while (id == 0 || pending_.count(id)) ++id;
-  next_id_ = id + 1;
-  std::uint64_t seq = next_seq_++;
-  pending_call pc;
+  pending_call& pc = calls_.start();
+  const std::uint32_t id = pc.id;
+  const std::uint64_t seq = pc.seq;
   pc.done = std::move(done);
-  pc.seq = seq;
   pc.deadline = deadline;
-  pending_.emplace(id, std::move(pc));
-  pending_ids_.emplace(seq, id);
   // Only a deadline earlier than the one armed needs the loop to move the timer.
   const bool rearm = deadline && (!deadline_armed_ || *deadline < *deadline_armed_);
   if (rearm) deadline_armed_ = deadline;
@@ -86,9 +81,7 @@ std::uint64_t connection_impl::call(message request, response_callback done,
           if (auto self = weak.lock()) self->cancel_call(seq, error_code::cancelled);
         }));
     lock.lock();
-    if (auto it = pending_ids_.find(seq); it != pending_ids_.end()) {
-      pending_[it->second].on_stop = std::move(on_stop);
-    }
+    if (auto* c = calls_.find_seq(seq)) c->on_stop = std::move(on_stop);
     lock.unlock();  // on_stop, if the call is over already, goes here, unlocked
   }
   return seq;
@@ -192,10 +185,19 @@ bool connection_impl::wait_for_room_locked(std::unique_lock<std::mutex>& lock, b
   return false;
 }
 
-// `mu_` held, loop thread: the outbox shrank. Wakes waiting senders and resumes reading.
-void connection_impl::after_dequeue_locked() {
+// `mu_` held, loop thread: the outbox shrank. Wakes waiting senders, takes the requests
+// that may start now (into `start`, for the caller to start unlocked: a handler that
+// waited for room, see defer_while_send_full) and resumes reading.
+void connection_impl::after_dequeue_locked(std::vector<queued_call>& start) {
   const std::size_t bound = cfg_.opts.max_send_queue;
   if (room_waiters_ && outbox_.queued_bytes() < bound) room_cv_.notify_all();
+  const unsigned cap = cfg_.opts.max_concurrent_calls;
+  while (!queued_.empty() && phase_ == phase::open && outbox_.queued_bytes() < bound &&
+         (!cap || running_handlers_ < cap)) {
+    start.push_back(std::move(queued_.front()));
+    queued_.pop_front();
+    ++running_handlers_;
+  }
   if (reading_paused_ && stream_ && outbox_.queued_bytes() < bound / 2) {
     reading_paused_ = false;
     if (budget_paused_) return;  // resume_after_budget() starts it
@@ -229,7 +231,7 @@ void connection_impl::arm_deadline_timer() {
 }
 
 // Loop thread: the earliest deadline came. Ends the calls whose deadline passed and sets
-// the timer for the next one (calls answered meanwhile are simply gone from pending_).
+// the timer for the next one (calls answered meanwhile are simply gone from calls_).
 void connection_impl::sweep_deadlines() {
   deadline_timer_ = 0;
   const auto now = io::clock::now();
@@ -237,13 +239,13 @@ void connection_impl::sweep_deadlines() {
   {
     std::lock_guard lock(mu_);
     std::optional<io::clock::time_point> next;
-    for (const auto& [id, pc] : pending_) {
-      if (!pc.deadline) continue;
+    calls_.for_each([&](const pending_call& pc) {
+      if (!pc.deadline) return;
       if (*pc.deadline <= now)
         expired.push_back(pc.seq);
       else if (!next || *pc.deadline < *next)
         next = pc.deadline;
-    }
+    });
     deadline_armed_ = next;
   }
   arm_deadline_timer();
@@ -256,13 +258,10 @@ void connection_impl::end_call_locally(std::uint64_t seq, error_code code) {
   pending_call pc;
   {
     std::unique_lock lock(mu_);
-    auto at = pending_ids_.find(seq);
-    if (at == pending_ids_.end()) return;
-    std::uint32_t id = at->second;
-    pending_ids_.erase(at);
-    auto it = pending_.find(id);
-    pc = std::move(it->second);
-    pending_.erase(it);
+    pending_call* c = calls_.find_seq(seq);
+    if (!c) return;
+    const std::uint32_t id = c->id;
+    pc = calls_.take(*c);
     if (phase_ == phase::open) {
       std::string rec;
       wire::append_frame(rec, wire::frame_type::cancel, 0, id, {});
@@ -374,7 +373,7 @@ void connection_impl::tick() {
   {
     std::lock_guard lock(mu_);
     if (phase_ != phase::open) return;
-    busy = !pending_.empty() || running_handlers_ > 0 || !queued_.empty();
+    busy = !calls_.empty() || running_handlers_ > 0 || !queued_.empty();
     going_away = self_goaway_ || peer_goaway_;
   }
   if (hb.count() > 0) {

@@ -101,7 +101,7 @@ bool connection_impl::send_now_locked(std::unique_lock<std::mutex>& lock,
   if (request && (gone || r.what == st::closed)) {
     // The peer is gone, or the stream closed, and nothing of this request was written:
     // the peer cannot have run it.
-    if (auto it = pending_.find(request); it != pending_.end()) it->second.not_sent = true;
+    if (auto* c = calls_.find(request)) c->not_sent = true;
   }
   // The last bytes written, when they are a whole request (see last_written_request_).
   last_written_request_ = request && r.written == record.size() ? request : 0;
@@ -123,6 +123,7 @@ void connection_impl::flush() {
   flush_scheduled_ = false;
   if (writing_ || !stream_) return;
   auto b = std::make_shared<rpc::batch>();
+  std::vector<queued_call> start;  // requests the outbox has room for again
   if (!raw_pending_.empty()) {
     b->small.swap(raw_pending_);
     b->iov.push_back({b->small.data(), b->small.size()});
@@ -130,13 +131,14 @@ void connection_impl::flush() {
     if (key_ && !key_->ready()) return;  // nothing may go out before the handshake ends
     if (!outbox_.take_batch(*b, batch_bytes)) return;
     last_written_request_ = 0;  // written last now: something else
-    after_dequeue_locked();
     if (key_ && !seal_batch_locked(*b)) return;  // the cipher is spent: nothing more
+    after_dequeue_locked(start);
   }
   writing_ = true;
   lock.unlock();
   // The batch rides along as keep_alive: after a close the kernel may still be reading it.
   stream_->write(b->iov, b);
+  for (auto& q : start) start_handler(q.id, std::move(q.m), std::move(q.ctx));
 }
 
 void connection_impl::on_write_done(int err) {
@@ -183,9 +185,11 @@ void connection_impl::send_response(std::uint32_t id, const message& response) {
   std::string framed = encode_framed(response);
   std::unique_lock lock(mu_);
   if (phase_ != phase::open) return;  // closed: late answers are dropped
-  std::exception_ptr ignored;  // backpressure: a handler thread waits for room
-  wait_for_room_locked(lock, true, std::nullopt, {}, ignored);
-  if (phase_ != phase::open) return;
+  // Queued at once, whatever the outbox holds: a handler thread (shared by every
+  // connection of a server) never waits for a peer that does not read. The outbox stays
+  // bounded because, while it is over max_send_queue, reading pauses (on_data) and no
+  // further handler of this connection starts (defer_while_send_full): it passes the
+  // bound by at most the answers of the handlers already running.
   queue_message_locked(lock, wire::frame_type::response, id, std::move(framed));
 }
 

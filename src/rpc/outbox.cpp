@@ -14,12 +14,12 @@ void batch::clear() {
 
 void outbox::push_record_bytes(std::string_view records) {
   small_.append(records);
-  queued_ += records.size();
+  queued_.add(records.size());
 }
 
 void outbox::push_front_record_bytes(std::string_view records) {
   small_.insert(0, records);
-  queued_ += records.size();
+  queued_.add(records.size());
 }
 
 void outbox::push_message(wire::frame_type type, std::uint32_t call_id, std::string bytes,
@@ -27,10 +27,10 @@ void outbox::push_message(wire::frame_type type, std::uint32_t call_id, std::str
   std::string_view body = std::string_view(bytes).substr(start);
   if (body.size() <= wire::max_frame_payload) {
     wire::append_message_frames(small_, type, call_id, body, first_flags);
-    queued_ += wire::record_header_size + wire::frame_header_size + body.size();
+    queued_.add(wire::record_header_size + wire::frame_header_size + body.size());
     return;
   }
-  queued_ += body.size();
+  queued_.add(body.size());
   large_message m{type, call_id, std::make_shared<const std::string>(std::move(bytes)), start,
                   start, first_flags};
   if (large_.size() < wire::max_partial_messages)
@@ -42,7 +42,7 @@ void outbox::push_message(wire::frame_type type, std::uint32_t call_id, std::str
 bool outbox::take_batch(batch& b, std::size_t max_bytes) {
   if (empty()) return false;
   b.small.swap(small_);
-  queued_ -= b.small.size();
+  queued_.sub(b.small.size());
   b.bytes = b.small.size();
   // Each frame is either a full one or the last of its message, so this bounds the
   // frames of one batch; reserving it keeps the iovecs' pointers into `headers` valid.
@@ -63,7 +63,7 @@ bool outbox::take_batch(batch& b, std::size_t max_bytes) {
     b.keep.push_back(m.bytes);
     b.bytes += sizeof b.headers.back().bytes + n;
     m.sent += n;
-    queued_ -= n;
+    queued_.sub(n);
     if (m.sent < m.bytes->size()) {
       large_.push_back(std::move(m));  // round robin: to the back of the line
     } else if (!waiting_.empty()) {

@@ -8,12 +8,14 @@
 // are not copied: a batch's iovecs point into the queued message. Where and how a message
 // is cut, and its flags, are wire::message_fragment's (the rule the protocol vectors test).
 //
-// Threads: not synchronised; the connection guards it with its mutex. Batches are
+// Threads: not synchronised; the connection guards it with its mutex (but see
+// queued_bytes_unlocked). Batches are
 // owned by the loop thread while their write is in flight.
 #pragma once
 
 #include <sys/uio.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -58,7 +60,10 @@ class outbox {
                     std::size_t start = 0, std::uint8_t first_flags = 0);
 
   bool empty() const { return small_.empty() && large_.empty() && waiting_.empty(); }
-  std::size_t queued_bytes() const { return queued_; }
+  std::size_t queued_bytes() const { return queued_.get(); }
+  // The same read without the connection's mutex: a value it had lately, for a quick
+  // check that the caller repeats under the mutex when it matters.
+  std::size_t queued_bytes_unlocked() const { return queued_.get(); }
 
   // Moves the next batch of at most about `max_bytes` (never less than one frame) into
   // `b`, which must be clear. Returns false when there is nothing to send.
@@ -76,7 +81,21 @@ class outbox {
   std::string small_;
   std::deque<large_message> large_;    // under way, round robin
   std::deque<large_message> waiting_;  // not started; beyond max_partial_messages
-  std::size_t queued_ = 0;
+  // Changed only under the connection's mutex; atomic so that queued_bytes_unlocked()
+  // may read it without.
+  struct byte_count {
+    std::atomic<std::size_t> n{0};
+    byte_count() = default;
+    byte_count(const byte_count& o) : n(o.get()) {}
+    byte_count& operator=(const byte_count& o) {
+      n.store(o.get(), std::memory_order_relaxed);
+      return *this;
+    }
+    std::size_t get() const { return n.load(std::memory_order_relaxed); }
+    void add(std::size_t k) { n.store(get() + k, std::memory_order_relaxed); }
+    void sub(std::size_t k) { n.store(get() - k, std::memory_order_relaxed); }
+  };
+  byte_count queued_;
 };
 
 }  // namespace bokbok::rpc
