@@ -144,6 +144,7 @@ void log_limited(log_level level, std::string_view component, std::string_view c
 
 std::optional<std::chrono::steady_clock::time_point> log_flush(bool all) {
   auto& s = state();
+  if (s.min_level.load(std::memory_order_relaxed) == log_off) return std::nullopt;  // no sink
   std::lock_guard lock(s.mu);
   std::vector<log_limiter::line> due;
   s.limiter.flush(log_limiter::clock::now(), all, due);
