@@ -330,16 +330,17 @@ TEST_CASE("a server out of file descriptors logs one line for the episode while 
   std::string address = "unix:" + (dir.path / "s.sock").string();
   logged_demo demo(dir.path, {"--listen", address}, /*nofile=*/40);
   REQUIRE(serving(address));
-  // Fill the server's descriptors with idle connections, until one is not served.
+  // Fill the server's descriptors with idle connections, until one is not served and
+  // the server says why.
   bokbok::options quick;
-  quick.connect_timeout = 1s;
+  quick.connect_timeout = 2s;
   std::vector<bokbok::connection> held;
   bool full = false;
-  for (int i = 0; i < 60 && !full; ++i) {
+  for (int i = 0; i < 80 && !full; ++i) {
     try {
       held.push_back(bokbok::connect(address, quick));
     } catch (const bokbok::error&) {
-      full = true;
+      full = contains(demo.err(), "out of file descriptors");
     }
   }
   REQUIRE(full);
