@@ -4,7 +4,7 @@
 // Quiet by default: with no sink set, nothing is written anywhere.
 //
 //   bokbok::set_log_sink(bokbok::log_to_stderr("myapp"), bokbok::log_level::info);
-//   // myapp: warning: server: client tcp:[::1]:51000 refused: busy: the server is ...
+//   // myapp: warning: server: client tcp:[::1]:51000 failed: refused: busy: ...
 //
 // One sink for the whole process, not one per server or connection: the events come
 // from servers, connections and reconnecting clients alike, several of them with no
@@ -19,12 +19,12 @@
 //   - events a peer can cause at will (refusals, protocol violations, late answers,
 //     failed redials) are rate limited per cause: per 10 s window, the first few are
 //     logged one by one and the rest counted, then one line says how many there were
-//     ("295 more in the last 10 s (300 in all): clients refused: ... wrong key"); while
+//     ("295 more in the last 10 s (300 in all): clients failed: ... wrong key"); while
 //     a flood goes on, that is one line per cause per window;
 //   - running out of file descriptors on accept is one line when it starts (naming the
 //     cause, not a client) and one when accepting works again.
-// The count lines of a window are written at its end by the next event, or by a server's
-// loop (a server flushes them on time, and all of them when it stops).
+// A window's count line is written when it is due by a server's loop (a server also
+// writes all pending ones when it stops); in a process with no server, by the next event.
 //
 // Threads: the sink is called on the library's threads (event loops, handler threads),
 // one call at a time (calls are serialized), sometimes with the library's locks held: it
