@@ -2,7 +2,8 @@
 // attack: a wrong-key flood gives a bounded number of lines with the count; attacker
 // text (user names, a peer's error text) comes out escaped; running out of file
 // descriptors is one line per episode while a client retries, and the server serves
-// again afterwards; under --stdio no log line reaches stdout (the protocol).
+// again afterwards; under --stdio no log line reaches stdout (the protocol). And the
+// `bokbok` CLI routes the same log to its stderr (bokbok bridge, protocol on stdout).
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -58,9 +59,9 @@ struct logged_demo {
   int to_child = -1, from_child = -1;
 
   logged_demo(const std::filesystem::path& dir, const std::vector<std::string>& args,
-              rlim_t nofile = 0, bool piped = false) {
-    err_path = (dir / "stderr.log").string();
-    std::vector<std::string> argv{bokbok_test::built_program("BOKBOK_DEMO_SERVER")};
+              rlim_t nofile = 0, bool piped = false, const char* program = "BOKBOK_DEMO_SERVER") {
+    err_path = (dir / (std::string(program) + ".stderr")).string();
+    std::vector<std::string> argv{bokbok_test::built_program(program)};
     argv.insert(argv.end(), args.begin(), args.end());
     std::vector<char*> cargv;
     for (auto& a : argv) cargv.push_back(a.data());
@@ -373,4 +374,32 @@ TEST_CASE("a server out of file descriptors logs one line for the episode while 
   CHECK(again == 1);
   // The episode's line and, at most, the one client told it is refused for it.
   CHECK(no_files <= 2);
+}
+
+TEST_CASE("bokbok (the CLI) logs the library's warnings to stderr, never to the protocol on its stdout") {
+  bokbok_test::temp_dir dir("log-cli");
+  std::string users = (dir.path / "users").string();
+  auto alice = write_users(users);
+  std::string key_file = (dir.path / "alice.key").string();
+  alice->save(key_file);
+  std::string address = "unix:" + (dir.path / "s.sock").string();
+  logged_demo server(dir.path, {"--listen", address, "--users", users});
+  bokbok::options good;
+  good.keys.user = "alice";
+  good.keys.key = alice;
+  REQUIRE(serving(address, good));
+  // The bridge speaks plain bokbok on its stdio (side A), key mode to the server (B).
+  logged_demo bridge(dir.path, {"bridge", "--user", "alice", "--key-file", key_file, "stdio", address},
+                     0, /*piped=*/true, "BOKBOK_TOOL");
+  REQUIRE(write_pipe(bridge.to_child, plain_hello()));
+  std::string got = read_pipe(bridge.from_child, plain_preamble_size(), 10s);
+  REQUIRE(got.size() == plain_preamble_size());
+  REQUIRE(write_pipe(bridge.to_child, protocol_goaway("cli-violation-marker\x1b")));
+  REQUIRE(settles([&] { return contains(bridge.err(), "cli-violation-marker"); }, 20s));
+  for (std::string more; (more = read_pipe(bridge.from_child, 1 << 16, 1s)).size();) got += more;
+  std::string err = bridge.err();
+  INFO(err);
+  CHECK(contains(err, "bokbok bridge: warning: connection: "));
+  CHECK(contains(err, "cli-violation-marker\\x1b"));
+  CHECK(!contains(got, "cli-violation-marker"));
 }
