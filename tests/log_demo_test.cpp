@@ -329,7 +329,7 @@ TEST_CASE("a server out of file descriptors logs one line for the episode while 
   bokbok_test::raise_fd_limit();
   bokbok_test::temp_dir dir("log-fds");
   std::string address = "unix:" + (dir.path / "s.sock").string();
-  logged_demo demo(dir.path, {"--listen", address}, /*nofile=*/40);
+  logged_demo demo(dir.path, {"--listen", address}, /*nofile=*/64);
   REQUIRE(serving(address));
   // Fill the server's descriptors with idle connections, until one is not served and
   // the server says why.
@@ -337,7 +337,7 @@ TEST_CASE("a server out of file descriptors logs one line for the episode while 
   quick.connect_timeout = 2s;
   std::vector<bokbok::connection> held;
   bool full = false;
-  for (int i = 0; i < 80 && !full; ++i) {
+  for (int i = 0; i < 120 && !full; ++i) {
     try {
       held.push_back(bokbok::connect(address, quick));
     } catch (const bokbok::error&) {
