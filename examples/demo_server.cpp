@@ -439,6 +439,15 @@ int parse(int argc, char** argv, command_line& cl) {
       return 0;
     } else if (arg == "--stdio") {
       cl.stdio = true;
+    } else if (arg == "--log-level") {
+      auto v = value();
+      if (v && *v == "off") {
+        cl.log_level.reset();
+        continue;
+      }
+      auto level = v ? bokbok::parse_log_level(*v) : std::nullopt;
+      if (!level) return usage_error("--log-level needs debug, info, warning, error or off");
+      cl.log_level = level;
     } else if (arg == "--inetd") {
       cl.listen.push_back("inetd");
     } else if (arg == "--systemd") {
@@ -477,15 +486,6 @@ int parse(int argc, char** argv, command_line& cl) {
       if (arg == "--heartbeat") cl.heartbeat_ms = static_cast<unsigned>(n);
       if (arg == "--max-message-size") cl.max_message_size = n;
       if (arg == "--max-receive-bytes") cl.max_receive_bytes = n;
-    } else if (arg == "--log-level") {
-      auto v = value();
-      if (v && *v == "off") {
-        cl.log_level.reset();
-        continue;
-      }
-      auto level = v ? bokbok::parse_log_level(*v) : std::nullopt;
-      if (!level) return usage_error("--log-level needs debug, info, warning, error or off");
-      cl.log_level = level;
     } else if (arg == "--unix-mode") {
       auto v = value();
       char* end = nullptr;
