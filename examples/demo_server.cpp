@@ -11,6 +11,8 @@
 //     its client (or a service under inetd) does, and closing it on request;
 //   - key mode (--users FILE): clients authenticate with per-user pre-shared keys and
 //     the connection is encrypted; peer-credential checks on UNIX sockets (--allow-uid).
+//   - the library's log (bokbok/log.hpp) routed to stderr with levels (--log-level):
+//     refused clients, protocol violations, running out of descriptors, rate limited.
 //
 // How to run it
 //   Its client normally starts it: bokbok-demo-client spawns
@@ -49,6 +51,7 @@
 // A wrong number of arguments or a malformed number is a handler_failed remote error
 // that says what was expected.
 #include <bokbok/bokbok.hpp>
+#include <bokbok/log.hpp>
 #include <bokbok/server.hpp>
 
 #include <signal.h>
@@ -87,8 +90,9 @@ constexpr unsigned long long max_blob = 1ull << 30;  // 1 GiB
 constexpr std::chrono::milliseconds shutdown_grace{200};
 
 void log(const std::string& line) {
-  // One write per line, so lines from several handler threads do not interleave.
-  std::string out = "[server] " + line + "\n";
+  // One write per line, so lines from several handler threads do not interleave. What
+  // peers sent (close reasons) is made printable and cut, so it cannot forge lines.
+  std::string out = "[server] " + bokbok::log_safe(line, 1024) + "\n";
   (void)!::write(STDERR_FILENO, out.data(), out.size());
 }
 
@@ -383,6 +387,9 @@ void print_help() {
       "                      connection is encrypted; plain clients are refused\n"
       "  --allow-uid UID     on UNIX sockets, accept only peers with this uid\n"
       "                      (SO_PEERCRED); repeatable\n"
+      "  --log-level LEVEL   the library's log on stderr: debug, info (default),\n"
+      "                      warning, error or off (refused clients, protocol\n"
+      "                      violations: rate limited per cause)\n"
       "  --help              show this help and exit\n"
       "  --version           show the version and exit\n"
       "\n"
@@ -441,6 +448,7 @@ struct command_line {
   std::optional<unsigned> max_per_source, new_per_source;  // server_options' defaults
   std::optional<unsigned> max_per_user, logins_per_user;
   bool limit_local_sources = false;
+  std::optional<bokbok::log_level> log_level = bokbok::log_level::info;  // nullopt: off
 };
 
 // Returns an exit status to leave with, or -1 to go on.
@@ -459,6 +467,15 @@ int parse(int argc, char** argv, command_line& cl) {
       return 0;
     } else if (arg == "--stdio") {
       cl.stdio = true;
+    } else if (arg == "--log-level") {
+      auto v = value();
+      if (v && *v == "off") {
+        cl.log_level.reset();
+        continue;
+      }
+      auto level = v ? bokbok::parse_log_level(*v) : std::nullopt;
+      if (!level) return usage_error("--log-level needs debug, info, warning, error or off");
+      cl.log_level = level;
     } else if (arg == "--inetd") {
       cl.listen.push_back("inetd");
     } else if (arg == "--systemd") {
@@ -611,9 +628,8 @@ int serve_listening_mode(server_state& state, const command_line& cl) {
   o.on_close = [](bokbok::connection& c) {
     log("connection from " + c.peer_address() + " closed: " + c.close_reason());
   };
-  o.on_connection_error = [](const std::string& peer, const std::string& why) {
-    log("connection from " + peer + " failed: " + why);
-  };
+  // Clients that fail to open or are refused are logged by the library (main() routes
+  // its log to stderr), rate limited per cause: no on_connection_error needed here.
   // SIGTERM / SIGINT drain and stop the server (no thread has started yet: see
   // server_options::stop_signals); the socket files are removed and main() returns 0.
   o.stop_signals = {SIGTERM, SIGINT};
@@ -636,6 +652,8 @@ int serve_listening_mode(server_state& state, const command_line& cl) {
 int main(int argc, char** argv) {
   command_line cl;
   if (int status = parse(argc, argv, cl); status >= 0) return status;
+  // The library's own log (refused clients, protocol violations, ...) to stderr.
+  if (cl.log_level) bokbok::set_log_sink(bokbok::log_to_stderr(std::string(program)), *cl.log_level);
   server_state state;
   try {
     return cl.stdio ? serve_stdio_mode(state, cl) : serve_listening_mode(state, cl);

@@ -4,11 +4,13 @@
 // Exit status: 0 success, 1 failure at run time, 2 bad usage (message on stderr); a
 // command may give more statuses their own meaning (`bokbok call`: 3 to 5).
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "bokbok/log.hpp"
 #include "command.hpp"
 
 #ifndef BOKBOK_VERSION
@@ -48,7 +50,11 @@ void print_main_help() {
       "\n"
       "options:\n"
       "  --help     show this help and exit\n"
-      "  --version  show the version and exit\n",
+      "  --version  show the version and exit\n"
+      "\n"
+      "environment:\n"
+      "  BOKBOK_LOG  the library's log on stderr: debug, info, warning (default),\n"
+      "              error or off\n",
       "help", "show the help of a command");
 }
 
@@ -94,12 +100,29 @@ bool asks_for_help(const command& c, const std::vector<std::string_view>& args) 
   return false;
 }
 
+// The library's log (bokbok/log.hpp) goes to stderr, never stdout (`bokbok call` prints
+// answers there; `bokbok bridge stdio` speaks the protocol there): warnings and errors by
+// default, BOKBOK_LOG=debug|info|warning|error|off to choose.
+void route_library_log(const std::string& where) {
+  auto level = bokbok::log_level::warning;
+  if (const char* env = std::getenv("BOKBOK_LOG"); env && *env) {
+    if (std::string_view(env) == "off") return;
+    if (auto chosen = bokbok::parse_log_level(env))
+      level = *chosen;
+    else
+      std::fprintf(stderr, "%s: BOKBOK_LOG=%s is no level (debug, info, warning, error, off)\n",
+                   where.c_str(), bokbok::log_safe(env, 32).c_str());
+  }
+  bokbok::set_log_sink(bokbok::log_to_stderr(where), level);
+}
+
 int run_command(const command& c, const std::vector<std::string_view>& args) {
   if (asks_for_help(c, args)) {
     print_command_help(c);
     return 0;
   }
   std::string where = "bokbok " + std::string(c.name);
+  route_library_log(where);
   try {
     return c.run(args);
   } catch (const usage_error& e) {

@@ -21,6 +21,7 @@
 #include "bokbok/connection.hpp"
 #include "bokbok/error.hpp"
 #include "bokbok/export.hpp"
+#include "bokbok/log.hpp"
 #include "bokbok/message.hpp"
 #include "bokbok/secret_text.hpp"
 #include "bokbok/server.hpp"

@@ -108,8 +108,10 @@ struct server_options {
   // either way); for logging. Runs on the handler thread.
   std::function<void(connection&, std::exception_ptr)> on_handler_error;
   // Told of each connection that failed before or while opening (bad preamble, timeout,
-  // refused for the limit, out of file descriptors): for logging. Runs on the server's
-  // loop thread.
+  // refused for the limit, refused for want of file descriptors): for logging. Runs on
+  // the server's loop thread. Every call, unlike the library's log (bokbok/log.hpp),
+  // which has the same events rate limited; accept failures with no client (out of
+  // descriptors) are only in the log, once per episode.
   std::function<void(const std::string& peer, const std::string& why)> on_connection_error;
   // Exceptions from the callbacks above that have nobody to answer to (and from response
   // callbacks of calls made on the server's connections): see callback_error_handler.

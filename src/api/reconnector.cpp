@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "base/log.hpp"
 #include "rpc/connection_impl.hpp"
 #include "rpc/error_ptr.hpp"
 
@@ -91,6 +92,8 @@ void reconnector::dropped(std::shared_ptr<connection_impl> inner) {
     }
   }
   if (stop) return finish(std::move(inner), why);
+  base::log(log_level::info, "reconnect",
+            "connection to " + inner->peer_address() + " lost (" + why + "); reconnecting");
   if (policy_.on_drop) policy_.on_drop(why);
   loop_->post([self = shared_from_this()] { self->arm_backoff(); });
 }
@@ -164,20 +167,31 @@ void reconnector::attempt() {
       cv_.notify_all();
     }
     if (closed_meanwhile) return fresh->close();  // its close handler finishes
+    base::log(log_level::info, "reconnect", "reconnected to " + fresh->peer_address());
     if (policy_.on_reconnect) policy_.on_reconnect();
     return;
   } catch (const std::exception& e) {
     why = e.what();
   }
   unsigned n;
+  std::chrono::milliseconds next;
   {
     std::lock_guard lock(mu_);
     n = ++attempts_;
+    next = delay_;
     delay_ = std::min(delay_ * 2, policy_.max_delay);
   }
-  if (policy_.max_attempts && n >= policy_.max_attempts)
+  std::string peer = last ? last->peer_address() : std::string("the peer");
+  if (policy_.max_attempts && n >= policy_.max_attempts) {
+    base::log(log_level::warning, "reconnect",
+              "gave up reconnecting to " + peer + " after " + std::to_string(n) +
+                  " attempts: " + why);
     return finish(std::move(last),
                   "gave up reconnecting after " + std::to_string(n) + " attempts: " + why);
+  }
+  base::log_limited(log_level::info, "reconnect", "reconnect attempts failed",
+                    "reconnect attempt " + std::to_string(n) + " to " + peer + " failed (" + why +
+                        "); next in " + std::to_string(next.count()) + " ms");
   loop_->post([self = shared_from_this()] { self->arm_backoff(); });
 }
 

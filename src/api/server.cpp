@@ -35,6 +35,8 @@
 #include "rpc/handler_pool.hpp"
 #include "api/server_admission.hpp"
 #include "api/server_admission_sources.hpp"
+#include "api/log_server.hpp"
+#include "base/log.hpp"
 #include "rpc/loop_watch.hpp"
 #include "transport/address.hpp"
 #include "transport/sockets.hpp"
@@ -128,6 +130,7 @@ class server::impl : public std::enable_shared_from_this<impl> {
   void take_client(transport::connected_socket sock);
   void pause_accepting();
   void slot_freed();
+  void flush_log_later();
   void begin_stop(std::chrono::milliseconds grace);
   void grace_over();
   void check_drained();
@@ -158,7 +161,10 @@ class server::impl : public std::enable_shared_from_this<impl> {
                        ") may not use this server"
                  : "this server accepts only authorized local clients";
   }
-  void report(const std::string& peer, const std::string& why) {
+  // `log`: false for what the log has already said otherwise (accept_episode).
+  void report(const std::string& peer, const std::string& why, bool log = true) {
+    if (log) detail::log_client_failure(peer, why);
+    flush_log_later();
     if (opts_.on_connection_error)
       detail::guard_callback(opts_.on_callback_error, "server_options::on_connection_error",
                              [&] { opts_.on_connection_error(peer, why); });
@@ -199,6 +205,8 @@ class server::impl : public std::enable_shared_from_this<impl> {
   base::unique_fd spare_fd_;
   std::unique_ptr<rpc::admission> admission_;
   std::optional<io::timer_id> pause_timer_;  // accepting paused after running out
+  detail::accept_episode accept_episode_;    // running out, logged once per episode
+  std::optional<io::timer_id> log_timer_;    // writes the log's due count lines
   enum class stop_phase { serving, draining, closing, done };
   stop_phase phase_ = stop_phase::serving;
   std::optional<io::timer_id> stop_timer_;  // the grace, then the wait for close handlers
@@ -387,7 +395,8 @@ void server::impl::pause_accepting() {
 void server::impl::accept_clients(listener_watch& w, int events) {
   const transport::listener& l = w.owned();
   if (events < 0) {
-    report(l.name, std::string("bokbok: cannot wait for clients: ") + std::strerror(-events));
+    accept_episode_.failed(l.name, "cannot wait for clients on " + l.name + ": " +
+                                       std::strerror(-events));
     return pause_accepting();
   }
   // The spare descriptor, retaken (when spent) while descriptors are to be had.
@@ -400,13 +409,18 @@ void server::impl::accept_clients(listener_watch& w, int events) {
     } catch (const std::exception& e) {
       // Out of descriptors or memory. The spare descriptor makes room to take one
       // client and tell it so; the others stay queued in the kernel.
-      if (auto told = refuse_with_spare(l, e.what()))
-        report(told->first, told->second);
-      else
-        report(l.name, e.what());
+      // Logged once per episode, naming the cause. A client is reported (to
+      // on_connection_error) only when one was taken and told; the log counts it in the
+      // line that ends the episode.
+      accept_episode_.failed(l.name, e.what());
+      if (auto told = refuse_with_spare(l, e.what())) {
+        accept_episode_.client_refused();
+        report(told->first, told->second, /*log=*/false);
+      }
       return pause_accepting();
     }
     if (!sock) break;  // none left (or a transient error): wait again
+    accept_episode_.accepted(l.name);
     take_client(std::move(*sock));
   }
   w.arm();
@@ -433,6 +447,17 @@ void server::impl::slot_freed() {
   if (!admission_) return;  // begin_serving has not run yet
   while (admission_->has_waiting() && has_room()) start_connection(admission_->pop_waiting());
   arm_listeners();
+  flush_log_later();  // count lines of connections that ended badly
+}
+
+// Loop thread: has the log's count lines written when due, while the server serves.
+void server::impl::flush_log_later() {
+  if (log_timer_ || phase_ != stop_phase::serving || !users_loop_) return;
+  if (auto due = base::log_flush())
+    log_timer_ = users_loop_->add_timer(*due, [this] {
+      log_timer_.reset();
+      flush_log_later();
+    });
 }
 
 void server::impl::start_connection(transport::connected_socket sock) {
@@ -598,6 +623,8 @@ void server::impl::begin_stop(std::chrono::milliseconds grace) {
   signal_fd_.reset();
   if (pause_timer_) users_loop_->cancel_timer(*pause_timer_);
   pause_timer_.reset();
+  if (log_timer_) users_loop_->cancel_timer(*log_timer_);
+  log_timer_.reset();
   if (admission_) {
     for (auto& w : admission_->take_all_waiting())
       refuse(std::move(w), error_code::shutting_down, "the server is stopping");
@@ -651,6 +678,7 @@ void server::impl::check_drained() {
 // connections have too, shutdown_and_join holds the last one.
 void server::impl::finish_stop() {
   phase_ = stop_phase::done;
+  base::log_flush(/*all=*/true);  // what the log still counts, written before it stops
   users_loop_.reset();
   if (opts_.on_stop)
     detail::guard_callback(opts_.on_callback_error, "server_options::on_stop",

@@ -9,6 +9,7 @@
 #include <system_error>
 #include <thread>
 
+#include "base/log.hpp"
 #include "rpc/callback_error.hpp"
 #include "rpc/error_ptr.hpp"
 
@@ -319,6 +320,9 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     queued.swap(queued_);
     room_cv_.notify_all();  // senders waiting for room give up
   }
+  if (kind == end_kind::protocol && !was_handshaking)  // (before open: the server logs it)
+    base::log_limited(log_level::warning, "connection", "connections ended by a protocol violation",
+                      cfg_.peer + ": " + close_reason_);
   if (handshake_timer_) cfg_.loop->cancel_timer(handshake_timer_);
   if (tick_timer_) cfg_.loop->cancel_timer(tick_timer_);
   if (record_timer_) cfg_.loop->cancel_timer(record_timer_);

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "base/log.hpp"
 #include "rpc/connection_impl.hpp"
 #include "rpc/error_ptr.hpp"
 #include "wire/message_codec.hpp"
@@ -377,7 +378,10 @@ void connection_impl::complete_call(std::uint32_t id, std::exception_ptr error, 
   {
     std::lock_guard lock(mu_);
     pending_call* c = calls_.find(id);
-    if (!c) return;
+    if (!c)
+      return base::log_limited(log_level::debug, "connection", "answers dropped: no call waited",
+                               cfg_.peer + ": dropped an answer to call " + std::to_string(id) +
+                                   ": no call waits for it (late, or never ours)");
     pc = calls_.take(*c);
   }
   last_activity_ = io::clock::now();
