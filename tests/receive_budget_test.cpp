@@ -36,6 +36,7 @@
 #include "wire/settings.hpp"
 
 using namespace std::chrono_literals;
+using namespace std::string_literals;
 using bokbok::message;
 using bokbok::base::unique_fd;
 using bokbok_test::built_program;
@@ -232,6 +233,10 @@ class good_client {
   std::string first_error_;
 };
 
+std::string be32(std::uint32_t v) {
+  return {char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
+}
+
 // Starts `messages` requests on `fd`, each a first fragment with more to come, and feeds
 // them round-robin (as bokbok's own sender does) until each has sent `each` bytes.
 // Never finishes any. Reads nothing. False if the server closed the connection.
@@ -242,7 +247,11 @@ bool open_partials(int fd, std::uint32_t first_id, unsigned messages, std::size_
     batch.clear();
     for (unsigned m = 0; m < messages; ++m) {
       std::uint8_t flags = wire::flag_more | (sent ? wire::flag_continued : 0);
-      wire::append_frame(batch, wire::frame_type::request, flags, first_id + m, chunk);
+      // A well-formed beginning: one field of the rest of the message's bytes.
+      std::string first = chunk;
+      if (!sent) first.replace(0, 8, "\0\0\0\x01"s + be32(std::uint32_t(each - 8)));
+      wire::append_frame(batch, wire::frame_type::request, flags, first_id + m,
+                         sent ? chunk : first);
     }
     if (!bokbok_test::write_all(fd, batch)) return false;
   }
