@@ -17,7 +17,7 @@ namespace {
 
 constexpr std::string_view help_text =
     "usage: bokbok bench [--quick] [--transport socketpair|pipe|unix|tcp|child|all]\n"
-    "                    [--seconds N] [--pin same|split] [--only bulk]\n"
+    "                    [--seconds N] [--pin same|split] [--only bulk|rate]\n"
     "                    [--malloc default|keep]\n"
     "\n"
     "Measures bokbok against a raw baseline over the same transport: a blocking\n"
@@ -76,7 +76,8 @@ constexpr std::string_view help_text =
     "                    thread is checked (/proc) while 16 callers run and printed\n"
     "                    per transport.\n"
     "                    Default: placement left to the scheduler.\n"
-    "  --only bulk       measure the bulk figures only (profiling)\n"
+    "  --only bulk|rate  measure only the bulk figures, or only calls/s with 16 callers\n"
+    "                    against raw pipelined (for profiling)\n"
     "  --malloc keep     glibc's malloc keeps big blocks: mmap threshold 64 MiB, trim\n"
     "                    threshold 256 MiB (mallopt), for every figure of the run;\n"
     "                    default: as it comes (a 1 MiB block is mmapped and returned\n"
@@ -162,6 +163,19 @@ void run_transport(const transport& t, const settings& s, watchdog& dog) {
     return;
   }
   auto bokbok_inline = open_bokbok_echo(t, true);
+  if (s.rate_only) {
+    dog.arm(name + ": calls/s (raw, pipelined)", budget);
+    double raw_pipelined = measure_pipelined(*raw, s);
+    dog.arm(name + ": calls/s (bokbok)", budget);
+    const std::string note = "raw: " + std::to_string(s.callers) + " pipelined";
+    print_figure({t.name, "calls/s", measure_rate(*bokbok, s), raw_pipelined, "/s",
+                  better::higher, note});
+    dog.arm(name + ": calls/s (bokbok, inline handler)", budget);
+    print_figure({t.name, "calls/s", measure_rate(*bokbok_inline, s), raw_pipelined, "/s",
+                  better::higher, "inline handler; " + note});
+    dog.arm(name + ": closing the connections", seconds_f(30));
+    return;
+  }
 
   dog.arm(name + ": rtt (raw)", budget);
   rtt_result raw_rtt = measure_rtt(*raw, s);
@@ -269,8 +283,12 @@ int run(args_view args) {
       transport_name = reader.value();
     } else if (opt == "--only") {
       std::string_view v = reader.value();
-      if (v != "bulk") throw usage_error("--only wants bulk, not '" + std::string(v) + "'");
-      s.bulk_only = true;
+      if (v == "bulk")
+        s.bulk_only = true;
+      else if (v == "rate")
+        s.rate_only = true;
+      else
+        throw usage_error("--only wants bulk or rate, not '" + std::string(v) + "'");
     } else if (opt == "--malloc") {
       std::string_view v = reader.value();
       if (v == "keep")

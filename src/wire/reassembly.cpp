@@ -92,7 +92,7 @@ reassembler::status reassembler::add(const frame_view& f, std::string_view& whol
   }
   const bool more = f.flags & flag_more;
   const std::uint64_t k = key(f.type, f.call_id);
-  auto it = partial_.find(k);
+  auto it = partial_.empty() ? partial_.end() : partial_.find(k);  // most messages: one frame
 
   if (!(f.flags & flag_continued)) {  // first fragment
     std::string_view payload = f.payload;
