@@ -300,12 +300,22 @@ TEST_CASE("decode mode: a malformed fragmented message is an error naming its ki
   CHECK(error == "bad response: 2 bytes trailing after the last field");
   CHECK(r.open_messages() == 0);
   CHECK(r.buffered_bytes() == 0);
-  // A field longer than the size limit allows is refused with its first fragment.
+}
+
+TEST_CASE("decode mode: a message announcing more than the size limit holds is too large at once, then skipped") {
   reassembler small(100, 4, true);
-  REQUIRE(small.add({frame_type::notify, first_more, 9, "\0\0\0\x01\0\0\x10\0"s}, whole, error) ==
-          status::error);
-  CHECK(error.starts_with("bad notification: field 1 of 1: length 4096 exceeds"));
+  std::string error;
+  std::string_view whole;
+  // One field of 4096 bytes: it could never fit in 100.
+  REQUIRE(small.add(req(first_more, 9, "\0\0\0\x01\0\0\x10\0"s), whole, error) ==
+          status::too_large);
   CHECK(small.buffered_bytes() == 0);
+  CHECK(small.add(req(middle, 9, "more"), whole, error) == status::skipped);
+  CHECK(small.add(req(last, 9, "end"), whole, error) == status::skipped);
+  CHECK(small.open_messages() == 0);
+  // A field count the limit cannot hold (each field takes 4 bytes at least) likewise.
+  REQUIRE(small.add(resp(first_more, 2, "\0\0\x01\0"s), whole, error) == status::too_large);
+  CHECK(small.add(resp(last, 2, ""), whole, error) == status::skipped);
 }
 
 TEST_CASE("decode mode: dropping or passing the limit releases a partial message's reserved fields") {

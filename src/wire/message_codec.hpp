@@ -33,9 +33,10 @@ inline constexpr std::size_t decoded_field_overhead = sizeof(std::string) + 16;
 
 // Decodes one message fed in pieces (the fragments of a large message, PROTOCOL.md
 // §4.3), each byte copied once, straight into its field: no buffer holds the whole
-// message's bytes first. The same rules as decode_message(), with the same errors,
-// reported as soon as they are certain (a count beyond `max_size`, a field longer than
-// what may follow) or at finish() (truncated, trailing bytes).
+// message's bytes first. The same rules as decode_message(), with the same errors at
+// finish() (truncated, trailing bytes). A field count or field length that `max_size`
+// cannot hold fails feed() at once: the message would pass the size limit, so the
+// caller treats it as too large (PROTOCOL.md §8.7), not as malformed.
 //
 // Memory: a field's string is reserved at its announced length once that is known (a
 // length beyond what `max_size` leaves is an error), so a large field never grows by
@@ -45,8 +46,8 @@ class message_decoder {
  public:
   explicit message_decoder(std::size_t max_size) : max_size_(max_size) {}
 
-  // The next piece of the message's bytes. False (with `error`) when they cannot be a
-  // message within max_size; the decoder is then of no further use.
+  // The next piece of the message's bytes. False (with `error`) only when they announce
+  // more than max_size can hold (too large); the decoder is then of no further use.
   bool feed(std::string_view piece, std::string& error);
   // After the last piece: moves the message into `out`, or false (with `error`) when
   // the bytes end inside the count or a field, or run past the last field.

@@ -19,7 +19,8 @@ reassembler::reassembler(std::size_t max_message_size, std::size_t max_open, boo
     : max_message_size_(max_message_size), max_open_(max_open), decode_(decode) {}
 
 // Decode mode: feeds one fragment's payload to its message's decoder; completes the
-// message on its last fragment. A malformed message forgets its partial state.
+// message on its last fragment. One announcing more than the size limit is too large
+// (skipped to its last fragment); a malformed one forgets its partial state.
 reassembler::status reassembler::add_decoding(
     std::unordered_map<std::uint64_t, partial>::iterator it, std::string_view payload,
     frame_type type, bool more, std::string& error) {
@@ -29,28 +30,28 @@ reassembler::status reassembler::add_decoding(
   std::string err;
   bool ok = d.feed(payload, err);
   buffered_ = buffered_ - before + d.cost();
-  if (ok && !more) {
+  if (!ok) {  // it announces more than the size limit holds: too large, skipped
     buffered_ -= d.cost();
-    decoded_cost_ = d.cost();
-    ok = d.finish(decoded_, err);
-    if (ok) {
-      has_decoded_ = true;
-      deadline_ = p.deadline;
-      partial_.erase(it);
-      return status::complete;
-    }
-    buffered_ += d.cost();
+    p.decoder.reset();
+    p.skipping = true;
+    if (!more) partial_.erase(it);
+    return status::too_large;
   }
-  if (!ok) {
-    buffered_ -= d.cost();
+  if (more) return status::incomplete;
+  buffered_ -= d.cost();
+  decoded_cost_ = d.cost();
+  if (d.finish(decoded_, err)) {
+    has_decoded_ = true;
+    deadline_ = p.deadline;
     partial_.erase(it);
-    error = std::string(type == frame_type::request    ? "bad request: "
-                        : type == frame_type::response ? "bad response: "
-                                                       : "bad notification: ") +
-            err;
-    return status::error;
+    return status::complete;
   }
-  return status::incomplete;
+  partial_.erase(it);  // malformed: the connection ends
+  error = std::string(type == frame_type::request    ? "bad request: "
+                      : type == frame_type::response ? "bad response: "
+                                                     : "bad notification: ") +
+          err;
+  return status::error;
 }
 
 reassembler::status reassembler::add(const frame_view& f, std::string& out,
