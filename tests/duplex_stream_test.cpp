@@ -1062,3 +1062,46 @@ TEST_CASE("no direct write lands in a file that took the closed stream's descrip
     ::close(old_number);
   }
 }
+
+TEST_CASE("a bulk stream keeps its grown read buffer across the short read that ends each transfer") {
+  auto l = start_checked();
+  auto sp = make_socketpair();
+  const int writer = sp.b.get();
+  recorder events;
+  auto s = duplex_stream::create(l, std::move(sp.a), unique_fd(), &events);
+  auto buffer = [&] { return on_loop(*l, [&] { return s->read_buffer_size(); }); };
+  on_loop(*l, [&] {
+    s->start_reading();
+    return 0;
+  });
+  std::size_t sent = 0;
+  auto send = [&](std::size_t n) {
+    std::string bytes(n, 'b');
+    std::size_t off = 0;
+    while (off < n) {
+      ssize_t w = ::write(writer, bytes.data() + off, n - off);
+      if (w < 0 && errno == EINTR) continue;
+      REQUIRE(w > 0);
+      off += static_cast<std::size_t>(w);
+    }
+    sent += n;
+    REQUIRE(events.wait([&](recorder& r) { return r.received_ == sent; }));
+  };
+  constexpr std::size_t largest = 256 * 1024;
+  // 1 MiB transfers fill the reads: the buffer grows to its largest (bounded tries).
+  for (int i = 0; i < 64 && buffer() < largest; ++i) send(1 << 20);
+  REQUIRE(buffer() == largest);
+  // The short read that ends a transfer, then the next transfer: one buffer throughout.
+  for (int round = 0; round < 3; ++round) {
+    send(100);
+    CHECK(buffer() == largest);
+    send(1 << 20);
+  }
+  // Short reads in a row: the traffic changed; the buffer is given back step by step.
+  for (int i = 0; i < 8; ++i) send(100);
+  CHECK(buffer() < largest);
+  on_loop(*l, [&] {
+    s->close();
+    return 0;
+  });
+}

@@ -399,3 +399,109 @@ TEST_CASE("frame types have names, and unknown values are called unknown") {
   CHECK(std::string(to_string(static_cast<frame_type>(0))) == "unknown");
   CHECK(std::string(to_string(static_cast<frame_type>(11))) == "unknown");
 }
+
+// ---- the record reader fed straight from a read buffer (next(input, body)) ----------
+
+namespace {
+
+std::string three_records() {
+  std::string s;
+  append_frame(s, frame_type::ping, 0, 0, "12345678");
+  append_frame(s, frame_type::request, 0, 9, std::string(300, 'r'));
+  append_frame(s, frame_type::pong, 0, 0, "");
+  return s;
+}
+
+// Every body the reader gives for `stream` cut into reads at `cuts` (ascending).
+std::vector<std::string> bodies_when_cut(const std::string& stream, std::vector<std::size_t> cuts) {
+  record_reader r;
+  std::vector<std::string> out;
+  cuts.push_back(stream.size());
+  std::size_t from = 0;
+  for (std::size_t to : cuts) {
+    std::string read = stream.substr(from, to - from);  // the read buffer of this turn
+    std::string_view input = read;
+    std::string_view body;
+    record_reader::status st;
+    while ((st = r.next(input, body)) == record_reader::status::record) out.emplace_back(body);
+    REQUIRE(st == record_reader::status::need_more);
+    CHECK(input.empty());
+    from = to;
+  }
+  CHECK(r.buffered() == 0);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a record that lies whole in the input is a view into it: no copy is made") {
+  std::string read = three_records();
+  std::string_view input = read;
+  std::string_view body;
+  for (int i = 0; i < 3; ++i) {
+    REQUIRE(record_reader().next(input, body) == record_reader::status::record);
+    CHECK(body.data() >= read.data());
+    CHECK(body.data() + body.size() <= read.data() + read.size());
+  }
+  CHECK(input.empty());
+}
+
+TEST_CASE("records cut anywhere by the ends of reads come out whole and in order") {
+  const std::string stream = three_records();
+  const std::vector<std::string> whole = bodies_when_cut(stream, {});
+  REQUIRE(whole.size() == 3);
+  for (std::size_t a = 0; a <= stream.size(); ++a) {
+    CAPTURE(a);
+    CHECK(bodies_when_cut(stream, {a}) == whole);
+    for (std::size_t b = a; b <= stream.size(); b += 7) CHECK(bodies_when_cut(stream, {a, b}) == whole);
+  }
+}
+
+TEST_CASE("only a record cut by a read's end is held, and after it the reader reads in place again") {
+  const std::string stream = three_records();
+  const std::size_t first = record_header_size + frame_header_size + 8;  // the ping record
+  record_reader r;
+  std::string read1 = stream.substr(0, first + 5);  // the ping, then 5 bytes of the request
+  std::string_view input = read1;
+  std::string_view body;
+  REQUIRE(r.next(input, body) == record_reader::status::record);
+  REQUIRE(r.next(input, body) == record_reader::status::need_more);
+  CHECK(r.buffered() == 5);
+  std::string read2 = stream.substr(first + 5);
+  input = read2;
+  REQUIRE(r.next(input, body) == record_reader::status::record);  // completed from read2
+  CHECK(body.size() == frame_header_size + 300);
+  CHECK((body.data() < read2.data() || body.data() >= read2.data() + read2.size()));
+  REQUIRE(r.next(input, body) == record_reader::status::record);  // the pong: in place
+  CHECK(body.data() >= read2.data());
+  CHECK(body.data() < read2.data() + read2.size());
+  CHECK(r.next(input, body) == record_reader::status::need_more);
+  CHECK(r.buffered() == 0);
+}
+
+TEST_CASE("input kept while reading is paused comes out first, then the next read's") {
+  const std::string stream = three_records();
+  record_reader r;
+  std::string read1 = stream.substr(0, 20);
+  std::string_view input = read1;
+  std::string_view body;
+  REQUIRE(r.next(input, body) == record_reader::status::record);  // the ping
+  r.keep(input);  // the caller stops here; read1's memory goes
+  read1.assign(read1.size(), 'x');
+  std::string read2 = stream.substr(20);
+  input = read2;
+  std::vector<std::string> got;
+  while (r.next(input, body) == record_reader::status::record) got.emplace_back(body);
+  REQUIRE(got.size() == 2);
+  CHECK(got[0] == bodies_when_cut(stream, {})[1]);
+  CHECK(got[1] == bodies_when_cut(stream, {})[2]);
+}
+
+TEST_CASE("a zero record length read in place is an error") {
+  std::string read("\0\0\x06\0"s);
+  std::string_view input = read;
+  std::string_view body;
+  record_reader r;
+  CHECK(r.next(input, body) == record_reader::status::error);
+  CHECK(r.error().find("record length 0") != std::string::npos);
+}

@@ -3,6 +3,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "wire/message_codec.hpp"
 
@@ -116,4 +117,83 @@ TEST_CASE("encoded_size counts the count, each length and each field") {
   CHECK(encoded_size({}) == 4);
   CHECK(encoded_size({""}) == 8);
   CHECK(encoded_size({"ping", "hi"}) == 4 + 8 + 6);
+}
+
+// ---- message_decoder: a message fed in pieces -----------------------------------------
+
+namespace {
+
+// Feeds `bytes` cut at `cuts` (ascending); the decoded message, or the error.
+struct piecewise {
+  bool ok = false;
+  message m;
+  std::string error;
+};
+piecewise decode_in_pieces(std::string_view bytes, std::vector<std::size_t> cuts,
+                           std::size_t max_size = 1 << 20) {
+  message_decoder d(max_size);
+  piecewise r;
+  cuts.push_back(bytes.size());
+  std::size_t from = 0;
+  for (std::size_t to : cuts) {
+    if (!d.feed(bytes.substr(from, to - from), r.error)) return r;
+    from = to;
+  }
+  r.ok = d.finish(r.m, r.error);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("a message fed in pieces cut anywhere decodes as decode_message decodes it whole") {
+  const message m{"echo", "", std::string(70, 'x'), "\0\x01\x02"s, "last"};
+  const std::string bytes = encode(m);
+  for (std::size_t a = 0; a <= bytes.size(); ++a) {
+    for (std::size_t b = a; b <= bytes.size(); b += 5) {
+      CAPTURE(a);
+      CAPTURE(b);
+      piecewise r = decode_in_pieces(bytes, {a, b});
+      REQUIRE(r.ok);
+      CHECK(r.m == m);
+    }
+  }
+}
+
+TEST_CASE("a message fed in pieces is refused exactly when decode_message refuses it whole") {
+  const std::string good = encode({"a", "bcd", ""});
+  std::vector<std::string> inputs;
+  for (std::size_t n = 0; n < good.size(); ++n) inputs.push_back(good.substr(0, n));  // truncated
+  inputs.push_back(good + "z");                       // trailing
+  inputs.push_back("\0\0\0\x02\0\0\0\x01" "a"s);      // a field missing
+  for (const std::string& in : inputs) {
+    CAPTURE(in.size());
+    const bool whole_ok = decode_error(in).empty();
+    for (std::size_t a = 0; a <= in.size(); ++a) CHECK(decode_in_pieces(in, {a}).ok == whole_ok);
+  }
+  CHECK(decode_in_pieces(good + "zz", {3}).error == "2 bytes trailing after the last field");
+}
+
+TEST_CASE("a message decoder reserves each field at its announced length and counts it as cost") {
+  message_decoder d(1 << 20);
+  std::string error;
+  std::string bytes = encode({std::string(100'000, 'q')});
+  REQUIRE(d.feed(std::string_view(bytes).substr(0, 100), error));
+  // 100 bytes arrived; the field's 100,000 bytes are reserved and counted.
+  CHECK(d.size() == 100);
+  CHECK(d.cost() == 100'000 + decoded_field_overhead);
+  REQUIRE(d.feed(std::string_view(bytes).substr(100), error));
+  message m;
+  REQUIRE(d.finish(m, error));
+  CHECK(m.front() == std::string(100'000, 'q'));
+}
+
+TEST_CASE("a message decoder refuses at once a count or a field length the size limit cannot hold") {
+  message_decoder counts(100);
+  std::string error;
+  CHECK_FALSE(counts.feed("\0\0\0\x64"s, error));  // 100 fields need 400 bytes
+  CHECK(error.find("field count 100 exceeds the message size limit") != std::string::npos);
+  message_decoder lengths(100);
+  CHECK_FALSE(lengths.feed("\0\0\0\x01\0\0\0\x60"s, error));  // 96 bytes after 8
+  CHECK(error.find("length 96 exceeds the message size limit") != std::string::npos);
+  CHECK(lengths.cost() == 0);  // nothing was reserved for it
 }

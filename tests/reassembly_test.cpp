@@ -5,10 +5,12 @@
 #include <string>
 #include <string_view>
 
+#include "wire/message_codec.hpp"
 #include "wire/reassembly.hpp"
 
 using namespace bokbok::wire;
 using status = reassembler::status;
+using namespace std::string_literals;
 
 namespace {
 
@@ -202,4 +204,134 @@ TEST_CASE("frames that carry no message are refused") {
   harness h;
   CHECK(h.add({frame_type::ping, 0, 0, ""}) == status::error);
   CHECK(h.error == "a ping frame carries no message");
+}
+
+// ---- views, buffer reuse, decode mode -----------------------------------------------
+
+TEST_CASE("a single-frame message is given as a view of the frame's payload, not a copy") {
+  reassembler r(1000, 4);
+  std::string payload = "whole message";
+  std::string_view whole;
+  std::string error;
+  REQUIRE(r.add(req(0, 1, payload), whole, error) == status::complete);
+  CHECK(whole.data() == payload.data());
+  CHECK(whole.size() == payload.size());
+  // With a deadline prefix, the view starts after it.
+  std::string with_deadline = "\0\0\x03\xe8"s + "m";
+  REQUIRE(r.add(req(flag_deadline, 2, with_deadline), whole, error) == status::complete);
+  CHECK(whole.data() == with_deadline.data() + deadline_prefix_size);
+  CHECK(r.deadline_ms() == 1000u);
+}
+
+TEST_CASE("the buffer of a fragmented message is kept for the next one, up to a limit") {
+  reassembler r(4 << 20, 4);
+  std::string error;
+  std::string_view whole;
+  const std::string part(100'000, 'p');
+  for (int round = 0; round < 3; ++round) {
+    REQUIRE(r.add(req(first_more, 5, part), whole, error) == status::incomplete);
+    REQUIRE(r.add(req(last, 5, part), whole, error) == status::complete);
+    CHECK(whole.size() == 200'000);
+    if (round > 0) {
+      // The spare buffer was taken for this message: after it completes, nothing spare.
+      CHECK(r.spare_capacity() < 200'000);
+    }
+    // The next add lets go of `whole`: its buffer becomes the spare one.
+    REQUIRE(r.add(req(0, 6, "x"), whole, error) == status::complete);
+    CHECK(r.spare_capacity() >= 200'000);
+  }
+  // A buffer beyond the limit is not kept.
+  const std::string big(reassembler::spare_buffer_limit, 'b');
+  r.release_spare();
+  REQUIRE(r.add(req(first_more, 7, big), whole, error) == status::incomplete);
+  REQUIRE(r.add(req(last, 7, "b"), whole, error) == status::complete);
+  REQUIRE(r.add(req(0, 8, "x"), whole, error) == status::complete);
+  CHECK(r.spare_capacity() < reassembler::spare_buffer_limit);
+}
+
+namespace {
+
+std::string encoded(const bokbok::message& m) {
+  std::string out;
+  encode_message(m, out);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("decode mode: a fragmented message comes decoded, its bytes counted while it is partial") {
+  reassembler r(1 << 20, 4, true);
+  const bokbok::message m{"put", std::string(150'000, 'v'), "tail"};
+  const std::string bytes = encoded(m);
+  std::string error;
+  std::string_view whole;
+  const std::size_t cut1 = 50'000, cut2 = 120'000;
+  REQUIRE(r.add(req(first_more, 3, std::string_view(bytes).substr(0, cut1)), whole, error) ==
+          status::incomplete);
+  // The big field is reserved whole as soon as its length is known, and counted.
+  CHECK(r.buffered_bytes() >= 150'000);
+  CHECK_FALSE(r.has_decoded());
+  REQUIRE(r.add(req(middle, 3, std::string_view(bytes).substr(cut1, cut2 - cut1)), whole, error) ==
+          status::incomplete);
+  REQUIRE(r.add(req(last, 3, std::string_view(bytes).substr(cut2)), whole, error) ==
+          status::complete);
+  CHECK(whole.empty());
+  REQUIRE(r.has_decoded());
+  std::size_t cost = 0;
+  CHECK(r.take_decoded(cost) == m);
+  CHECK(cost >= bytes.size());
+  CHECK_FALSE(r.has_decoded());
+  CHECK(r.buffered_bytes() == 0);
+  CHECK(r.open_messages() == 0);
+  // A single-frame message is still given as bytes, to decode in place.
+  REQUIRE(r.add(resp(0, 4, bytes), whole, error) == status::complete);
+  CHECK_FALSE(r.has_decoded());
+  CHECK(whole.data() == bytes.data());
+}
+
+TEST_CASE("decode mode: a malformed fragmented message is an error naming its kind, and forgotten") {
+  reassembler r(1 << 20, 4, true);
+  std::string error;
+  std::string_view whole;
+  const std::string bytes = encoded({"a", "b"}) + "zz";
+  REQUIRE(r.add(resp(first_more, 3, std::string_view(bytes).substr(0, 6)), whole, error) ==
+          status::incomplete);
+  REQUIRE(r.add(resp(last, 3, std::string_view(bytes).substr(6)), whole, error) == status::error);
+  CHECK(error == "bad response: 2 bytes trailing after the last field");
+  CHECK(r.open_messages() == 0);
+  CHECK(r.buffered_bytes() == 0);
+}
+
+TEST_CASE("decode mode: a message announcing more than the size limit holds is too large at once, then skipped") {
+  reassembler small(100, 4, true);
+  std::string error;
+  std::string_view whole;
+  // One field of 4096 bytes: it could never fit in 100.
+  REQUIRE(small.add(req(first_more, 9, "\0\0\0\x01\0\0\x10\0"s), whole, error) ==
+          status::too_large);
+  CHECK(small.buffered_bytes() == 0);
+  CHECK(small.add(req(middle, 9, "more"), whole, error) == status::skipped);
+  CHECK(small.add(req(last, 9, "end"), whole, error) == status::skipped);
+  CHECK(small.open_messages() == 0);
+  // A field count the limit cannot hold (each field takes 4 bytes at least) likewise.
+  REQUIRE(small.add(resp(first_more, 2, "\0\0\x01\0"s), whole, error) == status::too_large);
+  CHECK(small.add(resp(last, 2, ""), whole, error) == status::skipped);
+}
+
+TEST_CASE("decode mode: dropping or passing the limit releases a partial message's reserved fields") {
+  reassembler r(300'000, 4, true);
+  std::string error;
+  std::string_view whole;
+  const std::string bytes = encoded({std::string(200'000, 'd')});
+  REQUIRE(r.add(req(first_more, 1, std::string_view(bytes).substr(0, 100)), whole, error) ==
+          status::incomplete);
+  CHECK(r.buffered_bytes() >= 200'000);
+  r.drop(frame_type::request, 1);
+  CHECK(r.buffered_bytes() == 0);
+  CHECK(r.add(req(last, 1, "rest"), whole, error) == status::skipped);
+  REQUIRE(r.add(req(first_more, 2, std::string_view(bytes).substr(0, 100)), whole, error) ==
+          status::incomplete);
+  r.set_max_message_size(150);
+  CHECK(r.add(req(middle, 2, std::string(100, 'd')), whole, error) == status::too_large);
+  CHECK(r.buffered_bytes() == 0);
 }

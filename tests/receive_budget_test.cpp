@@ -39,6 +39,7 @@
 #include "wire/settings.hpp"
 
 using namespace std::chrono_literals;
+using namespace std::string_literals;
 using bokbok::message;
 using bokbok_test::built_program;
 namespace rpc = bokbok::rpc;
@@ -134,6 +135,10 @@ std::unique_ptr<bokbok_test::raw_peer> raw_client(const demo_server& d) {
 
 using bokbok_test::good_client;
 
+std::string be32(std::uint32_t v) {
+  return {char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
+}
+
 // Starts `messages` requests on `fd`, each a first fragment with more to come, and feeds
 // them round-robin (as bokbok's own sender does) until each has sent `each` bytes.
 // Never finishes any. Reads nothing. False if the server closed the connection.
@@ -144,7 +149,11 @@ bool open_partials(int fd, std::uint32_t first_id, unsigned messages, std::size_
     batch.clear();
     for (unsigned m = 0; m < messages; ++m) {
       std::uint8_t flags = wire::flag_more | (sent ? wire::flag_continued : 0);
-      wire::append_frame(batch, wire::frame_type::request, flags, first_id + m, chunk);
+      // A well-formed beginning: one field of the rest of the message's bytes.
+      std::string first = chunk;
+      if (!sent) first.replace(0, 8, "\0\0\0\x01"s + be32(std::uint32_t(each - 8)));
+      wire::append_frame(batch, wire::frame_type::request, flags, first_id + m,
+                         sent ? chunk : first);
     }
     if (!bokbok_test::write_all(fd, batch)) return false;
   }

@@ -17,7 +17,8 @@ namespace {
 
 constexpr std::string_view help_text =
     "usage: bokbok bench [--quick] [--transport socketpair|pipe|unix|tcp|child|all]\n"
-    "                    [--seconds N] [--pin same|split]\n"
+    "                    [--seconds N] [--pin same|split] [--only bulk|rate]\n"
+    "                    [--malloc default|keep]\n"
     "\n"
     "Measures bokbok against a raw baseline over the same transport: a blocking\n"
     "length-prefixed echo (u32 length, bytes), written then read back whole, with the\n"
@@ -42,7 +43,10 @@ constexpr std::string_view help_text =
     "  x16-vs-x1            bokbok's 16-caller rate against its own one-caller rate\n"
     "rtt and calls/s are measured twice: with the echo handler on a handler thread (the\n"
     "default) and inline on the event-loop thread (options::inline_handlers).\n"
-    "  bulk-1MiB            MB/s echoing 1 MiB payloads, both directions counted\n"
+    "  bulk-1MiB            MB/s echoing 1 MiB payloads, both directions counted, with\n"
+    "                       glibc's malloc as it comes, then (\"malloc keeps big\n"
+    "                       blocks\") in a second run of this program that raises\n"
+    "                       malloc's mmap and trim thresholds (--malloc keep)\n"
     "Each transport but child is measured again in key mode (encrypted; lines marked\n"
     "\"key mode\", against the same raw figures), and over socketpairs:\n"
     "  handshakes/s         connections opened and closed per second, one at a time,\n"
@@ -72,6 +76,12 @@ constexpr std::string_view help_text =
     "                    thread is checked (/proc) while 16 callers run and printed\n"
     "                    per transport.\n"
     "                    Default: placement left to the scheduler.\n"
+    "  --only bulk|rate  measure only the bulk figures, or only calls/s with 16 callers\n"
+    "                    against raw pipelined (for profiling)\n"
+    "  --malloc keep     glibc's malloc keeps big blocks: mmap threshold 64 MiB, trim\n"
+    "                    threshold 256 MiB (mallopt), for every figure of the run;\n"
+    "                    default: as it comes (a 1 MiB block is mmapped and returned\n"
+    "                    when freed, until glibc's dynamic threshold rises)\n"
     "  --help            show this help\n"
     "\n"
     "Exit status: 0 when every figure was measured, 1 when a run failed, 2 bad usage.\n";
@@ -121,6 +131,25 @@ class watchdog {
   std::thread thread_;  // last: starts after the members it uses
 };
 
+// The bulk figures: with malloc as this run has it, then, in a run of its own (malloc
+// settings cannot be undone), with big blocks kept. Returns raw's figure.
+double run_bulk(const transport& t, const settings& s, watchdog& dog, echo_client& raw,
+                echo_client& bokbok) {
+  const std::string name(t.name);
+  const seconds_f budget = s.figure_time * 4 + seconds_f(20);
+  dog.arm(name + ": bulk (raw)", budget);
+  double raw_bulk = measure_bulk(raw, s);
+  dog.arm(name + ": bulk (bokbok)", budget);
+  double bokbok_bulk = measure_bulk(bokbok, s);
+  print_figure({t.name, "bulk-1MiB", bokbok_bulk, raw_bulk, "MB/s", better::higher,
+                s.malloc_keep ? "malloc keeps big blocks" : ""});
+  if (!s.malloc_keep) {
+    dog.arm(name + ": bulk with big blocks kept (a second run)", budget * 2 + seconds_f(30));
+    run_bulk_with_big_blocks_kept(s, t.name);
+  }
+  return raw_bulk;
+}
+
 void run_transport(const transport& t, const settings& s, watchdog& dog) {
   const std::string name(t.name);
   const seconds_f budget = s.figure_time * 4 + seconds_f(20);
@@ -128,7 +157,25 @@ void run_transport(const transport& t, const settings& s, watchdog& dog) {
   dog.arm(name + ": opening the connections", seconds_f(30));
   auto raw = open_raw_echo(t.open_fds());
   auto bokbok = open_bokbok_echo(t, false);
+  if (s.bulk_only) {
+    run_bulk(t, s, dog, *raw, *bokbok);
+    dog.arm(name + ": closing the connections", seconds_f(30));
+    return;
+  }
   auto bokbok_inline = open_bokbok_echo(t, true);
+  if (s.rate_only) {
+    dog.arm(name + ": calls/s (raw, pipelined)", budget);
+    double raw_pipelined = measure_pipelined(*raw, s);
+    dog.arm(name + ": calls/s (bokbok)", budget);
+    const std::string note = "raw: " + std::to_string(s.callers) + " pipelined";
+    print_figure({t.name, "calls/s", measure_rate(*bokbok, s), raw_pipelined, "/s",
+                  better::higher, note});
+    dog.arm(name + ": calls/s (bokbok, inline handler)", budget);
+    print_figure({t.name, "calls/s", measure_rate(*bokbok_inline, s), raw_pipelined, "/s",
+                  better::higher, "inline handler; " + note});
+    dog.arm(name + ": closing the connections", seconds_f(30));
+    return;
+  }
 
   dog.arm(name + ": rtt (raw)", budget);
   rtt_result raw_rtt = measure_rtt(*raw, s);
@@ -165,12 +212,7 @@ void run_transport(const transport& t, const settings& s, watchdog& dog) {
   print_figure({t.name, "x16-vs-x1", rate, bokbok_rtt.calls_per_second, "/s", better::higher,
                 "bokbok 16 callers against bokbok 1 caller"});
 
-  dog.arm(name + ": bulk (raw)", budget);
-  double raw_bulk = measure_bulk(*raw, s);
-  dog.arm(name + ": bulk (bokbok)", budget);
-  double bokbok_bulk = measure_bulk(*bokbok, s);
-  print_figure(
-      {t.name, "bulk-1MiB", bokbok_bulk, raw_bulk, "MB/s", better::higher, ""});
+  double raw_bulk = run_bulk(t, s, dog, *raw, *bokbok);
 
   // Key mode (encrypted), against the same raw figures. The child peer is another
   // program that would need the key too: plain only there.
@@ -239,10 +281,25 @@ int run(args_view args) {
       quick = true;
     } else if (opt == "--transport") {
       transport_name = reader.value();
+    } else if (opt == "--only") {
+      std::string_view v = reader.value();
+      if (v == "bulk")
+        s.bulk_only = true;
+      else if (v == "rate")
+        s.rate_only = true;
+      else
+        throw usage_error("--only wants bulk or rate, not '" + std::string(v) + "'");
+    } else if (opt == "--malloc") {
+      std::string_view v = reader.value();
+      if (v == "keep")
+        s.malloc_keep = true;
+      else if (v != "default")
+        throw usage_error("--malloc wants default or keep, not '" + std::string(v) + "'");
     } else if (opt == "--echo-peer") {
       return serve_echo_peer(reader.value());  // internal: the child transport's peer
     } else if (opt == "--pin") {
       std::string_view v = reader.value();
+      s.pin_arg = v;
       if (v == "same")
         pin = pin_mode::same;
       else if (v == "split")
@@ -250,7 +307,8 @@ int run(args_view args) {
       else
         throw usage_error("--pin wants same or split, not '" + std::string(v) + "'");
     } else if (opt == "--seconds") {
-      seconds = parse_seconds(reader.value());
+      s.seconds_arg = reader.value();
+      seconds = parse_seconds(s.seconds_arg);
     } else if (opt.starts_with("-")) {
       throw usage_error("unknown option '" + std::string(opt) + "'");
     } else {
@@ -268,6 +326,8 @@ int run(args_view args) {
                       "' (socketpair, pipe, unix, tcp, child or all)");
   }
 
+  if (s.malloc_keep) keep_big_blocks();  // before any thread starts
+  if (quick && s.seconds_arg.empty()) s.seconds_arg = "0.3";
   if (quick) {
     s.figure_time = seconds_f(0.3);
     s.rtt_calls = 2'000;
@@ -278,6 +338,7 @@ int run(args_view args) {
   // The raw baseline writes to pipes whose reader may be gone; we want EPIPE, not death.
   std::signal(SIGPIPE, SIG_IGN);
 
+  remember_cpus();
   // Before any thread starts: they inherit the client CPU from this one.
   set_placement(choose_placement(pin));
   print_header(s, quick);

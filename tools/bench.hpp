@@ -42,6 +42,11 @@ struct settings {
                                     // raw pipelined baseline's requests in flight
   std::size_t tiny_size = 16;       // payload of a tiny call, bytes
   std::size_t bulk_size = 1 << 20;  // payload of a bulk call, bytes
+  bool bulk_only = false;           // --only bulk: the bulk figures and nothing else
+  bool rate_only = false;           // --only rate: 16 in flight against raw pipelined
+  bool malloc_keep = false;         // --malloc keep: glibc keeps big blocks (mallopt)
+  // How the run was started, for the child run that measures with big blocks kept.
+  std::string pin_arg, seconds_arg;
 };
 
 // A sanity check failed: an answer was not the echo of its request.
@@ -214,6 +219,14 @@ struct figure {
 };
 
 void print_header(const settings& s, bool quick);
+// bench_malloc.cpp: glibc's malloc told to keep big blocks (see there).
+void keep_big_blocks();
+// Called once at the start, before pinning: the CPUs the second run may choose from.
+void remember_cpus();
+// Runs this program again with --only bulk --malloc keep for transport `t` and prints
+// its bulk-1MiB lines: the same figures measured with big blocks kept, raw and bokbok
+// from that one run. Throws check_failed when the child run fails.
+void run_bulk_with_big_blocks_kept(const settings& s, std::string_view t);
 void print_figure(const figure& f);
 void print_failure(std::string_view transport, const std::string& why);
 // Where the threads were while 16 callers ran (check_placement()'s summary).

@@ -56,11 +56,13 @@ void print_header(const settings& s, bool quick) {
       "  bulk-1MiB            MB/s (10^6 bytes) echoing %s, both directions counted\n"
       "  spawn-median         child only: spawn the peer, one tiny round trip\n"
       "%s.\n"
+      "malloc: %s.\n"
       "\n",
       BOKBOK_VERSION, quick ? " (quick)" : "", std::thread::hardware_concurrency(),
       backend ? backend : "default", s.figure_time.count(), s.tiny_size, s.rtt_calls,
       s.callers, s.callers, s.callers, size_text(s.bulk_size).c_str(),
-      describe_placement().c_str());
+      describe_placement().c_str(),
+      s.malloc_keep ? "keeps big blocks (--malloc keep)" : "glibc's default");
   std::fflush(stdout);
 }
 

@@ -1,7 +1,8 @@
 // The one duplex_stream: a read half that keeps one read in flight into a buffer that
 // adapts to the traffic (4 KiB while reads are small, doubling up to 256 KiB while they
-// fill it, halving again when they shrink), and a write half that carries one batch of
-// iovecs to the end. An idle connection thus holds 4 KiB of read buffer, not 256 KiB.
+// fill it, halving again after shrink_after reads in a row used little of it), and a
+// write half that carries one batch of iovecs to the end. An idle connection thus holds
+// 4 KiB of read buffer, not 256 KiB, and a stream of large messages keeps one buffer.
 //
 // Lifetime: each operation in flight holds a shared_ptr to the stream (in its completion
 // object), so the stream, its buffer and its fds outlive the kernel's use of them; the
@@ -37,9 +38,12 @@ namespace bokbok::io {
 namespace {
 
 constexpr std::size_t min_read_buffer = 4 * 1024;
-constexpr std::size_t read_buffer_size = 256 * 1024;  // the most it grows to
+constexpr std::size_t max_read_buffer = 256 * 1024;  // the most it grows to
 constexpr std::size_t max_iov_per_write = IOV_MAX;
-static_assert(read_buffer_size <= INT_MAX);
+// Short reads in a row (each under an eighth of the buffer) before it halves: one short
+// read ends every large message and must not cost a reallocation.
+constexpr unsigned shrink_after = 4;
+static_assert(max_read_buffer <= INT_MAX);
 
 [[noreturn]] void fail(int err, const char* what) {
   throw std::system_error(err, std::system_category(), what);
@@ -83,6 +87,7 @@ class stream_impl final : public duplex_stream,
   void shutdown_write() override;
   void close() override;
   loop& owner() const override { return *loop_; }
+  std::size_t read_buffer_size() const override { return buffer_size_ ? buffer_size_ : want_size_; }
 
  private:
   // The completion of one kind of operation; holds the stream while in flight.
@@ -136,6 +141,7 @@ class stream_impl final : public duplex_stream,
   std::unique_ptr<char[]> buffer_;  // allocated for the first read
   std::size_t buffer_size_ = 0;
   std::size_t want_size_ = min_read_buffer;  // for the next read
+  unsigned short_reads_ = 0;                 // in a row, each under an eighth
   op read_op_;
   op write_op_;
 
@@ -206,11 +212,15 @@ void stream_impl::deliver(int res) {
     return;
   }
   const auto n = static_cast<std::size_t>(res);
-  // Grow while reads fill the buffer (a bulk transfer), shrink when they use little.
-  if (n == buffer_size_ && want_size_ < read_buffer_size)
-    want_size_ = buffer_size_ * 2;
-  else if (n < buffer_size_ / 8 && want_size_ > min_read_buffer)
+  // Grow while reads fill the buffer (a bulk transfer); shrink once reads have used
+  // little of it several times in a row (the traffic changed).
+  if (n >= buffer_size_ / 8) {
+    short_reads_ = 0;
+    if (n == buffer_size_ && want_size_ < max_read_buffer) want_size_ = buffer_size_ * 2;
+  } else if (++short_reads_ >= shrink_after && want_size_ > min_read_buffer) {
+    short_reads_ = 0;
     want_size_ = buffer_size_ / 2;
+  }
   delivering_ = true;
   events_->on_data(std::string_view(buffer_.get(), n));
   delivering_ = false;

@@ -92,7 +92,7 @@ class duplex_stream {
 
   // Backpressure: no on_data (nor on_read_end) until start_reading() is called again.
   // No new read is submitted; what a read already in flight brings is held (at most one
-  // buffer: 4 KiB to 256 KiB, growing with the traffic), so the peer is slowed by the
+  // buffer: 4 KiB to 256 KiB, following the traffic), so the peer is slowed by the
   // kernel's buffers filling up.
   virtual void stop_reading() = 0;
 
@@ -132,6 +132,12 @@ class duplex_stream {
   virtual void close() = 0;
 
   virtual loop& owner() const = 0;
+
+  // Loop thread: the size of the read buffer now (4 KiB to 256 KiB). It doubles while
+  // reads fill it, and halves only after several reads in a row used under an eighth
+  // of it, so the short read that ends each large message does not make a bulk stream
+  // give its buffer back and allocate it again. For tests and statistics.
+  virtual std::size_t read_buffer_size() const = 0;
 };
 
 }  // namespace bokbok::io

@@ -27,7 +27,7 @@ constexpr auto child_end_wait = std::chrono::seconds(1);
 
 connection_impl::connection_impl(config cfg)
     : cfg_(std::move(cfg)),
-      reassembler_(cfg_.opts.max_message_size, wire::max_partial_messages) {
+      frames_(cfg_.opts.max_message_size, wire::max_partial_messages) {
   pool_ = cfg_.pool;
   if (!pool_)
     pool_ = std::make_shared<rpc::handler_pool>(rpc::handler_pool::limits{
@@ -328,7 +328,7 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
   if (record_timer_) cfg_.loop->cancel_timer(record_timer_);
   if (deadline_timer_) cfg_.loop->cancel_timer(deadline_timer_);
   // Partial messages will never complete: their memory and budget go now.
-  reassembler_ = wire::reassembler(cfg_.opts.max_message_size, wire::max_partial_messages);
+  frames_.drop_messages(cfg_.opts.max_message_size, wire::max_partial_messages);
   sync_partial_charge();
   for (auto& pc : pending) {
     const std::uint32_t id = pc.id;

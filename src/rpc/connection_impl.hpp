@@ -29,6 +29,7 @@
 #include "io/duplex_stream.hpp"
 #include "io/loop.hpp"
 #include "rpc/call_table.hpp"
+#include "rpc/frame_source.hpp"
 #include "rpc/handler_pool.hpp"
 #include "rpc/key_session.hpp"
 #include "rpc/outbox.hpp"
@@ -210,10 +211,13 @@ class connection_impl final : public io::stream_events,
   bool pause_for_budget_locked();
   void resume_after_budget();
   void handle_error_frame(const wire::frame_view& f);
-  void dispatch_request(std::uint32_t id, std::string bytes, std::optional<std::uint32_t> deadline_ms);
+  void dispatch_request(std::uint32_t id, std::string_view bytes, std::optional<std::uint32_t> deadline_ms);
   void dispatch_message(std::uint32_t id, message m, std::shared_ptr<call_context> ctx);
   void start_handler(std::uint32_t id, message m, std::shared_ptr<call_context> ctx);
-  void dispatch_notify(std::string bytes);
+  void dispatch_notify(std::string_view bytes);
+  void notify_decoded(message m);
+  void accept_request(std::uint32_t id, message m, std::size_t cost,
+                      std::optional<std::uint32_t> deadline_ms);
   void handle_cancel(std::uint32_t id);
   void end_call_locally(std::uint64_t seq, error_code code);
   // Deadlines of our calls share one timer, set for the earliest (deadline_armed_): a
@@ -295,13 +299,12 @@ class connection_impl final : public io::stream_events,
   std::shared_ptr<io::duplex_stream> stream_;
   wire::preamble_reader preamble_reader_;
   bool preamble_done_ = false;
-  wire::record_reader records_;
-  wire::reassembler reassembler_;
+  rpc::frame_source frames_;  // records, frames, reassembly (rpc/frame_source.hpp)
+  bool hello_seen_ = false;    // the phase has left handshaking
   io::timer_id handshake_timer_ = 0;
   std::unique_ptr<rpc::key_session> key_;  // key mode only
   bool key_begun_ = false;
   bool expect_refusal_ = false;  // key mode met a plain peer: only a refusal is news
-  std::string opened_frame_;     // key mode: the decrypted frame being handled
   open_callback opened_;
   bool holding_ = false;
   std::uint32_t last_peer_request_ = 0;  // id of the latest request the peer started

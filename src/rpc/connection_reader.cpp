@@ -1,5 +1,7 @@
-// The inbound side of a connection (loop thread only): preamble, records, frames,
-// reassembly, dispatch of requests to handlers and of answers to waiting calls.
+// The inbound side of a connection (loop thread only): preamble, then frames from the
+// frame source (rpc/frame_source.hpp: records, key-mode opening, reassembly), dispatch
+// of requests to handlers and of answers to waiting calls. The connection mutex guards
+// what other threads share (phase, calls, outbox); the frame source needs none.
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -42,43 +44,27 @@ void connection_impl::on_data(std::string_view bytes) {
     preamble_done_ = true;
   }
   if (key_ && !key_step(bytes)) return;
-  records_.feed(bytes);
-  std::string_view body;
+  // Frames come as views into the read buffer (frame_source.hpp). The connection mutex
+  // is taken after a frame that completed a message or was a control frame (its answer
+  // may fill the send queue), not after each fragment of a large message.
+  rpc::key_session* key = key_ ? key_.get() : nullptr;
+  wire::frame_view f;
   for (;;) {
-    auto st = records_.next(body);
-    if (st == wire::record_reader::status::need_more) return note_partial_record();
-    if (st == wire::record_reader::status::error) {
-      protocol_failure(records_.error());
+    auto st = frames_.next(bytes, key, f);
+    if (st == rpc::frame_source::status::need_more) return note_partial_record();
+    if (st == rpc::frame_source::status::error) {
+      // Key mode, a forged record: our own direction is intact; tell the peer,
+      // authenticated, that its stream was altered, so that it never takes this end for
+      // a clean close (§9.6). Nothing after it can be opened.
+      if (frames_.forged()) linger_blind_ = true;
+      protocol_failure(frames_.error());
       return;
     }
-    record_since_.reset();
-    if (key_) {
-      // Shorter than a frame header and its tag: malformed, not forged (§9.6).
-      if (body.size() < wire::frame_header_size + crypto::tag_len) {
-        protocol_failure("key-mode record of " + std::to_string(body.size()) +
-                         " bytes is shorter than a frame header and its tag (" +
-                         std::to_string(wire::frame_header_size + crypto::tag_len) + ")");
-        return;
-      }
-      opened_frame_.clear();
-      if (!key_->open(body, opened_frame_)) {
-        // Our own direction is intact: tell the peer, authenticated, that its stream
-        // was altered, so that it never takes this end for a clean close (§9.6).
-        linger_blind_ = true;  // nothing after it can be opened
-        protocol_failure(std::string(crypto::record_authentication_failed));
-        return;
-      }
-      if (!key_record_opened()) return;  // a responder's login (§9.6)
-      body = opened_frame_;
-    }
-    wire::frame_view f;
-    std::string err;
-    if (!wire::parse_frame(body, f, err)) {
-      protocol_failure(err);
-      return;
-    }
+    record_since_.reset();  // a whole record came (one frame each)
+    if (key && !key_record_opened()) return;  // a responder's login (§9.6)
     handle_frame(f);
     if (!stream_) return;  // the frame ended the connection
+    if (f.flags & wire::flag_more) continue;  // a fragment: nothing queued, nothing charged
     std::lock_guard lock(mu_);
     if (phase_ == phase::closed) return;
     // Backpressure (PROTOCOL.md §8.8): answers pile up because the peer does not read
@@ -86,9 +72,13 @@ void connection_impl::on_data(std::string_view bytes) {
     if (!reading_paused_ && outbox_.queued_bytes() >= cfg_.opts.max_send_queue) {
       reading_paused_ = true;
       if (!budget_paused_) stream_->stop_reading();
-      return;  // the rest of this read is kept by records_ and handled on resume
+      frames_.keep(bytes);  // the rest of this read, handled on resume
+      return;
     }
-    if (pause_for_budget_locked()) return;  // the same, until handlers take requests
+    if (pause_for_budget_locked()) {  // the same, until handlers take requests
+      frames_.keep(bytes);
+      return;
+    }
   }
 }
 
@@ -96,7 +86,7 @@ void connection_impl::on_data(std::string_view bytes) {
 // began in an earlier read) it has record_timeout to arrive whole.
 void connection_impl::note_partial_record() {
   const auto limit = cfg_.opts.record_timeout;
-  if (limit.count() <= 0 || records_.buffered() == 0) return;
+  if (limit.count() <= 0 || frames_.partial_record_bytes() == 0) return;
   if (!record_since_) record_since_ = io::clock::now();
   if (record_timer_) return;  // it will look at record_since_ when it fires
   record_timer_ = cfg_.loop->add_timer(*record_since_ + limit, [weak = weak_from_this()] {
@@ -118,17 +108,16 @@ void connection_impl::check_record_deadline() {
   finish(end_kind::transport,
          "connection lost: a record the peer began " +
              std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now - *record_since_).count()) +
-             " ms ago has not arrived whole (" + std::to_string(records_.buffered()) +
+             " ms ago has not arrived whole (" + std::to_string(frames_.partial_record_bytes()) +
              " bytes of it so far; record_timeout " + std::to_string(limit.count()) + " ms)");
 }
 
 void connection_impl::handle_frame(const wire::frame_view& f) {
-  bool hello_seen;
-  {
+  if (!hello_seen_) {  // the phase leaves handshaking once, for good: asked until then
     std::lock_guard lock(mu_);
-    hello_seen = phase_ != phase::handshaking;
+    hello_seen_ = phase_ != phase::handshaking;
   }
-  if (!hello_seen) {
+  if (!hello_seen_) {
     if (f.type == wire::frame_type::goaway) {
       // A server that will not take us (at its connection limit, stopping) says why
       // instead of a hello (PROTOCOL.md §8.1).
@@ -190,7 +179,7 @@ void connection_impl::handle_settings(std::string_view payload) {
   wire::settings mine;
   mine.max_message_size = static_cast<std::uint32_t>(cfg_.opts.max_message_size);
   std::uint32_t limit = wire::negotiate_max_message_size(mine, theirs);
-  reassembler_.set_max_message_size(limit);
+  frames_.messages().set_max_message_size(limit);
   cfg_.loop->cancel_timer(handshake_timer_);
   handshake_timer_ = 0;
   {
@@ -205,9 +194,10 @@ void connection_impl::handle_settings(std::string_view payload) {
 }
 
 void connection_impl::handle_message_frame(const wire::frame_view& f) {
-  std::string bytes, err;
-  auto st = reassembler_.add(f, bytes, err);
-  sync_partial_charge();
+  std::string_view bytes;  // the whole message: in the read buffer, or the reassembler's
+  std::string err;
+  auto st = frames_.add_message(f, bytes, err);
+  if (f.flags & (wire::flag_more | wire::flag_continued)) sync_partial_charge();
   switch (st) {
     case wire::reassembler::status::incomplete:
       refuse_partial_over_budget(f);
@@ -231,15 +221,26 @@ void connection_impl::handle_message_frame(const wire::frame_view& f) {
     case wire::reassembler::status::complete:
       break;
   }
-  if (f.type == wire::frame_type::request)
-    return dispatch_request(f.call_id, std::move(bytes), reassembler_.deadline_ms());
-  if (f.type == wire::frame_type::notify) return dispatch_notify(std::move(bytes));
   message m;
-  if (!wire::decode_message(bytes, m, err)) return protocol_failure("bad response: " + err);
+  std::size_t cost = 0;
+  const bool decoded = frames_.messages().has_decoded();
+  if (decoded) m = frames_.messages().take_decoded(cost);  // fragmented: decoded as it came
+  if (f.type == wire::frame_type::request) {
+    if (decoded)
+      return accept_request(f.call_id, std::move(m), cost, frames_.messages().deadline_ms());
+    return dispatch_request(f.call_id, bytes, frames_.messages().deadline_ms());
+  }
+  if (f.type == wire::frame_type::notify) {
+    if (decoded) return notify_decoded(std::move(m));
+    return dispatch_notify(bytes);
+  }
+  if (!decoded && !wire::decode_message(bytes, m, err))
+    return protocol_failure("bad response: " + err);
   complete_call(f.call_id, nullptr, std::move(m));
 }
 
-void connection_impl::dispatch_request(std::uint32_t id, std::string bytes,
+// `bytes` views the message where it was received (valid during this call only).
+void connection_impl::dispatch_request(std::uint32_t id, std::string_view bytes,
                                        std::optional<std::uint32_t> deadline_ms) {
   // Checked before decoding: millions of empty fields cost far more than their bytes.
   const std::size_t cost = wire::decoded_cost(bytes);
@@ -252,12 +253,18 @@ void connection_impl::dispatch_request(std::uint32_t id, std::string bytes,
                           " bytes decoded, more than the receive budget of " +
                           std::to_string(receive_limit_) + " bytes");
   }
-  auto ctx = std::make_shared<call_context>();
-  ctx->charge = rpc::receive_charge(account_, cost);
   message m;
   std::string err;
   if (!wire::decode_message(bytes, m, err)) return protocol_failure("bad request: " + err);
-  bytes = std::string();  // decoded: the bytes' memory goes before the request waits
+  accept_request(id, std::move(m), cost, deadline_ms);
+}
+
+// A decoded request whose decoded cost was checked against the receive budget: charged
+// to it, then held (on_open running), queued or started.
+void connection_impl::accept_request(std::uint32_t id, message m, std::size_t cost,
+                                     std::optional<std::uint32_t> deadline_ms) {
+  auto ctx = std::make_shared<call_context>();
+  ctx->charge = rpc::receive_charge(account_, cost);
   last_peer_request_ = id;
   last_activity_ = io::clock::now();
   if (deadline_ms) ctx->deadline = last_activity_ + std::chrono::milliseconds(*deadline_ms);
@@ -344,12 +351,17 @@ void connection_impl::handle_goaway(const wire::frame_view& f) {
 }
 
 // Any thread: after a goaway, closes once no call is outstanding either way.
+// The post is made after unlocking (a loop post may write the loop's eventfd).
 void connection_impl::close_if_drained() {
-  std::lock_guard lock(mu_);
-  if (!(peer_goaway_ || self_goaway_) || phase_ != phase::open || !calls_.empty() ||
-      running_handlers_ > 0 || !held_.empty() || !queued_.empty())
-    return;
-  cfg_.loop->post([self = shared_from_this(), reason = goaway_reason_] {
+  std::string reason;
+  {
+    std::lock_guard lock(mu_);
+    if (!(peer_goaway_ || self_goaway_) || phase_ != phase::open || !calls_.empty() ||
+        running_handlers_ > 0 || !held_.empty() || !queued_.empty())
+      return;
+    reason = goaway_reason_;
+  }
+  cfg_.loop->post([self = shared_from_this(), reason = std::move(reason)] {
     self->finish(end_kind::drained, reason);
   });
 }
@@ -417,7 +429,7 @@ void connection_impl::on_read_end(int err) {
                   "the peer closed the connection during the key-mode handshake" +
                       (err < 0 ? std::string(" (") + std::strerror(-err) + ")" : ""));
   if (err < 0) return finish(end_kind::transport, std::string("read failed: ") + std::strerror(-err));
-  if (std::size_t part = records_.buffered())
+  if (std::size_t part = frames_.partial_record_bytes())
     return finish(end_kind::transport,
                   "connection lost: the peer's stream ended in the middle of a record (" +
                       std::to_string(part) + " bytes of it received)");
@@ -436,20 +448,12 @@ void connection_impl::silent_failure(const std::string& what) {
 // looking only for its close; its end of stream comes to on_read_end.
 void connection_impl::linger_on_data(std::string_view bytes) {
   if (linger_blind_ || !preamble_done_ || (key_ && !key_->ready())) return;
-  records_.feed(bytes);
-  std::string_view body;
+  rpc::key_session* key = key_ ? key_.get() : nullptr;
+  wire::frame_view f;
   for (;;) {
-    auto st = records_.next(body);
-    if (st == wire::record_reader::status::need_more) return;
-    if (st == wire::record_reader::status::error) break;
-    if (key_) {
-      opened_frame_.clear();
-      if (!key_->open(body, opened_frame_)) break;
-      body = opened_frame_;
-    }
-    wire::frame_view f;
-    std::string err;
-    if (!wire::parse_frame(body, f, err)) break;
+    auto st = frames_.next(bytes, key, f);
+    if (st == rpc::frame_source::status::need_more) return;
+    if (st == rpc::frame_source::status::error) break;
     if (f.type == wire::frame_type::close) {
       peer_done_ = true;
       std::unique_lock lock(mu_);
@@ -474,7 +478,7 @@ void connection_impl::protocol_failure(const std::string& what) {
 // Loop thread: the server-wide pool counts our partial messages as the reassembler holds
 // them now.
 void connection_impl::sync_partial_charge() {
-  std::size_t now = reassembler_.buffered_bytes();
+  std::size_t now = frames_.messages().buffered_bytes();
   if (now == partial_charged_) return;
   if (cfg_.receive_pool)
     cfg_.receive_pool->add(static_cast<std::ptrdiff_t>(now) -
@@ -487,24 +491,33 @@ void connection_impl::sync_partial_charge() {
 // reading stopped could stall for good (a peer may interleave many large messages), so
 // the message is refused now and its rest skipped.
 bool connection_impl::refuse_partial_over_budget(const wire::frame_view& f) {
-  const std::size_t partial = reassembler_.buffered_bytes();
+  const std::size_t partial = frames_.messages().buffered_bytes();
   const auto& pool = cfg_.receive_pool;
   bool over = partial > receive_limit_;
   bool pool_over = !over && pool && partial + account_->held() > rpc::receive_account::default_floor &&
                    pool->over();
   if (!over && !pool_over) return false;
-  reassembler_.drop(f.type, f.call_id);
+  // This message alone (decoded as it comes: its fields reserved at their announced
+  // lengths, about 48 bytes each besides) would pass the budget: it never fits.
+  const std::size_t own = frames_.messages().message_bytes(f.type, f.call_id);
+  const bool never = own > receive_limit_;
+  frames_.messages().drop(f.type, f.call_id);
   sync_partial_charge();
+  const error_code code = never ? error_code::too_large : error_code::busy;
   std::string text =
-      over ? "busy: partial messages being received would pass this connection's receive "
-             "budget of " + std::to_string(receive_limit_) + " bytes"
-           : "busy: the server's receive budget of " + std::to_string(pool->limit()) +
-                 " bytes is spent; try again later";
+      never ? std::string(f.type == wire::frame_type::request ? "request" : "response") +
+                  " would take more than " + std::to_string(own) +
+                  " bytes decoded, more than the receive budget of " +
+                  std::to_string(receive_limit_) + " bytes"
+      : over ? "busy: partial messages being received would pass this connection's receive "
+               "budget of " + std::to_string(receive_limit_) + " bytes"
+             : "busy: the server's receive budget of " + std::to_string(pool->limit()) +
+                   " bytes is spent; try again later";
   if (f.type == wire::frame_type::request) {
     last_peer_request_ = std::max(last_peer_request_, f.call_id);
-    send_error(f.call_id, error_code::busy, text);
+    send_error(f.call_id, code, text);
   } else if (f.type == wire::frame_type::response) {
-    complete_call(f.call_id, error_ptr<call_error>(error_code::busy, text), {});
+    complete_call(f.call_id, error_ptr<call_error>(code, text), {});
   }  // a notification is dropped, as one too large is (§8.7)
   return true;
 }
@@ -532,7 +545,7 @@ void connection_impl::resume_after_budget() {
     if (phase_ == phase::closed || !stream_ || reading_paused_) return;
   }
   stream_->start_reading();
-  on_data({});  // records read before the pause wait in records_
+  on_data({});  // records read before the pause wait in frames_
 }
 
 }  // namespace bokbok::detail

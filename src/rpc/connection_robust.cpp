@@ -202,7 +202,7 @@ void connection_impl::after_dequeue_locked(std::vector<queued_call>& start) {
     reading_paused_ = false;
     if (budget_paused_) return;  // resume_after_budget() starts it
     stream_->start_reading();
-    // Records read before the pause wait in records_: handle them now.
+    // Records read before the pause wait in frames_: handle them now.
     cfg_.loop->post([self = shared_from_this()] {
       if (self->stream_) self->on_data({});
     });
@@ -281,7 +281,7 @@ void connection_impl::end_call_locally(std::uint64_t seq, error_code code) {
 // Loop thread: the peer cancelled its call `id`. A request still being received is
 // skipped, one waiting for a slot is dropped, a running handler's stop token fires.
 void connection_impl::handle_cancel(std::uint32_t id) {
-  reassembler_.drop(wire::frame_type::request, id);
+  frames_.messages().drop(wire::frame_type::request, id);
   std::shared_ptr<call_context> running;
   bool dropped = false;
   {
@@ -299,10 +299,15 @@ void connection_impl::handle_cancel(std::uint32_t id) {
 }
 
 // Loop thread: a complete notification from the peer.
-void connection_impl::dispatch_notify(std::string bytes) {
+void connection_impl::dispatch_notify(std::string_view bytes) {
   message m;
   std::string err;
   if (!wire::decode_message(bytes, m, err)) return protocol_failure("bad notification: " + err);
+  notify_decoded(std::move(m));
+}
+
+// Loop thread: a complete, decoded notification from the peer.
+void connection_impl::notify_decoded(message m) {
   if (!cfg_.opts.on_notify) return;
   {
     std::lock_guard lock(mu_);

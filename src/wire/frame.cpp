@@ -207,31 +207,65 @@ bool parse_frame(std::string_view body, frame_view& out, std::string& error) {
 }
 
 void record_reader::feed(std::string_view bytes) {
-  if (!error_.empty()) return;
+  if (!error_.empty() || bytes.empty()) return;
   if (pos_ != 0) {
     buf_.erase(0, pos_);
     pos_ = 0;
-    // Give back the room a burst of input left behind, but keep enough for the reads of
-    // a busy stream (up to 1 MiB) so steady traffic does not allocate on every read.
-    if (buf_.capacity() > 16 * (record_header_size + max_record_body) &&
-        buf_.size() <= record_header_size + max_record_body)
-      buf_.shrink_to_fit();
   }
   buf_.append(bytes);
 }
 
-record_reader::status record_reader::next(std::string_view& body) {
+record_reader::status record_reader::next(std::string_view& input, std::string_view& body) {
   if (!error_.empty()) return status::error;
-  const std::string_view rest = std::string_view(buf_).substr(pos_);
-  if (rest.size() < record_header_size) return status::need_more;
-  const std::uint16_t len = base::load_be16(rest);
+  if (pos_ == buf_.size() && pos_ != 0) {  // the last record returned from buf_ is done
+    buf_.clear();
+    pos_ = 0;
+    // Give back the room a burst of kept input left behind; one record's worth stays
+    // for the next record cut by a read's end.
+    if (buf_.capacity() > 4 * (record_header_size + max_record_body)) buf_.shrink_to_fit();
+  }
+  if (buf_.size() == pos_) {  // nothing held: straight from the caller's bytes
+    if (input.size() >= record_header_size) {
+      const std::uint16_t len = base::load_be16(input);
+      if (len == 0) {
+        error_ = "record length 0 (a record holds 1 to 65535 bytes)";
+        return status::error;
+      }
+      if (input.size() >= record_header_size + len) {
+        body = input.substr(record_header_size, len);
+        input.remove_prefix(record_header_size + len);
+        return status::record;
+      }
+    }
+    buf_.assign(input);  // a record's beginning: at most one record
+    pos_ = 0;
+    input = {};
+    return status::need_more;
+  }
+  // Bytes held: complete the record they begin with what `input` brings.
+  std::size_t held = buf_.size() - pos_;
+  if (held < record_header_size) {
+    std::size_t take = std::min(record_header_size - held, input.size());
+    buf_.append(input.substr(0, take));
+    input.remove_prefix(take);
+    held += take;
+    if (held < record_header_size) return status::need_more;
+  }
+  const std::uint16_t len = base::load_be16(std::string_view(buf_).substr(pos_));
   if (len == 0) {
     error_ = "record length 0 (a record holds 1 to 65535 bytes)";
     return status::error;
   }
-  if (rest.size() < record_header_size + len) return status::need_more;
-  body = rest.substr(record_header_size, len);
-  pos_ += record_header_size + len;
+  const std::size_t whole = record_header_size + len;
+  if (held < whole) {
+    std::size_t take = std::min(whole - held, input.size());
+    buf_.append(input.substr(0, take));
+    input.remove_prefix(take);
+    held += take;
+    if (held < whole) return status::need_more;
+  }
+  body = std::string_view(buf_).substr(pos_ + record_header_size, len);
+  pos_ += whole;
   return status::record;
 }
 

@@ -126,17 +126,34 @@ code_payload parse_code_payload(std::string_view payload);
 bool parse_frame(std::string_view body, frame_view& out, std::string& error);
 
 // Incremental record splitter: feed bytes as they arrive, take records out one by one.
+//
+// Two ways to feed it. next(input, body) takes records straight out of the caller's
+// bytes (a read buffer): a record that lies whole in `input` is returned as a view into
+// it, with no copy; only a record cut by the end of one read is copied, up to its end,
+// into the reader's own buffer (at most one record, 65537 bytes). feed() plus next(body)
+// copies everything first (simple callers, tests). keep() parks input the caller will
+// not handle now (reading paused): the next next() call returns it first.
 class record_reader {
  public:
   enum class status { need_more, record, error };
 
   // Appends bytes to the internal buffer. Memory held is at most one record plus the
-  // bytes fed since the last next() that returned need_more.
+  // bytes fed (or kept) since the last next() that returned need_more.
   void feed(std::string_view bytes);
+  // The same as feed(): the rest of a read the caller stops handling part way.
+  void keep(std::string_view rest) { feed(rest); }
 
-  // Takes the next complete record. On `record`, `body` views the record's body and stays
-  // valid until the next call to feed() or next(). A zero length is an error.
-  status next(std::string_view& body);
+  // Takes the next complete record from the bytes held, then from `input`, whose used
+  // bytes are removed from its front. On `record`, `body` views the record's body (in
+  // `input`'s memory or the reader's) and stays valid until the next call to feed(),
+  // keep() or next(), and while `input`'s memory is. On `need_more`, `input` is empty:
+  // its bytes (a record's beginning) are held. A zero length is an error.
+  status next(std::string_view& input, std::string_view& body);
+  // next() over the bytes held only.
+  status next(std::string_view& body) {
+    std::string_view none;
+    return next(none, body);
+  }
 
   const std::string& error() const { return error_; }
   std::size_t buffered() const { return buf_.size() - pos_; }

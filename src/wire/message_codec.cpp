@@ -4,6 +4,7 @@
 #include "base/endian.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
@@ -91,6 +92,95 @@ std::size_t decoded_cost(std::string_view bytes) noexcept {
   std::size_t count =
       std::min<std::size_t>(base::load_be32(bytes), (bytes.size() - u32_size) / u32_size);
   return bytes.size() + count * decoded_field_overhead;
+}
+
+// Completes a u32 from `head_` and `piece`; false while more bytes are needed.
+bool message_decoder::take_u32(std::string_view& piece, std::uint32_t& value) {
+  if (head_len_ == 0 && piece.size() >= u32_size) {
+    value = base::load_be32(piece);
+    piece.remove_prefix(u32_size);
+    return true;
+  }
+  std::size_t take = std::min(u32_size - head_len_, piece.size());
+  std::memcpy(head_ + head_len_, piece.data(), take);
+  head_len_ += take;
+  piece.remove_prefix(take);
+  if (head_len_ < u32_size) return false;
+  head_len_ = 0;
+  value = base::load_be32(std::string_view(reinterpret_cast<const char*>(head_), u32_size));
+  return true;
+}
+
+bool message_decoder::feed(std::string_view piece, std::string& error) {
+  bytes_ += piece.size();
+  while (!piece.empty()) {
+    if (!have_count_) {
+      if (!take_u32(piece, count_)) break;
+      have_count_ = true;
+      // Every field takes at least its 4-byte length (as decode_message checks).
+      if (count_ > (max_size_ < u32_size ? 0 : (max_size_ - u32_size) / u32_size)) {
+        error = "field count " + std::to_string(count_) + " exceeds the message size limit (" +
+                bytes_text(max_size_) + ")";
+        return false;
+      }
+      continue;
+    }
+    if (in_field_) {
+      std::size_t take = std::min(field_left_, piece.size());
+      m_.back().append(piece.substr(0, take));  // within its reserved length
+      piece.remove_prefix(take);
+      field_left_ -= take;
+      if (field_left_ == 0) in_field_ = false;
+      continue;
+    }
+    if (m_.size() == count_) {
+      // Past the last field: finish() says how many bytes trail.
+      break;
+    }
+    std::uint32_t len = 0;
+    if (!take_u32(piece, len)) break;
+    const std::size_t consumed = bytes_ - piece.size();  // message bytes before the field's
+    if (consumed > max_size_ || len > max_size_ - consumed) {
+      error = "field " + std::to_string(m_.size() + 1) + " of " + std::to_string(count_) +
+              ": length " + std::to_string(len) + " exceeds the message size limit (" +
+              bytes_text(max_size_) + ")";
+      return false;
+    }
+    m_.emplace_back();
+    m_.back().reserve(len);
+    cost_ += decoded_field_overhead + len;
+    field_left_ = len;
+    in_field_ = len > 0;
+  }
+  return true;  // bytes past the last field are not kept; finish() reports them
+}
+
+bool message_decoder::finish(message& out, std::string& error) {
+  out.clear();
+  if (!have_count_) {
+    error = "message of " + bytes_text(bytes_) + " is shorter than its 4-byte field count";
+    return false;
+  }
+  if (in_field_) {
+    error = "truncated " + field_of(m_.size() - 1, count_) + ": length " +
+            std::to_string(m_.back().size() + field_left_) + " but " +
+            bytes_text(m_.back().size()) + " left";
+    return false;
+  }
+  if (m_.size() < count_) {
+    error = "truncated length of " + field_of(m_.size(), count_);
+    return false;
+  }
+  // Bytes past the last field: what was fed beyond the fields' end.
+  std::size_t used = u32_size;
+  for (const std::string& f : m_) used += u32_size + f.size();
+  if (bytes_ > used) {
+    error = bytes_text(bytes_ - used) + " trailing after the last field";
+    return false;
+  }
+  out = std::move(m_);
+  m_.clear();
+  return true;
 }
 
 }  // namespace bokbok::wire

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <string>
+#include <cstdint>
 #include <string_view>
 
 #include "bokbok/message.hpp"
@@ -29,5 +30,44 @@ bool decode_message(std::string_view bytes, message& out, std::string& error);
 // Bytes too short for a count cost their size.
 std::size_t decoded_cost(std::string_view bytes) noexcept;
 inline constexpr std::size_t decoded_field_overhead = sizeof(std::string) + 16;
+
+// Decodes one message fed in pieces (the fragments of a large message, PROTOCOL.md
+// §4.3), each byte copied once, straight into its field: no buffer holds the whole
+// message's bytes first. The same rules as decode_message(), with the same errors at
+// finish() (truncated, trailing bytes). A field count or field length that `max_size`
+// cannot hold fails feed() at once: the message would pass the size limit, so the
+// caller treats it as too large (PROTOCOL.md §8.7), not as malformed.
+//
+// Memory: a field's string is reserved at its announced length once that is known (a
+// length beyond what `max_size` leaves is an error), so a large field never grows by
+// copies; cost() counts what is reserved, not only what arrived, plus
+// decoded_field_overhead per field, so budgets see the memory as held.
+class message_decoder {
+ public:
+  explicit message_decoder(std::size_t max_size) : max_size_(max_size) {}
+
+  // The next piece of the message's bytes. False (with `error`) only when they announce
+  // more than max_size can hold (too large); the decoder is then of no further use.
+  bool feed(std::string_view piece, std::string& error);
+  // After the last piece: moves the message into `out`, or false (with `error`) when
+  // the bytes end inside the count or a field, or run past the last field.
+  bool finish(message& out, std::string& error);
+
+  std::size_t size() const { return bytes_; }  // bytes fed so far
+  std::size_t cost() const { return cost_; }
+
+ private:
+  bool take_u32(std::string_view& piece, std::uint32_t& value);
+  std::size_t max_size_;
+  std::size_t bytes_ = 0;
+  std::size_t cost_ = 0;
+  message m_;
+  std::uint32_t count_ = 0;
+  bool have_count_ = false;
+  bool in_field_ = false;       // inside a field's bytes (else at a count or length)
+  std::size_t field_left_ = 0;  // bytes of the current field still to come
+  unsigned char head_[4] = {};  // a count or length cut between pieces
+  std::size_t head_len_ = 0;
+};
 
 }  // namespace bokbok::wire

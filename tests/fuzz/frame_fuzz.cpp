@@ -5,10 +5,15 @@
 // stream. Properties checked: feeding in chunks gives the same records as feeding at once;
 // every parsed frame re-encodes to its own bytes; a decoded hello re-encodes to the same
 // settings; a reassembled message that decodes re-encodes to the same bytes; the
-// reassembler never holds more than its limits allow.
+// reassembler never holds more than its limits allow. Reading records in place from each
+// chunk (next(input, body)) gives the same records, holding at most one; a reassembler in
+// decode mode (fragments decoded as they come) completes the same messages, fails only
+// where reassembling the bytes would give an undecodable message, and may call a message
+// too large early (it announces more than the limit holds) where the bytes never decode.
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <set>
 #include <string_view>
 #include <vector>
 
@@ -55,8 +60,78 @@ split_result split(std::string_view stream, std::size_t chunk) {
   return res;
 }
 
+// The same, with records taken in place from each chunk (as the frame source does).
+split_result split_in_place(std::string_view stream, std::size_t chunk) {
+  split_result res;
+  record_reader r;
+  for (std::size_t at = 0; at < stream.size(); at += chunk) {
+    const std::string read(stream.substr(at, chunk));  // this turn's read buffer
+    std::string_view input = read;
+    std::string_view body;
+    for (;;) {
+      const auto st = r.next(input, body);
+      if (st == record_reader::status::need_more) break;
+      if (st == record_reader::status::error) {
+        FUZZ_CHECK(!r.error().empty());
+        res.error = r.error();
+        return res;
+      }
+      FUZZ_CHECK(!body.empty());
+      res.bodies.emplace_back(body);
+    }
+    FUZZ_CHECK(input.empty());
+    FUZZ_CHECK(r.buffered() < record_header_size + max_record_body);
+  }
+  res.left = r.buffered();
+  return res;
+}
+
+// Decode mode against byte mode for the same frame (`st`, and `valid` when byte mode
+// completed a message that decodes to `m`). False when decode mode ends the connection.
+// `early`: messages decode mode called too large before byte mode did (skipped there).
+bool check_decoding(reassembler& d, const frame_view& f, reassembler::status st, bool valid,
+                    const bokbok::message& m, std::set<std::uint64_t>& early) {
+  std::string_view whole;
+  std::string error;
+  const auto sd = d.add(f, whole, error);
+  FUZZ_CHECK(d.open_messages() <= max_open);
+  FUZZ_CHECK(d.buffered_bytes() <= max_open * (limit + limit / 4 * decoded_field_overhead));
+  const std::uint64_t key = (std::uint64_t(f.type) << 32) | f.call_id;
+  const bool last = !(f.flags & flag_more);
+  if (early.count(key)) {
+    FUZZ_CHECK(sd == reassembler::status::skipped);
+    FUZZ_CHECK(!valid);  // what announced more than the limit never decodes within it
+    if (last) early.erase(key);
+    return true;
+  }
+  if (sd == reassembler::status::error) {
+    FUZZ_CHECK(!error.empty());
+    FUZZ_CHECK(!valid);
+    return false;
+  }
+  if (sd == reassembler::status::too_large && st != reassembler::status::too_large) {
+    FUZZ_CHECK(!valid);
+    if (!last) early.insert(key);
+    return true;
+  }
+  FUZZ_CHECK(sd == st);
+  if (sd != reassembler::status::complete) return true;
+  bokbok::message got;
+  if (d.has_decoded()) {
+    std::size_t cost = 0;
+    got = d.take_decoded(cost);
+  } else if (!decode_message(whole, got, error)) {
+    FUZZ_CHECK(!valid);
+    return false;
+  }
+  FUZZ_CHECK(valid);
+  FUZZ_CHECK(got == m);
+  return true;
+}
+
 // Returns false when the connection would end here (a violation).
-bool check_message_frame(reassembler& r, const frame_view& f) {
+bool check_message_frame(reassembler& r, reassembler& d, const frame_view& f,
+                         std::set<std::uint64_t>& early) {
   std::string out, error;
   const std::size_t open_before = r.open_messages();
   const auto st = r.add(f, out, error);
@@ -65,21 +140,27 @@ bool check_message_frame(reassembler& r, const frame_view& f) {
   FUZZ_CHECK(r.buffered_bytes() <= max_open * limit);
   if (st == reassembler::status::error) {
     FUZZ_CHECK(!error.empty());
-    return false;
+    return false;  // the same state in decode mode: not compared further
   }
-  if (st != reassembler::status::complete) return true;
-  FUZZ_CHECK(out.size() <= limit);
   bokbok::message m;
-  if (!decode_message(out, m, error)) return false;
-  FUZZ_CHECK(encoded_size(m) == out.size());
-  std::string again;
-  encode_message(m, again);
-  FUZZ_CHECK(again == out);
-  return true;
+  bool valid = false;
+  if (st == reassembler::status::complete) {
+    FUZZ_CHECK(out.size() <= limit);
+    valid = decode_message(out, m, error);
+    if (valid) {
+      FUZZ_CHECK(encoded_size(m) == out.size());
+      std::string again;
+      encode_message(m, again);
+      FUZZ_CHECK(again == out);
+    }
+  }
+  const bool go_on = check_decoding(d, f, st, valid, m, early);
+  return go_on && (st != reassembler::status::complete || valid);
 }
 
 // Returns false when the connection would end here (a violation).
-bool check_frame(reassembler& r, std::string_view body) {
+bool check_frame(reassembler& r, reassembler& d, std::string_view body,
+                 std::set<std::uint64_t>& early) {
   frame_view f;
   std::string error;
   if (!parse_frame(body, f, error)) {
@@ -105,11 +186,12 @@ bool check_frame(reassembler& r, std::string_view body) {
     }
     case frame_type::cancel:
       r.drop(frame_type::request, f.call_id);
+      d.drop(frame_type::request, f.call_id);
       return true;
     case frame_type::request:
     case frame_type::response:
     case frame_type::notify:
-      return check_message_frame(r, f);
+      return check_message_frame(r, d, f, early);
     default:
       return true;
   }
@@ -125,10 +207,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const split_result whole = split(stream, stream.size() ? stream.size() : 1);
   const split_result parts = split(stream, chunk);
   FUZZ_CHECK(whole == parts);
+  FUZZ_CHECK(split_in_place(stream, chunk) == whole);
 
   reassembler r(limit, max_open);
+  reassembler d(limit, max_open, true);
+  std::set<std::uint64_t> early;
   for (const std::string& body : whole.bodies) {
-    if (!check_frame(r, body)) break;
+    if (!check_frame(r, d, body, early)) break;
   }
   return 0;
 }
