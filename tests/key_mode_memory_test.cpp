@@ -137,7 +137,12 @@ TEST_CASE("a key-mode responder holds no secret before message 1 is whole, and t
   std::string_view last = in.substr(in.size() - 1);
   REQUIRE(server.feed(last, out) == rpc::key_session::step::done);
   CHECK(server.peer_user() == "alice");
-  // Open: the send and receive keys, nothing of the handshake (ephemeral, psk, ck).
+  // The handshake's state stays until the login is confirmed (the connection does that
+  // at the client's first record, PROTOCOL.md §9.6); then the send and receive keys
+  // remain, nothing of the handshake (ephemeral, psk, ck).
+  CHECK(slots_in_use() > before + 2);
+  REQUIRE(server.awaiting_confirmation());
+  REQUIRE(server.confirm() == rpc::key_session::step::done);
   CHECK(slots_in_use() == before + 2);
 
   // And the keys are the right ones: the client opens what the server seals.

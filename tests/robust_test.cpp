@@ -319,7 +319,7 @@ TEST_CASE("a server-wide handler cap answers busy beyond its queue") {
   auto dir = std::filesystem::temp_directory_path() / ("bokbok-robust-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   so.listen = {"unix:" + (dir / "cap.sock").string()};
-  so.max_threads = 1;
+  so.max_threads = 2;
   so.max_queued_calls = 1;
   std::latch release(1);
   std::atomic<int> started{0};
@@ -332,24 +332,31 @@ TEST_CASE("a server-wide handler cap answers busy beyond its queue") {
   srv.start();
   auto a = bokbok::connect(srv.local_addresses().at(0));
   auto b = bokbok::connect(srv.local_addresses().at(0));
-  // One runs (the only thread), one waits (the queue of one), the third is refused.
+  auto wait_started = [&](int n) {
+    for (auto until = steady::now() + 10s; started < n && steady::now() < until;)
+      std::this_thread::yield();
+    return started.load() == n;
+  };
+  // Two run (the two threads), one waits (the queue of one), the fourth is refused.
   auto first = a.request_async({"one"});
-  for (auto until = steady::now() + 10s; started == 0 && steady::now() < until;)
-    std::this_thread::yield();
-  REQUIRE(started == 1);
+  REQUIRE(wait_started(1));
   auto second = b.request_async({"two"});
-  // `three` follows `two` on the same connection, so it arrives after it: the queue is
-  // full by then.
+  REQUIRE(wait_started(2));
+  auto third = b.request_async({"three"});
+  // `four` follows `three` on the same connection, so it arrives after it: the queue is
+  // full by then. (b is within its fair share, max_threads, of the pool's queue, so it
+  // is the pool's bound that refuses it, not b's own queue that takes it.)
   try {
-    b.request({"three"});
+    b.request({"four"});
     FAIL("no busy");
   } catch (const bokbok::remote_error& e) {
     CHECK(e.code() == bokbok::error_code::busy);
   }
-  CHECK(started == 1);
+  CHECK(started == 2);
   release.count_down();
   CHECK(first.get() == message{"one"});
   CHECK(second.get() == message{"two"});
+  CHECK(third.get() == message{"three"});
   a.close();
   b.close();
   srv.stop();

@@ -248,10 +248,13 @@ TEST_CASE("a close handler runs once on the connection's handler pool even when 
   auto [caller, callee] = bokbok::connect_socketpair({}, busy);
   auto first = caller.request_async({"one"});
   REQUIRE(settles([&] { return started.load() == 1; }));
-  auto second = caller.request_async({"two"});  // queued: the queue is full now
-  auto third = caller.request_async({"three"});  // refused as busy: proof that it is full
-  REQUIRE(third.wait_for(10s) == std::future_status::ready);
-  CHECK_THROWS_AS(third.get(), bokbok::remote_error);
+  auto second = caller.request_async({"two"});  // queued in the pool: its queue is full now
+  // Queued on the connection (past its share of the pool, max_threads: 1), then refused
+  // as busy: proof that every queue is full.
+  auto third = caller.request_async({"three"});
+  auto fourth = caller.request_async({"four"});
+  REQUIRE(fourth.wait_for(10s) == std::future_status::ready);
+  CHECK_THROWS_AS(fourth.get(), bokbok::remote_error);
   caller.abort();  // the callee sees the transport end and closes
   // Closed, with its handler thread still busy and a call still queued: the close
   // handler is queued beyond the limit, not refused.

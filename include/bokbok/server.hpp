@@ -52,6 +52,9 @@ struct server_options {
   // Handler threads that may wait in nested calls at once, all connections together
   // (see options::max_waiting_handlers); 0: 8 x max_threads.
   unsigned max_waiting_handlers = 0;
+  // A connection has at most max_threads requests in that queue at once (its fair
+  // share); the rest wait in its own queue of max_queued_calls_per_connection, beyond
+  // which they are refused busy: one connection cannot fill the queue for all.
   std::size_t max_queued_calls = 4096;
   // Per connection: handlers running at once (0: no per-connection cap) and requests
   // waiting beyond that (then busy); see options::max_concurrent_calls.

@@ -10,6 +10,7 @@
 // left. Handler tasks and loop callbacks hold shared references too.
 #pragma once
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -284,6 +285,24 @@ class connection_impl final : public io::stream_events,
   void close_if_drained();
   // A handler ended (`id` 0: a notification's): starts the next queued request.
   void handler_done(std::uint32_t id);
+  // A pool thread took one of our requests: the next queued one may go to the pool.
+  void handler_started();
+  // `mu_` held: whether one more request may start (go to the handler pool) now, or
+  // must wait in queued_. Under max_concurrent_calls, at most that many run at once. And
+  // whatever the cap, at most pool_share() of this connection's requests wait in the
+  // pool's shared queue, not yet started: the rest wait in this connection's own queue
+  // (max_queued_calls), so one connection pipelining requests cannot fill the pool's
+  // queue ahead of every other connection's calls (each gets a place in line per
+  // request it has waiting, round robin in effect). Handlers waiting in nested calls do
+  // not count, so callback chains deeper than the share still make progress.
+  bool room_for_handler_locked() const;
+  unsigned pool_share() const { return std::max(1u, cfg_.opts.max_threads); }
+  // `mu_` held: a request is about to start (start_handler): it counts as running, and
+  // until a pool thread takes it, as waiting in the pool.
+  void count_started_locked() {
+    ++running_handlers_;
+    if (!cfg_.opts.inline_handlers) ++in_pool_queue_;
+  }
   void run_close_handler();
   void drop_stream();
   void release_self_locked();
@@ -382,6 +401,9 @@ class connection_impl final : public io::stream_events,
   bool flush_scheduled_ = false;  // a flush() is posted
   std::uint32_t send_limit_ = 0;  // negotiated max message size
   unsigned running_handlers_ = 0;  // peer requests being handled
+  // Of those, the ones submitted to the handler pool that no pool thread has started
+  // yet: at most pool_share() (fairness: see room_for_handler_locked).
+  unsigned in_pool_queue_ = 0;
   bool peer_goaway_ = false;
   bool self_goaway_ = false;       // we sent goaway: no new calls either way
   bool closing_ = false;           // close(grace) called: no new calls of ours

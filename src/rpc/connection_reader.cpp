@@ -288,18 +288,21 @@ void connection_impl::dispatch_message(std::uint32_t id, message m,
       lock.unlock();
       return send_error(id, error_code::shutting_down, goaway_reason_);
     }
-    const unsigned cap = cfg_.opts.max_concurrent_calls;
-    if (cap && running_handlers_ >= cap) {
+    if (!room_for_handler_locked()) {
       if (queued_.size() < cfg_.opts.max_queued_calls) {
         queued_.push_back({id, std::move(m), std::move(ctx)});
         return;
       }
+      const unsigned cap = cfg_.opts.max_concurrent_calls;
+      std::string why = cap && running_handlers_ >= cap
+                            ? std::to_string(cap) + " calls running"
+                            : std::to_string(in_pool_queue_) + " calls waiting for a handler";
       lock.unlock();
       return send_error(id, error_code::busy,
-                        "busy: " + std::to_string(cap) + " calls running and " +
-                            std::to_string(cfg_.opts.max_queued_calls) + " waiting");
+                        "busy: " + why + " and " + std::to_string(cfg_.opts.max_queued_calls) +
+                            " more waiting on this connection");
     }
-    ++running_handlers_;
+    count_started_locked();
   }
   start_handler(id, std::move(m), std::move(ctx));
 }
@@ -315,9 +318,14 @@ void connection_impl::start_handler(std::uint32_t id, message m,
   auto self = shared_from_this();
   std::string why;
   bool queued = pool_->submit([self, id, m = std::move(m), ctx]() mutable {
+    self->handler_started();
     self->run_handler(id, std::move(m), std::move(ctx));
   }, &why);
   if (!queued) {
+    {
+      std::lock_guard lock(mu_);
+      --in_pool_queue_;
+    }
     // The pool is full, or no thread can be started: this call fails, nothing else.
     send_error(id, error_code::busy, "busy: " + why);
     handler_done(id);
@@ -372,16 +380,36 @@ void connection_impl::handler_done(std::uint32_t id) {
     std::lock_guard lock(mu_);
     if (id) running_.erase(id);
     --running_handlers_;
-    const unsigned cap = cfg_.opts.max_concurrent_calls;
-    if (!queued_.empty() && phase_ == phase::open && (!cap || running_handlers_ < cap) &&
+    if (!queued_.empty() && phase_ == phase::open && room_for_handler_locked() &&
         outbox_.queued_bytes() < cfg_.opts.max_send_queue) {
       next = std::move(queued_.front());
       queued_.pop_front();
-      ++running_handlers_;
+      count_started_locked();
     }
   }
   if (next) start_handler(next->id, std::move(next->m), std::move(next->ctx));
   close_if_drained();
+}
+
+void connection_impl::handler_started() {
+  std::optional<queued_call> next;
+  {
+    std::lock_guard lock(mu_);
+    --in_pool_queue_;
+    if (!queued_.empty() && phase_ == phase::open && room_for_handler_locked() &&
+        outbox_.queued_bytes() < cfg_.opts.max_send_queue) {
+      next = std::move(queued_.front());
+      queued_.pop_front();
+      count_started_locked();
+    }
+  }
+  if (next) start_handler(next->id, std::move(next->m), std::move(next->ctx));
+}
+
+bool connection_impl::room_for_handler_locked() const {
+  const unsigned cap = cfg_.opts.max_concurrent_calls;
+  if (cap && running_handlers_ >= cap) return false;
+  return cfg_.opts.inline_handlers || in_pool_queue_ < pool_share();
 }
 
 // Answers one of our calls; an id we no longer wait for (late, or never ours) is ignored.

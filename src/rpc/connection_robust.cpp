@@ -191,12 +191,11 @@ bool connection_impl::wait_for_room_locked(std::unique_lock<std::mutex>& lock, b
 void connection_impl::after_dequeue_locked(std::vector<queued_call>& start) {
   const std::size_t bound = cfg_.opts.max_send_queue;
   if (room_waiters_ && outbox_.queued_bytes() < bound) room_cv_.notify_all();
-  const unsigned cap = cfg_.opts.max_concurrent_calls;
   while (!queued_.empty() && phase_ == phase::open && outbox_.queued_bytes() < bound &&
-         (!cap || running_handlers_ < cap)) {
+         room_for_handler_locked()) {
     start.push_back(std::move(queued_.front()));
     queued_.pop_front();
-    ++running_handlers_;
+    count_started_locked();
   }
   if (reading_paused_ && stream_ && outbox_.queued_bytes() < bound / 2) {
     reading_paused_ = false;
