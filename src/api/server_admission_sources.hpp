@@ -10,7 +10,7 @@
 //   - new connections per second: a bucket of `per_second` tokens refilled at that rate,
 //     one taken by each client accepted, so a burst of one second's worth is allowed.
 // The table forgets a source with no connection and a full bucket, and holds at most
-// max_sources entries (past that, new sources are not limited rather than the table
+// admission_counts::max_keys entries (past that, new sources are not limited rather than the table
 // growing: an attacker with that many addresses is past what a table can stop).
 //
 // Threads: every member is thread-safe (a mutex inside): admit() runs on the server's
@@ -19,24 +19,22 @@
 
 #include <chrono>
 #include <cstddef>
-#include <map>
-#include <memory>
-#include <mutex>
 #include <string>
+
+#include "rpc/admission_counts.hpp"
 
 namespace bokbok::rpc {
 
 class source_limits {
  public:
-  using clock = std::chrono::steady_clock;
+  using clock = admission_counts::clock;
   struct limits {
     unsigned at_once = 0;     // connections served at once per source; 0: no limit
     unsigned per_second = 0;  // new connections per second per source; 0: no limit
     bool limit_local = false;
   };
-  static constexpr std::size_t max_sources = 65536;
 
-  explicit source_limits(limits l) : limits_(l) {}
+  explicit source_limits(limits l) : limits_(l), counts_(l.at_once, l.per_second) {}
 
   // The source of a connected socket ("" for a local peer when local peers are not
   // limited, or when limits are off: never limited).
@@ -44,25 +42,22 @@ class source_limits {
 
   // Whether a new client from `source` may be taken now: "" (and a token spent), or why
   // not, for the refusal ("too many connections from 10.0.0.7: 64 at once (at most 64)").
-  std::string admit(const std::string& source, clock::time_point now = clock::now());
+  std::string admit(const std::string& source, clock::time_point now = clock::now()) {
+    return source.empty() ? "" : counts_.check(source, "from " + source, now);
+  }
   // A connection from `source` started / ended.
-  void started(const std::string& source);
-  void ended(const std::string& source);
+  void started(const std::string& source) {
+    if (!source.empty()) counts_.started(source);
+  }
+  void ended(const std::string& source) {
+    if (!source.empty()) counts_.ended(source);
+  }
 
-  std::size_t tracked() const;
+  std::size_t tracked() const { return counts_.tracked(); }
 
  private:
-  struct entry {
-    unsigned open = 0;
-    double tokens = 0;
-    clock::time_point refilled{};
-  };
-  void refill(entry& e, clock::time_point now) const;
-  void forget_idle(clock::time_point now);  // mutex_ held
-
   const limits limits_;
-  mutable std::mutex mutex_;
-  std::map<std::string, entry> sources_;
+  admission_counts counts_;  // the table (at most admission_counts::max_keys sources)
 };
 
 }  // namespace bokbok::rpc

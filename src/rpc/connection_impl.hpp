@@ -296,6 +296,8 @@ class connection_impl final : public io::stream_events,
   // request it has waiting, round robin in effect). Handlers waiting in nested calls do
   // not count, so callback chains deeper than the share still make progress.
   bool room_for_handler_locked() const;
+  // `mu_` held: the next queued request, counted as started, if one may start now.
+  std::optional<queued_call> take_startable_locked();
   unsigned pool_share() const { return std::max(1u, cfg_.opts.max_threads); }
   // `mu_` held: a request is about to start (start_handler): it counts as running, and
   // until a pool thread takes it, as waiting in the pool.

@@ -380,12 +380,7 @@ void connection_impl::handler_done(std::uint32_t id) {
     std::lock_guard lock(mu_);
     if (id) running_.erase(id);
     --running_handlers_;
-    if (!queued_.empty() && phase_ == phase::open && room_for_handler_locked() &&
-        outbox_.queued_bytes() < cfg_.opts.max_send_queue) {
-      next = std::move(queued_.front());
-      queued_.pop_front();
-      count_started_locked();
-    }
+    next = take_startable_locked();
   }
   if (next) start_handler(next->id, std::move(next->m), std::move(next->ctx));
   close_if_drained();
@@ -396,14 +391,19 @@ void connection_impl::handler_started() {
   {
     std::lock_guard lock(mu_);
     --in_pool_queue_;
-    if (!queued_.empty() && phase_ == phase::open && room_for_handler_locked() &&
-        outbox_.queued_bytes() < cfg_.opts.max_send_queue) {
-      next = std::move(queued_.front());
-      queued_.pop_front();
-      count_started_locked();
-    }
+    next = take_startable_locked();
   }
   if (next) start_handler(next->id, std::move(next->m), std::move(next->ctx));
+}
+
+std::optional<connection_impl::queued_call> connection_impl::take_startable_locked() {
+  if (queued_.empty() || phase_ != phase::open || !room_for_handler_locked() ||
+      outbox_.queued_bytes() >= cfg_.opts.max_send_queue)
+    return std::nullopt;
+  std::optional<queued_call> next(std::move(queued_.front()));
+  queued_.pop_front();
+  count_started_locked();
+  return next;
 }
 
 bool connection_impl::room_for_handler_locked() const {

@@ -20,7 +20,7 @@
 #include "crypto/key_handshake.hpp"
 #include "crypto/record_cipher.hpp"
 #include "crypto/replay_cache.hpp"
-#include "rpc/key_session_limits.hpp"
+#include "rpc/admission_counts.hpp"
 #include "wire/preamble.hpp"
 
 namespace bokbok::rpc {

@@ -1,4 +1,4 @@
-#include "rpc/key_session_limits.hpp"
+#include "rpc/admission_counts.hpp"
 
 #include <algorithm>
 
@@ -25,17 +25,17 @@ void admission_counts::forget_idle(clock::time_point now) {
   }
 }
 
-std::string admission_counts::admit(const std::string& key, std::string_view who,
-                                    clock::time_point now) {
-  if (!limits()) return "";
-  std::lock_guard lock(mutex_);
+admission_counts::entry* admission_counts::find_or_add(const std::string& key,
+                                                       clock::time_point now) {
   auto it = keys_.find(key);
-  if (it == keys_.end()) {
-    if (keys_.size() >= max_keys) forget_idle(now);
-    if (keys_.size() >= max_keys) return "";  // see the header
-    it = keys_.emplace(key, entry{}).first;
-  }
-  entry& e = it->second;
+  if (it != keys_.end()) return &it->second;
+  if (keys_.size() >= max_keys) forget_idle(now);
+  if (keys_.size() >= max_keys) return nullptr;  // see the header
+  return &keys_.emplace(key, entry{}).first->second;
+}
+
+std::string admission_counts::check_locked(entry& e, std::string_view who,
+                                           clock::time_point now) {
   if (at_once_ && e.open >= at_once_)
     return "too many connections " + std::string(who) + ": " + std::to_string(e.open) +
            " at once (at most " + std::to_string(at_once_) + ")";
@@ -46,8 +46,32 @@ std::string admission_counts::admit(const std::string& key, std::string_view who
              std::to_string(per_second_) + " a second)";
     e.tokens -= 1;
   }
-  ++e.open;
   return "";
+}
+
+std::string admission_counts::admit(const std::string& key, std::string_view who,
+                                    clock::time_point now) {
+  if (!limits()) return "";
+  std::lock_guard lock(mutex_);
+  entry* e = find_or_add(key, now);
+  if (!e) return "";
+  std::string why = check_locked(*e, who, now);
+  if (why.empty()) ++e->open;
+  return why;
+}
+
+std::string admission_counts::check(const std::string& key, std::string_view who,
+                                    clock::time_point now) {
+  if (!limits()) return "";
+  std::lock_guard lock(mutex_);
+  entry* e = find_or_add(key, now);
+  return e ? check_locked(*e, who, now) : "";
+}
+
+void admission_counts::started(const std::string& key) {
+  if (!limits()) return;
+  std::lock_guard lock(mutex_);
+  if (entry* e = find_or_add(key, clock::now())) ++e->open;
 }
 
 void admission_counts::ended(const std::string& key) {

@@ -5,7 +5,7 @@
 //
 // Used by key_session for the per-user limits of a key-mode server
 // (server_options::max_connections_per_user, max_logins_per_user: checked at the login,
-// PROTOCOL.md §9.6).
+// PROTOCOL.md §9.6), and by the server's per-source limits (api/server_admission_sources).
 // The table forgets a key with no connection and a full bucket, and holds at most
 // max_keys entries: past that, new keys are not limited rather than the table growing.
 //
@@ -35,6 +35,11 @@ class admission_counts {
   // after `who` ("too many connections from 10.0.0.7: 64 at once (at most 64)").
   std::string admit(const std::string& key, std::string_view who,
                     clock::time_point now = clock::now());
+  // The same in two steps, for a caller that counts a connection later than it admits
+  // it: check() spends the token but counts nothing; started() counts the connection.
+  std::string check(const std::string& key, std::string_view who,
+                    clock::time_point now = clock::now());
+  void started(const std::string& key);
   void ended(const std::string& key);
 
   std::size_t tracked() const;
@@ -47,6 +52,10 @@ class admission_counts {
   };
   void refill(entry& e, clock::time_point now) const;
   void forget_idle(clock::time_point now);  // mutex_ held
+  // mutex_ held: the entry of `key`, made if need be; null when the table is full.
+  entry* find_or_add(const std::string& key, clock::time_point now);
+  // mutex_ held: "" (a token spent) or why `e` may not start one more.
+  std::string check_locked(entry& e, std::string_view who, clock::time_point now);
 
   const unsigned at_once_, per_second_;
   mutable std::mutex mutex_;
