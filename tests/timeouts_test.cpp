@@ -268,6 +268,70 @@ TEST_CASE("a client sending whole records slowly is not cut by the record timeou
   }
 }
 
+TEST_CASE("1,100 clients dripping records past the connection limit are all dropped by the "
+          "record timeout, and then a normal client is served at once") {
+  // issue 13: slow drips held every slot forever. Default limits (1,024 connections,
+  // the 1 s wait for a slot) but a record timeout of 2 s, so the test is short; each
+  // client sends its greeting and the start of a record of 60,000 bytes, then one more
+  // byte every 200 ms: each byte is a sign of life, so only the record timeout ends it.
+  bokbok_test::raise_fd_limit();
+  bokbok_test::temp_dir dir("drips");
+  std::string path = (dir.path / "s").string();
+  bokbok_test::demo_process server({"--listen", "unix:" + path, "--record-timeout", "2000"});
+  REQUIRE(bokbok_test::settles([&] { return std::filesystem::exists(path); }, 10s));
+  std::string record;
+  wire::append_frame(record, wire::frame_type::request, 0, 1, std::string(60'000, 'x'));
+  constexpr std::size_t clients = 1100;
+  std::vector<unique_fd> drips;
+  std::vector<std::size_t> sent;
+  for (std::size_t i = 0; i < clients; ++i) {
+    drips.push_back(connect_unix(path));
+    REQUIRE(bokbok_test::write_all(drips.back().get(), greeting() + record.substr(0, 3)));
+    sent.push_back(3);
+  }
+  // Drip until every connection has ended (dropped, or refused at the limit), at most
+  // 15 s: the deadline is 2 s after each record began, plus the wait for a slot.
+  std::vector<bool> ended(clients, false);
+  std::size_t ended_count = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (int round = 0; round < 75 && ended_count < clients; ++round) {
+    for (std::size_t i = 0; i < clients; ++i) {
+      if (ended[i]) continue;
+      ::send(drips[i].get(), record.data() + sent[i], 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+      ++sent[i];
+    }
+    auto until = std::chrono::steady_clock::now() + 200ms;
+    while (std::chrono::steady_clock::now() < until) {
+      std::vector<pollfd> fds;
+      std::vector<std::size_t> which;
+      for (std::size_t i = 0; i < clients; ++i)
+        if (!ended[i]) {
+          fds.push_back({drips[i].get(), POLLIN, 0});
+          which.push_back(i);
+        }
+      if (fds.empty()) break;
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+      if (::poll(fds.data(), fds.size(), int(std::max<long>(left.count(), 0))) <= 0) continue;
+      for (std::size_t k = 0; k < fds.size(); ++k) {
+        if (!fds[k].revents) continue;
+        char buf[4096];
+        ssize_t n = ::recv(fds[k].fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+          ended[which[k]] = true;
+          ++ended_count;
+        }
+      }
+    }
+  }
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+  MESSAGE(ended_count << " of " << clients << " dripping clients dropped or refused in " << took.count() << " ms");
+  CHECK(ended_count == clients);
+  auto t0 = std::chrono::steady_clock::now();
+  bokbok::connection good = bokbok::connect("unix:" + path);
+  CHECK(good.request({"ping", "after"}) == bokbok::message{"pong", "after"});
+  CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+}
+
 // ---- close_error -----------------------------------------------------------------------
 
 TEST_CASE("close_error is null after a clean close and a transport_error after a lost link") {
