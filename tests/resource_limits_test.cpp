@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -116,8 +117,30 @@ TEST_CASE("a server that cannot start threads refuses calls clearly and serves o
   CHECK(demo.alive());
 }
 
+// Under UBSan the server must not halt on a vptr report: UBSan's vptr check tests whether
+// memory is readable by writing it into a pipe, and with no descriptor left pipe() fails,
+// so every virtual call made at the limit is reported "invalid vptr" (a false report; the
+// suppressions file cannot name it, as the type is unreadable too). UBSAN_OPTIONS is set
+// while the child starts (its sanitizer runtime reads it then) and restored after; a base
+// class, so it is set before the server starts. Other tests keep halt_on_error.
+struct child_ubsan_options {
+  std::optional<std::string> saved;
+  child_ubsan_options() {
+    if (const char* now = std::getenv("UBSAN_OPTIONS")) saved = now;
+    REQUIRE(::setenv("UBSAN_OPTIONS", "halt_on_error=0", 1) == 0);
+  }
+  void restore() const {
+    if (saved) ::setenv("UBSAN_OPTIONS", saved->c_str(), 1);
+    else ::unsetenv("UBSAN_OPTIONS");
+  }
+};
+
+struct demo_at_fd_limit : child_ubsan_options, demo_as {
+  demo_at_fd_limit() : demo_as(::getuid(), ::getgid()) { restore(); }
+};
+
 TEST_CASE("a server out of file descriptors tells the client it cannot take, and serves on") {
-  demo_as demo(::getuid(), ::getgid());
+  demo_at_fd_limit demo;
   {
     // Once a client got through, the server is accepting (and holds its spare
     // descriptor).
