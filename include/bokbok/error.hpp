@@ -38,6 +38,7 @@ enum class error_code : std::uint16_t {
   shutting_down = 7,      // the remote side is closing and takes no new calls
   protocol = 8,           // the remote side could not decode what we sent
   not_authorized = 9,     // the remote side does not accept us (peer credentials)
+  bad_arguments = 10,     // the method exists but its arguments do not fit its signature
 };
 
 // Short stable name of a code ("handler_failed", ...); "unknown" for other values.

@@ -14,6 +14,7 @@ const char* to_string(error_code code) noexcept {
     case error_code::shutting_down: return "shutting_down";
     case error_code::protocol: return "protocol";
     case error_code::not_authorized: return "not_authorized";
+    case error_code::bad_arguments: return "bad_arguments";
   }
   return "unknown";
 }
