@@ -1,7 +1,8 @@
 // bokbok-demo-server: a small bokbok server that shows how to write request handlers.
 //
 // What it shows
-//   - one request handler dispatching on the first field (the method name);
+//   - a bokbok::router dispatching on the first field (the method name), with typed
+//     parameters it checks, and the introspection `bokbok list` / `describe` use;
 //   - answering with a message, and failing with an exception, which the caller receives
 //     as bokbok::remote_error (a plain std::exception becomes error_code::handler_failed,
 //     a bokbok::remote_error keeps its own code);
@@ -22,6 +23,7 @@
 // Methods (each request is a list of fields; the first one names the method)
 //   ping S            -> pong S
 //   echo F...         -> F...              (the argument fields, byte for byte)
+//   add A B           -> A+B               (integers, decimal)
 //   fail MSG          -> remote error (handler_failed) whose message is MSG
 //   fail-code N MSG   -> remote error with code N (0..65535, named or not) and message MSG
 //   sleep MS          -> slept             (after MS milliseconds, at most 60000)
@@ -48,16 +50,18 @@
 //   size F            -> size N         (N: the byte count of F)
 //   anything else     -> remote error (no_such_method)
 // Notifications received are kept (up to 1000) for `notes`.
-// A wrong number of arguments or a malformed number is a handler_failed remote error
-// that says what was expected.
+// A wrong number of arguments, a malformed number or one out of range is a bad_arguments
+// remote error that says what was expected.
 #include <bokbok/bokbok.hpp>
 #include <bokbok/log.hpp>
+#include <bokbok/router.hpp>
 #include <bokbok/server.hpp>
 
 #include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
@@ -101,25 +105,18 @@ void log(const std::string& line) {
   throw bokbok::remote_error(bokbok::error_code::handler_failed, why);
 }
 
-void expect_arity(const bokbok::message& req, std::size_t args, const char* usage) {
-  if (req.size() != args + 1)
-    bad_request(req[0] + " takes " + std::to_string(args) + " argument" +
-                (args == 1 ? "" : "s") + ", got " + std::to_string(req.size() - 1) +
-                " (usage: " + usage + ")");
+[[noreturn]] void bad_arguments(const std::string& why) {
+  throw bokbok::remote_error(bokbok::error_code::bad_arguments, why);
 }
 
-// Parses a decimal number in [0, max]; anything else is a remote error naming the field.
-unsigned long long parse_count(const std::string& method, const std::string& field,
-                               unsigned long long max) {
-  unsigned long long value = 0;
-  const char* end = field.data() + field.size();
-  auto [ptr, ec] = std::from_chars(field.data(), end, value);
-  if (field.empty() || ec == std::errc::invalid_argument || ptr != end)
-    bad_request(method + ": '" + field + "' is not a decimal number");
-  if (ec == std::errc::result_out_of_range || value > max)
-    bad_request(method + ": " + field + " is too large (at most " + std::to_string(max) +
-                ")");
-  return value;
+// Integer argument i, which must be in [0, max]: else bad_arguments naming it.
+unsigned long long count(const bokbok::args& a, std::size_t i, const std::string& method,
+                         unsigned long long max) {
+  std::int64_t v = a.integer(i);
+  if (v < 0 || static_cast<unsigned long long>(v) > max)
+    bad_arguments(method + ": " + std::to_string(v) + " is out of range (0 to " +
+                  std::to_string(max) + ")");
+  return static_cast<unsigned long long>(v);
 }
 
 // Shared between the handlers, the close handler and main(); guarded by `mutex`.
@@ -148,9 +145,7 @@ void set_report(server_state& state, std::string text) {
 
 // Waits up to MS, or until the caller cancels (the handler's stop token).
 bokbok::message on_wait(server_state& state, bokbok::connection& conn,
-                        const bokbok::message& req) {
-  expect_arity(req, 1, "wait MILLISECONDS");
-  auto ms = parse_count(req[0], req[1], max_sleep_ms);
+                        unsigned long long ms) {
   try {
     conn.notify({"note", "waiting"});  // so a caller knows when to cancel
   } catch (const bokbok::error&) {
@@ -185,13 +180,11 @@ std::string callers_deadline(bokbok::connection& conn, const std::string& method
 
 // Sleeps past the caller's deadline on purpose, then records what it sees.
 bokbok::message on_overrun(server_state& state, bokbok::connection& conn,
-                           const bokbok::message& req) {
-  expect_arity(req, 1, "overrun MILLISECONDS");
-  auto ms = parse_count(req[0], req[1], max_sleep_ms);
+                           unsigned long long ms) {
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   std::string nested;
   try {
-    nested = callers_deadline(conn, req[0]);
+    nested = callers_deadline(conn, "overrun");
   } catch (const bokbok::call_error& e) {
     nested = bokbok::to_string(e.code());
   } catch (const std::exception& e) {  // a bokbok::error, or an answer of the wrong shape
@@ -229,9 +222,7 @@ bokbok::message on_shutdown(server_state& state, bokbok::connection& conn) {
   return {"ok"};
 }
 
-bokbok::message on_callback(bokbok::connection& conn, const bokbok::message& req) {
-  expect_arity(req, 1, "callback N");
-  auto n = parse_count(req[0], req[1], max_callbacks);
+bokbok::message on_callback(bokbok::connection& conn, unsigned long long n) {
   for (unsigned long long i = 1; i <= n; ++i) {
     // A nested call on the same connection, made from a handler thread: allowed, and it
     // cannot deadlock (the connection's loop thread never runs handlers).
@@ -242,12 +233,10 @@ bokbok::message on_callback(bokbok::connection& conn, const bokbok::message& req
                   " failed on the caller's side: " + e.what());
     }
   }
-  return {"did", req[1]};
+  return {"did", std::to_string(n)};
 }
 
-bokbok::message on_blob(const bokbok::message& req) {
-  expect_arity(req, 1, "blob N");
-  auto n = parse_count(req[0], req[1], max_blob);
+bokbok::message on_blob(unsigned long long n) {
   std::string blob(n, '\0');
   for (std::size_t i = 0; i < blob.size(); ++i) blob[i] = char('a' + i % 26);
   bokbok::message out;  // not {std::move(blob)}: an initializer list would copy it
@@ -255,83 +244,111 @@ bokbok::message on_blob(const bokbok::message& req) {
   return out;
 }
 
-bokbok::message handle(server_state& state, bokbok::connection& conn,
-                       bokbok::message req) {
-  if (req.empty()) bad_request("empty request: the first field must name a method");
-  const std::string& method = req[0];
+// The methods, registered with their signatures: the router checks arity and types
+// (bad_arguments) and answers unknown methods (no_such_method) and the introspection
+// methods (bokbok.list, bokbok.describe). --help lists the same table.
+bokbok::router make_router(server_state& state) {
+  using bokbok::args;
+  using bokbok::connection;
+  using bokbok::message;
+  constexpr auto bytes = bokbok::param_type::bytes;
+  constexpr auto integer = bokbok::param_type::integer;
+  bokbok::router r;
+  r.add("ping", "answers pong TEXT", {{"text", bytes}},
+        [](connection&, args& a) -> message { return {"pong", std::move(a.fields()[0])}; });
+  r.add("echo", "answers its argument fields, byte for byte", {{"field", bytes, true}},
+        [](connection&, args& a) -> message { return std::move(a.fields()); });
+  r.add("add", "answers the sum of two integers", {{"a", integer}, {"b", integer}},
+        [](connection&, args& a) -> message {
+          std::int64_t sum = 0;
+          if (__builtin_add_overflow(a.integer(0), a.integer(1), &sum))
+            bad_arguments("add: the sum does not fit in 64 bits");
+          return {std::to_string(sum)};
+        });
+  r.add("fail", "fails with handler_failed, message MSG", {{"msg", bytes}},
+        [](connection&, args& a) -> message {
+          // Any std::exception would do, but its what() ends at a NUL byte: a call_error
+          // carries MSG whole, NULs included (the caller's remote_error::message()).
+          throw bokbok::remote_error(bokbok::error_code::handler_failed, a.bytes(0));
+        });
+  r.add("fail-code", "fails with code N (0-65535), message MSG", {{"n", integer}, {"msg", bytes}},
+        [](connection&, args& a) -> message {
+          auto code = count(a, 0, "fail-code", 0xffff);
+          throw bokbok::remote_error(static_cast<bokbok::error_code>(code), a.bytes(1));
+        });
+  r.add("sleep", "answers slept after MS milliseconds (at most 60000)", {{"ms", integer}},
+        [](connection&, args& a) -> message {
+          std::this_thread::sleep_for(std::chrono::milliseconds(count(a, 0, "sleep", max_sleep_ms)));
+          return {"slept"};
+        });
+  r.add("callback", "answers did N after calling the caller `callback I`, I = 1..N",
+        {{"n", integer}}, [](connection& conn, args& a) -> message {
+          return on_callback(conn, count(a, 0, "callback", max_callbacks));
+        });
+  r.add("blob", "answers one field of N bytes 'abc...z' repeated (N <= 1 GiB)",
+        {{"n", integer}},
+        [](connection&, args& a) -> message { return on_blob(count(a, 0, "blob", max_blob)); });
+  r.add("whoami", "answers user NAME [uid N] (key-mode user; uid on UNIX sockets)", {},
+        [](connection& conn, args&) -> message {
+          message out{"user", conn.user()};
+          if (auto c = conn.peer_credentials()) out.insert(out.end(), {"uid", std::to_string(c->uid)});
+          return out;
+        });
+  r.add("size", "answers size N, the byte count of F", {{"f", bytes}},
+        [](connection&, args& a) -> message { return {"size", std::to_string(a.bytes(0).size())}; });
+  r.add("deadline", "answers deadline MS | deadline none: the time this call has left", {},
+        [](connection&, args&) -> message { return {"deadline", remaining_text()}; });
+  r.add("nested-deadline", "answers nested R, R the caller's own `deadline` answer", {},
+        [](connection& conn, args&) -> message {
+          // A nested call inherits this call's deadline: the caller's handler sees it.
+          return {"nested", callers_deadline(conn, "nested-deadline")};
+        });
+  r.add("wait", "notifies `note waiting`, waits MS ms or until cancelled; answers waited",
+        {{"ms", integer}}, [&state](connection& conn, args& a) -> message {
+          return on_wait(state, conn, count(a, 0, "wait", max_sleep_ms));
+        });
+  r.add("overrun", "sleeps MS ms ignoring cancels, calls `deadline`; answers overran",
+        {{"ms", integer}}, [&state](connection& conn, args& a) -> message {
+          return on_overrun(state, conn, count(a, 0, "overrun", max_sleep_ms));
+        });
+  r.add("last-report", "answers what the last wait / overrun saw (waits up to 10 s)", {},
+        [&state](connection&, args&) -> message {
+          std::unique_lock lock(state.mutex);
+          state.changed.wait_for(lock, std::chrono::seconds(10),
+                                 [&] { return state.report.has_value(); });
+          if (!state.report) bad_request("last-report: nothing to report");
+          return {*std::exchange(state.report, std::nullopt)};
+        });
+  r.add("notify-me", "answers ok after notifying the caller `note TEXT`", {{"text", bytes}},
+        [](connection& conn, args& a) -> message {
+          conn.notify({"note", a.bytes(0)});
+          return {"ok"};
+        });
+  r.add("notes", "answers the notifications received so far, one field each", {},
+        [&state](connection&, args&) -> message {
+          std::lock_guard lock(state.mutex);
+          return state.notes;
+        });
+  r.add("shutdown-server!", "answers ok, then the server stops (--stdio: closes and exits)", {},
+        [&state](connection& conn, args&) -> message { return on_shutdown(state, conn); });
+  return r;
+}
 
-  if (method == "ping") {
-    expect_arity(req, 1, "ping TEXT");
-    return {"pong", std::move(req[1])};
+// "  ping TEXT           answers pong TEXT", one line per method.
+std::string methods_help() {
+  server_state unused;
+  std::string out;
+  for (const auto& m : make_router(unused).methods()) {
+    std::string usage = m.name;
+    for (const auto& p : m.params) {
+      usage += ' ';
+      for (char c : p.name) usage += char(std::toupper(static_cast<unsigned char>(c)));
+      if (p.list) usage += "...";
+    }
+    if (usage.size() < 20) usage.resize(20, ' ');
+    out += "  " + usage + " " + m.description + "\n";
   }
-  if (method == "echo") {
-    req.erase(req.begin());
-    return req;
-  }
-  if (method == "fail") {
-    expect_arity(req, 1, "fail MESSAGE");
-    // Any std::exception would do, but its what() ends at a NUL byte: a call_error
-    // carries MSG whole, NULs included (the caller's remote_error::message()).
-    throw bokbok::remote_error(bokbok::error_code::handler_failed, req[1]);
-  }
-  if (method == "fail-code") {
-    expect_arity(req, 2, "fail-code CODE MESSAGE");
-    auto code = parse_count(method, req[1], 0xffff);
-    throw bokbok::remote_error(static_cast<bokbok::error_code>(code), req[2]);
-  }
-  if (method == "sleep") {
-    expect_arity(req, 1, "sleep MILLISECONDS");
-    auto ms = parse_count(method, req[1], max_sleep_ms);
-    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-    return {"slept"};
-  }
-  if (method == "callback") return on_callback(conn, req);
-  if (method == "whoami") {
-    expect_arity(req, 0, "whoami");
-    bokbok::message out{"user", conn.user()};
-    if (auto c = conn.peer_credentials()) out.insert(out.end(), {"uid", std::to_string(c->uid)});
-    return out;
-  }
-  if (method == "deadline") {
-    expect_arity(req, 0, "deadline");
-    return {"deadline", remaining_text()};
-  }
-  if (method == "nested-deadline") {
-    expect_arity(req, 0, "nested-deadline");
-    // A nested call inherits this call's deadline: the caller's handler sees it.
-    return {"nested", callers_deadline(conn, method)};
-  }
-  if (method == "wait") return on_wait(state, conn, req);
-  if (method == "overrun") return on_overrun(state, conn, req);
-  if (method == "last-report") {
-    expect_arity(req, 0, "last-report");
-    std::unique_lock lock(state.mutex);
-    state.changed.wait_for(lock, std::chrono::seconds(10), [&] { return state.report.has_value(); });
-    if (!state.report) bad_request("last-report: nothing to report");
-    return {*std::exchange(state.report, std::nullopt)};
-  }
-  if (method == "notify-me") {
-    expect_arity(req, 1, "notify-me TEXT");
-    conn.notify({"note", req[1]});
-    return {"ok"};
-  }
-  if (method == "notes") {
-    expect_arity(req, 0, "notes");
-    std::lock_guard lock(state.mutex);
-    return state.notes;
-  }
-  if (method == "size") {
-    expect_arity(req, 1, "size FIELD");
-    return {"size", std::to_string(req[1].size())};
-  }
-  if (method == "blob") return on_blob(req);
-  if (method == "shutdown-server!") {
-    expect_arity(req, 0, "shutdown-server!");
-    return on_shutdown(state, conn);
-  }
-  std::string shown = method.size() > 64 ? method.substr(0, 64) + "..." : method;
-  throw bokbok::remote_error(bokbok::error_code::no_such_method,
-                             "unknown method: " + shown);
+  return out;
 }
 
 void print_help() {
@@ -393,31 +410,12 @@ void print_help() {
       "  --help              show this help and exit\n"
       "  --version           show the version and exit\n"
       "\n"
-      "methods (a request's first field names the method; the answer follows ->):\n"
-      "  ping S              -> pong S\n"
-      "  echo F...           -> F...  (the argument fields, byte for byte)\n"
-      "  fail MSG            -> remote error handler_failed, message MSG\n"
-      "  fail-code N MSG     -> remote error with code N (0-65535), message MSG\n"
-      "  sleep MS            -> slept, after MS milliseconds (at most 60000)\n"
-      "  callback N          -> did N, after calling the caller `callback I`, I = 1..N\n"
-      "  blob N              -> one field of N bytes 'abc...z' repeated (N <= 1 GiB)\n"
-      "  whoami              -> user NAME [uid N]  (key-mode user; uid on UNIX sockets)\n"
-      "  size F              -> size N  (the byte count of F)\n"
-      "  deadline            -> deadline MS | deadline none  (the time this call has left)\n"
-      "  nested-deadline     -> nested R  (R: the caller's own `deadline` answer, called\n"
-      "                         back from here, so it inherits this call's deadline)\n"
-      "  wait MS             -> waited, after notifying the caller `note waiting` and\n"
-      "                         waiting MS ms or until the call is cancelled\n"
-      "  overrun MS          -> overran, after sleeping MS ms ignoring cancels and then\n"
-      "                         calling the caller's `deadline`\n"
-      "  last-report         -> what the last wait / overrun saw (waits up to 10 s)\n"
-      "  notify-me TEXT      -> ok, after notifying the caller `note TEXT`\n"
-      "  notes               -> the notifications received so far, one field each\n"
-      "  shutdown-server!    -> ok, then the server stops (--stdio: closes and exits)\n"
-      "  anything else       -> remote error no_such_method\n"
+      "methods (a request's first field names the method; wrong arguments are a\n"
+      "bad_arguments error, anything else no_such_method; `bokbok list` shows the same):\n"
+      "%s"
       "\n"
       "Logs go to stderr; stdout is never written (under --stdio it is the protocol).\n",
-      program.data(), program.data(), program.data());
+      program.data(), program.data(), program.data(), methods_help().c_str());
 }
 
 int usage_error(const std::string& why) {
@@ -566,9 +564,7 @@ int serve_stdio_mode(server_state& state, const command_line& cl) {
   opts.max_message_size = cl.max_message_size;
   opts.on_notify = [&state](bokbok::connection&, bokbok::message m) { keep_note(state, std::move(m)); };
   if (!cl.users_file.empty()) opts.keys.key_for_user = bokbok::load_users(cl.users_file);
-  opts.on_request = [&state](bokbok::connection& conn, bokbok::message req) {
-    return handle(state, conn, std::move(req));
-  };
+  opts.on_request = make_router(state).handler();
   opts.on_close = [&state](bokbok::connection&) {
     std::lock_guard lock(state.mutex);
     state.closed = true;
@@ -617,9 +613,7 @@ int serve_listening_mode(server_state& state, const command_line& cl) {
   if (cl.max_per_user) o.max_connections_per_user = *cl.max_per_user;
   if (cl.logins_per_user) o.max_logins_per_user = *cl.logins_per_user;
   o.on_notify = [&state](bokbok::connection&, bokbok::message m) { keep_note(state, std::move(m)); };
-  o.on_request = [&state](bokbok::connection& conn, bokbok::message req) {
-    return handle(state, conn, std::move(req));
-  };
+  o.on_request = make_router(state).handler();
   // The login line: in key mode it names the user, who has proved its key by now.
   o.on_open = [](bokbok::connection& c) {
     log("connection from " + c.peer_address() +

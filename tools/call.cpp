@@ -18,6 +18,7 @@
 #include <system_error>
 #include <variant>
 
+#include "call_input.hpp"
 #include "call_output.hpp"
 #include "command.hpp"
 
@@ -67,6 +68,12 @@ constexpr std::string_view help_text =
     "  --user NAME         key mode: authenticate as NAME (with --key-file); the\n"
     "                      connection is encrypted, and a plain server is refused\n"
     "  --key-file FILE     NAME's key (a file made by `bokbok keygen`, mode 0600)\n"
+    "  -d, --data DATA     arguments as a JSON array, sent after the FIELDs (which\n"
+    "                      then are just the method): DATA itself, @FILE or @- (standard\n"
+    "                      input). Strings go as UTF-8, integers as decimal text,\n"
+    "                      true/false as such, {\"base64\": \"...\"} as its bytes. If the\n"
+    "                      server describes the method (bokbok.describe), they are\n"
+    "                      checked against its parameter types first (exit 2)\n"
     "  --stdin-field       append one more field after the FIELDs: all of standard\n"
     "                      input, byte for byte (for large or binary payloads). Not\n"
     "                      with an address that reads standard input (stdio, inetd,\n"
@@ -95,7 +102,8 @@ constexpr std::string_view help_text =
     "  bokbok call --json --timeout 2 tcp:127.0.0.1:7000 echo hi\n"
     "  bokbok call 'exec:bokbok-demo-server --stdio' ping hi\n"
     "  bokbok call 'ssh:admin@db1 bokbok bridge stdio unix:/run/app.sock' status\n"
-    "  bokbok call --stdin-field tcp:127.0.0.1:7000 store -name- < photo.jpg\n";
+    "  bokbok call --stdin-field tcp:127.0.0.1:7000 store -name- < photo.jpg\n"
+    "  bokbok call -d '[2, 3]' 'exec:bokbok-demo-server --stdio' add\n";
 
 enum exit_status : int {
   exit_ok = 0,
@@ -113,6 +121,7 @@ struct call_options {
   std::string user, key_file;  // key mode
   std::string address;
   message fields;
+  std::optional<std::string> data;  // -d: JSON arguments, or @FILE / @-
 };
 
 double parse_timeout(std::string_view text) {
@@ -126,7 +135,8 @@ double parse_timeout(std::string_view text) {
 }
 
 bool takes_value(std::string_view option) {
-  return option == "--timeout" || option == "--user" || option == "--key-file";
+  return option == "--timeout" || option == "--user" || option == "--key-file" ||
+         option == "-d" || option == "--data";
 }
 
 // Options end at the first FIELD (the second argument that is not an option or an
@@ -164,6 +174,8 @@ call_options parse_args(args_view args) {
       o.stdin_field = true;
     } else if (arg == "--timeout") {
       o.timeout = parse_timeout(reader.value());
+    } else if (arg == "-d" || arg == "--data") {
+      o.data = std::string(reader.value());
     } else if (arg == "--user") {
       o.user = reader.value();
     } else if (arg == "--key-file") {
@@ -400,6 +412,27 @@ std::variant<message, int> call_once(connection& conn, message request,
   }
 }
 
+// -d's arguments as fields, checked against the method's signature when the server
+// describes it (PROTOCOL.md §11.2); a server without introspection gets them as given.
+message typed_arguments(connection& conn, const std::string& method,
+                        const std::vector<json_arg>& data_args, const deadline& d) {
+  std::optional<std::vector<std::pair<std::string, std::string>>> params;
+  if (!method.starts_with("bokbok.")) {
+    bokbok::call_options copts;
+    copts.deadline = d.at;
+    try {
+      message a = conn.request({"bokbok.describe", method}, copts);
+      if (a.size() >= 4 && a.size() % 2 == 0) {
+        params.emplace();
+        for (std::size_t i = 4; i + 1 < a.size(); i += 2) params->emplace_back(a[i], a[i + 1]);
+      }
+    } catch (const remote_error&) {
+      // No introspection, or no such method: the call itself will say.
+    }
+  }
+  return to_fields(data_args, params ? &*params : nullptr, method);
+}
+
 int run(args_view args) {
   call_options o = parse_args(args);
   const address addr = [&] {
@@ -410,6 +443,14 @@ int run(args_view args) {
     }
   }();
   check_fds_open(addr);
+  std::vector<json_arg> data_args;  // -d, read and parsed before connecting
+  if (o.data) {
+    if (*o.data == "@-" && (o.stdin_field || addr.reads_stdin()))
+      throw usage_error("-d @- reads standard input, which " +
+                        (o.stdin_field ? std::string("--stdin-field") : o.address) + " uses");
+    data_args = parse_json_args(read_data(*o.data, options{}.max_message_size));
+  }
+  const std::size_t data_at = o.fields.size();
   if (o.stdin_field) {
     if (addr.reads_stdin())
       throw usage_error("--stdin-field cannot be used with " + o.address +
@@ -429,6 +470,11 @@ int run(args_view args) {
   }
   auto conn = open_connection(o.address, connection_options(o), d);
   if (auto* status = std::get_if<int>(&conn)) return *status;
+  if (o.data) {
+    message args = typed_arguments(std::get<connection>(conn), o.fields[0], data_args, d);
+    o.fields.insert(o.fields.begin() + std::ptrdiff_t(data_at),
+                    std::make_move_iterator(args.begin()), std::make_move_iterator(args.end()));
+  }
   auto response =
       call_once(std::get<connection>(conn), std::move(o.fields), o.address, d);
   if (auto* status = std::get_if<int>(&response)) return *status;

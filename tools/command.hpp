@@ -89,5 +89,7 @@ extern const command call_command;
 extern const command bench_command;
 extern const command bridge_command;
 extern const command keygen_command;
+extern const command list_command;
+extern const command describe_command;
 
 }  // namespace bokbok::tools

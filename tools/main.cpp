@@ -23,6 +23,8 @@ namespace {
 // Add a subcommand here (and its file to tools/meson.build).
 const command* const commands[] = {
     &call_command,
+    &list_command,
+    &describe_command,
     &bench_command,
     &bridge_command,
     &keygen_command,

@@ -1,0 +1,199 @@
+// `bokbok list` and `bokbok describe`, the real binary (BOKBOK_TOOL), against the real
+// demo server (BOKBOK_DEMO_SERVER) started by the tool itself over exec:. Every run is
+// bounded in time and killed if it overstays.
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "support/child_process.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+struct run_result {
+  int status = -1;  // exit status; -1 if killed or signalled
+  std::string out, err;
+};
+
+// Runs `bokbok ARGS...` with `input` on its stdin; collects stdout and stderr.
+run_result run_tool(const std::vector<std::string>& args, const std::string& input = "") {
+  int out[2], err[2], in[2];
+  REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
+  REQUIRE(::pipe2(err, O_CLOEXEC) == 0);
+  REQUIRE(::pipe2(in, O_CLOEXEC) == 0);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+  std::vector<std::string> argv_text = {bokbok_test::built_program("BOKBOK_TOOL")};
+  argv_text.insert(argv_text.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_text) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  int rc = ::posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(out[1]);
+  ::close(err[1]);
+  ::close(in[0]);
+  REQUIRE(rc == 0);
+  // Small inputs fit the pipe buffer.
+  if (!input.empty()) CHECK(::write(in[1], input.data(), input.size()) == ssize_t(input.size()));
+  ::close(in[1]);
+  run_result r;
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+  std::string* sinks[2] = {&r.out, &r.err};
+  int open_count = 2;
+  bool killed = false;
+  while (open_count > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left <= 0ms) {
+      ::kill(pid, SIGKILL);
+      killed = true;
+      break;
+    }
+    if (::poll(fds, 2, int(left.count())) < 0) continue;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      char buf[4096];
+      ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) {
+        sinks[i]->append(buf, std::size_t(n));
+      } else {
+        fds[i].fd = -1;
+        --open_count;
+      }
+    }
+  }
+  ::close(out[0]);
+  ::close(err[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);  // its outputs are closed (or it was killed): it is ending
+  CHECK_MESSAGE(!killed, "bokbok did not finish within the limit");
+  if (!killed && WIFEXITED(status)) r.status = WEXITSTATUS(status);
+  return r;
+}
+
+std::string demo_address() {
+  return "exec:" + bokbok_test::built_program("BOKBOK_DEMO_SERVER") + " --stdio";
+}
+
+}  // namespace
+
+TEST_CASE("bokbok list prints the demo server's methods with their descriptions") {
+  auto r = run_tool({"list", demo_address()});
+  CHECK(r.status == 0);
+  CHECK(r.err.find("bokbok list:") == std::string::npos);  // the server logs there too
+  CHECK(r.out.starts_with("ping              answers pong TEXT\n"
+                          "echo              answers its argument fields, byte for byte\n"
+                          "add               answers the sum of two integers\n"));
+  CHECK(r.out.find("\nshutdown-server!  answers ok, then the server stops") != std::string::npos);
+  CHECK(r.out.ends_with("\nbokbok.describe   a method's description, parameters, the protocol "
+                        "version and features\n"));
+}
+
+TEST_CASE("bokbok list --json prints one JSON array of name and description objects") {
+  auto r = run_tool({"list", "--json", demo_address()});
+  CHECK(r.status == 0);
+  CHECK(r.out.starts_with("[{\"name\": \"ping\", \"description\": \"answers pong TEXT\"}, "
+                          "{\"name\": \"echo\", "));
+  CHECK(r.out.ends_with("{\"name\": \"bokbok.list\", \"description\": \"the methods: name and "
+                        "description of each\"}, {\"name\": \"bokbok.describe\", "
+                        "\"description\": \"a method's description, parameters, the protocol "
+                        "version and features\"}]\n"));
+}
+
+TEST_CASE("bokbok describe prints a method's signature, description, protocol and features") {
+  auto r = run_tool({"describe", demo_address(), "add"});
+  CHECK(r.status == 0);
+  CHECK(r.out ==
+        "add a:integer b:integer\n  answers the sum of two integers\n"
+        "protocol 1, features deadline notify\n");
+  auto echo = run_tool({"describe", "--json", demo_address(), "echo"});
+  CHECK(echo.status == 0);
+  CHECK(echo.out ==
+        "{\"name\": \"echo\", \"description\": \"answers its argument fields, byte for byte\", "
+        "\"parameters\": [{\"name\": \"field\", \"type\": \"list<bytes>\"}], \"protocol\": 1, "
+        "\"features\": [\"deadline\", \"notify\"]}\n");
+}
+
+TEST_CASE("bokbok describe of an unknown method exits 1 with no_such_method") {
+  auto r = run_tool({"describe", demo_address(), "nope"});
+  CHECK(r.status == 1);
+  CHECK(r.out == "");
+  CHECK(r.err.find("\nbokbok describe: remote error (no_such_method): unknown method: 'nope'\n") !=
+        std::string::npos);
+}
+
+TEST_CASE("bokbok list and describe refuse bad usage with exit status 2") {
+  CHECK(run_tool({"list"}).status == 2);
+  CHECK(run_tool({"describe", demo_address()}).status == 2);
+  CHECK(run_tool({"list", "--bogus", demo_address()}).status == 2);
+  CHECK(run_tool({"list", "nonsense"}).status == 2);
+}
+
+TEST_CASE("the demo server's arity and number errors are bad_arguments through bokbok call") {
+  auto r = run_tool({"call", demo_address(), "sleep", "soon"});
+  CHECK(r.status == 1);
+  CHECK(r.err.find(
+            "bokbok call: remote error (bad_arguments): sleep: argument 1 (ms) must be an "
+            "integer (decimal, within 64-bit signed), got 'soon'\n") != std::string::npos);
+  auto range = run_tool({"call", demo_address(), "sleep", "60001"});
+  CHECK(range.err.find("sleep: 60001 is out of range (0 to 60000)") != std::string::npos);
+  auto sum = run_tool({"call", demo_address(), "add", "2", "-5"});
+  CHECK(sum.status == 0);
+  CHECK(sum.out == "-3\n");
+}
+
+TEST_CASE("bokbok call -d sends JSON arguments typed by the server's description") {
+  auto sum = run_tool({"call", "-d", "[2, -5]", demo_address(), "add"});
+  CHECK(sum.status == 0);
+  CHECK(sum.out == "-3\n");
+  // A string where the signature wants an integer is said before anything is called.
+  auto wrong = run_tool({"call", "-d", "[2, \"three\"]", demo_address(), "add"});
+  CHECK(wrong.status == 2);
+  CHECK(wrong.err.find("add: argument 2 (b) is integer, -d gave the string \"three\"") !=
+        std::string::npos);
+  auto count = run_tool({"call", "-d", "[2]", demo_address(), "add"});
+  CHECK(count.status == 2);
+  CHECK(count.err.find("add takes 2 arguments (a: integer, b: integer), -d gave 1") !=
+        std::string::npos);
+  // Binary fields as base64, strings with escapes, a list parameter's elements in a row.
+  auto echo = run_tool({"call", "--json", "-d", R"(["a\nb", {"base64": "AP8="}, "\u00e9"])",
+                        demo_address(), "echo"});
+  CHECK(echo.status == 0);
+  CHECK(echo.out == "[\"a\\nb\", {\"base64\": \"AP8=\"}, \"\xc3\xa9\"]\n");
+  auto bad = run_tool({"call", "-d", "[1.5]", demo_address(), "echo"});
+  CHECK(bad.status == 2);
+  CHECK(bad.err.find("only integers") != std::string::npos);
+}
+
+TEST_CASE("bokbok call -d reads @FILE and @- (standard input)") {
+  char path[] = "/tmp/bokbok-router-tool-XXXXXX";
+  int fd = ::mkstemp(path);
+  REQUIRE(fd >= 0);
+  std::string json = "[40, 2]";
+  REQUIRE(::write(fd, json.data(), json.size()) == ssize_t(json.size()));
+  ::close(fd);
+  auto from_file = run_tool({"call", "-d", std::string("@") + path, demo_address(), "add"});
+  ::unlink(path);
+  CHECK(from_file.status == 0);
+  CHECK(from_file.out == "42\n");
+  auto from_stdin = run_tool({"call", "-d", "@-", demo_address(), "add"}, "[\"7\", 8]");
+  CHECK(from_stdin.status == 0);
+  CHECK(from_stdin.out == "15\n");
+  auto missing = run_tool({"call", "-d", "@/nonexistent/args.json", demo_address(), "add"});
+  CHECK(missing.status == 2);
+}
