@@ -196,4 +196,7 @@ TEST_CASE("bokbok call -d reads @FILE and @- (standard input)") {
   CHECK(from_stdin.out == "15\n");
   auto missing = run_tool({"call", "-d", "@/nonexistent/args.json", demo_address(), "add"});
   CHECK(missing.status == 2);
+  auto no_method = run_tool({"call", "-d", "[1]", "--stdin-field", demo_address()}, "x");
+  CHECK(no_method.status == 2);
+  CHECK(no_method.err.find("-d needs a FIELD naming the method") != std::string::npos);
 }

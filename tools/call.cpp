@@ -198,6 +198,8 @@ call_options parse_args(args_view args) {
   if (o.user.empty() != o.key_file.empty())
     throw usage_error("key mode needs both --user NAME and --key-file FILE");
   if (o.address.empty()) throw usage_error("no ADDRESS given");
+  if (o.data && o.fields.empty())
+    throw usage_error("-d needs a FIELD naming the method (the arguments follow it)");
   if (o.fields.empty() && !o.stdin_field)
     throw usage_error("no FIELD given (the first field names the method)");
   return o;
