@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -218,4 +219,24 @@ TEST_CASE("bokbok list, describe and call -d work over a UNIX socket as over exe
   auto sum = run_tool({"call", "-d", "[20, 22]", server.address, "add"});
   CHECK(sum.status == 0);
   CHECK(sum.out == "42\n");
+}
+
+TEST_CASE("bokbok list and describe authenticate with --user and --key-file in key mode") {
+  bokbok_test::temp_dir dir("router-keys");
+  std::string key_file = (dir.path / "alice.key").string();
+  auto made = run_tool({"keygen", "--users-line", "alice", key_file});
+  REQUIRE(made.status == 0);
+  std::string users = (dir.path / "users").string();
+  std::ofstream(users) << made.out;
+  ::chmod(users.c_str(), 0600);
+  bokbok_test::listening_demo server({"--users", users});
+  auto listed = run_tool({"list", "--user", "alice", "--key-file", key_file, server.address});
+  CHECK(listed.status == 0);
+  CHECK(listed.out.starts_with("ping              answers pong TEXT\n"));
+  auto described =
+      run_tool({"describe", "--user", "alice", "--key-file", key_file, server.address, "whoami"});
+  CHECK(described.status == 0);
+  CHECK(described.out.starts_with("whoami\n  answers user NAME"));
+  auto half = run_tool({"list", "--user", "alice", server.address});
+  CHECK(half.status == 2);
 }

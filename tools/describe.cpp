@@ -24,6 +24,8 @@ constexpr std::string_view help_text =
     "                      \"parameters\": [{\"name\", \"type\"}...], \"protocol\" (a number),\n"
     "                      \"features\": [...]}\n"
     "  --timeout SECONDS   the whole exchange, connecting included (default 10)\n"
+    "  --user NAME         key mode: authenticate as NAME (with --key-file)\n"
+    "  --key-file FILE     NAME's key (a file made by `bokbok keygen`)\n"
     "  --help              show this help\n"
     "\n"
     "exit status: as `bokbok call`; an unknown METHOD is a remote error\n"
@@ -51,8 +53,7 @@ std::string words_json(const std::string& words) {
 int run(args_view args) {
   auto o = introspect::parse(args);
   if (o.operands.size() != 2) throw usage_error("takes ADDRESS and METHOD");
-  auto answer = introspect::ask("describe", o.operands[0], {"bokbok.describe", o.operands[1]},
-                                o.timeout);
+  auto answer = introspect::ask("describe", o, {"bokbok.describe", o.operands[1]});
   if (auto* status = std::get_if<int>(&answer)) return *status;
   auto d = introspect::parse_description(std::get<message>(answer));
   std::string out;

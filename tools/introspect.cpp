@@ -32,10 +32,16 @@ common_options parse(args_view args) {
       if (v.empty() || *end || !(t > 0) || t > 1e6)
         throw usage_error("--timeout wants a positive number of seconds, not '" + v + "'");
       o.timeout = t;
+    } else if (arg == "--user") {
+      o.user = reader.value();
+    } else if (arg == "--key-file") {
+      o.key_file = reader.value();
     } else {
       throw usage_error("unknown option '" + std::string(arg) + "'");
     }
   }
+  if (o.user.empty() != o.key_file.empty())
+    throw usage_error("key mode needs both --user NAME and --key-file FILE");
   if (o.operands.empty()) throw usage_error("no ADDRESS given");
   return o;
 }
@@ -49,19 +55,28 @@ int failure(std::string_view where, int status, const std::string& why) {
 
 }  // namespace
 
-std::variant<message, int> ask(std::string_view where, const std::string& address,
-                               message request, double timeout) {
+std::variant<message, int> ask(std::string_view where, const common_options& o,
+                               message request) {
+  const std::string& address = o.operands.at(0);
   try {
     (void)bokbok::address::parse(address);
   } catch (const address_error& e) {
     throw usage_error(without_prefix(e.what()));
   }
-  auto limit = std::chrono::milliseconds(static_cast<long long>(timeout * 1000));
+  auto limit = std::chrono::milliseconds(static_cast<long long>(o.timeout * 1000));
   options opts;
   opts.connect_timeout = limit;
   opts.on_request = [](connection&, message) -> message {
     throw remote_error(error_code::no_such_method, "this client answers no requests");
   };
+  if (!o.user.empty()) {
+    opts.keys.user = o.user;
+    try {
+      opts.keys.key = std::make_shared<const key>(key::load(o.key_file));
+    } catch (const key_error& e) {
+      throw usage_error(without_prefix(e.what()));
+    }
+  }
   try {
     connection conn = connect(address, opts);
     bokbok::call_options copts;

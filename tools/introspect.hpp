@@ -19,17 +19,19 @@ enum exit_status : int { exit_ok = 0, exit_remote_error = 1, exit_transport = 3,
 struct common_options {
   bool json = false;
   double timeout = 10;  // seconds, the whole exchange
+  std::string user, key_file;  // key mode, as `bokbok call` takes them
   std::vector<std::string> operands;  // ADDRESS, then the command's own
 };
 
-// Parses --json, --timeout SECONDS and the operands (after "--", all operands).
+// Parses --json, --timeout SECONDS, --user NAME --key-file FILE and the operands
+// (after "--", all operands).
 common_options parse(args_view args);
 
-// Connects to `address`, sends `request`, returns the answer, or prints why not on
+// Connects to o.operands[0] (in key mode with o.user / o.key_file), sends `request`, returns the answer, or prints why not on
 // stderr ("bokbok WHERE: ...") and returns the exit status. A server without a router
 // answers no_such_method: the message then says it offers no introspection.
-std::variant<message, int> ask(std::string_view where, const std::string& address,
-                               message request, double timeout);
+std::variant<message, int> ask(std::string_view where, const common_options& o,
+                               message request);
 
 // bokbok.describe's answer (§11.2), checked: at least 4 fields, an even count.
 struct description {

@@ -20,6 +20,8 @@ constexpr std::string_view help_text =
     "                      {\"name\": ..., \"description\": ...}, fields that are not text\n"
     "                      as {\"base64\": \"...\"} like `call --json`\n"
     "  --timeout SECONDS   the whole exchange, connecting included (default 10)\n"
+    "  --user NAME         key mode: authenticate as NAME (with --key-file)\n"
+    "  --key-file FILE     NAME's key (a file made by `bokbok keygen`)\n"
     "  --help              show this help\n"
     "\n"
     "exit status: as `bokbok call`: 0 printed, 1 remote error, 2 bad usage,\n"
@@ -31,7 +33,7 @@ constexpr std::string_view help_text =
 int run(args_view args) {
   auto o = introspect::parse(args);
   if (o.operands.size() != 1) throw usage_error("takes one ADDRESS");
-  auto answer = introspect::ask("list", o.operands[0], {"bokbok.list"}, o.timeout);
+  auto answer = introspect::ask("list", o, {"bokbok.list"});
   if (auto* status = std::get_if<int>(&answer)) return *status;
   const message& m = std::get<message>(answer);
   if (m.size() % 2 != 0) {
