@@ -204,6 +204,30 @@ TEST_CASE("options::trace shows key mode's frames in plain, both sides") {
   b.wait_closed();
 }
 
+TEST_CASE("server_options::trace traces the frames of the server's connections") {
+  trace_log server_log;
+  bokbok::server_options so;
+  const std::string name = "unix:@bokbok-cli-trace-" + std::to_string(::getpid());
+  so.listen = {name};
+  so.on_request = [](bokbok::connection&, bokbok::message m) { return m; };
+  so.trace = server_log.sink();
+  bokbok::server srv(so);
+  srv.start();
+  {
+    bokbok::connection c = bokbok::connect(name);
+    CHECK(c.request({"a", "b"}) == bokbok::message{"a", "b"});
+    c.close();
+    c.wait_closed();
+  }
+  CHECK(bokbok_test::settles([&] {
+    return server_log.has(R"(< request id=1 flags=- [2] "a" "b")") &&
+           server_log.has(R"(> response id=1 flags=- [2] "a" "b")") &&
+           server_log.has("< close id=0 flags=-");
+  }));
+  srv.stop();
+  srv.wait();
+}
+
 TEST_CASE("bokbok call --json prints a remote error as JSON and still exits 1") {
   tool_run r = run_tool({"call", "--json", demo_address(), "nosuch", "a"});
   CHECK(r.status == 1);
