@@ -228,6 +228,36 @@ TEST_CASE("server_options::trace traces the frames of the server's connections")
   srv.wait();
 }
 
+TEST_CASE("bokbok bridge --trace shows the frames of its key-mode side in plain") {
+  char dir_template[] = "/tmp/bokbok-cli-trace-XXXXXX";
+  REQUIRE(::mkdtemp(dir_template) != nullptr);
+  const std::string dir = dir_template, key_file = dir + "/alice.key", users = dir + "/users";
+  tool_run made = run_tool({"keygen", "--users-line", "alice", key_file});
+  REQUIRE(made.status == 0);
+  {
+    int fd = ::open(users.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    REQUIRE(fd >= 0);
+    REQUIRE(::write(fd, made.out.data(), made.out.size()) == ssize_t(made.out.size()));
+    ::close(fd);
+  }
+  // The client speaks key mode to the bridge (side A), which speaks plain to the server.
+  const std::string bridge = "exec:" + bokbok_test::built_program("BOKBOK_TOOL") +
+                             " bridge --trace --users " + users + " stdio '" + demo_address() +
+                             "'";
+  tool_run r = run_tool({"call", "--user", "alice", "--key-file", key_file, bridge, "ping", "x"});
+  CHECK(r.status == 0);
+  CHECK(r.out == "pong\nx\n");
+  CHECK(has_line(r.err, R"(bokbok bridge: A: < request id=1 flags=- [2] "ping" "x")"));
+  CHECK(has_line(r.err, R"(bokbok bridge: A: > response id=1 flags=- [2] "pong" "x")"));
+  CHECK(has_line(r.err, R"(bokbok bridge: B: > request id=1 flags=- [2] "ping" "x")"));
+  CHECK(has_line(r.err, R"(bokbok bridge: B: < response id=1 flags=- [2] "pong" "x")"));
+  ::unlink(key_file.c_str());
+  ::unlink(users.c_str());
+  ::rmdir(dir.c_str());
+  // Without keys the bridge relays bytes: there are no frames to show.
+  CHECK(run_tool({"bridge", "--trace", "stdio", "stdio"}).status == 2);
+}
+
 TEST_CASE("bokbok call --json prints a remote error as JSON and still exits 1") {
   tool_run r = run_tool({"call", "--json", demo_address(), "nosuch", "a"});
   CHECK(r.status == 1);
