@@ -10,11 +10,6 @@
 
 namespace bokbok::tools {
 
-// The help text's line for the option.
-inline constexpr std::string_view trace_option_help =
-    "  -v, --trace         print every frame sent (>) and received (<) on stderr,\n"
-    "                      decoded: type, call id, flags, fields (cut at 32 bytes)\n";
-
 inline bool is_trace_option(std::string_view arg) { return arg == "-v" || arg == "--trace"; }
 
 // Sets `opts.trace` to print on stderr, each line prefixed with "WHERE: ". Each line
