@@ -23,6 +23,7 @@
 #include "bokbok/error.hpp"
 #include "bridge_keys.hpp"
 #include "command.hpp"
+#include "trace_option.hpp"
 
 namespace bokbok::tools {
 namespace {
@@ -45,6 +46,9 @@ constexpr std::string_view help_text =
     "                     bokbok-demo-server --users); B is reached in plain mode\n"
     "  --user NAME        side B is reached in key mode as NAME, with\n"
     "  --key-file FILE    NAME's key\n"
+    "  -v, --trace        with keys: print every frame each side sends (>) and\n"
+    "                     receives (<) on stderr, decoded, after 'bokbok bridge: A: '\n"
+    "                     or 'B: '\n"
     "Both may be given (A and B then use different keys). Without them, key mode\n"
     "passes through the byte relay end to end, and the bridge needs no keys.\n"
     "\n"
@@ -130,6 +134,8 @@ int run(args_view args) {
       keys.user = reader.value();
     else if (a == "--key-file")
       keys.key_file = reader.value();
+    else if (is_trace_option(a))
+      reader.no_value(), keys.trace = true;
     else if (a.starts_with("--"))
       throw usage_error("unknown option '" + std::string(a) + "'");
     else
@@ -138,6 +144,9 @@ int run(args_view args) {
   if (addresses.size() != 2) throw usage_error("needs exactly two addresses, A and B");
   if (keys.user.empty() != keys.key_file.empty())
     throw usage_error("--user and --key-file go together");
+  if (keys.trace && keys.users_file.empty() && keys.user.empty())
+    throw usage_error("--trace needs keys (--users, --user): without them the bridge "
+                      "relays bytes, not frames");
   if (!keys.users_file.empty() || !keys.user.empty()) {
     try {
       return run_key_bridge(addresses[0], addresses[1], keys);

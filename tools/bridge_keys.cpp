@@ -20,6 +20,7 @@
 
 #include "bokbok/bokbok.hpp"
 #include "command.hpp"
+#include "trace_option.hpp"
 
 namespace bokbok::tools {
 
@@ -91,6 +92,10 @@ int run_key_bridge(const std::string& address_a, const std::string& address_b,
   if (!keys.user.empty()) {
     ob.keys.user = keys.user;
     ob.keys.key = std::make_shared<const key>(key::load(keys.key_file));
+  }
+  if (keys.trace) {
+    trace_to_stderr(oa, "bokbok bridge: A");
+    trace_to_stderr(ob, "bokbok bridge: B");
   }
   // B first: a client arriving on A is served at once. Then A.
   try {

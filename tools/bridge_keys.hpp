@@ -9,6 +9,7 @@ struct bridge_keys {
   std::string users_file;  // --users: side A accepts key-mode clients of this file
   std::string user;        // --user / --key-file: side B is reached in key mode
   std::string key_file;
+  bool trace = false;      // -v, --trace: each side's frames on stderr
 };
 
 // Runs until either side closes. Exit status: 0 after a close; 3 when a side cannot be

@@ -21,6 +21,7 @@
 #include "call_input.hpp"
 #include "call_output.hpp"
 #include "command.hpp"
+#include "trace_option.hpp"
 
 namespace bokbok::tools::call {
 namespace {
@@ -55,10 +56,17 @@ constexpr std::string_view help_text =
     "  Any other field is an object {\"base64\": \"...\"} holding its bytes in standard\n"
     "  base64 (RFC 4648, alphabet A-Z a-z 0-9 + /, with = padding). For example the\n"
     "  response (\"pong\", the bytes 00 ff) prints  [\"pong\", {\"base64\": \"AP8=\"}]\n"
+    "  Notifications the server sends during the call (before its answer) are\n"
+    "  printed as they come: on stderr as 'bokbok call: notification: FIELD...'\n"
+    "  (control bytes as \\xHH), or with --json on the output, one line each:\n"
+    "  {\"notification\": [\"note\", \"waiting\"]}. The response line comes last.\n"
     "\n"
     "options (before or after ADDRESS, but before the first FIELD: option parsing\n"
     "stops there, so `call ADDRESS echo --json` sends \"--json\" as a field):\n"
-    "  --json              print the response as one JSON array (see above)\n"
+    "  --json              print the response as one JSON array (see above); a remote\n"
+    "                      error as one line {\"error\": {\"code\": N, \"name\": ...,\n"
+    "                      \"message\": ...}} (exit status 1 still), and each\n"
+    "                      notification as {\"notification\": [FIELD...]}\n"
     "  --timeout SECONDS   the whole call, connecting included, must finish within\n"
     "                      SECONDS (a decimal number, e.g. 0.5), else exit status 5;\n"
     "                      sent as the call's deadline, which the handler sees\n"
@@ -80,6 +88,8 @@ constexpr std::string_view help_text =
     "                      fd:0,W)\n"
     "  --                  end of options: the next argument (after ADDRESS, if not\n"
     "                      given yet) is the first FIELD, even if it starts with '-'\n"
+    "  -v, --trace         print every frame sent (>) and received (<) on stderr,\n"
+    "                      decoded: type, call id, flags, fields (cut at 32 bytes)\n"
     "  --help              show this help\n"
     "\n"
     "exit status:\n"
@@ -117,6 +127,7 @@ struct call_options {
   bool json = false;
   bool echo = false;
   bool stdin_field = false;
+  bool trace = false;  // -v, --trace
   double timeout = 0;  // seconds; 0: none
   std::string user, key_file;  // key mode
   std::string address;
@@ -169,6 +180,9 @@ call_options parse_args(args_view args) {
     } else if (arg == "--echo") {
       reader.no_value();
       o.echo = true;
+    } else if (is_trace_option(arg)) {
+      reader.no_value();
+      o.trace = true;
     } else if (arg == "--stdin-field") {
       reader.no_value();
       o.stdin_field = true;
@@ -286,8 +300,35 @@ void arm_last_resort(double seconds) {
   set_alarm(seconds + last_resort_grace);
 }
 
-options connection_options(const call_options& o) {
+// Where and how the call's output goes: the response, and meanwhile notifications
+// and (with --json) errors.
+struct printer {
+  bool json = false;
+  int out_fd = STDOUT_FILENO;
+  // Writes `text` whole; errors are ignored (used where nobody could be told).
+  void write_quietly(int fd, std::string_view text) const {
+    while (!text.empty()) {
+      ssize_t r = ::write(fd, text.data(), text.size());
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return;
+      text.remove_prefix(std::size_t(r));
+    }
+  }
+  void notification(const message& m) const {
+    if (json)
+      write_quietly(out_fd, format_json_notification(m));
+    else
+      write_quietly(STDERR_FILENO, "bokbok call: notification: " + format_notification_line(m));
+  }
+};
+
+options connection_options(const call_options& o, const printer& out = {}) {
   options opts;
+  // Handlers run on the event loop, so notifications are printed in the order they
+  // came, all before the response (which completes on the same thread after them).
+  opts.inline_handlers = true;
+  opts.on_notify = [out](connection&, message m) { out.notification(m); };
+  if (o.trace) trace_to_stderr(opts, "bokbok call");
   if (o.echo) {
     opts.on_request = [](connection&, message request) { return request; };
   } else {
@@ -363,7 +404,8 @@ constexpr auto close_grace = std::chrono::seconds(2);
 // instead. Ends the connection either way: gracefully once the call is over (goaway, then
 // close), at once if it is still pending.
 std::variant<message, int> call_once(connection& conn, message request,
-                                     const std::string& address, const deadline& d) {
+                                     const std::string& address, const deadline& d,
+                                     const printer& out = {}) {
   bokbok::call_options copts;
   copts.deadline = d.at;
   std::future<message> answer = conn.request_async(std::move(request), copts);
@@ -383,20 +425,14 @@ std::variant<message, int> call_once(connection& conn, message request,
   if (d.at && answer.wait_until(*d.at) != std::future_status::ready)
     return failure(exit_timed_out, timed_out_text(d.seconds));
   // The error's whole text (message(), not what(), which ends at a NUL), with control
-  // bytes shown as \xHH and a backslash as \\ so the line stays one line.
-  auto text_of = [](const call_error& e) {
-    std::string out;
-    for (unsigned char c : e.message()) {
-      if (c == '\\') {
-        out += "\\\\";
-      } else if (c < 0x20 || c == 0x7f) {
-        static constexpr char hex[] = "0123456789abcdef";
-        out += {'\\', 'x', hex[c >> 4], hex[c & 15]};
-      } else {
-        out += static_cast<char>(c);
-      }
-    }
-    return out;
+  // bytes shown as \xHH and a backslash as \\ so the line stays one line; under --json
+  // also as JSON on the output.
+  auto text_of = [&out](const call_error& e) {
+    if (out.json)
+      out.write_quietly(out.out_fd,
+                        format_json_error(static_cast<unsigned>(e.code()), to_string(e.code()),
+                                          e.message()));
+    return escape_text(e.message());
   };
   close_at_end.answered = true;
   try {
@@ -470,7 +506,8 @@ int run(args_view args) {
                               std::chrono::duration<double>(o.timeout));
     arm_last_resort(o.timeout);
   }
-  auto conn = open_connection(o.address, connection_options(o), d);
+  const printer out{o.json, out_fd};
+  auto conn = open_connection(o.address, connection_options(o, out), d);
   if (auto* status = std::get_if<int>(&conn)) return *status;
   if (o.data) {
     message args = typed_arguments(std::get<connection>(conn), o.fields[0], data_args, d);
@@ -478,7 +515,7 @@ int run(args_view args) {
                     std::make_move_iterator(args.begin()), std::make_move_iterator(args.end()));
   }
   auto response =
-      call_once(std::get<connection>(conn), std::move(o.fields), o.address, d);
+      call_once(std::get<connection>(conn), std::move(o.fields), o.address, d, out);
   if (auto* status = std::get_if<int>(&response)) return *status;
 
   // Printing may take as long as the reader of our output wants: not part of the call.

@@ -105,18 +105,57 @@ std::string format_lines(const message& response) {
   return out;
 }
 
-std::string format_json(const message& response) {
+namespace {
+
+// A field as a JSON value: a string when it is text, else {"base64": "..."}.
+std::string json_field(std::string_view field) {
+  if (is_json_text(field)) return json_string(field);
+  return "{\"base64\": \"" + base64(field) + "\"}";
+}
+
+std::string json_array(const message& fields) {
   std::string out = "[";
-  for (std::size_t i = 0; i < response.size(); ++i) {
+  for (std::size_t i = 0; i < fields.size(); ++i) {
     if (i > 0) out += ", ";
-    const std::string& field = response[i];
-    if (is_json_text(field))
-      out += json_string(field);
-    else
-      out += "{\"base64\": \"" + base64(field) + "\"}";
+    out += json_field(fields[i]);
   }
-  out += "]\n";
+  return out + "]";
+}
+
+}  // namespace
+
+std::string format_json(const message& response) { return json_array(response) + "\n"; }
+
+std::string escape_text(std::string_view bytes) {
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    if (c == '\\')
+      out += "\\\\";
+    else if (c < 0x20 || c == 0x7f)
+      out += {'\\', 'x', hex[c >> 4], hex[c & 15]};
+    else
+      out += static_cast<char>(c);
+  }
   return out;
+}
+
+std::string format_notification_line(const message& notification) {
+  std::string out;
+  for (std::size_t i = 0; i < notification.size(); ++i) {
+    if (i > 0) out += ' ';
+    out += escape_text(notification[i]);
+  }
+  return out + "\n";
+}
+
+std::string format_json_notification(const message& notification) {
+  return "{\"notification\": " + json_array(notification) + "}\n";
+}
+
+std::string format_json_error(unsigned code, std::string_view name, std::string_view text) {
+  return "{\"error\": {\"code\": " + std::to_string(code) + ", \"name\": " +
+         json_field(name) + ", \"message\": " + json_field(text) + "}}\n";
 }
 
 }  // namespace bokbok::tools::call

@@ -24,6 +24,7 @@ constexpr std::string_view help_text =
     "                      \"parameters\": [{\"name\", \"type\"}...], \"protocol\" (a number),\n"
     "                      \"features\": [...]}\n"
     "  --timeout SECONDS   the whole exchange, connecting included (default 10)\n"
+    "  -v, --trace         print every frame sent and received, decoded, on stderr\n"
     "  --user NAME         key mode: authenticate as NAME (with --key-file)\n"
     "  --key-file FILE     NAME's key (a file made by `bokbok keygen`)\n"
     "  --help              show this help\n"

@@ -8,6 +8,7 @@ packages=(
   doctest-dev                                      # tests
   clang libclang-rt-14-dev                         # fuzzers (libFuzzer) and sanitizers
   strace                                           # tests/syscalls: syscalls per round trip
+  man-db groff-base zsh                            # tests: man pages rendered, zsh completion parsed
   systemd                                          # deploy tests: systemd-socket-activate, systemd-analyze
   openssh-client openssh-server                    # ssh: addresses, tested against sshd on loopback
   libwrap0 libevent-2.1-7 libbsd0 libtirpc3 libselinux1  # what the unpacked openbsd-inetd and xinetd load

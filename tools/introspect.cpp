@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "call_output.hpp"
+#include "trace_option.hpp"
 
 namespace bokbok::tools::introspect {
 
@@ -25,6 +26,9 @@ common_options parse(args_view args) {
     } else if (arg == "--json") {
       reader.no_value();
       o.json = true;
+    } else if (is_trace_option(arg)) {
+      reader.no_value();
+      o.trace = true;
     } else if (arg == "--timeout") {
       std::string v(reader.value());
       char* end = nullptr;
@@ -66,6 +70,7 @@ std::variant<message, int> ask(std::string_view where, const common_options& o,
   auto limit = std::chrono::milliseconds(static_cast<long long>(o.timeout * 1000));
   options opts;
   opts.connect_timeout = limit;
+  if (o.trace) trace_to_stderr(opts, "bokbok " + std::string(where));
   opts.on_request = [](connection&, message) -> message {
     throw remote_error(error_code::no_such_method, "this client answers no requests");
   };

@@ -18,12 +18,13 @@ enum exit_status : int { exit_ok = 0, exit_remote_error = 1, exit_transport = 3,
 
 struct common_options {
   bool json = false;
+  bool trace = false;  // -v / --trace: every frame on stderr
   double timeout = 10;  // seconds, the whole exchange
   std::string user, key_file;  // key mode, as `bokbok call` takes them
   std::vector<std::string> operands;  // ADDRESS, then the command's own
 };
 
-// Parses --json, --timeout SECONDS, --user NAME --key-file FILE and the operands
+// Parses --json, -v/--trace, --timeout SECONDS, --user NAME --key-file FILE and the operands
 // (after "--", all operands).
 common_options parse(args_view args);
 

@@ -20,6 +20,7 @@ constexpr std::string_view help_text =
     "                      {\"name\": ..., \"description\": ...}, fields that are not text\n"
     "                      as {\"base64\": \"...\"} like `call --json`\n"
     "  --timeout SECONDS   the whole exchange, connecting included (default 10)\n"
+    "  -v, --trace         print every frame sent and received, decoded, on stderr\n"
     "  --user NAME         key mode: authenticate as NAME (with --key-file)\n"
     "  --key-file FILE     NAME's key (a file made by `bokbok keygen`)\n"
     "  --help              show this help\n"

@@ -56,7 +56,10 @@ void print_main_help() {
       "\n"
       "environment:\n"
       "  BOKBOK_LOG  the library's log on stderr: debug, info, warning (default),\n"
-      "              error or off\n",
+      "              error or off\n"
+      "  BOKBOK_TRACE\n"
+      "              set (not 0): every frame of every connection on stderr, decoded\n"
+      "              (as -v / --trace of the commands that connect)\n",
       "help", "show the help of a command");
 }
 

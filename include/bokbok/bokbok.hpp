@@ -23,6 +23,7 @@
 #include "bokbok/export.hpp"
 #include "bokbok/log.hpp"
 #include "bokbok/message.hpp"
+#include "bokbok/router.hpp"
 #include "bokbok/secret_text.hpp"
 #include "bokbok/server.hpp"
 

@@ -211,6 +211,20 @@ struct options {
   std::size_t max_receive_bytes = 0;
   // How long opening waits for the peer's preamble and hello.
   std::chrono::milliseconds connect_timeout{10'000};
+  // Frame trace (README "Frame trace"): called with one line per frame this side sends
+  // or receives, decoded for a human (no newline), e.g.
+  //   > request id=1 flags=- [2] "echo" "hi"
+  //   < response id=1 flags=- [1] "hi"
+  // '>' sent, '<' received; type, call id, flags, then what the frame carries (fields
+  // escaped and cut at 32 bytes). In key mode it shows the frames before encryption and
+  // after decryption; the preamble and handshake are not frames and are not shown.
+  // Runs on the connection's event-loop thread, for frames sent with the connection's
+  // lock held: keep it short, never call the connection from it. Unset: when the
+  // environment has BOKBOK_TRACE set (to anything but "" or "0") as the connection
+  // opens, the lines go to stderr as "bokbok trace PEER: LINE". Either way, tracing
+  // sends every frame through the event loop (a caller's thread no longer writes its own
+  // small request), which costs some latency: for debugging, not production.
+  std::function<void(std::string_view line)> trace;
 
   // For connections to a child process (exec: and ssh: addresses).
   struct child_options {

@@ -83,6 +83,8 @@ struct server_options {
 
   request_handler on_request;
   notify_handler on_notify;
+  // Frame trace of every connection (see options::trace; unset: BOKBOK_TRACE).
+  std::function<void(std::string_view line)> trace;
   // Runs on a handler thread when a connection has opened (handshake done; in key mode,
   // logged in: the client's first record proved it holds the session keys, so a replayed
   // handshake never gets here), before any of its requests is handled (on the loop thread when no handler thread can be started).

@@ -497,6 +497,7 @@ void server::impl::start_connection(transport::connected_socket sock) {
   o.on_callback_error = opts_.on_callback_error;
   o.max_threads = opts_.max_threads;
   o.on_notify = opts_.on_notify;
+  o.trace = opts_.trace;
   o.max_concurrent_calls = opts_.max_concurrent_calls;
   o.max_queued_calls = opts_.max_queued_calls_per_connection;
   o.heartbeat_interval = opts_.heartbeat_interval;

@@ -27,6 +27,7 @@ constexpr auto child_end_wait = std::chrono::seconds(1);
 
 connection_impl::connection_impl(config cfg)
     : cfg_(std::move(cfg)),
+      trace_(rpc::choose_trace_sink(cfg_.opts.trace, cfg_.peer)),
       frames_(cfg_.opts.max_message_size, wire::max_partial_messages) {
   pool_ = cfg_.pool;
   if (!pool_)

@@ -31,6 +31,7 @@
 #include "io/loop.hpp"
 #include "rpc/call_table.hpp"
 #include "rpc/frame_source.hpp"
+#include "rpc/frame_trace_sink.hpp"
 #include "rpc/handler_pool.hpp"
 #include "rpc/key_session.hpp"
 #include "rpc/outbox.hpp"
@@ -312,6 +313,8 @@ class connection_impl final : public io::stream_events,
   std::exception_ptr closed_error_locked() const;
 
   config cfg_;
+  // The frame trace (rpc/frame_trace_sink.hpp): empty when off. Set once, at construction.
+  const rpc::trace_sink trace_;
   std::shared_ptr<rpc::handler_pool> pool_;
   std::string user_;
   std::any user_data_;

@@ -61,6 +61,7 @@ void connection_impl::on_data(std::string_view bytes) {
       return;
     }
     record_since_.reset();  // a whole record came (one frame each)
+    if (trace_) rpc::trace_received(trace_, f);
     if (key && !key_record_opened()) return;  // a responder's login (§9.6)
     handle_frame(f);
     if (!stream_) return;  // the frame ended the connection
@@ -482,6 +483,7 @@ void connection_impl::linger_on_data(std::string_view bytes) {
     auto st = frames_.next(bytes, key, f);
     if (st == rpc::frame_source::status::need_more) return;
     if (st == rpc::frame_source::status::error) break;
+    if (trace_) rpc::trace_received(trace_, f);
     if (f.type == wire::frame_type::close) {
       peer_done_ = true;
       std::unique_lock lock(mu_);

@@ -85,8 +85,9 @@ void connection_impl::queue_record_locked(std::unique_lock<std::mutex>& lock,
 // Returns false, having done nothing, when the send side is busy.
 bool connection_impl::send_now_locked(std::unique_lock<std::mutex>& lock,
                                       std::string_view record) {
-  // Key mode seals records in wire order as the loop writes them: no short cut.
-  if (writing_ || flush_scheduled_ || !outbox_.empty() || key_ || !direct_stream_)
+  // Key mode seals records in wire order as the loop writes them, and the frame trace
+  // sees them there (flush): no short cut.
+  if (writing_ || flush_scheduled_ || !outbox_.empty() || key_ || !direct_stream_ || trace_)
     return false;
   writing_ = direct_writing_ = true;  // the send side is ours until we give it back
   std::shared_ptr<io::duplex_stream> stream = direct_stream_;  // drop_stream may let go
@@ -131,6 +132,7 @@ void connection_impl::flush() {
     if (key_ && !key_->ready()) return;  // nothing may go out before the handshake ends
     if (!outbox_.take_batch(*b, batch_bytes)) return;
     last_written_request_ = 0;  // written last now: something else
+    if (trace_) rpc::trace_sent(trace_, *b);  // plain frames, before sealing
     if (key_ && !seal_batch_locked(*b)) return;  // the cipher is spent: nothing more
     after_dequeue_locked(start);
   }
