@@ -27,7 +27,9 @@ constexpr auto child_end_wait = std::chrono::seconds(1);
 
 connection_impl::connection_impl(config cfg)
     : cfg_(std::move(cfg)),
-      frames_(cfg_.opts.max_message_size, wire::max_partial_messages) {
+      frames_(cfg_.opts.max_message_size, wire::max_partial_messages),
+      inbound_({cfg_.opts.max_concurrent_calls, cfg_.opts.max_queued_calls,
+                cfg_.opts.max_threads, cfg_.opts.inline_handlers}) {
   pool_ = cfg_.pool;
   if (!pool_)
     pool_ = std::make_shared<rpc::handler_pool>(rpc::handler_pool::limits{
@@ -122,13 +124,12 @@ void connection_impl::release_requests() {
     std::vector<queued_call> held;
     {
       std::lock_guard lock(self->mu_);
-      held.swap(self->held_);
-      self->running_handlers_ += held.size();  // counted as running until dispatched
+      held = self->inbound_.take_held();  // counted as running until dispatched
     }
     for (auto& h : held) {
       {
         std::lock_guard lock(self->mu_);
-        --self->running_handlers_;
+        self->inbound_.dispatching_held();
       }
       self->dispatch_message(h.id, std::move(h.m), std::move(h.ctx));
     }
@@ -235,7 +236,7 @@ bool connection_impl::defer_while_send_full(std::uint32_t id, message& request,
   if (outbox_.queued_bytes_unlocked() < cfg_.opts.max_send_queue) return false;
   std::lock_guard lock(mu_);
   if (phase_ != phase::open || outbox_.queued_bytes() < cfg_.opts.max_send_queue) return false;
-  queued_.push_front({id, std::move(request), std::move(ctx)});
+  inbound_.defer({id, std::move(request), std::move(ctx)});
   return true;
 }
 
@@ -317,7 +318,7 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     end_kind_ = kind;
     close_reason_ = std::move(reason);
     pending = calls_.take_if([](const pending_call&) { return true; });
-    queued.swap(queued_);
+    queued = inbound_.take_queued();
     room_cv_.notify_all();  // senders waiting for room give up
   }
   if (kind == end_kind::protocol && !was_handshaking)  // (before open: the server logs it)
@@ -345,7 +346,7 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     std::vector<std::shared_ptr<call_context>> running;
     {
       std::lock_guard lock(mu_);
-      for (auto& [id, ctx] : running_) running.push_back(ctx);
+      running = inbound_.running_contexts();
     }
     for (auto& ctx : running) ctx->stop.request_stop();
   }

@@ -270,7 +270,7 @@ void connection_impl::accept_request(std::uint32_t id, message m, std::size_t co
   if (deadline_ms) ctx->deadline = last_activity_ + std::chrono::milliseconds(*deadline_ms);
   if (holding_) {
     std::lock_guard lock(mu_);
-    held_.push_back({id, std::move(m), std::move(ctx)});
+    inbound_.hold({id, std::move(m), std::move(ctx)});
     return;
   }
   dispatch_message(id, std::move(m), std::move(ctx));
@@ -288,21 +288,19 @@ void connection_impl::dispatch_message(std::uint32_t id, message m,
       lock.unlock();
       return send_error(id, error_code::shutting_down, goaway_reason_);
     }
-    if (!room_for_handler_locked()) {
-      if (queued_.size() < cfg_.opts.max_queued_calls) {
-        queued_.push_back({id, std::move(m), std::move(ctx)});
+    queued_call r{id, std::move(m), std::move(ctx)};
+    std::string why;
+    switch (inbound_.admit(r, why)) {
+      case rpc::inbound_calls::admission::queued:
         return;
-      }
-      const unsigned cap = cfg_.opts.max_concurrent_calls;
-      std::string why = cap && running_handlers_ >= cap
-                            ? std::to_string(cap) + " calls running"
-                            : std::to_string(in_pool_queue_) + " calls waiting for a handler";
-      lock.unlock();
-      return send_error(id, error_code::busy,
-                        "busy: " + why + " and " + std::to_string(cfg_.opts.max_queued_calls) +
-                            " more waiting on this connection");
+      case rpc::inbound_calls::admission::refused:
+        lock.unlock();
+        return send_error(id, error_code::busy, why);
+      case rpc::inbound_calls::admission::start:
+        m = std::move(r.m);
+        ctx = std::move(r.ctx);
+        break;
     }
-    count_started_locked();
   }
   start_handler(id, std::move(m), std::move(ctx));
 }
@@ -312,7 +310,7 @@ void connection_impl::start_handler(std::uint32_t id, message m,
                                     std::shared_ptr<call_context> ctx) {
   {
     std::lock_guard lock(mu_);
-    running_[id] = ctx;
+    inbound_.running(id, ctx);
   }
   if (cfg_.opts.inline_handlers) return run_handler(id, std::move(m), std::move(ctx));
   auto self = shared_from_this();
@@ -324,7 +322,7 @@ void connection_impl::start_handler(std::uint32_t id, message m,
   if (!queued) {
     {
       std::lock_guard lock(mu_);
-      --in_pool_queue_;
+      inbound_.left_pool_queue();
     }
     // The pool is full, or no thread can be started: this call fails, nothing else.
     send_error(id, error_code::busy, "busy: " + why);
@@ -365,7 +363,7 @@ void connection_impl::close_if_drained() {
   {
     std::lock_guard lock(mu_);
     if (!(peer_goaway_ || self_goaway_) || phase_ != phase::open || !calls_.empty() ||
-        running_handlers_ > 0 || !held_.empty() || !queued_.empty())
+        !inbound_.idle())
       return;
     reason = goaway_reason_;
   }
@@ -378,8 +376,7 @@ void connection_impl::handler_done(std::uint32_t id) {
   std::optional<queued_call> next;
   {
     std::lock_guard lock(mu_);
-    if (id) running_.erase(id);
-    --running_handlers_;
+    inbound_.handler_done(id);
     next = take_startable_locked();
   }
   if (next) start_handler(next->id, std::move(next->m), std::move(next->ctx));
@@ -390,26 +387,15 @@ void connection_impl::handler_started() {
   std::optional<queued_call> next;
   {
     std::lock_guard lock(mu_);
-    --in_pool_queue_;
+    inbound_.left_pool_queue();
     next = take_startable_locked();
   }
   if (next) start_handler(next->id, std::move(next->m), std::move(next->ctx));
 }
 
 std::optional<connection_impl::queued_call> connection_impl::take_startable_locked() {
-  if (queued_.empty() || phase_ != phase::open || !room_for_handler_locked() ||
-      outbox_.queued_bytes() >= cfg_.opts.max_send_queue)
-    return std::nullopt;
-  std::optional<queued_call> next(std::move(queued_.front()));
-  queued_.pop_front();
-  count_started_locked();
-  return next;
-}
-
-bool connection_impl::room_for_handler_locked() const {
-  const unsigned cap = cfg_.opts.max_concurrent_calls;
-  if (cap && running_handlers_ >= cap) return false;
-  return cfg_.opts.inline_handlers || in_pool_queue_ < pool_share();
+  return inbound_.take_startable(phase_ == phase::open &&
+                                 outbox_.queued_bytes() < cfg_.opts.max_send_queue);
 }
 
 // Answers one of our calls; an id we no longer wait for (late, or never ours) is ignored.

@@ -191,12 +191,7 @@ bool connection_impl::wait_for_room_locked(std::unique_lock<std::mutex>& lock, b
 void connection_impl::after_dequeue_locked(std::vector<queued_call>& start) {
   const std::size_t bound = cfg_.opts.max_send_queue;
   if (room_waiters_ && outbox_.queued_bytes() < bound) room_cv_.notify_all();
-  while (!queued_.empty() && phase_ == phase::open && outbox_.queued_bytes() < bound &&
-         room_for_handler_locked()) {
-    start.push_back(std::move(queued_.front()));
-    queued_.pop_front();
-    count_started_locked();
-  }
+  while (auto next = take_startable_locked()) start.push_back(std::move(*next));
   if (reading_paused_ && stream_ && outbox_.queued_bytes() < bound / 2) {
     reading_paused_ = false;
     if (budget_paused_) return;  // resume_after_budget() starts it
@@ -285,13 +280,7 @@ void connection_impl::handle_cancel(std::uint32_t id) {
   bool dropped = false;
   {
     std::lock_guard lock(mu_);
-    if (auto it = running_.find(id); it != running_.end()) running = it->second;
-    auto q = std::find_if(queued_.begin(), queued_.end(),
-                          [id](const queued_call& c) { return c.id == id; });
-    if (q != queued_.end()) {
-      queued_.erase(q);
-      dropped = true;
-    }
+    running = inbound_.cancel(id, dropped);
   }
   if (running) running->stop.request_stop();  // stop callbacks run here, unlocked
   if (dropped) close_if_drained();
@@ -311,7 +300,7 @@ void connection_impl::notify_decoded(message m) {
   {
     std::lock_guard lock(mu_);
     if (phase_ != phase::open) return;
-    ++running_handlers_;  // a graceful close waits for it like for a request
+    inbound_.notification_started();  // a graceful close waits for it like for a request
   }
   auto run = [self = shared_from_this(), m = std::move(m)]() mutable {
     connection handle(self);
@@ -377,7 +366,7 @@ void connection_impl::tick() {
   {
     std::lock_guard lock(mu_);
     if (phase_ != phase::open) return;
-    busy = !calls_.empty() || running_handlers_ > 0 || !queued_.empty();
+    busy = !calls_.empty() || inbound_.running_count() > 0 || inbound_.queued_count() > 0;
     going_away = self_goaway_ || peer_goaway_;
   }
   if (hb.count() > 0) {
