@@ -212,6 +212,7 @@ class connection_impl final : public io::stream_events,
   void dispatch_request(std::uint32_t id, std::string_view bytes, std::optional<std::uint32_t> deadline_ms);
   void dispatch_message(std::uint32_t id, message m, std::shared_ptr<call_context> ctx);
   void start_handler(std::uint32_t id, message m, std::shared_ptr<call_context> ctx);
+  void submit_handler(std::uint32_t id, message m, std::shared_ptr<call_context> ctx);
   void dispatch_notify(std::string_view bytes);
   void notify_decoded(message m);
   void accept_request(std::uint32_t id, message m, std::size_t cost,

@@ -44,9 +44,12 @@ void connection_impl::on_data(std::string_view bytes) {
     preamble_done_ = true;
   }
   if (key_ && !key_step(bytes)) return;
-  // Frames come as views into the read buffer (frame_source.hpp). The connection mutex
-  // is taken after a frame that completed a message or was a control frame (its answer
-  // may fill the send queue), not after each fragment of a large message.
+  // Frames come as views into the read buffer (frame_source.hpp). After a frame that
+  // completed a message or was a control frame (its answer may fill the send queue),
+  // reading may have to pause: looked at first without the connection mutex (the
+  // outbox's and the budget's counts are atomic), which is taken only when one of them
+  // is over its bound. A stale "room" lets one more frame in, and the next frame looks
+  // again.
   rpc::key_session* key = key_ ? key_.get() : nullptr;
   wire::frame_view f;
   for (;;) {
@@ -65,6 +68,9 @@ void connection_impl::on_data(std::string_view bytes) {
     handle_frame(f);
     if (!stream_) return;  // the frame ended the connection
     if (f.flags & wire::flag_more) continue;  // a fragment: nothing queued, nothing charged
+    if (finished_) return;  // the loop thread's copy of phase_ == closed
+    if (outbox_.queued_bytes_unlocked() < cfg_.opts.max_send_queue && !account_->over())
+      continue;
     std::lock_guard lock(mu_);
     if (phase_ == phase::closed) return;
     // Backpressure (PROTOCOL.md §8.8): answers pile up because the peer does not read
@@ -299,10 +305,11 @@ void connection_impl::dispatch_message(std::uint32_t id, message m,
       case rpc::inbound_calls::admission::start:
         m = std::move(r.m);
         ctx = std::move(r.ctx);
+        inbound_.running(id, ctx);  // under the same lock: one per request
         break;
     }
   }
-  start_handler(id, std::move(m), std::move(ctx));
+  submit_handler(id, std::move(m), std::move(ctx));
 }
 
 // Any thread: runs (inline) or submits the handler of a request counted as running.
@@ -312,6 +319,12 @@ void connection_impl::start_handler(std::uint32_t id, message m,
     std::lock_guard lock(mu_);
     inbound_.running(id, ctx);
   }
+  submit_handler(id, std::move(m), std::move(ctx));
+}
+
+// Any thread: start_handler for a request registered as running.
+void connection_impl::submit_handler(std::uint32_t id, message m,
+                                     std::shared_ptr<call_context> ctx) {
   if (cfg_.opts.inline_handlers) return run_handler(id, std::move(m), std::move(ctx));
   auto self = shared_from_this();
   std::string why;

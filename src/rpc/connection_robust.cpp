@@ -98,13 +98,16 @@ message connection_impl::call_sync(message request, const call_options& opts) {
     throw usage_error(
         "bokbok: request() would block the event loop thread it waits on (called from an "
         "inline handler or a response callback); use request_async there");
+  // Shared with the callback, so that it may notify after unlocking (the caller, woken,
+  // then takes the lock at once rather than sleeping again on it) without outliving it.
   struct waiter {
     std::mutex mu;
     std::condition_variable cv;
     bool done = false;
     std::exception_ptr error;
     message response;
-  } w;
+  };
+  auto w = std::make_shared<waiter>();
   rpc::handler_pool::blocking_scope blocked;  // a nested call frees its handler slot
   if (blocked.refused())
     throw call_error(error_code::busy,
@@ -113,18 +116,20 @@ message connection_impl::call_sync(message request, const call_options& opts) {
                          "(max_waiting_handlers); this one would grow the process further");
   call(
       std::move(request),
-      [&w](std::exception_ptr e, message m) {
-        std::lock_guard lock(w.mu);
-        w.error = std::move(e);
-        w.response = std::move(m);
-        w.done = true;
-        w.cv.notify_one();  // under the lock: `w` lives on the waiter's stack
+      [w](std::exception_ptr e, message m) {
+        {
+          std::lock_guard lock(w->mu);
+          w->error = std::move(e);
+          w->response = std::move(m);
+          w->done = true;
+        }
+        w->cv.notify_one();
       },
       opts, /*blocking=*/true);
-  std::unique_lock lock(w.mu);
-  w.cv.wait(lock, [&] { return w.done; });
-  if (w.error) std::rethrow_exception(w.error);
-  return std::move(w.response);
+  std::unique_lock lock(w->mu);
+  w->cv.wait(lock, [&] { return w->done; });
+  if (w->error) std::rethrow_exception(w->error);
+  return std::move(w->response);
 }
 
 void connection_impl::notify(message m) {
