@@ -143,13 +143,10 @@ void connection_impl::go_away(std::string text) {
 void connection_impl::start_goaway(const std::string& text) {
   {
     std::unique_lock lock(mu_);
-    if (phase_ != phase::open || self_goaway_) return;
-    self_goaway_ = true;
-    goaway_last_id_ = last_peer_request_;
+    if (phase_ != phase::open || !life_.start_goaway(last_peer_request_, text)) return;
     std::string record;
     wire::append_frame(record, wire::frame_type::goaway, 0, last_peer_request_,
                        wire::encode_code_payload(std::uint16_t(error_code::shutting_down), text));
-    goaway_reason_ = "this side is shutting down: " + text;
     queue_record_locked(lock, record);
     if (room_waiters_) room_cv_.notify_all();
   }
@@ -262,30 +259,21 @@ void connection_impl::wait_closed() const {
 
 std::string connection_impl::close_reason() const {
   std::lock_guard lock(mu_);
-  return close_reason_;
+  return life_.reason();
 }
 
 std::exception_ptr connection_impl::failure() const {
   std::lock_guard lock(mu_);
-  if (phase_ != phase::closed || end_kind_ == end_kind::clean || end_kind_ == end_kind::drained)
-    return nullptr;
+  if (phase_ != phase::closed || !life_.failed()) return nullptr;
   return closed_error_locked();
 }
 
 std::string connection_impl::closed_text_locked() const {
-  // The cause first, then where: the peer named once.
-  std::string what = "bokbok: " + (close_reason_.empty() ? "not open" : close_reason_);
-  if (close_reason_.find(cfg_.peer) == std::string::npos)
-    what += " (connection to " + cfg_.peer + ")";
-  return what;
+  return life_.closed_text(cfg_.peer);
 }
 
 std::exception_ptr connection_impl::closed_error_locked() const {
-  std::string what = closed_text_locked();
-  if (end_kind_ == end_kind::protocol) return error_ptr<protocol_error>(what);
-  if (end_kind_ == end_kind::auth) return error_ptr<authentication_error>(what);
-  if (end_kind_ == end_kind::unresponsive) return error_ptr<peer_unresponsive_error>(what);
-  return error_ptr<transport_error>(what);
+  return life_.closed_error(cfg_.peer);
 }
 
 // Loop thread: ends the connection once. Pending calls fail at once, the peer gets a
@@ -315,15 +303,14 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     was_handshaking = phase_ == phase::handshaking;
     phase_ = phase::closed;
     finished_ = true;
-    end_kind_ = kind;
-    close_reason_ = std::move(reason);
+    life_.ended(kind, std::move(reason));
     pending = calls_.take_if([](const pending_call&) { return true; });
     queued = inbound_.take_queued();
     room_cv_.notify_all();  // senders waiting for room give up
   }
   if (kind == end_kind::protocol && !was_handshaking)  // (before open: the server logs it)
     base::log_limited(log_level::warning, "connection", "connections ended by a protocol violation",
-                      cfg_.peer + ": " + close_reason_);
+                      cfg_.peer + ": " + life_.reason());
   if (handshake_timer_) cfg_.loop->cancel_timer(handshake_timer_);
   if (tick_timer_) cfg_.loop->cancel_timer(tick_timer_);
   if (record_timer_) cfg_.loop->cancel_timer(record_timer_);
@@ -450,9 +437,7 @@ void connection_impl::finish_after_child() {
 
 std::exception_ptr connection_impl::not_sent_error_locked() const {
   // Ends that are not a transport's keep their own error type.
-  if (end_kind_ == end_kind::protocol || end_kind_ == end_kind::auth ||
-      end_kind_ == end_kind::unresponsive)
-    return closed_error_locked();
+  if (life_.keeps_own_error()) return closed_error_locked();
   return error_ptr<not_sent_error>(closed_text_locked());
 }
 

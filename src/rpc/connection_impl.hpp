@@ -34,6 +34,7 @@
 #include "rpc/handler_pool.hpp"
 #include "rpc/inbound_calls.hpp"
 #include "rpc/key_session.hpp"
+#include "rpc/lifecycle.hpp"
 #include "rpc/outbox.hpp"
 #include "rpc/receive_budget.hpp"
 #include "transport/peer_process.hpp"
@@ -174,12 +175,8 @@ class connection_impl final : public io::stream_events,
   // open_async, returning the connection (open() waits on it when opening fails).
   static std::shared_ptr<connection_impl> start_async(config cfg, base::unique_fd in,
                                                       base::unique_fd out, open_callback done);
-  // How a connection ended, which decides the error type pending calls see.
-  // drained: a clean end after goaway once nothing was outstanding; what is queued (the
-  // last answers) still goes out before the close frame. clean: a close; queued frames
-  // are dropped (their calls have failed).
-  // auth: key mode refused the peer's credentials, or the peer refused ours.
-  enum class end_kind { clean, drained, transport, protocol, unresponsive, auth };
+  // How a connection ended (rpc/lifecycle.hpp).
+  using end_kind = rpc::lifecycle::end_kind;
 
   using pending_call = rpc::outgoing_call;
   // A peer request waiting for a slot (rpc/inbound_calls.hpp).
@@ -347,8 +344,7 @@ class connection_impl final : public io::stream_events,
   mutable std::mutex mu_;
   mutable std::condition_variable closed_cv_;
   phase phase_ = phase::handshaking;
-  end_kind end_kind_ = end_kind::clean;
-  std::string close_reason_;
+  rpc::lifecycle life_;  // goaway either way, closing, and how it ended
   bool close_handler_done_ = false;
   bool stream_dropped_ = false;
   rpc::call_table calls_;  // our calls waiting for answers
@@ -384,11 +380,6 @@ class connection_impl final : public io::stream_events,
   bool peer_reset_ = false;  // loop thread: reading ended with ECONNRESET
   bool flush_scheduled_ = false;  // a flush() is posted
   std::uint32_t send_limit_ = 0;  // negotiated max message size
-  bool peer_goaway_ = false;
-  bool self_goaway_ = false;       // we sent goaway: no new calls either way
-  bool closing_ = false;           // close(grace) called: no new calls of ours
-  std::uint32_t goaway_last_id_ = 0;  // the last peer request our goaway promised to answer
-  std::string goaway_reason_;      // set once, before peer_goaway_
   std::shared_ptr<connection_impl> self_;
 };
 

@@ -289,10 +289,11 @@ void connection_impl::dispatch_message(std::uint32_t id, message m,
   {
     std::unique_lock lock(mu_);
     if (phase_ != phase::open) return;
-    if (peer_goaway_ || (self_goaway_ && id > goaway_last_id_)) {
+    if (life_.refuses_request(id)) {
       // Nothing new starts once a goaway is out either way (PROTOCOL.md §8.4).
+      std::string why = life_.goaway_reason();
       lock.unlock();
-      return send_error(id, error_code::shutting_down, goaway_reason_);
+      return send_error(id, error_code::shutting_down, why);
     }
     queued_call r{id, std::move(m), std::move(ctx)};
     std::string why;
@@ -356,16 +357,17 @@ void connection_impl::handle_goaway(const wire::frame_view& f) {
   if (code == std::uint16_t(error_code::protocol))
     return finish(end_kind::protocol, "the peer reported a protocol error: " + std::string(text));
   std::vector<pending_call> unanswered;
+  std::string why;
   {
     std::lock_guard lock(mu_);
-    peer_goaway_ = true;
-    goaway_reason_ = "the peer is shutting down: " + std::string(text);
+    life_.peer_going_away(text);
+    why = life_.goaway_reason();
     const std::uint32_t last = f.call_id;
     unanswered = calls_.take_if([last](const pending_call& c) { return c.id > last; });
     if (room_waiters_) room_cv_.notify_all();
   }
   for (auto& pc : unanswered)
-    run_response_callback(pc.done, error_ptr<call_error>(error_code::shutting_down, goaway_reason_), {});
+    run_response_callback(pc.done, error_ptr<call_error>(error_code::shutting_down, why), {});
   close_if_drained();
 }
 
@@ -375,10 +377,10 @@ void connection_impl::close_if_drained() {
   std::string reason;
   {
     std::lock_guard lock(mu_);
-    if (!(peer_goaway_ || self_goaway_) || phase_ != phase::open || !calls_.empty() ||
+    if (!life_.going_away() || phase_ != phase::open || !calls_.empty() ||
         !inbound_.idle())
       return;
-    reason = goaway_reason_;
+    reason = life_.goaway_reason();
   }
   cfg_.loop->post([self = shared_from_this(), reason = std::move(reason)] {
     self->finish(end_kind::drained, reason);

@@ -45,15 +45,15 @@ std::uint64_t connection_impl::call(message request, response_callback done,
   std::string framed = encode_framed(request);
   std::unique_lock lock(mu_);
   std::exception_ptr refused;
-  if (phase_ == phase::open && !peer_goaway_ && !self_goaway_ && !closing_) {
+  if (phase_ == phase::open && !life_.refuses_new_calls()) {
     if (auto why = too_large_locked("request", framed))
       refused = error_ptr<call_error>(error_code::too_large, *why);
     else
       wait_for_room_locked(lock, blocking, deadline, stop, refused);
   }
   if (!refused && phase_ != phase::open) refused = not_sent_error_locked();
-  if (!refused && (peer_goaway_ || self_goaway_ || closing_))
-    refused = error_ptr<call_error>(error_code::shutting_down, goaway_reason_);
+  if (!refused && life_.refuses_new_calls())
+    refused = error_ptr<call_error>(error_code::shutting_down, life_.goaway_reason());
   if (refused) {
     lock.unlock();
     done(std::move(refused), {});
@@ -138,8 +138,8 @@ void connection_impl::notify(message m) {
   std::exception_ptr refused;
   if (phase_ != phase::open) {
     refused = closed_error_locked();
-  } else if (peer_goaway_ || self_goaway_ || closing_) {
-    refused = error_ptr<call_error>(error_code::shutting_down, goaway_reason_);
+  } else if (life_.refuses_new_calls()) {
+    refused = error_ptr<call_error>(error_code::shutting_down, life_.goaway_reason());
   } else if (!features_notify_) {
     refused = error_ptr<call_error>(error_code::no_such_method,
                                     "the peer " + cfg_.peer + " does not take notifications");
@@ -322,10 +322,7 @@ void connection_impl::close_gracefully(std::chrono::milliseconds grace) {
   {
     // From now on our new calls fail (shutting_down), even before the goaway is out.
     std::lock_guard lock(mu_);
-    if (phase_ == phase::open && !closing_ && !self_goaway_) {
-      closing_ = true;
-      if (goaway_reason_.empty()) goaway_reason_ = "this side is shutting down: closed by this side";
-    }
+    if (phase_ == phase::open) life_.start_closing();
   }
   cfg_.loop->post([self = shared_from_this(), grace] {
     phase ph;
@@ -372,7 +369,7 @@ void connection_impl::tick() {
     std::lock_guard lock(mu_);
     if (phase_ != phase::open) return;
     busy = !calls_.empty() || inbound_.running_count() > 0 || inbound_.queued_count() > 0;
-    going_away = self_goaway_ || peer_goaway_;
+    going_away = life_.going_away();
   }
   if (hb.count() > 0) {
     if (ping_sent_at_ && last_rx_ <= *ping_sent_at_) {
