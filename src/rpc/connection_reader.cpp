@@ -1,7 +1,8 @@
 // The inbound side of a connection (loop thread only): preamble, then frames from the
 // frame source (rpc/frame_source.hpp: records, key-mode opening, reassembly), dispatch
-// of requests to handlers and of answers to waiting calls. The connection mutex guards
-// what other threads share (phase, calls, outbox); the frame source needs none.
+// of requests to handlers (admission and limits: rpc/inbound_calls.hpp) and of answers
+// to waiting calls. The connection mutex guards what other threads share (phase, calls,
+// inbound calls, lifecycle, outbox); the frame source needs none.
 #include <cerrno>
 #include <cstring>
 #include <vector>
