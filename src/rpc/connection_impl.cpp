@@ -28,7 +28,9 @@ constexpr auto child_end_wait = std::chrono::seconds(1);
 connection_impl::connection_impl(config cfg)
     : cfg_(std::move(cfg)),
       trace_(rpc::choose_trace_sink(cfg_.opts.trace, cfg_.peer)),
-      frames_(cfg_.opts.max_message_size, wire::max_partial_messages) {
+      frames_(cfg_.opts.max_message_size, wire::max_partial_messages),
+      inbound_({cfg_.opts.max_concurrent_calls, cfg_.opts.max_queued_calls,
+                cfg_.opts.max_threads, cfg_.opts.inline_handlers}) {
   pool_ = cfg_.pool;
   if (!pool_)
     pool_ = std::make_shared<rpc::handler_pool>(rpc::handler_pool::limits{
@@ -123,13 +125,12 @@ void connection_impl::release_requests() {
     std::vector<queued_call> held;
     {
       std::lock_guard lock(self->mu_);
-      held.swap(self->held_);
-      self->running_handlers_ += held.size();  // counted as running until dispatched
+      held = self->inbound_.take_held();  // counted as running until dispatched
     }
     for (auto& h : held) {
       {
         std::lock_guard lock(self->mu_);
-        --self->running_handlers_;
+        self->inbound_.dispatching_held();
       }
       self->dispatch_message(h.id, std::move(h.m), std::move(h.ctx));
     }
@@ -143,13 +144,10 @@ void connection_impl::go_away(std::string text) {
 void connection_impl::start_goaway(const std::string& text) {
   {
     std::unique_lock lock(mu_);
-    if (phase_ != phase::open || self_goaway_) return;
-    self_goaway_ = true;
-    goaway_last_id_ = last_peer_request_;
+    if (phase_ != phase::open || !life_.start_goaway(last_peer_request_, text)) return;
     std::string record;
     wire::append_frame(record, wire::frame_type::goaway, 0, last_peer_request_,
                        wire::encode_code_payload(std::uint16_t(error_code::shutting_down), text));
-    goaway_reason_ = "this side is shutting down: " + text;
     queue_record_locked(lock, record);
     if (room_waiters_) room_cv_.notify_all();
   }
@@ -236,7 +234,7 @@ bool connection_impl::defer_while_send_full(std::uint32_t id, message& request,
   if (outbox_.queued_bytes_unlocked() < cfg_.opts.max_send_queue) return false;
   std::lock_guard lock(mu_);
   if (phase_ != phase::open || outbox_.queued_bytes() < cfg_.opts.max_send_queue) return false;
-  queued_.push_front({id, std::move(request), std::move(ctx)});
+  inbound_.defer({id, std::move(request), std::move(ctx)});
   return true;
 }
 
@@ -262,30 +260,21 @@ void connection_impl::wait_closed() const {
 
 std::string connection_impl::close_reason() const {
   std::lock_guard lock(mu_);
-  return close_reason_;
+  return life_.reason();
 }
 
 std::exception_ptr connection_impl::failure() const {
   std::lock_guard lock(mu_);
-  if (phase_ != phase::closed || end_kind_ == end_kind::clean || end_kind_ == end_kind::drained)
-    return nullptr;
+  if (phase_ != phase::closed || !life_.failed()) return nullptr;
   return closed_error_locked();
 }
 
 std::string connection_impl::closed_text_locked() const {
-  // The cause first, then where: the peer named once.
-  std::string what = "bokbok: " + (close_reason_.empty() ? "not open" : close_reason_);
-  if (close_reason_.find(cfg_.peer) == std::string::npos)
-    what += " (connection to " + cfg_.peer + ")";
-  return what;
+  return life_.closed_text(cfg_.peer);
 }
 
 std::exception_ptr connection_impl::closed_error_locked() const {
-  std::string what = closed_text_locked();
-  if (end_kind_ == end_kind::protocol) return error_ptr<protocol_error>(what);
-  if (end_kind_ == end_kind::auth) return error_ptr<authentication_error>(what);
-  if (end_kind_ == end_kind::unresponsive) return error_ptr<peer_unresponsive_error>(what);
-  return error_ptr<transport_error>(what);
+  return life_.closed_error(cfg_.peer);
 }
 
 // Loop thread: ends the connection once. Pending calls fail at once, the peer gets a
@@ -315,15 +304,14 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     was_handshaking = phase_ == phase::handshaking;
     phase_ = phase::closed;
     finished_ = true;
-    end_kind_ = kind;
-    close_reason_ = std::move(reason);
+    life_.ended(kind, std::move(reason));
     pending = calls_.take_if([](const pending_call&) { return true; });
-    queued.swap(queued_);
+    queued = inbound_.take_queued();
     room_cv_.notify_all();  // senders waiting for room give up
   }
   if (kind == end_kind::protocol && !was_handshaking)  // (before open: the server logs it)
     base::log_limited(log_level::warning, "connection", "connections ended by a protocol violation",
-                      cfg_.peer + ": " + close_reason_);
+                      cfg_.peer + ": " + life_.reason());
   if (handshake_timer_) cfg_.loop->cancel_timer(handshake_timer_);
   if (tick_timer_) cfg_.loop->cancel_timer(tick_timer_);
   if (record_timer_) cfg_.loop->cancel_timer(record_timer_);
@@ -346,7 +334,7 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     std::vector<std::shared_ptr<call_context>> running;
     {
       std::lock_guard lock(mu_);
-      for (auto& [id, ctx] : running_) running.push_back(ctx);
+      running = inbound_.running_contexts();
     }
     for (auto& ctx : running) ctx->stop.request_stop();
   }
@@ -450,9 +438,7 @@ void connection_impl::finish_after_child() {
 
 std::exception_ptr connection_impl::not_sent_error_locked() const {
   // Ends that are not a transport's keep their own error type.
-  if (end_kind_ == end_kind::protocol || end_kind_ == end_kind::auth ||
-      end_kind_ == end_kind::unresponsive)
-    return closed_error_locked();
+  if (life_.keeps_own_error()) return closed_error_locked();
   return error_ptr<not_sent_error>(closed_text_locked());
 }
 

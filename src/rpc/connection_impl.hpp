@@ -33,7 +33,9 @@
 #include "rpc/frame_source.hpp"
 #include "rpc/frame_trace_sink.hpp"
 #include "rpc/handler_pool.hpp"
+#include "rpc/inbound_calls.hpp"
 #include "rpc/key_session.hpp"
+#include "rpc/lifecycle.hpp"
 #include "rpc/outbox.hpp"
 #include "rpc/receive_budget.hpp"
 #include "transport/peer_process.hpp"
@@ -174,20 +176,12 @@ class connection_impl final : public io::stream_events,
   // open_async, returning the connection (open() waits on it when opening fails).
   static std::shared_ptr<connection_impl> start_async(config cfg, base::unique_fd in,
                                                       base::unique_fd out, open_callback done);
-  // How a connection ended, which decides the error type pending calls see.
-  // drained: a clean end after goaway once nothing was outstanding; what is queued (the
-  // last answers) still goes out before the close frame. clean: a close; queued frames
-  // are dropped (their calls have failed).
-  // auth: key mode refused the peer's credentials, or the peer refused ours.
-  enum class end_kind { clean, drained, transport, protocol, unresponsive, auth };
+  // How a connection ended (rpc/lifecycle.hpp).
+  using end_kind = rpc::lifecycle::end_kind;
 
   using pending_call = rpc::outgoing_call;
-  // A peer request waiting for a slot under options::max_concurrent_calls.
-  struct queued_call {
-    std::uint32_t id;
-    message m;
-    std::shared_ptr<call_context> ctx;
-  };
+  // A peer request waiting for a slot (rpc/inbound_calls.hpp).
+  using queued_call = rpc::inbound_request;
 
   // Loop thread.
   void start(base::unique_fd in, base::unique_fd out);
@@ -216,6 +210,7 @@ class connection_impl final : public io::stream_events,
   void dispatch_request(std::uint32_t id, std::string_view bytes, std::optional<std::uint32_t> deadline_ms);
   void dispatch_message(std::uint32_t id, message m, std::shared_ptr<call_context> ctx);
   void start_handler(std::uint32_t id, message m, std::shared_ptr<call_context> ctx);
+  void submit_handler(std::uint32_t id, message m, std::shared_ptr<call_context> ctx);
   void dispatch_notify(std::string_view bytes);
   void notify_decoded(message m);
   void accept_request(std::uint32_t id, message m, std::size_t cost,
@@ -277,7 +272,7 @@ class connection_impl final : public io::stream_events,
   void send_error(std::uint32_t id, error_code code, std::string_view text);
   void run_handler(std::uint32_t id, message request, std::shared_ptr<call_context> ctx);
   // Any thread, at a handler's start: true when the outbox is over max_send_queue and
-  // the request went back to queued_ (moved from), to start once it has room.
+  // the request went back to the queue (inbound_, moved from), to start once it has room.
   bool defer_while_send_full(std::uint32_t id, message& request,
                              std::shared_ptr<call_context>& ctx);
   void handle_goaway(const wire::frame_view& f);
@@ -288,24 +283,9 @@ class connection_impl final : public io::stream_events,
   void handler_done(std::uint32_t id);
   // A pool thread took one of our requests: the next queued one may go to the pool.
   void handler_started();
-  // `mu_` held: whether one more request may start (go to the handler pool) now, or
-  // must wait in queued_. Under max_concurrent_calls, at most that many run at once. And
-  // whatever the cap, at most pool_share() of this connection's requests wait in the
-  // pool's shared queue, not yet started: the rest wait in this connection's own queue
-  // (max_queued_calls), so one connection pipelining requests cannot fill the pool's
-  // queue ahead of every other connection's calls (each gets a place in line per
-  // request it has waiting, round robin in effect). Handlers waiting in nested calls do
-  // not count, so callback chains deeper than the share still make progress.
-  bool room_for_handler_locked() const;
-  // `mu_` held: the next queued request, counted as started, if one may start now.
+  // `mu_` held: the next queued request, counted as started, if one may start now
+  // (limits: rpc/inbound_calls.hpp).
   std::optional<queued_call> take_startable_locked();
-  unsigned pool_share() const { return std::max(1u, cfg_.opts.max_threads); }
-  // `mu_` held: a request is about to start (start_handler): it counts as running, and
-  // until a pool thread takes it, as waiting in the pool.
-  void count_started_locked() {
-    ++running_handlers_;
-    if (!cfg_.opts.inline_handlers) ++in_pool_queue_;
-  }
   void run_close_handler();
   void drop_stream();
   void release_self_locked();
@@ -367,8 +347,7 @@ class connection_impl final : public io::stream_events,
   mutable std::mutex mu_;
   mutable std::condition_variable closed_cv_;
   phase phase_ = phase::handshaking;
-  end_kind end_kind_ = end_kind::clean;
-  std::string close_reason_;
+  rpc::lifecycle life_;  // goaway either way, closing, and how it ended
   bool close_handler_done_ = false;
   bool stream_dropped_ = false;
   rpc::call_table calls_;  // our calls waiting for answers
@@ -376,9 +355,8 @@ class connection_impl final : public io::stream_events,
   // pending call has an earlier deadline.
   std::optional<io::clock::time_point> deadline_armed_;
   std::uint32_t next_notify_id_ = 1;
-  // Peer requests running (their stop sources) and waiting for a slot.
-  std::unordered_map<std::uint32_t, std::shared_ptr<call_context>> running_;
-  std::deque<queued_call> queued_;
+  // Peer requests held, waiting for a slot and running (rpc/inbound_calls.hpp).
+  rpc::inbound_calls inbound_;
   // Backpressure: threads waiting for room in the outbox.
   std::condition_variable_any room_cv_;
   unsigned room_waiters_ = 0;
@@ -405,16 +383,6 @@ class connection_impl final : public io::stream_events,
   bool peer_reset_ = false;  // loop thread: reading ended with ECONNRESET
   bool flush_scheduled_ = false;  // a flush() is posted
   std::uint32_t send_limit_ = 0;  // negotiated max message size
-  unsigned running_handlers_ = 0;  // peer requests being handled
-  // Of those, the ones submitted to the handler pool that no pool thread has started
-  // yet: at most pool_share() (fairness: see room_for_handler_locked).
-  unsigned in_pool_queue_ = 0;
-  bool peer_goaway_ = false;
-  bool self_goaway_ = false;       // we sent goaway: no new calls either way
-  bool closing_ = false;           // close(grace) called: no new calls of ours
-  std::uint32_t goaway_last_id_ = 0;  // the last peer request our goaway promised to answer
-  std::vector<queued_call> held_;  // see config::hold_requests
-  std::string goaway_reason_;      // set once, before peer_goaway_
   std::shared_ptr<connection_impl> self_;
 };
 

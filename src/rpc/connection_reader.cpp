@@ -1,7 +1,8 @@
 // The inbound side of a connection (loop thread only): preamble, then frames from the
 // frame source (rpc/frame_source.hpp: records, key-mode opening, reassembly), dispatch
-// of requests to handlers and of answers to waiting calls. The connection mutex guards
-// what other threads share (phase, calls, outbox); the frame source needs none.
+// of requests to handlers (admission and limits: rpc/inbound_calls.hpp) and of answers
+// to waiting calls. The connection mutex guards what other threads share (phase, calls,
+// inbound calls, lifecycle, outbox); the frame source needs none.
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -44,9 +45,12 @@ void connection_impl::on_data(std::string_view bytes) {
     preamble_done_ = true;
   }
   if (key_ && !key_step(bytes)) return;
-  // Frames come as views into the read buffer (frame_source.hpp). The connection mutex
-  // is taken after a frame that completed a message or was a control frame (its answer
-  // may fill the send queue), not after each fragment of a large message.
+  // Frames come as views into the read buffer (frame_source.hpp). After a frame that
+  // completed a message or was a control frame (its answer may fill the send queue),
+  // reading may have to pause: looked at first without the connection mutex (the
+  // outbox's and the budget's counts are atomic), which is taken only when one of them
+  // is over its bound. A stale "room" lets one more frame in, and the next frame looks
+  // again.
   rpc::key_session* key = key_ ? key_.get() : nullptr;
   wire::frame_view f;
   for (;;) {
@@ -66,6 +70,9 @@ void connection_impl::on_data(std::string_view bytes) {
     handle_frame(f);
     if (!stream_) return;  // the frame ended the connection
     if (f.flags & wire::flag_more) continue;  // a fragment: nothing queued, nothing charged
+    if (finished_) return;  // the loop thread's copy of phase_ == closed
+    if (outbox_.queued_bytes_unlocked() < cfg_.opts.max_send_queue && !account_->over())
+      continue;
     std::lock_guard lock(mu_);
     if (phase_ == phase::closed) return;
     // Backpressure (PROTOCOL.md §8.8): answers pile up because the peer does not read
@@ -271,7 +278,7 @@ void connection_impl::accept_request(std::uint32_t id, message m, std::size_t co
   if (deadline_ms) ctx->deadline = last_activity_ + std::chrono::milliseconds(*deadline_ms);
   if (holding_) {
     std::lock_guard lock(mu_);
-    held_.push_back({id, std::move(m), std::move(ctx)});
+    inbound_.hold({id, std::move(m), std::move(ctx)});
     return;
   }
   dispatch_message(id, std::move(m), std::move(ctx));
@@ -284,28 +291,28 @@ void connection_impl::dispatch_message(std::uint32_t id, message m,
   {
     std::unique_lock lock(mu_);
     if (phase_ != phase::open) return;
-    if (peer_goaway_ || (self_goaway_ && id > goaway_last_id_)) {
+    if (life_.refuses_request(id)) {
       // Nothing new starts once a goaway is out either way (PROTOCOL.md §8.4).
+      std::string why = life_.goaway_reason();
       lock.unlock();
-      return send_error(id, error_code::shutting_down, goaway_reason_);
+      return send_error(id, error_code::shutting_down, why);
     }
-    if (!room_for_handler_locked()) {
-      if (queued_.size() < cfg_.opts.max_queued_calls) {
-        queued_.push_back({id, std::move(m), std::move(ctx)});
+    queued_call r{id, std::move(m), std::move(ctx)};
+    std::string why;
+    switch (inbound_.admit(r, why)) {
+      case rpc::inbound_calls::admission::queued:
         return;
-      }
-      const unsigned cap = cfg_.opts.max_concurrent_calls;
-      std::string why = cap && running_handlers_ >= cap
-                            ? std::to_string(cap) + " calls running"
-                            : std::to_string(in_pool_queue_) + " calls waiting for a handler";
-      lock.unlock();
-      return send_error(id, error_code::busy,
-                        "busy: " + why + " and " + std::to_string(cfg_.opts.max_queued_calls) +
-                            " more waiting on this connection");
+      case rpc::inbound_calls::admission::refused:
+        lock.unlock();
+        return send_error(id, error_code::busy, why);
+      case rpc::inbound_calls::admission::start:
+        m = std::move(r.m);
+        ctx = std::move(r.ctx);
+        inbound_.running(id, ctx);  // under the same lock: one per request
+        break;
     }
-    count_started_locked();
   }
-  start_handler(id, std::move(m), std::move(ctx));
+  submit_handler(id, std::move(m), std::move(ctx));
 }
 
 // Any thread: runs (inline) or submits the handler of a request counted as running.
@@ -313,8 +320,14 @@ void connection_impl::start_handler(std::uint32_t id, message m,
                                     std::shared_ptr<call_context> ctx) {
   {
     std::lock_guard lock(mu_);
-    running_[id] = ctx;
+    inbound_.running(id, ctx);
   }
+  submit_handler(id, std::move(m), std::move(ctx));
+}
+
+// Any thread: start_handler for a request registered as running.
+void connection_impl::submit_handler(std::uint32_t id, message m,
+                                     std::shared_ptr<call_context> ctx) {
   if (cfg_.opts.inline_handlers) return run_handler(id, std::move(m), std::move(ctx));
   auto self = shared_from_this();
   std::string why;
@@ -325,7 +338,7 @@ void connection_impl::start_handler(std::uint32_t id, message m,
   if (!queued) {
     {
       std::lock_guard lock(mu_);
-      --in_pool_queue_;
+      inbound_.left_pool_queue();
     }
     // The pool is full, or no thread can be started: this call fails, nothing else.
     send_error(id, error_code::busy, "busy: " + why);
@@ -346,16 +359,17 @@ void connection_impl::handle_goaway(const wire::frame_view& f) {
   if (code == std::uint16_t(error_code::protocol))
     return finish(end_kind::protocol, "the peer reported a protocol error: " + std::string(text));
   std::vector<pending_call> unanswered;
+  std::string why;
   {
     std::lock_guard lock(mu_);
-    peer_goaway_ = true;
-    goaway_reason_ = "the peer is shutting down: " + std::string(text);
+    life_.peer_going_away(text);
+    why = life_.goaway_reason();
     const std::uint32_t last = f.call_id;
     unanswered = calls_.take_if([last](const pending_call& c) { return c.id > last; });
     if (room_waiters_) room_cv_.notify_all();
   }
   for (auto& pc : unanswered)
-    run_response_callback(pc.done, error_ptr<call_error>(error_code::shutting_down, goaway_reason_), {});
+    run_response_callback(pc.done, error_ptr<call_error>(error_code::shutting_down, why), {});
   close_if_drained();
 }
 
@@ -365,10 +379,10 @@ void connection_impl::close_if_drained() {
   std::string reason;
   {
     std::lock_guard lock(mu_);
-    if (!(peer_goaway_ || self_goaway_) || phase_ != phase::open || !calls_.empty() ||
-        running_handlers_ > 0 || !held_.empty() || !queued_.empty())
+    if (!life_.going_away() || phase_ != phase::open || !calls_.empty() ||
+        !inbound_.idle())
       return;
-    reason = goaway_reason_;
+    reason = life_.goaway_reason();
   }
   cfg_.loop->post([self = shared_from_this(), reason = std::move(reason)] {
     self->finish(end_kind::drained, reason);
@@ -379,8 +393,7 @@ void connection_impl::handler_done(std::uint32_t id) {
   std::optional<queued_call> next;
   {
     std::lock_guard lock(mu_);
-    if (id) running_.erase(id);
-    --running_handlers_;
+    inbound_.handler_done(id);
     next = take_startable_locked();
   }
   if (next) start_handler(next->id, std::move(next->m), std::move(next->ctx));
@@ -391,26 +404,15 @@ void connection_impl::handler_started() {
   std::optional<queued_call> next;
   {
     std::lock_guard lock(mu_);
-    --in_pool_queue_;
+    inbound_.left_pool_queue();
     next = take_startable_locked();
   }
   if (next) start_handler(next->id, std::move(next->m), std::move(next->ctx));
 }
 
 std::optional<connection_impl::queued_call> connection_impl::take_startable_locked() {
-  if (queued_.empty() || phase_ != phase::open || !room_for_handler_locked() ||
-      outbox_.queued_bytes() >= cfg_.opts.max_send_queue)
-    return std::nullopt;
-  std::optional<queued_call> next(std::move(queued_.front()));
-  queued_.pop_front();
-  count_started_locked();
-  return next;
-}
-
-bool connection_impl::room_for_handler_locked() const {
-  const unsigned cap = cfg_.opts.max_concurrent_calls;
-  if (cap && running_handlers_ >= cap) return false;
-  return cfg_.opts.inline_handlers || in_pool_queue_ < pool_share();
+  return inbound_.take_startable(phase_ == phase::open &&
+                                 outbox_.queued_bytes() < cfg_.opts.max_send_queue);
 }
 
 // Answers one of our calls; an id we no longer wait for (late, or never ours) is ignored.

@@ -45,15 +45,15 @@ std::uint64_t connection_impl::call(message request, response_callback done,
   std::string framed = encode_framed(request);
   std::unique_lock lock(mu_);
   std::exception_ptr refused;
-  if (phase_ == phase::open && !peer_goaway_ && !self_goaway_ && !closing_) {
+  if (phase_ == phase::open && !life_.refuses_new_calls()) {
     if (auto why = too_large_locked("request", framed))
       refused = error_ptr<call_error>(error_code::too_large, *why);
     else
       wait_for_room_locked(lock, blocking, deadline, stop, refused);
   }
   if (!refused && phase_ != phase::open) refused = not_sent_error_locked();
-  if (!refused && (peer_goaway_ || self_goaway_ || closing_))
-    refused = error_ptr<call_error>(error_code::shutting_down, goaway_reason_);
+  if (!refused && life_.refuses_new_calls())
+    refused = error_ptr<call_error>(error_code::shutting_down, life_.goaway_reason());
   if (refused) {
     lock.unlock();
     done(std::move(refused), {});
@@ -98,13 +98,16 @@ message connection_impl::call_sync(message request, const call_options& opts) {
     throw usage_error(
         "bokbok: request() would block the event loop thread it waits on (called from an "
         "inline handler or a response callback); use request_async there");
+  // Shared with the callback, so that it may notify after unlocking (the caller, woken,
+  // then takes the lock at once rather than sleeping again on it) without outliving it.
   struct waiter {
     std::mutex mu;
     std::condition_variable cv;
     bool done = false;
     std::exception_ptr error;
     message response;
-  } w;
+  };
+  auto w = std::make_shared<waiter>();
   rpc::handler_pool::blocking_scope blocked;  // a nested call frees its handler slot
   if (blocked.refused())
     throw call_error(error_code::busy,
@@ -113,18 +116,20 @@ message connection_impl::call_sync(message request, const call_options& opts) {
                          "(max_waiting_handlers); this one would grow the process further");
   call(
       std::move(request),
-      [&w](std::exception_ptr e, message m) {
-        std::lock_guard lock(w.mu);
-        w.error = std::move(e);
-        w.response = std::move(m);
-        w.done = true;
-        w.cv.notify_one();  // under the lock: `w` lives on the waiter's stack
+      [w](std::exception_ptr e, message m) {
+        {
+          std::lock_guard lock(w->mu);
+          w->error = std::move(e);
+          w->response = std::move(m);
+          w->done = true;
+        }
+        w->cv.notify_one();
       },
       opts, /*blocking=*/true);
-  std::unique_lock lock(w.mu);
-  w.cv.wait(lock, [&] { return w.done; });
-  if (w.error) std::rethrow_exception(w.error);
-  return std::move(w.response);
+  std::unique_lock lock(w->mu);
+  w->cv.wait(lock, [&] { return w->done; });
+  if (w->error) std::rethrow_exception(w->error);
+  return std::move(w->response);
 }
 
 void connection_impl::notify(message m) {
@@ -133,8 +138,8 @@ void connection_impl::notify(message m) {
   std::exception_ptr refused;
   if (phase_ != phase::open) {
     refused = closed_error_locked();
-  } else if (peer_goaway_ || self_goaway_ || closing_) {
-    refused = error_ptr<call_error>(error_code::shutting_down, goaway_reason_);
+  } else if (life_.refuses_new_calls()) {
+    refused = error_ptr<call_error>(error_code::shutting_down, life_.goaway_reason());
   } else if (!features_notify_) {
     refused = error_ptr<call_error>(error_code::no_such_method,
                                     "the peer " + cfg_.peer + " does not take notifications");
@@ -191,12 +196,7 @@ bool connection_impl::wait_for_room_locked(std::unique_lock<std::mutex>& lock, b
 void connection_impl::after_dequeue_locked(std::vector<queued_call>& start) {
   const std::size_t bound = cfg_.opts.max_send_queue;
   if (room_waiters_ && outbox_.queued_bytes() < bound) room_cv_.notify_all();
-  while (!queued_.empty() && phase_ == phase::open && outbox_.queued_bytes() < bound &&
-         room_for_handler_locked()) {
-    start.push_back(std::move(queued_.front()));
-    queued_.pop_front();
-    count_started_locked();
-  }
+  while (auto next = take_startable_locked()) start.push_back(std::move(*next));
   if (reading_paused_ && stream_ && outbox_.queued_bytes() < bound / 2) {
     reading_paused_ = false;
     if (budget_paused_) return;  // resume_after_budget() starts it
@@ -285,13 +285,7 @@ void connection_impl::handle_cancel(std::uint32_t id) {
   bool dropped = false;
   {
     std::lock_guard lock(mu_);
-    if (auto it = running_.find(id); it != running_.end()) running = it->second;
-    auto q = std::find_if(queued_.begin(), queued_.end(),
-                          [id](const queued_call& c) { return c.id == id; });
-    if (q != queued_.end()) {
-      queued_.erase(q);
-      dropped = true;
-    }
+    running = inbound_.cancel(id, dropped);
   }
   if (running) running->stop.request_stop();  // stop callbacks run here, unlocked
   if (dropped) close_if_drained();
@@ -311,7 +305,7 @@ void connection_impl::notify_decoded(message m) {
   {
     std::lock_guard lock(mu_);
     if (phase_ != phase::open) return;
-    ++running_handlers_;  // a graceful close waits for it like for a request
+    inbound_.notification_started();  // a graceful close waits for it like for a request
   }
   auto run = [self = shared_from_this(), m = std::move(m)]() mutable {
     connection handle(self);
@@ -328,10 +322,7 @@ void connection_impl::close_gracefully(std::chrono::milliseconds grace) {
   {
     // From now on our new calls fail (shutting_down), even before the goaway is out.
     std::lock_guard lock(mu_);
-    if (phase_ == phase::open && !closing_ && !self_goaway_) {
-      closing_ = true;
-      if (goaway_reason_.empty()) goaway_reason_ = "this side is shutting down: closed by this side";
-    }
+    if (phase_ == phase::open) life_.start_closing();
   }
   cfg_.loop->post([self = shared_from_this(), grace] {
     phase ph;
@@ -377,8 +368,8 @@ void connection_impl::tick() {
   {
     std::lock_guard lock(mu_);
     if (phase_ != phase::open) return;
-    busy = !calls_.empty() || running_handlers_ > 0 || !queued_.empty();
-    going_away = self_goaway_ || peer_goaway_;
+    busy = !calls_.empty() || inbound_.running_count() > 0 || inbound_.queued_count() > 0;
+    going_away = life_.going_away();
   }
   if (hb.count() > 0) {
     if (ping_sent_at_ && last_rx_ <= *ping_sent_at_) {

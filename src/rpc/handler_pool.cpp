@@ -19,15 +19,29 @@ namespace bokbok::rpc {
 // that went idle last. So under light traffic the same few threads take every task and
 // the others reach idle_timeout and leave (a shared condition variable would wake them
 // in turn, each often enough never to time out).
+//
+// A waker notifies after releasing `mu` where it can (submit, a thread taking a task), so
+// the woken thread does not wake only to sleep again on `mu`; each thread's slot is
+// shared with whoever is about to notify it, so a late notify never finds it gone (a
+// late one may wake it spuriously: it waits on its own `woken`).
 struct handler_pool::state {
   struct waiter {
     std::condition_variable cv;
     bool woken = false;  // guarded by mu: taken off `waiters` for new work
   };
+  // Notifies `w` when it goes out of scope: declared before a lock, after its release.
+  struct wake_after_unlock {
+    std::shared_ptr<waiter> w;
+    void now() {
+      if (w) w->cv.notify_one();
+      w.reset();
+    }
+    ~wake_after_unlock() { now(); }
+  };
 
   limits lim;
   mutable std::mutex mu;
-  std::vector<waiter*> waiters;  // idle threads waiting, the most recent last
+  std::vector<std::shared_ptr<waiter>> waiters;  // idle threads waiting, the most recent last
   std::deque<std::function<void()>> queue;
   unsigned threads = 0;
   unsigned idle = 0;
@@ -39,14 +53,19 @@ struct handler_pool::state {
   // Empty, or why no thread could be started (the work then waits for a thread that
   // is running or blocked to come back for it, if there is one). An idle thread not yet
   // waiting (just spawned, or just done with a task) looks at the queue before it waits.
-  std::string wake_or_spawn(const std::shared_ptr<state>& self) {
+  // `later`: the thread woken is notified by it, after `mu` is released; null: now.
+  std::string wake_or_spawn(const std::shared_ptr<state>& self,
+                            wake_after_unlock* later = nullptr) {
     if (queue.empty() || running >= lim.max_threads) return {};
     if (idle > 0) {
       if (!waiters.empty()) {
-        waiter* w = waiters.back();
+        std::shared_ptr<waiter> w = std::move(waiters.back());
         waiters.pop_back();
         w->woken = true;
-        w->cv.notify_one();
+        if (later)
+          later->w = std::move(w);
+        else
+          w->cv.notify_one();
       }
       return {};
     }
@@ -74,11 +93,12 @@ struct handler_pool::state {
 
   // With `mu` held: waits on a slot of its own until woken for work, stopping, or
   // idle_timeout; false when it timed out unwoken.
-  bool wait_idle(std::unique_lock<std::mutex>& lock) {
-    waiter w;
-    waiters.push_back(&w);
-    bool woken = w.cv.wait_for(lock, lim.idle_timeout, [&] { return w.woken || stopping; });
-    if (!w.woken) std::erase(waiters, &w);
+  // `w` is the calling thread's own slot.
+  bool wait_idle(std::unique_lock<std::mutex>& lock, const std::shared_ptr<waiter>& w) {
+    w->woken = false;
+    waiters.push_back(w);
+    bool woken = w->cv.wait_for(lock, lim.idle_timeout, [&] { return w->woken || stopping; });
+    if (!w->woken) std::erase(waiters, w);
     return woken;
   }
 
@@ -93,11 +113,13 @@ thread_local std::shared_ptr<handler_pool::state>* current_pool = nullptr;
 void handler_pool::state::run(std::shared_ptr<state> self) {
   pthread_setname_np(pthread_self(), "bokbok-handler");
   current_pool = &self;
+  auto me = std::make_shared<waiter>();
+  wake_after_unlock wake;
   std::unique_lock lock(mu);
   for (;;) {
     if (queue.empty() || running >= lim.max_threads) {
       if (stopping && queue.empty()) break;
-      if (!wait_idle(lock) && (queue.empty() || running >= lim.max_threads) &&
+      if (!wait_idle(lock, me) && (queue.empty() || running >= lim.max_threads) &&
           !last_free_thread())
         break;  // idle too long
       continue;
@@ -106,8 +128,9 @@ void handler_pool::state::run(std::shared_ptr<state> self) {
     queue.pop_front();
     --idle;
     ++running;
-    wake_or_spawn(self);
+    wake_or_spawn(self, &wake);
     lock.unlock();
+    wake.now();
     task();
     task = nullptr;  // destroy the captures outside the lock
     lock.lock();
@@ -130,7 +153,7 @@ handler_pool::handler_pool(limits l) : state_(std::make_shared<state>()) {
 handler_pool::~handler_pool() {
   std::lock_guard lock(state_->mu);
   state_->stopping = true;
-  for (auto* w : state_->waiters) w->cv.notify_one();
+  for (auto& w : state_->waiters) w->cv.notify_one();
 }
 
 bool handler_pool::submit(std::function<void()> task, std::string* why) {
@@ -143,6 +166,7 @@ bool handler_pool::submit_beyond_queue_limit(std::function<void()> task, std::st
 
 bool handler_pool::submit_queued(std::function<void()> task, std::string* why, bool no_limit) {
   std::function<void()> refused;  // destroyed after the lock is released
+  state::wake_after_unlock wake;  // likewise: the thread woken is notified unlocked
   std::lock_guard lock(state_->mu);
   if (!no_limit && state_->queue.size() >= state_->lim.max_queued) {
     if (why) *why = "too many requests waiting for a handler";
@@ -150,7 +174,7 @@ bool handler_pool::submit_queued(std::function<void()> task, std::string* why, b
     return false;
   }
   state_->queue.push_back(std::move(task));
-  std::string failed = state_->wake_or_spawn(state_);
+  std::string failed = state_->wake_or_spawn(state_, &wake);
   if (failed.empty() || state_->threads > 0) return true;  // a thread will get to it
   // No thread at all, and none could be started: nobody would ever run it.
   refused = std::move(state_->queue.back());

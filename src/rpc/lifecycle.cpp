@@ -1,0 +1,49 @@
+// lifecycle: see lifecycle.hpp. The connection's mutex is held in every member.
+#include "rpc/lifecycle.hpp"
+
+#include "bokbok/error.hpp"
+#include "rpc/error_ptr.hpp"
+
+namespace bokbok::rpc {
+
+void lifecycle::peer_going_away(std::string_view text) {
+  peer_goaway_ = true;
+  goaway_reason_ = "the peer is shutting down: " + std::string(text);
+}
+
+bool lifecycle::start_goaway(std::uint32_t last_id, std::string_view text) {
+  if (self_goaway_) return false;
+  self_goaway_ = true;
+  goaway_last_id_ = last_id;
+  goaway_reason_ = "this side is shutting down: " + std::string(text);
+  return true;
+}
+
+bool lifecycle::start_closing() {
+  if (closing_ || self_goaway_) return false;
+  closing_ = true;
+  if (goaway_reason_.empty()) goaway_reason_ = "this side is shutting down: closed by this side";
+  return true;
+}
+
+void lifecycle::ended(end_kind kind, std::string reason) {
+  kind_ = kind;
+  reason_ = std::move(reason);
+}
+
+std::string lifecycle::closed_text(const std::string& peer) const {
+  // The cause first, then where: the peer named once.
+  std::string what = "bokbok: " + (reason_.empty() ? "not open" : reason_);
+  if (reason_.find(peer) == std::string::npos) what += " (connection to " + peer + ")";
+  return what;
+}
+
+std::exception_ptr lifecycle::closed_error(const std::string& peer) const {
+  std::string what = closed_text(peer);
+  if (kind_ == end_kind::protocol) return detail::error_ptr<protocol_error>(what);
+  if (kind_ == end_kind::auth) return detail::error_ptr<authentication_error>(what);
+  if (kind_ == end_kind::unresponsive) return detail::error_ptr<peer_unresponsive_error>(what);
+  return detail::error_ptr<transport_error>(what);
+}
+
+}  // namespace bokbok::rpc
