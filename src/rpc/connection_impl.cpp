@@ -232,7 +232,7 @@ bool connection_impl::defer_while_send_full(std::uint32_t id, message& request,
                                             std::shared_ptr<call_context>& ctx) {
   // The usual case, room, costs no lock: a stale "room" lets one more handler run
   // (within the bound on the answers of running handlers); "full" is checked again.
-  if (outbox_.queued_bytes_unlocked() < cfg_.opts.max_send_queue) return false;
+  if (outbox_.queued_bytes() < cfg_.opts.max_send_queue) return false;
   std::lock_guard lock(mu_);
   if (phase_ != phase::open || outbox_.queued_bytes() < cfg_.opts.max_send_queue) return false;
   queued_.push_front({id, std::move(request), std::move(ctx)});

@@ -158,9 +158,14 @@ void connection_impl::handle_frame(const wire::frame_view& f) {
       return;
     case wire::frame_type::goaway:
       return handle_goaway(f);
-    case wire::frame_type::close:
+    case wire::frame_type::close: {
       peer_done_ = true;  // nothing follows: no need to wait for its end (§8.5)
-      return finish(end_kind::clean, "closed by peer");
+      // After the peer's goaway its close may come before our posted drain: same end.
+      std::unique_lock lock(mu_);
+      std::string why = peer_goaway_ ? goaway_reason_ : "closed by peer";
+      lock.unlock();
+      return finish(end_kind::clean, why);
+    }
   }
 }
 
