@@ -3,10 +3,14 @@
 // opens from the sealed batches is exactly the plain records the outbox gives.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <array>
 #include <string>
 
 #include "base/endian.hpp"
+#include "bokbok/bokbok.hpp"
+#include "bokbok/server.hpp"
 #include "crypto/record_cipher.hpp"
 #include "rpc/send_path.hpp"
 #include "wire/frame.hpp"
@@ -117,4 +121,25 @@ TEST_CASE("sealed batches open, record by record and in order, to the outbox's p
   std::string frame;
   REQUIRE(receive.open(out.substr(2), frame));
   CHECK(std::string_view(frame) == std::string_view(ping).substr(2));
+}
+
+TEST_CASE("a send queue bound of zero is refused when a connection opens or a server is made") {
+  bokbok::options zero;
+  zero.max_send_queue = 0;
+  CHECK_THROWS_WITH_AS(bokbok::connect_socketpair(zero, {}),
+                       doctest::Contains("max_send_queue must be at least 1"),
+                       bokbok::usage_error);
+  bokbok::server_options so;
+  so.listen = {"unix:@bokbok-send-path-zero-" + std::to_string(getpid())};
+  so.max_send_queue = 0;
+  CHECK_THROWS_WITH_AS(bokbok::server{so}, doctest::Contains("max_send_queue must be at least 1"),
+                       bokbok::usage_error);
+  // The smallest bound works: every record still goes out, one batch at a time.
+  bokbok::options one;
+  one.max_send_queue = 1;
+  one.on_request = [](bokbok::connection&, bokbok::message m) { return m; };
+  auto [a, b] = bokbok::connect_socketpair(one, one);
+  CHECK(a.request({"x", std::string(100000, 'y')}) == bokbok::message{"x", std::string(100000, 'y')});
+  a.abort();
+  b.wait_closed();
 }

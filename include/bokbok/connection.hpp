@@ -188,7 +188,7 @@ struct options {
   // further handler of this connection starts and reading from the peer pauses, so the
   // queue passes the bound by at most the answers of the handlers already running. On
   // the loop thread nothing blocks; reading resumes once the queue has drained below
-  // half the bound.
+  // half the bound. At least 1: 0 (nothing could ever be sent) throws usage_error.
   std::size_t max_send_queue = 8u << 20;
   // Run on_request on the connection's event-loop thread instead of a handler thread.
   // Saves a thread hand-off per call (about half the latency of a tiny call), for

@@ -56,6 +56,9 @@ void check_options(const options& o) {
     throw usage_error("bokbok: options::max_message_size must be at least 65536");
   if (o.max_message_size > 0xffffffffu)
     throw usage_error("bokbok: options::max_message_size must fit in 32 bits");
+  if (o.max_send_queue == 0)
+    throw usage_error("bokbok: options::max_send_queue must be at least 1 byte (0 would let "
+                      "nothing be sent)");
   rpc::make_key_config(o.keys, nullptr);  // throws for keys that cannot work
 }
 
