@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <array>
+#include <chrono>
+#include <future>
 #include <string>
 
 #include "base/endian.hpp"
@@ -18,6 +20,8 @@
 using namespace bokbok;
 
 namespace {
+
+constexpr auto patience = std::chrono::seconds(10);  // the longest any one wait may take
 
 // One direction's cipher, keyed with a fixed test key.
 crypto::record_cipher test_cipher() {
@@ -142,4 +146,53 @@ TEST_CASE("a send queue bound of zero is refused when a connection opens or a se
   CHECK(a.request({"x", std::string(100000, 'y')}) == bokbok::message{"x", std::string(100000, 'y')});
   a.abort();
   b.wait_closed();
+}
+
+TEST_CASE("notify() in a handler is refused busy when the send queue is full, not held") {
+  // The receiver's loop thread (the default loop, shared by every connection here) is
+  // held by another connection's inline handler: it reads nothing meanwhile.
+  std::promise<void> entered, release, go;
+  auto released = release.get_future().share();
+  auto started = go.get_future().share();
+  bokbok::options holder;
+  holder.inline_handlers = true;
+  holder.on_request = [&entered, released](bokbok::connection&, bokbok::message m) {
+    entered.set_value();
+    released.wait_for(patience);
+    return m;
+  };
+  bokbok::options receiver;
+  receiver.on_notify = [](bokbok::connection&, bokbok::message) {};
+  // The sender's handler, on a pool thread, notifies until the queue is full.
+  std::promise<std::string> outcome;
+  bokbok::options sender;
+  sender.max_send_queue = 64 * 1024;
+  sender.on_request = [&outcome, started](bokbok::connection& c, bokbok::message m) {
+    started.wait_for(patience);
+    std::string what = "never full";
+    try {
+      for (int i = 0; i < 1000; ++i) c.notify({std::string(16 * 1024, 'n')});
+    } catch (const bokbok::call_error& e) {
+      what = e.code() == bokbok::error_code::busy ? "busy" : e.what();
+    }
+    outcome.set_value(what);
+    return m;
+  };
+  auto [a, b] = bokbok::connect_socketpair(receiver, sender);
+  auto answer = a.request_async({"go"});  // b's handler starts and waits for `go`
+  auto [x, y] = bokbok::connect_socketpair({}, holder);
+  auto held = x.request_async({"hold"});
+  REQUIRE(entered.get_future().wait_for(patience) == std::future_status::ready);
+  go.set_value();
+  auto result = outcome.get_future();
+  const bool ended = result.wait_for(patience) == std::future_status::ready;
+  release.set_value();
+  CHECK(ended);
+  if (ended) CHECK(result.get() == "busy");
+  CHECK(answer.wait_for(patience) == std::future_status::ready);
+  CHECK(held.wait_for(patience) == std::future_status::ready);
+  a.abort();
+  x.abort();
+  b.wait_closed();
+  y.wait_closed();
 }

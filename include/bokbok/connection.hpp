@@ -271,7 +271,8 @@ class BOKBOK_API connection {
   // Sends a one-way message to the peer's on_notify; no answer, no error from the peer.
   // Throws like request() when it cannot be sent (closed, shutting_down, too_large; and
   // call_error(no_such_method) when the peer does not take notifications). Blocks, like
-  // request(), while the send queue is full.
+  // request(), while the send queue is full; but inside a handler (a thread shared by
+  // every connection, or the event loop) it does not wait: it throws call_error(busy).
   void notify(message notification);
 
   // Closes gracefully (PROTOCOL.md §8.4): tells the peer goaway, so neither side starts
