@@ -12,6 +12,7 @@
 
 #include "bokbok/bokbok.hpp"
 #include "bokbok/server.hpp"
+#include "support/key_users.hpp"
 #include "support/open_fds.hpp"
 
 using namespace std::chrono_literals;
@@ -64,19 +65,33 @@ TEST_CASE("calls written by their callers take no descriptor beyond the connecti
   }
 }
 
-TEST_CASE("a caller's request reaches the peer while its connection's loop thread is busy") {
+namespace {
+
+// A server on its own loop and a client on the default loop, in key mode when
+// `keys` is set; the client's loop thread is then held by another connection's inline
+// handler while the client calls: only the caller's thread can write (and, in key mode,
+// seal) the request.
+void check_request_reaches_peer_while_loop_is_busy(bool keys) {
+  bokbok_test::alice_key alice;
   // The peer: a server on its own loop, telling when the request has arrived.
   std::promise<void> arrived;
   bokbok::server_options so;
-  std::string address = "unix:@bokbok-direct-write-" + std::to_string(getpid());
+  std::string address = "unix:@bokbok-direct-write-" + std::to_string(getpid()) +
+                        (keys ? "-key" : "-plain");
   so.listen = {address};
   so.on_request = [&](bokbok::connection&, message m) {
     if (!m.empty() && m[0] == "here") arrived.set_value();
     return m;
   };
+  if (keys) so.keys.key_for_user = alice.lookup();
   bokbok::server srv(so);
   srv.start();
-  auto client = bokbok::connect(address, {});
+  bokbok::options co;
+  if (keys) {
+    co.keys.user = "alice";
+    co.keys.key = alice.alice;
+  }
+  auto client = bokbok::connect(address, co);
   CHECK(client.request({"warm-up"}) == message{"warm-up"});
 
   // Another connection on the same (default) loop whose inline handler holds the loop
@@ -107,4 +122,14 @@ TEST_CASE("a caller's request reaches the peer while its connection's loop threa
   x.abort();
   client.abort();
   srv.stop();
+}
+
+}  // namespace
+
+TEST_CASE("a caller's request reaches the peer while its connection's loop thread is busy") {
+  check_request_reaches_peer_while_loop_is_busy(false);
+}
+
+TEST_CASE("in key mode too, a caller's request is sealed and written by the caller's thread") {
+  check_request_reaches_peer_while_loop_is_busy(true);
 }

@@ -188,7 +188,7 @@ struct options {
   // further handler of this connection starts and reading from the peer pauses, so the
   // queue passes the bound by at most the answers of the handlers already running. On
   // the loop thread nothing blocks; reading resumes once the queue has drained below
-  // half the bound.
+  // half the bound. At least 1: 0 (nothing could ever be sent) throws usage_error.
   std::size_t max_send_queue = 8u << 20;
   // Run on_request on the connection's event-loop thread instead of a handler thread.
   // Saves a thread hand-off per call (about half the latency of a tiny call), for
@@ -285,7 +285,8 @@ class BOKBOK_API connection {
   // Sends a one-way message to the peer's on_notify; no answer, no error from the peer.
   // Throws like request() when it cannot be sent (closed, shutting_down, too_large; and
   // call_error(no_such_method) when the peer does not take notifications). Blocks, like
-  // request(), while the send queue is full.
+  // request(), while the send queue is full; but inside a handler (a thread shared by
+  // every connection, or the event loop) it does not wait: it throws call_error(busy).
   void notify(message notification);
 
   // Closes gracefully (PROTOCOL.md §8.4): tells the peer goaway, so neither side starts

@@ -63,7 +63,7 @@ struct server_options {
   // Per connection, as in options: heartbeat (on by default: a client that answers
   // nothing is dropped in 60-90 s), idle timeout (a connection with no call in either
   // direction for this long is closed gracefully), the time a record may take to
-  // arrive once begun, send-queue bound.
+  // arrive once begun, send-queue bound (at least 1, else usage_error).
   std::chrono::milliseconds heartbeat_interval{30'000};
   std::chrono::milliseconds idle_timeout{0};
   std::chrono::milliseconds record_timeout{30'000};

@@ -84,6 +84,7 @@ class server::impl : public std::enable_shared_from_this<impl> {
     if (opts_.max_connections == 0) opts_.max_connections = 1;
     options each;  // what every connection will be opened with: refused now, not then
     each.max_message_size = opts_.max_message_size;
+    each.max_send_queue = opts_.max_send_queue;
     detail::check_options(each);
     if (opts_.keys.key)
       throw usage_error(

@@ -59,6 +59,9 @@ void check_options(const options& o) {
     throw usage_error("bokbok: options::max_message_size must be at least 65536");
   if (o.max_message_size > 0xffffffffu)
     throw usage_error("bokbok: options::max_message_size must fit in 32 bits");
+  if (o.max_send_queue == 0)
+    throw usage_error("bokbok: options::max_send_queue must be at least 1 byte (0 would let "
+                      "nothing be sent)");
   rpc::make_key_config(o.keys, nullptr);  // throws for keys that cannot work
 }
 
@@ -231,7 +234,7 @@ bool connection_impl::defer_while_send_full(std::uint32_t id, message& request,
                                             std::shared_ptr<call_context>& ctx) {
   // The usual case, room, costs no lock: a stale "room" lets one more handler run
   // (within the bound on the answers of running handlers); "full" is checked again.
-  if (outbox_.queued_bytes_unlocked() < cfg_.opts.max_send_queue) return false;
+  if (outbox_.queued_bytes() < cfg_.opts.max_send_queue) return false;
   std::lock_guard lock(mu_);
   if (phase_ != phase::open || outbox_.queued_bytes() < cfg_.opts.max_send_queue) return false;
   inbound_.defer({id, std::move(request), std::move(ctx)});

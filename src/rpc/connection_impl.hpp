@@ -37,6 +37,7 @@
 #include "rpc/key_session.hpp"
 #include "rpc/lifecycle.hpp"
 #include "rpc/outbox.hpp"
+#include "rpc/send_path.hpp"
 #include "rpc/receive_budget.hpp"
 #include "transport/peer_process.hpp"
 #include "wire/frame.hpp"
@@ -195,8 +196,6 @@ class connection_impl final : public io::stream_events,
   void key_failed();
   std::string settings_payload() const;
   static std::uint32_t new_hello_nonce();  // random, nonzero (§6.1)
-  // `mu_` held: encrypts a batch of plain records in place (key mode, handshake done).
-  bool seal_batch_locked(rpc::batch& b);
   void handle_message_frame(const wire::frame_view& f);
   // Receive budget (connection_reader.cpp), loop thread. Brings the pool's count of our
   // partial messages up to date; refuses (busy) the partial message `f` belongs to when
@@ -367,9 +366,11 @@ class connection_impl final : public io::stream_events,
   std::shared_ptr<rpc::receive_account> account_;
   bool budget_paused_ = false;
   bool writing_ = false;          // a batch is in flight, or a thread is in send_now_locked
-  // Bytes that go out unencrypted, before anything in the outbox (key mode: preamble,
-  // handshake messages, a refusal's decoy).
+  // Bytes that go out as they are, before anything in the outbox (key mode: preamble,
+  // handshake messages, a refusal's decoy; either mode: a direct write's unsent rest).
   std::string raw_pending_;
+  // Plain, or sealing once key mode's handshake is done (set by flush, send_path.hpp).
+  rpc::record_sink sink_;
   // The stream, for send_now_locked's try_write_now from any thread: set once it
   // exists, cleared when it is dropped (a writer keeps its own reference meanwhile).
   std::shared_ptr<io::duplex_stream> direct_stream_;

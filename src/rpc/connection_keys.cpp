@@ -5,8 +5,7 @@
 // What changes against plain mode: the hello's settings travel inside handshake
 // messages 1 and 2, so no hello frame is sent; the preamble and the handshake messages go
 // out unencrypted through raw_pending_, ahead of the outbox; after the handshake every
-// record is sealed by the loop thread as it takes a batch, in wire order, so the
-// callers' direct-write short cut is off.
+// record is sealed, in wire order, by the thread that writes it (rpc/send_path.hpp).
 #include <algorithm>
 #include <random>
 
@@ -109,45 +108,6 @@ void connection_impl::key_failed() {
   if (!cfg_.keys->initiator() && !key_->peer_user().empty())
     why = "user \"" + wire::escape_bytes(key_->peer_user()) + "\": " + why;
   finish(key_->refused() ? end_kind::auth : end_kind::protocol, "key mode: " + why);
-}
-
-// `mu_` held: turns the batch's plain records (u16 length || frame) into sealed records
-// in one buffer. A record lies within one iovec (small records, and a large frame's
-// headers) or spans two (a large frame: headers, then payload); only then is its frame
-// gathered first.
-bool connection_impl::seal_batch_locked(rpc::batch& b) {
-  std::string sealed;
-  sealed.reserve(b.bytes + (b.iov.size() + 1) * crypto::tag_len);
-  std::string gathered;     // the frame of a record that spans iovecs
-  std::size_t missing = 0;  // bytes of that frame still to come
-  for (const iovec& v : b.iov) {
-    std::string_view s(static_cast<const char*>(v.iov_base), v.iov_len);
-    while (!s.empty()) {
-      if (missing > 0) {
-        auto take = std::min(missing, s.size());
-        gathered.append(s.substr(0, take));
-        s.remove_prefix(take);
-        if ((missing -= take) == 0 && !key_->seal(gathered, sealed)) return false;
-        continue;
-      }
-      // A record starts here; its 2-byte length never straddles iovecs (outbox.hpp).
-      std::size_t len = base::load_be16(s);
-      s.remove_prefix(wire::record_header_size);
-      if (s.size() >= len) {
-        if (!key_->seal(s.substr(0, len), sealed)) return false;
-        s.remove_prefix(len);
-      } else {
-        gathered.assign(s);
-        missing = len - s.size();
-        s = {};
-      }
-    }
-  }
-  b.clear();
-  b.small = std::move(sealed);
-  b.bytes = b.small.size();
-  b.iov.push_back({b.small.data(), b.small.size()});
-  return true;
 }
 
 }  // namespace bokbok::detail

@@ -71,7 +71,7 @@ void connection_impl::on_data(std::string_view bytes) {
     if (!stream_) return;  // the frame ended the connection
     if (f.flags & wire::flag_more) continue;  // a fragment: nothing queued, nothing charged
     if (finished_) return;  // the loop thread's copy of phase_ == closed
-    if (outbox_.queued_bytes_unlocked() < cfg_.opts.max_send_queue && !account_->over())
+    if (outbox_.queued_bytes() < cfg_.opts.max_send_queue && !account_->over())
       continue;
     std::lock_guard lock(mu_);
     if (phase_ == phase::closed) return;
@@ -166,9 +166,14 @@ void connection_impl::handle_frame(const wire::frame_view& f) {
       return;
     case wire::frame_type::goaway:
       return handle_goaway(f);
-    case wire::frame_type::close:
+    case wire::frame_type::close: {
       peer_done_ = true;  // nothing follows: no need to wait for its end (§8.5)
-      return finish(end_kind::clean, "closed by peer");
+      // After the peer's goaway its close may come before our posted drain: same end.
+      std::unique_lock lock(mu_);
+      std::string why = life_.goaway_received() ? life_.goaway_reason() : "closed by peer";
+      lock.unlock();
+      return finish(end_kind::clean, why);
+    }
   }
 }
 

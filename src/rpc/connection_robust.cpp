@@ -147,7 +147,8 @@ void connection_impl::notify(message m) {
     refused = error_ptr<call_error>(error_code::too_large, *why);
   } else {
     auto* ctx = current_call_context();
-    wait_for_room_locked(lock, true, ctx ? ctx->deadline : std::nullopt,
+    // A handler's thread is shared by every connection: it is refused busy, not held.
+    wait_for_room_locked(lock, ctx == nullptr, ctx ? ctx->deadline : std::nullopt,
                          ctx ? ctx->stop.get_token() : std::stop_token(), refused);
     if (!refused && phase_ != phase::open) refused = not_sent_error_locked();
   }
@@ -197,7 +198,8 @@ void connection_impl::after_dequeue_locked(std::vector<queued_call>& start) {
   const std::size_t bound = cfg_.opts.max_send_queue;
   if (room_waiters_ && outbox_.queued_bytes() < bound) room_cv_.notify_all();
   while (auto next = take_startable_locked()) start.push_back(std::move(*next));
-  if (reading_paused_ && stream_ && outbox_.queued_bytes() < bound / 2) {
+  // `<=`: with a bound of 1, half of it is 0, reached once the outbox is empty.
+  if (reading_paused_ && stream_ && outbox_.queued_bytes() <= bound / 2) {
     reading_paused_ = false;
     if (budget_paused_) return;  // resume_after_budget() starts it
     stream_->start_reading();

@@ -1,6 +1,7 @@
 // The outbound side of a connection: queueing records and messages, writing them, and
 // the short cut that lets a caller's thread write its own small record when the send side
-// is idle (saving the loop thread's wake-up, the costliest step of a small call).
+// is idle (saving the loop thread's wake-up, the costliest step of a small call), in
+// plain and key mode alike. Who may write, and who seals: rpc/send_path.hpp.
 #include <cerrno>
 #include <cstring>
 
@@ -78,25 +79,37 @@ void connection_impl::queue_record_locked(std::unique_lock<std::mutex>& lock,
   }
 }
 
-// Any thread, `mu_` held (released during the write): writes `record` from this thread
-// when the send side is idle, with the stream's try_write_now. What the kernel does not
-// take goes to the front of the outbox for the loop to finish (the stream takes nothing
-// more directly until then); a failed write is left for the loop's own write to report.
-// Returns false, having done nothing, when the send side is busy.
+// Any thread, `mu_` held (released during the sealing and the write): when the send side
+// is idle (rpc::caller_may_write), takes the writer role and writes `record` from this
+// thread with the stream's try_write_now, sealed first in key mode (send_path.hpp). What
+// the kernel does not take goes to raw_pending_, ahead of everything, for the loop to
+// finish (the stream takes nothing more directly until then); a failed write is left for
+// the loop's own write to report. Returns false, having done nothing, when the send side
+// is busy.
 bool connection_impl::send_now_locked(std::unique_lock<std::mutex>& lock,
                                       std::string_view record) {
-  // Key mode seals records in wire order as the loop writes them, and the frame trace
-  // sees them there (flush): no short cut.
-  if (writing_ || flush_scheduled_ || !outbox_.empty() || key_ || !direct_stream_ || trace_)
-    return false;
+  rpc::send_side side;
+  side.in_flight = writing_;
+  side.flush_posted = flush_scheduled_;
+  side.queued = !outbox_.empty() || !raw_pending_.empty();
+  side.stream = static_cast<bool>(direct_stream_);
+  side.sink_ready = !cfg_.keys || sink_.sealing();  // key mode: once the loop set the sink
+  // The frame trace sees records where the loop writes them (flush): no short cut.
+  if (trace_ || !rpc::caller_may_write(side)) return false;
   writing_ = direct_writing_ = true;  // the send side is ours until we give it back
   std::shared_ptr<io::duplex_stream> stream = direct_stream_;  // drop_stream may let go
+  const rpc::record_sink sink = sink_;
   const std::uint32_t request = direct_request_;
   lock.unlock();
-  io::try_write_result r = stream->try_write_now(record);
+  thread_local std::string sealed;  // this thread's sealing buffer, reused
+  std::string_view out;
+  io::try_write_result r{};
+  const bool sealed_ok = sink.seal_record(record, sealed, out);
+  if (sealed_ok) r = stream->try_write_now(out);
   lock.lock();
   writing_ = direct_writing_ = false;
   closed_cv_.notify_all();  // finish() waits for this write to be over
+  if (!sealed_ok) return true;  // the cipher is spent: nothing more goes out
   using st = io::try_write_result::status;
   const bool gone = r.what == st::failed && (r.error == -EPIPE || r.error == -ECONNRESET);
   if (request && (gone || r.what == st::closed)) {
@@ -105,10 +118,11 @@ bool connection_impl::send_now_locked(std::unique_lock<std::mutex>& lock,
     if (auto* c = calls_.find(request)) c->not_sent = true;
   }
   // The last bytes written, when they are a whole request (see last_written_request_).
-  last_written_request_ = request && r.written == record.size() ? request : 0;
+  last_written_request_ = request && r.written == out.size() ? request : 0;
   if (r.what == st::closed) return true;  // the stream closed meanwhile: nothing goes out
-  if (r.written < record.size()) outbox_.push_front_record_bytes(record.substr(r.written));
-  if (!outbox_.empty()) schedule_flush_locked();
+  // The unsent rest is wire bytes (sealed, in key mode): it goes out as it is, first.
+  if (r.written < out.size()) raw_pending_.insert(0, out.substr(r.written));
+  if (!outbox_.empty() || !raw_pending_.empty()) schedule_flush_locked();
   return true;
 }
 
@@ -118,26 +132,36 @@ void connection_impl::schedule_flush_locked() {
   cfg_.loop->post([self = shared_from_this()] { self->flush(); });
 }
 
-// Loop thread: starts the next write when none is in flight.
+// Loop thread: starts the next write when none is in flight. The batch is taken under
+// `mu_`, then sealed (key mode) and written by this thread, which holds the writer role
+// meanwhile (send_path.hpp).
 void connection_impl::flush() {
   std::unique_lock lock(mu_);
   flush_scheduled_ = false;
   if (writing_ || !stream_) return;
   auto b = std::make_shared<rpc::batch>();
   std::vector<queued_call> start;  // requests the outbox has room for again
+  rpc::record_sink sink;           // plain: bytes ready for the wire go out as they are
   if (!raw_pending_.empty()) {
     b->small.swap(raw_pending_);
     b->iov.push_back({b->small.data(), b->small.size()});
   } else {
     if (key_ && !key_->ready()) return;  // nothing may go out before the handshake ends
+    // From here on records are sealed, by whichever thread writes them.
+    if (key_ && !sink_.sealing()) sink_ = rpc::record_sink(&key_->send_cipher());
     if (!outbox_.take_batch(*b, batch_bytes)) return;
     last_written_request_ = 0;  // written last now: something else
     if (trace_) rpc::trace_sent(trace_, *b);  // plain frames, before sealing
-    if (key_ && !seal_batch_locked(*b)) return;  // the cipher is spent: nothing more
+    sink = sink_;
     after_dequeue_locked(start);
   }
   writing_ = true;
   lock.unlock();
+  if (!sink.seal_batch(*b)) {
+    // The cipher is spent: nothing more may go out; the writer role stays taken.
+    for (auto& q : start) start_handler(q.id, std::move(q.m), std::move(q.ctx));
+    return;
+  }
   // The batch rides along as keep_alive: after a close the kernel may still be reading it.
   stream_->write(b->iov, b);
   for (auto& q : start) start_handler(q.id, std::move(q.m), std::move(q.ctx));

@@ -7,7 +7,9 @@
 // inside handshake messages 1 and 2 instead, so a key-mode side sends no hello frame.
 //
 // Threads: begin(), feed(), open() and the handshake accessors run on the connection's
-// loop thread. seal() runs wherever the connection writes, under the connection's mutex.
+// loop thread. seal() and send_cipher() are for the thread that holds the connection's
+// writer role (rpc/send_path.hpp), without the connection's mutex: only the send cipher is
+// touched there, which nothing on the loop thread touches meanwhile.
 #pragma once
 
 #include <chrono>
@@ -99,6 +101,8 @@ class key_session {
   // After done: decrypts one record body into its frame.
   bool open(std::string_view body, std::string& frame) { return ciphers_->receive.open(body, frame); }
   bool ready() const { return ciphers_.has_value(); }
+  // After done: the send direction's cipher (what seal() uses).
+  crypto::record_cipher& send_cipher() { return ciphers_->send; }
 
  private:
   step fail(std::string why, bool refused);

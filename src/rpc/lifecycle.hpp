@@ -37,6 +37,7 @@ class lifecycle {
   bool start_closing();
   bool going_away() const { return peer_goaway_ || self_goaway_; }
   bool goaway_sent() const { return self_goaway_; }
+  bool goaway_received() const { return peer_goaway_; }
   // Our new calls (and notifications) are refused: goaway either way, or closing.
   bool refuses_new_calls() const { return going_away() || closing_; }
   // The peer's request `id` is refused: nothing new starts once a goaway is out either

@@ -2,23 +2,36 @@
 
 #include <algorithm>
 
+#include "base/endian.hpp"
+
 namespace bokbok::rpc {
 
 void batch::clear() {
   small.clear();
+  small_sizes.clear();
   headers.clear();
   keep.clear();
   iov.clear();
   bytes = 0;
 }
 
-void outbox::push_record_bytes(std::string_view records) {
-  small_.append(records);
-  queued_.add(records.size());
+// Notes the sizes of the records in `records`, from the length each was encoded with.
+// Only a sealing sink uses them (key mode, where everything queued is whole records); a
+// plain connection also queues its preamble here, which is not a record: bytes that do
+// not parse as whole records are noted as one piece (never sealed).
+void outbox::note_records(std::string_view records) {
+  while (!records.empty()) {
+    std::size_t n = records.size();
+    if (n >= wire::record_header_size)
+      n = std::min(n, wire::record_header_size + base::load_be16(records));
+    small_sizes_.push_back(static_cast<std::uint32_t>(n));
+    records.remove_prefix(n);
+  }
 }
 
-void outbox::push_front_record_bytes(std::string_view records) {
-  small_.insert(0, records);
+void outbox::push_record_bytes(std::string_view records) {
+  note_records(records);
+  small_.append(records);
   queued_.add(records.size());
 }
 
@@ -27,7 +40,9 @@ void outbox::push_message(wire::frame_type type, std::uint32_t call_id, std::str
   std::string_view body = std::string_view(bytes).substr(start);
   if (body.size() <= wire::max_frame_payload) {
     wire::append_message_frames(small_, type, call_id, body, first_flags);
-    queued_.add(wire::record_header_size + wire::frame_header_size + body.size());
+    const std::size_t n = wire::record_header_size + wire::frame_header_size + body.size();
+    small_sizes_.push_back(static_cast<std::uint32_t>(n));  // one frame, one record
+    queued_.add(n);
     return;
   }
   queued_.add(body.size());
@@ -42,6 +57,7 @@ void outbox::push_message(wire::frame_type type, std::uint32_t call_id, std::str
 bool outbox::take_batch(batch& b, std::size_t max_bytes) {
   if (empty()) return false;
   b.small.swap(small_);
+  b.small_sizes.swap(small_sizes_);
   queued_.sub(b.small.size());
   b.bytes = b.small.size();
   // Each frame is either a full one or the last of its message, so this bounds the

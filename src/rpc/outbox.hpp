@@ -9,8 +9,8 @@
 // is cut, and its flags, are wire::message_fragment's (the rule the protocol vectors test).
 //
 // Threads: not synchronised; the connection guards it with its mutex (but see
-// queued_bytes_unlocked). Batches are
-// owned by the loop thread while their write is in flight.
+// queued_bytes). A batch belongs to the thread that holds the send side's writer role
+// (send_path.hpp) from take_batch until its write is over.
 #pragma once
 
 #include <sys/uio.h>
@@ -32,12 +32,12 @@ namespace bokbok::rpc {
 // One write's worth of bytes. The iovecs point into `small`, `headers` and the large
 // messages in `keep`, which the batch co-owns, so a batch alone keeps every byte it
 // points to alive (the stream holds it until the kernel lets go, even after a close).
-// Shape: whole records, each either within one iovec or split once, after its headers
-// (a large message's frame: headers, then payload), so a record's headers never
-// straddle iovecs. (A direct write's unsent rest, push_front_record_bytes, may begin
-// mid-record; key mode, which relies on the shape to seal records, never writes directly.)
+// Shape, as the outbox cut it (what key mode seals from, send_path.hpp): first `small`,
+// whole records of the sizes in `small_sizes` (headers included), in order; then one
+// frame per entry of `headers`, each followed by one iovec of its payload.
 struct batch {
   std::string small;
+  std::vector<std::uint32_t> small_sizes;  // of each record in `small`, in order
   std::vector<wire::frame_header_bytes> headers;
   std::vector<std::shared_ptr<const std::string>> keep;
   std::vector<iovec> iov;
@@ -47,11 +47,9 @@ struct batch {
 
 class outbox {
  public:
-  // Appends one already encoded record (or several).
+  // Appends whole encoded records (u16 length || frame), one or several (in plain mode,
+  // also the preamble ahead of them).
   void push_record_bytes(std::string_view records);
-
-  // Puts bytes back at the very front (the unsent rest of a direct write).
-  void push_front_record_bytes(std::string_view records);
 
   // Queues a request or response message for `call_id`: its encoded bytes are those of
   // `bytes` from offset `start` on (what comes before is unused headroom).
@@ -60,10 +58,9 @@ class outbox {
                     std::size_t start = 0, std::uint8_t first_flags = 0);
 
   bool empty() const { return small_.empty() && large_.empty() && waiting_.empty(); }
+  // Bytes queued. Exact under the connection's mutex; read without it, a value it had
+  // lately, for a quick check that the caller repeats under the mutex when it matters.
   std::size_t queued_bytes() const { return queued_.get(); }
-  // The same read without the connection's mutex: a value it had lately, for a quick
-  // check that the caller repeats under the mutex when it matters.
-  std::size_t queued_bytes_unlocked() const { return queued_.get(); }
 
   // Moves the next batch of at most about `max_bytes` (never less than one frame) into
   // `b`, which must be clear. Returns false when there is nothing to send.
@@ -78,11 +75,14 @@ class outbox {
     std::size_t sent = 0;   // offset in *bytes of the next fragment
     std::uint8_t first_flags = 0;
   };
+  void note_records(std::string_view records);
+
   std::string small_;
+  std::vector<std::uint32_t> small_sizes_;  // record sizes in small_, in order
   std::deque<large_message> large_;    // under way, round robin
   std::deque<large_message> waiting_;  // not started; beyond max_partial_messages
-  // Changed only under the connection's mutex; atomic so that queued_bytes_unlocked()
-  // may read it without.
+  // Changed only under the connection's mutex; atomic so that queued_bytes() may be
+  // read without.
   struct byte_count {
     std::atomic<std::size_t> n{0};
     byte_count() = default;

@@ -1,0 +1,198 @@
+// The send path (src/rpc/send_path.hpp): who may write now, and the record sink. In key
+// mode the sink seals each record from the frames as the outbox cut them; what a peer
+// opens from the sealed batches is exactly the plain records the outbox gives.
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <future>
+#include <string>
+
+#include "base/endian.hpp"
+#include "bokbok/bokbok.hpp"
+#include "bokbok/server.hpp"
+#include "crypto/record_cipher.hpp"
+#include "rpc/send_path.hpp"
+#include "wire/frame.hpp"
+
+using namespace bokbok;
+
+namespace {
+
+constexpr auto patience = std::chrono::seconds(10);  // the longest any one wait may take
+
+// One direction's cipher, keyed with a fixed test key.
+crypto::record_cipher test_cipher() {
+  std::array<unsigned char, crypto::cipher_key_len> k{};
+  for (std::size_t i = 0; i < k.size(); ++i) k[i] = static_cast<unsigned char>(i * 7 + 1);
+  crypto::cipher_state st;
+  st.initialize_key(k);
+  return crypto::record_cipher(std::move(st));
+}
+
+// The same records queued in two outboxes: small ones, and messages of several frames.
+void fill(rpc::outbox& box) {
+  std::string ping;
+  wire::append_frame(ping, wire::frame_type::ping, 0, 0, {});
+  box.push_record_bytes(ping + ping);  // two records at once
+  box.push_message(wire::frame_type::request, 1, std::string(10, 'a'));
+  box.push_message(wire::frame_type::request, 3, std::string(8, '-') + std::string(200000, 'b'), 8);
+  box.push_message(wire::frame_type::response, 2, std::string(70000, 'c'));
+  box.push_record_bytes(ping);
+}
+
+std::string concat(const rpc::batch& b) {
+  std::string out;
+  for (const iovec& v : b.iov) out.append(static_cast<const char*>(v.iov_base), v.iov_len);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a caller may write only when the send side is idle and its sink is ready") {
+  rpc::send_side idle{false, false, false, true, true};
+  CHECK(rpc::caller_may_write(idle));
+  auto in_flight = idle;
+  in_flight.in_flight = true;
+  auto posted = idle;
+  posted.flush_posted = true;
+  auto queued = idle;
+  queued.queued = true;
+  auto no_stream = idle;
+  no_stream.stream = false;
+  auto handshaking = idle;
+  handshaking.sink_ready = false;
+  for (const auto& s : {in_flight, posted, queued, no_stream, handshaking})
+    CHECK_FALSE(rpc::caller_may_write(s));
+}
+
+TEST_CASE("a plain sink passes batches and records through unchanged") {
+  rpc::outbox box;
+  fill(box);
+  rpc::batch b;
+  REQUIRE(box.take_batch(b, 1 << 20));
+  const std::string before = concat(b);
+  rpc::record_sink plain;
+  CHECK_FALSE(plain.sealing());
+  REQUIRE(plain.seal_batch(b));
+  CHECK(concat(b) == before);
+  std::string scratch;
+  std::string_view out;
+  REQUIRE(plain.seal_record("ab", scratch, out));
+  CHECK(out == "ab");
+}
+
+TEST_CASE("sealed batches open, record by record and in order, to the outbox's plain records") {
+  rpc::outbox plain_box, sealed_box;
+  fill(plain_box);
+  fill(sealed_box);
+  crypto::record_cipher send = test_cipher();
+  crypto::record_cipher receive = test_cipher();
+  rpc::record_sink sink(&send);
+  CHECK(sink.sealing());
+  std::string plain, opened;
+  for (int turns = 0; turns < 100; ++turns) {
+    rpc::batch p, s;
+    const bool more = plain_box.take_batch(p, 100000);
+    REQUIRE(sealed_box.take_batch(s, 100000) == more);
+    if (!more) break;
+    plain += concat(p);
+    REQUIRE(sink.seal_batch(s));
+    REQUIRE(s.iov.size() == 1);
+    std::string_view wire_bytes(s.small);
+    CHECK(s.bytes == wire_bytes.size());
+    while (!wire_bytes.empty()) {
+      REQUIRE(wire_bytes.size() >= 2);
+      const std::size_t len = base::load_be16(wire_bytes);
+      REQUIRE(wire_bytes.size() >= 2 + len);
+      std::string frame;
+      REQUIRE(receive.open(wire_bytes.substr(2, len), frame));
+      base::append_be16(opened, static_cast<std::uint16_t>(frame.size()));
+      opened += frame;
+      wire_bytes.remove_prefix(2 + len);
+    }
+  }
+  CHECK(plain_box.empty());
+  CHECK(opened.size() == plain.size());
+  CHECK(opened == plain);
+  // Then one record on its own (a caller's direct write) follows in nonce order.
+  std::string ping, scratch;
+  wire::append_frame(ping, wire::frame_type::ping, 0, 0, {});
+  std::string_view out;
+  REQUIRE(sink.seal_record(ping, scratch, out));
+  std::string frame;
+  REQUIRE(receive.open(out.substr(2), frame));
+  CHECK(std::string_view(frame) == std::string_view(ping).substr(2));
+}
+
+TEST_CASE("a send queue bound of zero is refused when a connection opens or a server is made") {
+  bokbok::options zero;
+  zero.max_send_queue = 0;
+  CHECK_THROWS_WITH_AS(bokbok::connect_socketpair(zero, {}),
+                       doctest::Contains("max_send_queue must be at least 1"),
+                       bokbok::usage_error);
+  bokbok::server_options so;
+  so.listen = {"unix:@bokbok-send-path-zero-" + std::to_string(getpid())};
+  so.max_send_queue = 0;
+  CHECK_THROWS_WITH_AS(bokbok::server{so}, doctest::Contains("max_send_queue must be at least 1"),
+                       bokbok::usage_error);
+  // The smallest bound works: every record still goes out, one batch at a time.
+  bokbok::options one;
+  one.max_send_queue = 1;
+  one.on_request = [](bokbok::connection&, bokbok::message m) { return m; };
+  auto [a, b] = bokbok::connect_socketpair(one, one);
+  CHECK(a.request({"x", std::string(100000, 'y')}) == bokbok::message{"x", std::string(100000, 'y')});
+  a.abort();
+  b.wait_closed();
+}
+
+TEST_CASE("notify() in a handler is refused busy when the send queue is full, not held") {
+  // The receiver's loop thread (the default loop, shared by every connection here) is
+  // held by another connection's inline handler: it reads nothing meanwhile.
+  std::promise<void> entered, release, go;
+  auto released = release.get_future().share();
+  auto started = go.get_future().share();
+  bokbok::options holder;
+  holder.inline_handlers = true;
+  holder.on_request = [&entered, released](bokbok::connection&, bokbok::message m) {
+    entered.set_value();
+    released.wait_for(patience);
+    return m;
+  };
+  bokbok::options receiver;
+  receiver.on_notify = [](bokbok::connection&, bokbok::message) {};
+  // The sender's handler, on a pool thread, notifies until the queue is full.
+  std::promise<std::string> outcome;
+  bokbok::options sender;
+  sender.max_send_queue = 64 * 1024;
+  sender.on_request = [&outcome, started](bokbok::connection& c, bokbok::message m) {
+    started.wait_for(patience);
+    std::string what = "never full";
+    try {
+      for (int i = 0; i < 1000; ++i) c.notify({std::string(16 * 1024, 'n')});
+    } catch (const bokbok::call_error& e) {
+      what = e.code() == bokbok::error_code::busy ? "busy" : e.what();
+    }
+    outcome.set_value(what);
+    return m;
+  };
+  auto [a, b] = bokbok::connect_socketpair(receiver, sender);
+  auto answer = a.request_async({"go"});  // b's handler starts and waits for `go`
+  auto [x, y] = bokbok::connect_socketpair({}, holder);
+  auto held = x.request_async({"hold"});
+  REQUIRE(entered.get_future().wait_for(patience) == std::future_status::ready);
+  go.set_value();
+  auto result = outcome.get_future();
+  const bool ended = result.wait_for(patience) == std::future_status::ready;
+  release.set_value();
+  CHECK(ended);
+  if (ended) CHECK(result.get() == "busy");
+  CHECK(answer.wait_for(patience) == std::future_status::ready);
+  CHECK(held.wait_for(patience) == std::future_status::ready);
+  a.abort();
+  x.abort();
+  b.wait_closed();
+  y.wait_closed();
+}
