@@ -9,6 +9,7 @@
 // raw sockets speaking the handshake with crypto::key_initiator.
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -18,6 +19,7 @@
 #include <chrono>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -425,4 +427,72 @@ TEST_CASE("a user logging in faster than its rate is refused busy at the login, 
   CHECK(served <= 5 + int(5 * seconds) + 1);
   CHECK(served + refused == 30);
   CHECK(refusal == "busy: too many new connections of user \"alice\" (at most 5 a second)");
+}
+
+TEST_CASE("a client refused at the login sees busy and the server's reason, not a shutdown") {
+  bokbok_test::temp_dir dir("refused");
+  user_keys users(dir);
+  logged_server s(dir, "s", users, {"--max-per-user", "1"});
+  login held = log_in(s.address, "alice", *users.alice);
+  REQUIRE(held.answer == "pong");
+  const std::string reason =
+      "refused by the peer: busy: too many connections of user \"alice\": 1 at once (at most 1)";
+  // The handshake completes (alice's key is good), so the connection opens on the
+  // client's side; the server's refusal comes as the answer to its first record.
+  auto c = bokbok::connect(s.address, users.client("alice"));
+  std::optional<bokbok::error_code> code;
+  std::string what;
+  try {
+    c.request({"whoami"});
+  } catch (const bokbok::call_error& e) {
+    code = e.code();
+    what = e.message();
+  } catch (const bokbok::error& e) {
+    what = e.what();
+  }
+  CHECK(what.find(reason) != std::string::npos);
+  if (code) CHECK(*code == bokbok::error_code::busy);
+  c.wait_closed();
+  CHECK(c.close_reason() == reason);
+  CHECK(s.log_shows("refused: busy: too many connections of user \"alice\""));
+}
+
+TEST_CASE("a key-mode opening that times out says it waited for the handshake or the login proof, not for a hello") {
+  bokbok_test::temp_dir dir("timeout");
+  user_keys users(dir);
+  // The server's side: a client that completes the handshake but never sends its first
+  // record (the login proof) is timed out waiting for exactly that.
+  logged_server s(dir, "s", users, {"--handshake-timeout", "1000"});
+  {
+    auto fd = raw_connect(s.address);
+    std::string m1;
+    crypto::key_initiator ini(crypto_key(*users.alice), client_preamble("alice"), server_preamble,
+                              wire::encode_settings({}));
+    REQUIRE(ini.start(m1) == crypto::handshake_status::need_more);
+    REQUIRE(bokbok_test::write_all(fd.get(), client_preamble("alice") + m1));
+    REQUIRE(bokbok_test::read_some(fd.get(), 9, 3s) == server_preamble);
+    std::string m2 = read_record(fd.get());
+    std::string_view in = m2;
+    REQUIRE(ini.feed(in) == crypto::handshake_status::done);
+    CHECK(ends_within(fd.get(), patience));
+  }
+  CHECK(s.log_shows("timed out after 1000 ms waiting for the client's login proof"));
+  CHECK(!contains(s.log(), "preamble and hello"));
+
+  // The client's side: a "server" that sends its key-mode preamble and then nothing.
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  bokbok::base::unique_fd mute(sv[1]);
+  REQUIRE(bokbok_test::write_all(mute.get(), server_preamble));
+  auto o = users.client("alice");
+  o.connect_timeout = 1000ms;
+  std::string what;
+  try {
+    auto c = bokbok::connect_fds(sv[0], sv[0], o, "mute");
+    c.request({"whoami"});
+  } catch (const bokbok::error& e) {
+    what = e.what();
+  }
+  CHECK(what.find("timed out after 1000 ms waiting for the key-mode handshake") != std::string::npos);
+  CHECK(what.find("hello") == std::string::npos);
 }

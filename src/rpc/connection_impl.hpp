@@ -199,6 +199,7 @@ class connection_impl final : public io::stream_events,
   bool key_record_opened();  // a responder's login at the first record (§9.6)
   void key_failed();
   std::string settings_payload() const;
+  std::string handshake_awaited() const;  // loop thread: for the handshake timeout (connection_keys.cpp)
   static std::uint32_t new_hello_nonce();  // random, nonzero (§6.1)
   // `mu_` held: encrypts a batch of plain records in place (key mode, handshake done).
   bool seal_batch_locked(rpc::batch& b);
@@ -407,6 +408,7 @@ class connection_impl final : public io::stream_events,
   // yet: at most pool_share() (fairness: see room_for_handler_locked).
   unsigned in_pool_queue_ = 0;
   bool peer_goaway_ = false;
+  bool peer_refused_ = false;  // loop thread: the peer's goaway was a refusal (not code 7)
   bool self_goaway_ = false;       // we sent goaway: no new calls either way
   bool closing_ = false;           // close(grace) called: no new calls of ours
   std::uint32_t goaway_last_id_ = 0;  // the last peer request our goaway promised to answer

@@ -160,6 +160,7 @@ void connection_impl::handle_frame(const wire::frame_view& f) {
       return handle_goaway(f);
     case wire::frame_type::close:
       peer_done_ = true;  // nothing follows: no need to wait for its end (§8.5)
+      if (peer_refused_) return finish(end_kind::clean, goaway_reason_);  // the refusal's reason
       return finish(end_kind::clean, "closed by peer");
   }
 }
@@ -344,17 +345,24 @@ void connection_impl::handle_goaway(const wire::frame_view& f) {
   auto [code, text] = wire::parse_code_payload(f.payload);
   if (code == std::uint16_t(error_code::protocol))
     return finish(end_kind::protocol, "the peer reported a protocol error: " + std::string(text));
+  // Any other code than shutting_down is a refusal (a key-mode login refused busy, §9.6):
+  // our calls fail with that code and the peer's reason.
+  const auto why = static_cast<error_code>(code);
+  const bool refused = why != error_code::shutting_down;
   std::vector<pending_call> unanswered;
   {
     std::lock_guard lock(mu_);
     peer_goaway_ = true;
-    goaway_reason_ = "the peer is shutting down: " + std::string(text);
+    peer_refused_ = refused;
+    goaway_reason_ = (refused ? "refused by the peer: " + std::string(to_string(why)) + ": "
+                              : std::string("the peer is shutting down: ")) +
+                     std::string(text);
     const std::uint32_t last = f.call_id;
     unanswered = calls_.take_if([last](const pending_call& c) { return c.id > last; });
     if (room_waiters_) room_cv_.notify_all();
   }
   for (auto& pc : unanswered)
-    run_response_callback(pc.done, error_ptr<call_error>(error_code::shutting_down, goaway_reason_), {});
+    run_response_callback(pc.done, error_ptr<call_error>(refused ? why : error_code::shutting_down, goaway_reason_), {});
   close_if_drained();
 }
 
