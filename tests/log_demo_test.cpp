@@ -403,3 +403,45 @@ TEST_CASE("bokbok (the CLI) logs the library's warnings to stderr, never to the 
   CHECK(contains(err, "cli-violation-marker\\x1b"));
   CHECK(!contains(got, "cli-violation-marker"));
 }
+
+TEST_CASE("a flood of connections leaves a bounded number of the demo server's per-connection lines, with counts of the rest") {
+  constexpr int flood = 100;
+  bokbok_test::temp_dir dir("log-conn-flood");
+  std::string address = "unix:" + (dir.path / "s.sock").string();
+  logged_demo demo(dir.path, {"--listen", address});
+  REQUIRE(serving(address));
+  auto began = std::chrono::steady_clock::now();
+  for (int i = 0; i < flood; ++i) {
+    auto c = bokbok::connect(address, {});
+    CHECK(c.request({"ping", "x"}) == message{"pong", "x"});
+    c.close();
+    c.wait_closed();
+  }
+  auto took = std::chrono::steady_clock::now() - began;
+  REQUIRE(demo.stop());
+  std::string err = demo.err();
+  INFO(err);
+  std::regex count_line(R"(: ([0-9,]+) more in the last [0-9]+ s \(([0-9,]+) in all\): connections (opened|closed))");
+  long long alone[2] = {0, 0}, more[2] = {0, 0}, count_lines = 0;
+  for (const auto& l : lines_of(err)) {
+    std::smatch m;
+    if (std::regex_search(l, m, count_line)) {
+      std::string n = m[1];
+      std::erase(n, ',');
+      more[m[3] == "closed"] += std::stoll(n);
+      ++count_lines;
+    } else if (contains(l, "connection from ")) {
+      ++alone[contains(l, " closed: ")];
+    }
+  }
+  // Every connection is in the log, one by one or counted: at least the flood's, and
+  // at most 5 of each kind one by one, then a count line per kind per 10 s window.
+  auto windows = std::chrono::duration_cast<std::chrono::seconds>(took).count() / 10 + 2;
+  for (int k : {0, 1}) {
+    CHECK(alone[k] + more[k] >= flood);
+    CHECK(alone[k] <= 5);
+  }
+  CHECK(count_lines >= 2);
+  CHECK(count_lines <= 2 * windows);
+  CHECK(lines_of(err).size() <= std::size_t(10 + 2 * windows + 6));
+}
