@@ -31,6 +31,7 @@ using bokbok::message;
 using bokbok_test::good_client;
 using bokbok_test::listening_demo;
 using bokbok_test::raw_frame;
+using bokbok_test::open_partials;
 using bokbok_test::raw_peer;
 using bokbok_test::status_sampler;
 namespace wire = bokbok::wire;
@@ -125,37 +126,6 @@ struct arena {
     CHECK(sampler.max_threads() <= lim.threads());
   }
 };
-
-// Opens `messages` requests on `peer` (ids first_id...), each fed round-robin a fragment
-// at a time (as bokbok's own sender does) until each has carried `each` bytes; never
-// finishes any. Bounded by `limit`; false if not all was written in time.
-bool open_partials(raw_peer& peer, std::uint32_t first_id, unsigned messages,
-                   std::size_t each, std::chrono::milliseconds limit) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  const std::string chunk(wire::max_frame_payload, 'x');
-  std::string batch;
-  for (std::size_t sent = 0; sent < each; sent += chunk.size()) {
-    batch.clear();
-    for (unsigned m = 0; m < messages; ++m) {
-      std::uint8_t flags = wire::flag_more | (sent ? wire::flag_continued : 0);
-      // A well-formed beginning (one field of the rest of the message's bytes): a
-      // malformed one would be refused at its first fragment, before any budget.
-      std::string first = chunk;
-      if (!sent) {
-        const auto rest = static_cast<std::uint32_t>(each - 8);
-        const char head[8] = {0, 0, 0, 1, char(rest >> 24), char(rest >> 16), char(rest >> 8),
-                              char(rest)};
-        first.replace(0, 8, std::string(head, 8));
-      }
-      wire::append_frame(batch, wire::frame_type::request, flags, first_id + m,
-                         sent ? chunk : first);
-    }
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        end - std::chrono::steady_clock::now());
-    if (left.count() <= 0 || peer.send_within(batch, left) != batch.size()) return false;
-  }
-  return true;
-}
 
 // The message a request or response frame carries whole (one fragment, no deadline
 // prefix to skip unless flagged); nullopt if it does not decode.

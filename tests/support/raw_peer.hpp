@@ -157,4 +157,35 @@ class raw_peer {
   std::string error_;
 };
 
+// Opens `messages` requests on `peer` (ids first_id...), each fed round-robin a fragment
+// at a time (as bokbok's own sender does) until each has carried `each` bytes; never
+// finishes any. Bounded by `limit`; false if not all was written in time.
+inline bool open_partials(raw_peer& peer, std::uint32_t first_id, unsigned messages,
+                          std::size_t each, std::chrono::milliseconds limit) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  const std::string chunk(bokbok::wire::max_frame_payload, 'x');
+  std::string batch;
+  for (std::size_t sent = 0; sent < each; sent += chunk.size()) {
+    batch.clear();
+    for (unsigned m = 0; m < messages; ++m) {
+      std::uint8_t flags = bokbok::wire::flag_more | (sent ? bokbok::wire::flag_continued : 0);
+      // A well-formed beginning (one field of the rest of the message's bytes): a
+      // malformed one would be refused at its first fragment, before any budget.
+      std::string first = chunk;
+      if (!sent) {
+        const auto rest = static_cast<std::uint32_t>(each - 8);
+        const char head[8] = {0, 0, 0, 1, char(rest >> 24), char(rest >> 16), char(rest >> 8),
+                              char(rest)};
+        first.replace(0, 8, std::string(head, 8));
+      }
+      bokbok::wire::append_frame(batch, bokbok::wire::frame_type::request, flags, first_id + m,
+                         sent ? chunk : first);
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        end - std::chrono::steady_clock::now());
+    if (left.count() <= 0 || peer.send_within(batch, left) != batch.size()) return false;
+  }
+  return true;
+}
+
 }  // namespace bokbok_test
