@@ -56,14 +56,7 @@ class raw_peer {
  public:
   // Connects to the UNIX socket at `path` and sends the preamble and a hello announcing
   // every feature this build supports.
-  explicit raw_peer(const std::string& path)
-      : fd_(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
-    REQUIRE(fd_);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    REQUIRE(path.size() < sizeof a.sun_path);
-    std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
-    REQUIRE(::connect(fd_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  explicit raw_peer(const std::string& path) : fd_(connect_unix(path)) {
     namespace wire = bokbok::wire;
     std::string hello = wire::encode_preamble({1, wire::mode::plain, ""});
     wire::settings s;

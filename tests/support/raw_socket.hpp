@@ -2,16 +2,33 @@
 // that send exact bytes and check the exact bytes that come back.
 #pragma once
 
+#include <doctest/doctest.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <string>
 #include <string_view>
 
+#include "base/unique_fd.hpp"
+
 namespace bokbok_test {
+
+// A stream socket connected to the UNIX socket at `path` (REQUIREs success).
+inline bokbok::base::unique_fd connect_unix(const std::string& path) {
+  bokbok::base::unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  REQUIRE(fd);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  REQUIRE(path.size() < sizeof a.sun_path);
+  std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
+  REQUIRE(::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  return fd;
+}
 
 // Writes all of `bytes`; false if the peer is gone (no SIGPIPE).
 inline bool write_all(int fd, std::string_view bytes) {
