@@ -331,11 +331,17 @@ chain_result callback_chain(raw_peer& hostile, unsigned depth, pid_t server) {
   return {sent, threads_deepest};
 }
 
-TEST_CASE("a callback chain 1,000 deep stops at the bound on waiting handlers and unwinds") {
+// The arena of the nested-call attacks: few threads, a low bound on waiting handlers.
+limits nested_call_limits() {
   limits lim;
   lim.max_message_size = 1 * MiB;
   lim.max_threads = 8;
   lim.max_waiting_handlers = 64;
+  return lim;
+}
+
+TEST_CASE("a callback chain 1,000 deep stops at the bound on waiting handlers and unwinds") {
+  const limits lim = nested_call_limits();
   arena a(lim);
   raw_peer hostile(a.demo.path);
   const chain_result chain = callback_chain(hostile, 1'000, a.demo.pid);
@@ -348,10 +354,7 @@ TEST_CASE("a callback chain 1,000 deep stops at the bound on waiting handlers an
 }
 
 TEST_CASE("a callback chain 1,000 deep, under a low RLIMIT_NPROC, stops where threads run out and unwinds") {
-  limits lim;
-  lim.max_message_size = 1 * MiB;
-  lim.max_threads = 8;
-  lim.max_waiting_handlers = 64;
+  const limits lim = nested_call_limits();
   const run_as who = unprivileged();
   arena a(lim, who.uid, who.gid);
   limit_threads(a, who, 4);  // fewer than the chain would hold waiting
@@ -372,10 +375,7 @@ void flood_callbacks(raw_peer& hostile, std::uint32_t count) {
 }
 
 TEST_CASE("a flood of callbacks never answered holds no more threads than the bound") {
-  limits lim;
-  lim.max_message_size = 1 * MiB;
-  lim.max_threads = 8;
-  lim.max_waiting_handlers = 64;
+  const limits lim = nested_call_limits();
   arena a(lim);
   raw_peer hostile(a.demo.path);
   flood_callbacks(hostile, 2'000);
@@ -386,10 +386,7 @@ TEST_CASE("a flood of callbacks never answered holds no more threads than the bo
 }
 
 TEST_CASE("a flood of callbacks never answered, under a low RLIMIT_NPROC, neither kills the server nor stalls others") {
-  limits lim;
-  lim.max_message_size = 1 * MiB;
-  lim.max_threads = 8;
-  lim.max_waiting_handlers = 64;
+  const limits lim = nested_call_limits();
   const run_as who = unprivileged();
   arena a(lim, who.uid, who.gid);
   limit_threads(a, who, 4);  // fewer than the flood would hold waiting

@@ -32,6 +32,7 @@
 #include "crypto/key_handshake.hpp"
 #include "support/child_process.hpp"
 #include "support/demo_process.hpp"
+#include "support/logged_process.hpp"
 #include "support/raw_socket.hpp"
 #include "support/relay.hpp"
 #include "support/settle.hpp"
@@ -58,13 +59,6 @@ std::size_t count_of(const std::string& hay, std::string_view needle) {
   std::size_t n = 0;
   for (auto at = hay.find(needle); at != std::string::npos; at = hay.find(needle, at + 1)) ++n;
   return n;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 // Users alice, bob and carol, each with a fresh key, in a users file of `dir`.
@@ -96,31 +90,23 @@ struct user_keys {
 // The real demo server on unix:DIR/NAME.sock with the users file, its log in
 // DIR/NAME.log; killed when this goes.
 struct logged_server {
-  std::string address, log_path;
-  pid_t pid = -1;
+  std::string address;
+  bokbok_test::logged_process proc;
 
   logged_server(const bokbok_test::temp_dir& dir, const std::string& name, const user_keys& users,
-                std::vector<std::string> extra = {}) {
-    address = "unix:" + (dir.path / (name + ".sock")).string();
-    log_path = (dir.path / (name + ".log")).string();
+                std::vector<std::string> extra = {})
+      : address("unix:" + (dir.path / (name + ".sock")).string()),
+        proc(args(address, users, extra), (dir.path / (name + ".log")).string()) {
+    REQUIRE(bokbok_test::settles([&] { return contains(log(), "listening on"); }, patience));
+  }
+  static std::vector<std::string> args(const std::string& address, const user_keys& users,
+                                       const std::vector<std::string>& extra) {
     std::vector<std::string> argv{bokbok_test::built_program("BOKBOK_DEMO_SERVER"), "--listen",
                                   address, "--users", users.file};
     argv.insert(argv.end(), extra.begin(), extra.end());
-    std::vector<char*> cargv;
-    for (auto& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 2, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    REQUIRE(::posix_spawn(&pid, cargv[0], &fa, nullptr, cargv.data(), environ) == 0);
-    posix_spawn_file_actions_destroy(&fa);
-    REQUIRE(bokbok_test::settles([&] { return contains(log(), "listening on"); }, patience));
+    return argv;
   }
-  ~logged_server() {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-  }
-  std::string log() const { return read_file(log_path); }
+  std::string log() const { return proc.log(); }
   bool log_shows(std::string_view what, std::size_t times = 1) const {
     return bokbok_test::settles([&] { return count_of(log(), what) >= times; }, patience);
   }
@@ -137,13 +123,7 @@ bokbok::base::unique_fd raw_connect(const std::string& address) {
   return std::move(s.fd);
 }
 
-// Reads one record (u16 length || body) whole, or what came of it.
-std::string read_record(int fd) {
-  std::string r = bokbok_test::read_some(fd, 2, 3s);
-  if (r.size() < 2) return r;
-  std::size_t len = (std::size_t(std::uint8_t(r[0])) << 8) | std::uint8_t(r[1]);
-  return r + bokbok_test::read_some(fd, len, 3s);
-}
+using bokbok_test::read_record;
 
 // Whether the peer ends the stream within `limit`, reading and dropping what comes first.
 bool ends_within(int fd, std::chrono::milliseconds limit) {

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -57,6 +58,15 @@ inline std::string read_some(int fd, std::size_t want, std::chrono::milliseconds
     out.append(buf, std::size_t(n));
   }
   return out;
+}
+
+// Reads one record (u16 length || body, PROTOCOL.md §3) whole, header included, each
+// part within `limit`; what came of it if the stream ended or time ran out first.
+inline std::string read_record(int fd, std::chrono::milliseconds limit = std::chrono::seconds(3)) {
+  std::string r = read_some(fd, 2, limit);
+  if (r.size() < 2) return r;
+  std::size_t len = (std::size_t(std::uint8_t(r[0])) << 8) | std::uint8_t(r[1]);
+  return r + read_some(fd, len, limit);
 }
 
 }  // namespace bokbok_test
