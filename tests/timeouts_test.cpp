@@ -27,6 +27,7 @@
 #include "base/unique_fd.hpp"
 #include "support/child_process.hpp"
 #include "support/demo_process.hpp"
+#include "support/raw_peer.hpp"
 #include "support/raw_socket.hpp"
 #include "support/settle.hpp"
 #include "wire/frame.hpp"
@@ -39,15 +40,6 @@ using bokbok::base::unique_fd;
 namespace wire = bokbok::wire;
 
 namespace {
-
-// A plain client's first bytes: preamble and hello.
-std::string greeting() {
-  std::string out = wire::encode_preamble({1, wire::mode::plain, ""});
-  wire::settings s;
-  s.features = wire::features_supported;
-  wire::append_frame(out, wire::frame_type::hello, 0, 0, wire::encode_settings(s));
-  return out;
-}
 
 // A whole request record for `ping x`, call id `id`.
 std::string ping_request(std::uint32_t id) {
@@ -91,7 +83,7 @@ TEST_CASE("a stdio server whose client's stream is cut in the middle of a record
           "non-zero and says so") {
   auto s = stdio_server({});
   std::string rec = ping_request(1);
-  REQUIRE(write_pipe(s.to_child, greeting() + rec.substr(0, rec.size() / 2)));
+  REQUIRE(write_pipe(s.to_child, bokbok_test::plain_greeting() + rec.substr(0, rec.size() / 2)));
   s.close_stdin();  // the cut
   auto status = s.exit_within(10s);
   REQUIRE(status);
@@ -104,7 +96,7 @@ TEST_CASE("a stdio server whose client's stream is cut in the middle of a record
 
 TEST_CASE("a stdio server whose client vanished without a close frame exits non-zero") {
   auto s = stdio_server({});
-  REQUIRE(write_pipe(s.to_child, greeting() + ping_request(1)));
+  REQUIRE(write_pipe(s.to_child, bokbok_test::plain_greeting() + ping_request(1)));
   // The answer shows the connection was open before the client went.
   pollfd p{s.from_child, POLLIN, 0};
   REQUIRE(::poll(&p, 1, 10'000) == 1);
@@ -139,7 +131,7 @@ TEST_CASE("a stdio server exits 0 when its client closes cleanly") {
 
 TEST_CASE("a stdio server whose client answers nothing exits after its heartbeat, non-zero") {
   auto s = stdio_server({"--heartbeat", "200"});
-  REQUIRE(write_pipe(s.to_child, greeting()));
+  REQUIRE(write_pipe(s.to_child, bokbok_test::plain_greeting()));
   // The client stays connected, silent: it answers no ping.
   auto status = s.exit_within(10s);
   REQUIRE(status);
@@ -163,7 +155,7 @@ TEST_CASE("a client dripping a record byte by byte is dropped at the record time
   bokbok::connection good = bokbok::connect("unix:" + path);
 
   unique_fd drip = connect_unix(path);
-  REQUIRE(bokbok_test::write_all(drip.get(), greeting()));
+  REQUIRE(bokbok_test::write_all(drip.get(), bokbok_test::plain_greeting()));
   std::string rec = ping_request(1) + std::string(200, 'x');  // more than it will send
   // One byte every 50 ms: 6 bytes per timeout, never a whole record; at most 5 s of it.
   bool dropped = false;
@@ -195,7 +187,7 @@ TEST_CASE("a client sending whole records slowly is not cut by the record timeou
   bokbok_test::demo_process server({"--listen", "unix:" + path, "--record-timeout", "300"});
   REQUIRE(bokbok_test::settles([&] { return std::filesystem::exists(path); }, 10s));
   unique_fd slow = connect_unix(path);
-  REQUIRE(bokbok_test::write_all(slow.get(), greeting()));
+  REQUIRE(bokbok_test::write_all(slow.get(), bokbok_test::plain_greeting()));
   std::string seen;
   for (std::uint32_t id = 1; id <= 10; ++id) {
     REQUIRE(bokbok_test::write_all(slow.get(), ping_request(id)));
@@ -221,7 +213,7 @@ TEST_CASE("1,100 clients dripping records past the connection limit are all drop
   std::vector<std::size_t> sent;
   for (std::size_t i = 0; i < clients; ++i) {
     drips.push_back(connect_unix(path));
-    REQUIRE(bokbok_test::write_all(drips.back().get(), greeting() + record.substr(0, 3)));
+    REQUIRE(bokbok_test::write_all(drips.back().get(), bokbok_test::plain_greeting() + record.substr(0, 3)));
     sent.push_back(3);
   }
   // Drip until every connection has ended (dropped, or refused at the limit), at most
@@ -282,7 +274,7 @@ TEST_CASE("close_error is null after a clean close and a transport_error after a
   int sv[2];
   REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
   unique_fd raw(sv[1]);
-  REQUIRE(bokbok_test::write_all(raw.get(), greeting()));
+  REQUIRE(bokbok_test::write_all(raw.get(), bokbok_test::plain_greeting()));
   bokbok::connection c = bokbok::connect_fds(sv[0], sv[0], {}, "raw");
   raw.reset();  // gone without a close frame
   c.wait_closed();

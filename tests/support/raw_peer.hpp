@@ -36,6 +36,23 @@ struct raw_frame {
   std::string payload;
 };
 
+// One record holding one frame (no flags).
+inline std::string frame_record(bokbok::wire::frame_type t, std::uint32_t id, std::string_view payload) {
+  std::string r;
+  bokbok::wire::append_frame(r, t, 0, id, payload);
+  return r;
+}
+
+// A plain client's first bytes: its preamble, then a hello announcing every feature this
+// build supports.
+inline std::string plain_greeting() {
+  namespace wire = bokbok::wire;
+  wire::settings s;
+  s.features = wire::features_supported;
+  return wire::encode_preamble({1, wire::mode::plain, ""}) +
+         frame_record(wire::frame_type::hello, 0, wire::encode_settings(s));
+}
+
 // The records of a whole request `m` with call id `id`, fragmented as a sender must.
 inline std::string request_bytes(std::uint32_t id, const bokbok::message& m) {
   std::string body, out;
@@ -57,12 +74,7 @@ class raw_peer {
   // Connects to the UNIX socket at `path` and sends the preamble and a hello announcing
   // every feature this build supports.
   explicit raw_peer(const std::string& path) : fd_(connect_unix(path)) {
-    namespace wire = bokbok::wire;
-    std::string hello = wire::encode_preamble({1, wire::mode::plain, ""});
-    wire::settings s;
-    s.features = wire::features_supported;
-    wire::append_frame(hello, wire::frame_type::hello, 0, 0, wire::encode_settings(s));
-    REQUIRE(write_all(fd_.get(), hello));
+    REQUIRE(write_all(fd_.get(), plain_greeting()));
   }
 
   int fd() const { return fd_.get(); }

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -42,7 +43,8 @@ inline bool write_all(int fd, std::string_view bytes) {
   return true;
 }
 
-// Reads until `want` bytes have come (or the stream ends, or `limit` passes).
+// Reads until `want` bytes have come (or the stream ends, or `limit` passes); on a
+// socket or a pipe.
 inline std::string read_some(int fd, std::size_t want, std::chrono::milliseconds limit) {
   std::string out;
   auto end = std::chrono::steady_clock::now() + limit;
@@ -52,7 +54,7 @@ inline std::string read_some(int fd, std::size_t want, std::chrono::milliseconds
     pollfd p{fd, POLLIN, 0};
     if (::poll(&p, 1, int(left.count())) <= 0) break;
     char buf[4096];
-    ssize_t n = ::recv(fd, buf, std::min(sizeof buf, want - out.size()), 0);
+    ssize_t n = ::read(fd, buf, std::min(sizeof buf, want - out.size()));  // sockets and pipes
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     out.append(buf, std::size_t(n));
