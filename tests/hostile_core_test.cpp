@@ -272,6 +272,17 @@ void limit_threads(arena& a, const run_as& who, long more) {
   a.demo.limit(RLIMIT_NPROC, rlim_t(now + more));
 }
 
+// An arena whose server runs as an unprivileged user allowed only `more` threads beyond
+// those it runs at the start; the limit is lifted when this goes.
+struct few_threads_arena {
+  run_as who = unprivileged();
+  arena a;
+  few_threads_arena(const limits& lim, long more) : a(lim, who.uid, who.gid) {
+    limit_threads(a, who, more);
+  }
+  ~few_threads_arena() { a.demo.limit(RLIMIT_NPROC, RLIM_INFINITY); }
+};
+
 // We call `callback 1`; the server's handler calls us back; we answer that callback by
 // calling `callback 1` again, one level deeper, up to `depth` levels. Where the server
 // refuses to wait (a nested call fails busy at once) our deepest request fails; then we
@@ -355,15 +366,13 @@ TEST_CASE("a callback chain 1,000 deep stops at the bound on waiting handlers an
 
 TEST_CASE("a callback chain 1,000 deep, under a low RLIMIT_NPROC, stops where threads run out and unwinds") {
   const limits lim = nested_call_limits();
-  const run_as who = unprivileged();
-  arena a(lim, who.uid, who.gid);
-  limit_threads(a, who, 4);  // fewer than the chain would hold waiting
+  few_threads_arena few(lim, 4);  // fewer than the chain would hold waiting
+  arena& a = few.a;
   raw_peer hostile(a.demo.path);
   const chain_result chain = callback_chain(hostile, 1'000, a.demo.pid);
   CHECK(chain.levels < lim.waiting());  // the thread limit stopped it first
   CHECK(chain.threads_deepest <= lim.threads());
   a.check(lim.received(1) + lim.sending());
-  a.demo.limit(RLIMIT_NPROC, RLIM_INFINITY);
 }
 
 // Sends `count` requests `callback 1` and never answers the callbacks they cause.
@@ -387,16 +396,14 @@ TEST_CASE("a flood of callbacks never answered holds no more threads than the bo
 
 TEST_CASE("a flood of callbacks never answered, under a low RLIMIT_NPROC, neither kills the server nor stalls others") {
   const limits lim = nested_call_limits();
-  const run_as who = unprivileged();
-  arena a(lim, who.uid, who.gid);
-  limit_threads(a, who, 4);  // fewer than the flood would hold waiting
+  few_threads_arena few(lim, 4);  // fewer than the flood would hold waiting
+  arena& a = few.a;
   raw_peer hostile(a.demo.path);
   flood_callbacks(hostile, 2'000);
   CHECK(receives_error(hostile, bokbok::error_code::busy, "wait in nested calls", 20s));
   a.check(lim.received(1) + lim.sending());
   // The thread limit held the flood back, before max_waiting_handlers did.
   CHECK(a.sampler.max_threads() < 2 + long(lim.waiting()));
-  a.demo.limit(RLIMIT_NPROC, RLIM_INFINITY);
 }
 
 TEST_CASE("requests of millions of empty fields are refused undecoded, the server stays bounded") {
