@@ -614,13 +614,18 @@ int serve_listening_mode(server_state& state, const command_line& cl) {
   if (cl.logins_per_user) o.max_logins_per_user = *cl.logins_per_user;
   o.on_notify = [&state](bokbok::connection&, bokbok::message m) { keep_note(state, std::move(m)); };
   o.on_request = make_router(state).handler();
-  // The login line: in key mode it names the user, who has proved its key by now.
+  // The login line: in key mode it names the user, who has proved its key by now. These
+  // per-connection lines go through the library's log and its rate limit per cause, as
+  // anyone who can connect can cause them at will: a flood of connections leaves a few
+  // lines and a count per 10 s (none under --log-level off or warning).
   o.on_open = [](bokbok::connection& c) {
-    log("connection from " + c.peer_address() +
-        (c.user().empty() ? "" : " logged in as \"" + c.user() + "\""));
+    bokbok::log_event(bokbok::log_level::info, "demo", "connections opened",
+                      "connection from " + c.peer_address() +
+                          (c.user().empty() ? "" : " logged in as \"" + c.user() + "\""));
   };
   o.on_close = [](bokbok::connection& c) {
-    log("connection from " + c.peer_address() + " closed: " + c.close_reason());
+    bokbok::log_event(bokbok::log_level::info, "demo", "connections closed",
+                      "connection from " + c.peer_address() + " closed: " + c.close_reason());
   };
   // Clients that fail to open or are refused are logged by the library (main() routes
   // its log to stderr), rate limited per cause: no on_connection_error needed here.

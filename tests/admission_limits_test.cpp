@@ -27,6 +27,7 @@
 #include "bokbok/bokbok.hpp"
 #include "support/child_process.hpp"
 #include "support/demo_process.hpp"
+#include "support/logged_process.hpp"
 #include "support/raw_socket.hpp"
 #include "support/settle.hpp"
 #include "wire/frame.hpp"
@@ -45,43 +46,27 @@ bool contains(const std::string& hay, std::string_view needle) {
   return hay.find(needle) != std::string::npos;
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // The demo server (plain mode) on tcp:127.0.0.1:0 with `extra` flags, its log captured;
 // `port` read from its "listening on" line. Killed when this goes.
 struct logged_server {
-  std::string log_path, address;
+  bokbok_test::logged_process proc;
+  std::string address;
   int port = 0;
-  pid_t pid = -1;
-  logged_server(const bokbok_test::temp_dir& dir, std::vector<std::string> extra) {
-    log_path = (dir.path / "server.log").string();
+  logged_server(const bokbok_test::temp_dir& dir, std::vector<std::string> extra)
+      : proc(args(extra), (dir.path / "server.log").string()) {
+    const std::string mark = "listening on tcp:127.0.0.1:";
+    REQUIRE(bokbok_test::settles([&] { return contains(log(), mark); }, patience));
+    std::string text = log();
+    port = std::stoi(text.substr(text.find(mark) + mark.size()));
+    address = "tcp:127.0.0.1:" + std::to_string(port);
+  }
+  static std::vector<std::string> args(const std::vector<std::string>& extra) {
     std::vector<std::string> argv{bokbok_test::built_program("BOKBOK_DEMO_SERVER"), "--listen",
                                   "tcp:127.0.0.1:0"};
     argv.insert(argv.end(), extra.begin(), extra.end());
-    std::vector<char*> cargv;
-    for (auto& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 2, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    REQUIRE(::posix_spawn(&pid, cargv[0], &fa, nullptr, cargv.data(), environ) == 0);
-    posix_spawn_file_actions_destroy(&fa);
-    const std::string mark = "listening on tcp:127.0.0.1:";
-    REQUIRE(bokbok_test::settles([&] { return contains(read_file(log_path), mark); }, patience));
-    std::string log = read_file(log_path);
-    port = std::stoi(log.substr(log.find(mark) + mark.size()));
-    address = "tcp:127.0.0.1:" + std::to_string(port);
+    return argv;
   }
-  ~logged_server() {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-  }
-  std::string log() const { return read_file(log_path); }
+  std::string log() const { return proc.log(); }
 };
 
 // A TCP connection from 127.0.0.2 (the hostile source) to the server.
@@ -105,13 +90,11 @@ bokbok::base::unique_fd connect_from_other_source(int port) {
 std::string first_answer(int fd) {
   std::string pre = bokbok_test::read_some(fd, 9, 5s);
   if (pre.size() < 9) return "<no preamble>";
-  std::string head = bokbok_test::read_some(fd, 2, 5s);
-  if (head.size() < 2) return "<no record>";
-  std::size_t len = (std::size_t(std::uint8_t(head[0])) << 8) | std::uint8_t(head[1]);
-  std::string body = bokbok_test::read_some(fd, len, 5s);
+  std::string rec = bokbok_test::read_record(fd, 5s);
+  if (rec.size() < 2) return "<no record>";
   wire::frame_view f;
   std::string err;
-  if (!wire::parse_frame(body, f, err)) return "<bad frame: " + err + ">";
+  if (!wire::parse_frame(std::string_view(rec).substr(2), f, err)) return "<bad frame: " + err + ">";
   if (f.type == wire::frame_type::hello) return "hello";
   if (f.type == wire::frame_type::goaway) {
     auto [code, text] = wire::parse_code_payload(f.payload);

@@ -31,6 +31,7 @@ using bokbok::message;
 using bokbok_test::good_client;
 using bokbok_test::listening_demo;
 using bokbok_test::raw_frame;
+using bokbok_test::open_partials;
 using bokbok_test::raw_peer;
 using bokbok_test::status_sampler;
 namespace wire = bokbok::wire;
@@ -125,37 +126,6 @@ struct arena {
     CHECK(sampler.max_threads() <= lim.threads());
   }
 };
-
-// Opens `messages` requests on `peer` (ids first_id...), each fed round-robin a fragment
-// at a time (as bokbok's own sender does) until each has carried `each` bytes; never
-// finishes any. Bounded by `limit`; false if not all was written in time.
-bool open_partials(raw_peer& peer, std::uint32_t first_id, unsigned messages,
-                   std::size_t each, std::chrono::milliseconds limit) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  const std::string chunk(wire::max_frame_payload, 'x');
-  std::string batch;
-  for (std::size_t sent = 0; sent < each; sent += chunk.size()) {
-    batch.clear();
-    for (unsigned m = 0; m < messages; ++m) {
-      std::uint8_t flags = wire::flag_more | (sent ? wire::flag_continued : 0);
-      // A well-formed beginning (one field of the rest of the message's bytes): a
-      // malformed one would be refused at its first fragment, before any budget.
-      std::string first = chunk;
-      if (!sent) {
-        const auto rest = static_cast<std::uint32_t>(each - 8);
-        const char head[8] = {0, 0, 0, 1, char(rest >> 24), char(rest >> 16), char(rest >> 8),
-                              char(rest)};
-        first.replace(0, 8, std::string(head, 8));
-      }
-      wire::append_frame(batch, wire::frame_type::request, flags, first_id + m,
-                         sent ? chunk : first);
-    }
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        end - std::chrono::steady_clock::now());
-    if (left.count() <= 0 || peer.send_within(batch, left) != batch.size()) return false;
-  }
-  return true;
-}
 
 // The message a request or response frame carries whole (one fragment, no deadline
 // prefix to skip unless flagged); nullopt if it does not decode.
@@ -302,6 +272,17 @@ void limit_threads(arena& a, const run_as& who, long more) {
   a.demo.limit(RLIMIT_NPROC, rlim_t(now + more));
 }
 
+// An arena whose server runs as an unprivileged user allowed only `more` threads beyond
+// those it runs at the start; the limit is lifted when this goes.
+struct few_threads_arena {
+  run_as who = unprivileged();
+  arena a;
+  few_threads_arena(const limits& lim, long more) : a(lim, who.uid, who.gid) {
+    limit_threads(a, who, more);
+  }
+  ~few_threads_arena() { a.demo.limit(RLIMIT_NPROC, RLIM_INFINITY); }
+};
+
 // We call `callback 1`; the server's handler calls us back; we answer that callback by
 // calling `callback 1` again, one level deeper, up to `depth` levels. Where the server
 // refuses to wait (a nested call fails busy at once) our deepest request fails; then we
@@ -361,11 +342,17 @@ chain_result callback_chain(raw_peer& hostile, unsigned depth, pid_t server) {
   return {sent, threads_deepest};
 }
 
-TEST_CASE("a callback chain 1,000 deep stops at the bound on waiting handlers and unwinds") {
+// The arena of the nested-call attacks: few threads, a low bound on waiting handlers.
+limits nested_call_limits() {
   limits lim;
   lim.max_message_size = 1 * MiB;
   lim.max_threads = 8;
   lim.max_waiting_handlers = 64;
+  return lim;
+}
+
+TEST_CASE("a callback chain 1,000 deep stops at the bound on waiting handlers and unwinds") {
+  const limits lim = nested_call_limits();
   arena a(lim);
   raw_peer hostile(a.demo.path);
   const chain_result chain = callback_chain(hostile, 1'000, a.demo.pid);
@@ -378,19 +365,14 @@ TEST_CASE("a callback chain 1,000 deep stops at the bound on waiting handlers an
 }
 
 TEST_CASE("a callback chain 1,000 deep, under a low RLIMIT_NPROC, stops where threads run out and unwinds") {
-  limits lim;
-  lim.max_message_size = 1 * MiB;
-  lim.max_threads = 8;
-  lim.max_waiting_handlers = 64;
-  const run_as who = unprivileged();
-  arena a(lim, who.uid, who.gid);
-  limit_threads(a, who, 4);  // fewer than the chain would hold waiting
+  const limits lim = nested_call_limits();
+  few_threads_arena few(lim, 4);  // fewer than the chain would hold waiting
+  arena& a = few.a;
   raw_peer hostile(a.demo.path);
   const chain_result chain = callback_chain(hostile, 1'000, a.demo.pid);
   CHECK(chain.levels < lim.waiting());  // the thread limit stopped it first
   CHECK(chain.threads_deepest <= lim.threads());
   a.check(lim.received(1) + lim.sending());
-  a.demo.limit(RLIMIT_NPROC, RLIM_INFINITY);
 }
 
 // Sends `count` requests `callback 1` and never answers the callbacks they cause.
@@ -402,10 +384,7 @@ void flood_callbacks(raw_peer& hostile, std::uint32_t count) {
 }
 
 TEST_CASE("a flood of callbacks never answered holds no more threads than the bound") {
-  limits lim;
-  lim.max_message_size = 1 * MiB;
-  lim.max_threads = 8;
-  lim.max_waiting_handlers = 64;
+  const limits lim = nested_call_limits();
   arena a(lim);
   raw_peer hostile(a.demo.path);
   flood_callbacks(hostile, 2'000);
@@ -416,20 +395,15 @@ TEST_CASE("a flood of callbacks never answered holds no more threads than the bo
 }
 
 TEST_CASE("a flood of callbacks never answered, under a low RLIMIT_NPROC, neither kills the server nor stalls others") {
-  limits lim;
-  lim.max_message_size = 1 * MiB;
-  lim.max_threads = 8;
-  lim.max_waiting_handlers = 64;
-  const run_as who = unprivileged();
-  arena a(lim, who.uid, who.gid);
-  limit_threads(a, who, 4);  // fewer than the flood would hold waiting
+  const limits lim = nested_call_limits();
+  few_threads_arena few(lim, 4);  // fewer than the flood would hold waiting
+  arena& a = few.a;
   raw_peer hostile(a.demo.path);
   flood_callbacks(hostile, 2'000);
   CHECK(receives_error(hostile, bokbok::error_code::busy, "wait in nested calls", 20s));
   a.check(lim.received(1) + lim.sending());
   // The thread limit held the flood back, before max_waiting_handlers did.
   CHECK(a.sampler.max_threads() < 2 + long(lim.waiting()));
-  a.demo.limit(RLIMIT_NPROC, RLIM_INFINITY);
 }
 
 TEST_CASE("requests of millions of empty fields are refused undecoded, the server stays bounded") {

@@ -9,6 +9,7 @@
 // raw sockets speaking the handshake with crypto::key_initiator.
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -18,6 +19,7 @@
 #include <chrono>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -30,6 +32,7 @@
 #include "crypto/key_handshake.hpp"
 #include "support/child_process.hpp"
 #include "support/demo_process.hpp"
+#include "support/logged_process.hpp"
 #include "support/raw_socket.hpp"
 #include "support/relay.hpp"
 #include "support/settle.hpp"
@@ -56,13 +59,6 @@ std::size_t count_of(const std::string& hay, std::string_view needle) {
   std::size_t n = 0;
   for (auto at = hay.find(needle); at != std::string::npos; at = hay.find(needle, at + 1)) ++n;
   return n;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 // Users alice, bob and carol, each with a fresh key, in a users file of `dir`.
@@ -94,31 +90,23 @@ struct user_keys {
 // The real demo server on unix:DIR/NAME.sock with the users file, its log in
 // DIR/NAME.log; killed when this goes.
 struct logged_server {
-  std::string address, log_path;
-  pid_t pid = -1;
+  std::string address;
+  bokbok_test::logged_process proc;
 
   logged_server(const bokbok_test::temp_dir& dir, const std::string& name, const user_keys& users,
-                std::vector<std::string> extra = {}) {
-    address = "unix:" + (dir.path / (name + ".sock")).string();
-    log_path = (dir.path / (name + ".log")).string();
+                std::vector<std::string> extra = {})
+      : address("unix:" + (dir.path / (name + ".sock")).string()),
+        proc(args(address, users, extra), (dir.path / (name + ".log")).string()) {
+    REQUIRE(bokbok_test::settles([&] { return contains(log(), "listening on"); }, patience));
+  }
+  static std::vector<std::string> args(const std::string& address, const user_keys& users,
+                                       const std::vector<std::string>& extra) {
     std::vector<std::string> argv{bokbok_test::built_program("BOKBOK_DEMO_SERVER"), "--listen",
                                   address, "--users", users.file};
     argv.insert(argv.end(), extra.begin(), extra.end());
-    std::vector<char*> cargv;
-    for (auto& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 2, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    REQUIRE(::posix_spawn(&pid, cargv[0], &fa, nullptr, cargv.data(), environ) == 0);
-    posix_spawn_file_actions_destroy(&fa);
-    REQUIRE(bokbok_test::settles([&] { return contains(log(), "listening on"); }, patience));
+    return argv;
   }
-  ~logged_server() {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-  }
-  std::string log() const { return read_file(log_path); }
+  std::string log() const { return proc.log(); }
   bool log_shows(std::string_view what, std::size_t times = 1) const {
     return bokbok_test::settles([&] { return count_of(log(), what) >= times; }, patience);
   }
@@ -135,13 +123,7 @@ bokbok::base::unique_fd raw_connect(const std::string& address) {
   return std::move(s.fd);
 }
 
-// Reads one record (u16 length || body) whole, or what came of it.
-std::string read_record(int fd) {
-  std::string r = bokbok_test::read_some(fd, 2, 3s);
-  if (r.size() < 2) return r;
-  std::size_t len = (std::size_t(std::uint8_t(r[0])) << 8) | std::uint8_t(r[1]);
-  return r + bokbok_test::read_some(fd, len, 3s);
-}
+using bokbok_test::read_record;
 
 // Whether the peer ends the stream within `limit`, reading and dropping what comes first.
 bool ends_within(int fd, std::chrono::milliseconds limit) {
@@ -425,4 +407,72 @@ TEST_CASE("a user logging in faster than its rate is refused busy at the login, 
   CHECK(served <= 5 + int(5 * seconds) + 1);
   CHECK(served + refused == 30);
   CHECK(refusal == "busy: too many new connections of user \"alice\" (at most 5 a second)");
+}
+
+TEST_CASE("a client refused at the login sees busy and the server's reason, not a shutdown") {
+  bokbok_test::temp_dir dir("refused");
+  user_keys users(dir);
+  logged_server s(dir, "s", users, {"--max-per-user", "1"});
+  login held = log_in(s.address, "alice", *users.alice);
+  REQUIRE(held.answer == "pong");
+  const std::string reason =
+      "refused by the peer: busy: too many connections of user \"alice\": 1 at once (at most 1)";
+  // The handshake completes (alice's key is good), so the connection opens on the
+  // client's side; the server's refusal comes as the answer to its first record.
+  auto c = bokbok::connect(s.address, users.client("alice"));
+  std::optional<bokbok::error_code> code;
+  std::string what;
+  try {
+    c.request({"whoami"});
+  } catch (const bokbok::call_error& e) {
+    code = e.code();
+    what = e.message();
+  } catch (const bokbok::error& e) {
+    what = e.what();
+  }
+  CHECK(what.find(reason) != std::string::npos);
+  if (code) CHECK(*code == bokbok::error_code::busy);
+  c.wait_closed();
+  CHECK(c.close_reason() == reason);
+  CHECK(s.log_shows("refused: busy: too many connections of user \"alice\""));
+}
+
+TEST_CASE("a key-mode opening that times out says it waited for the handshake or the login proof, not for a hello") {
+  bokbok_test::temp_dir dir("timeout");
+  user_keys users(dir);
+  // The server's side: a client that completes the handshake but never sends its first
+  // record (the login proof) is timed out waiting for exactly that.
+  logged_server s(dir, "s", users, {"--handshake-timeout", "1000"});
+  {
+    auto fd = raw_connect(s.address);
+    std::string m1;
+    crypto::key_initiator ini(crypto_key(*users.alice), client_preamble("alice"), server_preamble,
+                              wire::encode_settings({}));
+    REQUIRE(ini.start(m1) == crypto::handshake_status::need_more);
+    REQUIRE(bokbok_test::write_all(fd.get(), client_preamble("alice") + m1));
+    REQUIRE(bokbok_test::read_some(fd.get(), 9, 3s) == server_preamble);
+    std::string m2 = read_record(fd.get());
+    std::string_view in = m2;
+    REQUIRE(ini.feed(in) == crypto::handshake_status::done);
+    CHECK(ends_within(fd.get(), patience));
+  }
+  CHECK(s.log_shows("timed out after 1000 ms waiting for the client's login proof"));
+  CHECK(!contains(s.log(), "preamble and hello"));
+
+  // The client's side: a "server" that sends its key-mode preamble and then nothing.
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  bokbok::base::unique_fd mute(sv[1]);
+  REQUIRE(bokbok_test::write_all(mute.get(), server_preamble));
+  auto o = users.client("alice");
+  o.connect_timeout = 1000ms;
+  std::string what;
+  try {
+    auto c = bokbok::connect_fds(sv[0], sv[0], o, "mute");
+    c.request({"whoami"});
+  } catch (const bokbok::error& e) {
+    what = e.what();
+  }
+  CHECK(what.find("timed out after 1000 ms waiting for the key-mode handshake") != std::string::npos);
+  CHECK(what.find("hello") == std::string::npos);
 }

@@ -44,12 +44,21 @@ TEST_CASE("our goaway refuses the peer's requests past the last one it promised 
 
 TEST_CASE("the peer's goaway refuses every new request and call") {
   lifecycle l;
-  l.peer_going_away("restarting");
+  l.peer_going_away(bokbok::error_code::shutting_down, "restarting");
   CHECK(l.going_away());
   CHECK_FALSE(l.goaway_sent());
   CHECK(l.refuses_request(1));
   CHECK(l.refuses_new_calls());
+  CHECK(l.refusal_code() == bokbok::error_code::shutting_down);
   CHECK(l.goaway_reason() == "the peer is shutting down: restarting");
+}
+
+TEST_CASE("a goaway with another code than shutting_down is a refusal: calls fail with it") {
+  lifecycle l;
+  l.peer_going_away(bokbok::error_code::busy, "at its limit for user alice");
+  CHECK(l.refuses_new_calls());
+  CHECK(l.refusal_code() == bokbok::error_code::busy);
+  CHECK(l.goaway_reason() == "refused by the peer: busy: at its limit for user alice");
 }
 
 TEST_CASE("a graceful close refuses our new calls before its goaway is out, once") {

@@ -25,7 +25,9 @@
 #include "bokbok/bokbok.hpp"
 #include "base/unique_fd.hpp"
 #include "bokbok/key.hpp"
+#include "support/child_process.hpp"
 #include "support/demo_process.hpp"
+#include "support/raw_peer.hpp"
 #include "support/raw_socket.hpp"
 #include "support/settle.hpp"
 #include "wire/frame.hpp"
@@ -142,52 +144,10 @@ std::shared_ptr<const bokbok::key> write_users(const std::string& path) {
   return k;
 }
 
-std::string record(wire::frame_type t, std::uint32_t id, std::string_view payload) {
-  std::string r;
-  wire::append_frame(r, t, 0, id, payload);
-  return r;
-}
-
-std::string plain_hello() {
-  wire::settings s;
-  s.features = wire::features_supported;
-  return wire::encode_preamble({1, wire::mode::plain, ""}) +
-         record(wire::frame_type::hello, 0, wire::encode_settings(s));
-}
-
-// Pipes: all of `bytes` written; false if the reader is gone.
-bool write_pipe(int fd, std::string_view bytes) {
-  while (!bytes.empty()) {
-    ssize_t n = ::write(fd, bytes.data(), bytes.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    bytes.remove_prefix(std::size_t(n));
-  }
-  return true;
-}
-
-// Pipes: reads until `want` bytes, the end of the stream, or `limit`.
-std::string read_pipe(int fd, std::size_t want, std::chrono::milliseconds limit) {
-  std::string out;
-  auto end = std::chrono::steady_clock::now() + limit;
-  while (out.size() < want) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
-    if (left.count() <= 0) break;
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, int(left.count())) <= 0) break;
-    char buf[4096];
-    ssize_t n = ::read(fd, buf, std::min(sizeof buf, want - out.size()));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    out.append(buf, std::size_t(n));
-  }
-  return out;
-}
-
 std::size_t plain_preamble_size() { return wire::encode_preamble({}).size(); }
 
 std::string protocol_goaway(std::string_view text) {
-  return record(wire::frame_type::goaway, 0,
+  return bokbok_test::frame_record(wire::frame_type::goaway, 0,
                 wire::encode_code_payload(std::uint16_t(bokbok::error_code::protocol), text));
 }
 
@@ -196,14 +156,14 @@ std::string protocol_goaway(std::string_view text) {
 TEST_CASE("under --stdio the library's log goes to stderr, and stdout carries only the protocol") {
   bokbok_test::temp_dir dir("log-stdio");
   logged_demo demo(dir.path, {"--stdio", "--log-level", "debug"}, 0, /*piped=*/true);
-  REQUIRE(write_pipe(demo.to_child, plain_hello()));
+  REQUIRE(bokbok_test::write_pipe(demo.to_child, bokbok_test::plain_greeting()));
   // Read the server's preamble, then tell it it broke the protocol.
-  std::string got = read_pipe(demo.from_child, plain_preamble_size(), 10s);
+  std::string got = bokbok_test::read_some(demo.from_child, plain_preamble_size(), 10s);
   REQUIRE(got.size() == plain_preamble_size());
-  REQUIRE(write_pipe(demo.to_child, protocol_goaway("stdio-violation-marker")));
+  REQUIRE(bokbok_test::write_pipe(demo.to_child, protocol_goaway("stdio-violation-marker")));
   // All the server writes on stdout until it exits.
   REQUIRE(demo.exited());
-  for (std::string more; (more = read_pipe(demo.from_child, 1 << 16, 2s)).size();) got += more;
+  for (std::string more; (more = bokbok_test::read_some(demo.from_child, 1 << 16, 2s)).size();) got += more;
   std::string err = demo.err();
   INFO(err);
   CHECK(contains(err, "bokbok-demo-server: warning: connection: "));
@@ -309,7 +269,7 @@ TEST_CASE("a peer's protocol-error text cannot forge lines in the demo server's 
   sa.sun_family = AF_UNIX;
   std::snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path.c_str());
   REQUIRE(::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
-  REQUIRE(bokbok_test::write_all(fd.get(), plain_hello()));
+  REQUIRE(bokbok_test::write_all(fd.get(), bokbok_test::plain_greeting()));
   REQUIRE(bokbok_test::read_some(fd.get(), plain_preamble_size(), 10s).size() == plain_preamble_size());
   REQUIRE(bokbok_test::write_all(
       fd.get(), protocol_goaway("oops\n[server] stopped\x1b[2J" + std::string(5000, 'A'))));
@@ -391,15 +351,57 @@ TEST_CASE("bokbok (the CLI) logs the library's warnings to stderr, never to the 
   // The bridge speaks plain bokbok on its stdio (side A), key mode to the server (B).
   logged_demo bridge(dir.path, {"bridge", "--user", "alice", "--key-file", key_file, "stdio", address},
                      0, /*piped=*/true, "BOKBOK_TOOL");
-  REQUIRE(write_pipe(bridge.to_child, plain_hello()));
-  std::string got = read_pipe(bridge.from_child, plain_preamble_size(), 10s);
+  REQUIRE(bokbok_test::write_pipe(bridge.to_child, bokbok_test::plain_greeting()));
+  std::string got = bokbok_test::read_some(bridge.from_child, plain_preamble_size(), 10s);
   REQUIRE(got.size() == plain_preamble_size());
-  REQUIRE(write_pipe(bridge.to_child, protocol_goaway("cli-violation-marker\x1b")));
+  REQUIRE(bokbok_test::write_pipe(bridge.to_child, protocol_goaway("cli-violation-marker\x1b")));
   REQUIRE(settles([&] { return contains(bridge.err(), "cli-violation-marker"); }, 20s));
-  for (std::string more; (more = read_pipe(bridge.from_child, 1 << 16, 1s)).size();) got += more;
+  for (std::string more; (more = bokbok_test::read_some(bridge.from_child, 1 << 16, 1s)).size();) got += more;
   std::string err = bridge.err();
   INFO(err);
   CHECK(contains(err, "bokbok bridge: warning: connection: "));
   CHECK(contains(err, "cli-violation-marker\\x1b"));
   CHECK(!contains(got, "cli-violation-marker"));
+}
+
+TEST_CASE("a flood of connections leaves a bounded number of the demo server's per-connection lines, with counts of the rest") {
+  constexpr int flood = 100;
+  bokbok_test::temp_dir dir("log-conn-flood");
+  std::string address = "unix:" + (dir.path / "s.sock").string();
+  logged_demo demo(dir.path, {"--listen", address});
+  REQUIRE(serving(address));
+  auto began = std::chrono::steady_clock::now();
+  for (int i = 0; i < flood; ++i) {
+    auto c = bokbok::connect(address, {});
+    CHECK(c.request({"ping", "x"}) == message{"pong", "x"});
+    c.close();
+    c.wait_closed();
+  }
+  auto took = std::chrono::steady_clock::now() - began;
+  REQUIRE(demo.stop());
+  std::string err = demo.err();
+  INFO(err);
+  std::regex count_line(R"(: ([0-9,]+) more in the last [0-9]+ s \(([0-9,]+) in all\): connections (opened|closed))");
+  long long alone[2] = {0, 0}, more[2] = {0, 0}, count_lines = 0;
+  for (const auto& l : lines_of(err)) {
+    std::smatch m;
+    if (std::regex_search(l, m, count_line)) {
+      std::string n = m[1];
+      std::erase(n, ',');
+      more[m[3] == "closed"] += std::stoll(n);
+      ++count_lines;
+    } else if (contains(l, "connection from ")) {
+      ++alone[contains(l, " closed: ")];
+    }
+  }
+  // Every connection is in the log, one by one or counted: at least the flood's, and
+  // at most 5 of each kind one by one, then a count line per kind per 10 s window.
+  auto windows = std::chrono::duration_cast<std::chrono::seconds>(took).count() / 10 + 2;
+  for (int k : {0, 1}) {
+    CHECK(alone[k] + more[k] >= flood);
+    CHECK(alone[k] <= 5);
+  }
+  CHECK(count_lines >= 2);
+  CHECK(count_lines <= 2 * windows);
+  CHECK(lines_of(err).size() <= std::size_t(10 + 2 * windows + 6));
 }

@@ -22,6 +22,7 @@
 #include "bokbok/log.hpp"
 #include "bokbok/server.hpp"
 #include "support/demo_process.hpp"
+#include "support/raw_peer.hpp"
 #include "support/raw_socket.hpp"
 #include "support/settle.hpp"
 #include "wire/frame.hpp"
@@ -177,23 +178,6 @@ TEST_CASE("the sink is told of a refused client, with the server's reason, at wa
   CHECK(contains(e.message, "may not use this server"));
 }
 
-namespace {
-
-std::string record(wire::frame_type t, std::uint32_t id, std::string_view payload) {
-  std::string r;
-  wire::append_frame(r, t, 0, id, payload);
-  return r;
-}
-
-std::string plain_hello() {
-  wire::settings s;
-  s.features = wire::features_supported;
-  return wire::encode_preamble({1, wire::mode::plain, ""}) +
-         record(wire::frame_type::hello, 0, wire::encode_settings(s));
-}
-
-}  // namespace
-
 TEST_CASE("the sink is told of a protocol violation on an open connection, with the peer's text escaped") {
   captured_log log;
   bokbok_test::temp_dir dir("log");
@@ -208,11 +192,11 @@ TEST_CASE("the sink is told of a protocol violation on an open connection, with 
   sa.sun_family = AF_UNIX;
   std::snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path.c_str());
   REQUIRE(::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
-  REQUIRE(bokbok_test::write_all(fd.get(), plain_hello()));
+  REQUIRE(bokbok_test::write_all(fd.get(), bokbok_test::plain_greeting()));
   REQUIRE(settles([&] { return srv.connection_count() == 1; }));
   // The peer says we broke the protocol, with text meant to forge a log line.
   REQUIRE(bokbok_test::write_all(
-      fd.get(), record(wire::frame_type::goaway, 0,
+      fd.get(), bokbok_test::frame_record(wire::frame_type::goaway, 0,
                        wire::encode_code_payload(std::uint16_t(bokbok::error_code::protocol),
                                                  "bad\n[server] forged line\x1b[2J"))));
   REQUIRE_MESSAGE(settles([&] { return log.find({"forged line"}).has_value(); }), log.dump());

@@ -135,31 +135,6 @@ std::unique_ptr<bokbok_test::raw_peer> raw_client(const demo_server& d) {
 
 using bokbok_test::good_client;
 
-std::string be32(std::uint32_t v) {
-  return {char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
-}
-
-// Starts `messages` requests on `fd`, each a first fragment with more to come, and feeds
-// them round-robin (as bokbok's own sender does) until each has sent `each` bytes.
-// Never finishes any. Reads nothing. False if the server closed the connection.
-bool open_partials(int fd, std::uint32_t first_id, unsigned messages, std::size_t each) {
-  const std::string chunk(wire::max_frame_payload, 'x');
-  std::string batch;
-  for (std::size_t sent = 0; sent < each; sent += chunk.size()) {
-    batch.clear();
-    for (unsigned m = 0; m < messages; ++m) {
-      std::uint8_t flags = wire::flag_more | (sent ? wire::flag_continued : 0);
-      // A well-formed beginning: one field of the rest of the message's bytes.
-      std::string first = chunk;
-      if (!sent) first.replace(0, 8, "\0\0\0\x01"s + be32(std::uint32_t(each - 8)));
-      wire::append_frame(batch, wire::frame_type::request, flags, first_id + m,
-                         sent ? chunk : first);
-    }
-    if (!bokbok_test::write_all(fd, batch)) return false;
-  }
-  return true;
-}
-
 TEST_CASE("partial messages past a connection's budget are refused, memory stays bounded") {
   // Budget per connection: twice the maximum message size (1 MiB here): 2 MiB.
   demo_server d({"--max-message-size", std::to_string(1 << 20)});
@@ -170,7 +145,7 @@ TEST_CASE("partial messages past a connection's budget are refused, memory stays
   // nothing bounded it (the reassembler alone allows 16 partial messages per connection).
   for (int c = 0; c < 10; ++c) {
     hostile.push_back(raw_client(d));
-    CHECK(open_partials(hostile.back()->fd(), 1, 16, (1 << 20) - (64 << 10)));
+    CHECK(bokbok_test::open_partials(*hostile.back(), 1, 16, (1 << 20) - (64 << 10), 120s));
   }
   // The server answers the refused ones busy: read one such error on the first.
   std::string got;
@@ -198,7 +173,7 @@ TEST_CASE("the server-wide budget holds many greedy connections while small call
   for (int c = 0; c < 8; ++c) {
     hostile.push_back(raw_client(d));
     // 4 messages of 16 MiB each per connection: 512 MiB if nothing bounded it.
-    CHECK(open_partials(hostile.back()->fd(), 1, 4, 16 << 20));
+    CHECK(bokbok_test::open_partials(*hostile.back(), 1, 4, 16 << 20, 120s));
   }
   const long grown_kib = d.rss_kib() - base_kib;
   MESSAGE("server RSS grew by ", grown_kib, " KiB for 8 connections of 4 x 16 MiB partials");

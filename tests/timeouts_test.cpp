@@ -27,6 +27,7 @@
 #include "base/unique_fd.hpp"
 #include "support/child_process.hpp"
 #include "support/demo_process.hpp"
+#include "support/raw_peer.hpp"
 #include "support/raw_socket.hpp"
 #include "support/settle.hpp"
 #include "wire/frame.hpp"
@@ -40,15 +41,6 @@ namespace wire = bokbok::wire;
 
 namespace {
 
-// A plain client's first bytes: preamble and hello.
-std::string greeting() {
-  std::string out = wire::encode_preamble({1, wire::mode::plain, ""});
-  wire::settings s;
-  s.features = wire::features_supported;
-  wire::append_frame(out, wire::frame_type::hello, 0, 0, wire::encode_settings(s));
-  return out;
-}
-
 // A whole request record for `ping x`, call id `id`.
 std::string ping_request(std::uint32_t id) {
   std::string payload;
@@ -59,70 +51,14 @@ std::string ping_request(std::uint32_t id) {
 }
 
 // `bokbok-demo-server --stdio ARGS...` over pipes, its stderr kept to read back.
-struct stdio_server {
-  pid_t pid = -1;
-  unique_fd to_server, from_server, log;
-
-  explicit stdio_server(std::vector<std::string> extra) {
-    std::vector<std::string> args{bokbok_test::built_program("BOKBOK_DEMO_SERVER"), "--stdio"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    int in[2], out[2], err[2];
-    REQUIRE(::pipe2(in, O_CLOEXEC) == 0);
-    REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
-    REQUIRE(::pipe2(err, O_CLOEXEC) == 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    int rc = ::posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    ::close(in[0]);
-    ::close(out[1]);
-    ::close(err[1]);
-    to_server = unique_fd(in[1]);
-    from_server = unique_fd(out[0]);
-    log = unique_fd(err[0]);
-    REQUIRE(rc == 0);
-  }
-  ~stdio_server() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-  }
-  // Its wait status once it has exited within `limit` (nullopt: still running).
-  std::optional<int> exit_within(std::chrono::milliseconds limit) {
-    int status = 0;
-    if (!bokbok_test::settles([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, limit))
-      return std::nullopt;
-    pid = -1;
-    return status;
-  }
-  // What it wrote to stderr (after it exited: the pipe's end comes with it).
-  std::string stderr_text() {
-    std::string text;
-    char buf[4096];
-    ssize_t n;
-    while ((n = ::read(log.get(), buf, sizeof buf)) > 0) text.append(buf, std::size_t(n));
-    return text;
-  }
-};
-
-// Writes all of `bytes` to a pipe; false if the reader is gone.
-bool write_pipe(int fd, std::string_view bytes) {
-  ::signal(SIGPIPE, SIG_IGN);  // a gone reader is an error return here, not a signal
-  while (!bytes.empty()) {
-    ssize_t n = ::write(fd, bytes.data(), bytes.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    bytes.remove_prefix(std::size_t(n));
-  }
-  return true;
+bokbok_test::child_process stdio_server(std::vector<std::string> extra) {
+  std::vector<std::string> args{bokbok_test::built_program("BOKBOK_DEMO_SERVER"), "--stdio"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return bokbok_test::child_process(args, /*keep_stderr=*/true);
 }
+
+using bokbok_test::connect_unix;
+using bokbok_test::write_pipe;
 
 bool exited_with_failure(std::optional<int> status) {
   return status && WIFEXITED(*status) && WEXITSTATUS(*status) != 0;
@@ -145,10 +81,10 @@ bool stream_ends_within(int fd, std::chrono::milliseconds limit) {
 
 TEST_CASE("a stdio server whose client's stream is cut in the middle of a record exits "
           "non-zero and says so") {
-  stdio_server s({});
+  auto s = stdio_server({});
   std::string rec = ping_request(1);
-  REQUIRE(write_pipe(s.to_server.get(), greeting() + rec.substr(0, rec.size() / 2)));
-  s.to_server.reset();  // the cut
+  REQUIRE(write_pipe(s.to_child, bokbok_test::plain_greeting() + rec.substr(0, rec.size() / 2)));
+  s.close_stdin();  // the cut
   auto status = s.exit_within(10s);
   REQUIRE(status);
   CHECK(exited_with_failure(status));
@@ -159,12 +95,12 @@ TEST_CASE("a stdio server whose client's stream is cut in the middle of a record
 }
 
 TEST_CASE("a stdio server whose client vanished without a close frame exits non-zero") {
-  stdio_server s({});
-  REQUIRE(write_pipe(s.to_server.get(), greeting() + ping_request(1)));
+  auto s = stdio_server({});
+  REQUIRE(write_pipe(s.to_child, bokbok_test::plain_greeting() + ping_request(1)));
   // The answer shows the connection was open before the client went.
-  pollfd p{s.from_server.get(), POLLIN, 0};
+  pollfd p{s.from_child, POLLIN, 0};
   REQUIRE(::poll(&p, 1, 10'000) == 1);
-  s.to_server.reset();
+  s.close_stdin();
   auto status = s.exit_within(10s);
   REQUIRE(status);
   CHECK(exited_with_failure(status));
@@ -175,12 +111,12 @@ TEST_CASE("a stdio server whose client vanished without a close frame exits non-
 
 TEST_CASE("a stdio server exits 0 when its client closes cleanly") {
   // The contrast to the cases above: a real client that closes.
-  stdio_server s({});
-  int client_in = ::dup(s.from_server.get()), client_out = ::dup(s.to_server.get());
+  auto s = stdio_server({});
+  int client_in = ::dup(s.from_child), client_out = ::dup(s.to_child);
   REQUIRE(client_in >= 0);
   REQUIRE(client_out >= 0);
-  s.to_server.reset();
-  s.from_server.reset();
+  s.close_stdin();
+  s.close_stdout();
   {
     bokbok::connection c = bokbok::connect_fds(client_in, client_out, {}, "demo");
     CHECK(c.request({"ping", "a"}) == bokbok::message{"pong", "a"});
@@ -194,8 +130,8 @@ TEST_CASE("a stdio server exits 0 when its client closes cleanly") {
 }
 
 TEST_CASE("a stdio server whose client answers nothing exits after its heartbeat, non-zero") {
-  stdio_server s({"--heartbeat", "200"});
-  REQUIRE(write_pipe(s.to_server.get(), greeting()));
+  auto s = stdio_server({"--heartbeat", "200"});
+  REQUIRE(write_pipe(s.to_child, bokbok_test::plain_greeting()));
   // The client stays connected, silent: it answers no ping.
   auto status = s.exit_within(10s);
   REQUIRE(status);
@@ -207,15 +143,6 @@ TEST_CASE("a stdio server whose client answers nothing exits after its heartbeat
 
 // ---- the record timeout on a listening server ------------------------------------------
 
-unique_fd connect_unix(const std::string& path) {
-  unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  REQUIRE(fd);
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
-  REQUIRE(::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  return fd;
-}
 
 TEST_CASE("a client dripping a record byte by byte is dropped at the record timeout while "
           "others are served") {
@@ -228,7 +155,7 @@ TEST_CASE("a client dripping a record byte by byte is dropped at the record time
   bokbok::connection good = bokbok::connect("unix:" + path);
 
   unique_fd drip = connect_unix(path);
-  REQUIRE(bokbok_test::write_all(drip.get(), greeting()));
+  REQUIRE(bokbok_test::write_all(drip.get(), bokbok_test::plain_greeting()));
   std::string rec = ping_request(1) + std::string(200, 'x');  // more than it will send
   // One byte every 50 ms: 6 bytes per timeout, never a whole record; at most 5 s of it.
   bool dropped = false;
@@ -260,7 +187,7 @@ TEST_CASE("a client sending whole records slowly is not cut by the record timeou
   bokbok_test::demo_process server({"--listen", "unix:" + path, "--record-timeout", "300"});
   REQUIRE(bokbok_test::settles([&] { return std::filesystem::exists(path); }, 10s));
   unique_fd slow = connect_unix(path);
-  REQUIRE(bokbok_test::write_all(slow.get(), greeting()));
+  REQUIRE(bokbok_test::write_all(slow.get(), bokbok_test::plain_greeting()));
   std::string seen;
   for (std::uint32_t id = 1; id <= 10; ++id) {
     REQUIRE(bokbok_test::write_all(slow.get(), ping_request(id)));
@@ -286,7 +213,7 @@ TEST_CASE("1,100 clients dripping records past the connection limit are all drop
   std::vector<std::size_t> sent;
   for (std::size_t i = 0; i < clients; ++i) {
     drips.push_back(connect_unix(path));
-    REQUIRE(bokbok_test::write_all(drips.back().get(), greeting() + record.substr(0, 3)));
+    REQUIRE(bokbok_test::write_all(drips.back().get(), bokbok_test::plain_greeting() + record.substr(0, 3)));
     sent.push_back(3);
   }
   // Drip until every connection has ended (dropped, or refused at the limit), at most
@@ -347,7 +274,7 @@ TEST_CASE("close_error is null after a clean close and a transport_error after a
   int sv[2];
   REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
   unique_fd raw(sv[1]);
-  REQUIRE(bokbok_test::write_all(raw.get(), greeting()));
+  REQUIRE(bokbok_test::write_all(raw.get(), bokbok_test::plain_greeting()));
   bokbok::connection c = bokbok::connect_fds(sv[0], sv[0], {}, "raw");
   raw.reset();  // gone without a close frame
   c.wait_closed();

@@ -64,6 +64,16 @@ BOKBOK_API void set_log_sink(log_sink sink, log_level min_level = log_level::inf
 // per line so lines from several processes sharing stderr do not interleave.
 BOKBOK_API log_sink log_to_stderr(std::string prefix);
 
+// An application's own event through the same sink and the same rate limiting per
+// cause as the library's peer-caused events (above): the first few of a `cause` per 10 s
+// window are logged one by one, the rest counted in one line ("... more in the last
+// 10 s ..."), written by a running server's loop or when it stops. For what peers cause
+// at will, such as a server's per-connection lines. `cause` names the kind of event
+// with no peer's text in it ("connections opened"); `message` says it in full (made
+// printable and cut like the library's). Any thread; nothing happens with no sink set.
+BOKBOK_API void log_event(log_level level, std::string_view component, std::string_view cause,
+                          std::string_view message);
+
 // The longest message a sink is given, in bytes (after escaping).
 inline constexpr std::size_t max_log_message = 1024;
 

@@ -116,6 +116,11 @@ std::string log_safe(std::string_view text, std::size_t limit) {
   return out;
 }
 
+void log_event(log_level level, std::string_view component, std::string_view cause,
+               std::string_view message) {
+  base::log_limited(level, component, cause, message);
+}
+
 namespace base {
 
 bool log_on(log_level level) {

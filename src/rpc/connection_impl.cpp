@@ -186,7 +186,7 @@ void connection_impl::start(base::unique_fd in, base::unique_fd out) {
         if (auto self = weak.lock())
           finish(end_kind::transport,
                  "timed out after " + std::to_string(cfg_.opts.connect_timeout.count()) +
-                     " ms waiting for the peer's bokbok preamble and hello");
+                     " ms waiting for " + handshake_awaited());
       });
   stream_->start_reading();
   flush();

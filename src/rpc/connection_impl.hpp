@@ -195,6 +195,7 @@ class connection_impl final : public io::stream_events,
   bool key_record_opened();  // a responder's login at the first record (§9.6)
   void key_failed();
   std::string settings_payload() const;
+  std::string handshake_awaited() const;  // loop thread: for the handshake timeout (connection_keys.cpp)
   static std::uint32_t new_hello_nonce();  // random, nonzero (§6.1)
   void handle_message_frame(const wire::frame_view& f);
   // Receive budget (connection_reader.cpp), loop thread. Brings the pool's count of our

@@ -35,6 +35,18 @@ std::uint32_t connection_impl::new_hello_nonce() {
   return n;
 }
 
+// Loop thread: what the opening still waits for, for the handshake timeout's message.
+// Plain mode waits for the preamble and hello; key mode for the preamble, then the
+// handshake's messages, then (a responder) the client's first record, its login proof.
+std::string connection_impl::handshake_awaited() const {
+  if (!key_) return "the peer's bokbok preamble and hello";
+  if (!preamble_done_) return "the peer's bokbok preamble (key mode)";
+  if (!key_->ready()) return "the key-mode handshake with the peer";
+  if (key_->awaiting_confirmation())
+    return "the client's login proof (its first record after the key-mode handshake)";
+  return "the key-mode handshake with the peer";
+}
+
 // Loop thread, after the peer's preamble: feeds the handshake. True once it is done and
 // the connection open, with `bytes` left holding what follows the handshake.
 bool connection_impl::key_step(std::string_view& bytes) {

@@ -168,7 +168,8 @@ void connection_impl::handle_frame(const wire::frame_view& f) {
       return handle_goaway(f);
     case wire::frame_type::close: {
       peer_done_ = true;  // nothing follows: no need to wait for its end (§8.5)
-      // After the peer's goaway its close may come before our posted drain: same end.
+      // After the peer's goaway its close may come before our posted drain: same end
+      // (and after a refusal, the refusal's reason).
       std::unique_lock lock(mu_);
       std::string why = life_.goaway_received() ? life_.goaway_reason() : "closed by peer";
       lock.unlock();
@@ -363,18 +364,23 @@ void connection_impl::handle_goaway(const wire::frame_view& f) {
   auto [code, text] = wire::parse_code_payload(f.payload);
   if (code == std::uint16_t(error_code::protocol))
     return finish(end_kind::protocol, "the peer reported a protocol error: " + std::string(text));
+  // Any other code than shutting_down is a refusal (a key-mode login refused busy, §9.6):
+  // our calls fail with that code and the peer's reason (lifecycle::peer_going_away).
+  const auto why = static_cast<error_code>(code);
   std::vector<pending_call> unanswered;
-  std::string why;
+  std::string reason;
+  error_code life_code;
   {
     std::lock_guard lock(mu_);
-    life_.peer_going_away(text);
-    why = life_.goaway_reason();
+    life_.peer_going_away(why, text);
+    reason = life_.goaway_reason();
+    life_code = life_.refusal_code();
     const std::uint32_t last = f.call_id;
     unanswered = calls_.take_if([last](const pending_call& c) { return c.id > last; });
     if (room_waiters_) room_cv_.notify_all();
   }
   for (auto& pc : unanswered)
-    run_response_callback(pc.done, error_ptr<call_error>(error_code::shutting_down, why), {});
+    run_response_callback(pc.done, error_ptr<call_error>(life_code, reason), {});
   close_if_drained();
 }
 

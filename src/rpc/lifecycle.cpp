@@ -6,9 +6,13 @@
 
 namespace bokbok::rpc {
 
-void lifecycle::peer_going_away(std::string_view text) {
+void lifecycle::peer_going_away(error_code code, std::string_view text) {
   peer_goaway_ = true;
-  goaway_reason_ = "the peer is shutting down: " + std::string(text);
+  refusal_code_ = code;
+  goaway_reason_ = code == error_code::shutting_down
+                       ? "the peer is shutting down: " + std::string(text)
+                       : "refused by the peer: " + std::string(to_string(code)) + ": " +
+                             std::string(text);
 }
 
 bool lifecycle::start_goaway(std::uint32_t last_id, std::string_view text) {

@@ -11,6 +11,8 @@
 #pragma once
 
 #include <cstdint>
+
+#include "bokbok/error.hpp"
 #include <exception>
 #include <string>
 #include <string_view>
@@ -27,8 +29,10 @@ class lifecycle {
   enum class end_kind { clean, drained, transport, protocol, unresponsive, auth };
 
   // Going away.
-  // The peer sent goaway with `text`.
-  void peer_going_away(std::string_view text);
+  // The peer sent goaway with `code` and `text`. Any code but shutting_down is a refusal
+  // (a key-mode login refused busy, PROTOCOL.md §9.6): the reason says so, and refused
+  // calls fail with that code.
+  void peer_going_away(error_code code, std::string_view text);
   // We send goaway promising to answer the peer's requests up to `last_id`; false: our
   // goaway is out already.
   bool start_goaway(std::uint32_t last_id, std::string_view text);
@@ -45,8 +49,10 @@ class lifecycle {
   bool refuses_request(std::uint32_t id) const {
     return peer_goaway_ || (self_goaway_ && id > goaway_last_id_);
   }
-  // What refused calls and requests fail with (code shutting_down).
+  // What refused calls and requests fail with: refusal_code() (shutting_down unless the
+  // peer's goaway refused us) and goaway_reason().
   const std::string& goaway_reason() const { return goaway_reason_; }
+  error_code refusal_code() const { return refusal_code_; }
 
   // Ending (once; the connection's phase says whether it has).
   void ended(end_kind kind, std::string reason);
@@ -73,6 +79,7 @@ class lifecycle {
   bool closing_ = false;           // close(grace) called: no new calls of ours
   std::uint32_t goaway_last_id_ = 0;  // the last peer request our goaway promised to answer
   std::string goaway_reason_;
+  error_code refusal_code_ = error_code::shutting_down;
   end_kind kind_ = end_kind::clean;
   std::string reason_;
 };

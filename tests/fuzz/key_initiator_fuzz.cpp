@@ -92,7 +92,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     make_initiator(m1);
     replay_cache cache;
     key_responder res(psk().clone(), client_pre, server_pre, settings, cache,
-                      {std::chrono::seconds(120), [] { return now_ms; }});
+                      {std::chrono::seconds(120), [] { return now_ms; }, "alice"});
     res.use_ephemeral_for_test(e);
     std::string_view in = m1;
     FUZZ_CHECK(res.feed(in, stream) == handshake_status::done);

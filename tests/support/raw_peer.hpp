@@ -36,6 +36,23 @@ struct raw_frame {
   std::string payload;
 };
 
+// One record holding one frame (no flags).
+inline std::string frame_record(bokbok::wire::frame_type t, std::uint32_t id, std::string_view payload) {
+  std::string r;
+  bokbok::wire::append_frame(r, t, 0, id, payload);
+  return r;
+}
+
+// A plain client's first bytes: its preamble, then a hello announcing every feature this
+// build supports.
+inline std::string plain_greeting() {
+  namespace wire = bokbok::wire;
+  wire::settings s;
+  s.features = wire::features_supported;
+  return wire::encode_preamble({1, wire::mode::plain, ""}) +
+         frame_record(wire::frame_type::hello, 0, wire::encode_settings(s));
+}
+
 // The records of a whole request `m` with call id `id`, fragmented as a sender must.
 inline std::string request_bytes(std::uint32_t id, const bokbok::message& m) {
   std::string body, out;
@@ -56,20 +73,8 @@ class raw_peer {
  public:
   // Connects to the UNIX socket at `path` and sends the preamble and a hello announcing
   // every feature this build supports.
-  explicit raw_peer(const std::string& path)
-      : fd_(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
-    REQUIRE(fd_);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    REQUIRE(path.size() < sizeof a.sun_path);
-    std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
-    REQUIRE(::connect(fd_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    namespace wire = bokbok::wire;
-    std::string hello = wire::encode_preamble({1, wire::mode::plain, ""});
-    wire::settings s;
-    s.features = wire::features_supported;
-    wire::append_frame(hello, wire::frame_type::hello, 0, 0, wire::encode_settings(s));
-    REQUIRE(write_all(fd_.get(), hello));
+  explicit raw_peer(const std::string& path) : fd_(connect_unix(path)) {
+    REQUIRE(write_all(fd_.get(), plain_greeting()));
   }
 
   int fd() const { return fd_.get(); }
@@ -156,5 +161,36 @@ class raw_peer {
   bokbok::wire::record_reader records_;
   std::string error_;
 };
+
+// Opens `messages` requests on `peer` (ids first_id...), each fed round-robin a fragment
+// at a time (as bokbok's own sender does) until each has carried `each` bytes; never
+// finishes any. Bounded by `limit`; false if not all was written in time.
+inline bool open_partials(raw_peer& peer, std::uint32_t first_id, unsigned messages,
+                          std::size_t each, std::chrono::milliseconds limit) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  const std::string chunk(bokbok::wire::max_frame_payload, 'x');
+  std::string batch;
+  for (std::size_t sent = 0; sent < each; sent += chunk.size()) {
+    batch.clear();
+    for (unsigned m = 0; m < messages; ++m) {
+      std::uint8_t flags = bokbok::wire::flag_more | (sent ? bokbok::wire::flag_continued : 0);
+      // A well-formed beginning (one field of the rest of the message's bytes): a
+      // malformed one would be refused at its first fragment, before any budget.
+      std::string first = chunk;
+      if (!sent) {
+        const auto rest = static_cast<std::uint32_t>(each - 8);
+        const char head[8] = {0, 0, 0, 1, char(rest >> 24), char(rest >> 16), char(rest >> 8),
+                              char(rest)};
+        first.replace(0, 8, std::string(head, 8));
+      }
+      bokbok::wire::append_frame(batch, bokbok::wire::frame_type::request, flags, first_id + m,
+                         sent ? chunk : first);
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        end - std::chrono::steady_clock::now());
+    if (left.count() <= 0 || peer.send_within(batch, left) != batch.size()) return false;
+  }
+  return true;
+}
 
 }  // namespace bokbok_test
