@@ -21,11 +21,14 @@
 
 #include "bokbok/bokbok.hpp"
 #include "support/demo_process.hpp"
+#include "support/logged_process.hpp"
 #include "support/settle.hpp"
 
 using namespace std::chrono_literals;
 using bokbok_test::settles;
 using bokbok_test::temp_dir;
+using bokbok_test::logged_process;
+using bokbok_test::free_port;
 
 namespace {
 
@@ -33,54 +36,6 @@ const char* haproxy_path() {
   for (const char* p : {"/usr/sbin/haproxy", "/usr/bin/haproxy", "/usr/local/sbin/haproxy"})
     if (::access(p, X_OK) == 0) return p;
   return nullptr;
-}
-
-// A process started with stdout and stderr to `log`; killed (SIGKILL) when this goes.
-struct logged_process {
-  pid_t pid = -1;
-  std::string log;
-  logged_process(std::vector<std::string> argv, std::string log_path) : log(std::move(log_path)) {
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    int rc = ::posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    REQUIRE(rc == 0);
-  }
-  std::string text() const {
-    std::ifstream f(log);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-  }
-  bool says(const std::string& part, std::chrono::milliseconds limit = 10s) const {
-    return settles([&] { return text().find(part) != std::string::npos; }, limit, 20ms);
-  }
-  void stop() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-      pid = -1;
-    }
-  }
-  ~logged_process() { stop(); }
-};
-
-// A TCP port on 127.0.0.1 free a moment ago (the kernel's pick for port 0).
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
-  socklen_t len = sizeof sa;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
-  ::close(fd);
-  return ntohs(sa.sin_port);
 }
 
 // The demo server listening for PROXY clients on 127.0.0.1; its port, once it says so.

@@ -89,5 +89,6 @@ extern const command call_command;
 extern const command bench_command;
 extern const command bridge_command;
 extern const command keygen_command;
+extern const command ping_command;
 
 }  // namespace bokbok::tools
