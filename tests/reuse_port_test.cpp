@@ -2,7 +2,12 @@
 // processes listen on one TCP port and the kernel gives each some of the clients.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -15,15 +20,57 @@ using bokbok_test::built_program;
 using bokbok_test::logged_process;
 using bokbok_test::temp_dir;
 
-TEST_CASE("three servers with reuse_port on one port each serve calls") {
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+  for (auto at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size()))
+    s.replace(at, from.size(), to);
+  return s;
+}
+
+// The template unit inetd/bokbok-demo-reuseport@.service.in with @bindir@ the built
+// server's folder.
+std::string template_unit() {
+  std::string root = built_program("BOKBOK_SOURCE_ROOT");
+  std::string text = read_file(root + "/inetd/bokbok-demo-reuseport@.service.in");
+  REQUIRE(!text.empty());
+  std::string bindir =
+      std::filesystem::path(built_program("BOKBOK_DEMO_SERVER")).parent_path().string();
+  return replace_all(text, "@bindir@", bindir);
+}
+
+// The words of the unit's ExecStart=, its port 7074 changed to `port`.
+std::vector<std::string> exec_start(const std::string& unit, int port) {
+  auto at = unit.find("\nExecStart=");
+  REQUIRE(at != std::string::npos);
+  at += 11;
+  std::string line = unit.substr(at, unit.find('\n', at) - at);
+  line = replace_all(line, ":7074", ":" + std::to_string(port));
+  std::vector<std::string> words;
+  std::istringstream in(line);
+  for (std::string w; in >> w;) words.push_back(w);
+  return words;
+}
+
+}  // namespace
+
+TEST_CASE("three instances of the reuse-port template unit's command on one port each serve calls") {
   temp_dir dir("reuseport");
-  std::string address = "tcp:127.0.0.1:" + std::to_string(bokbok_test::free_port());
+  int port = bokbok_test::free_port();
+  std::string address = "tcp:127.0.0.1:" + std::to_string(port);
+  auto command = exec_start(template_unit(), port);
+  CHECK(command.at(0) == built_program("BOKBOK_DEMO_SERVER"));
   std::vector<std::unique_ptr<logged_process>> servers;
   for (int i = 0; i < 3; ++i) {
     servers.push_back(std::make_unique<logged_process>(
-        std::vector<std::string>{built_program("BOKBOK_DEMO_SERVER"), "--listen", address,
-                                 "--reuse-port"},
-        (dir.path / ("s" + std::to_string(i) + ".log")).string()));
+        command, (dir.path / ("s" + std::to_string(i) + ".log")).string()));
     INFO(servers.back()->text());
     REQUIRE(servers.back()->says("listening on " + address));
   }
@@ -57,4 +104,25 @@ TEST_CASE("without reuse_port a second server cannot take the port") {
   logged_process second({built_program("BOKBOK_DEMO_SERVER"), "--listen", address, "--reuse-port"},
                         (dir.path / "second.log").string());
   CHECK(second.says("Address already in use"));
+}
+
+TEST_CASE("systemd-analyze verify accepts the reuse-port template unit") {
+  const char* analyze = "/usr/bin/systemd-analyze";
+  if (::access(analyze, X_OK) != 0) {
+    MESSAGE("systemd-analyze is not installed (Debian package systemd): not verifying");
+    return;
+  }
+  temp_dir dir("reuseport-unit");
+  std::string unit = replace_all(template_unit(), "@docdir@", "/usr/share/doc/bokbok");
+  std::ofstream(dir.path / "bokbok-demo-reuseport@.service") << unit;
+  // From the unit's folder, as units_test does; every finding names the unit.
+  logged_process verify({"/usr/bin/env", "SYSTEMD_LOG_LEVEL=notice", "/bin/sh", "-c",
+                         "cd \"$0\" && exec \"$@\"", dir.path.string(), analyze, "verify",
+                         "./bokbok-demo-reuseport@.service"},
+                        (dir.path / "verify.log").string());
+  int status = 0;
+  REQUIRE(bokbok_test::settles([&] { return ::waitpid(verify.pid, &status, WNOHANG) == verify.pid; }, 60s));
+  verify.pid = -1;
+  CHECK_MESSAGE((WIFEXITED(status) && WEXITSTATUS(status) == 0), verify.text());
+  CHECK_MESSAGE(verify.text().find("bokbok-demo") == std::string::npos, verify.text());
 }
