@@ -154,6 +154,14 @@ struct server_options {
   std::size_t max_receive_bytes_per_connection = 0;
   std::size_t max_receive_bytes = 512u << 20;
   std::chrono::milliseconds handshake_timeout{10'000};
+  // Maximum connection age (README "Behind a load balancer"): a connection open this
+  // long, less up to a tenth at random (so connections opened together do not all end
+  // together), is closed gracefully: told goaway, calls running finish for up to
+  // max_connection_age_grace, then it closes. A client with a reconnect_policy dials
+  // again, through the balancer, so long-lived connections spread again across
+  // backends. 0: no limit.
+  std::chrono::milliseconds max_connection_age{0};
+  std::chrono::milliseconds max_connection_age_grace{30'000};
 
   // Key mode (src/wire/PROTOCOL.md §9): set keys.key_for_user (e.g. from
   // bokbok::load_users("/etc/app/users")) and every client must authenticate as a

@@ -25,6 +25,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <string_view>
 #include <utility>
 
@@ -143,6 +144,7 @@ class server::impl : public std::enable_shared_from_this<impl> {
   void opened(std::uint64_t id, const std::string& peer,
               std::shared_ptr<detail::connection_impl> c, std::exception_ptr e);
   void connection_closed(std::uint64_t id);
+  void limit_age(std::uint64_t id, const std::shared_ptr<detail::connection_impl>& c);
   std::optional<std::pair<std::string, std::string>> refuse_with_spare(
       const transport::listener& l, const std::string& why);
   static std::string_view without_bokbok(std::string_view s) {
@@ -212,6 +214,8 @@ class server::impl : public std::enable_shared_from_this<impl> {
   std::optional<io::timer_id> pause_timer_;  // accepting paused after running out
   detail::accept_episode accept_episode_;    // running out, logged once per episode
   std::optional<io::timer_id> log_timer_;    // writes the log's due count lines
+  std::map<std::uint64_t, io::timer_id> age_timers_;  // server_options::max_connection_age
+  std::minstd_rand age_jitter_{std::random_device{}()};
   enum class stop_phase { serving, draining, closing, done };
   stop_phase phase_ = stop_phase::serving;
   std::optional<io::timer_id> stop_timer_;  // the grace, then the wait for close handlers
@@ -590,6 +594,7 @@ void server::impl::opened(std::uint64_t id, const std::string& peer,
     c->close();
     return slot_freed();  // stopping: perhaps the last one
   }
+  limit_age(id, c);
   if (opts_.on_open) {
     auto run_open = [c, this, keep = shared_from_this()] {
       connection handle(c);
@@ -606,6 +611,21 @@ void server::impl::opened(std::uint64_t id, const std::string& peer,
   }
 }
 
+// Loop thread: ends connection `id` gracefully once it reaches its maximum age, less up
+// to a tenth at random (server_options::max_connection_age).
+void server::impl::limit_age(std::uint64_t id, const std::shared_ptr<detail::connection_impl>& c) {
+  const auto age = opts_.max_connection_age;
+  if (age.count() <= 0) return;
+  auto jitter = std::uniform_int_distribution<std::int64_t>(0, age.count() / 10)(age_jitter_);
+  std::weak_ptr<detail::connection_impl> weak = c;
+  age_timers_[id] = users_loop_->add_timer(
+      clock::now() + age - std::chrono::milliseconds(jitter),
+      [this, id, weak, grace = opts_.max_connection_age_grace] {
+        age_timers_.erase(id);
+        if (auto conn = weak.lock()) conn->close_gracefully(grace);
+      });
+}
+
 // Any thread: a connection ended (id 0: one that never opened).
 void server::impl::connection_closed(std::uint64_t id) {
   bool done_serving;
@@ -614,8 +634,14 @@ void server::impl::connection_closed(std::uint64_t id) {
     if (id) conns_.erase(id);
     done_serving = !listening_ && conns_.empty() && opening_ == 0 && !stopping_;
     if (loop_)
-      loop_->post([weak = weak_from_this()] {
-        if (auto self = weak.lock()) self->slot_freed();
+      loop_->post([weak = weak_from_this(), id] {
+        if (auto self = weak.lock()) {
+          if (auto t = self->age_timers_.find(id); t != self->age_timers_.end()) {
+            if (self->users_loop_) self->users_loop_->cancel_timer(t->second);
+            self->age_timers_.erase(t);
+          }
+          self->slot_freed();
+        }
       });
   }
   // A server given only handed-over connections (inetd nowait, systemd Accept=yes)
@@ -668,6 +694,8 @@ void server::impl::begin_stop(std::chrono::milliseconds grace) {
   pause_timer_.reset();
   if (log_timer_) users_loop_->cancel_timer(*log_timer_);
   log_timer_.reset();
+  for (auto& [id, t] : age_timers_) users_loop_->cancel_timer(t);
+  age_timers_.clear();
   if (proxy_reads_) proxy_reads_->close_all();
   if (admission_) {
     for (auto& w : admission_->take_all_waiting())
