@@ -696,7 +696,7 @@ void server::impl::begin_stop(std::chrono::milliseconds grace) {
   log_timer_.reset();
   for (auto& [id, t] : age_timers_) users_loop_->cancel_timer(t);
   age_timers_.clear();
-  if (proxy_reads_) proxy_reads_->close_all();
+  proxy_reads_.reset();  // the headers still being read: dropped (it holds the loop)
   if (admission_) {
     for (auto& w : admission_->take_all_waiting())
       refuse(std::move(w), error_code::shutting_down, "the server is stopping");
