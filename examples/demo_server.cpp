@@ -386,6 +386,8 @@ void print_help() {
       "                      0: no limit)\n"
       "  --proxy-trusted CIDR  accept PROXY headers only from this address or block\n"
       "                      (e.g. 10.0.0.0/8); repeatable (default: from anyone)\n"
+      "  --max-connection-age MS  end a connection gracefully (goaway) once it is MS ms\n"
+      "                      old, less up to a tenth (default 0: never)\n"
       "  --reuse-port        SO_REUSEPORT: several servers may listen on one TCP port\n"
       "                      and the kernel spreads clients among them\n"
       "  --unix-mode OCTAL   permission bits of unix:PATH socket files, e.g. 660\n"
@@ -438,6 +440,7 @@ struct command_line {
   std::vector<std::string> listen;
   std::vector<std::string> proxy_listen, proxy_trusted;  // behind a load balancer
   bool reuse_port = false;
+  unsigned max_connection_age_ms = 0;  // 0: no limit
   unsigned max_connections = 1024;
   std::optional<unsigned> unix_mode;
   std::string users_file;          // key mode
@@ -526,7 +529,8 @@ int parse(int argc, char** argv, command_line& cl) {
                arg == "--max-receive-bytes" || arg == "--max-threads" ||
                arg == "--max-waiting-handlers" || arg == "--handshake-timeout" ||
                arg == "--max-per-source" || arg == "--new-per-source" ||
-               arg == "--max-per-user" || arg == "--logins-per-user") {
+               arg == "--max-per-user" || arg == "--logins-per-user" ||
+               arg == "--max-connection-age") {
       auto v = value();
       char* end = nullptr;
       unsigned long long n = v ? std::strtoull(v->c_str(), &end, 10) : 0;
@@ -541,6 +545,7 @@ int parse(int argc, char** argv, command_line& cl) {
       if (arg == "--max-threads") cl.max_threads = static_cast<unsigned>(n);
       if (arg == "--max-waiting-handlers") cl.max_waiting_handlers = static_cast<unsigned>(n);
       if (arg == "--handshake-timeout") cl.handshake_timeout_ms = static_cast<unsigned>(n);
+      if (arg == "--max-connection-age") cl.max_connection_age_ms = static_cast<unsigned>(n);
       if (arg == "--max-per-source") cl.max_per_source = static_cast<unsigned>(n);
       if (arg == "--new-per-source") cl.new_per_source = static_cast<unsigned>(n);
       if (arg == "--max-per-user") cl.max_per_user = static_cast<unsigned>(n);
@@ -617,6 +622,7 @@ int serve_listening_mode(server_state& state, const command_line& cl) {
   o.proxy_listen = cl.proxy_listen;
   o.proxy_trusted_sources = cl.proxy_trusted;
   o.reuse_port = cl.reuse_port;
+  o.max_connection_age = std::chrono::milliseconds(cl.max_connection_age_ms);
   o.max_connections = cl.max_connections;
   o.unix_mode = cl.unix_mode;
   if (!cl.users_file.empty()) o.keys.key_for_user = bokbok::load_users(cl.users_file);

@@ -1,7 +1,9 @@
 // Behind real HAProxy (Debian's haproxy, started here on loopback): the demo server
 // listening with --proxy-listen behind `mode tcp` + `send-proxy-v2` sees the client's
 // address, not HAProxy's; and HAProxy's tcp-check of the bokbok preamble (README
-// "Behind a load balancer") marks a backend up while it serves and down once it stops.
+// "Behind a load balancer") marks a backend up while it serves and down once it stops;
+// and with --max-connection-age, 30 reconnecting clients that all started on one backend
+// spread to two more once they come up.
 // Skipped only when haproxy is not installed (tools/install-deps.sh installs it).
 #include <doctest/doctest.h>
 
@@ -184,4 +186,105 @@ TEST_CASE("HAProxy's tcp-check of the bokbok preamble marks a backend up while i
   // The health checks are LOCAL connections: the server logs no failure for them.
   CHECK(live.proc.text().find("PROXY protocol") == std::string::npos);
   ::close(mute);
+}
+
+TEST_CASE("with a maximum connection age, 30 clients on one backend spread over three behind HAProxy") {
+  const char* haproxy = haproxy_path();
+  if (!haproxy) {
+    MESSAGE("skipped: haproxy is not installed (tools/install-deps.sh installs it)");
+    return;
+  }
+  temp_dir dir("haproxy-age");
+  int ports[3] = {free_port(), free_port(), free_port()};
+  auto start_backend = [&](int i) {
+    return std::make_unique<logged_process>(
+        std::vector<std::string>{bokbok_test::built_program("BOKBOK_DEMO_SERVER"),
+                                 "--proxy-listen", "tcp:127.0.0.1:" + std::to_string(ports[i]),
+                                 "--max-connection-age", "300"},
+        (dir.path / ("b" + std::to_string(i) + ".log")).string());
+  };
+  std::vector<std::unique_ptr<logged_process>> backends;
+  backends.push_back(start_backend(0));
+  REQUIRE(backends[0]->says("listening on"));
+  int front = free_port();
+  std::string sock = (dir.path / "stats.sock").string();
+  std::ofstream(dir.path / "haproxy.cfg")
+      << "global\n"
+         "  stats socket " << sock << "\n"
+         "defaults\n"
+         "  mode tcp\n"
+         "  timeout connect 2s\n"
+         "  timeout check 2s\n"
+         "  timeout client 30s\n"
+         "  timeout server 30s\n"
+         "frontend fe\n"
+         "  bind 127.0.0.1:" << front << "\n"
+         "  default_backend be\n"
+         "backend be\n"
+         "  balance roundrobin\n"
+         "  retries 3\n"
+         "  option redispatch 1\n"
+         "  option tcp-check\n"
+         "  tcp-check send-binary 424f4b424f4b010000\n"
+         "  tcp-check expect binary 424f4b424f4b0100\n"
+         "  default-server send-proxy-v2 check-send-proxy check inter 100ms fall 1 rise 1\n"
+         "  server b0 127.0.0.1:" << ports[0] << "\n"
+         "  server b1 127.0.0.1:" << ports[1] << "\n"
+         "  server b2 127.0.0.1:" << ports[2] << "\n";
+  logged_process lb({haproxy, "-db", "-f", (dir.path / "haproxy.cfg").string()},
+                    (dir.path / "haproxy.log").string());
+  auto status = [&](const char* s) { return server_status(sock, s); };
+  REQUIRE(settles([&] {
+    return status("b0") == "UP" && status("b1").starts_with("DOWN") && status("b2").starts_with("DOWN");
+  }, 20s, 50ms));
+
+  // 30 clients, all on b0 (the only backend up), each reconnecting when told goaway.
+  std::vector<bokbok::connection> clients;
+  bokbok::reconnect_policy p;
+  p.initial_delay = 10ms;
+  bokbok::options o;
+  o.connect_timeout = 5s;
+  for (int i = 0; i < 30; ++i)
+    clients.push_back(bokbok::connect("tcp:127.0.0.1:" + std::to_string(front), o, p));
+  backends.push_back(start_backend(1));
+  backends.push_back(start_backend(2));
+  REQUIRE(settles([&] { return status("b1") == "UP" && status("b2") == "UP"; }, 20s, 50ms));
+
+  // Connections each backend opened for a client through HAProxy (health checks are
+  // not: they end before the handshake).
+  auto opened = [&](int i) {
+    std::istringstream lines(backends[i]->text());
+    int n = 0;
+    for (std::string line; std::getline(lines, line);)
+      if (line.find("connection from tcp:127.0.0.1:") != std::string::npos &&
+          line.find(" via tcp:127.0.0.1:") != std::string::npos &&
+          line.find(" closed: ") == std::string::npos)
+        ++n;
+    return n;
+  };
+  auto baseline1 = opened(1), baseline2 = opened(2);
+  // Calls from every client, in rounds (at most 200 rounds, 30 s), until b1 and b2 have
+  // each taken at least 5 of the clients' new connections.
+  int calls = 0, failed = 0;
+  std::string why;
+  const auto end = std::chrono::steady_clock::now() + 30s;
+  for (int round = 0; round < 200 && std::chrono::steady_clock::now() < end; ++round) {
+    if (opened(1) - baseline1 >= 5 && opened(2) - baseline2 >= 5) break;
+    for (auto& c : clients) {
+      ++calls;
+      bokbok::call_options co;
+      co.timeout = 5s;
+      try {
+        c.request({"ping", "x"}, co);
+      } catch (const std::exception& e) {
+        ++failed;
+        if (why.size() < 2000) why += std::string(e.what()) + "\n";
+      }
+    }
+  }
+  MESSAGE(calls << " calls, " << failed << " failed:\n" << why);
+  CHECK_MESSAGE(opened(1) - baseline1 >= 5, "b1: " << opened(1) - baseline1);
+  CHECK_MESSAGE(opened(2) - baseline2 >= 5, "b2: " << opened(2) - baseline2);
+  for (auto& c : clients) c.close();
+  for (auto& c : clients) c.wait_closed();
 }
