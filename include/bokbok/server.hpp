@@ -58,7 +58,8 @@ struct server_options {
   // Who may send that header: IP addresses or CIDR blocks ("10.0.0.0/8", "::1",
   // "fd00::/8"); a connection to a proxy_listen address from elsewhere is closed
   // before anything is read. Empty: any source (fine when only the balancer can reach
-  // the port). The server's constructor throws usage_error for an entry that does not
+  // the port). Peers on a unix: proxy_listen address are not restricted by it (they are
+  // local). The server's constructor throws usage_error for an entry that does not
   // parse.
   std::vector<std::string> proxy_trusted_sources;
   // SO_REUSEPORT on TCP listeners: several processes (say N instances of a systemd
