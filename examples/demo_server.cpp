@@ -366,6 +366,9 @@ void print_help() {
       "  --stdio             serve one connection on stdin/stdout, exit when it closes\n"
       "  --listen ADDRESS    listen on tcp:HOST:PORT, tcp:*:PORT, unix:PATH, unix:@NAME;\n"
       "                      repeatable\n"
+      "  --proxy-listen ADDRESS  listen on a tcp: or unix: ADDRESS behind a load\n"
+      "                      balancer: every connection begins with a PROXY protocol\n"
+      "                      header (v1 or v2), whose client the log names; repeatable\n"
       "  --inetd             run under inetd/xinetd: the connection on fds 0/1 (nowait)\n"
       "                      or a listening socket on fd 0 (wait)\n"
       "  --systemd           take the sockets systemd passes (LISTEN_FDS): listeners\n"
@@ -398,6 +401,12 @@ void print_help() {
       "                      0: no limit)\n"
       "  --logins-per-user N key mode: logins per second per user, then busy (default\n"
       "                      0: no limit)\n"
+      "  --proxy-trusted CIDR  accept PROXY headers only from this address or block\n"
+      "                      (e.g. 10.0.0.0/8); repeatable (default: from anyone)\n"
+      "  --max-connection-age MS  end a connection gracefully (goaway) once it is MS ms\n"
+      "                      old, less up to a tenth (default 0: never)\n"
+      "  --reuse-port        SO_REUSEPORT: several servers may listen on one TCP port\n"
+      "                      and the kernel spreads clients among them\n"
       "  --unix-mode OCTAL   permission bits of unix:PATH socket files, e.g. 660\n"
       "  --users FILE        key mode: clients must authenticate as a user of FILE (one\n"
       "                      `USER KEYHEX` per line, see `bokbok keygen --help`); the\n"
@@ -427,6 +436,9 @@ int usage_error(const std::string& why) {
 struct command_line {
   bool stdio = false;
   std::vector<std::string> listen;
+  std::vector<std::string> proxy_listen, proxy_trusted;  // behind a load balancer
+  bool reuse_port = false;
+  unsigned max_connection_age_ms = 0;  // 0: no limit
   unsigned max_connections = 1024;
   std::optional<unsigned> unix_mode;
   std::string users_file;          // key mode
@@ -482,6 +494,16 @@ int parse(int argc, char** argv, command_line& cl) {
       auto v = value();
       if (!v) return usage_error("--listen needs an ADDRESS");
       cl.listen.push_back(*v);
+    } else if (arg == "--proxy-listen") {
+      auto v = value();
+      if (!v) return usage_error("--proxy-listen needs an ADDRESS");
+      cl.proxy_listen.push_back(*v);
+    } else if (arg == "--proxy-trusted") {
+      auto v = value();
+      if (!v) return usage_error("--proxy-trusted needs an address or CIDR block");
+      cl.proxy_trusted.push_back(*v);
+    } else if (arg == "--reuse-port") {
+      cl.reuse_port = true;
     } else if (arg == "--max-connections") {
       auto v = value();
       char* end = nullptr;
@@ -505,7 +527,8 @@ int parse(int argc, char** argv, command_line& cl) {
                arg == "--max-receive-bytes" || arg == "--max-threads" ||
                arg == "--max-waiting-handlers" || arg == "--handshake-timeout" ||
                arg == "--max-per-source" || arg == "--new-per-source" ||
-               arg == "--max-per-user" || arg == "--logins-per-user") {
+               arg == "--max-per-user" || arg == "--logins-per-user" ||
+               arg == "--max-connection-age") {
       auto v = value();
       char* end = nullptr;
       unsigned long long n = v ? std::strtoull(v->c_str(), &end, 10) : 0;
@@ -520,6 +543,7 @@ int parse(int argc, char** argv, command_line& cl) {
       if (arg == "--max-threads") cl.max_threads = static_cast<unsigned>(n);
       if (arg == "--max-waiting-handlers") cl.max_waiting_handlers = static_cast<unsigned>(n);
       if (arg == "--handshake-timeout") cl.handshake_timeout_ms = static_cast<unsigned>(n);
+      if (arg == "--max-connection-age") cl.max_connection_age_ms = static_cast<unsigned>(n);
       if (arg == "--max-per-source") cl.max_per_source = static_cast<unsigned>(n);
       if (arg == "--new-per-source") cl.new_per_source = static_cast<unsigned>(n);
       if (arg == "--max-per-user") cl.max_per_user = static_cast<unsigned>(n);
@@ -537,9 +561,9 @@ int parse(int argc, char** argv, command_line& cl) {
       return usage_error("unknown argument '" + std::string(arg) + "'");
     }
   }
-  if (cl.stdio && !cl.listen.empty())
+  if (cl.stdio && (!cl.listen.empty() || !cl.proxy_listen.empty()))
     return usage_error("--stdio serves stdin/stdout; it cannot be combined with listening");
-  if (!cl.stdio && cl.listen.empty()) {
+  if (!cl.stdio && cl.listen.empty() && cl.proxy_listen.empty()) {
     std::string detected = bokbok::superserver_address();
     if (detected.empty())
       return usage_error("choose a mode: --stdio, --listen ADDRESS, --inetd or --systemd");
@@ -591,6 +615,10 @@ int serve_stdio_mode(server_state& state, const command_line& cl) {
 int serve_listening_mode(server_state& state, const command_line& cl) {
   bokbok::server_options o;
   o.listen = cl.listen;
+  o.proxy_listen = cl.proxy_listen;
+  o.proxy_trusted_sources = cl.proxy_trusted;
+  o.reuse_port = cl.reuse_port;
+  o.max_connection_age = std::chrono::milliseconds(cl.max_connection_age_ms);
   o.max_connections = cl.max_connections;
   o.unix_mode = cl.unix_mode;
   if (!cl.users_file.empty()) o.keys.key_for_user = bokbok::load_users(cl.users_file);
@@ -632,7 +660,13 @@ int serve_listening_mode(server_state& state, const command_line& cl) {
   // SIGTERM / SIGINT drain and stop the server (no thread has started yet: see
   // server_options::stop_signals); the socket files are removed and main() returns 0.
   o.stop_signals = {SIGTERM, SIGINT};
-  bokbok::server srv(o);
+  std::optional<bokbok::server> made;
+  try {
+    made.emplace(o);  // refuses a --proxy-trusted entry that does not parse
+  } catch (const bokbok::error& e) {
+    return usage_error(e.what());
+  }
+  bokbok::server& srv = *made;
   state.stop_server = [&srv] { srv.stop(); };
   try {
     srv.start();

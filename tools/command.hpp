@@ -91,5 +91,6 @@ extern const command bridge_command;
 extern const command keygen_command;
 extern const command list_command;
 extern const command describe_command;
+extern const command ping_command;
 
 }  // namespace bokbok::tools

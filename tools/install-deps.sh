@@ -10,6 +10,7 @@ packages=(
   strace                                           # tests/syscalls: syscalls per round trip
   man-db groff-base zsh                            # tests: man pages rendered, zsh completion parsed
   systemd                                          # deploy tests: systemd-socket-activate, systemd-analyze
+  haproxy                                          # haproxy_test: PROXY protocol and tcp-check behind real HAProxy
   openssh-client openssh-server                    # ssh: addresses, tested against sshd on loopback
   libwrap0 libevent-2.1-7 libbsd0 libtirpc3 libselinux1  # what the unpacked openbsd-inetd and xinetd load
 )

@@ -28,6 +28,7 @@ const command* const commands[] = {
     &bench_command,
     &bridge_command,
     &keygen_command,
+    &ping_command,
 };
 
 const command* find_command(std::string_view name) {

@@ -45,6 +45,28 @@ struct server_options {
   // Permission bits for unix:PATH socket files, e.g. 0660; none: as the umask leaves them.
   std::optional<unsigned> unix_mode;
 
+  // Behind a load balancer (README "Behind a load balancer"). Addresses listened on as
+  // `listen` (tcp: or unix:), whose every connection must begin with a PROXY protocol
+  // header, v1 or v2, as HAProxy's send-proxy / send-proxy-v2 sends: the connection's
+  // peer_address() (logs, per-source limits) is then the client the header names,
+  // followed by " via " and the balancer's own address ("tcp:203.0.113.7:5644 via
+  // tcp:10.0.0.2:40112"); a LOCAL or UNKNOWN header (a health check) keeps the
+  // balancer's. A connection whose header is missing, malformed, over 1 KiB or not
+  // whole within handshake_timeout is closed and logged. `listen` addresses never
+  // accept a header: there one is refused as a bad preamble.
+  std::vector<std::string> proxy_listen;
+  // Who may send that header: IP addresses or CIDR blocks ("10.0.0.0/8", "::1",
+  // "fd00::/8"); a connection to a proxy_listen address from elsewhere is closed
+  // before anything is read. Empty: any source (fine when only the balancer can reach
+  // the port). Peers on a unix: proxy_listen address are not restricted by it (they are
+  // local). The server's constructor throws usage_error for an entry that does not
+  // parse.
+  std::vector<std::string> proxy_trusted_sources;
+  // SO_REUSEPORT on TCP listeners: several processes (say N instances of a systemd
+  // template unit) listen on one port and the kernel spreads new connections among
+  // them. Each must set it (and run as the same user).
+  bool reuse_port = false;
+
   // Handler threads shared by all connections: the server-wide cap on running handlers.
   // Requests beyond it wait in a queue of max_queued_calls (all connections together),
   // beyond which they are answered with error_code::busy.
@@ -135,6 +157,14 @@ struct server_options {
   std::size_t max_receive_bytes_per_connection = 0;
   std::size_t max_receive_bytes = 512u << 20;
   std::chrono::milliseconds handshake_timeout{10'000};
+  // Maximum connection age (README "Behind a load balancer"): a connection open this
+  // long, less up to a tenth at random (so connections opened together do not all end
+  // together), is closed gracefully: told goaway, calls running finish for up to
+  // max_connection_age_grace, then it closes. A client with a reconnect_policy dials
+  // again, through the balancer, so long-lived connections spread again across
+  // backends. 0: no limit.
+  std::chrono::milliseconds max_connection_age{0};
+  std::chrono::milliseconds max_connection_age_grace{30'000};
 
   // Key mode (src/wire/PROTOCOL.md §9): set keys.key_for_user (e.g. from
   // bokbok::load_users("/etc/app/users")) and every client must authenticate as a

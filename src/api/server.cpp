@@ -25,6 +25,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <string_view>
 #include <utility>
 
@@ -35,6 +36,7 @@
 #include "rpc/handler_pool.hpp"
 #include "api/server_admission.hpp"
 #include "api/server_admission_sources.hpp"
+#include "api/server_proxy.hpp"
 #include "api/log_server.hpp"
 #include "base/log.hpp"
 #include "rpc/loop_watch.hpp"
@@ -80,7 +82,8 @@ std::shared_ptr<io::loop> loop_for_users(const std::shared_ptr<io::loop>& real,
 
 class server::impl : public std::enable_shared_from_this<impl> {
  public:
-  explicit impl(server_options o) : opts_(std::move(o)) {
+  explicit impl(server_options o)
+      : opts_(std::move(o)), proxy_sources_(opts_.proxy_trusted_sources) {
     if (opts_.max_connections == 0) opts_.max_connections = 1;
     options each;  // what every connection will be opened with: refused now, not then
     each.max_message_size = opts_.max_message_size;
@@ -129,6 +132,7 @@ class server::impl : public std::enable_shared_from_this<impl> {
   void arm_listeners();
   void accept_clients(listener_watch& w, int events);
   void take_client(transport::connected_socket sock);
+  void take_proxied_client(transport::connected_socket sock);
   void pause_accepting();
   void slot_freed();
   void flush_log_later();
@@ -141,6 +145,7 @@ class server::impl : public std::enable_shared_from_this<impl> {
   void opened(std::uint64_t id, const std::string& peer,
               std::shared_ptr<detail::connection_impl> c, std::exception_ptr e);
   void connection_closed(std::uint64_t id);
+  void limit_age(std::uint64_t id, const std::shared_ptr<detail::connection_impl>& c);
   std::optional<std::pair<std::string, std::string>> refuse_with_spare(
       const transport::listener& l, const std::string& why);
   static std::string_view without_bokbok(std::string_view s) {
@@ -178,6 +183,7 @@ class server::impl : public std::enable_shared_from_this<impl> {
   }
 
   server_options opts_;
+  const detail::proxy_sources proxy_sources_;  // server_options::proxy_trusted_sources
   std::shared_ptr<const rpc::key_config> keys_;  // null: plain mode
   // The loop, held here until shutdown_and_join joins it (mu_ guards the pointer once
   // started: connection_closed reads it on any thread).
@@ -205,9 +211,12 @@ class server::impl : public std::enable_shared_from_this<impl> {
   // it why it is refused (instead of leaving it to time out).
   base::unique_fd spare_fd_;
   std::unique_ptr<rpc::admission> admission_;
+  std::unique_ptr<detail::proxy_reads> proxy_reads_;  // PROXY headers being read
   std::optional<io::timer_id> pause_timer_;  // accepting paused after running out
   detail::accept_episode accept_episode_;    // running out, logged once per episode
   std::optional<io::timer_id> log_timer_;    // writes the log's due count lines
+  std::map<std::uint64_t, io::timer_id> age_timers_;  // server_options::max_connection_age
+  std::minstd_rand age_jitter_{std::random_device{}()};
   enum class stop_phase { serving, draining, closing, done };
   stop_phase phase_ = stop_phase::serving;
   std::optional<io::timer_id> stop_timer_;  // the grace, then the wait for close handlers
@@ -225,7 +234,19 @@ class server::impl : public std::enable_shared_from_this<impl> {
 
 // Binds every listener first, so a failure leaves nothing half started.
 void server::impl::take_listeners(std::vector<transport::connected_socket>& adopted) {
-  transport::listen_options lo{opts_.backlog, opts_.unix_mode};
+  transport::listen_options lo{opts_.backlog, opts_.unix_mode, opts_.reuse_port};
+  for (const std::string& text : opts_.proxy_listen) {
+    auto addr = transport::parse_address(text);
+    if (!std::holds_alternative<transport::tcp_address>(addr) &&
+        !std::holds_alternative<transport::unix_address>(addr))
+      throw address_error("bokbok: cannot listen on \"" + text +
+                          "\" for PROXY protocol clients: server_options::proxy_listen takes tcp: "
+                          "and unix: addresses");
+    for (auto& l : transport::listen_on(addr, lo)) {
+      l.proxy = true;
+      listeners_.push_back(std::move(l));
+    }
+  }
   for (const std::string& text : opts_.listen) {
     auto addr = transport::parse_address(text);
     transport::inherited_sockets got;
@@ -323,6 +344,12 @@ void server::impl::begin_serving() {
                    std::to_string(opts_.max_connections));
       });
   admission_->start_watchdog(transport::watchdog_usec());
+  proxy_reads_ = std::make_unique<detail::proxy_reads>(
+      users_loop_, opts_.handshake_timeout,
+      [this](transport::connected_socket sock) {
+        if (phase_ == stop_phase::serving) take_client(std::move(sock));
+      },
+      [this](const std::string& peer, const std::string& why) { report(peer, why); });
   spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   for (auto& l : listeners_) {
     int fd = l.fd.get();
@@ -422,16 +449,36 @@ void server::impl::accept_clients(listener_watch& w, int events) {
     }
     if (!sock) break;  // none left (or a transient error): wait again
     accept_episode_.accepted(l.name);
-    take_client(std::move(*sock));
+    if (l.proxy)
+      take_proxied_client(std::move(*sock));
+    else
+      take_client(std::move(*sock));
   }
   w.arm();
+}
+
+// Loop thread: a client accepted on a proxy_listen address: its PROXY header is read
+// first (then take_client), if it comes from a trusted source and the headers being
+// read are fewer than the connection limit; else it is closed and reported.
+void server::impl::take_proxied_client(transport::connected_socket sock) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  bool is_ip = ::getpeername(sock.fd.get(), reinterpret_cast<sockaddr*>(&ss), &len) == 0 &&
+               (ss.ss_family == AF_INET || ss.ss_family == AF_INET6);
+  if (is_ip && !proxy_sources_.allows(reinterpret_cast<sockaddr*>(&ss)))
+    return report(sock.peer,
+                  "PROXY protocol: the source is not in server_options::proxy_trusted_sources");
+  if (proxy_reads_->size() >= opts_.max_connections)
+    return report(sock.peer, "PROXY protocol: " + std::to_string(proxy_reads_->size()) +
+                                 " headers are being read already (max_connections)");
+  proxy_reads_->start(std::move(sock));
 }
 
 // Loop thread: a client accepted: served now, waits for a slot, or is refused.
 void server::impl::take_client(transport::connected_socket sock) {
   if (auto why = unauthorized(sock); !why.empty())
     return refuse(std::move(sock), error_code::not_authorized, why);
-  if (auto why = sources_->admit(sources_->source_of(sock.fd.get())); !why.empty())
+  if (auto why = sources_->admit(sources_->source_of(sock)); !why.empty())
     return refuse(std::move(sock), error_code::busy, why);
   if (has_room() && !admission_->has_waiting())
     start_connection(std::move(sock));
@@ -471,7 +518,7 @@ void server::impl::start_connection(transport::connected_socket sock) {
   auto weak = weak_from_this();
   // This connection's place in its source's count, given back once when it ends
   // (on_close), or when it fails to open.
-  std::string source = sources_->source_of(sock.fd.get());
+  std::string source = sources_->source_of(sock);
   sources_->started(source);
   auto give_back = [sources = sources_, source, once = std::make_shared<std::once_flag>()] {
     std::call_once(*once, [&] { sources->ended(source); });
@@ -549,6 +596,7 @@ void server::impl::opened(std::uint64_t id, const std::string& peer,
     c->close();
     return slot_freed();  // stopping: perhaps the last one
   }
+  limit_age(id, c);
   if (opts_.on_open) {
     auto run_open = [c, this, keep = shared_from_this()] {
       connection handle(c);
@@ -565,6 +613,21 @@ void server::impl::opened(std::uint64_t id, const std::string& peer,
   }
 }
 
+// Loop thread: ends connection `id` gracefully once it reaches its maximum age, less up
+// to a tenth at random (server_options::max_connection_age).
+void server::impl::limit_age(std::uint64_t id, const std::shared_ptr<detail::connection_impl>& c) {
+  const auto age = opts_.max_connection_age;
+  if (age.count() <= 0) return;
+  auto jitter = std::uniform_int_distribution<std::int64_t>(0, age.count() / 10)(age_jitter_);
+  std::weak_ptr<detail::connection_impl> weak = c;
+  age_timers_[id] = users_loop_->add_timer(
+      clock::now() + age - std::chrono::milliseconds(jitter),
+      [this, id, weak, grace = opts_.max_connection_age_grace] {
+        age_timers_.erase(id);
+        if (auto conn = weak.lock()) conn->close_gracefully(grace);
+      });
+}
+
 // Any thread: a connection ended (id 0: one that never opened).
 void server::impl::connection_closed(std::uint64_t id) {
   bool done_serving;
@@ -573,8 +636,14 @@ void server::impl::connection_closed(std::uint64_t id) {
     if (id) conns_.erase(id);
     done_serving = !listening_ && conns_.empty() && opening_ == 0 && !stopping_;
     if (loop_)
-      loop_->post([weak = weak_from_this()] {
-        if (auto self = weak.lock()) self->slot_freed();
+      loop_->post([weak = weak_from_this(), id] {
+        if (auto self = weak.lock()) {
+          if (auto t = self->age_timers_.find(id); t != self->age_timers_.end()) {
+            if (self->users_loop_) self->users_loop_->cancel_timer(t->second);
+            self->age_timers_.erase(t);
+          }
+          self->slot_freed();
+        }
       });
   }
   // A server given only handed-over connections (inetd nowait, systemd Accept=yes)
@@ -627,6 +696,9 @@ void server::impl::begin_stop(std::chrono::milliseconds grace) {
   pause_timer_.reset();
   if (log_timer_) users_loop_->cancel_timer(*log_timer_);
   log_timer_.reset();
+  for (auto& [id, t] : age_timers_) users_loop_->cancel_timer(t);
+  age_timers_.clear();
+  proxy_reads_.reset();  // the headers still being read: dropped (it holds the loop)
   if (admission_) {
     for (auto& w : admission_->take_all_waiting())
       refuse(std::move(w), error_code::shutting_down, "the server is stopping");

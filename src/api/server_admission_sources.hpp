@@ -22,6 +22,7 @@
 #include <string>
 
 #include "rpc/admission_counts.hpp"
+#include "transport/sockets.hpp"
 
 namespace bokbok::rpc {
 
@@ -39,6 +40,9 @@ class source_limits {
   // The source of a connected socket ("" for a local peer when local peers are not
   // limited, or when limits are off: never limited).
   std::string source_of(int fd) const;
+  // The same for an accepted client: the original client a PROXY protocol header
+  // named, when one did, else the socket's peer.
+  std::string source_of(const transport::connected_socket& sock) const;
 
   // Whether a new client from `source` may be taken now: "" (and a token spent), or why
   // not, for the refusal ("too many connections from 10.0.0.7: 64 at once (at most 64)").
@@ -56,6 +60,9 @@ class source_limits {
   std::size_t tracked() const { return counts_.tracked(); }
 
  private:
+  // `ss`: the peer's address; `fd`: its socket (for a UNIX peer's credentials).
+  std::string source_of_address(const sockaddr_storage& ss, int fd) const;
+
   const limits limits_;
   admission_counts counts_;  // the table (at most admission_counts::max_keys sources)
 };

@@ -30,7 +30,7 @@ bool is_ipv6_any(const sockaddr* sa) {
 
 // Binds and listens on `sa`. The IPv6 wildcard gets IPV6_V6ONLY off (one dual-stack
 // socket for IPv4 and IPv6); a particular IPv6 address gets it on.
-tcp_attempt tcp_listen_at(const sockaddr* sa, socklen_t len, int backlog) {
+tcp_attempt tcp_listen_at(const sockaddr* sa, socklen_t len, int backlog, bool reuse_port) {
   tcp_attempt a;
   a.fd.reset(::socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
   auto fail = [&](const char* step) {
@@ -43,6 +43,8 @@ tcp_attempt tcp_listen_at(const sockaddr* sa, socklen_t len, int backlog) {
   int on = 1, v6only = is_ipv6_any(sa) ? 0 : 1;
   if (::setsockopt(a.fd.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) < 0)
     return fail("setsockopt(SO_REUSEADDR)");
+  if (reuse_port && ::setsockopt(a.fd.get(), SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0)
+    return fail("setsockopt(SO_REUSEPORT)");
   if (sa->sa_family == AF_INET6 &&
       ::setsockopt(a.fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) < 0)
     return fail("setsockopt(IPV6_V6ONLY)");
@@ -118,7 +120,7 @@ std::vector<listener> listen_tcp(const tcp_address& t, const std::string& name,
     bool again = false;
     for (auto& [ss, len] : eps) {
       if (share_port && !out.empty()) set_port(ss, local_port(out.front().fd.get()));
-      auto a = tcp_listen_at(reinterpret_cast<sockaddr*>(&ss), len, opts.backlog);
+      auto a = tcp_listen_at(reinterpret_cast<sockaddr*>(&ss), len, opts.backlog, opts.reuse_port);
       if (!a.fd && share_port && !out.empty() && a.err == EADDRINUSE) {
         again = true;
         break;
@@ -209,7 +211,8 @@ listener::listener(listener&& o) noexcept
       name(std::move(o.name)),
       unix_path(std::exchange(o.unix_path, {})),
       unix_dev(o.unix_dev),
-      unix_ino(o.unix_ino) {}
+      unix_ino(o.unix_ino),
+      proxy(o.proxy) {}
 
 listener& listener::operator=(listener&& o) noexcept {
   if (this != &o) {
@@ -219,6 +222,7 @@ listener& listener::operator=(listener&& o) noexcept {
     unix_path = std::exchange(o.unix_path, {});
     unix_dev = o.unix_dev;
     unix_ino = o.unix_ino;
+    proxy = o.proxy;
   }
   return *this;
 }

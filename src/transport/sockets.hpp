@@ -5,6 +5,7 @@
 // Connection refused").
 #pragma once
 
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -23,6 +24,10 @@ namespace bokbok::transport {
 struct connected_socket {
   base::unique_fd fd;
   std::string peer;
+  // Behind a load balancer: the original client a PROXY protocol header named, which
+  // per-source limits count instead of the socket's peer (the balancer). Length 0: none.
+  sockaddr_storage proxied_source{};
+  socklen_t proxied_source_len = 0;
 };
 
 // Connects to a tcp: or unix: address, trying every resolved address in order, each
@@ -41,6 +46,7 @@ struct listener {
   std::string unix_path;  // the file to remove, if any
   dev_t unix_dev = 0;
   ino_t unix_ino = 0;
+  bool proxy = false;  // connections begin with a PROXY protocol header (server_options::proxy_listen)
   listener() = default;
   // Moving hands the file over: the moved-from listener no longer removes it, and
   // assigning over a listener first removes the file that one owned.
@@ -53,6 +59,7 @@ struct listen_options {
   int backlog = 128;
   // Permission bits for a unix:PATH socket file (chmod after bind); none: leave as umask.
   std::optional<unsigned> unix_mode;
+  bool reuse_port = false;  // SO_REUSEPORT on TCP sockets
 };
 
 // Binds and listens on a tcp: or unix: address. tcp:*:PORT and tcp:[::]:PORT give one

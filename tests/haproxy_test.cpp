@@ -1,0 +1,290 @@
+// Behind real HAProxy (Debian's haproxy, started here on loopback): the demo server
+// listening with --proxy-listen behind `mode tcp` + `send-proxy-v2` sees the client's
+// address, not HAProxy's; and HAProxy's tcp-check of the bokbok preamble (README
+// "Behind a load balancer") marks a backend up while it serves and down once it stops;
+// and with --max-connection-age, 30 reconnecting clients that all started on one backend
+// spread to two more once they come up.
+// Skipped only when haproxy is not installed (tools/install-deps.sh installs it).
+#include <doctest/doctest.h>
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bokbok/bokbok.hpp"
+#include "support/demo_process.hpp"
+#include "support/logged_process.hpp"
+#include "support/settle.hpp"
+
+using namespace std::chrono_literals;
+using bokbok_test::settles;
+using bokbok_test::temp_dir;
+using bokbok_test::logged_process;
+using bokbok_test::free_port;
+
+namespace {
+
+const char* haproxy_path() {
+  for (const char* p : {"/usr/sbin/haproxy", "/usr/bin/haproxy", "/usr/local/sbin/haproxy"})
+    if (::access(p, X_OK) == 0) return p;
+  return nullptr;
+}
+
+// The demo server listening for PROXY clients on 127.0.0.1; its port, once it says so.
+struct backend {
+  logged_process proc;
+  std::string port;
+  backend(const temp_dir& dir, const std::string& name)
+      : proc({bokbok_test::built_program("BOKBOK_DEMO_SERVER"), "--proxy-listen",
+              "tcp:127.0.0.1:0"},
+             (dir.path / (name + ".log")).string()) {
+    REQUIRE(proc.says("listening on tcp:127.0.0.1:"));
+    auto t = proc.log();
+    auto at = t.find("listening on tcp:127.0.0.1:") + std::string("listening on tcp:127.0.0.1:").size();
+    port = t.substr(at, t.find_first_not_of("0123456789", at) - at);
+  }
+};
+
+// HAProxy's answer to a command on its stats socket.
+std::string stats_command(const std::string& socket_path, const std::string& command) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::snprintf(sa.sun_path, sizeof sa.sun_path, "%s", socket_path.c_str());
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+    ::close(fd);
+    return "";
+  }
+  std::string c = command + "\n";
+  (void)::write(fd, c.data(), c.size());
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) out.append(buf, std::size_t(n));
+  ::close(fd);
+  return out;
+}
+
+// The status column ("UP", "DOWN", ...) of server `srv` of backend "be" in `show stat`.
+std::string server_status(const std::string& socket_path, const std::string& srv) {
+  std::istringstream lines(stats_command(socket_path, "show stat"));
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.starts_with("be," + srv + ",")) continue;
+    std::vector<std::string> cols;
+    std::istringstream cs(line);
+    for (std::string c; std::getline(cs, c, ',');) cols.push_back(c);
+    return cols.size() > 17 ? cols[17] : "";
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("behind HAProxy with send-proxy-v2 the server sees the client's address, not HAProxy's") {
+  const char* haproxy = haproxy_path();
+  if (!haproxy) {
+    MESSAGE("skipped: haproxy is not installed (tools/install-deps.sh installs it)");
+    return;
+  }
+  temp_dir dir("haproxy");
+  backend server(dir, "server");
+  // The client reaches HAProxy from 127.0.0.1; HAProxy reaches the server from 127.0.0.2.
+  int front = free_port();
+  std::ofstream(dir.path / "haproxy.cfg")
+      << "global\n"
+         "  stats socket " << (dir.path / "stats.sock").string() << "\n"
+         "defaults\n"
+         "  mode tcp\n"
+         "  timeout connect 5s\n"
+         "  timeout client 30s\n"
+         "  timeout server 30s\n"
+         "frontend fe\n"
+         "  bind 127.0.0.3:" << front << "\n"
+         "  default_backend be\n"
+         "backend be\n"
+         "  server s1 127.0.0.1:" << server.port << " send-proxy-v2 source 127.0.0.2\n";
+  logged_process lb({haproxy, "-db", "-f", (dir.path / "haproxy.cfg").string()},
+                    (dir.path / "haproxy.log").string());
+  REQUIRE(settles([&] { return !stats_command((dir.path / "stats.sock").string(), "show info").empty(); }, 10s, 20ms));
+
+  bokbok::options o;
+  o.connect_timeout = 5s;
+  auto c = bokbok::connect("tcp:127.0.0.3:" + std::to_string(front), o);
+  // (Linux gives a client of any 127.x address the source 127.0.0.1.)
+  CHECK(c.request({"ping", "through haproxy"}) == bokbok::message{"pong", "through haproxy"});
+  // The demo server logs "connection from PEER": the client, via HAProxy.
+  CHECK_MESSAGE(server.proc.says("connection from tcp:127.0.0.1:"), server.proc.log());
+  CHECK_MESSAGE(server.proc.log().find(" via tcp:127.0.0.2:") != std::string::npos,
+                server.proc.log());
+  c.close();
+  c.wait_closed();
+}
+
+TEST_CASE("HAProxy's tcp-check of the bokbok preamble marks a backend up while it serves and down when it stops") {
+  const char* haproxy = haproxy_path();
+  if (!haproxy) {
+    MESSAGE("skipped: haproxy is not installed (tools/install-deps.sh installs it)");
+    return;
+  }
+  temp_dir dir("haproxy-check");
+  backend live(dir, "live");
+  backend doomed(dir, "doomed");
+  // A plain TCP listener that accepts and says nothing bokbok: never up.
+  int front = free_port(), mute_port = free_port();
+  int mute = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(std::uint16_t(mute_port));
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(mute, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+  REQUIRE(::listen(mute, 16) == 0);
+  std::string sock = (dir.path / "stats.sock").string();
+  // The recipe of README "Behind a load balancer": the check speaks the PROXY protocol
+  // too (check-send-proxy: a LOCAL header), sends a plain-mode preamble and expects the
+  // server's ("BOKBOK", version 1, plain mode, no user).
+  std::ofstream(dir.path / "haproxy.cfg")
+      << "global\n"
+         "  stats socket " << sock << "\n"
+         "defaults\n"
+         "  mode tcp\n"
+         "  timeout connect 2s\n"
+         "  timeout check 2s\n"
+         "  timeout client 30s\n"
+         "  timeout server 30s\n"
+         "frontend fe\n"
+         "  bind 127.0.0.1:" << front << "\n"
+         "  default_backend be\n"
+         "backend be\n"
+         "  option tcp-check\n"
+         "  tcp-check send-binary 424f4b424f4b010000\n"
+         "  tcp-check expect binary 424f4b424f4b0100\n"
+         "  default-server send-proxy-v2 check-send-proxy check inter 200ms fall 2 rise 1\n"
+         "  server live 127.0.0.1:" << live.port << "\n"
+         "  server doomed 127.0.0.1:" << doomed.port << "\n"
+         "  server mute 127.0.0.1:" << mute_port << "\n";
+  logged_process lb({haproxy, "-db", "-f", (dir.path / "haproxy.cfg").string()},
+                    (dir.path / "haproxy.log").string());
+  auto status = [&](const char* s) { return server_status(sock, s); };
+  CHECK_MESSAGE(settles([&] { return status("live") == "UP" && status("doomed") == "UP"; }, 20s, 50ms),
+                "live: " << status("live") << ", doomed: " << status("doomed") << "\n"
+                                          << lb.log() << live.proc.log());
+  CHECK_MESSAGE(settles([&] { return status("mute").starts_with("DOWN"); }, 20s, 50ms),
+                "mute: " << status("mute"));
+  doomed.proc.stop();
+  CHECK_MESSAGE(settles([&] { return status("doomed").starts_with("DOWN"); }, 20s, 50ms),
+                "doomed: " << status("doomed"));
+  CHECK(status("live") == "UP");
+  // The health checks are LOCAL connections: the server logs no failure for them.
+  CHECK(live.proc.log().find("PROXY protocol") == std::string::npos);
+  ::close(mute);
+}
+
+TEST_CASE("with a maximum connection age, 30 clients on one backend spread over three behind HAProxy") {
+  const char* haproxy = haproxy_path();
+  if (!haproxy) {
+    MESSAGE("skipped: haproxy is not installed (tools/install-deps.sh installs it)");
+    return;
+  }
+  temp_dir dir("haproxy-age");
+  int ports[3] = {free_port(), free_port(), free_port()};
+  auto start_backend = [&](int i) {
+    return std::make_unique<logged_process>(
+        std::vector<std::string>{bokbok_test::built_program("BOKBOK_DEMO_SERVER"),
+                                 "--proxy-listen", "tcp:127.0.0.1:" + std::to_string(ports[i]),
+                                 "--max-connection-age", "300"},
+        (dir.path / ("b" + std::to_string(i) + ".log")).string());
+  };
+  std::vector<std::unique_ptr<logged_process>> backends;
+  backends.push_back(start_backend(0));
+  REQUIRE(backends[0]->says("listening on"));
+  int front = free_port();
+  std::string sock = (dir.path / "stats.sock").string();
+  std::ofstream(dir.path / "haproxy.cfg")
+      << "global\n"
+         "  stats socket " << sock << "\n"
+         "defaults\n"
+         "  mode tcp\n"
+         "  timeout connect 2s\n"
+         "  timeout check 2s\n"
+         "  timeout client 30s\n"
+         "  timeout server 30s\n"
+         "frontend fe\n"
+         "  bind 127.0.0.1:" << front << "\n"
+         "  default_backend be\n"
+         "backend be\n"
+         "  balance roundrobin\n"
+         "  retries 3\n"
+         "  option redispatch 1\n"
+         "  option tcp-check\n"
+         "  tcp-check send-binary 424f4b424f4b010000\n"
+         "  tcp-check expect binary 424f4b424f4b0100\n"
+         "  default-server send-proxy-v2 check-send-proxy check inter 100ms fall 1 rise 1\n"
+         "  server b0 127.0.0.1:" << ports[0] << "\n"
+         "  server b1 127.0.0.1:" << ports[1] << "\n"
+         "  server b2 127.0.0.1:" << ports[2] << "\n";
+  logged_process lb({haproxy, "-db", "-f", (dir.path / "haproxy.cfg").string()},
+                    (dir.path / "haproxy.log").string());
+  auto status = [&](const char* s) { return server_status(sock, s); };
+  REQUIRE(settles([&] {
+    return status("b0") == "UP" && status("b1").starts_with("DOWN") && status("b2").starts_with("DOWN");
+  }, 20s, 50ms));
+
+  // 30 clients, all on b0 (the only backend up), each reconnecting when told goaway.
+  std::vector<bokbok::connection> clients;
+  bokbok::reconnect_policy p;
+  p.initial_delay = 10ms;
+  bokbok::options o;
+  o.connect_timeout = 5s;
+  for (int i = 0; i < 30; ++i)
+    clients.push_back(bokbok::connect("tcp:127.0.0.1:" + std::to_string(front), o, p));
+  backends.push_back(start_backend(1));
+  backends.push_back(start_backend(2));
+  REQUIRE(settles([&] { return status("b1") == "UP" && status("b2") == "UP"; }, 20s, 50ms));
+
+  // Connections each backend opened for a client through HAProxy (health checks are
+  // not: they end before the handshake).
+  auto opened = [&](int i) {
+    std::istringstream lines(backends[i]->log());
+    int n = 0;
+    for (std::string line; std::getline(lines, line);)
+      if (line.find("connection from tcp:127.0.0.1:") != std::string::npos &&
+          line.find(" via tcp:127.0.0.1:") != std::string::npos &&
+          line.find(" closed: ") == std::string::npos)
+        ++n;
+    return n;
+  };
+  auto baseline1 = opened(1), baseline2 = opened(2);
+  // Calls from every client, in rounds (at most 200 rounds, 30 s), until b1 and b2 have
+  // each taken at least 5 of the clients' new connections.
+  int calls = 0, failed = 0;
+  std::string why;
+  const auto end = std::chrono::steady_clock::now() + 30s;
+  for (int round = 0; round < 200 && std::chrono::steady_clock::now() < end; ++round) {
+    if (opened(1) - baseline1 >= 5 && opened(2) - baseline2 >= 5) break;
+    for (auto& c : clients) {
+      ++calls;
+      bokbok::call_options co;
+      co.timeout = 5s;
+      try {
+        c.request({"ping", "x"}, co);
+      } catch (const std::exception& e) {
+        ++failed;
+        if (why.size() < 2000) why += std::string(e.what()) + "\n";
+      }
+    }
+  }
+  MESSAGE(calls << " calls, " << failed << " failed:\n" << why);
+  CHECK_MESSAGE(opened(1) - baseline1 >= 5, "b1: " << opened(1) - baseline1);
+  CHECK_MESSAGE(opened(2) - baseline2 >= 5, "b2: " << opened(2) - baseline2);
+  for (auto& c : clients) c.close();
+  for (auto& c : clients) c.wait_closed();
+}
