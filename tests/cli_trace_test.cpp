@@ -265,9 +265,9 @@ TEST_CASE("bokbok call --json prints a remote error as JSON and still exits 1") 
   tool_run r = run_tool({"call", "--json", demo_address(), "nosuch", "a"});
   CHECK(r.status == 1);
   CHECK(r.out ==
-        R"({"error": {"code": 2, "name": "no_such_method", "message": "unknown method: nosuch"}})"
+        R"({"error": {"code": 2, "name": "no_such_method", "message": "unknown method: 'nosuch'"}})"
         "\n");
-  CHECK(has_line(r.err, "bokbok call: remote error (no_such_method): unknown method: nosuch"));
+  CHECK(has_line(r.err, "bokbok call: remote error (no_such_method): unknown method: 'nosuch'"));
   tool_run plain = run_tool({"call", demo_address(), "nosuch"});
   CHECK(plain.status == 1);
   CHECK(plain.out.empty());
