@@ -23,6 +23,7 @@
 #include <future>
 #include <mutex>
 
+#include "support/tool_run.hpp"
 #include "support/child_process.hpp"
 #include "support/relay.hpp"
 #include "support/settle.hpp"
@@ -38,12 +39,6 @@ constexpr auto run_limit = 20s;  // no single `bokbok call` may take longer
 void close_fd(int& fd) {
   if (fd >= 0) ::close(fd);
   fd = -1;
-}
-
-void set_cloexec(int fd, bool on) {
-  int flags = ::fcntl(fd, F_GETFD);
-  REQUIRE(flags >= 0);
-  REQUIRE(::fcntl(fd, F_SETFD, on ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC)) == 0);
 }
 
 // The demo server on the far end of two pipes; `read_fd`/`write_fd` are our ends, for a
@@ -95,92 +90,20 @@ struct demo_server {
   }
 };
 
-struct run_result {
-  int status = -1;  // exit status; -1 if killed
-  std::string out, err;
-  clock_type::duration took{};
-};
+using run_result = bokbok_test::tool_result;
 
 // Runs `bokbok ARGS...` with `inherit` (fds passed to it, closed here afterwards),
 // `input` on its stdin and `env` ("NAME=VALUE") added to its environment; collects
 // stdout and stderr.
 run_result run_tool(const std::vector<std::string>& args, std::vector<int*> inherit = {},
                     const std::string& input = "", const std::vector<std::string>& env = {}) {
-  int out[2], err[2], in[2];
-  REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
-  REQUIRE(::pipe2(err, O_CLOEXEC) == 0);
-  REQUIRE(::pipe2(in, O_CLOEXEC) == 0);
-  for (int* fd : inherit) set_cloexec(*fd, false);
-
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-  std::vector<std::string> argv_text = {bokbok_test::built_program("BOKBOK_TOOL")};
-  argv_text.insert(argv_text.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : argv_text) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::vector<std::string> env_text(env);
-  std::vector<char*> envp;
-  for (auto& e : env_text) envp.push_back(e.data());
-  for (char** e = environ; *e; ++e) envp.push_back(*e);
-  envp.push_back(nullptr);
-  pid_t pid = -1;
-  auto start = clock_type::now();
-  int rc = ::posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&fa);
-  ::close(in[0]);
-  ::close(out[1]);
-  ::close(err[1]);
-  for (int* fd : inherit) close_fd(*fd);  // the child has them now
-  REQUIRE(rc == 0);
-
-  // Feed stdin (small inputs fit the pipe buffer), then read both outputs to EOF.
-  if (!input.empty()) CHECK(::write(in[1], input.data(), input.size()) == ssize_t(input.size()));
-  ::close(in[1]);
-  run_result r;
-  auto deadline = start + run_limit;
-  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
-  std::string* sinks[2] = {&r.out, &r.err};
-  int open_count = 2;
-  bool killed = false;
-  while (open_count > 0) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now());
-    if (left <= 0ms) {
-      ::kill(pid, SIGKILL);
-      killed = true;
-      break;
-    }
-    if (::poll(fds, 2, int(left.count())) < 0) continue;
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
-      char buf[4096];
-      ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
-      if (n > 0) {
-        sinks[i]->append(buf, std::size_t(n));
-      } else {
-        fds[i].fd = -1;
-        --open_count;
-      }
-    }
-  }
-  ::close(out[0]);
-  ::close(err[0]);
-  int status = 0;
-  while (!killed && ::waitpid(pid, &status, WNOHANG) == 0) {
-    if (clock_type::now() >= deadline) {
-      ::kill(pid, SIGKILL);
-      killed = true;
-    }
-    std::this_thread::sleep_for(5ms);
-  }
-  if (killed) ::waitpid(pid, &status, 0);
-  r.took = clock_type::now() - start;
-  CHECK_MESSAGE(!killed, "bokbok call did not finish within the limit");
-  if (WIFEXITED(status)) r.status = WEXITSTATUS(status);
-  return r;
+  bokbok_test::tool_spawn s;
+  s.args = args;
+  s.input = input;
+  s.env = env;
+  s.inherit = std::move(inherit);
+  s.limit = std::chrono::duration_cast<std::chrono::milliseconds>(run_limit);
+  return bokbok_test::run_tool_process(s);
 }
 
 // `bokbok call [options] ADDRESS FIELD...` against a fresh demo server.

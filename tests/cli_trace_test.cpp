@@ -18,6 +18,7 @@
 
 #include <bokbok/bokbok.hpp>
 
+#include "support/tool_run.hpp"
 #include "support/child_process.hpp"
 #include "support/key_users.hpp"
 #include "support/settle.hpp"
@@ -26,69 +27,16 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct tool_run {
-  int status = -1;  // exit status; -1 if it had to be killed
-  std::string out, err;
-};
+using tool_run = bokbok_test::tool_result;
 
 // Runs `bokbok ARGS...` with `env` ("NAME=VALUE") added to its environment and empty
 // stdin; collects stdout and stderr; kills it if it takes over 20 s.
 tool_run run_tool(const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
-  int out[2], err[2], in[2];
-  REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
-  REQUIRE(::pipe2(err, O_CLOEXEC) == 0);
-  REQUIRE(::pipe2(in, O_CLOEXEC) == 0);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-  std::vector<std::string> argv_text = {bokbok_test::built_program("BOKBOK_TOOL")};
-  argv_text.insert(argv_text.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : argv_text) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::vector<std::string> env_text(env);
-  std::vector<char*> envp;
-  for (auto& e : env_text) envp.push_back(e.data());
-  for (char** e = environ; *e; ++e)
-    if (std::string_view(*e).substr(0, 13) != "BOKBOK_TRACE=") envp.push_back(*e);
-  envp.push_back(nullptr);
-  pid_t pid = -1;
-  int rc = ::posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&fa);
-  ::close(in[0]);
-  ::close(in[1]);
-  ::close(out[1]);
-  ::close(err[1]);
-  REQUIRE(rc == 0);
-  tool_run r;
-  const auto end = std::chrono::steady_clock::now() + 20s;
-  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
-  std::string* into[2] = {&r.out, &r.err};
-  int open_count = 2;
-  while (open_count > 0 && std::chrono::steady_clock::now() < end) {
-    if (::poll(fds, 2, 100) <= 0) continue;
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || !fds[i].revents) continue;
-      char buf[4096];
-      ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
-      if (n > 0) {
-        into[i]->append(buf, std::size_t(n));
-      } else {
-        ::close(fds[i].fd);
-        fds[i].fd = -1;
-        --open_count;
-      }
-    }
-  }
-  for (auto& f : fds)
-    if (f.fd >= 0) ::close(f.fd);
-  int status = 0;
-  if (open_count > 0) ::kill(pid, SIGKILL);
-  ::waitpid(pid, &status, 0);
-  r.status = open_count == 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  bokbok_test::tool_spawn s;
+  s.args = args;
+  s.env = env;
+  s.drop_env = {"BOKBOK_TRACE="};  // the tests say when they trace
+  return bokbok_test::run_tool_process(s);
 }
 
 std::string demo_address() {

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "support/tool_run.hpp"
 #include "support/child_process.hpp"
 #include "support/demo_process.hpp"
 
@@ -21,73 +22,15 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct run_result {
-  int status = -1;  // exit status; -1 if killed or signalled
-  std::string out, err;
-};
+using run_result = bokbok_test::tool_result;
 
 // Runs `bokbok ARGS...` with `input` on its stdin; collects stdout and stderr.
 run_result run_tool(const std::vector<std::string>& args, const std::string& input = "") {
-  int out[2], err[2], in[2];
-  REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
-  REQUIRE(::pipe2(err, O_CLOEXEC) == 0);
-  REQUIRE(::pipe2(in, O_CLOEXEC) == 0);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-  std::vector<std::string> argv_text = {bokbok_test::built_program("BOKBOK_TOOL")};
-  argv_text.insert(argv_text.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : argv_text) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = -1;
-  int rc = ::posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  ::close(out[1]);
-  ::close(err[1]);
-  ::close(in[0]);
-  REQUIRE(rc == 0);
-  // Small inputs fit the pipe buffer. A tool that exits before reading them (bad usage)
-  // makes the write fail with EPIPE, not kill us with SIGPIPE.
-  ::signal(SIGPIPE, SIG_IGN);
-  if (!input.empty()) (void)!::write(in[1], input.data(), input.size());
-  ::close(in[1]);
-  run_result r;
-  auto deadline = std::chrono::steady_clock::now() + 30s;
-  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
-  std::string* sinks[2] = {&r.out, &r.err};
-  int open_count = 2;
-  bool killed = false;
-  while (open_count > 0) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left <= 0ms) {
-      ::kill(pid, SIGKILL);
-      killed = true;
-      break;
-    }
-    if (::poll(fds, 2, int(left.count())) < 0) continue;
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
-      char buf[4096];
-      ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
-      if (n > 0) {
-        sinks[i]->append(buf, std::size_t(n));
-      } else {
-        fds[i].fd = -1;
-        --open_count;
-      }
-    }
-  }
-  ::close(out[0]);
-  ::close(err[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);  // its outputs are closed (or it was killed): it is ending
-  CHECK_MESSAGE(!killed, "bokbok did not finish within the limit");
-  if (!killed && WIFEXITED(status)) r.status = WEXITSTATUS(status);
-  return r;
+  bokbok_test::tool_spawn s;
+  s.args = args;
+  s.input = input;
+  s.limit = std::chrono::seconds(30);
+  return bokbok_test::run_tool_process(s);
 }
 
 std::string demo_address() {
