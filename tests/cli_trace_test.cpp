@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <mutex>
 #include <string>
@@ -218,6 +219,23 @@ TEST_CASE("bokbok call --json prints a remote error as JSON and still exits 1") 
   CHECK(has_line(r.err, "bokbok call: remote error (no_such_method): unknown method: 'nosuch'"));
   tool_run plain = run_tool({"call", demo_address(), "nosuch"});
   CHECK(plain.status == 1);
+  CHECK(plain.out.empty());
+}
+
+TEST_CASE("bokbok call --json prints a failure on this side as JSON, code null, and its exit status") {
+  tool_run gone = run_tool({"call", "--json", "unix:/nonexistent/bokbok-cli-test", "ping"});
+  CHECK(gone.status == 3);
+  CHECK_MESSAGE(gone.out.starts_with(R"({"error": {"code": null, "name": "connection_failed", "message": ")"),
+                gone.out);
+  CHECK_MESSAGE(gone.out.find("No such file or directory") != std::string::npos, gone.out);
+  CHECK(gone.out.ends_with("\"}}\n"));
+  CHECK(std::count(gone.out.begin(), gone.out.end(), '\n') == 1);
+  tool_run slow = run_tool({"call", "--json", "--timeout", "0.3", demo_address(), "sleep", "5000"});
+  CHECK(slow.status == 5);
+  CHECK(slow.out == R"({"error": {"code": null, "name": "timed_out", "message": "timed out after 0.3 s"}})"
+                    "\n");
+  tool_run plain = run_tool({"call", "unix:/nonexistent/bokbok-cli-test", "ping"});
+  CHECK(plain.status == 3);
   CHECK(plain.out.empty());
 }
 

@@ -65,7 +65,9 @@ constexpr std::string_view help_text =
     "stops there, so `call ADDRESS echo --json` sends \"--json\" as a field):\n"
     "  --json              print the response as one JSON array (see above); a remote\n"
     "                      error as one line {\"error\": {\"code\": N, \"name\": ...,\n"
-    "                      \"message\": ...}} (exit status 1 still), and each\n"
+    "                      \"message\": ...}} (exit status 1 still); a failure here\n"
+    "                      the same with \"code\": null and the name connection_failed,\n"
+    "                      authentication_failed or timed_out (exit 3, 4, 5); and each\n"
     "                      notification as {\"notification\": [FIELD...]}\n"
     "  --timeout SECONDS   the whole call, connecting included, must finish within\n"
     "                      SECONDS (a decimal number, e.g. 0.5), else exit status 5;\n"
@@ -258,8 +260,32 @@ void write_all(int fd, std::string_view bytes) {
   }
 }
 
+// Under --json, where the output goes (-1: not JSON). Set once, before connecting.
+int json_error_fd = -1;
+
+// The JSON name of a failure on this side (no protocol code: "code" is null).
+const char* local_failure_name(int status) {
+  switch (status) {
+    case exit_transport: return "connection_failed";
+    case exit_auth: return "authentication_failed";
+    case exit_timed_out: return "timed_out";
+    default: return nullptr;
+  }
+}
+
+// Says why on stderr and returns `status`. Under --json a failure on this side (exit 3,
+// 4, 5) is also one JSON line on the output, as a remote error is (call_once's text_of).
 int failure(int status, const std::string& why) {
   std::fprintf(stderr, "bokbok call: %s\n", why.c_str());
+  if (const char* name = local_failure_name(status); name && json_error_fd >= 0) {
+    std::string line = format_json_local_error(name, why);
+    for (std::string_view rest = line; !rest.empty();) {
+      ssize_t r = ::write(json_error_fd, rest.data(), rest.size());
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      rest.remove_prefix(std::size_t(r));
+    }
+  }
   return status;
 }
 
@@ -507,6 +533,7 @@ int run(args_view args) {
     arm_last_resort(o.timeout);
   }
   const printer out{o.json, out_fd};
+  if (o.json) json_error_fd = out_fd;
   auto conn = open_connection(o.address, connection_options(o, out), d);
   if (auto* status = std::get_if<int>(&conn)) return *status;
   if (o.data) {

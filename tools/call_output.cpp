@@ -153,6 +153,11 @@ std::string format_json_notification(const message& notification) {
   return "{\"notification\": " + json_array(notification) + "}\n";
 }
 
+std::string format_json_local_error(std::string_view name, std::string_view text) {
+  return "{\"error\": {\"code\": null, \"name\": " + json_field(name) +
+         ", \"message\": " + json_field(text) + "}}\n";
+}
+
 std::string format_json_error(unsigned code, std::string_view name, std::string_view text) {
   return "{\"error\": {\"code\": " + std::to_string(code) + ", \"name\": " +
          json_field(name) + ", \"message\": " + json_field(text) + "}}\n";

@@ -47,5 +47,8 @@ std::string format_json_notification(const message& notification);
 
 // A remote error under --json (see above), ending with "\n".
 std::string format_json_error(unsigned code, std::string_view name, std::string_view text);
+// A failure on this side under --json (connection_failed, authentication_failed,
+// timed_out): the same shape with "code": null, as it has no protocol code.
+std::string format_json_local_error(std::string_view name, std::string_view text);
 
 }  // namespace bokbok::tools::call
