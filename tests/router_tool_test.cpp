@@ -17,6 +17,7 @@
 #include "support/tool_run.hpp"
 #include "support/child_process.hpp"
 #include "support/demo_process.hpp"
+#include "support/logged_process.hpp"
 
 using namespace std::chrono_literals;
 
@@ -162,6 +163,27 @@ TEST_CASE("bokbok list, describe and call -d work over a UNIX socket as over exe
   auto sum = run_tool({"call", "-d", "[20, 22]", server.address, "add"});
   CHECK(sum.status == 0);
   CHECK(sum.out == "42\n");
+}
+
+TEST_CASE("bokbok list, describe and typed calls work over TCP on loopback") {
+  bokbok_test::temp_dir dir("router-tool-tcp");
+  const std::string address = "tcp:127.0.0.1:" + std::to_string(bokbok_test::free_port());
+  bokbok_test::logged_process server(
+      {bokbok_test::built_program("BOKBOK_DEMO_SERVER"), "--listen", address},
+      (dir.path / "server.log").string());
+  REQUIRE(server.says("listening on " + address));
+  auto listed = run_tool({"list", address});
+  CHECK(listed.status == 0);
+  CHECK(listed.out.find("\nadd ") != std::string::npos);
+  auto described = run_tool({"describe", address, "add"});
+  CHECK(described.status == 0);
+  CHECK(described.out.starts_with("add a:integer b:integer\n"));
+  auto sum = run_tool({"call", address, "add", "2", "3"});
+  CHECK(sum.status == 0);
+  CHECK(sum.out == "5\n");
+  auto bad = run_tool({"call", "--json", address, "add", "2", "three"});
+  CHECK(bad.status == 1);
+  CHECK(bad.out.starts_with(R"({"error": {"code": 10, "name": "bad_arguments", "message": )"));
 }
 
 TEST_CASE("bokbok list and describe authenticate with --user and --key-file in key mode") {
