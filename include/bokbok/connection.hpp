@@ -266,8 +266,9 @@ class BOKBOK_API connection {
   // shutting_down after a goaway), transport_error when the connection failed or closed
   // first. Throws usage_error on the connection's event-loop thread (an inline
   // handler or a response callback), where waiting would deadlock. With a
-  // reconnect_policy it waits for the new connection while reconnecting, and sends
-  // again a request the dropped connection never wrote (README "Reconnect").
+  // reconnect_policy it waits for the new connection while reconnecting or after the
+  // peer's goaway, and sends again a request the dropped connection never wrote or the
+  // goaway refused unrun (README "Reconnect").
   message request(message request);
   // The same with a deadline and/or a stop token: throws call_error with
   // deadline_exceeded or cancelled when they end the call first (the peer is sent a

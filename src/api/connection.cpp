@@ -70,8 +70,10 @@ message connection::request(message m, const call_options& opts) {
   if (!reconnect_) return impl_->call_sync(std::move(m), opts);
   // While reconnecting, it waits as long as its deadline allows. A call that met a
   // connection which had just dropped, and so never wrote its request, goes again on
-  // the next one (the dropped one is never handed out again); one that may have reached
-  // the peer fails.
+  // the next one (the dropped one is never handed out again), and so does one the
+  // peer's goaway refused unrun (made after the goaway, or past its last id: the
+  // connection that went away is never handed out again either); one that may have
+  // reached the peer fails.
   call_options fixed = opts;
   fixed.deadline = detail::effective_deadline(opts);
   fixed.timeout.reset();
@@ -80,6 +82,7 @@ message connection::request(message m, const call_options& opts) {
     try {
       return inner->call_sync(message(m), fixed);  // a copy: it may have to go again
     } catch (const detail::not_sent_error&) {
+    } catch (const detail::unrun_refusal_error&) {
     }
   }
 }
@@ -118,12 +121,14 @@ call_handle connection::request_async(message m, const call_options& opts,
 
 void connection::notify(message m) {
   if (!reconnect_) return impl_->notify(std::move(m));
-  // Like request(): one refused by a connection that had just dropped goes again.
+  // Like request(): one refused by a connection that had just dropped, or gone away,
+  // goes again.
   for (;;) {
     auto inner = reconnect_->current(std::nullopt);
     try {
       return inner->notify(message(m));
     } catch (const detail::not_sent_error&) {
+    } catch (const detail::unrun_refusal_error&) {
     }
   }
 }

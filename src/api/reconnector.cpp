@@ -45,8 +45,9 @@ std::shared_ptr<connection_impl> reconnector::current(
     std::optional<steady_clock::time_point> deadline) {
   std::unique_lock lock(mu_);
   // A closed inner connection is never handed out, even before its close handler has
-  // told us (dropped()): the call waits for the next one.
-  auto ready = [&] { return usable_locked() || final_; };
+  // told us (dropped()), nor one the peer's goaway reached (it takes no new call and
+  // closes once drained): the call waits for the next one.
+  auto ready = [&] { return (usable_locked() && !cur_->peer_going_away()) || final_; };
   if (deadline) {
     if (!cv_.wait_until(lock, *deadline, ready))
       std::rethrow_exception(error_ptr<call_error>(

@@ -3,8 +3,10 @@
 // exponential backoff; calls in flight at the drop fail (the inner connection fails
 // them), calls made while reconnecting wait for the new connection up to their deadline.
 // A closed inner connection is never handed out, even in the moment between its close
-// and its close handler telling the reconnector; and a blocking call whose request the
-// dropped connection never wrote (not_sent_error) is sent again on the next one.
+// and its close handler telling the reconnector, nor one that received the peer's goaway
+// (to a blocking call); a blocking call whose request the dropped connection never wrote
+// (not_sent_error), or that the peer's goaway refused unrun (unrun_refusal_error), is
+// sent again on the next one.
 //
 // Threads: every member is thread-safe. No thread per drop: the backoff between
 // attempts is a timer on the given event loop, and each attempt runs on the
@@ -43,8 +45,8 @@ class reconnector final : public std::enable_shared_from_this<reconnector> {
 
   // Dials the first time; throws what dial throws.
   void start();
-  // The connection to call on now. While reconnecting, waits until the new one is up or
-  // `deadline` passes (then throws call_error(deadline_exceeded)); throws
+  // The connection to call on now. While reconnecting (or after the peer's goaway on the
+  // current one), waits until the new one is up or `deadline` passes (then throws call_error(deadline_exceeded)); throws
   // transport_error once closed for good.
   std::shared_ptr<connection_impl> current(std::optional<steady_clock::time_point> deadline);
   // The same without waiting: throws transport_error while reconnecting.

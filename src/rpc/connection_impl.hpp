@@ -88,6 +88,15 @@ class not_sent_error final : public transport_error {
   using transport_error::transport_error;
 };
 
+// A call the peer's goaway refused without running it (PROTOCOL.md §8.4): made after the
+// goaway arrived, or sent with an id past the goaway's last id. A reconnecting connection
+// sends it again on the next inner connection (connection::request); to the application
+// it is call_error(shutting_down) like any other.
+class unrun_refusal_error final : public call_error {
+ public:
+  using call_error::call_error;
+};
+
 class connection_impl final : public io::stream_events,
                               public std::enable_shared_from_this<connection_impl> {
  public:
@@ -150,6 +159,12 @@ class connection_impl final : public io::stream_events,
   void close_gracefully(std::chrono::milliseconds grace);
   void close();  // abrupt
   bool closed() const;
+  // The peer's goaway has arrived: this connection starts no new call (a reconnecting
+  // connection waits for the next one instead).
+  bool peer_going_away() const {
+    std::lock_guard lock(mu_);
+    return life_.goaway_received();
+  }
   void wait_closed() const;
   std::string close_reason() const;
   // Null while open and after a clean end (end_kind clean or drained); else the error
@@ -247,6 +262,14 @@ class connection_impl final : public io::stream_events,
   void finish_after_child();
   // `mu_` held: the error for a call refused or failed with nothing of it written.
   std::exception_ptr not_sent_error_locked() const;
+  // `mu_` held: the error for a call or notification refused by the goaway either way
+  // (unrun_refusal_error when the peer's goaway refused it shutting_down).
+  std::exception_ptr refused_error_locked() const {
+    if (life_.goaway_received() && life_.refusal_code() == error_code::shutting_down)
+      return std::make_exception_ptr(
+          unrun_refusal_error(error_code::shutting_down, life_.goaway_reason()));
+    return std::make_exception_ptr(call_error(life_.refusal_code(), life_.goaway_reason()));
+  }
   void protocol_failure(const std::string& what);
   // A refused preamble, or a reflected hello: the peer may not speak bokbok, so this
   // fails without sending any further frame (PROTOCOL.md §2.3, §6.1).

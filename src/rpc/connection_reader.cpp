@@ -379,8 +379,13 @@ void connection_impl::handle_goaway(const wire::frame_view& f) {
     unanswered = calls_.take_if([last](const pending_call& c) { return c.id > last; });
     if (room_waiters_) room_cv_.notify_all();
   }
+  // The peer will not run them: a reconnecting connection sends them again (§8.4).
   for (auto& pc : unanswered)
-    run_response_callback(pc.done, error_ptr<call_error>(life_code, reason), {});
+    run_response_callback(pc.done,
+                          life_code == error_code::shutting_down
+                              ? error_ptr<unrun_refusal_error>(life_code, reason)
+                              : error_ptr<call_error>(life_code, reason),
+                          {});
   close_if_drained();
 }
 

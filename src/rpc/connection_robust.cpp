@@ -53,7 +53,7 @@ std::uint64_t connection_impl::call(message request, response_callback done,
   }
   if (!refused && phase_ != phase::open) refused = not_sent_error_locked();
   if (!refused && life_.refuses_new_calls())
-    refused = error_ptr<call_error>(life_.refusal_code(), life_.goaway_reason());
+    refused = refused_error_locked();
   if (refused) {
     lock.unlock();
     done(std::move(refused), {});
@@ -139,7 +139,7 @@ void connection_impl::notify(message m) {
   if (phase_ != phase::open) {
     refused = closed_error_locked();
   } else if (life_.refuses_new_calls()) {
-    refused = error_ptr<call_error>(life_.refusal_code(), life_.goaway_reason());
+    refused = refused_error_locked();
   } else if (!features_notify_) {
     refused = error_ptr<call_error>(error_code::no_such_method,
                                     "the peer " + cfg_.peer + " does not take notifications");
