@@ -294,6 +294,8 @@ bokbok::router make_router(server_state& state) {
           if (auto c = conn.peer_credentials()) out.insert(out.end(), {"uid", std::to_string(c->uid)});
           return out;
         });
+  r.add("pid", "answers pid N, this server process's id (which backend answered)", {},
+        [](connection&, args&) -> message { return {"pid", std::to_string(::getpid())}; });
   r.add("size", "answers size N, the byte count of F", {{"f", bytes}},
         [](connection&, args& a) -> message { return {"size", std::to_string(a.bytes(0).size())}; });
   r.add("deadline", "answers deadline MS | deadline none: the time this call has left", {},
