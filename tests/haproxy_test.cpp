@@ -3,7 +3,9 @@
 // address, not HAProxy's; and HAProxy's tcp-check of the bokbok preamble (README
 // "Behind a load balancer") marks a backend up while it serves and down once it stops;
 // and with --max-connection-age, 30 reconnecting clients that all started on one backend
-// spread to two more once they come up.
+// spread to two more once they come up. Every case runs examples/haproxy/haproxy.cfg,
+// its ports, servers and check timing swapped (haproxy_config), and `haproxy -c` accepts
+// the example as shipped.
 // Skipped only when haproxy is not installed (tools/install-deps.sh installs it).
 #include <doctest/doctest.h>
 
@@ -16,9 +18,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bokbok/bokbok.hpp"
@@ -74,11 +78,15 @@ std::string stats_command(const std::string& socket_path, const std::string& com
   return out;
 }
 
-// The status column ("UP", "DOWN", ...) of server `srv` of backend "be" in `show stat`.
+// The backend of examples/haproxy/haproxy.cfg.
+constexpr const char* example_backend = "bokbok_servers";
+
+// The status column ("UP", "DOWN", ...) of server `srv` of the example's backend in
+// `show stat`.
 std::string server_status(const std::string& socket_path, const std::string& srv) {
   std::istringstream lines(stats_command(socket_path, "show stat"));
   for (std::string line; std::getline(lines, line);) {
-    if (!line.starts_with("be," + srv + ",")) continue;
+    if (!line.starts_with(std::string(example_backend) + "," + srv + ",")) continue;
     std::vector<std::string> cols;
     std::istringstream cs(line);
     for (std::string c; std::getline(cs, c, ',');) cols.push_back(c);
@@ -87,7 +95,84 @@ std::string server_status(const std::string& socket_path, const std::string& srv
   return "";
 }
 
+// What differs between the suite's HAProxy and the shipped example: where it listens,
+// its stats socket, its servers, how often it checks them and options every server
+// gets. Everything else (mode, timeouts, balance, the tcp-check of the preamble,
+// send-proxy-v2, check-send-proxy) is the example's, unchanged.
+struct haproxy_setup {
+  std::string bind;                                          // "127.0.0.1:PORT"
+  std::string stats_socket;                                  // a path
+  std::vector<std::pair<std::string, std::string>> servers;  // name, "127.0.0.1:PORT"
+  std::string inter = "200ms", fall = "2", rise = "1";       // the check timing
+  std::string server_extra;                                  // e.g. "source 127.0.0.2"
+};
+
+// examples/haproxy/haproxy.cfg with `s` swapped in. Each line swapped must be where the
+// example had it (its bind, stats socket, default-server with inter/fall/rise, three
+// servers): an example that changes shape fails here, so it cannot rot unseen.
+std::string haproxy_config(const haproxy_setup& s) {
+  const char* root = std::getenv("BOKBOK_SOURCE_ROOT");
+  REQUIRE_MESSAGE(root != nullptr, "BOKBOK_SOURCE_ROOT must name the source tree");
+  std::ifstream in(std::string(root) + "/examples/haproxy/haproxy.cfg");
+  REQUIRE_MESSAGE(in, "cannot read examples/haproxy/haproxy.cfg");
+  std::ostringstream out;
+  int binds = 0, sockets = 0, defaults = 0, servers = 0;
+  for (std::string line; std::getline(in, line);) {
+    const auto first = line.find_first_not_of(' ');
+    const std::string body = first == std::string::npos ? "" : line.substr(first);
+    const std::string indent(first == std::string::npos ? 0 : first, ' ');
+    if (body.starts_with("bind ")) {
+      ++binds;
+      out << indent << "bind " << s.bind << "\n";
+    } else if (body.starts_with("stats socket ")) {
+      ++sockets;
+      out << indent << "stats socket " << s.stats_socket << "\n";
+    } else if (body.starts_with("default-server ")) {
+      ++defaults;
+      std::istringstream words(body);
+      std::vector<std::string> w;
+      for (std::string x; words >> x;) w.push_back(x);
+      int timing = 0;
+      for (std::size_t i = 0; i + 1 < w.size(); ++i) {
+        if (w[i] == "inter") w[i + 1] = s.inter, ++timing;
+        if (w[i] == "fall") w[i + 1] = s.fall, ++timing;
+        if (w[i] == "rise") w[i + 1] = s.rise, ++timing;
+      }
+      REQUIRE_MESSAGE(timing == 3, "the example's default-server line lost inter/fall/rise: " << body);
+      out << indent;
+      for (auto& x : w) out << x << " ";
+      out << s.server_extra << "\n";
+    } else if (body.starts_with("server ")) {
+      if (servers++ == 0)
+        for (auto& [name, at] : s.servers) out << indent << "server " << name << " " << at << "\n";
+    } else {
+      out << line << "\n";
+    }
+  }
+  REQUIRE_MESSAGE((binds == 1 && sockets == 1 && defaults == 1 && servers == 3),
+                  "examples/haproxy/haproxy.cfg changed shape: " << binds << " bind, " << sockets
+                      << " stats socket, " << defaults << " default-server, " << servers
+                      << " server lines (1, 1, 1, 3 expected)");
+  return out.str();
+}
+
 }  // namespace
+
+TEST_CASE("HAProxy accepts examples/haproxy/haproxy.cfg as shipped") {
+  const char* haproxy = haproxy_path();
+  if (!haproxy) {
+    MESSAGE("skipped: haproxy is not installed (tools/install-deps.sh installs it)");
+    return;
+  }
+  temp_dir dir("haproxy-example");
+  const std::string example =
+      std::string(std::getenv("BOKBOK_SOURCE_ROOT")) + "/examples/haproxy/haproxy.cfg";
+  logged_process check({haproxy, "-c", "-f", example}, (dir.path / "check.log").string());
+  int status = -1;
+  REQUIRE(settles([&] { return ::waitpid(check.pid, &status, WNOHANG) == check.pid; }, 20s, 20ms));
+  check.pid = -1;
+  CHECK_MESSAGE((WIFEXITED(status) && WEXITSTATUS(status) == 0), check.log());
+}
 
 TEST_CASE("behind HAProxy with send-proxy-v2 the server sees the client's address, not HAProxy's") {
   const char* haproxy = haproxy_path();
@@ -99,19 +184,12 @@ TEST_CASE("behind HAProxy with send-proxy-v2 the server sees the client's addres
   backend server(dir, "server");
   // The client reaches HAProxy from 127.0.0.1; HAProxy reaches the server from 127.0.0.2.
   int front = free_port();
-  std::ofstream(dir.path / "haproxy.cfg")
-      << "global\n"
-         "  stats socket " << (dir.path / "stats.sock").string() << "\n"
-         "defaults\n"
-         "  mode tcp\n"
-         "  timeout connect 5s\n"
-         "  timeout client 30s\n"
-         "  timeout server 30s\n"
-         "frontend fe\n"
-         "  bind 127.0.0.3:" << front << "\n"
-         "  default_backend be\n"
-         "backend be\n"
-         "  server s1 127.0.0.1:" << server.port << " send-proxy-v2 source 127.0.0.2\n";
+  haproxy_setup setup;
+  setup.bind = "127.0.0.3:" + std::to_string(front);
+  setup.stats_socket = (dir.path / "stats.sock").string();
+  setup.servers = {{"s1", "127.0.0.1:" + server.port}};
+  setup.server_extra = "source 127.0.0.2";
+  std::ofstream(dir.path / "haproxy.cfg") << haproxy_config(setup);
   logged_process lb({haproxy, "-db", "-f", (dir.path / "haproxy.cfg").string()},
                     (dir.path / "haproxy.log").string());
   REQUIRE(settles([&] { return !stats_command((dir.path / "stats.sock").string(), "show info").empty(); }, 10s, 20ms));
@@ -148,29 +226,17 @@ TEST_CASE("HAProxy's tcp-check of the bokbok preamble marks a backend up while i
   REQUIRE(::bind(mute, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
   REQUIRE(::listen(mute, 16) == 0);
   std::string sock = (dir.path / "stats.sock").string();
-  // The recipe of README "Behind a load balancer": the check speaks the PROXY protocol
-  // too (check-send-proxy: a LOCAL header), sends a plain-mode preamble and expects the
-  // server's ("BOKBOK", version 1, plain mode, no user).
-  std::ofstream(dir.path / "haproxy.cfg")
-      << "global\n"
-         "  stats socket " << sock << "\n"
-         "defaults\n"
-         "  mode tcp\n"
-         "  timeout connect 2s\n"
-         "  timeout check 2s\n"
-         "  timeout client 30s\n"
-         "  timeout server 30s\n"
-         "frontend fe\n"
-         "  bind 127.0.0.1:" << front << "\n"
-         "  default_backend be\n"
-         "backend be\n"
-         "  option tcp-check\n"
-         "  tcp-check send-binary 424f4b424f4b010000\n"
-         "  tcp-check expect binary 424f4b424f4b0100\n"
-         "  default-server send-proxy-v2 check-send-proxy check inter 200ms fall 2 rise 1\n"
-         "  server live 127.0.0.1:" << live.port << "\n"
-         "  server doomed 127.0.0.1:" << doomed.port << "\n"
-         "  server mute 127.0.0.1:" << mute_port << "\n";
+  // The recipe of README "Behind a load balancer", as examples/haproxy/haproxy.cfg has
+  // it: the check speaks the PROXY protocol too (check-send-proxy: a LOCAL header),
+  // sends a plain-mode preamble and expects the server's ("BOKBOK", version 1, plain
+  // mode, no user).
+  haproxy_setup setup;
+  setup.bind = "127.0.0.1:" + std::to_string(front);
+  setup.stats_socket = sock;
+  setup.servers = {{"live", "127.0.0.1:" + live.port},
+                   {"doomed", "127.0.0.1:" + doomed.port},
+                   {"mute", "127.0.0.1:" + std::to_string(mute_port)}};
+  std::ofstream(dir.path / "haproxy.cfg") << haproxy_config(setup);
   logged_process lb({haproxy, "-db", "-f", (dir.path / "haproxy.cfg").string()},
                     (dir.path / "haproxy.log").string());
   auto status = [&](const char* s) { return server_status(sock, s); };
@@ -208,29 +274,14 @@ TEST_CASE("with a maximum connection age, 30 clients on one backend spread over 
   REQUIRE(backends[0]->says("listening on"));
   int front = free_port();
   std::string sock = (dir.path / "stats.sock").string();
-  std::ofstream(dir.path / "haproxy.cfg")
-      << "global\n"
-         "  stats socket " << sock << "\n"
-         "defaults\n"
-         "  mode tcp\n"
-         "  timeout connect 2s\n"
-         "  timeout check 2s\n"
-         "  timeout client 30s\n"
-         "  timeout server 30s\n"
-         "frontend fe\n"
-         "  bind 127.0.0.1:" << front << "\n"
-         "  default_backend be\n"
-         "backend be\n"
-         "  balance roundrobin\n"
-         "  retries 3\n"
-         "  option redispatch 1\n"
-         "  option tcp-check\n"
-         "  tcp-check send-binary 424f4b424f4b010000\n"
-         "  tcp-check expect binary 424f4b424f4b0100\n"
-         "  default-server send-proxy-v2 check-send-proxy check inter 100ms fall 1 rise 1\n"
-         "  server b0 127.0.0.1:" << ports[0] << "\n"
-         "  server b1 127.0.0.1:" << ports[1] << "\n"
-         "  server b2 127.0.0.1:" << ports[2] << "\n";
+  haproxy_setup setup;
+  setup.bind = "127.0.0.1:" + std::to_string(front);
+  setup.stats_socket = sock;
+  for (int i = 0; i < 3; ++i)
+    setup.servers.push_back({"b" + std::to_string(i), "127.0.0.1:" + std::to_string(ports[i])});
+  setup.inter = "100ms";
+  setup.fall = "1";
+  std::ofstream(dir.path / "haproxy.cfg") << haproxy_config(setup);
   logged_process lb({haproxy, "-db", "-f", (dir.path / "haproxy.cfg").string()},
                     (dir.path / "haproxy.log").string());
   auto status = [&](const char* s) { return server_status(sock, s); };
