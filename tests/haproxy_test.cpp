@@ -44,6 +44,20 @@ const char* haproxy_path() {
   return nullptr;
 }
 
+// HAProxy's path, or nullptr once the case has said it is skipped.
+const char* haproxy_or_skip() {
+  const char* p = haproxy_path();
+  if (!p) MESSAGE("skipped: haproxy is not installed (tools/install-deps.sh installs it)");
+  return p;
+}
+
+// examples/haproxy/haproxy.cfg in the source tree.
+std::string example_path() {
+  const char* root = std::getenv("BOKBOK_SOURCE_ROOT");
+  REQUIRE_MESSAGE(root != nullptr, "BOKBOK_SOURCE_ROOT must name the source tree");
+  return std::string(root) + "/examples/haproxy/haproxy.cfg";
+}
+
 // The demo server listening for PROXY clients on 127.0.0.1; its port, once it says so.
 struct backend {
   logged_process proc;
@@ -111,9 +125,7 @@ struct haproxy_setup {
 // example had it (its bind, stats socket, default-server with inter/fall/rise, three
 // servers): an example that changes shape fails here, so it cannot rot unseen.
 std::string haproxy_config(const haproxy_setup& s) {
-  const char* root = std::getenv("BOKBOK_SOURCE_ROOT");
-  REQUIRE_MESSAGE(root != nullptr, "BOKBOK_SOURCE_ROOT must name the source tree");
-  std::ifstream in(std::string(root) + "/examples/haproxy/haproxy.cfg");
+  std::ifstream in(example_path());
   REQUIRE_MESSAGE(in, "cannot read examples/haproxy/haproxy.cfg");
   std::ostringstream out;
   int binds = 0, sockets = 0, defaults = 0, servers = 0;
@@ -159,15 +171,10 @@ std::string haproxy_config(const haproxy_setup& s) {
 }  // namespace
 
 TEST_CASE("HAProxy accepts examples/haproxy/haproxy.cfg as shipped") {
-  const char* haproxy = haproxy_path();
-  if (!haproxy) {
-    MESSAGE("skipped: haproxy is not installed (tools/install-deps.sh installs it)");
-    return;
-  }
+  const char* haproxy = haproxy_or_skip();
+  if (!haproxy) return;
   temp_dir dir("haproxy-example");
-  const std::string example =
-      std::string(std::getenv("BOKBOK_SOURCE_ROOT")) + "/examples/haproxy/haproxy.cfg";
-  logged_process check({haproxy, "-c", "-f", example}, (dir.path / "check.log").string());
+  logged_process check({haproxy, "-c", "-f", example_path()}, (dir.path / "check.log").string());
   int status = -1;
   REQUIRE(settles([&] { return ::waitpid(check.pid, &status, WNOHANG) == check.pid; }, 20s, 20ms));
   check.pid = -1;
@@ -175,11 +182,8 @@ TEST_CASE("HAProxy accepts examples/haproxy/haproxy.cfg as shipped") {
 }
 
 TEST_CASE("behind HAProxy with send-proxy-v2 the server sees the client's address, not HAProxy's") {
-  const char* haproxy = haproxy_path();
-  if (!haproxy) {
-    MESSAGE("skipped: haproxy is not installed (tools/install-deps.sh installs it)");
-    return;
-  }
+  const char* haproxy = haproxy_or_skip();
+  if (!haproxy) return;
   temp_dir dir("haproxy");
   backend server(dir, "server");
   // The client reaches HAProxy from 127.0.0.1; HAProxy reaches the server from 127.0.0.2.
@@ -208,11 +212,8 @@ TEST_CASE("behind HAProxy with send-proxy-v2 the server sees the client's addres
 }
 
 TEST_CASE("HAProxy's tcp-check of the bokbok preamble marks a backend up while it serves and down when it stops") {
-  const char* haproxy = haproxy_path();
-  if (!haproxy) {
-    MESSAGE("skipped: haproxy is not installed (tools/install-deps.sh installs it)");
-    return;
-  }
+  const char* haproxy = haproxy_or_skip();
+  if (!haproxy) return;
   temp_dir dir("haproxy-check");
   backend live(dir, "live");
   backend doomed(dir, "doomed");
@@ -255,11 +256,8 @@ TEST_CASE("HAProxy's tcp-check of the bokbok preamble marks a backend up while i
 }
 
 TEST_CASE("with a maximum connection age, 30 clients on one backend spread over three behind HAProxy") {
-  const char* haproxy = haproxy_path();
-  if (!haproxy) {
-    MESSAGE("skipped: haproxy is not installed (tools/install-deps.sh installs it)");
-    return;
-  }
+  const char* haproxy = haproxy_or_skip();
+  if (!haproxy) return;
   temp_dir dir("haproxy-age");
   int ports[3] = {free_port(), free_port(), free_port()};
   auto start_backend = [&](int i) {
