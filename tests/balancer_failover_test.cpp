@@ -29,7 +29,6 @@
 using namespace std::chrono_literals;
 using bokbok_test::backend;
 using bokbok_test::free_port;
-using bokbok_test::haproxy_path;
 using bokbok_test::logged_process;
 using bokbok_test::server_status;
 using bokbok_test::settles;
@@ -103,42 +102,25 @@ bool reaped(logged_process& p, std::chrono::milliseconds limit) {
 }  // namespace
 
 TEST_CASE("behind HAProxy, draining one backend and killing another fails only the calls in flight on the killed one") {
-  const char* haproxy = haproxy_path();
-  if (!haproxy) {
-    MESSAGE("skipped: haproxy is not installed (tools/install-deps.sh installs it)");
-    return;
-  }
+  const char* haproxy = bokbok_test::haproxy_or_skip();
+  if (!haproxy) return;
   temp_dir dir("haproxy-failover");
   std::vector<std::unique_ptr<backend>> backends;
   for (int i = 0; i < 3; ++i)
     backends.push_back(std::make_unique<backend>(dir, "b" + std::to_string(i)));
   int front = free_port();
   std::string sock = (dir.path / "stats.sock").string();
-  // Round robin; a connect refused by a stopped backend is tried on another (redispatch);
-  // the bokbok tcp-check marks a stopped backend down within a few hundred ms.
-  std::ofstream(dir.path / "haproxy.cfg")
-      << "global\n"
-         "  stats socket " << sock << "\n"
-         "defaults\n"
-         "  mode tcp\n"
-         "  timeout connect 2s\n"
-         "  timeout check 2s\n"
-         "  timeout client 30s\n"
-         "  timeout server 30s\n"
-         "frontend fe\n"
-         "  bind 127.0.0.1:" << front << "\n"
-         "  default_backend be\n"
-         "backend be\n"
-         "  balance roundrobin\n"
-         "  retries 3\n"
-         "  option redispatch 1\n"
-         "  option tcp-check\n"
-         "  tcp-check send-binary 424f4b424f4b010000\n"
-         "  tcp-check expect binary 424f4b424f4b0100\n"
-         "  default-server send-proxy-v2 check-send-proxy check inter 100ms fall 1 rise 1\n"
-         "  server b0 127.0.0.1:" << backends[0]->port << "\n"
-         "  server b1 127.0.0.1:" << backends[1]->port << "\n"
-         "  server b2 127.0.0.1:" << backends[2]->port << "\n";
+  // examples/haproxy/haproxy.cfg: round robin; a connect refused by a stopped backend is
+  // tried on another (redispatch); the bokbok tcp-check, here every 100 ms and down at
+  // the first failure, marks a stopped backend down within a few hundred ms.
+  bokbok_test::haproxy_setup setup;
+  setup.bind = "127.0.0.1:" + std::to_string(front);
+  setup.stats_socket = sock;
+  for (int i = 0; i < 3; ++i)
+    setup.servers.push_back({"b" + std::to_string(i), "127.0.0.1:" + backends[std::size_t(i)]->port});
+  setup.inter = "100ms";
+  setup.fall = "1";
+  std::ofstream(dir.path / "haproxy.cfg") << bokbok_test::haproxy_config(setup);
   logged_process lb({haproxy, "-db", "-f", (dir.path / "haproxy.cfg").string()},
                     (dir.path / "haproxy.log").string());
   auto status = [&](const char* s) { return server_status(sock, s); };

@@ -3,7 +3,9 @@
 // address, not HAProxy's; and HAProxy's tcp-check of the bokbok preamble (README
 // "Behind a load balancer") marks a backend up while it serves and down once it stops;
 // and with --max-connection-age, 30 reconnecting clients that all started on one backend
-// spread to two more once they come up.
+// spread to two more once they come up. Every case runs examples/haproxy/haproxy.cfg,
+// its ports, servers and check timing swapped (haproxy_config), and `haproxy -c` accepts
+// the example as shipped.
 // Skipped only when haproxy is not installed (tools/install-deps.sh installs it).
 #include <doctest/doctest.h>
 
@@ -16,9 +18,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bokbok/bokbok.hpp"
@@ -32,35 +36,39 @@ using bokbok_test::settles;
 using bokbok_test::temp_dir;
 using bokbok_test::logged_process;
 using bokbok_test::free_port;
-using bokbok_test::haproxy_path;
+using bokbok_test::haproxy_or_skip;
 using bokbok_test::backend;
 using bokbok_test::stats_command;
 using bokbok_test::server_status;
+using bokbok_test::haproxy_setup;
+using bokbok_test::haproxy_config;
+using bokbok_test::example_path;
 
+
+TEST_CASE("HAProxy accepts examples/haproxy/haproxy.cfg as shipped") {
+  const char* haproxy = haproxy_or_skip();
+  if (!haproxy) return;
+  temp_dir dir("haproxy-example");
+  logged_process check({haproxy, "-c", "-f", example_path()}, (dir.path / "check.log").string());
+  int status = -1;
+  REQUIRE(settles([&] { return ::waitpid(check.pid, &status, WNOHANG) == check.pid; }, 20s, 20ms));
+  check.pid = -1;
+  CHECK_MESSAGE((WIFEXITED(status) && WEXITSTATUS(status) == 0), check.log());
+}
 
 TEST_CASE("behind HAProxy with send-proxy-v2 the server sees the client's address, not HAProxy's") {
-  const char* haproxy = haproxy_path();
-  if (!haproxy) {
-    MESSAGE("skipped: haproxy is not installed (tools/install-deps.sh installs it)");
-    return;
-  }
+  const char* haproxy = haproxy_or_skip();
+  if (!haproxy) return;
   temp_dir dir("haproxy");
   backend server(dir, "server");
   // The client reaches HAProxy from 127.0.0.1; HAProxy reaches the server from 127.0.0.2.
   int front = free_port();
-  std::ofstream(dir.path / "haproxy.cfg")
-      << "global\n"
-         "  stats socket " << (dir.path / "stats.sock").string() << "\n"
-         "defaults\n"
-         "  mode tcp\n"
-         "  timeout connect 5s\n"
-         "  timeout client 30s\n"
-         "  timeout server 30s\n"
-         "frontend fe\n"
-         "  bind 127.0.0.3:" << front << "\n"
-         "  default_backend be\n"
-         "backend be\n"
-         "  server s1 127.0.0.1:" << server.port << " send-proxy-v2 source 127.0.0.2\n";
+  haproxy_setup setup;
+  setup.bind = "127.0.0.3:" + std::to_string(front);
+  setup.stats_socket = (dir.path / "stats.sock").string();
+  setup.servers = {{"s1", "127.0.0.1:" + server.port}};
+  setup.server_extra = "source 127.0.0.2";
+  std::ofstream(dir.path / "haproxy.cfg") << haproxy_config(setup);
   logged_process lb({haproxy, "-db", "-f", (dir.path / "haproxy.cfg").string()},
                     (dir.path / "haproxy.log").string());
   REQUIRE(settles([&] { return !stats_command((dir.path / "stats.sock").string(), "show info").empty(); }, 10s, 20ms));
@@ -79,11 +87,8 @@ TEST_CASE("behind HAProxy with send-proxy-v2 the server sees the client's addres
 }
 
 TEST_CASE("HAProxy's tcp-check of the bokbok preamble marks a backend up while it serves and down when it stops") {
-  const char* haproxy = haproxy_path();
-  if (!haproxy) {
-    MESSAGE("skipped: haproxy is not installed (tools/install-deps.sh installs it)");
-    return;
-  }
+  const char* haproxy = haproxy_or_skip();
+  if (!haproxy) return;
   temp_dir dir("haproxy-check");
   backend live(dir, "live");
   backend doomed(dir, "doomed");
@@ -97,29 +102,17 @@ TEST_CASE("HAProxy's tcp-check of the bokbok preamble marks a backend up while i
   REQUIRE(::bind(mute, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
   REQUIRE(::listen(mute, 16) == 0);
   std::string sock = (dir.path / "stats.sock").string();
-  // The recipe of README "Behind a load balancer": the check speaks the PROXY protocol
-  // too (check-send-proxy: a LOCAL header), sends a plain-mode preamble and expects the
-  // server's ("BOKBOK", version 1, plain mode, no user).
-  std::ofstream(dir.path / "haproxy.cfg")
-      << "global\n"
-         "  stats socket " << sock << "\n"
-         "defaults\n"
-         "  mode tcp\n"
-         "  timeout connect 2s\n"
-         "  timeout check 2s\n"
-         "  timeout client 30s\n"
-         "  timeout server 30s\n"
-         "frontend fe\n"
-         "  bind 127.0.0.1:" << front << "\n"
-         "  default_backend be\n"
-         "backend be\n"
-         "  option tcp-check\n"
-         "  tcp-check send-binary 424f4b424f4b010000\n"
-         "  tcp-check expect binary 424f4b424f4b0100\n"
-         "  default-server send-proxy-v2 check-send-proxy check inter 200ms fall 2 rise 1\n"
-         "  server live 127.0.0.1:" << live.port << "\n"
-         "  server doomed 127.0.0.1:" << doomed.port << "\n"
-         "  server mute 127.0.0.1:" << mute_port << "\n";
+  // The recipe of README "Behind a load balancer", as examples/haproxy/haproxy.cfg has
+  // it: the check speaks the PROXY protocol too (check-send-proxy: a LOCAL header),
+  // sends a plain-mode preamble and expects the server's ("BOKBOK", version 1, plain
+  // mode, no user).
+  haproxy_setup setup;
+  setup.bind = "127.0.0.1:" + std::to_string(front);
+  setup.stats_socket = sock;
+  setup.servers = {{"live", "127.0.0.1:" + live.port},
+                   {"doomed", "127.0.0.1:" + doomed.port},
+                   {"mute", "127.0.0.1:" + std::to_string(mute_port)}};
+  std::ofstream(dir.path / "haproxy.cfg") << haproxy_config(setup);
   logged_process lb({haproxy, "-db", "-f", (dir.path / "haproxy.cfg").string()},
                     (dir.path / "haproxy.log").string());
   auto status = [&](const char* s) { return server_status(sock, s); };
@@ -138,11 +131,8 @@ TEST_CASE("HAProxy's tcp-check of the bokbok preamble marks a backend up while i
 }
 
 TEST_CASE("with a maximum connection age, 30 clients on one backend spread over three behind HAProxy") {
-  const char* haproxy = haproxy_path();
-  if (!haproxy) {
-    MESSAGE("skipped: haproxy is not installed (tools/install-deps.sh installs it)");
-    return;
-  }
+  const char* haproxy = haproxy_or_skip();
+  if (!haproxy) return;
   temp_dir dir("haproxy-age");
   int ports[3] = {free_port(), free_port(), free_port()};
   auto start_backend = [&](int i) {
@@ -157,29 +147,14 @@ TEST_CASE("with a maximum connection age, 30 clients on one backend spread over 
   REQUIRE(backends[0]->says("listening on"));
   int front = free_port();
   std::string sock = (dir.path / "stats.sock").string();
-  std::ofstream(dir.path / "haproxy.cfg")
-      << "global\n"
-         "  stats socket " << sock << "\n"
-         "defaults\n"
-         "  mode tcp\n"
-         "  timeout connect 2s\n"
-         "  timeout check 2s\n"
-         "  timeout client 30s\n"
-         "  timeout server 30s\n"
-         "frontend fe\n"
-         "  bind 127.0.0.1:" << front << "\n"
-         "  default_backend be\n"
-         "backend be\n"
-         "  balance roundrobin\n"
-         "  retries 3\n"
-         "  option redispatch 1\n"
-         "  option tcp-check\n"
-         "  tcp-check send-binary 424f4b424f4b010000\n"
-         "  tcp-check expect binary 424f4b424f4b0100\n"
-         "  default-server send-proxy-v2 check-send-proxy check inter 100ms fall 1 rise 1\n"
-         "  server b0 127.0.0.1:" << ports[0] << "\n"
-         "  server b1 127.0.0.1:" << ports[1] << "\n"
-         "  server b2 127.0.0.1:" << ports[2] << "\n";
+  haproxy_setup setup;
+  setup.bind = "127.0.0.1:" + std::to_string(front);
+  setup.stats_socket = sock;
+  for (int i = 0; i < 3; ++i)
+    setup.servers.push_back({"b" + std::to_string(i), "127.0.0.1:" + std::to_string(ports[i])});
+  setup.inter = "100ms";
+  setup.fall = "1";
+  std::ofstream(dir.path / "haproxy.cfg") << haproxy_config(setup);
   logged_process lb({haproxy, "-db", "-f", (dir.path / "haproxy.cfg").string()},
                     (dir.path / "haproxy.log").string());
   auto status = [&](const char* s) { return server_status(sock, s); };

@@ -9,9 +9,11 @@
 #include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "support/demo_process.hpp"
 #include "support/logged_process.hpp"
+#include "support/tool_run.hpp"
 
 using namespace std::chrono_literals;
 using bokbok_test::built_program;
@@ -114,4 +116,41 @@ TEST_CASE("bokbok ping refuses bad usage with exit status 2") {
   auto help = ping(dir, {"--help"});
   CHECK(help.exit_status == 0);
   CHECK(help.output.find("usage: bokbok ping") != std::string::npos);
+}
+
+TEST_CASE("call, list, describe and ping read --timeout and the key flags alike") {
+  // tools/connect_flags.cpp: one parser for the four tools. A refused address: each
+  // tool that accepts the flags goes on to fail connecting (call, list, describe: 3;
+  // ping: 1), not with bad usage (2).
+  const std::string dead = "tcp:127.0.0.1:1";
+  auto with = [&](const std::string& tool, std::vector<std::string> flags) {
+    std::vector<std::string> args{tool};
+    args.insert(args.end(), flags.begin(), flags.end());
+    args.push_back(dead);
+    if (tool == "call") args.insert(args.end(), {"ping", "x"});
+    if (tool == "describe") args.push_back("ping");
+    bokbok_test::tool_spawn s;
+    s.args = args;
+    return bokbok_test::run_tool_process(s);
+  };
+  for (std::string tool : {"call", "list", "describe", "ping"}) {
+    CAPTURE(tool);
+    for (std::string bad : {"1e1", "-1", "0", "0.0001", "inf", "2s", "1000001"}) {
+      CAPTURE(bad);
+      auto r = with(tool, {"--timeout", bad});
+      CHECK(r.status == 2);
+      CHECK_MESSAGE(r.err.find("--timeout wants a number of seconds from 0.001 to 1000000, not '" +
+                               bad + "'") != std::string::npos,
+                    r.err);
+    }
+    auto good = with(tool, {"--timeout=0.5"});
+    CHECK_MESSAGE(good.status == (tool == "ping" ? 1 : 3), good.err);
+    if (tool == "ping") continue;  // no key mode
+    auto half = with(tool, {"--user", "alice"});
+    CHECK(half.status == 2);
+    CHECK(half.err.find("key mode needs both --user NAME and --key-file FILE") != std::string::npos);
+    auto missing = with(tool, {"--user", "alice", "--key-file", "/nonexistent/alice.key"});
+    CHECK(missing.status == 2);
+    CHECK_MESSAGE(missing.err.find(": bokbok: ") == std::string::npos, missing.err);
+  }
 }

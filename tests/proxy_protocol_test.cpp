@@ -6,11 +6,15 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -210,4 +214,54 @@ TEST_CASE("per-source limits count the client the header names, not the balancer
   // The same client again, through the same balancer: over its limit.
   CHECK_THROWS_AS(connect_with(proxied, v2_ipv4(203, 0, 113, 7, 1001)), bokbok::error);
   REQUIRE(bokbok_test::settles([&] { return any_contains(s.get_failed(), "203.0.113.7"); }, 5s));
+}
+
+TEST_CASE("on a unix: PROXY listener the balancer's credentials are not presented as the client's") {
+  // authorize and the handler record the credentials they are given; the client's
+  // socket is a real UNIX socket of this process, so SO_PEERCRED names this uid: the
+  // balancer's, when a header names a client behind it.
+  std::mutex mu;
+  std::vector<std::optional<bokbok::connection::credentials>> authorized;
+  bokbok::server_options o;
+  const std::string name = "bokbok-proxy-creds-" + std::to_string(::getpid());
+  o.proxy_listen = {"unix:@" + name};
+  o.handshake_timeout = 2s;
+  o.authorize = [&](const std::optional<bokbok::connection::credentials>& c) {
+    std::lock_guard l(mu);
+    authorized.push_back(c);
+    return true;
+  };
+  o.on_request = [](bokbok::connection& c, message) {
+    auto cr = c.peer_credentials();
+    return message{cr ? "uid " + std::to_string(cr->uid) : "none"};
+  };
+  bokbok::server srv(o);
+  srv.start();
+  auto unix_with = [&](const std::vector<std::uint8_t>& header) {
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::memcpy(sa.sun_path + 1, name.data(), name.size());
+    const auto len = socklen_t(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&sa), len) == 0);
+    send_all(fd, header);
+    bokbok::options co;
+    co.connect_timeout = 5s;
+    return bokbok::connect("fd:" + std::to_string(fd) + "," + std::to_string(fd), co);
+  };
+
+  // A client behind the balancer: no credentials, for authorize or the connection.
+  auto c = unix_with(v2_ipv4(203, 0, 113, 7, 56324));
+  CHECK(c.request({"creds"}).at(0) == "none");
+  c.close();
+  // The balancer's own health check (LOCAL): its credentials are the peer's.
+  auto h = unix_with({0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+                      0x20, 0x00, 0x00, 0x00});
+  CHECK(h.request({"creds"}).at(0) == "uid " + std::to_string(::getuid()));
+  h.close();
+  std::lock_guard l(mu);
+  REQUIRE(authorized.size() == 2);
+  CHECK_FALSE(authorized[0].has_value());
+  REQUIRE(authorized[1].has_value());
+  CHECK(authorized[1]->uid == ::getuid());
 }

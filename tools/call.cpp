@@ -21,6 +21,7 @@
 #include "call_input.hpp"
 #include "call_output.hpp"
 #include "command.hpp"
+#include "connect_flags.hpp"
 #include "trace_option.hpp"
 
 namespace bokbok::tools::call {
@@ -125,27 +126,16 @@ enum exit_status : int {
   exit_timed_out = 5,
 };
 
-struct call_options {
+// --timeout (seconds; 0: none), --user, --key-file: connect_flags.
+struct call_options : connect_flags {
   bool json = false;
   bool echo = false;
   bool stdin_field = false;
   bool trace = false;  // -v, --trace
-  double timeout = 0;  // seconds; 0: none
-  std::string user, key_file;  // key mode
   std::string address;
   message fields;
   std::optional<std::string> data;  // -d: JSON arguments, or @FILE / @-
 };
-
-double parse_timeout(std::string_view text) {
-  std::string s(text);
-  bool digits_only = !s.empty() && s.find_first_not_of("0123456789.") == std::string::npos;
-  char* end = nullptr;
-  double v = digits_only ? std::strtod(s.c_str(), &end) : 0;
-  if (!digits_only || *end != '\0' || !(v > 0) || v > 1e6)
-    throw usage_error("--timeout wants a positive number of seconds, not '" + s + "'");
-  return v;
-}
 
 bool takes_value(std::string_view option) {
   return option == "--timeout" || option == "--user" || option == "--key-file" ||
@@ -188,14 +178,9 @@ call_options parse_args(args_view args) {
     } else if (arg == "--stdin-field") {
       reader.no_value();
       o.stdin_field = true;
-    } else if (arg == "--timeout") {
-      o.timeout = parse_timeout(reader.value());
+    } else if (o.take(arg, reader)) {
     } else if (arg == "-d" || arg == "--data") {
       o.data = std::string(reader.value());
-    } else if (arg == "--user") {
-      o.user = reader.value();
-    } else if (arg == "--key-file") {
-      o.key_file = reader.value();
     } else if (arg.starts_with('-') && arg != "-") {
       throw usage_error("unknown option '" + std::string(arg) +
                         "' (options go before the first FIELD; put -- before a first "
@@ -211,8 +196,7 @@ call_options parse_args(args_view args) {
   if (o.address.empty() && i < args.size()) o.address = args[i++];
   for (; i < args.size(); ++i) o.fields.emplace_back(args[i]);
 
-  if (o.user.empty() != o.key_file.empty())
-    throw usage_error("key mode needs both --user NAME and --key-file FILE");
+  o.check();
   if (o.address.empty()) throw usage_error("no ADDRESS given");
   if (o.data && o.fields.empty())
     throw usage_error("-d needs a FIELD naming the method (the arguments follow it)");
@@ -363,15 +347,7 @@ options connection_options(const call_options& o, const printer& out = {}) {
                          "bokbok call does not answer requests; use --echo");
     };
   }
-  if (!o.user.empty()) {
-    opts.keys.user = o.user;
-    // A missing or unsafe key file is bad usage (exit 2), said before connecting.
-    try {
-      opts.keys.key = std::make_shared<const key>(key::load(o.key_file));
-    } catch (const key_error& e) {
-      throw usage_error(e.what());
-    }
-  }
+  o.apply_keys(opts);
   return opts;
 }
 

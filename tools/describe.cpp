@@ -9,7 +9,7 @@
 namespace bokbok::tools::describe {
 namespace {
 
-constexpr std::string_view help_text =
+constexpr auto help_chars = introspect::join_help(
     "usage: bokbok describe [options] ADDRESS METHOD\n"
     "\n"
     "Asks the server at ADDRESS (as `bokbok call` takes it) to describe METHOD\n"
@@ -22,18 +22,15 @@ constexpr std::string_view help_text =
     "options:\n"
     "  --json              print one line: a JSON object {\"name\", \"description\",\n"
     "                      \"parameters\": [{\"name\", \"type\"}...], \"protocol\" (a number),\n"
-    "                      \"features\": [...]}\n"
-    "  --timeout SECONDS   the whole exchange, connecting included (default 10)\n"
-    "  -v, --trace         print every frame sent and received, decoded, on stderr\n"
-    "  --user NAME         key mode: authenticate as NAME (with --key-file)\n"
-    "  --key-file FILE     NAME's key (a file made by `bokbok keygen`)\n"
-    "  --help              show this help\n"
+    "                      \"features\": [...]}\n",
+    introspect::shared_options_help,
     "\n"
     "exit status: as `bokbok call`; an unknown METHOD is a remote error\n"
     "(no_such_method), status 1.\n"
     "\n"
     "example:\n"
-    "  bokbok describe 'exec:bokbok-demo-server --stdio' add\n";
+    "  bokbok describe 'exec:bokbok-demo-server --stdio' add\n");
+constexpr std::string_view help_text = introspect::help_view(help_chars);
 
 std::string words_json(const std::string& words) {
   std::string out = "[";

@@ -11,6 +11,7 @@ packages=(
   man-db groff-base zsh                            # tests: man pages rendered, zsh completion parsed
   systemd                                          # deploy tests: systemd-socket-activate, systemd-analyze
   haproxy                                          # haproxy_test: PROXY protocol and tcp-check behind real HAProxy
+  python3-yaml                                     # kubernetes-manifests: examples/kubernetes/ parsed
   openssh-client openssh-server                    # ssh: addresses, tested against sshd on loopback
   libwrap0 libevent-2.1-7 libbsd0 libtirpc3 libselinux1  # what the unpacked openbsd-inetd and xinetd load
 )

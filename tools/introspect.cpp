@@ -15,6 +15,7 @@ namespace bokbok::tools::introspect {
 
 common_options parse(args_view args) {
   common_options o;
+  o.timeout = 10;
   arg_reader reader(args);
   bool operands_only = false;
   while (!reader.done()) {
@@ -29,23 +30,12 @@ common_options parse(args_view args) {
     } else if (is_trace_option(arg)) {
       reader.no_value();
       o.trace = true;
-    } else if (arg == "--timeout") {
-      std::string v(reader.value());
-      char* end = nullptr;
-      double t = std::strtod(v.c_str(), &end);
-      if (v.empty() || *end || !(t > 0) || t > 1e6)
-        throw usage_error("--timeout wants a positive number of seconds, not '" + v + "'");
-      o.timeout = t;
-    } else if (arg == "--user") {
-      o.user = reader.value();
-    } else if (arg == "--key-file") {
-      o.key_file = reader.value();
+    } else if (o.take(arg, reader)) {
     } else {
       throw usage_error("unknown option '" + std::string(arg) + "'");
     }
   }
-  if (o.user.empty() != o.key_file.empty())
-    throw usage_error("key mode needs both --user NAME and --key-file FILE");
+  o.check();
   if (o.operands.empty()) throw usage_error("no ADDRESS given");
   return o;
 }
@@ -74,14 +64,7 @@ std::variant<message, int> ask(std::string_view where, const common_options& o,
   opts.on_request = [](connection&, message) -> message {
     throw remote_error(error_code::no_such_method, "this client answers no requests");
   };
-  if (!o.user.empty()) {
-    opts.keys.user = o.user;
-    try {
-      opts.keys.key = std::make_shared<const key>(key::load(o.key_file));
-    } catch (const key_error& e) {
-      throw usage_error(without_prefix(e.what()));
-    }
-  }
+  o.apply_keys(opts);
   try {
     connection conn = connect(address, opts);
     bokbok::call_options copts;

@@ -2,6 +2,8 @@
 // (PROTOCOL.md §11.2) and the parsing and JSON printing of its answer.
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -10,17 +12,42 @@
 
 #include "bokbok/message.hpp"
 #include "command.hpp"
+#include "connect_flags.hpp"
 
 namespace bokbok::tools::introspect {
+
+// The options lines `bokbok list --help` and `bokbok describe --help` share, after their
+// own (--json), as parse() takes them.
+inline constexpr char shared_options_help[] =
+    "  --timeout SECONDS   the whole exchange, connecting included (default 10)\n"
+    "  -v, --trace         print every frame sent and received, decoded, on stderr\n"
+    "  --user NAME         key mode: authenticate as NAME (with --key-file)\n"
+    "  --key-file FILE     NAME's key (a file made by `bokbok keygen`)\n"
+    "  --help              show this help\n";
+
+// String literals joined at compile time, for a help text built around
+// shared_options_help: a NUL-terminated array; help_view() sees it as text.
+template <std::size_t... N>
+constexpr auto join_help(const char (&... parts)[N]) {
+  std::array<char, (N + ...) - sizeof...(N) + 1> out{};
+  std::size_t at = 0;
+  for (std::string_view part : {std::string_view(parts, N - 1)...})
+    for (char c : part) out[at++] = c;
+  return out;
+}
+template <std::size_t N>
+constexpr std::string_view help_view(const std::array<char, N>& text) {
+  return {text.data(), N - 1};
+}
 
 // Exit statuses, as `bokbok call` uses them.
 enum exit_status : int { exit_ok = 0, exit_remote_error = 1, exit_transport = 3, exit_auth = 4, exit_timed_out = 5 };
 
-struct common_options {
+// --timeout SECONDS (the whole exchange; default 10), --user NAME --key-file FILE (key
+// mode): connect_flags, as `bokbok call` takes them.
+struct common_options : connect_flags {
   bool json = false;
   bool trace = false;  // -v / --trace: every frame on stderr
-  double timeout = 10;  // seconds, the whole exchange
-  std::string user, key_file;  // key mode, as `bokbok call` takes them
   std::vector<std::string> operands;  // ADDRESS, then the command's own
 };
 

@@ -8,7 +8,7 @@
 namespace bokbok::tools::list {
 namespace {
 
-constexpr std::string_view help_text =
+constexpr auto help_chars = introspect::join_help(
     "usage: bokbok list [options] ADDRESS\n"
     "\n"
     "Asks the server at ADDRESS (as `bokbok call` takes it) for its methods\n"
@@ -18,18 +18,15 @@ constexpr std::string_view help_text =
     "options:\n"
     "  --json              print one line: a JSON array of objects\n"
     "                      {\"name\": ..., \"description\": ...}, fields that are not text\n"
-    "                      as {\"base64\": \"...\"} like `call --json`\n"
-    "  --timeout SECONDS   the whole exchange, connecting included (default 10)\n"
-    "  -v, --trace         print every frame sent and received, decoded, on stderr\n"
-    "  --user NAME         key mode: authenticate as NAME (with --key-file)\n"
-    "  --key-file FILE     NAME's key (a file made by `bokbok keygen`)\n"
-    "  --help              show this help\n"
+    "                      as {\"base64\": \"...\"} like `call --json`\n",
+    introspect::shared_options_help,
     "\n"
     "exit status: as `bokbok call`: 0 printed, 1 remote error, 2 bad usage,\n"
     "3 could not connect, 4 authentication refused, 5 timed out.\n"
     "\n"
     "example:\n"
-    "  bokbok list 'exec:bokbok-demo-server --stdio'\n";
+    "  bokbok list 'exec:bokbok-demo-server --stdio'\n");
+constexpr std::string_view help_text = introspect::help_view(help_chars);
 
 int run(args_view args) {
   auto o = introspect::parse(args);

@@ -13,6 +13,7 @@
 
 #include "bokbok/bokbok.hpp"
 #include "command.hpp"
+#include "connect_flags.hpp"
 #include "trace_option.hpp"
 
 namespace bokbok::tools {
@@ -39,24 +40,20 @@ constexpr std::string_view help_text =
     "server); 2 bad usage.\n";
 
 int run_ping(args_view args) {
-  std::chrono::milliseconds timeout{5000};
+  connect_flags flags;  // --timeout only: ping has no key mode
+  flags.timeout = 5;
   bool quiet = false;
   bool trace = false;
   std::string address;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    std::string_view a = args[i];
-    if (a == "--timeout") {
-      if (i + 1 >= args.size()) throw usage_error("--timeout needs a number of seconds");
-      std::string v(args[++i]);
-      char* end = nullptr;
-      const double t = std::strtod(v.c_str(), &end);
-      if (v.empty() || *end || !(t >= 0.001) || t > 1e6)
-        throw usage_error("--timeout wants a number of seconds from 0.001 to 1000000, not '" +
-                          v + "'");
-      timeout = std::chrono::milliseconds(static_cast<long long>(t * 1000 + 0.5));
+  arg_reader reader(args);
+  while (!reader.done()) {
+    std::string_view a = reader.next();
+    if (flags.take(a, reader, /*keys=*/false)) {
     } else if (is_trace_option(a)) {
+      reader.no_value();
       trace = true;
     } else if (a == "--quiet" || a == "-q") {
+      reader.no_value();
       quiet = true;
     } else if (a.starts_with("-")) {
       throw usage_error("unknown option " + std::string(a));
@@ -66,6 +63,7 @@ int run_ping(args_view args) {
       throw usage_error("one ADDRESS only");
     }
   }
+  const std::chrono::milliseconds timeout(static_cast<long long>(flags.timeout * 1000 + 0.5));
   if (address.empty()) throw usage_error("ping needs an ADDRESS");
   auto fail = [&](const std::string& why) {
     if (!quiet) std::fprintf(stderr, "bokbok ping: %s: %s\n", address.c_str(), why.c_str());

@@ -331,7 +331,9 @@ class BOKBOK_API connection {
   // The authenticated user name; empty in plain mode. By value, like peer_address().
   std::string user() const;
 
-  // The peer's credentials on a UNIX socket (SO_PEERCRED); none on other transports.
+  // The peer's credentials on a UNIX socket (SO_PEERCRED); none on other transports,
+  // nor behind a PROXY protocol header that named a client (server_options::
+  // proxy_listen: they would be the balancer's).
   struct credentials {
     unsigned uid;
     unsigned gid;

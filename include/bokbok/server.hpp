@@ -53,7 +53,9 @@ struct server_options {
   // tcp:10.0.0.2:40112"); a LOCAL or UNKNOWN header (a health check) keeps the
   // balancer's. A connection whose header is missing, malformed, over 1 KiB or not
   // whole within handshake_timeout is closed and logged. `listen` addresses never
-  // accept a header: there one is refused as a bad preamble.
+  // accept a header: there one is refused as a bad preamble. On a unix: address, a
+  // header naming a client leaves the connection without credentials (authorize gets
+  // nullopt, peer_credentials() is empty): SO_PEERCRED there is the balancer's.
   std::vector<std::string> proxy_listen;
   // Who may send that header: IP addresses or CIDR blocks ("10.0.0.0/8", "::1",
   // "fd00::/8"); a connection to a proxy_listen address from elsewhere is closed
@@ -184,7 +186,9 @@ struct server_options {
 
   // On UNIX sockets: who may connect, by the peer's credentials (SO_PEERCRED), instead
   // of or on top of keys. Returns false to refuse (the client is told "not
-  // authorized"). Unset: everyone. On other transports it is called with nullopt.
+  // authorized"). Unset: everyone. On other transports it is called with nullopt, and
+  // so it is for a connection whose PROXY header (proxy_listen) named a client: the
+  // credentials would be the balancer's, not the client's.
   std::function<bool(const std::optional<connection::credentials>&)> authorize;
 };
 

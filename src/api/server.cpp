@@ -158,7 +158,7 @@ class server::impl : public std::enable_shared_from_this<impl> {
   // Why server_options::authorize refuses this client ("" when it does not).
   std::string unauthorized(const transport::connected_socket& sock) {
     if (!opts_.authorize) return "";
-    auto creds = transport::peer_credentials_of(sock.fd.get());
+    auto creds = detail::client_credentials(sock);
     bool ok = false;  // a failing check refuses (and is reported)
     detail::guard_callback(opts_.on_callback_error, "server_options::authorize",
                            [&] { ok = opts_.authorize(creds); });
@@ -557,7 +557,7 @@ void server::impl::start_connection(transport::connected_socket sock) {
   o.max_receive_bytes = opts_.max_receive_bytes_per_connection;
   o.connect_timeout = opts_.handshake_timeout;
   // Key mode comes from keys_ (config::keys), whose replay cache all connections share.
-  auto creds = transport::peer_credentials_of(sock.fd.get());
+  auto creds = detail::client_credentials(sock);
   detail::connection_impl::config cfg{o,     sock.peer, users_loop_, pool_, {},
                                       creds, /*hold_requests=*/static_cast<bool>(opts_.on_open), nullptr,
                                       keys_, receive_pool_};

@@ -39,6 +39,11 @@ bool as_ipv6(const sockaddr* sa, std::array<std::uint8_t, 16>& out) {
 
 }  // namespace
 
+std::optional<connection::credentials> client_credentials(const transport::connected_socket& sock) {
+  if (sock.proxied_source_len != 0) return std::nullopt;
+  return transport::peer_credentials_of(sock.fd.get());
+}
+
 proxy_sources::proxy_sources(const std::vector<std::string>& entries) {
   for (const auto& e : entries) {
     auto bad = [&] {

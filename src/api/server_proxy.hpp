@@ -13,14 +13,23 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "bokbok/connection.hpp"
 #include "io/loop.hpp"
 #include "transport/sockets.hpp"
 
 namespace bokbok::detail {
+
+// The credentials server_options::authorize and connection::peer_credentials() get for
+// an accepted socket: its SO_PEERCRED on a UNIX socket, none on TCP, and none once a
+// PROXY header named a client (on a unix: proxy_listen address SO_PEERCRED is the
+// balancer's, not the client's: never presented as the client's). A LOCAL header (a
+// health check) keeps them: that connection is the balancer's own. Any thread.
+std::optional<connection::credentials> client_credentials(const transport::connected_socket& sock);
 
 // IP addresses and CIDR blocks; an IPv4-mapped IPv6 peer (a dual-stack listener)
 // matches the IPv4 entries.
