@@ -22,6 +22,7 @@
 #include "support/child_process.hpp"
 #include "support/logged_process.hpp"
 #include "support/settle.hpp"
+#include "support/tool_run.hpp"
 
 using namespace std::chrono_literals;
 using bokbok::message;
@@ -167,10 +168,15 @@ TEST_CASE("failover: a reconnecting client whose server is killed lands on the o
   bokbok::reconnect_policy policy;
   policy.initial_delay = 20ms;
   policy.max_delay = 200ms;
+  std::atomic<int> drops{0};
+  policy.on_drop = [&](const std::string&) { ++drops; };
   auto c = bokbok::connect(list, bokbok::options{}, policy);
   REQUIRE(landed_on(c) == a->peer());
   CHECK(c.request(message{"ping", "1"}) == message{"pong", "1"});
   a.reset();  // SIGKILL
+  // A call sent before the client has read the end of the stream fails (it was in
+  // flight on the dead connection); from the drop on, calls wait for the redial.
+  REQUIRE(settles([&] { return drops.load() == 1; }, 10s));
   bokbok::call_options deadline;
   deadline.deadline = std::chrono::steady_clock::now() + 20s;
   CHECK(c.request(message{"ping", "2"}, deadline) == message{"pong", "2"});
@@ -200,5 +206,22 @@ TEST_CASE("an address that failed is dialed again only after its backoff, not at
   // Without backoff the dead address comes first at each of the 21 dials; with it, at
   // most a handful (it is still retried once its backoff ends).
   CHECK(dials >= 2);
-  CHECK(dials <= 10);
+  CHECK(dials <= 12);
+}
+
+TEST_CASE("the bokbok tool takes a list: ping and call reach the live server past the dead address") {
+  live_server a;
+  const int dead = free_port();
+  const std::string list = "tcp:" + tcp_entry(dead) + "," + tcp_entry(a.port);
+  auto ping = bokbok_test::run_tool_process({{"ping", list}});
+  CAPTURE(ping.err);
+  CHECK(ping.status == 0);
+  auto call = bokbok_test::run_tool_process({{"call", list, "echo", "via-list"}});
+  CAPTURE(call.err);
+  CHECK(call.status == 0);
+  CHECK(call.out.find("via-list") != std::string::npos);
+  // A malformed list is refused with the list quoted.
+  auto bad = bokbok_test::run_tool_process({{"ping", list + ","}});
+  CHECK(bad.status != 0);
+  CHECK(bad.err.find("\"" + list + ",\"") != std::string::npos);
 }
