@@ -225,3 +225,32 @@ TEST_CASE("the bokbok tool takes a list: ping and call reach the live server pas
   CHECK(bad.status != 0);
   CHECK(bad.err.find("\"" + list + ",\"") != std::string::npos);
 }
+
+TEST_CASE("a list skips an address that accepts the connection but closes it before the opening exchange") {
+  counting_listener dead;
+  live_server a;
+  const std::string list = "tcp:" + tcp_entry(dead.port) + "," + tcp_entry(a.port);
+  auto c = bokbok::connect(list, bokbok::options{});
+  CHECK(landed_on(c) == a.peer());
+  CHECK(dead.accepted.load() == 1);
+  CHECK(c.request(message{"ping", "z"}) == message{"pong", "z"});
+  c.close(0ms);
+  // Alone, the address fails with what opening it threw, with or without a policy.
+  auto error_of = [](auto open) -> std::string {
+    try {
+      open();
+    } catch (const bokbok::transport_error& e) {
+      return e.what();
+    }
+    return "(opened)";
+  };
+  const std::string alone = "tcp:" + tcp_entry(dead.port);
+  std::string plain = error_of([&] { bokbok::connect(alone, bokbok::options{}); });
+  std::string redialling =
+      error_of([&] { bokbok::connect(alone, bokbok::options{}, bokbok::reconnect_policy{}); });
+  CAPTURE(plain);
+  CAPTURE(redialling);
+  const std::string said = "bokbok: the peer closed the connection before speaking bokbok";
+  CHECK(plain.rfind(said, 0) == 0);
+  CHECK(redialling.rfind(said, 0) == 0);
+}

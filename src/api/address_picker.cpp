@@ -63,6 +63,7 @@ std::shared_ptr<connection_impl> address_picker::dial(std::chrono::milliseconds 
   }
   std::string failures;
   int tried = 0;
+  std::exception_ptr open_failure;  // the last open() error, thrown as is when alone
   for (const auto& f : found.failures) failures += (tried++ ? "; " : "") + f;
   for (std::size_t i : order) {
     const auto& e = eps[i];
@@ -78,6 +79,7 @@ std::shared_ptr<connection_impl> address_picker::dial(std::chrono::milliseconds 
         throw;
       } catch (const transport_error& err) {
         why = err.what();
+        open_failure = std::current_exception();
       }
     } else {
       why = connect_why;
@@ -89,7 +91,8 @@ std::shared_ptr<connection_impl> address_picker::dial(std::chrono::milliseconds 
     if (tried++) failures += "; ";
     failures += transport::endpoint_text(reinterpret_cast<const sockaddr*>(&e.sa), e.len) + ": " + why;
   }
-  // One address: its reason alone, as connect_socket gives it.
+  // One address: its reason alone, as connect_socket gives it (or what opening threw).
+  if (tried == 1 && open_failure) std::rethrow_exception(open_failure);
   if (tried == 1) failures = failures.substr(failures.find(": ") + 2);
   throw transport_error(context + ": " + failures);
 }

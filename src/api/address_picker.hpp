@@ -40,7 +40,8 @@ class address_picker {
   address_picker(transport::tcp_address where, address_choice choice,
                  std::chrono::milliseconds initial_backoff, std::chrono::milliseconds max_backoff);
 
-  // Dials as described above, each connect within `connect_timeout`. Throws
+  // Dials as described above, each connect within `connect_timeout`. When a single
+  // address was tried and opening it failed, throws what `open` threw; otherwise throws
   // transport_error naming every address tried and why each failed ("bokbok: cannot
   // connect to tcp:a:1,b:2: 10.0.0.1:1: Connection refused; ..."), exactly as
   // connect_socket does for a single address; authentication_error from `open` at

@@ -138,8 +138,10 @@ connection connect(std::string_view text, const options& opts) {
   }
   if (auto* fds = std::get_if<transport::fd_pair_address>(&addr))
     return connect_fds(fds->in_fd, fds->out_fd, opts, transport::to_string(addr));
+  // A list, or round robin: the addresses chosen as a reconnecting client's are, and
+  // one that connects but fails to open (not bokbok, closed) is skipped too.
   if (auto* t = std::get_if<transport::tcp_address>(&addr);
-      t && opts.address_choice == address_choice::round_robin) {
+      t && (!t->more.empty() || opts.address_choice == address_choice::round_robin)) {
     detail::address_picker picker(*t, opts.address_choice, {}, {});
     return detail::user_handle(dial_picked(picker, opts));
   }
