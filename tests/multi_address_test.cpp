@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "bokbok/bokbok.hpp"
+#include "bokbok/server.hpp"
 #include "support/child_process.hpp"
 #include "support/logged_process.hpp"
 #include "support/settle.hpp"
@@ -253,4 +254,16 @@ TEST_CASE("a list skips an address that accepts the connection but closes it bef
   const std::string said = "bokbok: the peer closed the connection before speaking bokbok";
   CHECK(plain.rfind(said, 0) == 0);
   CHECK(redialling.rfind(said, 0) == 0);
+}
+
+TEST_CASE("a server refuses to listen on a list, saying it is for connecting") {
+  bokbok::server_options o;
+  o.listen = {"tcp:127.0.0.1:0,127.0.0.1:0"};
+  try {
+    bokbok::server srv(o);
+    srv.start();
+    FAIL("listened on a list");
+  } catch (const bokbok::address_error& e) {
+    CHECK(std::string(e.what()).find("a list of addresses is for connecting") != std::string::npos);
+  }
 }
