@@ -20,7 +20,9 @@
 
 #include "bokbok/bokbok.hpp"
 #include "bokbok/server.hpp"
+#include "api/address_picker.hpp"
 #include "support/child_process.hpp"
+#include "transport/address.hpp"
 #include "support/logged_process.hpp"
 #include "support/settle.hpp"
 #include "support/tool_run.hpp"
@@ -266,4 +268,43 @@ TEST_CASE("a server refuses to listen on a list, saying it is for connecting") {
   } catch (const bokbok::address_error& e) {
     CHECK(std::string(e.what()).find("a list of addresses is for connecting") != std::string::npos);
   }
+}
+
+// The picker itself, over two real listening sockets; `open` stands for the opening
+// exchange (which the tests above run for real) so that a test can say which address
+// opens when, and nullptr stands for the opened connection.
+TEST_CASE("an address's backoff doubles with each failure and is forgotten once it opens") {
+  using bokbok::detail::address_picker;
+  counting_listener x, y;
+  auto where = std::get<bokbok::transport::tcp_address>(bokbok::transport::parse_address(
+      "tcp:" + tcp_entry(x.port) + "," + tcp_entry(y.port)));
+  address_picker picker(where, bokbok::address_choice::first_healthy, 100ms, 60s);
+  const std::string x_name = "tcp:" + tcp_entry(x.port);
+  bool x_opens = false, y_opens = false;
+  std::string opened;
+  auto open = [&](bokbok::transport::connected_socket s) -> std::shared_ptr<bokbok::detail::connection_impl> {
+    bool ok = s.peer == x_name ? x_opens : y_opens;
+    if (!ok) throw bokbok::transport_error("refused by the test: " + s.peer);
+    opened = s.peer;
+    return nullptr;
+  };
+  // Both fail three times: x's backoff is 100, 200, then 400 ms.
+  for (int i = 0; i < 3; ++i) CHECK_THROWS_AS(picker.dial(5s, open), bokbok::transport_error);
+  // Both still backing off, x's ends first: it is tried first, and opens.
+  x_opens = true;
+  picker.dial(5s, open);
+  CHECK(opened == x_name);
+  // x fails once more: a fresh backoff of 100 ms (not 800), while y takes the dials.
+  x_opens = false;
+  y_opens = true;
+  picker.dial(5s, open);
+  CHECK(opened != x_name);
+  x_opens = true;
+  // x is first again once its 100 ms are over; had its backoff not been reset, not for 800.
+  CHECK(settles(
+      [&] {
+        picker.dial(5s, open);
+        return opened == x_name;
+      },
+      600ms, 20ms));
 }
