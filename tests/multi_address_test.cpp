@@ -98,6 +98,13 @@ struct counting_listener {
 // The server a connection landed on, as the client names its peer.
 std::string landed_on(bokbok::connection& c) { return c.peer_address(); }
 
+// The real bokbok tool run with `args`.
+bokbok_test::tool_result run_tool(std::vector<std::string> args) {
+  bokbok_test::tool_spawn s;
+  s.args = std::move(args);
+  return bokbok_test::run_tool_process(s);
+}
+
 }  // namespace
 
 TEST_CASE("round robin spreads new connections over both live servers of a list and skips the dead address") {
@@ -216,15 +223,15 @@ TEST_CASE("the bokbok tool takes a list: ping and call reach the live server pas
   live_server a;
   const int dead = free_port();
   const std::string list = "tcp:" + tcp_entry(dead) + "," + tcp_entry(a.port);
-  auto ping = bokbok_test::run_tool_process({{"ping", list}});
+  auto ping = run_tool({"ping", list});
   CAPTURE(ping.err);
   CHECK(ping.status == 0);
-  auto call = bokbok_test::run_tool_process({{"call", list, "echo", "via-list"}});
+  auto call = run_tool({"call", list, "echo", "via-list"});
   CAPTURE(call.err);
   CHECK(call.status == 0);
   CHECK(call.out.find("via-list") != std::string::npos);
   // A malformed list is refused with the list quoted.
-  auto bad = bokbok_test::run_tool_process({{"ping", list + ","}});
+  auto bad = run_tool({"ping", list + ","});
   CHECK(bad.status != 0);
   CHECK(bad.err.find("\"" + list + ",\"") != std::string::npos);
 }
