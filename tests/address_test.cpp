@@ -74,8 +74,8 @@ TEST_CASE("unix addresses tell a path from an abstract name") {
   CHECK(abstract.path == "name");
   CHECK(abstract.abstract);
   CHECK(to_string(unix_address{"x", true}) == "unix:@x");
-  CHECK(to_string(tcp_address{"", "9"}) == "tcp:*:9");
-  CHECK(to_string(tcp_address{"::1", "9"}) == "tcp:[::1]:9");
+  CHECK(to_string(tcp_address{"", "9", {}}) == "tcp:*:9");
+  CHECK(to_string(tcp_address{"::1", "9", {}}) == "tcp:[::1]:9");
 }
 
 TEST_CASE("each malformed socket address is refused with a message that quotes it and says why") {
@@ -128,4 +128,50 @@ TEST_CASE("port 0 and port 65535 are in range") {
   CHECK(error_of("tcp:127.0.0.1:0").empty());
   CHECK(error_of("tcp:127.0.0.1:65535").empty());
   CHECK(error_of("tcp:127.0.0.1:1").empty());
+}
+
+TEST_CASE("a tcp: list of addresses parses in order and prints back canonically") {
+  auto a = std::get<tcp_address>(parse_address("tcp:10.0.0.1:7000,10.0.0.2:7000,[::1]:7001"));
+  CHECK(a.host == "10.0.0.1");
+  CHECK(a.port == "7000");
+  REQUIRE(a.more.size() == 2);
+  CHECK(a.more[0].host == "10.0.0.2");
+  CHECK(a.more[0].port == "7000");
+  CHECK(a.more[1].host == "::1");
+  CHECK(a.more[1].port == "7001");
+  CHECK(to_string(tcp_address(a)) == "tcp:10.0.0.1:7000,10.0.0.2:7000,[::1]:7001");
+  // Entries may be written as full tcp: addresses; the canonical form drops the repeats.
+  CHECK(to_string(parse_address("tcp:a.example:1,tcp:b.example:http")) ==
+        "tcp:a.example:1,b.example:http");
+  CHECK(to_string(parse_address("tcp:bokbok-headless.default.svc:7000")) ==
+        "tcp:bokbok-headless.default.svc:7000");
+  // The fd: pair keeps its comma: it is no list.
+  CHECK(std::holds_alternative<fd_pair_address>(parse_address("fd:3,4")));
+}
+
+TEST_CASE("a malformed tcp: list is refused with a message that quotes the whole list and says which entry") {
+  struct bad_list {
+    const char* text;
+    const char* why;
+  };
+  for (const bad_list& b : {bad_list{"tcp:a:1,", "entry 2 is empty"},
+                           bad_list{"tcp:a:1,,b:2", "entry 2 is empty"},
+                           bad_list{"tcp:,a:1", "entry 1 is empty"},
+                           bad_list{"tcp:a:1,b", "entry 2 \"b\" is not HOST:PORT: the port is missing"},
+                           bad_list{"tcp:a:1,::1:2", "entry 2 \"::1:2\" is not HOST:PORT: an IPv6 address must be written in brackets"},
+                           bad_list{"tcp:a:1,b:99999", "entry 2 \"b:99999\" is not HOST:PORT: port 99999 is out of range"},
+                           bad_list{"tcp:a:1,*:2", "entry 2 is *: every address is for listening"},
+                           bad_list{"tcp:a:1,unix:/x", "entry 2 \"unix:/x\" is not HOST:PORT"}}) {
+    // (no structured binding: clang cannot capture one in CAPTURE's lambda)
+    const std::string text = b.text, why = b.why;
+    CAPTURE(text);
+    std::string m = error_of(text);
+    CHECK(m.find(std::string("bad address \"") + text + "\"") != std::string::npos);
+    CHECK(m.find("expected tcp:HOST:PORT,HOST:PORT,...") != std::string::npos);
+    CHECK(m.find(why) != std::string::npos);
+  }
+  std::string many = "tcp:h:1";
+  for (std::size_t i = 1; i < max_address_list; ++i) many += ",h:" + std::to_string(i + 1);
+  CHECK(std::get<tcp_address>(parse_address(many)).more.size() == max_address_list - 1);
+  CHECK(error_of(many + ",h:9").find("at most 64 addresses") != std::string::npos);
 }

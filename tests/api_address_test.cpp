@@ -20,6 +20,7 @@ TEST_CASE("address::parse tells each kind of address apart and prints it canonic
       {"stdio", kind::stdio, "stdio"},
       {"tcp:127.0.0.1:80", kind::tcp, "tcp:127.0.0.1:80"},
       {"tcp:[::1]:80", kind::tcp, "tcp:[::1]:80"},
+      {"tcp:a.example:1,tcp:[::1]:2", kind::tcp, "tcp:a.example:1,[::1]:2"},
       {"unix:/run/app.sock", kind::unix_socket, "unix:/run/app.sock"},
       {"unix:@name", kind::unix_socket, "unix:@name"},
       {"inetd", kind::inetd, "inetd"},

@@ -35,6 +35,7 @@ constexpr std::string_view help_text =
     "\n"
     "ADDRESS is one of\n"
     "  tcp:HOST:PORT           a TCP server (HOST a name, an IPv4 or a [v6] literal)\n"
+    "  tcp:H1:P1,H2:P2,...     a list of TCP servers, the first that answers\n"
     "  unix:PATH, unix:@NAME   a UNIX socket file, or one in the abstract namespace\n"
     "  fd:R,W                  read fd R and write fd W, inherited from the caller\n"
     "  stdio                   stdin and stdout carry the protocol; the response is then\n"

@@ -31,7 +31,8 @@ class BOKBOK_API address final {
   enum class kind {
     fd,           // fd:R,W
     stdio,        // stdio
-    tcp,          // tcp:HOST:PORT (tcp:*:PORT too, which is for listening)
+    tcp,          // tcp:HOST:PORT (tcp:*:PORT too, which is for listening), or a list
+                  // to connect to: tcp:HOST:PORT,HOST:PORT,... (options::address_choice)
     unix_socket,  // unix:PATH, unix:@NAME
     inetd,        // inetd (for listening)
     systemd,      // systemd (for listening)

@@ -56,6 +56,10 @@ BOKBOK_API connection connect(std::string_view address, const options& opts = {}
 // event loop, not a thread. After max_attempts failed attempts in a row (0: no limit), or
 // close() / abort(), the connection is closed for good and options::on_close runs once.
 // peer_address() and user() then refer to the latest underlying connection.
+// A tcp: address is resolved again at each attempt; of several addresses (a list, or a
+// name resolving to several) one that failed is tried last until its own backoff ends
+// (initial_delay, doubling per failure up to max_delay, reset when it opens), and
+// options::address_choice says where each attempt starts.
 struct reconnect_policy {
   std::chrono::milliseconds initial_delay{100};
   std::chrono::milliseconds max_delay{5'000};

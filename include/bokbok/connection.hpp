@@ -143,6 +143,17 @@ struct BOKBOK_API child_exit {
   std::string describe() const;
 };
 
+// How a client chooses among several addresses: a tcp: list ("tcp:H1:P1,H2:P2") or a
+// host name resolving to several (README "Addresses", "Behind a load balancer").
+enum class address_choice {
+  // Every address in order, the first that answers (the default). With a
+  // reconnect_policy, an address that failed is tried last until its backoff ends.
+  first_healthy,
+  // Each new connection (each connect() in this process, each redial) starts at the
+  // next address, then goes on in order as first_healthy does.
+  round_robin,
+};
+
 struct options {
   // No handler: every incoming request is answered with error_code::no_such_method.
   request_handler on_request;
@@ -211,6 +222,8 @@ struct options {
   std::size_t max_receive_bytes = 0;
   // How long opening waits for the peer's preamble and hello.
   std::chrono::milliseconds connect_timeout{10'000};
+  // Which of several addresses a client dials first (address_choice above).
+  bokbok::address_choice address_choice = bokbok::address_choice::first_healthy;
   // Frame trace (README "Frame trace"): called with one line per frame this side sends
   // or receives, decoded for a human (no newline), e.g.
   //   > request id=1 flags=- [2] "echo" "hi"

@@ -15,6 +15,7 @@
 #include "bokbok/bokbok.hpp"
 #include "rpc/connection_impl.hpp"
 #include "rpc/callback_error.hpp"
+#include "api/address_picker.hpp"
 #include "api/event_loop.hpp"
 #include "api/reconnector.hpp"
 #include "api/user_handle.hpp"
@@ -63,6 +64,14 @@ std::shared_ptr<detail::connection_impl> dial_socket(const transport::address& a
   return open_impl(std::move(sock.fd), {}, opts, std::move(sock.peer), creds);
 }
 
+// Dials a tcp: address per opts.address_choice through `picker` (api/address_picker.hpp).
+std::shared_ptr<detail::connection_impl> dial_picked(detail::address_picker& picker,
+                                                     const options& opts) {
+  return picker.dial(opts.connect_timeout, [&opts](transport::connected_socket s) {
+    return open_impl(std::move(s.fd), {}, opts, std::move(s.peer));
+  });
+}
+
 // exec: and ssh: — the peer is a child process speaking on its stdin and stdout.
 std::shared_ptr<detail::connection_impl> open_child(const transport::address& addr,
                                                     const options& opts) {
@@ -89,8 +98,14 @@ connection connect(std::string_view address, const options& opts, const reconnec
       !std::holds_alternative<transport::unix_address>(addr))
     throw address_error("bokbok: cannot reconnect to \"" + std::string(address) +
                         "\": only tcp:, unix:, exec: and ssh: addresses can be opened again");
-  // A child (exec:, ssh:) is started again.
-  auto dial = [addr, child](const options& o) {
+  // A child (exec:, ssh:) is started again. A tcp: address is resolved again at each
+  // dial, its addresses chosen per opts.address_choice, failed ones backing off per policy.
+  std::shared_ptr<detail::address_picker> picker;
+  if (auto* t = std::get_if<transport::tcp_address>(&addr))
+    picker = std::make_shared<detail::address_picker>(*t, opts.address_choice,
+                                                      policy.initial_delay, policy.max_delay);
+  auto dial = [addr, child, picker](const options& o) {
+    if (picker) return dial_picked(*picker, o);
     return child ? open_child(addr, o) : dial_socket(addr, o);
   };
   auto rc = std::make_shared<detail::reconnector>(dial, opts, policy, default_loop());
@@ -123,6 +138,13 @@ connection connect(std::string_view text, const options& opts) {
   }
   if (auto* fds = std::get_if<transport::fd_pair_address>(&addr))
     return connect_fds(fds->in_fd, fds->out_fd, opts, transport::to_string(addr));
+  // A list, or round robin: the addresses chosen as a reconnecting client's are, and
+  // one that connects but fails to open (not bokbok, closed) is skipped too.
+  if (auto* t = std::get_if<transport::tcp_address>(&addr);
+      t && (!t->more.empty() || opts.address_choice == address_choice::round_robin)) {
+    detail::address_picker picker(*t, opts.address_choice, {}, {});
+    return detail::user_handle(dial_picked(picker, opts));
+  }
   if (std::holds_alternative<transport::tcp_address>(addr) ||
       std::holds_alternative<transport::unix_address>(addr))
     return detail::user_handle(dial_socket(addr, opts));

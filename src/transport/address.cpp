@@ -20,6 +20,9 @@ constexpr std::string_view known_forms =
 constexpr std::string_view tcp_form =
     "tcp:HOST:PORT (HOST a name, an IPv4 address, [IPv6] or *; PORT a number or service "
     "name)";
+constexpr std::string_view tcp_list_form =
+    "tcp:HOST:PORT,HOST:PORT,... (a list to connect to; each entry a HOST:PORT or "
+    "tcp:HOST:PORT, HOST a name, an IPv4 address or [IPv6])";
 constexpr std::string_view unix_form = "unix:PATH or unix:@NAME (abstract)";
 constexpr std::string_view fd_form =
     "fd:R,W with R and W non-negative file descriptor numbers, e.g. fd:3,4";
@@ -108,6 +111,45 @@ tcp_address parse_tcp(std::string_view text, std::string_view rest) {
   }
   check_port(text, port);
   a.port = std::string(port);
+  return a;
+}
+
+// tcp:ENTRY,ENTRY,...: each entry HOST:PORT or tcp:HOST:PORT, checked as one address;
+// errors quote the whole list.
+tcp_address parse_tcp_list(std::string_view text, std::string_view rest) {
+  std::vector<host_port> entries;
+  for (std::size_t start = 0;;) {
+    auto comma = rest.find(',', start);
+    std::string_view entry = rest.substr(start, comma == std::string_view::npos ? rest.npos : comma - start);
+    if (entry.empty())
+      bad(text, tcp_list_form, "entry " + std::to_string(entries.size() + 1) + " is empty");
+    if (entry.substr(0, 4) == "tcp:") entry.remove_prefix(4);
+    if (entries.size() == max_address_list)
+      bad(text, tcp_list_form,
+          "a list has at most " + std::to_string(max_address_list) + " addresses");
+    tcp_address one;
+    try {
+      one = parse_tcp(entry, entry);
+    } catch (const address_error& e) {
+      // The entry's own reason, after its form: "...expected tcp:HOST:PORT ...; why".
+      std::string m = e.what();
+      std::string after_form = std::string(tcp_form) + "; ";
+      auto why = m.find(after_form);
+      bad(text, tcp_list_form,
+          "entry " + std::to_string(entries.size() + 1) + " \"" + std::string(entry) +
+              "\" is not HOST:PORT" +
+              (why == std::string::npos ? "" : ": " + m.substr(why + after_form.size())));
+    }
+    if (one.host.empty())
+      bad(text, tcp_list_form,
+          "entry " + std::to_string(entries.size() + 1) +
+              " is *: every address is for listening, a list is for connecting");
+    entries.push_back({std::move(one.host), std::move(one.port)});
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  tcp_address a{entries.front().host, entries.front().port, {}};
+  a.more.assign(std::make_move_iterator(entries.begin() + 1), std::make_move_iterator(entries.end()));
   return a;
 }
 
@@ -229,7 +271,9 @@ address parse_address(std::string_view text) {
   auto colon = text.find(':');
   if (colon == std::string_view::npos) bad(text, known_forms);
   std::string_view scheme = text.substr(0, colon), rest = text.substr(colon + 1);
-  if (scheme == "tcp") return parse_tcp(text, rest);
+  if (scheme == "tcp")
+    return rest.find(',') == std::string_view::npos ? parse_tcp(text, rest)
+                                                     : parse_tcp_list(text, rest);
   if (scheme == "unix") return parse_unix(text, rest);
   if (scheme == "fd") return parse_fds(text, rest);
   if (scheme == "exec") return parse_exec(text, rest);
@@ -243,10 +287,15 @@ std::string to_string(const address& a) {
       return "fd:" + std::to_string(f.in_fd) + "," + std::to_string(f.out_fd);
     }
     std::string operator()(const stdio_address&) const { return "stdio"; }
+    static std::string entry(const std::string& host, const std::string& port) {
+      if (host.find(':') != std::string::npos) return "[" + host + "]:" + port;
+      return host + ":" + port;
+    }
     std::string operator()(const tcp_address& t) const {
       if (t.host.empty()) return "tcp:*:" + t.port;
-      if (t.host.find(':') != std::string::npos) return "tcp:[" + t.host + "]:" + t.port;
-      return "tcp:" + t.host + ":" + t.port;
+      std::string out = "tcp:" + entry(t.host, t.port);
+      for (const auto& e : t.more) out += "," + entry(e.host, e.port);
+      return out;
     }
     std::string operator()(const unix_address& u) const {
       return (u.abstract ? "unix:@" : "unix:") + u.path;

@@ -3,6 +3,9 @@
 //
 //   tcp:HOST:PORT     HOST a name (resolved; every address tried in order), an IPv4
 //                     literal or a [v6] literal; PORT a number or a service name
+//   tcp:HOST:PORT,HOST:PORT,...
+//                     a list to connect to (each entry may also be written tcp:HOST:PORT;
+//                     at most max_address_list entries), tried per options::address_choice
 //   tcp:*:PORT        listen on every address, IPv4 and IPv6 (one dual-stack socket)
 //   tcp:[::]:PORT     the same
 //   unix:PATH         a UNIX socket file
@@ -30,10 +33,20 @@ struct fd_pair_address {
   int out_fd;
 };
 struct stdio_address {};
+struct host_port {
+  std::string host;  // without brackets
+  std::string port;  // as written: digits or a service name
+};
 struct tcp_address {
   std::string host;  // without brackets; "" for "*" (every address)
   std::string port;  // as written: digits or a service name
+  // A list (tcp:H1:P1,H2:P2,...): the entries after the first (host/port above), in
+  // order; empty for one address. Lists are for connecting only (no "*").
+  std::vector<host_port> more;
 };
+
+// The most entries a tcp: list may have.
+inline constexpr std::size_t max_address_list = 64;
 struct unix_address {
   std::string path;  // for abstract: the name without its '@'
   bool abstract = false;

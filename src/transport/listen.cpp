@@ -113,6 +113,8 @@ listener tcp_listener(base::unique_fd fd, const tcp_address& t) {
 std::vector<listener> listen_tcp(const tcp_address& t, const std::string& name,
                                  const listen_options& opts) {
   const std::string context = "bokbok: cannot listen on " + name;
+  if (!t.more.empty())
+    throw address_error(context + ": a list of addresses is for connecting; listen on each");
   auto eps = endpoints(t, context);
   bool share_port = eps.size() > 1 && t.port.find_first_not_of('0') == std::string::npos;
   for (int round = 0; round < 16; ++round) {

@@ -96,6 +96,41 @@ addrinfo_list resolve(const tcp_address& t, bool passive, int family, const std:
   throw transport_error(context + ": cannot resolve " + what + ": " + why);
 }
 
+resolved_endpoints resolve_for_connect(const tcp_address& t, const std::string& context) {
+  resolved_endpoints out;
+  auto add = [&](const addrinfo_list& list) {
+    for (const addrinfo* ai = list.get(); ai; ai = ai->ai_next) {
+      dial_endpoint e;
+      std::memcpy(&e.sa, ai->ai_addr, ai->ai_addrlen);
+      e.len = ai->ai_addrlen;
+      bool seen = false;
+      for (const auto& o : out.endpoints)
+        seen = seen || (o.len == e.len && std::memcmp(&o.sa, &e.sa, e.len) == 0);
+      if (seen) continue;
+      e.name = sockaddr_name(ai->ai_addr, ai->ai_addrlen);
+      out.endpoints.push_back(std::move(e));
+    }
+  };
+  if (t.more.empty()) {
+    add(resolve(t, false, AF_UNSPEC, context));
+    return out;
+  }
+  auto entry = [](const std::string& host, const std::string& port) {
+    tcp_address one{host, port, {}};
+    return std::pair{one, to_string(address(one)).substr(4)};  // without "tcp:"
+  };
+  std::vector<std::pair<tcp_address, std::string>> entries{entry(t.host, t.port)};
+  for (const auto& m : t.more) entries.push_back(entry(m.host, m.port));
+  for (const auto& [one, text] : entries) {
+    try {
+      add(resolve(one, false, AF_UNSPEC, text));
+    } catch (const transport_error& e) {
+      out.failures.push_back(e.what());
+    }
+  }
+  return out;
+}
+
 bool set_blocking(int fd) {
   int flags = fcntl(fd, F_GETFL);
   return flags >= 0 && ((flags & O_NONBLOCK) == 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0);

@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "transport/address.hpp"
 
@@ -33,6 +34,23 @@ using addrinfo_list = std::unique_ptr<addrinfo, void (*)(addrinfo*)>;
 // on a host whose only IPv6 address is loopback); `passive` for binding. Never empty.
 // Throws transport_error "<context>: cannot resolve ...".
 addrinfo_list resolve(const tcp_address& t, bool passive, int family, const std::string& context);
+
+// One resolved TCP address to connect to; `name` its text ("tcp:127.0.0.1:7000").
+struct dial_endpoint {
+  std::string name;
+  sockaddr_storage sa{};
+  socklen_t len = 0;
+};
+
+// Every address of a tcp: address to connect to, each entry of a list resolved again
+// now (no cache: a name's new addresses are seen at the next dial), in order, without
+// duplicates. An entry that does not resolve adds "HOST:PORT: cannot resolve ..." to
+// `failures`; a single address that does not resolve throws as resolve() does.
+struct resolved_endpoints {
+  std::vector<dial_endpoint> endpoints;
+  std::vector<std::string> failures;
+};
+resolved_endpoints resolve_for_connect(const tcp_address& t, const std::string& context);
 
 // Each returns false with errno set on failure.
 bool set_blocking(int fd);

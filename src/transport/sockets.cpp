@@ -75,14 +75,15 @@ connected_socket connect_tcp(const tcp_address& t, const std::string& name,
   if (t.host.empty())  // usage, not a network failure: address_error
     throw address_error("bokbok: cannot connect to " + name +
                           ": * means every address, for listening; name a host to connect to");
-  auto list = resolve(t, false, AF_UNSPEC, "bokbok: cannot connect to " + name);
+  auto found = resolve_for_connect(t, "bokbok: cannot connect to " + name);
   std::string failures;
   int tried = 0;
-  for (const addrinfo* ai = list.get(); ai; ai = ai->ai_next) {
-    auto [fd, why] = connect_one(*ai, timeout);
-    if (fd) return {std::move(fd), sockaddr_name(ai->ai_addr, ai->ai_addrlen)};
+  for (const auto& f : found.failures) failures += (tried++ ? "; " : "") + f;
+  for (const auto& e : found.endpoints) {
+    auto [fd, why] = connect_endpoint(e, timeout);
+    if (fd) return {std::move(fd), e.name};
     if (tried++) failures += "; ";
-    failures += endpoint_text(ai->ai_addr, ai->ai_addrlen) + ": " + why;
+    failures += endpoint_text(reinterpret_cast<const sockaddr*>(&e.sa), e.len) + ": " + why;
   }
   // One address: its reason alone ("... tcp:127.0.0.1:9: Connection refused").
   if (tried == 1) failures = failures.substr(failures.find(": ") + 2);
@@ -117,6 +118,17 @@ connected_socket connect_unix(const unix_address& u, const std::string& name,
 }
 
 }  // namespace
+
+std::pair<base::unique_fd, std::string> connect_endpoint(const dial_endpoint& e,
+                                                       std::chrono::milliseconds timeout) {
+  addrinfo ai{};
+  ai.ai_family = e.sa.ss_family;
+  ai.ai_socktype = SOCK_STREAM;
+  ai.ai_protocol = IPPROTO_TCP;
+  ai.ai_addr = const_cast<sockaddr*>(reinterpret_cast<const sockaddr*>(&e.sa));
+  ai.ai_addrlen = e.len;
+  return connect_one(ai, timeout);
+}
 
 connected_socket connect_socket(const address& a, std::chrono::milliseconds timeout) {
   std::string name = to_string(a);

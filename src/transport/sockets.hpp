@@ -30,12 +30,20 @@ struct connected_socket {
   socklen_t proxied_source_len = 0;
 };
 
-// Connects to a tcp: or unix: address, trying every resolved address in order, each
+// Connects to a tcp: or unix: address, trying every resolved address (of every entry of
+// a list) in order, each
 // within `timeout` (zero or less: no limit); the error lists each address's failure.
 // Sets TCP_NODELAY on TCP. The fd is left blocking. A unix: connect waits for room in
 // a full listen queue up to `timeout` too. tcp:*:PORT is refused with address_error
 // (it is for listening).
 connected_socket connect_socket(const address& a, std::chrono::milliseconds timeout);
+
+struct dial_endpoint;  // transport/sockaddr.hpp
+
+// Connects to one resolved TCP address within `timeout` as connect_socket does: the
+// blocking socket (TCP_NODELAY set), or an empty fd and why ("Connection refused").
+std::pair<base::unique_fd, std::string> connect_endpoint(const dial_endpoint& e,
+                                                       std::chrono::milliseconds timeout);
 
 // A listening socket (non-blocking) and the address it is bound to, with the real port
 // when port 0 was asked for ("tcp:127.0.0.1:41234"). Owns the socket file of a unix:PATH
