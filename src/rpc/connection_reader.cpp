@@ -357,49 +357,6 @@ void connection_impl::handle_error_frame(const wire::frame_view& f) {
   complete_call(f.call_id, error_ptr<remote_error>(static_cast<error_code>(code), std::string(text)), {});
 }
 
-// The peer is shutting down (PROTOCOL.md §8.4): it answers our calls up to the goaway's
-// id; later ones fail now, new ones are refused, and once nothing is outstanding either
-// way the connection closes.
-void connection_impl::handle_goaway(const wire::frame_view& f) {
-  auto [code, text] = wire::parse_code_payload(f.payload);
-  if (code == std::uint16_t(error_code::protocol))
-    return finish(end_kind::protocol, "the peer reported a protocol error: " + std::string(text));
-  // Any other code than shutting_down is a refusal (a key-mode login refused busy, §9.6):
-  // our calls fail with that code and the peer's reason (lifecycle::peer_going_away).
-  const auto why = static_cast<error_code>(code);
-  std::vector<pending_call> unanswered;
-  std::string reason;
-  error_code life_code;
-  {
-    std::lock_guard lock(mu_);
-    life_.peer_going_away(why, text);
-    reason = life_.goaway_reason();
-    life_code = life_.refusal_code();
-    const std::uint32_t last = f.call_id;
-    unanswered = calls_.take_if([last](const pending_call& c) { return c.id > last; });
-    if (room_waiters_) room_cv_.notify_all();
-  }
-  for (auto& pc : unanswered)
-    run_response_callback(pc.done, error_ptr<call_error>(life_code, reason), {});
-  close_if_drained();
-}
-
-// Any thread: after a goaway, closes once no call is outstanding either way.
-// The post is made after unlocking (a loop post may write the loop's eventfd).
-void connection_impl::close_if_drained() {
-  std::string reason;
-  {
-    std::lock_guard lock(mu_);
-    if (!life_.going_away() || phase_ != phase::open || !calls_.empty() ||
-        !inbound_.idle())
-      return;
-    reason = life_.goaway_reason();
-  }
-  cfg_.loop->post([self = shared_from_this(), reason = std::move(reason)] {
-    self->finish(end_kind::drained, reason);
-  });
-}
-
 void connection_impl::handler_done(std::uint32_t id) {
   std::optional<queued_call> next;
   {
@@ -441,81 +398,6 @@ void connection_impl::complete_call(std::uint32_t id, std::exception_ptr error, 
   last_activity_ = io::clock::now();
   run_response_callback(pc.done, std::move(error), std::move(response));
   close_if_drained();
-}
-
-void connection_impl::on_read_end(int err) {
-  auto keep = shared_from_this();
-  peer_reset_ = err == -ECONNRESET;  // see last_written_request_
-  peer_done_ = true;
-  {
-    std::unique_lock lock(mu_);
-    if (phase_ == phase::closed) {
-      // We said close and waited for the peer's end (§8.5): it came. Let go of the link
-      // once our own last frames are out (on_write_done drops it otherwise).
-      bool written = !writing_ && outbox_.empty() && raw_pending_.empty();
-      lock.unlock();
-      if (written && stream_) drop_stream();
-      return;
-    }
-  }
-  if (!preamble_done_) {
-    // Say what little the peer sent: it tells a crashed child from a wrong program.
-    const std::string& got = preamble_reader_.received();
-    return finish(end_kind::transport,
-                  "the peer closed the connection before speaking bokbok" +
-                      (err < 0 ? std::string(" (") + std::strerror(-err) + ")" : "") +
-                      (got.empty() ? "" : " (it sent only \"" + wire::escape_bytes(got) + "\")"));
-  }
-  if (key_ && !key_->ready())
-    return finish(end_kind::transport,
-                  "the peer closed the connection during the key-mode handshake" +
-                      (err < 0 ? std::string(" (") + std::strerror(-err) + ")" : ""));
-  if (err < 0) return finish(end_kind::transport, std::string("read failed: ") + std::strerror(-err));
-  if (std::size_t part = frames_.partial_record_bytes())
-    return finish(end_kind::transport,
-                  "connection lost: the peer's stream ended in the middle of a record (" +
-                      std::to_string(part) + " bytes of it received)");
-  finish(end_kind::transport, "connection lost: the peer's stream ended without a close frame");
-}
-
-// The peer's preamble (or, key mode meeting a plain peer, its first record) was refused,
-// or its hello was our own: the peer may not speak bokbok at all, so nothing more is
-// sent to it (PROTOCOL.md §2.3).
-void connection_impl::silent_failure(const std::string& what) {
-  silent_end_ = true;
-  finish(end_kind::protocol, "protocol error: " + what);
-}
-
-// After our close (PROTOCOL.md §8.5): reads and discards what the peer still sends,
-// looking only for its close; its end of stream comes to on_read_end.
-void connection_impl::linger_on_data(std::string_view bytes) {
-  if (linger_blind_ || !preamble_done_ || (key_ && !key_->ready())) return;
-  rpc::key_session* key = key_ ? key_.get() : nullptr;
-  wire::frame_view f;
-  for (;;) {
-    auto st = frames_.next(bytes, key, f);
-    if (st == rpc::frame_source::status::need_more) return;
-    if (st == rpc::frame_source::status::error) break;
-    if (trace_) rpc::trace_received(trace_, f);
-    if (f.type == wire::frame_type::close) {
-      peer_done_ = true;
-      std::unique_lock lock(mu_);
-      bool written = !writing_ && outbox_.empty() && raw_pending_.empty();
-      lock.unlock();
-      if (written && stream_) drop_stream();
-      return;
-    }
-  }
-  linger_blind_ = true;  // the stream is broken: only its end is news now
-}
-
-// Tells the peer what went wrong (goaway with code protocol), then ends the connection.
-void connection_impl::protocol_failure(const std::string& what) {
-  if (expect_refusal_ || !preamble_done_) return silent_failure(what);
-  std::string goaway;
-  wire::append_code_frame(goaway, wire::frame_type::goaway, 0,
-                          std::uint16_t(error_code::protocol), what);
-  finish(end_kind::protocol, "protocol error: " + what, goaway);
 }
 
 // Loop thread: the server-wide pool counts our partial messages as the reassembler holds
