@@ -31,7 +31,7 @@ void connection_impl::go_away(std::string text) {
 void connection_impl::start_goaway(const std::string& text) {
   {
     std::unique_lock lock(mu_);
-    if (phase_ != phase::open || !life_.start_goaway(last_peer_request_, text)) return;
+    if (life_.state() != phase::open || !life_.start_goaway(last_peer_request_, text)) return;
     std::string record;
     wire::append_frame(record, wire::frame_type::goaway, 0, last_peer_request_,
                        wire::encode_code_payload(std::uint16_t(error_code::shutting_down), text));
@@ -49,14 +49,14 @@ void connection_impl::close() {  // abrupt (connection::abort)
 
 bool connection_impl::closed() const {
   std::lock_guard lock(mu_);
-  return phase_ == phase::closed;
+  return life_.state() == phase::closed;
 }
 
 void connection_impl::wait_closed() const {
   std::unique_lock lock(mu_);
   // Also until the stream has stopped: our close frame is then written (or the link
   // failed), so a process may exit right after without the peer seeing it as lost.
-  closed_cv_.wait(lock, [&] { return close_handler_done_ && stream_dropped_; });
+  closed_cv_.wait(lock, [&] { return life_.fully_closed(); });
   lock.unlock();
   if (cfg_.process) cfg_.process->wait_reaped();
 }
@@ -68,7 +68,7 @@ std::string connection_impl::close_reason() const {
 
 std::exception_ptr connection_impl::failure() const {
   std::lock_guard lock(mu_);
-  if (phase_ != phase::closed || !life_.failed()) return nullptr;
+  if (life_.state() != phase::closed || !life_.failed()) return nullptr;
   return closed_error_locked();
 }
 
@@ -88,25 +88,24 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
   bool was_handshaking;
   {
     std::lock_guard lock(mu_);
-    if (phase_ == phase::closed) return;
+    if (life_.state() == phase::closed) return;
   }
-  if (child_wait_) return;  // a failure is waiting for the child: it is the one reported
+  if (closing_.waiting_for_child()) return;  // that failure is the one reported
   // A child that broke the connection is usually dying: say how it ended. A lost
   // transport waits for that (wait_for_child), and the child's end, usually the
   // cause, comes first; a protocol failure says what is known.
-  if (cfg_.process && kind == end_kind::transport && !child_noted_)
+  if (cfg_.process && kind == end_kind::transport && !closing_.child_noted())
     return wait_for_child(kind, std::move(reason), farewell);
-  if (cfg_.process && kind == end_kind::protocol && !child_noted_)
+  if (cfg_.process && kind == end_kind::protocol && !closing_.child_noted())
     reason += " (" + cfg_.process->end_note() + ")";
   {
     std::unique_lock lock(mu_);
-    if (phase_ == phase::closed) return;
+    if (life_.state() == phase::closed) return;
     // A caller's thread writing its request directly finishes first, so each pending
     // call knows whether any of it was written (a non-blocking write: brief).
     closed_cv_.wait(lock, [&] { return !direct_writing_; });
-    was_handshaking = phase_ == phase::handshaking;
-    phase_ = phase::closed;
-    finished_ = true;
+    was_handshaking = life_.state() == phase::handshaking;
+    closing_.finished = true;
     life_.ended(kind, std::move(reason));
     pending = calls_.take_if([](const pending_call&) { return true; });
     queued = inbound_.take_queued();
@@ -152,12 +151,12 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     // Key mode before the ciphers exist: no plaintext frames for a key-mode peer (a
     // refusal's decoy, in raw_pending_, still goes out). A refused preamble: no frame
     // at all (§2.3).
-    bool can_frame = (!key_ || key_->ready()) && !silent_end_;
+    bool can_frame = (!key_ || key_->ready()) && !closing_.silent_end;
     if (kind != end_kind::transport && kind != end_kind::unresponsive && can_frame) {
       std::string rec(farewell);
       wire::append_frame(rec, wire::frame_type::close, 0, 0, {});
       outbox_.push_record_bytes(rec);
-      close_sent_ = true;
+      closing_.close_sent = true;
     }
     bool idle = !writing_;
     bool nothing_to_say = idle && outbox_.empty() && raw_pending_.empty();
@@ -176,15 +175,14 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
   if (was_handshaking) {
     // Opening failed: nobody saw this connection, so there is no close handler.
     std::exception_ptr error;
+    std::shared_ptr<void> last;  // let go of after unlocking (`self` outlives it here)
     {
       std::lock_guard lock(mu_);
       error = closed_error_locked();
-      close_handler_done_ = true;
+      last = life_.close_handler_returned();
       closed_cv_.notify_all();
     }
     if (auto done = std::move(opened_)) done(nullptr, std::move(error));
-    std::lock_guard lock(mu_);
-    release_self_locked();
     return;
   }
   // No close handler: the bookkeeping below is quick, so it is done here rather than
@@ -205,7 +203,7 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
 // failures are ignored.
 void connection_impl::wait_for_child(end_kind kind, std::string reason,
                                      std::string_view farewell) {
-  child_wait_ = child_wait{kind, std::move(reason), std::string(farewell)};
+  closing_.hold_for_child({kind, std::move(reason), std::string(farewell)});
   if (stream_) {
     stream_->stop_reading();
     reading_paused_ = false;  // so backpressure does not start reading again
@@ -213,12 +211,12 @@ void connection_impl::wait_for_child(end_kind kind, std::string reason,
     budget_paused_ = false;   // nor the receive budget
   }
   auto weak = weak_from_this();
-  child_wait_timer_ = cfg_.loop->add_timer(io::clock::now() + child_end_wait, [weak] {
+  closing_.set_child_timer(cfg_.loop->add_timer(io::clock::now() + child_end_wait, [weak] {
     if (auto self = weak.lock()) {
-      self->child_wait_timer_ = 0;
+      self->closing_.child_timer_fired();
       self->finish_after_child();
     }
-  });
+  }));
   // On the loop that reaps the child (or here, when it has been): only posts.
   std::weak_ptr<io::loop> loop = cfg_.loop;
   cfg_.process->when_ended([weak, loop] {
@@ -230,13 +228,11 @@ void connection_impl::wait_for_child(end_kind kind, std::string reason,
 }
 
 void connection_impl::finish_after_child() {
-  if (!child_wait_) return;
-  child_wait w = std::move(*child_wait_);
-  child_wait_.reset();
-  if (child_wait_timer_) cfg_.loop->cancel_timer(child_wait_timer_);
-  child_wait_timer_ = 0;
-  child_noted_ = true;
-  finish(w.kind, cfg_.process->end_note() + "; " + w.reason, w.farewell);
+  io::timer_id timer = 0;
+  auto w = closing_.take_child_failure(timer);
+  if (!w) return;
+  if (timer) cfg_.loop->cancel_timer(timer);
+  finish(w->kind, cfg_.process->end_note() + "; " + w->reason, w->farewell);
 }
 
 std::exception_ptr connection_impl::not_sent_error_locked() const {
@@ -251,11 +247,10 @@ void connection_impl::run_close_handler() {
     // A close handler has nobody to answer to: what it throws is reported.
     guard_callback(cfg_.opts.on_callback_error, "on_close", [&] { cfg_.opts.on_close(handle); });
   }
-  auto keep = shared_from_this();  // the last reference may go below, not under the lock
+  std::shared_ptr<void> last;  // the last reference may go here: after unlocking
   std::lock_guard lock(mu_);
-  close_handler_done_ = true;
+  last = life_.close_handler_returned();
   closed_cv_.notify_all();
-  release_self_locked();
 }
 
 // Loop thread, closed, our last frames written: drops the link, unless we said close
@@ -265,9 +260,9 @@ void connection_impl::run_close_handler() {
 // frames unread would reset it, and the peer's own close would fail to go out.
 void connection_impl::end_output() {
   if (!stream_) return;
-  if (!close_sent_ || peer_done_) return drop_stream();
-  if (output_ended_) return;
-  output_ended_ = true;
+  if (!closing_.awaits_peer_end()) return drop_stream();
+  if (closing_.output_ended) return;
+  closing_.output_ended = true;
   stream_->shutdown_write();
   bool paused;
   {
@@ -279,7 +274,8 @@ void connection_impl::end_output() {
 }
 
 // Loop thread: stops the stream for good. Until then the stream may still deliver events
-// to this object, which is why self_ is kept until both this and the close handler are done.
+// to this object, which is why the lifecycle keeps it alive until both this and the close
+// handler are done.
 void connection_impl::drop_stream() {
   {
     std::lock_guard lock(mu_);
@@ -288,15 +284,10 @@ void connection_impl::drop_stream() {
   stream_->close();
   stream_.reset();
   if (cfg_.process) cfg_.process->release();
-  auto keep = shared_from_this();
+  std::shared_ptr<void> last;  // the last reference may go here: after unlocking
   std::lock_guard lock(mu_);
-  stream_dropped_ = true;
+  last = life_.stream_dropped();
   closed_cv_.notify_all();
-  release_self_locked();
-}
-
-void connection_impl::release_self_locked() {
-  if (close_handler_done_ && stream_dropped_) self_.reset();
 }
 
 // The peer is shutting down (PROTOCOL.md §8.4): it answers our calls up to the goaway's
@@ -332,7 +323,7 @@ void connection_impl::close_if_drained() {
   std::string reason;
   {
     std::lock_guard lock(mu_);
-    if (!life_.going_away() || phase_ != phase::open || !calls_.empty() ||
+    if (!life_.going_away() || life_.state() != phase::open || !calls_.empty() ||
         !inbound_.idle())
       return;
     reason = life_.goaway_reason();
@@ -345,10 +336,10 @@ void connection_impl::close_if_drained() {
 void connection_impl::on_read_end(int err) {
   auto keep = shared_from_this();
   peer_reset_ = err == -ECONNRESET;  // see last_written_request_
-  peer_done_ = true;
+  closing_.peer_done = true;
   {
     std::unique_lock lock(mu_);
-    if (phase_ == phase::closed) {
+    if (life_.state() == phase::closed) {
       // We said close and waited for the peer's end (§8.5): it came. Let go of the link
       // once our own last frames are out (on_write_done drops it otherwise).
       bool written = !writing_ && outbox_.empty() && raw_pending_.empty();
@@ -381,14 +372,14 @@ void connection_impl::on_read_end(int err) {
 // or its hello was our own: the peer may not speak bokbok at all, so nothing more is
 // sent to it (PROTOCOL.md §2.3).
 void connection_impl::silent_failure(const std::string& what) {
-  silent_end_ = true;
+  closing_.silent_end = true;
   finish(end_kind::protocol, "protocol error: " + what);
 }
 
 // After our close (PROTOCOL.md §8.5): reads and discards what the peer still sends,
 // looking only for its close; its end of stream comes to on_read_end.
 void connection_impl::linger_on_data(std::string_view bytes) {
-  if (linger_blind_ || !preamble_done_ || (key_ && !key_->ready())) return;
+  if (closing_.linger_blind || !preamble_done_ || (key_ && !key_->ready())) return;
   rpc::key_session* key = key_ ? key_.get() : nullptr;
   wire::frame_view f;
   for (;;) {
@@ -397,7 +388,7 @@ void connection_impl::linger_on_data(std::string_view bytes) {
     if (st == rpc::frame_source::status::error) break;
     if (trace_) rpc::trace_received(trace_, f);
     if (f.type == wire::frame_type::close) {
-      peer_done_ = true;
+      closing_.peer_done = true;
       std::unique_lock lock(mu_);
       bool written = !writing_ && outbox_.empty() && raw_pending_.empty();
       lock.unlock();
@@ -405,7 +396,7 @@ void connection_impl::linger_on_data(std::string_view bytes) {
       return;
     }
   }
-  linger_blind_ = true;  // the stream is broken: only its end is news now
+  closing_.linger_blind = true;  // the stream is broken: only its end is news now
 }
 
 // Tells the peer what went wrong (goaway with code protocol), then ends the connection.
@@ -421,13 +412,13 @@ void connection_impl::close_gracefully(std::chrono::milliseconds grace) {
   {
     // From now on our new calls fail (shutting_down), even before the goaway is out.
     std::lock_guard lock(mu_);
-    if (phase_ == phase::open) life_.start_closing();
+    if (life_.state() == phase::open) life_.start_closing();
   }
   cfg_.loop->post([self = shared_from_this(), grace] {
     phase ph;
     {
       std::lock_guard lock(self->mu_);
-      ph = self->phase_;
+      ph = self->life_.state();
     }
     if (ph == phase::closed) return;
     if (ph == phase::handshaking) return self->finish(end_kind::clean, "closed by this side");

@@ -72,7 +72,7 @@ std::shared_ptr<connection_impl> connection_impl::start_async(config cfg, base::
                                                               open_callback done) {
   check_config(cfg);
   auto c = std::make_shared<connection_impl>(std::move(cfg));
-  c->self_ = c;
+  c->life_.keep_alive(c);  // no other thread knows it yet
   c->opened_ = std::move(done);
   c->holding_ = c->cfg_.hold_requests;
   auto in_fd = std::make_shared<base::unique_fd>(std::move(in));
@@ -108,7 +108,7 @@ std::shared_ptr<connection_impl> connection_impl::open(config cfg, base::unique_
     // goes out before the caller hears of it: a process that exits on this error (a
     // child serving stdio) would otherwise cut it off. Bounded by close_drain_timeout.
     std::unique_lock wait(c->mu_);
-    c->closed_cv_.wait(wait, [&] { return c->stream_dropped_; });
+    c->closed_cv_.wait(wait, [&] { return c->life_.stream_is_dropped(); });
     wait.unlock();
     std::rethrow_exception(std::move(error));
   }
@@ -140,7 +140,7 @@ void connection_impl::start(base::unique_fd in, base::unique_fd out) {
   } catch (const std::exception& e) {
     {
       std::lock_guard lock(mu_);
-      stream_dropped_ = true;
+      (void)life_.stream_dropped();  // the close handler has not run: nothing released
     }
     return finish(end_kind::transport, std::string("cannot use the file descriptors: ") + e.what());
   }
@@ -212,7 +212,7 @@ bool connection_impl::defer_while_send_full(std::uint32_t id, message& request,
   // (within the bound on the answers of running handlers); "full" is checked again.
   if (outbox_.queued_bytes() < cfg_.opts.max_send_queue) return false;
   std::lock_guard lock(mu_);
-  if (phase_ != phase::open || outbox_.queued_bytes() < cfg_.opts.max_send_queue) return false;
+  if (life_.state() != phase::open || outbox_.queued_bytes() < cfg_.opts.max_send_queue) return false;
   inbound_.defer({id, std::move(request), std::move(ctx)});
   return true;
 }

@@ -17,7 +17,7 @@ namespace bokbok::detail {
 void connection_impl::on_data(std::string_view bytes) {
   auto keep = shared_from_this();  // a frame may end the connection and its last owner
   if (tick_timer_) last_rx_ = io::clock::now();  // any byte is a sign of life (§8.3)
-  if (finished_) return linger_on_data(bytes);
+  if (closing_.finished) return linger_on_data(bytes);
   if (!preamble_done_) {
     auto st = preamble_reader_.feed(bytes);
     if (st == wire::preamble_reader::status::need_more) return;
@@ -35,7 +35,7 @@ void connection_impl::on_data(std::string_view bytes) {
         // its hello: read on for that news; anything else fails (handle_frame), and
         // nothing is sent to it in plain mode either way (§9.6).
         expect_refusal_ = true;
-        silent_end_ = true;
+        closing_.silent_end = true;
         key_.reset();
       } else {
         silent_failure(mismatch);
@@ -60,7 +60,7 @@ void connection_impl::on_data(std::string_view bytes) {
       // Key mode, a forged record: our own direction is intact; tell the peer,
       // authenticated, that its stream was altered, so that it never takes this end for
       // a clean close (§9.6). Nothing after it can be opened.
-      if (frames_.forged()) linger_blind_ = true;
+      if (frames_.forged()) closing_.linger_blind = true;
       protocol_failure(frames_.error());
       return;
     }
@@ -70,11 +70,11 @@ void connection_impl::on_data(std::string_view bytes) {
     handle_frame(f);
     if (!stream_) return;  // the frame ended the connection
     if (f.flags & wire::flag_more) continue;  // a fragment: nothing queued, nothing charged
-    if (finished_) return;  // the loop thread's copy of phase_ == closed
+    if (closing_.finished) return;  // the loop thread's copy of the closed phase
     if (outbox_.queued_bytes() < cfg_.opts.max_send_queue && !account_->over())
       continue;
     std::lock_guard lock(mu_);
-    if (phase_ == phase::closed) return;
+    if (life_.state() == phase::closed) return;
     // Backpressure (PROTOCOL.md §8.8): answers pile up because the peer does not read
     // them; stop reading its requests until they drain (after_dequeue_locked resumes).
     if (!reading_paused_ && outbox_.queued_bytes() >= cfg_.opts.max_send_queue) {
@@ -104,7 +104,7 @@ void connection_impl::note_partial_record() {
 
 void connection_impl::check_record_deadline() {
   record_timer_ = 0;
-  if (finished_ || !record_since_) return;
+  if (closing_.finished || !record_since_) return;
   const auto limit = cfg_.opts.record_timeout;
   const auto now = io::clock::now();
   if (now - *record_since_ < limit) {  // a later record than the one the timer was for
@@ -123,7 +123,7 @@ void connection_impl::check_record_deadline() {
 void connection_impl::handle_frame(const wire::frame_view& f) {
   if (!hello_seen_) {  // the phase leaves handshaking once, for good: asked until then
     std::lock_guard lock(mu_);
-    hello_seen_ = phase_ != phase::handshaking;
+    hello_seen_ = life_.state() != phase::handshaking;
   }
   if (!hello_seen_) {
     if (f.type == wire::frame_type::goaway) {
@@ -167,11 +167,10 @@ void connection_impl::handle_frame(const wire::frame_view& f) {
     case wire::frame_type::goaway:
       return handle_goaway(f);
     case wire::frame_type::close: {
-      peer_done_ = true;  // nothing follows: no need to wait for its end (§8.5)
-      // After the peer's goaway its close may come before our posted drain: same end
-      // (and after a refusal, the refusal's reason).
+      closing_.peer_done = true;  // nothing follows: no need to wait for its end (§8.5)
+      // After the peer's goaway, its reason (lifecycle::peer_close_reason).
       std::unique_lock lock(mu_);
-      std::string why = life_.goaway_received() ? life_.goaway_reason() : "closed by peer";
+      std::string why = life_.peer_close_reason();
       lock.unlock();
       return finish(end_kind::clean, why);
     }
@@ -201,7 +200,7 @@ void connection_impl::handle_settings(std::string_view payload) {
     send_limit_ = limit;
     features_deadline_ = (theirs.features & wire::feature_deadline) != 0;
     features_notify_ = (theirs.features & wire::feature_notify) != 0;
-    phase_ = phase::open;
+    life_.opened();
   }
   arm_tick();
   if (auto done = std::move(opened_)) done(shared_from_this(), nullptr);
@@ -296,7 +295,7 @@ void connection_impl::dispatch_message(std::uint32_t id, message m,
                                        std::shared_ptr<call_context> ctx) {
   {
     std::unique_lock lock(mu_);
-    if (phase_ != phase::open) return;
+    if (life_.state() != phase::open) return;
     if (life_.refuses_request(id)) {
       // Nothing new starts once a goaway is out either way (PROTOCOL.md §8.4).
       std::string why = life_.goaway_reason();
@@ -379,7 +378,7 @@ void connection_impl::handler_started() {
 }
 
 std::optional<connection_impl::queued_call> connection_impl::take_startable_locked() {
-  return inbound_.take_startable(phase_ == phase::open &&
+  return inbound_.take_startable(life_.state() == phase::open &&
                                  outbox_.queued_bytes() < cfg_.opts.max_send_queue);
 }
 
@@ -467,7 +466,7 @@ void connection_impl::resume_after_budget() {
     std::lock_guard lock(mu_);
     if (!budget_paused_) return;
     budget_paused_ = false;
-    if (phase_ == phase::closed || !stream_ || reading_paused_) return;
+    if (life_.state() == phase::closed || !stream_ || reading_paused_) return;
   }
   stream_->start_reading();
   on_data({});  // records read before the pause wait in frames_
