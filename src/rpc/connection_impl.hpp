@@ -241,6 +241,7 @@ class connection_impl final : public io::stream_events,
   void run_response_callback(response_callback& done, std::exception_ptr error,
                              message response) noexcept;
   void flush();
+  // Closing and ending (connection_close.cpp), loop thread unless said otherwise.
   // `farewell`: records to send before the close frame (a goaway saying why).
   void finish(end_kind kind, std::string reason, std::string_view farewell = {});
   // A connection to a child failed: finish once the child has been reaped (its exit

@@ -1,6 +1,6 @@
 // Robust calls (README "Robust calls"): the calling side of a connection with deadlines,
-// cancellation and backpressure; notifications; heartbeats and the idle timeout; graceful
-// close. Inbound cancel and notify frames are handled here too.
+// cancellation and backpressure; notifications; heartbeats and the idle timeout (graceful
+// close: connection_close.cpp). Inbound cancel and notify frames are handled here too.
 #include <algorithm>
 #include <cstring>
 
