@@ -1,15 +1,21 @@
-// rpc::lifecycle on its own (the connection part; tests/lifecycle_test.cpp drives whole
-// connections): what goaway either way and a graceful close refuse, with what reason,
-// and the error type an ended connection's calls fail with.
+// rpc::lifecycle and rpc::closing on their own (the connection parts;
+// tests/lifecycle_test.cpp drives whole connections): the phase, what goaway either way
+// and a graceful close refuse, with what reason, the error type an ended connection's
+// calls fail with, when it lets go of itself; the loop thread's closing flags and the
+// failure held back for a child's exit status.
 #include <doctest/doctest.h>
 
+#include <memory>
 #include <string>
 
 #include "bokbok/error.hpp"
+#include "rpc/closing.hpp"
 #include "rpc/lifecycle.hpp"
 
+using bokbok::rpc::closing;
 using bokbok::rpc::lifecycle;
 using end_kind = lifecycle::end_kind;
+using phase = lifecycle::phase;
 
 namespace {
 
@@ -111,4 +117,116 @@ TEST_CASE("an ended connection's calls fail with the error type of how it ended,
   }
   lifecycle never;
   CHECK(never.closed_text("p") == "bokbok: not open (connection to p)");
+}
+
+TEST_CASE("the phase goes from handshaking to open to closed, and never back") {
+  lifecycle l;
+  CHECK(l.state() == phase::handshaking);
+  l.opened();
+  CHECK(l.state() == phase::open);
+  l.ended(end_kind::clean, "closed by this side");
+  CHECK(l.state() == phase::closed);
+  l.opened();  // a handshake finishing late does not reopen it
+  CHECK(l.state() == phase::closed);
+
+  lifecycle failed_opening;
+  failed_opening.ended(end_kind::transport, "timed out");
+  CHECK(failed_opening.state() == phase::closed);
+  failed_opening.opened();
+  CHECK(failed_opening.state() == phase::closed);
+}
+
+TEST_CASE("the peer's close ends the connection with the reason of its goaway, if one came") {
+  lifecycle plain;
+  CHECK(plain.peer_close_reason() == "closed by peer");
+
+  lifecycle drained;
+  drained.peer_going_away(bokbok::error_code::shutting_down, "restarting");
+  CHECK(drained.peer_close_reason() == "the peer is shutting down: restarting");
+
+  lifecycle refused;
+  refused.peer_going_away(bokbok::error_code::busy, "too many connections");
+  CHECK(refused.peer_close_reason() == "refused by the peer: busy: too many connections");
+
+  // Our own goaway or close is not the peer's reason.
+  lifecycle ours;
+  REQUIRE(ours.start_goaway(0, "maintenance"));
+  REQUIRE_FALSE(ours.start_closing());
+  CHECK(ours.peer_close_reason() == "closed by peer");
+}
+
+TEST_CASE("the connection lets go of itself once its close handler returned and its stream is dropped, either order") {
+  for (bool handler_first : {true, false}) {
+    CAPTURE(handler_first);
+    lifecycle l;
+    auto self = std::make_shared<int>(7);
+    std::weak_ptr<int> watch = self;
+    l.keep_alive(std::move(self));
+    CHECK(l.keeps_itself_alive());
+    CHECK_FALSE(l.fully_closed());
+    auto first = handler_first ? l.close_handler_returned() : l.stream_dropped();
+    CHECK(first == nullptr);  // one of two: still held
+    CHECK(l.keeps_itself_alive());
+    CHECK_FALSE(watch.expired());
+    CHECK(l.close_handler_done() == handler_first);
+    CHECK(l.stream_is_dropped() == !handler_first);
+    CHECK_FALSE(l.fully_closed());
+    auto last = handler_first ? l.stream_dropped() : l.close_handler_returned();
+    CHECK(l.fully_closed());
+    CHECK_FALSE(l.keeps_itself_alive());
+    // Handed to the caller (to let go of after unlocking), not destroyed inside.
+    REQUIRE(last != nullptr);
+    CHECK(*static_cast<int*>(last.get()) == 7);
+    CHECK_FALSE(watch.expired());
+    last.reset();
+    CHECK(watch.expired());
+    // Noted again (a second drop): nothing more to hand out.
+    CHECK(l.stream_dropped() == nullptr);
+  }
+}
+
+TEST_CASE("after our close frame the link waits for the peer's end; otherwise it is dropped") {
+  closing c;
+  CHECK_FALSE(c.awaits_peer_end());  // no close frame of ours: nothing to wait for
+  c.close_sent = true;
+  CHECK(c.awaits_peer_end());
+  c.peer_done = true;  // its close or end of stream came
+  CHECK_FALSE(c.awaits_peer_end());
+
+  closing peer_first;
+  peer_first.peer_done = true;
+  peer_first.close_sent = true;
+  CHECK_FALSE(peer_first.awaits_peer_end());
+}
+
+TEST_CASE("a failure held back for a child's exit status is taken once, and later ones are not held") {
+  closing c;
+  CHECK_FALSE(c.waiting_for_child());
+  CHECK_FALSE(c.child_noted());
+  bokbok::io::timer_id timer = 99;
+  CHECK_FALSE(c.take_child_failure(timer).has_value());  // none held
+  CHECK(timer == 0);
+  CHECK_FALSE(c.child_noted());
+
+  c.hold_for_child({end_kind::transport, "connection lost", "farewell"});
+  c.set_child_timer(42);
+  CHECK(c.waiting_for_child());
+  auto f = c.take_child_failure(timer);
+  REQUIRE(f.has_value());
+  CHECK(f->kind == end_kind::transport);
+  CHECK(f->reason == "connection lost");
+  CHECK(f->farewell == "farewell");
+  CHECK(timer == 42);  // the caller cancels it
+  CHECK_FALSE(c.waiting_for_child());
+  CHECK(c.child_noted());
+  // The child's exit and the timer both come: the second finds nothing.
+  CHECK_FALSE(c.take_child_failure(timer).has_value());
+  CHECK(timer == 0);
+
+  closing fired;
+  fired.hold_for_child({end_kind::transport, "lost", ""});
+  fired.set_child_timer(5);
+  fired.child_timer_fired();  // it fired: nothing to cancel
+  REQUIRE(fired.take_child_failure(timer).has_value());
+  CHECK(timer == 0);
 }

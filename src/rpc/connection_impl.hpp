@@ -5,9 +5,10 @@
 // any thread: they touch only what `mu_` guards (phase, pending calls, outbox, write
 // state) and wake the loop with one post() when the send side is idle.
 //
-// Lifetime. The connection holds a reference to itself (`self_`) from open() until it
-// has closed and its close handler has returned, so it stays open with no user handle
-// left. Handler tasks and loop callbacks hold shared references too.
+// Lifetime. The connection holds a reference to itself (kept by its lifecycle part,
+// rpc/lifecycle.hpp) from open() until it has closed and its close handler has returned,
+// so it stays open with no user handle left. Handler tasks and loop callbacks hold
+// shared references too.
 #pragma once
 
 #include <algorithm>
@@ -30,6 +31,7 @@
 #include "io/duplex_stream.hpp"
 #include "io/loop.hpp"
 #include "rpc/call_table.hpp"
+#include "rpc/closing.hpp"
 #include "rpc/frame_source.hpp"
 #include "rpc/frame_trace_sink.hpp"
 #include "rpc/handler_pool.hpp"
@@ -187,7 +189,7 @@ class connection_impl final : public io::stream_events,
   explicit connection_impl(config cfg);  // use open()
 
  private:
-  enum class phase { handshaking, open, closed };
+  using phase = rpc::lifecycle::phase;
 
   // open_async, returning the connection (open() waits on it when opening fails).
   static std::shared_ptr<connection_impl> start_async(config cfg, base::unique_fd in,
@@ -254,6 +256,7 @@ class connection_impl final : public io::stream_events,
   void run_response_callback(response_callback& done, std::exception_ptr error,
                              message response) noexcept;
   void flush();
+  // Closing and ending (connection_close.cpp), loop thread unless said otherwise.
   // `farewell`: records to send before the close frame (a goaway saying why).
   void finish(end_kind kind, std::string reason, std::string_view farewell = {});
   // A connection to a child failed: finish once the child has been reaped (its exit
@@ -311,7 +314,6 @@ class connection_impl final : public io::stream_events,
   std::optional<queued_call> take_startable_locked();
   void run_close_handler();
   void drop_stream();
-  void release_self_locked();
   std::string closed_text_locked() const;  // why calls fail now, naming the peer once
   std::exception_ptr closed_error_locked() const;
 
@@ -347,32 +349,16 @@ class connection_impl final : public io::stream_events,
   bool reading_paused_ = false;  // backpressure: stopped reading, outbox over its bound
   std::size_t receive_limit_ = 0;   // options::max_receive_bytes, resolved
   std::size_t partial_charged_ = 0;  // reassembler bytes counted in cfg_.receive_pool
-  // Closing (PROTOCOL.md §2.3, §8.5): send no frame at all; our close frame is queued;
-  // the peer's close or end of stream came; our output ended; the rest is unreadable.
-  bool silent_end_ = false, close_sent_ = false, peer_done_ = false;
-  // finish() has run (phase_ is closed): the loop thread's own copy, read without mu_ on
-  // every read.
-  bool finished_ = false;
-  bool output_ended_ = false, linger_blind_ = false;
+  // Closing (PROTOCOL.md §2.3, §8.5), the child wait, and finish() having run
+  // (rpc/closing.hpp).
+  rpc::closing closing_;
   std::uint32_t hello_nonce_ = 0;  // plain mode: our hello's nonce (§6.1), never reflected
-  // A failure waiting for the child's exit status (wait_for_child); further failures
-  // are ignored meanwhile. child_noted_: the reason has the child's note.
-  struct child_wait {
-    end_kind kind;
-    std::string reason;
-    std::string farewell;
-  };
-  std::optional<child_wait> child_wait_;
-  io::timer_id child_wait_timer_ = 0;
-  bool child_noted_ = false;
 
   // Guarded by mu_.
   mutable std::mutex mu_;
   mutable std::condition_variable closed_cv_;
-  phase phase_ = phase::handshaking;
-  rpc::lifecycle life_;  // goaway either way, closing, and how it ended
-  bool close_handler_done_ = false;
-  bool stream_dropped_ = false;
+  // The phase, goaway either way, closing, how it ended, and the reference to itself.
+  rpc::lifecycle life_;
   rpc::call_table calls_;  // our calls waiting for answers
   // When the deadline timer fires (or will, once a posted arm_deadline_timer runs); no
   // pending call has an earlier deadline.
@@ -408,7 +394,6 @@ class connection_impl final : public io::stream_events,
   bool peer_reset_ = false;  // loop thread: reading ended with ECONNRESET
   bool flush_scheduled_ = false;  // a flush() is posted
   std::uint32_t send_limit_ = 0;  // negotiated max message size
-  std::shared_ptr<connection_impl> self_;
 };
 
 }  // namespace bokbok::detail

@@ -73,7 +73,7 @@ bool connection_impl::key_step(std::string_view& bytes) {
     // (user, settings, open, on_open) until key_record_opened() sees a first record.
     std::lock_guard lock(mu_);
     if (!raw_pending_.empty()) schedule_flush_locked();
-    return phase_ != phase::closed && stream_;
+    return life_.state() != phase::closed && stream_;
   }
   {
     // Initiator: its first record proves to the responder that it holds the keys
@@ -86,7 +86,7 @@ bool connection_impl::key_step(std::string_view& bytes) {
   handle_settings(key_->peer_settings());
   std::lock_guard lock(mu_);
   if (!raw_pending_.empty() || !outbox_.empty()) schedule_flush_locked();
-  return phase_ == phase::open && stream_;
+  return life_.state() == phase::open && stream_;
 }
 
 // Loop thread, after a record from the peer opened and verified: on a responder, the

@@ -17,7 +17,7 @@ namespace bokbok::detail {
 void connection_impl::on_data(std::string_view bytes) {
   auto keep = shared_from_this();  // a frame may end the connection and its last owner
   if (tick_timer_) last_rx_ = io::clock::now();  // any byte is a sign of life (§8.3)
-  if (finished_) return linger_on_data(bytes);
+  if (closing_.finished) return linger_on_data(bytes);
   if (!preamble_done_) {
     auto st = preamble_reader_.feed(bytes);
     if (st == wire::preamble_reader::status::need_more) return;
@@ -35,7 +35,7 @@ void connection_impl::on_data(std::string_view bytes) {
         // its hello: read on for that news; anything else fails (handle_frame), and
         // nothing is sent to it in plain mode either way (§9.6).
         expect_refusal_ = true;
-        silent_end_ = true;
+        closing_.silent_end = true;
         key_.reset();
       } else {
         silent_failure(mismatch);
@@ -60,7 +60,7 @@ void connection_impl::on_data(std::string_view bytes) {
       // Key mode, a forged record: our own direction is intact; tell the peer,
       // authenticated, that its stream was altered, so that it never takes this end for
       // a clean close (§9.6). Nothing after it can be opened.
-      if (frames_.forged()) linger_blind_ = true;
+      if (frames_.forged()) closing_.linger_blind = true;
       protocol_failure(frames_.error());
       return;
     }
@@ -70,11 +70,11 @@ void connection_impl::on_data(std::string_view bytes) {
     handle_frame(f);
     if (!stream_) return;  // the frame ended the connection
     if (f.flags & wire::flag_more) continue;  // a fragment: nothing queued, nothing charged
-    if (finished_) return;  // the loop thread's copy of phase_ == closed
+    if (closing_.finished) return;  // the loop thread's copy of the closed phase
     if (outbox_.queued_bytes() < cfg_.opts.max_send_queue && !account_->over())
       continue;
     std::lock_guard lock(mu_);
-    if (phase_ == phase::closed) return;
+    if (life_.state() == phase::closed) return;
     // Backpressure (PROTOCOL.md §8.8): answers pile up because the peer does not read
     // them; stop reading its requests until they drain (after_dequeue_locked resumes).
     if (!reading_paused_ && outbox_.queued_bytes() >= cfg_.opts.max_send_queue) {
@@ -104,7 +104,7 @@ void connection_impl::note_partial_record() {
 
 void connection_impl::check_record_deadline() {
   record_timer_ = 0;
-  if (finished_ || !record_since_) return;
+  if (closing_.finished || !record_since_) return;
   const auto limit = cfg_.opts.record_timeout;
   const auto now = io::clock::now();
   if (now - *record_since_ < limit) {  // a later record than the one the timer was for
@@ -123,7 +123,7 @@ void connection_impl::check_record_deadline() {
 void connection_impl::handle_frame(const wire::frame_view& f) {
   if (!hello_seen_) {  // the phase leaves handshaking once, for good: asked until then
     std::lock_guard lock(mu_);
-    hello_seen_ = phase_ != phase::handshaking;
+    hello_seen_ = life_.state() != phase::handshaking;
   }
   if (!hello_seen_) {
     if (f.type == wire::frame_type::goaway) {
@@ -167,11 +167,10 @@ void connection_impl::handle_frame(const wire::frame_view& f) {
     case wire::frame_type::goaway:
       return handle_goaway(f);
     case wire::frame_type::close: {
-      peer_done_ = true;  // nothing follows: no need to wait for its end (§8.5)
-      // After the peer's goaway its close may come before our posted drain: same end
-      // (and after a refusal, the refusal's reason).
+      closing_.peer_done = true;  // nothing follows: no need to wait for its end (§8.5)
+      // After the peer's goaway, its reason (lifecycle::peer_close_reason).
       std::unique_lock lock(mu_);
-      std::string why = life_.goaway_received() ? life_.goaway_reason() : "closed by peer";
+      std::string why = life_.peer_close_reason();
       lock.unlock();
       return finish(end_kind::clean, why);
     }
@@ -201,7 +200,7 @@ void connection_impl::handle_settings(std::string_view payload) {
     send_limit_ = limit;
     features_deadline_ = (theirs.features & wire::feature_deadline) != 0;
     features_notify_ = (theirs.features & wire::feature_notify) != 0;
-    phase_ = phase::open;
+    life_.opened();
   }
   arm_tick();
   if (auto done = std::move(opened_)) done(shared_from_this(), nullptr);
@@ -296,7 +295,7 @@ void connection_impl::dispatch_message(std::uint32_t id, message m,
                                        std::shared_ptr<call_context> ctx) {
   {
     std::unique_lock lock(mu_);
-    if (phase_ != phase::open) return;
+    if (life_.state() != phase::open) return;
     if (life_.refuses_request(id)) {
       // Nothing new starts once a goaway is out either way (PROTOCOL.md §8.4).
       std::string why = life_.goaway_reason();
@@ -357,54 +356,6 @@ void connection_impl::handle_error_frame(const wire::frame_view& f) {
   complete_call(f.call_id, error_ptr<remote_error>(static_cast<error_code>(code), std::string(text)), {});
 }
 
-// The peer is shutting down (PROTOCOL.md §8.4): it answers our calls up to the goaway's
-// id; later ones fail now, new ones are refused, and once nothing is outstanding either
-// way the connection closes.
-void connection_impl::handle_goaway(const wire::frame_view& f) {
-  auto [code, text] = wire::parse_code_payload(f.payload);
-  if (code == std::uint16_t(error_code::protocol))
-    return finish(end_kind::protocol, "the peer reported a protocol error: " + std::string(text));
-  // Any other code than shutting_down is a refusal (a key-mode login refused busy, §9.6):
-  // our calls fail with that code and the peer's reason (lifecycle::peer_going_away).
-  const auto why = static_cast<error_code>(code);
-  std::vector<pending_call> unanswered;
-  std::string reason;
-  error_code life_code;
-  {
-    std::lock_guard lock(mu_);
-    life_.peer_going_away(why, text);
-    reason = life_.goaway_reason();
-    life_code = life_.refusal_code();
-    const std::uint32_t last = f.call_id;
-    unanswered = calls_.take_if([last](const pending_call& c) { return c.id > last; });
-    if (room_waiters_) room_cv_.notify_all();
-  }
-  // The peer will not run them: a reconnecting connection sends them again (§8.4).
-  for (auto& pc : unanswered)
-    run_response_callback(pc.done,
-                          life_code == error_code::shutting_down
-                              ? error_ptr<unrun_refusal_error>(life_code, reason)
-                              : error_ptr<call_error>(life_code, reason),
-                          {});
-  close_if_drained();
-}
-
-// Any thread: after a goaway, closes once no call is outstanding either way.
-// The post is made after unlocking (a loop post may write the loop's eventfd).
-void connection_impl::close_if_drained() {
-  std::string reason;
-  {
-    std::lock_guard lock(mu_);
-    if (!life_.going_away() || phase_ != phase::open || !calls_.empty() ||
-        !inbound_.idle())
-      return;
-    reason = life_.goaway_reason();
-  }
-  cfg_.loop->post([self = shared_from_this(), reason = std::move(reason)] {
-    self->finish(end_kind::drained, reason);
-  });
-}
-
 void connection_impl::handler_done(std::uint32_t id) {
   std::optional<queued_call> next;
   {
@@ -427,7 +378,7 @@ void connection_impl::handler_started() {
 }
 
 std::optional<connection_impl::queued_call> connection_impl::take_startable_locked() {
-  return inbound_.take_startable(phase_ == phase::open &&
+  return inbound_.take_startable(life_.state() == phase::open &&
                                  outbox_.queued_bytes() < cfg_.opts.max_send_queue);
 }
 
@@ -446,81 +397,6 @@ void connection_impl::complete_call(std::uint32_t id, std::exception_ptr error, 
   last_activity_ = io::clock::now();
   run_response_callback(pc.done, std::move(error), std::move(response));
   close_if_drained();
-}
-
-void connection_impl::on_read_end(int err) {
-  auto keep = shared_from_this();
-  peer_reset_ = err == -ECONNRESET;  // see last_written_request_
-  peer_done_ = true;
-  {
-    std::unique_lock lock(mu_);
-    if (phase_ == phase::closed) {
-      // We said close and waited for the peer's end (§8.5): it came. Let go of the link
-      // once our own last frames are out (on_write_done drops it otherwise).
-      bool written = !writing_ && outbox_.empty() && raw_pending_.empty();
-      lock.unlock();
-      if (written && stream_) drop_stream();
-      return;
-    }
-  }
-  if (!preamble_done_) {
-    // Say what little the peer sent: it tells a crashed child from a wrong program.
-    const std::string& got = preamble_reader_.received();
-    return finish(end_kind::transport,
-                  "the peer closed the connection before speaking bokbok" +
-                      (err < 0 ? std::string(" (") + std::strerror(-err) + ")" : "") +
-                      (got.empty() ? "" : " (it sent only \"" + wire::escape_bytes(got) + "\")"));
-  }
-  if (key_ && !key_->ready())
-    return finish(end_kind::transport,
-                  "the peer closed the connection during the key-mode handshake" +
-                      (err < 0 ? std::string(" (") + std::strerror(-err) + ")" : ""));
-  if (err < 0) return finish(end_kind::transport, std::string("read failed: ") + std::strerror(-err));
-  if (std::size_t part = frames_.partial_record_bytes())
-    return finish(end_kind::transport,
-                  "connection lost: the peer's stream ended in the middle of a record (" +
-                      std::to_string(part) + " bytes of it received)");
-  finish(end_kind::transport, "connection lost: the peer's stream ended without a close frame");
-}
-
-// The peer's preamble (or, key mode meeting a plain peer, its first record) was refused,
-// or its hello was our own: the peer may not speak bokbok at all, so nothing more is
-// sent to it (PROTOCOL.md §2.3).
-void connection_impl::silent_failure(const std::string& what) {
-  silent_end_ = true;
-  finish(end_kind::protocol, "protocol error: " + what);
-}
-
-// After our close (PROTOCOL.md §8.5): reads and discards what the peer still sends,
-// looking only for its close; its end of stream comes to on_read_end.
-void connection_impl::linger_on_data(std::string_view bytes) {
-  if (linger_blind_ || !preamble_done_ || (key_ && !key_->ready())) return;
-  rpc::key_session* key = key_ ? key_.get() : nullptr;
-  wire::frame_view f;
-  for (;;) {
-    auto st = frames_.next(bytes, key, f);
-    if (st == rpc::frame_source::status::need_more) return;
-    if (st == rpc::frame_source::status::error) break;
-    if (trace_) rpc::trace_received(trace_, f);
-    if (f.type == wire::frame_type::close) {
-      peer_done_ = true;
-      std::unique_lock lock(mu_);
-      bool written = !writing_ && outbox_.empty() && raw_pending_.empty();
-      lock.unlock();
-      if (written && stream_) drop_stream();
-      return;
-    }
-  }
-  linger_blind_ = true;  // the stream is broken: only its end is news now
-}
-
-// Tells the peer what went wrong (goaway with code protocol), then ends the connection.
-void connection_impl::protocol_failure(const std::string& what) {
-  if (expect_refusal_ || !preamble_done_) return silent_failure(what);
-  std::string goaway;
-  wire::append_code_frame(goaway, wire::frame_type::goaway, 0,
-                          std::uint16_t(error_code::protocol), what);
-  finish(end_kind::protocol, "protocol error: " + what, goaway);
 }
 
 // Loop thread: the server-wide pool counts our partial messages as the reassembler holds
@@ -590,7 +466,7 @@ void connection_impl::resume_after_budget() {
     std::lock_guard lock(mu_);
     if (!budget_paused_) return;
     budget_paused_ = false;
-    if (phase_ == phase::closed || !stream_ || reading_paused_) return;
+    if (life_.state() == phase::closed || !stream_ || reading_paused_) return;
   }
   stream_->start_reading();
   on_data({});  // records read before the pause wait in frames_

@@ -1,6 +1,6 @@
 // Robust calls (README "Robust calls"): the calling side of a connection with deadlines,
-// cancellation and backpressure; notifications; heartbeats and the idle timeout; graceful
-// close. Inbound cancel and notify frames are handled here too.
+// cancellation and backpressure; notifications; heartbeats and the idle timeout (graceful
+// close: connection_close.cpp). Inbound cancel and notify frames are handled here too.
 #include <algorithm>
 #include <cstring>
 
@@ -45,13 +45,13 @@ std::uint64_t connection_impl::call(message request, response_callback done,
   std::string framed = encode_framed(request);
   std::unique_lock lock(mu_);
   std::exception_ptr refused;
-  if (phase_ == phase::open && !life_.refuses_new_calls()) {
+  if (life_.state() == phase::open && !life_.refuses_new_calls()) {
     if (auto why = too_large_locked("request", framed))
       refused = error_ptr<call_error>(error_code::too_large, *why);
     else
       wait_for_room_locked(lock, blocking, deadline, stop, refused);
   }
-  if (!refused && phase_ != phase::open) refused = not_sent_error_locked();
+  if (!refused && life_.state() != phase::open) refused = not_sent_error_locked();
   if (!refused && life_.refuses_new_calls())
     refused = refused_error_locked();
   if (refused) {
@@ -136,7 +136,7 @@ void connection_impl::notify(message m) {
   std::string framed = encode_framed(m);
   std::unique_lock lock(mu_);
   std::exception_ptr refused;
-  if (phase_ != phase::open) {
+  if (life_.state() != phase::open) {
     refused = closed_error_locked();
   } else if (life_.refuses_new_calls()) {
     refused = refused_error_locked();
@@ -150,7 +150,7 @@ void connection_impl::notify(message m) {
     // A handler's thread is shared by every connection: it is refused busy, not held.
     wait_for_room_locked(lock, ctx == nullptr, ctx ? ctx->deadline : std::nullopt,
                          ctx ? ctx->stop.get_token() : std::stop_token(), refused);
-    if (!refused && phase_ != phase::open) refused = not_sent_error_locked();
+    if (!refused && life_.state() != phase::open) refused = not_sent_error_locked();
   }
   if (refused) {
     lock.unlock();
@@ -176,7 +176,7 @@ bool connection_impl::wait_for_room_locked(std::unique_lock<std::mutex>& lock, b
                                     std::to_string(bound) + "): the peer is not reading");
     return false;
   }
-  auto room = [&] { return phase_ != phase::open || outbox_.queued_bytes() < bound; };
+  auto room = [&] { return life_.state() != phase::open || outbox_.queued_bytes() < bound; };
   ++room_waiters_;
   bool ok = deadline ? room_cv_.wait_until(lock, stop, *deadline, room)
                      : room_cv_.wait(lock, stop, room);
@@ -220,7 +220,7 @@ void connection_impl::arm_deadline_timer() {
   std::optional<io::clock::time_point> when;
   {
     std::lock_guard lock(mu_);
-    if (phase_ != phase::open) return;
+    if (life_.state() != phase::open) return;
     when = deadline_armed_;
   }
   if (deadline_timer_) cfg_.loop->cancel_timer(deadline_timer_);
@@ -263,7 +263,7 @@ void connection_impl::end_call_locally(std::uint64_t seq, error_code code) {
     if (!c) return;
     const std::uint32_t id = c->id;
     pc = calls_.take(*c);
-    if (phase_ == phase::open) {
+    if (life_.state() == phase::open) {
       std::string rec;
       wire::append_frame(rec, wire::frame_type::cancel, 0, id, {});
       queue_record_locked(lock, rec);
@@ -306,7 +306,7 @@ void connection_impl::notify_decoded(message m) {
   if (!cfg_.opts.on_notify) return;
   {
     std::lock_guard lock(mu_);
-    if (phase_ != phase::open) return;
+    if (life_.state() != phase::open) return;
     inbound_.notification_started();  // a graceful close waits for it like for a request
   }
   auto run = [self = shared_from_this(), m = std::move(m)]() mutable {
@@ -318,32 +318,6 @@ void connection_impl::notify_decoded(message m) {
   };
   if (cfg_.opts.inline_handlers) return run();
   if (!pool_->submit(std::move(run))) handler_done(0);  // dropped: the pool is full
-}
-
-void connection_impl::close_gracefully(std::chrono::milliseconds grace) {
-  {
-    // From now on our new calls fail (shutting_down), even before the goaway is out.
-    std::lock_guard lock(mu_);
-    if (phase_ == phase::open) life_.start_closing();
-  }
-  cfg_.loop->post([self = shared_from_this(), grace] {
-    phase ph;
-    {
-      std::lock_guard lock(self->mu_);
-      ph = self->phase_;
-    }
-    if (ph == phase::closed) return;
-    if (ph == phase::handshaking) return self->finish(end_kind::clean, "closed by this side");
-    // The text is the peer's to read: "the peer is shutting down: it is closing the
-    // connection".
-    self->start_goaway("it is closing the connection");
-    auto weak = self->weak_from_this();
-    self->cfg_.loop->add_timer(io::clock::now() + grace, [weak, grace] {
-      if (auto s = weak.lock())
-        s->finish(end_kind::clean, "closed by this side (calls still running after the " +
-                                       std::to_string(grace.count()) + " ms grace period)");
-    });
-  });
 }
 
 // Loop thread: (re)arms the heartbeat and idle timer for what is due next.
@@ -369,7 +343,7 @@ void connection_impl::tick() {
   bool busy, going_away;
   {
     std::lock_guard lock(mu_);
-    if (phase_ != phase::open) return;
+    if (life_.state() != phase::open) return;
     busy = !calls_.empty() || inbound_.running_count() > 0 || inbound_.queued_count() > 0;
     going_away = life_.going_away();
   }

@@ -172,7 +172,7 @@ void connection_impl::on_write_done(int err) {
   std::unique_lock lock(mu_);
   writing_ = false;
   if (err < 0) {
-    bool already_closed = phase_ == phase::closed;
+    bool already_closed = life_.state() == phase::closed;
     lock.unlock();
     // Closed already (our close frame could not be written): stop the stream now rather
     // than on the drain timer.
@@ -190,7 +190,7 @@ void connection_impl::on_write_done(int err) {
                                    : "write failed: ") +
                       std::strerror(-err) + (gone ? ")" : ""));
   }
-  if (phase_ == phase::closed && outbox_.empty() && raw_pending_.empty() && stream_) {
+  if (life_.state() == phase::closed && outbox_.empty() && raw_pending_.empty() && stream_) {
     // Closed: the link is let go of as soon as the last frames are out.
     lock.unlock();
     return end_output();
@@ -210,7 +210,7 @@ void connection_impl::send_response(std::uint32_t id, const message& response) {
                           std::to_string(send_limit_) + " bytes");
   std::string framed = encode_framed(response);
   std::unique_lock lock(mu_);
-  if (phase_ != phase::open) return;  // closed: late answers are dropped
+  if (life_.state() != phase::open) return;  // closed: late answers are dropped
   // Queued at once, whatever the outbox holds: a handler thread (shared by every
   // connection of a server) never waits for a peer that does not read. The outbox stays
   // bounded because, while it is over max_send_queue, reading pauses (on_data) and no
@@ -224,7 +224,7 @@ void connection_impl::send_error(std::uint32_t id, error_code code, std::string_
   wire::append_code_frame(record, wire::frame_type::error, id, static_cast<std::uint16_t>(code),
                           text);
   std::unique_lock lock(mu_);
-  if (phase_ != phase::open) return;
+  if (life_.state() != phase::open) return;
   queue_record_locked(lock, record);
 }
 

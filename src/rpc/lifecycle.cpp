@@ -30,7 +30,12 @@ bool lifecycle::start_closing() {
   return true;
 }
 
+std::string lifecycle::peer_close_reason() const {
+  return peer_goaway_ ? goaway_reason_ : "closed by peer";
+}
+
 void lifecycle::ended(end_kind kind, std::string reason) {
+  phase_ = phase::closed;
   kind_ = kind;
   reason_ = std::move(reason);
 }
@@ -48,6 +53,21 @@ std::exception_ptr lifecycle::closed_error(const std::string& peer) const {
   if (kind_ == end_kind::auth) return detail::error_ptr<authentication_error>(what);
   if (kind_ == end_kind::unresponsive) return detail::error_ptr<peer_unresponsive_error>(what);
   return detail::error_ptr<transport_error>(what);
+}
+
+std::shared_ptr<void> lifecycle::close_handler_returned() {
+  close_handler_done_ = true;
+  return release_if_fully_closed();
+}
+
+std::shared_ptr<void> lifecycle::stream_dropped() {
+  stream_dropped_ = true;
+  return release_if_fully_closed();
+}
+
+std::shared_ptr<void> lifecycle::release_if_fully_closed() {
+  if (!fully_closed()) return nullptr;
+  return std::move(self_);
 }
 
 }  // namespace bokbok::rpc

@@ -1,19 +1,24 @@
-// lifecycle: how a connection is leaving (goaway either way, a graceful close begun) and
-// how it ended (PROTOCOL.md §8.4, §8.5): what new calls and peer requests are refused
-// with meanwhile, and the error its calls fail with once it has ended (close_error()).
+// lifecycle: where a connection is in its life (handshaking, open, closed), how it is
+// leaving (goaway either way, a graceful close begun) and how it ended (PROTOCOL.md
+// §8.4, §8.5): what new calls and peer requests are refused with meanwhile, the error
+// its calls fail with once it has ended (closed_error()), and its reference to itself,
+// let go of once its close handler has returned and its stream is dropped.
 //
-// What it holds and what it does not. The phase (handshaking, open, closed) stays the
-// connection's: the send path reads it on every write. This part keeps the goaway and
-// end state and answers from it; the connection sends the frames and fails the calls.
+// What it holds and what it does not. This part keeps the state and answers from it;
+// the connection sends the frames, fails the calls and drops the stream
+// (connection_close.cpp). The loop thread's closing flags, which need no mutex, are a
+// part of their own (rpc/closing.hpp).
 //
 // Threads: not synchronised; the connection guards it with its mutex. Every member is
-// called with that mutex held, from any thread.
+// called with that mutex held, from any thread (keep_alive: also before the connection
+// is started, when no other thread knows it).
 #pragma once
 
 #include <cstdint>
 
 #include "bokbok/error.hpp"
 #include <exception>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -21,6 +26,15 @@ namespace bokbok::rpc {
 
 class lifecycle {
  public:
+  // The phase leaves handshaking once (opened) and ends closed (ended), each for good.
+  // The send path reads it on every write: an inline read.
+  enum class phase { handshaking, open, closed };
+  phase state() const { return phase_; }
+  // The handshake is done: handshaking becomes open (a closed connection stays closed).
+  void opened() {
+    if (phase_ == phase::handshaking) phase_ = phase::open;
+  }
+
   // How a connection ended, which decides the error type pending calls see.
   // drained: a clean end after goaway once nothing was outstanding; what is queued (the
   // last answers) still goes out before the close frame. clean: a close; queued frames
@@ -54,7 +68,12 @@ class lifecycle {
   const std::string& goaway_reason() const { return goaway_reason_; }
   error_code refusal_code() const { return refusal_code_; }
 
-  // Ending (once; the connection's phase says whether it has).
+  // The peer's close frame came: the reason the connection ends with. After the peer's
+  // goaway its close may come before our drain (same end), and after a refusal it keeps
+  // the refusal's reason.
+  std::string peer_close_reason() const;
+
+  // Ending: the phase becomes closed, with how and why (once: the caller checks state()).
   void ended(end_kind kind, std::string reason);
   end_kind kind() const { return kind_; }
   const std::string& reason() const { return reason_; }
@@ -73,7 +92,24 @@ class lifecycle {
            kind_ == end_kind::unresponsive;
   }
 
+  // Lifetime. The connection holds a reference to itself from its start until it has
+  // ended, its close handler has returned (or there is none to run: opening failed) and
+  // its stream is dropped, so it stays open with no user handle left. Each of the two
+  // notes returns that reference once both are in, for the caller to let go of after
+  // unlocking (its last owner may be there); else null.
+  void keep_alive(std::shared_ptr<void> self) { self_ = std::move(self); }
+  [[nodiscard]] std::shared_ptr<void> close_handler_returned();
+  [[nodiscard]] std::shared_ptr<void> stream_dropped();
+  bool close_handler_done() const { return close_handler_done_; }
+  bool stream_is_dropped() const { return stream_dropped_; }
+  // Both done: wait_closed() returns (after a child peer's reap).
+  bool fully_closed() const { return close_handler_done_ && stream_dropped_; }
+  bool keeps_itself_alive() const { return self_ != nullptr; }
+
  private:
+  std::shared_ptr<void> release_if_fully_closed();
+
+  phase phase_ = phase::handshaking;
   bool peer_goaway_ = false;
   bool self_goaway_ = false;       // we sent goaway: no new calls either way
   bool closing_ = false;           // close(grace) called: no new calls of ours
@@ -82,6 +118,9 @@ class lifecycle {
   error_code refusal_code_ = error_code::shutting_down;
   end_kind kind_ = end_kind::clean;
   std::string reason_;
+  bool close_handler_done_ = false;
+  bool stream_dropped_ = false;
+  std::shared_ptr<void> self_;
 };
 
 }  // namespace bokbok::rpc
