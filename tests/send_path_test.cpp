@@ -6,6 +6,9 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
+#include <cstdlib>
+#include <new>
 #include <chrono>
 #include <future>
 #include <string>
@@ -18,6 +21,28 @@
 #include "wire/frame.hpp"
 
 using namespace bokbok;
+
+// Allocations made by this program, counted so a test can tell that sealing reuses its
+// buffers (the replaced global operator new counts, then allocates as usual).
+namespace {
+std::atomic<std::size_t> allocations{0};
+}  // namespace
+
+void* operator new(std::size_t n) {
+  allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+// GCC takes these for a free() of what operator new returned; here they are a pair.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 namespace {
 
@@ -76,7 +101,9 @@ TEST_CASE("a plain sink passes batches and records through unchanged") {
   const std::string before = concat(b);
   rpc::record_sink plain;
   CHECK_FALSE(plain.sealing());
-  REQUIRE(plain.seal_batch(b));
+  rpc::sealed_buffers buffers;
+  REQUIRE(plain.seal_batch(b, buffers));
+  CHECK(buffers.held_bytes() == 0);
   CHECK(concat(b) == before);
   std::string scratch;
   std::string_view out;
@@ -93,15 +120,19 @@ TEST_CASE("sealed batches open, record by record and in order, to the outbox's p
   rpc::record_sink sink(&send);
   CHECK(sink.sealing());
   std::string plain, opened;
+  rpc::sealed_buffers buffers;
   for (int turns = 0; turns < 100; ++turns) {
     rpc::batch p, s;
     const bool more = plain_box.take_batch(p, 100000);
     REQUIRE(sealed_box.take_batch(s, 100000) == more);
     if (!more) break;
     plain += concat(p);
-    REQUIRE(sink.seal_batch(s));
+    const std::size_t records = s.small_sizes.size() + s.headers.size();
+    const std::size_t plain_bytes = s.bytes;
+    REQUIRE(sink.seal_batch(s, buffers));
     REQUIRE(s.iov.size() == 1);
-    std::string_view wire_bytes(s.small);
+    std::string_view wire_bytes(static_cast<const char*>(s.iov[0].iov_base), s.iov[0].iov_len);
+    CHECK(wire_bytes.size() == plain_bytes + records * crypto::tag_len);
     CHECK(s.bytes == wire_bytes.size());
     while (!wire_bytes.empty()) {
       REQUIRE(wire_bytes.size() >= 2);
@@ -125,6 +156,60 @@ TEST_CASE("sealed batches open, record by record and in order, to the outbox's p
   std::string frame;
   REQUIRE(receive.open(out.substr(2), frame));
   CHECK(std::string_view(frame) == std::string_view(ping).substr(2));
+}
+
+TEST_CASE("a frame sealed from two parts is the record sealed from the whole frame") {
+  crypto::record_cipher whole = test_cipher();
+  crypto::record_cipher parts = test_cipher();
+  for (std::size_t split : {std::size_t{0}, std::size_t{8}, std::size_t{1000}, std::size_t{65519}}) {
+    std::string frame(65519, '\0');
+    for (std::size_t i = 0; i < frame.size(); ++i) frame[i] = static_cast<char>(i * 31 + split);
+    std::string expected;
+    REQUIRE(whole.seal(frame, expected));
+    std::string got(crypto::sealed_record_size(frame.size()), '\0');
+    REQUIRE(parts.seal_into(std::string_view(frame).substr(0, split),
+                            std::string_view(frame).substr(split), got.data()));
+    CHECK(got == expected);
+  }
+  std::string room(crypto::sealed_record_size(0), '\0');
+  CHECK_FALSE(parts.seal_into({}, {}, room.data()));  // an empty frame: refused, cipher dead
+  CHECK(parts.failed());
+}
+
+TEST_CASE("sealing bulk batches reuses its buffers, and an idle send side keeps none") {
+  crypto::record_cipher send = test_cipher();
+  crypto::record_cipher receive = test_cipher();
+  rpc::record_sink sink(&send);
+  rpc::sealed_buffers buffers;
+  const std::string big(1 << 20, 'z');
+  rpc::outbox box;
+  rpc::batch b;
+  std::size_t sealed_batches = 0, allocations_after_first = 0;
+  for (int message = 0; message < 3; ++message) {
+    box.push_message(wire::frame_type::response, 1, big);
+    for (int turns = 0; turns < 100 && box.take_batch(b, 512 * 1024); ++turns) {
+      const std::size_t before = allocations.load();
+      REQUIRE(sink.seal_batch(b, buffers));
+      if (sealed_batches++ > 0) allocations_after_first += allocations.load() - before;
+      // What went out opens, record by record, to frames of `big`.
+      std::string_view wire_bytes(static_cast<const char*>(b.iov[0].iov_base), b.iov[0].iov_len);
+      std::string frame;
+      while (!wire_bytes.empty()) {
+        const std::size_t len = base::load_be16(wire_bytes);
+        frame.clear();
+        REQUIRE(receive.open(wire_bytes.substr(2, len), frame));
+        CHECK(frame.size() > wire::frame_header_size);
+        wire_bytes.remove_prefix(2 + len);
+      }
+      b.clear();  // the write is done
+    }
+  }
+  CHECK(sealed_batches >= 6);
+  // Each batch was sealed into a buffer it already had: no allocation, no scratch copy.
+  CHECK(allocations_after_first == 0);
+  CHECK(buffers.held_bytes() >= 512 * 1024);
+  buffers.release_idle();
+  CHECK(buffers.held_bytes() == 0);
 }
 
 TEST_CASE("a send queue bound of zero is refused when a connection opens or a server is made") {

@@ -93,6 +93,18 @@ bool cipher_state::encrypt_with_ad(std::string_view ad, std::string_view plainte
   return true;
 }
 
+bool cipher_state::encrypt_in_place(unsigned char* text, std::size_t len) {
+  if (!has_key_ || n_ > max_nonce) return false;
+  const auto nonce = chachapoly_nonce(n_);
+  unsigned long long taglen = 0;
+  // libsodium allows the ciphertext to overwrite the message it is made from.
+  crypto_aead_chacha20poly1305_ietf_encrypt_detached(text, text + len, &taglen, text, len,
+                                                     nullptr, 0, nullptr, nonce.data(),
+                                                     k_.data());
+  ++n_;
+  return true;
+}
+
 bool cipher_state::decrypt_with_ad(std::string_view ad, std::string_view ciphertext,
                                    std::string& out) {
   if (!has_key_) {

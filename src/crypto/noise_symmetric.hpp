@@ -70,6 +70,12 @@ class cipher_state {
   // reached 2^64-1 (the nonce space is exhausted).
   bool encrypt_with_ad(std::string_view ad, std::string_view plaintext, std::string& out);
 
+  // EncryptWithAd(empty ad, plaintext) in place: the `len` bytes at `text` become the
+  // ciphertext and the 16-byte tag is written right after them (text + len), so `text`
+  // must have room for len + tag_len bytes. Requires a key. Returns false, changing
+  // nothing, if n has reached 2^64-1.
+  bool encrypt_in_place(unsigned char* text, std::size_t len);
+
   // DecryptWithAd(ad, ciphertext): appends the plaintext to `out` and increments n.
   // Returns false, appending nothing and leaving n unchanged, if authentication fails,
   // the ciphertext is shorter than the tag, or the nonce space is exhausted.

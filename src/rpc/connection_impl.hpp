@@ -372,6 +372,7 @@ class connection_impl final : public io::stream_events,
   std::string raw_pending_;
   // Plain, or sealing once key mode's handshake is done (set by flush, send_path.hpp).
   rpc::record_sink sink_;
+  rpc::sealed_buffers sealed_;  // loop thread only: what flush() seals batches into
   // The stream, for send_now_locked's try_write_now from any thread: set once it
   // exists, cleared when it is dropped (a writer keeps its own reference meanwhile).
   std::shared_ptr<io::duplex_stream> direct_stream_;

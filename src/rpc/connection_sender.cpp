@@ -149,7 +149,10 @@ void connection_impl::flush() {
     if (key_ && !key_->ready()) return;  // nothing may go out before the handshake ends
     // From here on records are sealed, by whichever thread writes them.
     if (key_ && !sink_.sealing()) sink_ = rpc::record_sink(&key_->send_cipher());
-    if (!outbox_.take_batch(*b, batch_bytes)) return;
+    if (!outbox_.take_batch(*b, batch_bytes)) {
+      sealed_.release_idle();  // the send side is idle: an idle connection keeps no buffer
+      return;
+    }
     last_written_request_ = 0;  // written last now: something else
     if (trace_) rpc::trace_sent(trace_, *b);  // plain frames, before sealing
     sink = sink_;
@@ -157,7 +160,7 @@ void connection_impl::flush() {
   }
   writing_ = true;
   lock.unlock();
-  if (!sink.seal_batch(*b)) {
+  if (!sink.seal_batch(*b, sealed_)) {
     // The cipher is spent: nothing more may go out; the writer role stays taken.
     for (auto& q : start) start_handler(q.id, std::move(q.m), std::move(q.ctx));
     return;

@@ -20,6 +20,7 @@
 // holds the writer role.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -42,6 +43,33 @@ inline bool caller_may_write(const send_side& s) {
   return !s.in_flight && !s.flush_posted && !s.queued && s.stream && s.sink_ready;
 }
 
+// The buffers that sealed batches are written into, reused from batch to batch so that
+// bulk sending in key mode allocates (and faults in) nothing per batch. Two, because the
+// stream may still hold the previous batch (and so its buffer) when the next is sealed:
+// a buffer is reused only when no batch refers to it any more.
+//
+// Memory: release_idle() lets go of them when the send side falls idle, and a buffer
+// that grew past `keep_limit` is let go of once its batch is done, so an idle connection
+// holds none of them.
+//
+// Threads: used only by the thread that holds the writer role for a batch (the loop
+// thread); release_idle() on that thread too.
+class sealed_buffers {
+ public:
+  static constexpr std::size_t keep_limit = 4u << 20;
+
+  // A buffer of at least `n` bytes (its size(); the contents are undefined) that no
+  // batch refers to.
+  std::shared_ptr<std::string> take(std::size_t n);
+  // Lets go of the buffers (a batch still holding one keeps it alive until it is done).
+  void release_idle();
+  // Bytes held in buffers (their capacity), for tests and memory checks.
+  std::size_t held_bytes() const;
+
+ private:
+  std::shared_ptr<std::string> bufs_[2];
+};
+
 class record_sink {
  public:
   record_sink() = default;  // plain: records go out as they are
@@ -52,9 +80,10 @@ class record_sink {
   bool sealing() const { return key_ != nullptr; }
 
   // Writer role held: makes batch `b` ready for the wire. Plain: as it is. Sealing: its
-  // records sealed in order into one buffer (`b.small`, one iovec). False when the
+  // records sealed in order, each frame straight from its header and payload, into one
+  // buffer from `buffers` (which `b.keep` then holds; one iovec). False when the
   // cipher is spent (nothing of `b` may go out, nor anything after it).
-  bool seal_batch(batch& b) const;
+  bool seal_batch(batch& b, sealed_buffers& buffers) const;
 
   // Writer role held: the wire bytes of one whole plain record: the record itself, or
   // (sealing) its frame sealed into `scratch`. False when the cipher is spent.
