@@ -3,6 +3,9 @@
 // opens from the sealed batches is exactly the plain records the outbox gives.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <array>
@@ -14,9 +17,12 @@
 #include <string>
 
 #include "base/endian.hpp"
+#include "base/unique_fd.hpp"
 #include "bokbok/bokbok.hpp"
 #include "bokbok/server.hpp"
 #include "crypto/record_cipher.hpp"
+#include "io/duplex_stream.hpp"
+#include "io/loop.hpp"
 #include "rpc/send_path.hpp"
 #include "wire/frame.hpp"
 
@@ -280,4 +286,165 @@ TEST_CASE("notify() in a handler is refused busy when the send queue is full, no
   x.abort();
   b.wait_closed();
   y.wait_closed();
+}
+
+namespace {
+
+struct quiet_events : io::stream_events {
+  void on_data(std::string_view) override {}
+  void on_read_end(int) override {}
+  void on_write_done(int) override {}
+};
+
+// A real stream over one end of a socketpair (send buffer kept small, so the kernel
+// takes part of a large write), and the other end, read by the test.
+struct wired {
+  std::shared_ptr<io::loop> loop = io::loop::start();
+  quiet_events events;
+  std::shared_ptr<io::duplex_stream> stream;
+  base::unique_fd peer;
+  wired() {
+    int sv[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    int small = 4096;
+    REQUIRE(::setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0);
+    peer = base::unique_fd(sv[1]);
+    stream = io::duplex_stream::create(loop, base::unique_fd(sv[0]), {}, &events);
+  }
+  ~wired() {
+    // The stream is closed on its loop thread (its rule), waited for within patience.
+    auto closed = std::make_shared<std::promise<void>>();
+    auto f = closed->get_future();
+    loop->post([s = stream, closed] {
+      s->close();
+      closed->set_value();
+    });
+    f.wait_for(patience);
+  }
+  // Everything the peer can read now (bounded: 10 s, and stops at `want` bytes).
+  std::string read_peer(std::size_t want) {
+    std::string got;
+    const auto until = std::chrono::steady_clock::now() + patience;
+    while (got.size() < want && std::chrono::steady_clock::now() < until) {
+      pollfd p{peer.get(), POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      char buf[65536];
+      ssize_t n = ::read(peer.get(), buf, sizeof buf);
+      if (n <= 0) break;
+      got.append(buf, static_cast<std::size_t>(n));
+    }
+    return got;
+  }
+};
+
+std::string ping_record() {
+  std::string ping;
+  wire::append_frame(ping, wire::frame_type::ping, 0, 0, {});
+  return ping;
+}
+
+}  // namespace
+
+TEST_CASE("the writer role is held by one writer at a time: a caller's direct write, then the loop") {
+  wired w;
+  rpc::send_path send;
+  CHECK_FALSE(send.begin_direct(true, false));  // no stream yet
+  send.set_stream(w.stream);
+  auto direct = send.begin_direct(true, false);
+  REQUIRE(direct);
+  CHECK(send.writing());
+  CHECK(send.direct_writing());
+  CHECK_FALSE(send.begin_direct(true, false));  // a second caller waits its turn
+  const std::string ping = ping_record();
+  auto r = direct->stream->try_write_now(ping);
+  REQUIRE(r.what == io::try_write_result::status::wrote);
+  auto done = send.end_direct(*direct, true, ping, r);
+  CHECK_FALSE(done.flush);
+  CHECK_FALSE(send.writing());
+  CHECK(w.read_peer(ping.size()) == ping);
+
+  // Queued records belong to the loop: no caller goes ahead of them.
+  send.queue().push_record_bytes(ping);
+  CHECK_FALSE(send.begin_direct(true, false));
+  CHECK(send.want_flush());
+  CHECK_FALSE(send.want_flush());  // one flush posted is enough
+  send.flush_started();
+  rpc::batch b;
+  rpc::record_sink sink;
+  REQUIRE(send.take_write(b, nullptr, sink) == rpc::send_path::taken::records);
+  CHECK(send.writing());
+  CHECK_FALSE(send.want_flush());  // the writer flushes again when its write is done
+  CHECK_FALSE(send.begin_direct(true, false));  // a batch in flight
+  send.write_done();
+  CHECK(send.all_written());
+  CHECK(send.take_write(b = {}, nullptr, sink) == rpc::send_path::taken::nothing);
+  CHECK(send.begin_direct(true, false));  // idle again
+}
+
+TEST_CASE("a direct write is refused when traced, and in key mode until the sink seals") {
+  wired w;
+  rpc::send_path send;
+  send.set_stream(w.stream);
+  CHECK_FALSE(send.begin_direct(false, false));  // the frame trace wants the loop
+  CHECK_FALSE(send.begin_direct(true, true));    // key mode, handshake not done
+  send.drop_stream();
+  CHECK_FALSE(send.begin_direct(true, false));  // the stream is let go of
+}
+
+TEST_CASE("what the kernel did not take of a direct write goes out next, before queued records") {
+  wired w;
+  rpc::send_path send;
+  send.set_stream(w.stream);
+  send.set_direct_request(5);
+  std::string big;
+  wire::append_frame(big, wire::frame_type::request, 0, 5, std::string(60000, 'q'));
+  auto direct = send.begin_direct(true, false);
+  REQUIRE(direct);
+  auto r = direct->stream->try_write_now(big);
+  REQUIRE(r.what == io::try_write_result::status::wrote);
+  REQUIRE(r.written < big.size());  // the small send buffer took only part of it
+  auto done = send.end_direct(*direct, true, big, r);
+  CHECK(done.flush);
+  CHECK(done.not_sent == 0);
+  CHECK(send.last_written_request() == 0);  // not all of it went
+  CHECK(send.has_raw());
+  const std::string ping = ping_record();
+  send.queue().push_record_bytes(ping);
+  CHECK_FALSE(send.begin_direct(true, false));
+  std::string wire_bytes = w.read_peer(r.written);
+  for (int turns = 0; turns < 10; ++turns) {
+    rpc::batch b;
+    rpc::record_sink sink;
+    auto t = send.take_write(b, nullptr, sink);
+    if (t == rpc::send_path::taken::nothing) break;
+    CHECK(t == (turns == 0 ? rpc::send_path::taken::raw : rpc::send_path::taken::records));
+    REQUIRE(send.seal(b, sink));
+    wire_bytes += concat(b);
+    send.write_done();
+  }
+  CHECK(wire_bytes == big + ping);
+}
+
+TEST_CASE("a direct write that a gone peer took nothing of reports its request not sent") {
+  wired w;
+  rpc::send_path send;
+  send.set_stream(w.stream);
+  const std::string ping = ping_record();
+  send.set_direct_request(9);
+  auto whole = send.begin_direct(true, false);
+  REQUIRE(whole);
+  auto r = whole->stream->try_write_now(ping);
+  REQUIRE(r.written == ping.size());
+  CHECK(send.end_direct(*whole, true, ping, r).not_sent == 0);
+  CHECK(send.last_written_request() == 9);  // its record was the last bytes written
+  w.peer.reset();  // the peer goes away
+  auto lost = send.begin_direct(true, false);
+  REQUIRE(lost);
+  r = lost->stream->try_write_now(ping);
+  REQUIRE(r.what == io::try_write_result::status::failed);
+  auto done = send.end_direct(*lost, true, ping, r);
+  CHECK(done.not_sent == 9);
+  CHECK(send.last_written_request() == 0);
+  CHECK(done.flush);  // the loop's own write of it reports the failure
+  CHECK(send.has_raw());
 }

@@ -171,13 +171,13 @@ void connection_impl::start(base::unique_fd in, base::unique_fd out) {
   std::string hello = wire::encode_preamble(cfg_.local);
   {
     std::lock_guard lock(mu_);
-    direct_stream_ = stream_;  // callers may write to it from here on
+    send_.set_stream(stream_);  // callers may write to it from here on
     if (key_) {
-      raw_pending_ = hello;  // key mode: the settings travel in the handshake (§9.6)
+      send_.push_raw(hello);  // key mode: the settings travel in the handshake (§9.6)
     } else {
       hello_nonce_ = new_hello_nonce();  // must not come back (§6.1)
       wire::append_frame(hello, wire::frame_type::hello, 0, 0, settings_payload());
-      outbox_.push_record_bytes(hello);
+      send_.queue().push_record_bytes(hello);
     }
   }
   auto weak = weak_from_this();
@@ -234,9 +234,9 @@ bool connection_impl::defer_while_send_full(std::uint32_t id, message& request,
                                             std::shared_ptr<call_context>& ctx) {
   // The usual case, room, costs no lock: a stale "room" lets one more handler run
   // (within the bound on the answers of running handlers); "full" is checked again.
-  if (outbox_.queued_bytes() < cfg_.opts.max_send_queue) return false;
+  if (send_.queued_bytes() < cfg_.opts.max_send_queue) return false;
   std::lock_guard lock(mu_);
-  if (phase_ != phase::open || outbox_.queued_bytes() < cfg_.opts.max_send_queue) return false;
+  if (phase_ != phase::open || send_.queued_bytes() < cfg_.opts.max_send_queue) return false;
   inbound_.defer({id, std::move(request), std::move(ctx)});
   return true;
 }
@@ -303,7 +303,7 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     if (phase_ == phase::closed) return;
     // A caller's thread writing its request directly finishes first, so each pending
     // call knows whether any of it was written (a non-blocking write: brief).
-    closed_cv_.wait(lock, [&] { return !direct_writing_; });
+    closed_cv_.wait(lock, [&] { return !send_.direct_writing(); });
     was_handshaking = phase_ == phase::handshaking;
     phase_ = phase::closed;
     finished_ = true;
@@ -326,7 +326,7 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     const std::uint32_t id = pc.id;
     std::unique_lock lock(mu_);
     // One each: waiters on other threads own them.
-    bool unread = peer_reset_ && cfg_.peer_credentials && id == last_written_request_;
+    bool unread = peer_reset_ && cfg_.peer_credentials && id == send_.last_written_request();
     auto err = pc.not_sent || unread ? not_sent_error_locked() : closed_error_locked();
     lock.unlock();
     run_response_callback(pc.done, std::move(err), {});
@@ -348,19 +348,19 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     std::unique_lock lock(mu_);
     // Unsent calls were failed above, so their requests go; the batch in flight owns its
     // bytes. After a goaway drained the connection, only answers are queued: they stay.
-    if (kind != end_kind::drained) outbox_ = rpc::outbox();
+    if (kind != end_kind::drained) send_.drop_queued();
     // Key mode before the ciphers exist: no plaintext frames for a key-mode peer (a
-    // refusal's decoy, in raw_pending_, still goes out). A refused preamble: no frame
+    // refusal's decoy, raw bytes of the send path, still goes out). A refused preamble: no frame
     // at all (§2.3).
     bool can_frame = (!key_ || key_->ready()) && !silent_end_;
     if (kind != end_kind::transport && kind != end_kind::unresponsive && can_frame) {
       std::string rec(farewell);
       wire::append_frame(rec, wire::frame_type::close, 0, 0, {});
-      outbox_.push_record_bytes(rec);
+      send_.queue().push_record_bytes(rec);
       close_sent_ = true;
     }
-    bool idle = !writing_;
-    bool nothing_to_say = idle && outbox_.empty() && raw_pending_.empty();
+    bool idle = !send_.writing();
+    bool nothing_to_say = idle && !send_.has_unsent();
     lock.unlock();
     if (kind == end_kind::transport || kind == end_kind::unresponsive || nothing_to_say) {
       drop_stream();
@@ -483,7 +483,7 @@ void connection_impl::end_output() {
 void connection_impl::drop_stream() {
   {
     std::lock_guard lock(mu_);
-    direct_stream_.reset();  // a writer mid-write has its own reference; close() waits
+    send_.drop_stream();  // a writer mid-write has its own reference; close() waits
   }
   stream_->close();
   stream_.reset();

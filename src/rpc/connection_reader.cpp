@@ -71,13 +71,13 @@ void connection_impl::on_data(std::string_view bytes) {
     if (!stream_) return;  // the frame ended the connection
     if (f.flags & wire::flag_more) continue;  // a fragment: nothing queued, nothing charged
     if (finished_) return;  // the loop thread's copy of phase_ == closed
-    if (outbox_.queued_bytes() < cfg_.opts.max_send_queue && !account_->over())
+    if (send_.queued_bytes() < cfg_.opts.max_send_queue && !account_->over())
       continue;
     std::lock_guard lock(mu_);
     if (phase_ == phase::closed) return;
     // Backpressure (PROTOCOL.md §8.8): answers pile up because the peer does not read
     // them; stop reading its requests until they drain (after_dequeue_locked resumes).
-    if (!reading_paused_ && outbox_.queued_bytes() >= cfg_.opts.max_send_queue) {
+    if (!reading_paused_ && send_.queued_bytes() >= cfg_.opts.max_send_queue) {
       reading_paused_ = true;
       if (!budget_paused_) stream_->stop_reading();
       frames_.keep(bytes);  // the rest of this read, handled on resume
@@ -158,7 +158,7 @@ void connection_impl::handle_frame(const wire::frame_view& f) {
       std::string rec;
       wire::append_frame(rec, wire::frame_type::pong, 0, 0, f.payload);
       std::lock_guard lock(mu_);
-      outbox_.push_record_bytes(rec);
+      send_.queue().push_record_bytes(rec);
       schedule_flush_locked();
       return;
     }
@@ -423,7 +423,7 @@ void connection_impl::handler_started() {
 
 std::optional<connection_impl::queued_call> connection_impl::take_startable_locked() {
   return inbound_.take_startable(phase_ == phase::open &&
-                                 outbox_.queued_bytes() < cfg_.opts.max_send_queue);
+                                 send_.queued_bytes() < cfg_.opts.max_send_queue);
 }
 
 // Answers one of our calls; an id we no longer wait for (late, or never ours) is ignored.
@@ -445,14 +445,14 @@ void connection_impl::complete_call(std::uint32_t id, std::exception_ptr error, 
 
 void connection_impl::on_read_end(int err) {
   auto keep = shared_from_this();
-  peer_reset_ = err == -ECONNRESET;  // see last_written_request_
+  peer_reset_ = err == -ECONNRESET;  // see send_path::last_written_request
   peer_done_ = true;
   {
     std::unique_lock lock(mu_);
     if (phase_ == phase::closed) {
       // We said close and waited for the peer's end (§8.5): it came. Let go of the link
       // once our own last frames are out (on_write_done drops it otherwise).
-      bool written = !writing_ && outbox_.empty() && raw_pending_.empty();
+      bool written = send_.all_written();
       lock.unlock();
       if (written && stream_) drop_stream();
       return;
@@ -500,7 +500,7 @@ void connection_impl::linger_on_data(std::string_view bytes) {
     if (f.type == wire::frame_type::close) {
       peer_done_ = true;
       std::unique_lock lock(mu_);
-      bool written = !writing_ && outbox_.empty() && raw_pending_.empty();
+      bool written = send_.all_written();
       lock.unlock();
       if (written && stream_) drop_stream();
       return;

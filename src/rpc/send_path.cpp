@@ -1,5 +1,6 @@
 #include "rpc/send_path.hpp"
 
+#include <cerrno>
 #include <cstring>
 
 #include "wire/frame.hpp"
@@ -79,6 +80,64 @@ bool record_sink::seal_record(std::string_view record, std::string& scratch,
   if (!key_->seal(record.substr(wire::record_header_size), scratch)) return false;
   to_write = scratch;
   return true;
+}
+
+bool send_path::want_flush() {
+  if (writing_ || flush_scheduled_) return false;
+  flush_scheduled_ = true;
+  return true;
+}
+
+std::optional<send_path::direct_write> send_path::begin_direct(bool allowed, bool key_mode) {
+  send_side side;
+  side.in_flight = writing_;
+  side.flush_posted = flush_scheduled_;
+  side.queued = has_unsent();
+  side.stream = static_cast<bool>(direct_stream_);
+  side.sink_ready = !key_mode || sink_.sealing();
+  if (!allowed || !caller_may_write(side)) return std::nullopt;
+  writing_ = direct_writing_ = true;  // the send side is the caller's until end_direct
+  return direct_write{direct_stream_, sink_, direct_request_};
+}
+
+send_path::direct_done send_path::end_direct(const direct_write& w, bool sealed_ok,
+                                             std::string_view out,
+                                             const io::try_write_result& r) {
+  writing_ = direct_writing_ = false;
+  direct_done done;
+  if (!sealed_ok) return done;  // the cipher is spent: nothing more goes out
+  using st = io::try_write_result::status;
+  const bool gone = r.what == st::failed && (r.error == -EPIPE || r.error == -ECONNRESET);
+  // The peer is gone, or the stream closed, and nothing of this request was written.
+  if (w.request && (gone || r.what == st::closed)) done.not_sent = w.request;
+  last_written_request_ = w.request && r.written == out.size() ? w.request : 0;
+  if (r.what == st::closed) return done;  // the stream closed meanwhile: nothing goes out
+  // The unsent rest is wire bytes (sealed, in key mode): it goes out as it is, first.
+  if (r.written < out.size()) raw_pending_.insert(0, out.substr(r.written));
+  done.flush = has_unsent();
+  return done;
+}
+
+send_path::taken send_path::take_write(batch& b, key_session* key, record_sink& sink) {
+  sink = record_sink();  // raw bytes go out as they are
+  if (!raw_pending_.empty()) {
+    b.small.swap(raw_pending_);
+    b.bytes = b.small.size();
+    b.iov.push_back({b.small.data(), b.small.size()});
+    writing_ = true;
+    return taken::raw;
+  }
+  if (key && !key->ready()) return taken::nothing;  // nothing before the handshake ends
+  // From here on records are sealed, by whichever thread writes them.
+  if (key && !sink_.sealing()) sink_ = record_sink(&key->send_cipher());
+  if (!outbox_.take_batch(b, batch_bytes)) {
+    sealed_.release_idle();  // the send side is idle: an idle connection keeps no buffer
+    return taken::nothing;
+  }
+  last_written_request_ = 0;  // written last now: something else
+  sink = sink_;
+  writing_ = true;
+  return taken::records;
 }
 
 }  // namespace bokbok::rpc
