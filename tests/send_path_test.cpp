@@ -448,3 +448,23 @@ TEST_CASE("a direct write that a gone peer took nothing of reports its request n
   CHECK(done.flush);  // the loop's own write of it reports the failure
   CHECK(send.has_raw());
 }
+
+TEST_CASE("the send path lets go of its sealing buffers when nothing is left to write") {
+  rpc::send_path send;
+  crypto::record_cipher cipher = test_cipher();
+  const rpc::record_sink sealing(&cipher);
+  send.queue().push_message(wire::frame_type::response, 1, std::string(300000, 'k'));
+  int batches = 0;
+  for (int turns = 0; turns < 10; ++turns) {
+    rpc::batch b;
+    rpc::record_sink plain;
+    if (send.take_write(b, nullptr, plain) == rpc::send_path::taken::nothing) break;
+    REQUIRE(send.seal(b, sealing));
+    ++batches;
+    CHECK(send.sealing_bytes() >= b.bytes);  // sealed into a buffer the path keeps
+    send.write_done();
+  }
+  CHECK(batches >= 1);
+  CHECK(send.all_written());
+  CHECK(send.sealing_bytes() == 0);  // idle: an idle connection holds no sealing buffer
+}
