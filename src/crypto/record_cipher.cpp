@@ -47,9 +47,16 @@ bool record_cipher::seal_into(std::string_view head, std::string_view rest, char
   const std::uint16_t body = static_cast<std::uint16_t>(size + tag_len);
   base::store_be16(reinterpret_cast<unsigned char*>(out), body);
   auto* text = reinterpret_cast<unsigned char*>(out + 2);
-  if (!head.empty()) std::memcpy(text, head.data(), head.size());
-  if (!rest.empty()) std::memcpy(text + head.size(), rest.data(), rest.size());
-  if (!state_.encrypt_in_place(text, size)) {
+  bool sealed = false;
+  if (head.size() <= 64 || rest.empty()) {
+    // Straight from the parts to `out`: one pass, no copy (a frame header and payload).
+    sealed = state_.encrypt_parts(head, rest, text);
+  } else {
+    std::memcpy(text, head.data(), head.size());
+    std::memcpy(text + head.size(), rest.data(), rest.size());
+    sealed = state_.encrypt_in_place(text, size);
+  }
+  if (!sealed) {
     failed_ = true;
     return false;
   }

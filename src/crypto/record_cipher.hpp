@@ -62,8 +62,9 @@ class record_cipher {
 
   // The same record as seal() of the frame `head` followed by `rest` (either part may be
   // empty; the frame is their concatenation, 1..max_record_plaintext bytes), written to
-  // `out`, which has room for sealed_record_size(head.size() + rest.size()) bytes: the
-  // parts are copied there once and encrypted in place, with no buffer in between.
+  // `out`, which has room for sealed_record_size(head.size() + rest.size()) bytes and
+  // does not overlap the parts: encrypted straight from the parts (a frame header and
+  // its payload), with no buffer in between.
   // Returns false (cipher dead; what `out` holds is undefined) as seal() does.
   bool seal_into(std::string_view head, std::string_view rest, char* out);
 
