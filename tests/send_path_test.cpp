@@ -3,21 +3,52 @@
 // opens from the sealed batches is exactly the plain records the outbox gives.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
+#include <cstdlib>
+#include <new>
 #include <chrono>
 #include <future>
 #include <string>
 
 #include "base/endian.hpp"
+#include "base/unique_fd.hpp"
 #include "bokbok/bokbok.hpp"
 #include "bokbok/server.hpp"
 #include "crypto/record_cipher.hpp"
+#include "io/duplex_stream.hpp"
+#include "io/loop.hpp"
 #include "rpc/send_path.hpp"
 #include "wire/frame.hpp"
 
 using namespace bokbok;
+
+// Allocations made by this program, counted so a test can tell that sealing reuses its
+// buffers (the replaced global operator new counts, then allocates as usual).
+namespace {
+std::atomic<std::size_t> allocations{0};
+}  // namespace
+
+void* operator new(std::size_t n) {
+  allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+// GCC takes these for a free() of what operator new returned; here they are a pair.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 namespace {
 
@@ -76,7 +107,9 @@ TEST_CASE("a plain sink passes batches and records through unchanged") {
   const std::string before = concat(b);
   rpc::record_sink plain;
   CHECK_FALSE(plain.sealing());
-  REQUIRE(plain.seal_batch(b));
+  rpc::sealed_buffers buffers;
+  REQUIRE(plain.seal_batch(b, buffers));
+  CHECK(buffers.held_bytes() == 0);
   CHECK(concat(b) == before);
   std::string scratch;
   std::string_view out;
@@ -93,15 +126,19 @@ TEST_CASE("sealed batches open, record by record and in order, to the outbox's p
   rpc::record_sink sink(&send);
   CHECK(sink.sealing());
   std::string plain, opened;
+  rpc::sealed_buffers buffers;
   for (int turns = 0; turns < 100; ++turns) {
     rpc::batch p, s;
     const bool more = plain_box.take_batch(p, 100000);
     REQUIRE(sealed_box.take_batch(s, 100000) == more);
     if (!more) break;
     plain += concat(p);
-    REQUIRE(sink.seal_batch(s));
+    const std::size_t records = s.small_sizes.size() + s.headers.size();
+    const std::size_t plain_bytes = s.bytes;
+    REQUIRE(sink.seal_batch(s, buffers));
     REQUIRE(s.iov.size() == 1);
-    std::string_view wire_bytes(s.small);
+    std::string_view wire_bytes(static_cast<const char*>(s.iov[0].iov_base), s.iov[0].iov_len);
+    CHECK(wire_bytes.size() == plain_bytes + records * crypto::tag_len);
     CHECK(s.bytes == wire_bytes.size());
     while (!wire_bytes.empty()) {
       REQUIRE(wire_bytes.size() >= 2);
@@ -125,6 +162,60 @@ TEST_CASE("sealed batches open, record by record and in order, to the outbox's p
   std::string frame;
   REQUIRE(receive.open(out.substr(2), frame));
   CHECK(std::string_view(frame) == std::string_view(ping).substr(2));
+}
+
+TEST_CASE("a frame sealed from two parts is the record sealed from the whole frame") {
+  crypto::record_cipher whole = test_cipher();
+  crypto::record_cipher parts = test_cipher();
+  for (std::size_t split : {std::size_t{0}, std::size_t{8}, std::size_t{1000}, std::size_t{65519}}) {
+    std::string frame(65519, '\0');
+    for (std::size_t i = 0; i < frame.size(); ++i) frame[i] = static_cast<char>(i * 31 + split);
+    std::string expected;
+    REQUIRE(whole.seal(frame, expected));
+    std::string got(crypto::sealed_record_size(frame.size()), '\0');
+    REQUIRE(parts.seal_into(std::string_view(frame).substr(0, split),
+                            std::string_view(frame).substr(split), got.data()));
+    CHECK(got == expected);
+  }
+  std::string room(crypto::sealed_record_size(0), '\0');
+  CHECK_FALSE(parts.seal_into({}, {}, room.data()));  // an empty frame: refused, cipher dead
+  CHECK(parts.failed());
+}
+
+TEST_CASE("sealing bulk batches reuses its buffers, and an idle send side keeps none") {
+  crypto::record_cipher send = test_cipher();
+  crypto::record_cipher receive = test_cipher();
+  rpc::record_sink sink(&send);
+  rpc::sealed_buffers buffers;
+  const std::string big(1 << 20, 'z');
+  rpc::outbox box;
+  rpc::batch b;
+  std::size_t sealed_batches = 0, allocations_after_first = 0;
+  for (int message = 0; message < 3; ++message) {
+    box.push_message(wire::frame_type::response, 1, big);
+    for (int turns = 0; turns < 100 && box.take_batch(b, 512 * 1024); ++turns) {
+      const std::size_t before = allocations.load();
+      REQUIRE(sink.seal_batch(b, buffers));
+      if (sealed_batches++ > 0) allocations_after_first += allocations.load() - before;
+      // What went out opens, record by record, to frames of `big`.
+      std::string_view wire_bytes(static_cast<const char*>(b.iov[0].iov_base), b.iov[0].iov_len);
+      std::string frame;
+      while (!wire_bytes.empty()) {
+        const std::size_t len = base::load_be16(wire_bytes);
+        frame.clear();
+        REQUIRE(receive.open(wire_bytes.substr(2, len), frame));
+        CHECK(frame.size() > wire::frame_header_size);
+        wire_bytes.remove_prefix(2 + len);
+      }
+      b.clear();  // the write is done
+    }
+  }
+  CHECK(sealed_batches >= 6);
+  // Each batch was sealed into a buffer it already had: no allocation, no scratch copy.
+  CHECK(allocations_after_first == 0);
+  CHECK(buffers.held_bytes() >= 512 * 1024);
+  buffers.release_idle();
+  CHECK(buffers.held_bytes() == 0);
 }
 
 TEST_CASE("a send queue bound of zero is refused when a connection opens or a server is made") {
@@ -195,4 +286,185 @@ TEST_CASE("notify() in a handler is refused busy when the send queue is full, no
   x.abort();
   b.wait_closed();
   y.wait_closed();
+}
+
+namespace {
+
+struct quiet_events : io::stream_events {
+  void on_data(std::string_view) override {}
+  void on_read_end(int) override {}
+  void on_write_done(int) override {}
+};
+
+// A real stream over one end of a socketpair (send buffer kept small, so the kernel
+// takes part of a large write), and the other end, read by the test.
+struct wired {
+  std::shared_ptr<io::loop> loop = io::loop::start();
+  quiet_events events;
+  std::shared_ptr<io::duplex_stream> stream;
+  base::unique_fd peer;
+  wired() {
+    int sv[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    int small = 4096;
+    REQUIRE(::setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0);
+    peer = base::unique_fd(sv[1]);
+    stream = io::duplex_stream::create(loop, base::unique_fd(sv[0]), {}, &events);
+  }
+  ~wired() {
+    // The stream is closed on its loop thread (its rule), waited for within patience.
+    auto closed = std::make_shared<std::promise<void>>();
+    auto f = closed->get_future();
+    loop->post([s = stream, closed] {
+      s->close();
+      closed->set_value();
+    });
+    f.wait_for(patience);
+  }
+  // Everything the peer can read now (bounded: 10 s, and stops at `want` bytes).
+  std::string read_peer(std::size_t want) {
+    std::string got;
+    const auto until = std::chrono::steady_clock::now() + patience;
+    while (got.size() < want && std::chrono::steady_clock::now() < until) {
+      pollfd p{peer.get(), POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      char buf[65536];
+      ssize_t n = ::read(peer.get(), buf, sizeof buf);
+      if (n <= 0) break;
+      got.append(buf, static_cast<std::size_t>(n));
+    }
+    return got;
+  }
+};
+
+std::string ping_record() {
+  std::string ping;
+  wire::append_frame(ping, wire::frame_type::ping, 0, 0, {});
+  return ping;
+}
+
+}  // namespace
+
+TEST_CASE("the writer role is held by one writer at a time: a caller's direct write, then the loop") {
+  wired w;
+  rpc::send_path send;
+  CHECK_FALSE(send.begin_direct(true, false));  // no stream yet
+  send.set_stream(w.stream);
+  auto direct = send.begin_direct(true, false);
+  REQUIRE(direct);
+  CHECK(send.writing());
+  CHECK(send.direct_writing());
+  CHECK_FALSE(send.begin_direct(true, false));  // a second caller waits its turn
+  const std::string ping = ping_record();
+  auto r = direct->stream->try_write_now(ping);
+  REQUIRE(r.what == io::try_write_result::status::wrote);
+  auto done = send.end_direct(*direct, true, ping, r);
+  CHECK_FALSE(done.flush);
+  CHECK_FALSE(send.writing());
+  CHECK(w.read_peer(ping.size()) == ping);
+
+  // Queued records belong to the loop: no caller goes ahead of them.
+  send.queue().push_record_bytes(ping);
+  CHECK_FALSE(send.begin_direct(true, false));
+  CHECK(send.want_flush());
+  CHECK_FALSE(send.want_flush());  // one flush posted is enough
+  send.flush_started();
+  rpc::batch b;
+  rpc::record_sink sink;
+  REQUIRE(send.take_write(b, nullptr, sink) == rpc::send_path::taken::records);
+  CHECK(send.writing());
+  CHECK_FALSE(send.want_flush());  // the writer flushes again when its write is done
+  CHECK_FALSE(send.begin_direct(true, false));  // a batch in flight
+  send.write_done();
+  CHECK(send.all_written());
+  CHECK(send.take_write(b = {}, nullptr, sink) == rpc::send_path::taken::nothing);
+  CHECK(send.begin_direct(true, false));  // idle again
+}
+
+TEST_CASE("a direct write is refused when traced, and in key mode until the sink seals") {
+  wired w;
+  rpc::send_path send;
+  send.set_stream(w.stream);
+  CHECK_FALSE(send.begin_direct(false, false));  // the frame trace wants the loop
+  CHECK_FALSE(send.begin_direct(true, true));    // key mode, handshake not done
+  send.drop_stream();
+  CHECK_FALSE(send.begin_direct(true, false));  // the stream is let go of
+}
+
+TEST_CASE("what the kernel did not take of a direct write goes out next, before queued records") {
+  wired w;
+  rpc::send_path send;
+  send.set_stream(w.stream);
+  send.set_direct_request(5);
+  std::string big;
+  wire::append_frame(big, wire::frame_type::request, 0, 5, std::string(60000, 'q'));
+  auto direct = send.begin_direct(true, false);
+  REQUIRE(direct);
+  auto r = direct->stream->try_write_now(big);
+  REQUIRE(r.what == io::try_write_result::status::wrote);
+  REQUIRE(r.written < big.size());  // the small send buffer took only part of it
+  auto done = send.end_direct(*direct, true, big, r);
+  CHECK(done.flush);
+  CHECK(done.not_sent == 0);
+  CHECK(send.last_written_request() == 0);  // not all of it went
+  CHECK(send.has_raw());
+  const std::string ping = ping_record();
+  send.queue().push_record_bytes(ping);
+  CHECK_FALSE(send.begin_direct(true, false));
+  std::string wire_bytes = w.read_peer(r.written);
+  for (int turns = 0; turns < 10; ++turns) {
+    rpc::batch b;
+    rpc::record_sink sink;
+    auto t = send.take_write(b, nullptr, sink);
+    if (t == rpc::send_path::taken::nothing) break;
+    CHECK(t == (turns == 0 ? rpc::send_path::taken::raw : rpc::send_path::taken::records));
+    REQUIRE(send.seal(b, sink));
+    wire_bytes += concat(b);
+    send.write_done();
+  }
+  CHECK(wire_bytes == big + ping);
+}
+
+TEST_CASE("a direct write that a gone peer took nothing of reports its request not sent") {
+  wired w;
+  rpc::send_path send;
+  send.set_stream(w.stream);
+  const std::string ping = ping_record();
+  send.set_direct_request(9);
+  auto whole = send.begin_direct(true, false);
+  REQUIRE(whole);
+  auto r = whole->stream->try_write_now(ping);
+  REQUIRE(r.written == ping.size());
+  CHECK(send.end_direct(*whole, true, ping, r).not_sent == 0);
+  CHECK(send.last_written_request() == 9);  // its record was the last bytes written
+  w.peer.reset();  // the peer goes away
+  auto lost = send.begin_direct(true, false);
+  REQUIRE(lost);
+  r = lost->stream->try_write_now(ping);
+  REQUIRE(r.what == io::try_write_result::status::failed);
+  auto done = send.end_direct(*lost, true, ping, r);
+  CHECK(done.not_sent == 9);
+  CHECK(send.last_written_request() == 0);
+  CHECK(done.flush);  // the loop's own write of it reports the failure
+  CHECK(send.has_raw());
+}
+
+TEST_CASE("the send path lets go of its sealing buffers when nothing is left to write") {
+  rpc::send_path send;
+  crypto::record_cipher cipher = test_cipher();
+  const rpc::record_sink sealing(&cipher);
+  send.queue().push_message(wire::frame_type::response, 1, std::string(300000, 'k'));
+  int batches = 0;
+  for (int turns = 0; turns < 10; ++turns) {
+    rpc::batch b;
+    rpc::record_sink plain;
+    if (send.take_write(b, nullptr, plain) == rpc::send_path::taken::nothing) break;
+    REQUIRE(send.seal(b, sealing));
+    ++batches;
+    CHECK(send.sealing_bytes() >= b.bytes);  // sealed into a buffer the path keeps
+    send.write_done();
+  }
+  CHECK(batches >= 1);
+  CHECK(send.all_written());
+  CHECK(send.sealing_bytes() == 0);  // idle: an idle connection holds no sealing buffer
 }

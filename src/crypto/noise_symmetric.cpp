@@ -3,6 +3,7 @@
 #include "base/endian.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <stdexcept>
 
 namespace bokbok::crypto {
@@ -89,6 +90,55 @@ bool cipher_state::encrypt_with_ad(std::string_view ad, std::string_view plainte
   crypto_aead_chacha20poly1305_ietf_encrypt(
       reinterpret_cast<unsigned char*>(out.data() + at), &clen, bytes_of(plaintext),
       plaintext.size(), bytes_of(ad), ad.size(), nullptr, nonce.data(), k_.data());
+  ++n_;
+  return true;
+}
+
+bool cipher_state::encrypt_in_place(unsigned char* text, std::size_t len) {
+  if (!has_key_ || n_ > max_nonce) return false;
+  const auto nonce = chachapoly_nonce(n_);
+  unsigned long long taglen = 0;
+  // libsodium allows the ciphertext to overwrite the message it is made from.
+  crypto_aead_chacha20poly1305_ietf_encrypt_detached(text, text + len, &taglen, text, len,
+                                                     nullptr, 0, nullptr, nonce.data(),
+                                                     k_.data());
+  ++n_;
+  return true;
+}
+
+// ChaChaPoly of RFC 8439 §2.8 built from its parts, so the plaintext can come in two
+// pieces: the Poly1305 key from ChaCha20 block 0, the ciphertext from block 1 on, the
+// tag over ciphertext || pad || le64(ad length = 0) || le64(ciphertext length).
+bool cipher_state::encrypt_parts(std::string_view head, std::string_view rest,
+                                 unsigned char* out) {
+  constexpr std::size_t block = 64;
+  if (rest.empty()) std::swap(head, rest);
+  if (!has_key_ || n_ > max_nonce || head.size() > block) return false;
+  const auto nonce = chachapoly_nonce(n_);
+  const std::size_t len = head.size() + rest.size();
+  wiped<block> first;  // block 0's keystream, then the plaintext of block 1
+  crypto_stream_chacha20_ietf(first.data(), block, nonce.data(), k_.data());
+  crypto_onetimeauth_poly1305_state mac;
+  crypto_onetimeauth_poly1305_init(&mac, first.data());
+  // Block 1 joins the parts in a small buffer; the rest of `rest` goes straight across.
+  const std::size_t joined = std::min(len, block);
+  const std::size_t from_head = std::min(head.size(), joined);
+  std::memcpy(first.data(), head.data(), from_head);
+  std::memcpy(first.data() + from_head, rest.data(), joined - from_head);
+  crypto_stream_chacha20_ietf_xor_ic(out, first.data(), joined, nonce.data(), 1, k_.data());
+  if (len > joined) {
+    const std::size_t rest_at = joined - from_head;
+    crypto_stream_chacha20_ietf_xor_ic(out + joined, bytes_of(rest) + rest_at, len - joined,
+                                       nonce.data(), 2, k_.data());
+  }
+  crypto_onetimeauth_poly1305_update(&mac, out, len);
+  const unsigned char zeros[16] = {};
+  if (len % 16) crypto_onetimeauth_poly1305_update(&mac, zeros, 16 - len % 16);
+  unsigned char lengths[16] = {};
+  for (int i = 0; i < 8; ++i) lengths[8 + i] = static_cast<unsigned char>(std::uint64_t(len) >> (8 * i));
+  crypto_onetimeauth_poly1305_update(&mac, lengths, sizeof lengths);
+  crypto_onetimeauth_poly1305_final(&mac, out + len);
+  sodium_memzero(&mac, sizeof mac);
   ++n_;
   return true;
 }

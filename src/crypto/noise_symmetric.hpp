@@ -70,6 +70,19 @@ class cipher_state {
   // reached 2^64-1 (the nonce space is exhausted).
   bool encrypt_with_ad(std::string_view ad, std::string_view plaintext, std::string& out);
 
+  // EncryptWithAd(empty ad, plaintext) in place: the `len` bytes at `text` become the
+  // ciphertext and the 16-byte tag is written right after them (text + len), so `text`
+  // must have room for len + tag_len bytes. Requires a key. Returns false, changing
+  // nothing, if n has reached 2^64-1.
+  bool encrypt_in_place(unsigned char* text, std::size_t len);
+
+  // EncryptWithAd(empty ad, head || rest) without joining the parts first: the
+  // ciphertext of their concatenation is written to `out` (room for the sum of their
+  // sizes + tag_len; it must not overlap them), the tag after it. Same bytes as
+  // encrypt_with_ad. `head` is at most 64 bytes unless `rest` is empty. Requires a key.
+  // Returns false, changing nothing, if n has reached 2^64-1 or `head` is too long.
+  bool encrypt_parts(std::string_view head, std::string_view rest, unsigned char* out);
+
   // DecryptWithAd(ad, ciphertext): appends the plaintext to `out` and increments n.
   // Returns false, appending nothing and leaving n unchanged, if authentication fails,
   // the ciphertext is shorter than the tag, or the nonce space is exhausted.

@@ -2,6 +2,7 @@
 
 #include "base/endian.hpp"
 
+#include <cstring>
 #include <stdexcept>
 #include <utility>
 
@@ -28,19 +29,38 @@ void record_cipher::count(std::size_t plaintext_size) {
 }
 
 bool record_cipher::seal(std::string_view plaintext, std::string& out) {
-  if (failed_ || plaintext.empty() || plaintext.size() > max_record_plaintext) {
-    failed_ = true;
-    return false;
-  }
-  const std::size_t body = plaintext.size() + tag_len;
   const std::size_t at = out.size();
-  base::append_be16(out, static_cast<std::uint16_t>(body));
-  if (!state_.encrypt_with_ad({}, plaintext, out)) {
+  out.resize(at + sealed_record_size(plaintext.size()));
+  if (!seal_into(plaintext, {}, out.data() + at)) {
     out.resize(at);
+    return false;
+  }
+  return true;
+}
+
+bool record_cipher::seal_into(std::string_view head, std::string_view rest, char* out) {
+  const std::size_t size = head.size() + rest.size();
+  if (failed_ || size == 0 || size > max_record_plaintext) {
     failed_ = true;
     return false;
   }
-  count(plaintext.size());
+  const std::uint16_t body = static_cast<std::uint16_t>(size + tag_len);
+  base::store_be16(reinterpret_cast<unsigned char*>(out), body);
+  auto* text = reinterpret_cast<unsigned char*>(out + 2);
+  bool sealed = false;
+  if (head.size() <= 64 || rest.empty()) {
+    // Straight from the parts to `out`: one pass, no copy (a frame header and payload).
+    sealed = state_.encrypt_parts(head, rest, text);
+  } else {
+    std::memcpy(text, head.data(), head.size());
+    std::memcpy(text + head.size(), rest.data(), rest.size());
+    sealed = state_.encrypt_in_place(text, size);
+  }
+  if (!sealed) {
+    failed_ = true;
+    return false;
+  }
+  count(size);
   return true;
 }
 

@@ -36,6 +36,12 @@ static_assert(max_record_plaintext == 65519);
 inline constexpr std::string_view record_authentication_failed =
     "record failed authentication (the stream was altered, replayed, reordered or truncated)";
 
+// The size of the whole record (u16 length || ciphertext || tag) sealed from a frame of
+// `frame_size` bytes.
+inline constexpr std::size_t sealed_record_size(std::size_t frame_size) {
+  return 2 + frame_size + tag_len;
+}
+
 struct rekey_limits {
   std::uint64_t records = std::uint64_t{1} << 20;  // rekey after this many records...
   std::uint64_t bytes = std::uint64_t{1} << 30;    // ...or this many plaintext bytes
@@ -53,6 +59,14 @@ class record_cipher {
   // `out`. `plaintext` is 1..max_record_plaintext bytes. Returns false (nothing appended,
   // cipher dead) on misuse or once the nonce space is exhausted.
   bool seal(std::string_view plaintext, std::string& out);
+
+  // The same record as seal() of the frame `head` followed by `rest` (either part may be
+  // empty; the frame is their concatenation, 1..max_record_plaintext bytes), written to
+  // `out`, which has room for sealed_record_size(head.size() + rest.size()) bytes and
+  // does not overlap the parts: encrypted straight from the parts (a frame header and
+  // its payload), with no buffer in between.
+  // Returns false (cipher dead; what `out` holds is undefined) as seal() does.
+  bool seal_into(std::string_view head, std::string_view rest, char* out);
 
   // Decrypts one record body (what wire::record_reader returns) and appends the frame to
   // `out`. Returns false (cipher dead) if the body is not 17..65535 bytes, fails

@@ -103,7 +103,7 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     if (life_.state() == phase::closed) return;
     // A caller's thread writing its request directly finishes first, so each pending
     // call knows whether any of it was written (a non-blocking write: brief).
-    closed_cv_.wait(lock, [&] { return !direct_writing_; });
+    closed_cv_.wait(lock, [&] { return !send_.direct_writing(); });
     was_handshaking = life_.state() == phase::handshaking;
     closing_.finished = true;
     life_.ended(kind, std::move(reason));
@@ -125,7 +125,7 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     const std::uint32_t id = pc.id;
     std::unique_lock lock(mu_);
     // One each: waiters on other threads own them.
-    bool unread = peer_reset_ && cfg_.peer_credentials && id == last_written_request_;
+    bool unread = peer_reset_ && cfg_.peer_credentials && id == send_.last_written_request();
     auto err = pc.not_sent || unread ? not_sent_error_locked() : closed_error_locked();
     lock.unlock();
     run_response_callback(pc.done, std::move(err), {});
@@ -147,19 +147,19 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     std::unique_lock lock(mu_);
     // Unsent calls were failed above, so their requests go; the batch in flight owns its
     // bytes. After a goaway drained the connection, only answers are queued: they stay.
-    if (kind != end_kind::drained) outbox_ = rpc::outbox();
+    if (kind != end_kind::drained) send_.drop_queued();
     // Key mode before the ciphers exist: no plaintext frames for a key-mode peer (a
-    // refusal's decoy, in raw_pending_, still goes out). A refused preamble: no frame
+    // refusal's decoy, raw bytes of the send path, still goes out). A refused preamble: no frame
     // at all (§2.3).
     bool can_frame = (!key_ || key_->ready()) && !closing_.silent_end;
     if (kind != end_kind::transport && kind != end_kind::unresponsive && can_frame) {
       std::string rec(farewell);
       wire::append_frame(rec, wire::frame_type::close, 0, 0, {});
-      outbox_.push_record_bytes(rec);
+      send_.queue().push_record_bytes(rec);
       closing_.close_sent = true;
     }
-    bool idle = !writing_;
-    bool nothing_to_say = idle && outbox_.empty() && raw_pending_.empty();
+    bool idle = !send_.writing();
+    bool nothing_to_say = idle && !send_.has_unsent();
     lock.unlock();
     if (kind == end_kind::transport || kind == end_kind::unresponsive || nothing_to_say) {
       drop_stream();
@@ -279,7 +279,7 @@ void connection_impl::end_output() {
 void connection_impl::drop_stream() {
   {
     std::lock_guard lock(mu_);
-    direct_stream_.reset();  // a writer mid-write has its own reference; close() waits
+    send_.drop_stream();  // a writer mid-write has its own reference; close() waits
   }
   stream_->close();
   stream_.reset();
@@ -340,14 +340,14 @@ void connection_impl::close_if_drained() {
 
 void connection_impl::on_read_end(int err) {
   auto keep = shared_from_this();
-  peer_reset_ = err == -ECONNRESET;  // see last_written_request_
+  peer_reset_ = err == -ECONNRESET;  // see send_.last_written_request()
   closing_.peer_done = true;
   {
     std::unique_lock lock(mu_);
     if (life_.state() == phase::closed) {
       // We said close and waited for the peer's end (§8.5): it came. Let go of the link
       // once our own last frames are out (on_write_done drops it otherwise).
-      bool written = !writing_ && outbox_.empty() && raw_pending_.empty();
+      bool written = send_.all_written();
       lock.unlock();
       if (written && stream_) drop_stream();
       return;
@@ -395,7 +395,7 @@ void connection_impl::linger_on_data(std::string_view bytes) {
     if (f.type == wire::frame_type::close) {
       closing_.peer_done = true;
       std::unique_lock lock(mu_);
-      bool written = !writing_ && outbox_.empty() && raw_pending_.empty();
+      bool written = send_.all_written();
       lock.unlock();
       if (written && stream_) drop_stream();
       return;

@@ -147,13 +147,13 @@ void connection_impl::start(base::unique_fd in, base::unique_fd out) {
   std::string hello = wire::encode_preamble(cfg_.local);
   {
     std::lock_guard lock(mu_);
-    direct_stream_ = stream_;  // callers may write to it from here on
+    send_.set_stream(stream_);  // callers may write to it from here on
     if (key_) {
-      raw_pending_ = hello;  // key mode: the settings travel in the handshake (§9.6)
+      send_.push_raw(hello);  // key mode: the settings travel in the handshake (§9.6)
     } else {
       hello_nonce_ = new_hello_nonce();  // must not come back (§6.1)
       wire::append_frame(hello, wire::frame_type::hello, 0, 0, settings_payload());
-      outbox_.push_record_bytes(hello);
+      send_.queue().push_record_bytes(hello);
     }
   }
   auto weak = weak_from_this();
@@ -210,9 +210,9 @@ bool connection_impl::defer_while_send_full(std::uint32_t id, message& request,
                                             std::shared_ptr<call_context>& ctx) {
   // The usual case, room, costs no lock: a stale "room" lets one more handler run
   // (within the bound on the answers of running handlers); "full" is checked again.
-  if (outbox_.queued_bytes() < cfg_.opts.max_send_queue) return false;
+  if (send_.queued_bytes() < cfg_.opts.max_send_queue) return false;
   std::lock_guard lock(mu_);
-  if (life_.state() != phase::open || outbox_.queued_bytes() < cfg_.opts.max_send_queue) return false;
+  if (life_.state() != phase::open || send_.queued_bytes() < cfg_.opts.max_send_queue) return false;
   inbound_.defer({id, std::move(request), std::move(ctx)});
   return true;
 }

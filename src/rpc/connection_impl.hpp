@@ -370,29 +370,14 @@ class connection_impl final : public io::stream_events,
   std::condition_variable_any room_cv_;
   unsigned room_waiters_ = 0;
   bool features_notify_ = false, features_deadline_ = false;
-  rpc::outbox outbox_;
   // Requests waiting for a handler (receive_budget.hpp); set at construction. While
   // budget_paused_, reading has stopped until it has room.
   std::shared_ptr<rpc::receive_account> account_;
   bool budget_paused_ = false;
-  bool writing_ = false;          // a batch is in flight, or a thread is in send_now_locked
-  // Bytes that go out as they are, before anything in the outbox (key mode: preamble,
-  // handshake messages, a refusal's decoy; either mode: a direct write's unsent rest).
-  std::string raw_pending_;
-  // Plain, or sealing once key mode's handshake is done (set by flush, send_path.hpp).
-  rpc::record_sink sink_;
-  // The stream, for send_now_locked's try_write_now from any thread: set once it
-  // exists, cleared when it is dropped (a writer keeps its own reference meanwhile).
-  std::shared_ptr<io::duplex_stream> direct_stream_;
-  bool direct_writing_ = false;
-  std::uint32_t direct_request_ = 0;  // call() is queueing this request (for not_sent)
-  // The request whose record was the last bytes written (by a caller's direct write),
-  // 0 when something else went after it. On a UNIX socket a peer that closes with
-  // bytes unread resets the connection (ECONNRESET): those last bytes were unread, so
-  // that request never ran, and fails with not_sent_error.
-  std::uint32_t last_written_request_ = 0;
+  // The send side: outbox, writer role, sink, direct stream (rpc/send_path.hpp), under
+  // mu_ but for its own exceptions.
+  rpc::send_path send_;
   bool peer_reset_ = false;  // loop thread: reading ended with ECONNRESET
-  bool flush_scheduled_ = false;  // a flush() is posted
   std::uint32_t send_limit_ = 0;  // negotiated max message size
 };
 

@@ -4,7 +4,7 @@
 //
 // What changes against plain mode: the hello's settings travel inside handshake
 // messages 1 and 2, so no hello frame is sent; the preamble and the handshake messages go
-// out unencrypted through raw_pending_, ahead of the outbox; after the handshake every
+// out unencrypted as the send path's raw bytes, ahead of the outbox; after the handshake every
 // record is sealed, in wire order, by the thread that writes it (rpc/send_path.hpp).
 #include <algorithm>
 #include <random>
@@ -60,7 +60,7 @@ bool connection_impl::key_step(std::string_view& bytes) {
   if (st != rpc::key_session::step::failed) st = key_->feed(bytes, out);
   if (!out.empty()) {
     std::lock_guard lock(mu_);
-    raw_pending_ += out;
+    send_.push_raw(out);
     schedule_flush_locked();
   }
   if (st == rpc::key_session::step::failed) {
@@ -72,7 +72,7 @@ bool connection_impl::key_step(std::string_view& bytes) {
     // Responder: message 2 is out, but a replayed message 1 gets this far too. No login
     // (user, settings, open, on_open) until key_record_opened() sees a first record.
     std::lock_guard lock(mu_);
-    if (!raw_pending_.empty()) schedule_flush_locked();
+    if (send_.has_raw()) schedule_flush_locked();
     return life_.state() != phase::closed && stream_;
   }
   {
@@ -81,11 +81,11 @@ bool connection_impl::key_step(std::string_view& bytes) {
     std::string ping;
     wire::append_frame(ping, wire::frame_type::ping, 0, 0, {});
     std::lock_guard lock(mu_);
-    outbox_.push_record_bytes(ping);
+    send_.queue().push_record_bytes(ping);
   }
   handle_settings(key_->peer_settings());
   std::lock_guard lock(mu_);
-  if (!raw_pending_.empty() || !outbox_.empty()) schedule_flush_locked();
+  if (send_.has_unsent()) schedule_flush_locked();
   return life_.state() == phase::open && stream_;
 }
 

@@ -71,13 +71,13 @@ void connection_impl::on_data(std::string_view bytes) {
     if (!stream_) return;  // the frame ended the connection
     if (f.flags & wire::flag_more) continue;  // a fragment: nothing queued, nothing charged
     if (closing_.finished) return;  // the loop thread's copy of the closed phase
-    if (outbox_.queued_bytes() < cfg_.opts.max_send_queue && !account_->over())
+    if (send_.queued_bytes() < cfg_.opts.max_send_queue && !account_->over())
       continue;
     std::lock_guard lock(mu_);
     if (life_.state() == phase::closed) return;
     // Backpressure (PROTOCOL.md §8.8): answers pile up because the peer does not read
     // them; stop reading its requests until they drain (after_dequeue_locked resumes).
-    if (!reading_paused_ && outbox_.queued_bytes() >= cfg_.opts.max_send_queue) {
+    if (!reading_paused_ && send_.queued_bytes() >= cfg_.opts.max_send_queue) {
       reading_paused_ = true;
       if (!budget_paused_) stream_->stop_reading();
       frames_.keep(bytes);  // the rest of this read, handled on resume
@@ -158,7 +158,7 @@ void connection_impl::handle_frame(const wire::frame_view& f) {
       std::string rec;
       wire::append_frame(rec, wire::frame_type::pong, 0, 0, f.payload);
       std::lock_guard lock(mu_);
-      outbox_.push_record_bytes(rec);
+      send_.queue().push_record_bytes(rec);
       schedule_flush_locked();
       return;
     }
@@ -379,7 +379,7 @@ void connection_impl::handler_started() {
 
 std::optional<connection_impl::queued_call> connection_impl::take_startable_locked() {
   return inbound_.take_startable(life_.state() == phase::open &&
-                                 outbox_.queued_bytes() < cfg_.opts.max_send_queue);
+                                 send_.queued_bytes() < cfg_.opts.max_send_queue);
 }
 
 // Answers one of our calls; an id we no longer wait for (late, or never ours) is ignored.

@@ -69,9 +69,9 @@ std::uint64_t connection_impl::call(message request, response_callback done,
   if (rearm) deadline_armed_ = deadline;
   std::optional<std::uint32_t> prefix;
   if (deadline && features_deadline_) prefix = deadline_prefix(*deadline - io::clock::now());
-  direct_request_ = id;  // send_now_locked marks it when a gone peer took nothing of it
+  send_.set_direct_request(id);  // send_now_locked marks it when a gone peer took nothing of it
   queue_message_locked(lock, wire::frame_type::request, id, std::move(framed), prefix);
-  direct_request_ = 0;
+  send_.set_direct_request(0);
   lock.unlock();
   if (rearm) cfg_.loop->post([self = shared_from_this()] { self->arm_deadline_timer(); });
   if (stop.stop_possible()) {
@@ -168,15 +168,15 @@ bool connection_impl::wait_for_room_locked(std::unique_lock<std::mutex>& lock, b
                                            const std::stop_token& stop,
                                            std::exception_ptr& why) {
   const std::size_t bound = cfg_.opts.max_send_queue;
-  if (outbox_.queued_bytes() < bound || cfg_.loop->in_loop_thread()) return true;
+  if (send_.queued_bytes() < bound || cfg_.loop->in_loop_thread()) return true;
   if (!blocking) {
     why = error_ptr<call_error>(error_code::busy,
                                 "the send queue to " + cfg_.peer + " is full (" +
-                                    std::to_string(outbox_.queued_bytes()) + " bytes, bound " +
+                                    std::to_string(send_.queued_bytes()) + " bytes, bound " +
                                     std::to_string(bound) + "): the peer is not reading");
     return false;
   }
-  auto room = [&] { return life_.state() != phase::open || outbox_.queued_bytes() < bound; };
+  auto room = [&] { return life_.state() != phase::open || send_.queued_bytes() < bound; };
   ++room_waiters_;
   bool ok = deadline ? room_cv_.wait_until(lock, stop, *deadline, room)
                      : room_cv_.wait(lock, stop, room);
@@ -196,10 +196,10 @@ bool connection_impl::wait_for_room_locked(std::unique_lock<std::mutex>& lock, b
 // waited for room, see defer_while_send_full) and resumes reading.
 void connection_impl::after_dequeue_locked(std::vector<queued_call>& start) {
   const std::size_t bound = cfg_.opts.max_send_queue;
-  if (room_waiters_ && outbox_.queued_bytes() < bound) room_cv_.notify_all();
+  if (room_waiters_ && send_.queued_bytes() < bound) room_cv_.notify_all();
   while (auto next = take_startable_locked()) start.push_back(std::move(*next));
   // `<=`: with a bound of 1, half of it is 0, reached once the outbox is empty.
-  if (reading_paused_ && stream_ && outbox_.queued_bytes() <= bound / 2) {
+  if (reading_paused_ && stream_ && send_.queued_bytes() <= bound / 2) {
     reading_paused_ = false;
     if (budget_paused_) return;  // resume_after_budget() starts it
     stream_->start_reading();
@@ -363,7 +363,7 @@ void connection_impl::tick() {
                          std::string_view(reinterpret_cast<const char*>(stamp), 8));
       {
         std::lock_guard lock(mu_);
-        outbox_.push_record_bytes(rec);  // a control frame: never held back
+        send_.queue().push_record_bytes(rec);  // a control frame: never held back
         schedule_flush_locked();
       }
       ping_sent_at_ = now;

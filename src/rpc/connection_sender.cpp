@@ -11,12 +11,6 @@
 namespace bokbok::detail {
 
 namespace {
-// Bytes a batch may carry beyond its small records: large enough to amortise a system
-// call, small enough that a ping queued behind it waits little (about 0.2 ms here).
-constexpr std::size_t batch_bytes = 512 * 1024;
-}  // namespace
-
-namespace {
 // Room for a record header, a frame header and a deadline prefix in front of an encoded
 // message. Without a deadline the headers go right before the message (at `plain_start`).
 constexpr std::size_t header_size = wire::record_header_size + wire::frame_header_size;
@@ -62,7 +56,7 @@ void connection_impl::queue_message_locked(std::unique_lock<std::mutex>& lock,
   }
   std::size_t size = framed.size() - start - header_size;
   if (size > wire::max_frame_payload) {
-    outbox_.push_message(type, id, std::move(framed), start + header_size, flags);
+    send_.queue().push_message(type, id, std::move(framed), start + header_size, flags);
     schedule_flush_locked();
     return;
   }
@@ -74,7 +68,7 @@ void connection_impl::queue_message_locked(std::unique_lock<std::mutex>& lock,
 void connection_impl::queue_record_locked(std::unique_lock<std::mutex>& lock,
                                           std::string_view record) {
   if (!send_now_locked(lock, record)) {
-    outbox_.push_record_bytes(record);
+    send_.queue().push_record_bytes(record);
     schedule_flush_locked();
   }
 }
@@ -82,54 +76,31 @@ void connection_impl::queue_record_locked(std::unique_lock<std::mutex>& lock,
 // Any thread, `mu_` held (released during the sealing and the write): when the send side
 // is idle (rpc::caller_may_write), takes the writer role and writes `record` from this
 // thread with the stream's try_write_now, sealed first in key mode (send_path.hpp). What
-// the kernel does not take goes to raw_pending_, ahead of everything, for the loop to
-// finish (the stream takes nothing more directly until then); a failed write is left for
-// the loop's own write to report. Returns false, having done nothing, when the send side
-// is busy.
+// the kernel does not take goes out next, ahead of everything, from the loop (the stream
+// takes nothing more directly until then); a failed write is left for the loop's own
+// write to report. Returns false, having done nothing, when the send side is busy.
 bool connection_impl::send_now_locked(std::unique_lock<std::mutex>& lock,
                                       std::string_view record) {
-  rpc::send_side side;
-  side.in_flight = writing_;
-  side.flush_posted = flush_scheduled_;
-  side.queued = !outbox_.empty() || !raw_pending_.empty();
-  side.stream = static_cast<bool>(direct_stream_);
-  side.sink_ready = !cfg_.keys || sink_.sealing();  // key mode: once the loop set the sink
   // The frame trace sees records where the loop writes them (flush): no short cut.
-  if (trace_ || !rpc::caller_may_write(side)) return false;
-  writing_ = direct_writing_ = true;  // the send side is ours until we give it back
-  std::shared_ptr<io::duplex_stream> stream = direct_stream_;  // drop_stream may let go
-  const rpc::record_sink sink = sink_;
-  const std::uint32_t request = direct_request_;
+  auto w = send_.begin_direct(!trace_, static_cast<bool>(cfg_.keys));
+  if (!w) return false;
   lock.unlock();
   thread_local std::string sealed;  // this thread's sealing buffer, reused
   std::string_view out;
   io::try_write_result r{};
-  const bool sealed_ok = sink.seal_record(record, sealed, out);
-  if (sealed_ok) r = stream->try_write_now(out);
+  const bool sealed_ok = w->sink.seal_record(record, sealed, out);
+  if (sealed_ok) r = w->stream->try_write_now(out);
   lock.lock();
-  writing_ = direct_writing_ = false;
+  auto done = send_.end_direct(*w, sealed_ok, out, r);
   closed_cv_.notify_all();  // finish() waits for this write to be over
-  if (!sealed_ok) return true;  // the cipher is spent: nothing more goes out
-  using st = io::try_write_result::status;
-  const bool gone = r.what == st::failed && (r.error == -EPIPE || r.error == -ECONNRESET);
-  if (request && (gone || r.what == st::closed)) {
-    // The peer is gone, or the stream closed, and nothing of this request was written:
-    // the peer cannot have run it.
-    if (auto* c = calls_.find(request)) c->not_sent = true;
-  }
-  // The last bytes written, when they are a whole request (see last_written_request_).
-  last_written_request_ = request && r.written == out.size() ? request : 0;
-  if (r.what == st::closed) return true;  // the stream closed meanwhile: nothing goes out
-  // The unsent rest is wire bytes (sealed, in key mode): it goes out as it is, first.
-  if (r.written < out.size()) raw_pending_.insert(0, out.substr(r.written));
-  if (!outbox_.empty() || !raw_pending_.empty()) schedule_flush_locked();
+  if (done.not_sent)
+    if (auto* c = calls_.find(done.not_sent)) c->not_sent = true;
+  if (done.flush) schedule_flush_locked();
   return true;
 }
 
 void connection_impl::schedule_flush_locked() {
-  if (writing_ || flush_scheduled_) return;
-  flush_scheduled_ = true;
-  cfg_.loop->post([self = shared_from_this()] { self->flush(); });
+  if (send_.want_flush()) cfg_.loop->post([self = shared_from_this()] { self->flush(); });
 }
 
 // Loop thread: starts the next write when none is in flight. The batch is taken under
@@ -137,27 +108,23 @@ void connection_impl::schedule_flush_locked() {
 // meanwhile (send_path.hpp).
 void connection_impl::flush() {
   std::unique_lock lock(mu_);
-  flush_scheduled_ = false;
-  if (writing_ || !stream_) return;
+  send_.flush_started();
+  if (send_.writing() || !stream_) return;
   auto b = std::make_shared<rpc::batch>();
   std::vector<queued_call> start;  // requests the outbox has room for again
-  rpc::record_sink sink;           // plain: bytes ready for the wire go out as they are
-  if (!raw_pending_.empty()) {
-    b->small.swap(raw_pending_);
-    b->iov.push_back({b->small.data(), b->small.size()});
-  } else {
-    if (key_ && !key_->ready()) return;  // nothing may go out before the handshake ends
-    // From here on records are sealed, by whichever thread writes them.
-    if (key_ && !sink_.sealing()) sink_ = rpc::record_sink(&key_->send_cipher());
-    if (!outbox_.take_batch(*b, batch_bytes)) return;
-    last_written_request_ = 0;  // written last now: something else
-    if (trace_) rpc::trace_sent(trace_, *b);  // plain frames, before sealing
-    sink = sink_;
-    after_dequeue_locked(start);
+  rpc::record_sink sink;
+  switch (send_.take_write(*b, key_.get(), sink)) {
+    case rpc::send_path::taken::nothing:
+      return;
+    case rpc::send_path::taken::raw:
+      break;
+    case rpc::send_path::taken::records:
+      if (trace_) rpc::trace_sent(trace_, *b);  // plain frames, before sealing
+      after_dequeue_locked(start);
+      break;
   }
-  writing_ = true;
   lock.unlock();
-  if (!sink.seal_batch(*b)) {
+  if (!send_.seal(*b, sink)) {
     // The cipher is spent: nothing more may go out; the writer role stays taken.
     for (auto& q : start) start_handler(q.id, std::move(q.m), std::move(q.ctx));
     return;
@@ -170,7 +137,7 @@ void connection_impl::flush() {
 void connection_impl::on_write_done(int err) {
   auto keep = shared_from_this();
   std::unique_lock lock(mu_);
-  writing_ = false;
+  send_.write_done();
   if (err < 0) {
     bool already_closed = life_.state() == phase::closed;
     lock.unlock();
@@ -190,7 +157,7 @@ void connection_impl::on_write_done(int err) {
                                    : "write failed: ") +
                       std::strerror(-err) + (gone ? ")" : ""));
   }
-  if (life_.state() == phase::closed && outbox_.empty() && raw_pending_.empty() && stream_) {
+  if (life_.state() == phase::closed && !send_.has_unsent() && stream_) {
     // Closed: the link is let go of as soon as the last frames are out.
     lock.unlock();
     return end_output();

@@ -1,37 +1,72 @@
 #include "rpc/send_path.hpp"
 
+#include <cerrno>
 #include <cstring>
 
 #include "wire/frame.hpp"
 
 namespace bokbok::rpc {
 
-bool record_sink::seal_batch(batch& b) const {
+std::shared_ptr<std::string> sealed_buffers::take(std::size_t n) {
+  for (auto& buf : bufs_) {
+    if (buf && buf.use_count() > 1) continue;  // a batch still holds it
+    if (buf && buf->capacity() > keep_limit && n <= keep_limit) buf.reset();
+    if (!buf) buf = std::make_shared<std::string>();
+    // Grown only, so the bytes are zeroed once per buffer, not once per batch.
+    if (buf->size() < n) {
+      std::string grown;
+      grown.resize(n);
+      buf->swap(grown);
+    }
+    return buf;
+  }
+  // Both held by batches in flight (cannot happen with one writer, but stay correct).
+  auto buf = std::make_shared<std::string>();
+  buf->resize(n);
+  return buf;
+}
+
+void sealed_buffers::release_idle() {
+  for (auto& buf : bufs_) buf.reset();
+}
+
+std::size_t sealed_buffers::held_bytes() const {
+  std::size_t n = 0;
+  for (const auto& buf : bufs_)
+    if (buf) n += buf->capacity();
+  return n;
+}
+
+bool record_sink::seal_batch(batch& b, sealed_buffers& buffers) const {
   if (!key_) return true;
-  std::string sealed;
-  sealed.reserve(b.bytes + (b.small_sizes.size() + b.headers.size()) * crypto::tag_len);
+  // Each record grows by its tag when sealed; its u16 length stays.
+  std::size_t size = b.bytes + (b.small_sizes.size() + b.headers.size()) * crypto::tag_len;
+  std::shared_ptr<std::string> out = buffers.take(size);
+  char* at = out->data();
   // Small records: each a whole record of known size in b.small.
   std::string_view small = b.small;
   for (std::uint32_t n : b.small_sizes) {
-    if (!key_->seal(small.substr(wire::record_header_size, n - wire::record_header_size), sealed))
-      return false;
+    std::string_view frame = small.substr(wire::record_header_size, n - wire::record_header_size);
+    if (!key_->seal_into(frame, {}, at)) return false;
+    at += crypto::sealed_record_size(frame.size());
     small.remove_prefix(n);
   }
   // Frames of large messages: a header iovec, then the payload's, after b.small's one.
-  std::string frame;
-  std::size_t at = b.small.empty() ? 0 : 1;
+  std::size_t i = b.small.empty() ? 0 : 1;
   for (const wire::frame_header_bytes& h : b.headers) {
-    const iovec& payload = b.iov[at + 1];
-    frame.assign(reinterpret_cast<const char*>(h.bytes) + wire::record_header_size,
-                 wire::frame_header_size);
-    frame.append(static_cast<const char*>(payload.iov_base), payload.iov_len);
-    if (!key_->seal(frame, sealed)) return false;
-    at += 2;
+    const iovec& payload = b.iov[i + 1];
+    std::string_view head(reinterpret_cast<const char*>(h.bytes) + wire::record_header_size,
+                          wire::frame_header_size);
+    std::string_view rest(static_cast<const char*>(payload.iov_base), payload.iov_len);
+    if (!key_->seal_into(head, rest, at)) return false;
+    at += crypto::sealed_record_size(head.size() + rest.size());
+    i += 2;
   }
+  const std::size_t used = static_cast<std::size_t>(at - out->data());
   b.clear();
-  b.small = std::move(sealed);
-  b.bytes = b.small.size();
-  b.iov.push_back({b.small.data(), b.small.size()});
+  b.bytes = used;
+  b.iov.push_back({out->data(), used});
+  b.keep.push_back(std::move(out));
   return true;
 }
 
@@ -45,6 +80,64 @@ bool record_sink::seal_record(std::string_view record, std::string& scratch,
   if (!key_->seal(record.substr(wire::record_header_size), scratch)) return false;
   to_write = scratch;
   return true;
+}
+
+bool send_path::want_flush() {
+  if (writing_ || flush_scheduled_) return false;
+  flush_scheduled_ = true;
+  return true;
+}
+
+std::optional<send_path::direct_write> send_path::begin_direct(bool allowed, bool key_mode) {
+  send_side side;
+  side.in_flight = writing_;
+  side.flush_posted = flush_scheduled_;
+  side.queued = has_unsent();
+  side.stream = static_cast<bool>(direct_stream_);
+  side.sink_ready = !key_mode || sink_.sealing();
+  if (!allowed || !caller_may_write(side)) return std::nullopt;
+  writing_ = direct_writing_ = true;  // the send side is the caller's until end_direct
+  return direct_write{direct_stream_, sink_, direct_request_};
+}
+
+send_path::direct_done send_path::end_direct(const direct_write& w, bool sealed_ok,
+                                             std::string_view out,
+                                             const io::try_write_result& r) {
+  writing_ = direct_writing_ = false;
+  direct_done done;
+  if (!sealed_ok) return done;  // the cipher is spent: nothing more goes out
+  using st = io::try_write_result::status;
+  const bool gone = r.what == st::failed && (r.error == -EPIPE || r.error == -ECONNRESET);
+  // The peer is gone, or the stream closed, and nothing of this request was written.
+  if (w.request && (gone || r.what == st::closed)) done.not_sent = w.request;
+  last_written_request_ = w.request && r.written == out.size() ? w.request : 0;
+  if (r.what == st::closed) return done;  // the stream closed meanwhile: nothing goes out
+  // The unsent rest is wire bytes (sealed, in key mode): it goes out as it is, first.
+  if (r.written < out.size()) raw_pending_.insert(0, out.substr(r.written));
+  done.flush = has_unsent();
+  return done;
+}
+
+send_path::taken send_path::take_write(batch& b, key_session* key, record_sink& sink) {
+  sink = record_sink();  // raw bytes go out as they are
+  if (!raw_pending_.empty()) {
+    b.small.swap(raw_pending_);
+    b.bytes = b.small.size();
+    b.iov.push_back({b.small.data(), b.small.size()});
+    writing_ = true;
+    return taken::raw;
+  }
+  if (key && !key->ready()) return taken::nothing;  // nothing before the handshake ends
+  // From here on records are sealed, by whichever thread writes them.
+  if (key && !sink_.sealing()) sink_ = record_sink(&key->send_cipher());
+  if (!outbox_.take_batch(b, batch_bytes)) {
+    sealed_.release_idle();  // the send side is idle: an idle connection keeps no buffer
+    return taken::nothing;
+  }
+  last_written_request_ = 0;  // written last now: something else
+  sink = sink_;
+  writing_ = true;
+  return taken::records;
 }
 
 }  // namespace bokbok::rpc
