@@ -1,0 +1,302 @@
+// Our calls on a connection (README "Robust calls"): call, call_sync and notify with
+// deadlines, cancellation and backpressure (room in the send queue), and the answers
+// that end them. Threads: call, call_sync, notify and cancel_call from any thread; the
+// deadline timer, answers and end_call_locally on the loop thread.
+#include <algorithm>
+#include <cstring>
+
+#include "base/log.hpp"
+#include "rpc/callback_error.hpp"
+#include "rpc/connection_impl.hpp"
+#include "rpc/error_ptr.hpp"
+#include "wire/message_codec.hpp"
+
+namespace bokbok::detail {
+
+namespace {
+
+// The DEADLINE prefix for a deadline `left` away: whole milliseconds rounded up, 1 to
+// ffffffff (PROTOCOL.md §8.2).
+std::uint32_t deadline_prefix(io::clock::duration left) {
+  auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+  return static_cast<std::uint32_t>(std::clamp<long long>(ms, 1, 0xffffffffLL));
+}
+
+}  // namespace
+
+std::uint64_t connection_impl::call(message request, response_callback done,
+                                    const call_options& opts, bool blocking) {
+  // The call's deadline and stop token: its own, and the running handler's (inherited).
+  const auto deadline = effective_deadline(opts);
+  std::stop_token stop = opts.stop;
+  if (auto* ctx = current_call_context(); ctx && !stop.stop_possible())
+    stop = ctx->stop.get_token();
+  if (deadline && *deadline <= io::clock::now()) {
+    done(error_ptr<call_error>(error_code::deadline_exceeded,
+                               "the call's deadline had passed before it was sent"), {});
+    return 0;
+  }
+  if (stop.stop_requested()) {
+    done(error_ptr<call_error>(error_code::cancelled, "the call was cancelled before it was sent"), {});
+    return 0;
+  }
+  std::string framed = encode_framed(request);
+  std::unique_lock lock(mu_);
+  std::exception_ptr refused;
+  if (phase_ == phase::open && !life_.refuses_new_calls()) {
+    if (auto why = too_large_locked("request", framed))
+      refused = error_ptr<call_error>(error_code::too_large, *why);
+    else
+      wait_for_room_locked(lock, blocking, deadline, stop, refused);
+  }
+  if (!refused && phase_ != phase::open) refused = not_sent_error_locked();
+  if (!refused && life_.refuses_new_calls())
+    refused = error_ptr<call_error>(life_.refusal_code(), life_.goaway_reason());
+  if (refused) {
+    lock.unlock();
+    done(std::move(refused), {});
+    return 0;
+  }
+  pending_call& pc = calls_.start();
+  const std::uint32_t id = pc.id;
+  const std::uint64_t seq = pc.seq;
+  pc.done = std::move(done);
+  pc.deadline = deadline;
+  // Only a deadline earlier than the one armed needs the loop to move the timer.
+  const bool rearm = deadline && (!deadline_armed_ || *deadline < *deadline_armed_);
+  if (rearm) deadline_armed_ = deadline;
+  std::optional<std::uint32_t> prefix;
+  if (deadline && features_deadline_) prefix = deadline_prefix(*deadline - io::clock::now());
+  direct_request_ = id;  // send_now_locked marks it when a gone peer took nothing of it
+  queue_message_locked(lock, wire::frame_type::request, id, std::move(framed), prefix);
+  direct_request_ = 0;
+  lock.unlock();
+  if (rearm) cfg_.loop->post([self = shared_from_this()] { self->arm_deadline_timer(); });
+  if (stop.stop_possible()) {
+    // May run at once (stop already requested): cancel_call only posts.
+    auto on_stop = std::make_unique<std::stop_callback<std::function<void()>>>(
+        stop, std::function<void()>([weak = weak_from_this(), seq] {
+          if (auto self = weak.lock()) self->cancel_call(seq, error_code::cancelled);
+        }));
+    lock.lock();
+    if (auto* c = calls_.find_seq(seq)) c->on_stop = std::move(on_stop);
+    lock.unlock();  // on_stop, if the call is over already, goes here, unlocked
+  }
+  return seq;
+}
+
+void connection_impl::run_response_callback(response_callback& done, std::exception_ptr error,
+                                            message response) noexcept {
+  guard_callback(cfg_.opts.on_callback_error, "response callback",
+                 [&] { done(std::move(error), std::move(response)); });
+}
+
+message connection_impl::call_sync(message request, const call_options& opts) {
+  if (cfg_.loop->in_loop_thread())
+    throw usage_error(
+        "bokbok: request() would block the event loop thread it waits on (called from an "
+        "inline handler or a response callback); use request_async there");
+  // Shared with the callback, so that it may notify after unlocking (the caller, woken,
+  // then takes the lock at once rather than sleeping again on it) without outliving it.
+  struct waiter {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    std::exception_ptr error;
+    message response;
+  };
+  auto w = std::make_shared<waiter>();
+  rpc::handler_pool::blocking_scope blocked;  // a nested call frees its handler slot
+  if (blocked.refused())
+    throw call_error(error_code::busy,
+                     "busy: " + std::to_string(blocked.limit()) +
+                         " handler threads already wait in nested calls "
+                         "(max_waiting_handlers); this one would grow the process further");
+  call(
+      std::move(request),
+      [w](std::exception_ptr e, message m) {
+        {
+          std::lock_guard lock(w->mu);
+          w->error = std::move(e);
+          w->response = std::move(m);
+          w->done = true;
+        }
+        w->cv.notify_one();
+      },
+      opts, /*blocking=*/true);
+  std::unique_lock lock(w->mu);
+  w->cv.wait(lock, [&] { return w->done; });
+  if (w->error) std::rethrow_exception(w->error);
+  return std::move(w->response);
+}
+
+void connection_impl::notify(message m) {
+  std::string framed = encode_framed(m);
+  std::unique_lock lock(mu_);
+  std::exception_ptr refused;
+  if (phase_ != phase::open) {
+    refused = closed_error_locked();
+  } else if (life_.refuses_new_calls()) {
+    refused = error_ptr<call_error>(life_.refusal_code(), life_.goaway_reason());
+  } else if (!features_notify_) {
+    refused = error_ptr<call_error>(error_code::no_such_method,
+                                    "the peer " + cfg_.peer + " does not take notifications");
+  } else if (auto why = too_large_locked("notification", framed)) {
+    refused = error_ptr<call_error>(error_code::too_large, *why);
+  } else {
+    auto* ctx = current_call_context();
+    // A handler's thread is shared by every connection: it is refused busy, not held.
+    wait_for_room_locked(lock, ctx == nullptr, ctx ? ctx->deadline : std::nullopt,
+                         ctx ? ctx->stop.get_token() : std::stop_token(), refused);
+    if (!refused && phase_ != phase::open) refused = not_sent_error_locked();
+  }
+  if (refused) {
+    lock.unlock();
+    std::rethrow_exception(refused);
+  }
+  std::uint32_t id = next_notify_id_++;
+  if (id == 0) id = next_notify_id_++;
+  queue_message_locked(lock, wire::frame_type::notify, id, std::move(framed), std::nullopt);
+}
+
+// `mu_` held. Room means the outbox holds less than max_send_queue; the loop thread
+// never waits (reading pauses instead, see on_data).
+bool connection_impl::wait_for_room_locked(std::unique_lock<std::mutex>& lock, bool blocking,
+                                           const std::optional<io::clock::time_point>& deadline,
+                                           const std::stop_token& stop,
+                                           std::exception_ptr& why) {
+  const std::size_t bound = cfg_.opts.max_send_queue;
+  if (outbox_.queued_bytes() < bound || cfg_.loop->in_loop_thread()) return true;
+  if (!blocking) {
+    why = error_ptr<call_error>(error_code::busy,
+                                "the send queue to " + cfg_.peer + " is full (" +
+                                    std::to_string(outbox_.queued_bytes()) + " bytes, bound " +
+                                    std::to_string(bound) + "): the peer is not reading");
+    return false;
+  }
+  auto room = [&] { return phase_ != phase::open || outbox_.queued_bytes() < bound; };
+  ++room_waiters_;
+  bool ok = deadline ? room_cv_.wait_until(lock, stop, *deadline, room)
+                     : room_cv_.wait(lock, stop, room);
+  --room_waiters_;
+  if (ok) return true;
+  if (stop.stop_requested())
+    why = error_ptr<call_error>(error_code::cancelled,
+                                "the call was cancelled while waiting for room to send");
+  else
+    why = error_ptr<call_error>(error_code::deadline_exceeded,
+                                "the call's deadline passed while waiting for room to send");
+  return false;
+}
+
+// `mu_` held, loop thread: the outbox shrank. Wakes waiting senders, takes the requests
+// that may start now (into `start`, for the caller to start unlocked: a handler that
+// waited for room, see defer_while_send_full) and resumes reading.
+void connection_impl::after_dequeue_locked(std::vector<queued_call>& start) {
+  const std::size_t bound = cfg_.opts.max_send_queue;
+  if (room_waiters_ && outbox_.queued_bytes() < bound) room_cv_.notify_all();
+  while (auto next = take_startable_locked()) start.push_back(std::move(*next));
+  // `<=`: with a bound of 1, half of it is 0, reached once the outbox is empty.
+  if (reading_paused_ && stream_ && outbox_.queued_bytes() <= bound / 2) {
+    reading_paused_ = false;
+    if (budget_paused_) return;  // resume_after_budget() starts it
+    stream_->start_reading();
+    // Records read before the pause wait in frames_: handle them now.
+    cfg_.loop->post([self = shared_from_this()] {
+      if (self->stream_) self->on_data({});
+    });
+  }
+}
+
+void connection_impl::cancel_call(std::uint64_t seq, error_code code) {
+  if (seq == 0) return;
+  cfg_.loop->post([self = shared_from_this(), seq, code] { self->end_call_locally(seq, code); });
+}
+
+// Loop thread: sets the one deadline timer for deadline_armed_.
+void connection_impl::arm_deadline_timer() {
+  std::optional<io::clock::time_point> when;
+  {
+    std::lock_guard lock(mu_);
+    if (phase_ != phase::open) return;
+    when = deadline_armed_;
+  }
+  if (deadline_timer_) cfg_.loop->cancel_timer(deadline_timer_);
+  deadline_timer_ = 0;
+  if (when)
+    deadline_timer_ = cfg_.loop->add_timer(*when, [weak = weak_from_this()] {
+      if (auto self = weak.lock()) self->sweep_deadlines();
+    });
+}
+
+// Loop thread: the earliest deadline came. Ends the calls whose deadline passed and sets
+// the timer for the next one (calls answered meanwhile are simply gone from calls_).
+void connection_impl::sweep_deadlines() {
+  deadline_timer_ = 0;
+  const auto now = io::clock::now();
+  std::vector<std::uint64_t> expired;
+  {
+    std::lock_guard lock(mu_);
+    std::optional<io::clock::time_point> next;
+    calls_.for_each([&](const pending_call& pc) {
+      if (!pc.deadline) return;
+      if (*pc.deadline <= now)
+        expired.push_back(pc.seq);
+      else if (!next || *pc.deadline < *next)
+        next = pc.deadline;
+    });
+    deadline_armed_ = next;
+  }
+  arm_deadline_timer();
+  for (auto seq : expired) end_call_locally(seq, error_code::deadline_exceeded);
+}
+
+// Loop thread: our call `seq` ends here (cancelled, or its deadline passed): the caller is
+// told at once, the peer gets a cancel, and a late answer will find no call.
+void connection_impl::end_call_locally(std::uint64_t seq, error_code code) {
+  pending_call pc;
+  {
+    std::unique_lock lock(mu_);
+    pending_call* c = calls_.find_seq(seq);
+    if (!c) return;
+    const std::uint32_t id = c->id;
+    pc = calls_.take(*c);
+    if (phase_ == phase::open) {
+      std::string rec;
+      wire::append_frame(rec, wire::frame_type::cancel, 0, id, {});
+      queue_record_locked(lock, rec);
+    }
+  }
+  run_response_callback(pc.done,
+                        error_ptr<call_error>(code, code == error_code::cancelled
+                                                        ? "the call was cancelled"
+                                                        : "the call's deadline passed before "
+                                                          "the answer came"),
+                        {});
+  last_activity_ = io::clock::now();
+  close_if_drained();
+}
+
+void connection_impl::handle_error_frame(const wire::frame_view& f) {
+  auto [code, text] = wire::parse_code_payload(f.payload);
+  complete_call(f.call_id, error_ptr<remote_error>(static_cast<error_code>(code), std::string(text)), {});
+}
+
+// Answers one of our calls; an id we no longer wait for (late, or never ours) is ignored.
+void connection_impl::complete_call(std::uint32_t id, std::exception_ptr error, message response) {
+  pending_call pc;
+  {
+    std::lock_guard lock(mu_);
+    pending_call* c = calls_.find(id);
+    if (!c)
+      return base::log_limited(log_level::debug, "connection", "answers dropped: no call waited",
+                               cfg_.peer + ": dropped an answer to call " + std::to_string(id) +
+                                   ": no call waits for it (late, or never ours)");
+    pc = calls_.take(*c);
+  }
+  last_activity_ = io::clock::now();
+  run_response_callback(pc.done, std::move(error), std::move(response));
+  close_if_drained();
+}
+
+}  // namespace bokbok::detail
