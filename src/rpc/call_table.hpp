@@ -25,6 +25,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -36,11 +37,24 @@
 
 namespace bokbok::rpc {
 
+// What a blocking caller (connection_impl::call_sync) waits on: on the caller's stack,
+// pointed to by its call's slot. Filled under the connection's mutex by whoever ends
+// the call; the caller is woken after that mutex is released.
+struct sync_wait {
+  bool done = false;
+  std::exception_ptr error;
+  message response;
+};
+
 // One of our calls, from its request until its answer (or until it ends here).
 struct outgoing_call {
   std::uint32_t id = 0;   // 0: the slot is free
   std::uint64_t seq = 0;  // (wraps << 32) | id
   response_callback done;
+  // A blocking caller's wait, or null: an answer is filled into it directly (no
+  // callback); every other ending (close, goaway, cancel, deadline) runs `done`, which
+  // fills it too.
+  sync_wait* waiter = nullptr;
   std::optional<io::clock::time_point> deadline;
   std::unique_ptr<std::stop_callback<std::function<void()>>> on_stop;
   // The write of its request found the peer gone (EPIPE, ECONNRESET) and wrote nothing:

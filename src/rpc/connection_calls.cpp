@@ -25,12 +25,12 @@ std::uint32_t deadline_prefix(io::clock::duration left) {
 }  // namespace
 
 std::uint64_t connection_impl::call(message request, response_callback done,
-                                    const call_options& opts, bool blocking) {
+                                    const call_options& opts, bool blocking,
+                                    rpc::sync_wait* waiter) {
   // The call's deadline and stop token: its own, and the running handler's (inherited).
   const auto deadline = effective_deadline(opts);
   std::stop_token stop = opts.stop;
-  if (auto* ctx = current_call_context(); ctx && !stop.stop_possible())
-    stop = ctx->stop.get_token();
+  if (auto* h = current_handler(); h && !stop.stop_possible()) stop = h->stop_token();
   if (deadline && *deadline <= io::clock::now()) {
     done(error_ptr<call_error>(error_code::deadline_exceeded,
                                "the call's deadline had passed before it was sent"), {});
@@ -61,6 +61,7 @@ std::uint64_t connection_impl::call(message request, response_callback done,
   const std::uint32_t id = pc.id;
   const std::uint64_t seq = pc.seq;
   pc.done = std::move(done);
+  pc.waiter = waiter;
   pc.deadline = deadline;
   // Only a deadline earlier than the one armed needs the loop to move the timer.
   const bool rearm = deadline && (!deadline_armed_ || *deadline < *deadline_armed_);
@@ -96,16 +97,10 @@ message connection_impl::call_sync(message request, const call_options& opts) {
     throw usage_error(
         "bokbok: request() would block the event loop thread it waits on (called from an "
         "inline handler or a response callback); use request_async there");
-  // Shared with the callback, so that it may notify after unlocking (the caller, woken,
-  // then takes the lock at once rather than sleeping again on it) without outliving it.
-  struct waiter {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
-    std::exception_ptr error;
-    message response;
-  };
-  auto w = std::make_shared<waiter>();
+  // The wait lives here and in the call's slot: an answer fills it in place
+  // (deliver_answers); any other end of the call comes through the callback, which holds
+  // two pointers (kept inside the std::function, no allocation).
+  rpc::sync_wait w;
   rpc::handler_pool::blocking_scope blocked;  // a nested call frees its handler slot
   if (blocked.refused())
     throw call_error(error_code::busy,
@@ -114,20 +109,28 @@ message connection_impl::call_sync(message request, const call_options& opts) {
                          "(max_waiting_handlers); this one would grow the process further");
   call(
       std::move(request),
-      [w](std::exception_ptr e, message m) {
-        {
-          std::lock_guard lock(w->mu);
-          w->error = std::move(e);
-          w->response = std::move(m);
-          w->done = true;
-        }
-        w->cv.notify_one();
-      },
-      opts, /*blocking=*/true);
-  std::unique_lock lock(w->mu);
-  w->cv.wait(lock, [&] { return w->done; });
-  if (w->error) std::rethrow_exception(w->error);
-  return std::move(w->response);
+      [this, &w](std::exception_ptr e, message m) { end_sync_wait(w, std::move(e), std::move(m)); },
+      opts, /*blocking=*/true, &w);
+  {
+    std::unique_lock lock(mu_);
+    answered_cv_.wait(lock, [&] { return w.done; });
+  }
+  if (w.error) std::rethrow_exception(w.error);
+  return std::move(w.response);
+}
+
+// Any thread, `mu_` not held. Notified after unlocking: the caller, woken, takes the
+// mutex at once rather than sleeping on it again. The condition variable is the
+// connection's, so it outlives the caller's `w` (gone as soon as it sees `done`).
+void connection_impl::end_sync_wait(rpc::sync_wait& w, std::exception_ptr error,
+                                    message response) {
+  {
+    std::lock_guard lock(mu_);
+    w.error = std::move(error);
+    w.response = std::move(response);
+    w.done = true;
+  }
+  answered_cv_.notify_all();
 }
 
 void connection_impl::notify(message m) {
@@ -144,10 +147,10 @@ void connection_impl::notify(message m) {
   } else if (auto why = too_large_locked("notification", framed)) {
     refused = error_ptr<call_error>(error_code::too_large, *why);
   } else {
-    auto* ctx = current_call_context();
-    // A handler's thread is shared by every connection: it is refused busy, not held.
-    wait_for_room_locked(lock, ctx == nullptr, ctx ? ctx->deadline : std::nullopt,
-                         ctx ? ctx->stop.get_token() : std::stop_token(), refused);
+    // A handler's thread is shared by every connection: it is refused busy, not held
+    // (whether or not a context was made for its call).
+    const bool in_handler = current_handler() != nullptr;
+    wait_for_room_locked(lock, !in_handler, std::nullopt, std::stop_token(), refused);
     if (!refused && phase_ != phase::open) refused = not_sent_error_locked();
   }
   if (refused) {
@@ -282,20 +285,46 @@ void connection_impl::handle_error_frame(const wire::frame_view& f) {
   complete_call(f.call_id, error_ptr<remote_error>(static_cast<error_code>(code), std::string(text)), {});
 }
 
-// Answers one of our calls; an id we no longer wait for (late, or never ours) is ignored.
+// Loop thread: an answer to our call `id` (or the error it ended with) came; it ends the
+// call in deliver_answers(), with the other answers of the same read.
 void connection_impl::complete_call(std::uint32_t id, std::exception_ptr error, message response) {
-  pending_call pc;
+  answers_.push_back({id, std::move(error), std::move(response), {}});
+}
+
+// Loop thread: ends the calls answered in this read under one acquisition of the mutex.
+// An id we no longer wait for (late, or never ours) is ignored. Blocking callers get
+// their answer in place and are woken after unlocking; callbacks run unlocked, and the
+// calls taken are destroyed unlocked (a stop callback's destructor may wait for it).
+void connection_impl::deliver_answers() {
+  std::vector<answer> batch;
+  batch.swap(answers_);  // a callback may read more (it runs on this thread): kept apart
+  bool woke = false;
   {
     std::lock_guard lock(mu_);
-    pending_call* c = calls_.find(id);
-    if (!c)
-      return base::log_limited(log_level::debug, "connection", "answers dropped: no call waited",
-                               cfg_.peer + ": dropped an answer to call " + std::to_string(id) +
-                                   ": no call waits for it (late, or never ours)");
-    pc = calls_.take(*c);
+    for (auto& a : batch) {
+      pending_call* c = calls_.find(a.id);
+      if (!c) {
+        base::log_limited(log_level::debug, "connection", "answers dropped: no call waited",
+                          cfg_.peer + ": dropped an answer to call " + std::to_string(a.id) +
+                              ": no call waits for it (late, or never ours)");
+        continue;
+      }
+      a.call = calls_.take(*c);
+      if (rpc::sync_wait* w = a.call.waiter) {
+        w->error = std::move(a.error);
+        w->response = std::move(a.response);
+        w->done = true;
+        woke = true;
+      }
+    }
   }
+  if (woke) answered_cv_.notify_all();
   last_activity_ = io::clock::now();
-  run_response_callback(pc.done, std::move(error), std::move(response));
+  for (auto& a : batch)
+    if (a.call.id && !a.call.waiter)
+      run_response_callback(a.call.done, std::move(a.error), std::move(a.response));
+  batch.clear();
+  if (answers_.empty()) answers_.swap(batch);  // keeps its capacity for the next read
   close_if_drained();
 }
 

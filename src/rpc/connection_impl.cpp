@@ -136,7 +136,7 @@ void connection_impl::release_requests() {
         std::lock_guard lock(self->mu_);
         self->inbound_.dispatching_held();
       }
-      self->dispatch_message(h.id, std::move(h.m), std::move(h.ctx));
+      self->dispatch_message(std::move(h));
     }
   });
 }

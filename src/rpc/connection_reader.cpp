@@ -14,8 +14,14 @@
 
 namespace bokbok::detail {
 
+// Answers read in one batch end their calls together (deliver_answers): one lock.
 void connection_impl::on_data(std::string_view bytes) {
   auto keep = shared_from_this();  // a frame may end the connection and its last owner
+  read_frames(bytes);
+  if (!answers_.empty()) deliver_answers();
+}
+
+void connection_impl::read_frames(std::string_view bytes) {
   if (tick_timer_) last_rx_ = io::clock::now();  // any byte is a sign of life (§8.3)
   if (finished_) return linger_on_data(bytes);
   if (!preamble_done_) {
@@ -67,6 +73,9 @@ void connection_impl::on_data(std::string_view bytes) {
     record_since_.reset();  // a whole record came (one frame each)
     if (trace_) rpc::trace_received(trace_, f);
     if (key && !key_record_opened()) return;  // a responder's login (§9.6)
+    if (!answers_.empty() && f.type != wire::frame_type::response &&
+        f.type != wire::frame_type::error)
+      deliver_answers();  // before anything that may end the connection or its calls
     handle_frame(f);
     if (!stream_) return;  // the frame ended the connection
     if (f.flags & wire::flag_more) continue;  // a fragment: nothing queued, nothing charged

@@ -32,26 +32,26 @@ void connection_impl::dispatch_request(std::uint32_t id, std::string_view bytes,
 }
 
 // A decoded request whose decoded cost was checked against the receive budget: charged
-// to it, then held (on_open running), queued or started.
+// to it, then held (on_open running), queued or started. No call context is made for it
+// (see call_context): most handlers never need one.
 void connection_impl::accept_request(std::uint32_t id, message m, std::size_t cost,
                                      std::optional<std::uint32_t> deadline_ms) {
-  auto ctx = std::make_shared<call_context>();
-  ctx->charge = rpc::receive_charge(account_, cost);
   last_peer_request_ = id;
   last_activity_ = io::clock::now();
-  if (deadline_ms) ctx->deadline = last_activity_ + std::chrono::milliseconds(*deadline_ms);
+  queued_call r{id, std::move(m), nullptr, rpc::receive_charge(account_, cost), std::nullopt};
+  if (deadline_ms) r.deadline = last_activity_ + std::chrono::milliseconds(*deadline_ms);
   if (holding_) {
     std::lock_guard lock(mu_);
-    inbound_.hold({id, std::move(m), std::move(ctx)});
+    inbound_.hold(std::move(r));
     return;
   }
-  dispatch_message(id, std::move(m), std::move(ctx));
+  dispatch_message(std::move(r));
 }
 
 // Starts a handler for the peer's request, or queues it under max_concurrent_calls, or
 // refuses it (busy) when that queue is full too.
-void connection_impl::dispatch_message(std::uint32_t id, message m,
-                                       std::shared_ptr<call_context> ctx) {
+void connection_impl::dispatch_message(queued_call r) {
+  const std::uint32_t id = r.id;
   {
     std::unique_lock lock(mu_);
     if (phase_ != phase::open) return;
@@ -61,7 +61,6 @@ void connection_impl::dispatch_message(std::uint32_t id, message m,
       lock.unlock();
       return send_error(id, error_code::shutting_down, why);
     }
-    queued_call r{id, std::move(m), std::move(ctx)};
     std::string why;
     switch (inbound_.admit(r, why)) {
       case rpc::inbound_calls::admission::queued:
@@ -70,34 +69,31 @@ void connection_impl::dispatch_message(std::uint32_t id, message m,
         lock.unlock();
         return send_error(id, error_code::busy, why);
       case rpc::inbound_calls::admission::start:
-        m = std::move(r.m);
-        ctx = std::move(r.ctx);
-        inbound_.running(id, ctx);  // under the same lock: one per request
+        inbound_.running(id, r.ctx);  // under the same lock: one per request
         break;
     }
   }
-  submit_handler(id, std::move(m), std::move(ctx));
+  submit_handler(std::move(r));
 }
 
 // Any thread: runs (inline) or submits the handler of a request counted as running.
-void connection_impl::start_handler(std::uint32_t id, message m,
-                                    std::shared_ptr<call_context> ctx) {
+void connection_impl::start_handler(queued_call r) {
   {
     std::lock_guard lock(mu_);
-    inbound_.running(id, ctx);
+    inbound_.running(r.id, r.ctx);
   }
-  submit_handler(id, std::move(m), std::move(ctx));
+  submit_handler(std::move(r));
 }
 
-// Any thread: start_handler for a request registered as running.
-void connection_impl::submit_handler(std::uint32_t id, message m,
-                                     std::shared_ptr<call_context> ctx) {
-  if (cfg_.opts.inline_handlers) return run_handler(id, std::move(m), std::move(ctx));
-  auto self = shared_from_this();
+// Any thread: start_handler for a request registered as running. The request (with its
+// receive charge) moves into the pool's task; a task refused takes it along.
+void connection_impl::submit_handler(queued_call r) {
+  if (cfg_.opts.inline_handlers) return run_handler(std::move(r));
+  const std::uint32_t id = r.id;
   std::string why;
-  bool queued = pool_->submit([self, id, m = std::move(m), ctx]() mutable {
+  bool queued = pool_->submit([self = shared_from_this(), r = std::move(r)]() mutable {
     self->handler_started();
-    self->run_handler(id, std::move(m), std::move(ctx));
+    self->run_handler(std::move(r));
   }, &why);
   if (!queued) {
     {
@@ -117,7 +113,7 @@ void connection_impl::handler_done(std::uint32_t id) {
     inbound_.handler_done(id);
     next = take_startable_locked();
   }
-  if (next) start_handler(next->id, std::move(next->m), std::move(next->ctx));
+  if (next) start_handler(std::move(*next));
   close_if_drained();
 }
 
@@ -128,7 +124,7 @@ void connection_impl::handler_started() {
     inbound_.left_pool_queue();
     next = take_startable_locked();
   }
-  if (next) start_handler(next->id, std::move(next->m), std::move(next->ctx));
+  if (next) start_handler(std::move(*next));
 }
 
 std::optional<connection_impl::queued_call> connection_impl::take_startable_locked() {
@@ -136,19 +132,27 @@ std::optional<connection_impl::queued_call> connection_impl::take_startable_lock
                                  outbox_.queued_bytes() < cfg_.opts.max_send_queue);
 }
 
-void connection_impl::run_handler(std::uint32_t id, message request,
-                                  std::shared_ptr<call_context> ctx) {
+void connection_impl::run_handler(queued_call r) {
   connection handle(shared_from_this());
   struct done_guard {
     connection_impl* c;
     std::uint32_t id;
     ~done_guard() { c->handler_done(id); }
-  } guard{this, id};
-  if (defer_while_send_full(id, request, ctx)) return;
-  ctx->charge.release();  // taken by a handler: off the receive budget
-  call_context_scope scope(ctx.get());  // this_call, and what nested calls inherit
-  if (ctx->stop.stop_requested()) return;  // cancelled while queued: nobody waits
-  if (ctx->deadline && *ctx->deadline <= io::clock::now())
+  } guard{this, r.id};
+  if (defer_while_send_full(r)) return;
+  r.charge.release();  // taken by a handler: off the receive budget
+  // A context exists only if a cancel (or the close) made one: looked for under the
+  // mutex only while some running request of this connection has one.
+  if (!r.ctx && inbound_.any_context()) {
+    std::lock_guard lock(mu_);
+    r.ctx = inbound_.made_context(r.id);
+  }
+  if (r.ctx && r.ctx->stop.stop_requested()) return;  // cancelled while queued: nobody waits
+  const std::uint32_t id = r.id;
+  message request = std::move(r.m);
+  running_handler running{this, id, r.deadline, std::move(r.ctx)};
+  handler_scope scope(&running);  // this_call, and what nested calls inherit
+  if (running.deadline && *running.deadline <= io::clock::now())
     return send_error(id, error_code::deadline_exceeded,
                       "the call's deadline passed before its handler started");
   if (!cfg_.opts.on_request) {
@@ -174,15 +178,21 @@ void connection_impl::run_handler(std::uint32_t id, message request,
 // instead of running, still charged to the receive budget; start_queued_locked starts it
 // once the outbox has room. Checked and queued under one lock with the outbox, so a
 // dequeue that makes room always sees it.
-bool connection_impl::defer_while_send_full(std::uint32_t id, message& request,
-                                            std::shared_ptr<call_context>& ctx) {
+bool connection_impl::defer_while_send_full(queued_call& r) {
   // The usual case, room, costs no lock: a stale "room" lets one more handler run
   // (within the bound on the answers of running handlers); "full" is checked again.
   if (outbox_.queued_bytes() < cfg_.opts.max_send_queue) return false;
   std::lock_guard lock(mu_);
   if (phase_ != phase::open || outbox_.queued_bytes() < cfg_.opts.max_send_queue) return false;
-  inbound_.defer({id, std::move(request), std::move(ctx)});
+  if (!r.ctx) r.ctx = inbound_.made_context(r.id);  // a cancel's, if one came meanwhile
+  inbound_.defer(std::move(r));
   return true;
+}
+
+// Any thread, mu_ not held: see running_handler::stop_token.
+std::shared_ptr<call_context> connection_impl::handler_context(std::uint32_t id) {
+  std::lock_guard lock(mu_);
+  return inbound_.context_of(id);
 }
 
 // Loop thread: the peer cancelled its call `id`. A request still being received is
