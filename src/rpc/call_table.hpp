@@ -24,6 +24,7 @@
 #pragma once
 
 #include <cstddef>
+#include <condition_variable>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -37,13 +38,22 @@
 
 namespace bokbok::rpc {
 
+// What wakes a blocking caller: one per thread that ever blocks in a call (made on its
+// first, kept for the thread's life), shared so that a waker may notify it after
+// releasing the connection's mutex even if the caller has returned meanwhile.
+struct thread_waker {
+  std::condition_variable cv;  // waited on with the connection's mutex
+};
+
 // What a blocking caller (connection_impl::call_sync) waits on: on the caller's stack,
 // pointed to by its call's slot. Filled under the connection's mutex by whoever ends
-// the call; the caller is woken after that mutex is released.
+// the call, which copies `waker` then and notifies it after releasing that mutex (only
+// this caller wakes, not every blocking caller of the connection).
 struct sync_wait {
   bool done = false;
   std::exception_ptr error;
   message response;
+  std::shared_ptr<thread_waker> waker;
 };
 
 // One of our calls, from its request until its answer (or until it ends here).

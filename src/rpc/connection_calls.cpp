@@ -15,6 +15,12 @@ namespace bokbok::detail {
 
 namespace {
 
+// This thread's waker for blocking calls: made on its first, then reused.
+const std::shared_ptr<rpc::thread_waker>& this_thread_waker() {
+  thread_local std::shared_ptr<rpc::thread_waker> waker = std::make_shared<rpc::thread_waker>();
+  return waker;
+}
+
 // The DEADLINE prefix for a deadline `left` away: whole milliseconds rounded up, 1 to
 // ffffffff (PROTOCOL.md §8.2).
 std::uint32_t deadline_prefix(io::clock::duration left) {
@@ -101,6 +107,7 @@ message connection_impl::call_sync(message request, const call_options& opts) {
   // (deliver_answers); any other end of the call comes through the callback, which holds
   // two pointers (kept inside the std::function, no allocation).
   rpc::sync_wait w;
+  w.waker = this_thread_waker();
   rpc::handler_pool::blocking_scope blocked;  // a nested call frees its handler slot
   if (blocked.refused())
     throw call_error(error_code::busy,
@@ -113,24 +120,26 @@ message connection_impl::call_sync(message request, const call_options& opts) {
       opts, /*blocking=*/true, &w);
   {
     std::unique_lock lock(mu_);
-    answered_cv_.wait(lock, [&] { return w.done; });
+    w.waker->cv.wait(lock, [&] { return w.done; });
   }
   if (w.error) std::rethrow_exception(w.error);
   return std::move(w.response);
 }
 
 // Any thread, `mu_` not held. Notified after unlocking: the caller, woken, takes the
-// mutex at once rather than sleeping on it again. The condition variable is the
-// connection's, so it outlives the caller's `w` (gone as soon as it sees `done`).
+// mutex at once rather than sleeping on it again. The waker is copied first: the
+// caller's `w` is gone as soon as it sees `done`.
 void connection_impl::end_sync_wait(rpc::sync_wait& w, std::exception_ptr error,
                                     message response) {
+  std::shared_ptr<rpc::thread_waker> waker;
   {
     std::lock_guard lock(mu_);
     w.error = std::move(error);
     w.response = std::move(response);
     w.done = true;
+    waker = w.waker;
   }
-  answered_cv_.notify_all();
+  waker->cv.notify_one();
 }
 
 void connection_impl::notify(message m) {
@@ -298,7 +307,6 @@ void connection_impl::complete_call(std::uint32_t id, std::exception_ptr error, 
 void connection_impl::deliver_answers() {
   std::vector<answer> batch;
   batch.swap(answers_);  // a callback may read more (it runs on this thread): kept apart
-  bool woke = false;
   {
     std::lock_guard lock(mu_);
     for (auto& a : batch) {
@@ -314,11 +322,12 @@ void connection_impl::deliver_answers() {
         w->error = std::move(a.error);
         w->response = std::move(a.response);
         w->done = true;
-        woke = true;
+        to_wake_.push_back(w->waker);  // copied now: `w` may be gone once unlocked
       }
     }
   }
-  if (woke) answered_cv_.notify_all();
+  for (auto& waker : to_wake_) waker->cv.notify_one();
+  to_wake_.clear();
   last_activity_ = io::clock::now();
   for (auto& a : batch)
     if (a.call.id && !a.call.waiter)

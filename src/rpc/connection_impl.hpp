@@ -332,6 +332,7 @@ class connection_impl final : public io::stream_events,
     rpc::outgoing_call call;  // taken from calls_ (destroyed unlocked)
   };
   std::vector<answer> answers_;
+  std::vector<std::shared_ptr<rpc::thread_waker>> to_wake_;  // deliver_answers' blocking callers
   // Heartbeat and idle state.
   io::clock::time_point last_rx_{};
   io::clock::time_point last_activity_{};  // last call started or finished either way
@@ -371,9 +372,6 @@ class connection_impl final : public io::stream_events,
   bool close_handler_done_ = false;
   bool stream_dropped_ = false;
   rpc::call_table calls_;  // our calls waiting for answers
-  // Blocking callers (call_sync) wait on it for their rpc::sync_wait; notified after
-  // `mu_` is released.
-  std::condition_variable answered_cv_;
   // When the deadline timer fires (or will, once a posted arm_deadline_timer runs); no
   // pending call has an earlier deadline.
   std::optional<io::clock::time_point> deadline_armed_;
