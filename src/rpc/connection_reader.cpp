@@ -67,6 +67,7 @@ void connection_impl::read_frames(std::string_view bytes) {
       // authenticated, that its stream was altered, so that it never takes this end for
       // a clean close (§9.6). Nothing after it can be opened.
       if (frames_.forged()) linger_blind_ = true;
+      if (!answers_.empty()) deliver_answers();  // the answers read before it still count
       protocol_failure(frames_.error());
       return;
     }
@@ -257,8 +258,10 @@ void connection_impl::handle_message_frame(const wire::frame_view& f) {
     if (decoded) return notify_decoded(std::move(m));
     return dispatch_notify(bytes);
   }
-  if (!decoded && !wire::decode_message(bytes, m, err))
+  if (!decoded && !wire::decode_message(bytes, m, err)) {
+    deliver_answers();  // the answers read before it still end their calls
     return protocol_failure("bad response: " + err);
+  }
   complete_call(f.call_id, nullptr, std::move(m));
 }
 
