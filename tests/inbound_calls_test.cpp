@@ -17,7 +17,11 @@ using admission = inbound_calls::admission;
 namespace {
 
 inbound_request request(std::uint32_t id) {
-  return {id, {"m" + std::to_string(id)}, std::make_shared<call_context>()};
+  inbound_request r;
+  r.id = id;
+  r.m = {"m" + std::to_string(id)};
+  r.ctx = std::make_shared<call_context>();
+  return r;
 }
 
 // Admits `id`; a request that may start is started (running under its id) at once.
@@ -112,6 +116,34 @@ TEST_CASE("a cancel drops a queued request and finds a running one's context") {
   CHECK(in.idle());
 }
 
+TEST_CASE("a request runs with no context until a cancel or its handler needs one") {
+  inbound_calls in({.max_concurrent = 0, .max_queued = 4, .pool_share = 4});
+  inbound_request r;
+  r.id = 1;
+  std::string why;
+  REQUIRE(in.admit(r, why) == admission::start);
+  in.running(1, nullptr);  // as a connection starts it: no context made
+  CHECK_FALSE(in.any_context());
+  CHECK(in.made_context(1) == nullptr);
+  // The peer's cancel makes one, for the handler to find stopped when it looks.
+  bool dropped = true;
+  auto ctx = in.cancel(1, dropped);
+  REQUIRE(ctx != nullptr);
+  CHECK_FALSE(dropped);
+  CHECK(in.any_context());
+  CHECK(in.made_context(1) == ctx);
+  CHECK(in.context_of(1) == ctx);  // the handler asking later gets the same one
+  in.handler_done(1);
+  CHECK_FALSE(in.any_context());
+  // A handler asking first gets one made then, which a cancel finds.
+  REQUIRE(in.admit(r, why) == admission::start);
+  in.running(2, nullptr);
+  auto asked = in.context_of(2);
+  CHECK(in.cancel(2, dropped) == asked);
+  in.handler_done(2);
+  CHECK(in.idle());
+}
+
 TEST_CASE("held requests keep the connection busy until each is dispatched") {
   inbound_calls in({.max_concurrent = 0, .max_queued = 4, .pool_share = 4});
   in.hold(request(1));
@@ -136,7 +168,9 @@ TEST_CASE("a closing connection takes the queued requests and the running ones' 
   CHECK(arrive(in, 1) == admission::start);
   CHECK(arrive(in, 2) == admission::start);
   CHECK(arrive(in, 3) == admission::queued);
-  CHECK(in.running_contexts().size() == 2);
+  auto running = in.running_contexts();
+  REQUIRE(running.size() == 2);
+  for (auto& ctx : running) CHECK(ctx != nullptr);  // made for those that had none
   auto queued = in.take_queued();
   REQUIRE(queued.size() == 1);
   CHECK(queued.front().id == 3);

@@ -5,17 +5,20 @@
 namespace bokbok {
 namespace detail {
 namespace {
-// The context of the handler running on this thread; null elsewhere. Set by
-// call_context_scope around each handler (which may nest on the loop thread).
-thread_local call_context* current = nullptr;
+// The handler running on this thread; null elsewhere. Set by handler_scope around each
+// request handler (which may nest on the loop thread, inline handlers).
+thread_local running_handler* current = nullptr;
 }  // namespace
 
-call_context* current_call_context() noexcept { return current; }
+running_handler* current_handler() noexcept { return current; }
 
-call_context_scope::call_context_scope(call_context* c) noexcept : saved_(current) {
-  current = c;
+handler_scope::handler_scope(running_handler* h) noexcept : saved_(current) { current = h; }
+handler_scope::~handler_scope() { current = saved_; }
+
+std::stop_token running_handler::stop_token() {
+  if (!ctx) ctx = conn->handler_context(id);
+  return ctx->stop.get_token();
 }
-call_context_scope::~call_context_scope() { current = saved_; }
 
 std::optional<io::clock::time_point> effective_deadline(const call_options& opts) {
   std::optional<io::clock::time_point> deadline = opts.deadline;
@@ -23,8 +26,8 @@ std::optional<io::clock::time_point> effective_deadline(const call_options& opts
     auto t = io::clock::now() + *opts.timeout;
     if (!deadline || t < *deadline) deadline = t;
   }
-  if (auto* ctx = current; ctx && ctx->deadline && (!deadline || *ctx->deadline < *deadline))
-    deadline = ctx->deadline;
+  if (auto* h = current; h && h->deadline && (!deadline || *h->deadline < *deadline))
+    deadline = h->deadline;
   return deadline;
 }
 
@@ -33,8 +36,8 @@ std::optional<io::clock::time_point> effective_deadline(const call_options& opts
 namespace this_call {
 
 std::optional<steady_clock::time_point> deadline() {
-  auto* c = detail::current_call_context();
-  return c ? c->deadline : std::nullopt;
+  auto* h = detail::current_handler();
+  return h ? h->deadline : std::nullopt;
 }
 
 std::chrono::milliseconds remaining() {
@@ -43,9 +46,11 @@ std::chrono::milliseconds remaining() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(*d - steady_clock::now());
 }
 
+// Made on first use (running_handler::stop_token): a handler that never asks costs no
+// stop state.
 std::stop_token stop_token() {
-  auto* c = detail::current_call_context();
-  return c ? c->stop.get_token() : std::stop_token();
+  auto* h = detail::current_handler();
+  return h ? h->stop_token() : std::stop_token();
 }
 
 }  // namespace this_call

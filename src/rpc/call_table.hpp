@@ -24,7 +24,9 @@
 #pragma once
 
 #include <cstddef>
+#include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -36,11 +38,33 @@
 
 namespace bokbok::rpc {
 
+// What wakes a blocking caller: one per thread that ever blocks in a call (made on its
+// first, kept for the thread's life), shared so that a waker may notify it after
+// releasing the connection's mutex even if the caller has returned meanwhile.
+struct thread_waker {
+  std::condition_variable cv;  // waited on with the connection's mutex
+};
+
+// What a blocking caller (connection_impl::call_sync) waits on: on the caller's stack,
+// pointed to by its call's slot. Filled under the connection's mutex by whoever ends
+// the call, which copies `waker` then and notifies it after releasing that mutex (only
+// this caller wakes, not every blocking caller of the connection).
+struct sync_wait {
+  bool done = false;
+  std::exception_ptr error;
+  message response;
+  std::shared_ptr<thread_waker> waker;
+};
+
 // One of our calls, from its request until its answer (or until it ends here).
 struct outgoing_call {
   std::uint32_t id = 0;   // 0: the slot is free
   std::uint64_t seq = 0;  // (wraps << 32) | id
   response_callback done;
+  // A blocking caller's wait, or null: an answer is filled into it directly (no
+  // callback); every other ending (close, goaway, cancel, deadline) runs `done`, which
+  // fills it too.
+  sync_wait* waiter = nullptr;
   std::optional<io::clock::time_point> deadline;
   std::unique_ptr<std::stop_callback<std::function<void()>>> on_stop;
   // The write of its request found the peer gone (EPIPE, ECONNRESET) and wrote nothing:

@@ -1,6 +1,6 @@
-// Opening a connection and starting it on its loop, and the coordination around its
-// handlers. Inbound frame handling is in connection_reader.cpp; closing and ending in
-// connection_close.cpp.
+// Opening a connection, starting it on its loop, and handing over held requests. Our
+// calls: connection_calls.cpp; the peer's requests: connection_requests.cpp; inbound
+// frames: connection_reader.cpp; closing and ending: connection_close.cpp.
 #include "rpc/connection_impl.hpp"
 
 #include <cerrno>
@@ -128,7 +128,7 @@ void connection_impl::release_requests() {
         std::lock_guard lock(self->mu_);
         self->inbound_.dispatching_held();
       }
-      self->dispatch_message(h.id, std::move(h.m), std::move(h.ctx));
+      self->dispatch_message(std::move(h));
     }
   });
 }
@@ -166,55 +166,6 @@ void connection_impl::start(base::unique_fd in, base::unique_fd out) {
       });
   stream_->start_reading();
   flush();
-}
-
-void connection_impl::run_handler(std::uint32_t id, message request,
-                                  std::shared_ptr<call_context> ctx) {
-  connection handle(shared_from_this());
-  struct done_guard {
-    connection_impl* c;
-    std::uint32_t id;
-    ~done_guard() { c->handler_done(id); }
-  } guard{this, id};
-  if (defer_while_send_full(id, request, ctx)) return;
-  ctx->charge.release();  // taken by a handler: off the receive budget
-  call_context_scope scope(ctx.get());  // this_call, and what nested calls inherit
-  if (ctx->stop.stop_requested()) return;  // cancelled while queued: nobody waits
-  if (ctx->deadline && *ctx->deadline <= io::clock::now())
-    return send_error(id, error_code::deadline_exceeded,
-                      "the call's deadline passed before its handler started");
-  if (!cfg_.opts.on_request) {
-    send_error(id, error_code::no_such_method,
-               "no request handler on this side" +
-                   (request.empty() ? std::string() : " for \"" + request[0] + "\""));
-    return;
-  }
-  try {
-    message response = cfg_.opts.on_request(handle, std::move(request));
-    send_response(id, response);
-  } catch (const call_error& e) {
-    send_error(id, e.code(), e.message());  // whole: what() would end at a NUL
-  } catch (const std::exception& e) {
-    send_error(id, error_code::handler_failed, e.what());
-  } catch (...) {
-    send_error(id, error_code::handler_failed, "handler threw a non-standard exception");
-  }
-}
-
-// Any thread, the request counted as running: while the outbox is over max_send_queue
-// (the peer does not read its answers), the request goes back to the front of the queue
-// instead of running, still charged to the receive budget; start_queued_locked starts it
-// once the outbox has room. Checked and queued under one lock with the outbox, so a
-// dequeue that makes room always sees it.
-bool connection_impl::defer_while_send_full(std::uint32_t id, message& request,
-                                            std::shared_ptr<call_context>& ctx) {
-  // The usual case, room, costs no lock: a stale "room" lets one more handler run
-  // (within the bound on the answers of running handlers); "full" is checked again.
-  if (send_.queued_bytes() < cfg_.opts.max_send_queue) return false;
-  std::lock_guard lock(mu_);
-  if (life_.state() != phase::open || send_.queued_bytes() < cfg_.opts.max_send_queue) return false;
-  inbound_.defer({id, std::move(request), std::move(ctx)});
-  return true;
 }
 
 }  // namespace bokbok::detail

@@ -49,32 +49,36 @@
 
 namespace bokbok::detail {
 
-// What a handler knows of the call it runs (bokbok::this_call). Shared between the
-// handler (through a thread-local pointer while it runs) and the connection, which
-// requests stop when the peer cancels.
-struct call_context {
+class connection_impl;
+
+// The request handler running on this thread (bokbok::this_call, notify's "inside a
+// handler", what nested calls inherit): on the handler's stack, found through a
+// thread-local pointer set by handler_scope while it runs (rpc/call_context.cpp).
+struct running_handler {
+  connection_impl* conn = nullptr;
+  std::uint32_t id = 0;
   std::optional<io::clock::time_point> deadline;
-  std::stop_source stop;
-  // A peer request's decoded cost, charged to its connection's receive budget from
-  // arrival until its handler starts (or it is dropped unhandled: then with the context).
-  rpc::receive_charge charge;
+  std::shared_ptr<call_context> ctx;  // null until stop_token() or a cancel made it
+  // The handler's stop token; makes its context first if none was made (takes the
+  // connection's mutex: never call with it held).
+  std::stop_token stop_token();
 };
 
-// The calling thread's current handler context, if it runs a handler (rpc/call_context.cpp).
-call_context* current_call_context() noexcept;
+// The handler running on the calling thread, or null (rpc/call_context.cpp).
+running_handler* current_handler() noexcept;
 
 // A call's deadline: the earliest of its own deadline, its timeout from now, and the
 // deadline of the handler it is made from (which nested calls inherit).
 std::optional<io::clock::time_point> effective_deadline(const call_options& opts);
-class call_context_scope {
+class handler_scope {
  public:
-  explicit call_context_scope(call_context* c) noexcept;
-  ~call_context_scope();
-  call_context_scope(const call_context_scope&) = delete;
-  call_context_scope& operator=(const call_context_scope&) = delete;
+  explicit handler_scope(running_handler* h) noexcept;
+  ~handler_scope();
+  handler_scope(const handler_scope&) = delete;
+  handler_scope& operator=(const handler_scope&) = delete;
 
  private:
-  call_context* saved_;
+  running_handler* saved_;
 };
 
 // Throws usage_error for options no connection can be opened with (a too-small
@@ -151,9 +155,13 @@ class connection_impl final : public io::stream_events,
   // Public API (any thread).
   // `blocking`: the caller may wait for room in the send queue (else: busy). Returns
   // the call's sequence number for cancel_call (0 when it failed before starting).
+  // `waiter`: a blocking caller's wait (call_sync), filled directly by an answer.
   std::uint64_t call(message request, response_callback done, const call_options& opts = {},
-                     bool blocking = false);
+                     bool blocking = false, rpc::sync_wait* waiter = nullptr);
   message call_sync(message request, const call_options& opts = {});
+  // Any thread, mu_ not held: the running request `id`'s context, made if it had none
+  // (running_handler::stop_token).
+  std::shared_ptr<call_context> handler_context(std::uint32_t id);
   void notify(message m);
   // Ends our call `seq` now with call_error(code), and tells the peer (cancel).
   void cancel_call(std::uint64_t seq, error_code code);
@@ -182,7 +190,7 @@ class connection_impl final : public io::stream_events,
   const std::shared_ptr<io::loop>& loop() const { return cfg_.loop; }
 
   // io::stream_events (loop thread).
-  void on_data(std::string_view bytes) override;
+  void on_data(std::string_view bytes) override;  // read_frames, then deliver_answers
   void on_read_end(int err) override;
   void on_write_done(int err) override;
 
@@ -203,6 +211,7 @@ class connection_impl final : public io::stream_events,
 
   // Loop thread.
   void start(base::unique_fd in, base::unique_fd out);
+  void read_frames(std::string_view bytes);
   void handle_frame(const wire::frame_view& f);
   void handle_hello(const wire::frame_view& f);
   void handle_settings(std::string_view payload);
@@ -225,9 +234,9 @@ class connection_impl final : public io::stream_events,
   void resume_after_budget();
   void handle_error_frame(const wire::frame_view& f);
   void dispatch_request(std::uint32_t id, std::string_view bytes, std::optional<std::uint32_t> deadline_ms);
-  void dispatch_message(std::uint32_t id, message m, std::shared_ptr<call_context> ctx);
-  void start_handler(std::uint32_t id, message m, std::shared_ptr<call_context> ctx);
-  void submit_handler(std::uint32_t id, message m, std::shared_ptr<call_context> ctx);
+  void dispatch_message(rpc::inbound_request r);
+  void start_handler(rpc::inbound_request r);
+  void submit_handler(rpc::inbound_request r);
   void dispatch_notify(std::string_view bytes);
   void notify_decoded(message m);
   void accept_request(std::uint32_t id, message m, std::size_t cost,
@@ -251,7 +260,11 @@ class connection_impl final : public io::stream_events,
   // `mu_` held, loop thread: the outbox shrank; `start` receives the queued requests
   // that may start now (counted as running), for the caller to start unlocked.
   void after_dequeue_locked(std::vector<queued_call>& start);
+  // Loop thread: an answer to our call `id`, queued until deliver_answers() (connection_calls.cpp).
   void complete_call(std::uint32_t id, std::exception_ptr error, message response);
+  void deliver_answers();
+  // Any thread, `mu_` not held: a blocking caller's call ended other than by an answer.
+  void end_sync_wait(rpc::sync_wait& w, std::exception_ptr error, message response);
   // Runs one of our calls' callbacks; what it throws goes to options::on_callback_error.
   void run_response_callback(response_callback& done, std::exception_ptr error,
                              message response) noexcept;
@@ -296,11 +309,10 @@ class connection_impl final : public io::stream_events,
   // Any thread: queues the answer to the peer's call `id` unless the connection closed.
   void send_response(std::uint32_t id, const message& response);
   void send_error(std::uint32_t id, error_code code, std::string_view text);
-  void run_handler(std::uint32_t id, message request, std::shared_ptr<call_context> ctx);
+  void run_handler(rpc::inbound_request r);
   // Any thread, at a handler's start: true when the outbox is over max_send_queue and
   // the request went back to the queue (inbound_, moved from), to start once it has room.
-  bool defer_while_send_full(std::uint32_t id, message& request,
-                             std::shared_ptr<call_context>& ctx);
+  bool defer_while_send_full(rpc::inbound_request& r);
   void handle_goaway(const wire::frame_view& f);
   // Loop thread: sends our goaway (once) and closes when drained.
   void start_goaway(const std::string& text);
@@ -337,6 +349,15 @@ class connection_impl final : public io::stream_events,
   open_callback opened_;
   bool holding_ = false;
   std::uint32_t last_peer_request_ = 0;  // id of the latest request the peer started
+  // Answers read in this batch, ended together under one lock by deliver_answers().
+  struct answer {
+    std::uint32_t id = 0;
+    std::exception_ptr error;
+    message response;
+    rpc::outgoing_call call;  // taken from calls_ (destroyed unlocked)
+  };
+  std::vector<answer> answers_;
+  std::vector<std::shared_ptr<rpc::thread_waker>> to_wake_;  // deliver_answers' blocking callers
   // Heartbeat and idle state.
   io::clock::time_point last_rx_{};
   io::clock::time_point last_activity_{};  // last call started or finished either way

@@ -1,7 +1,7 @@
 // The inbound side of a connection (loop thread only): preamble, then frames from the
-// frame source (rpc/frame_source.hpp: records, key-mode opening, reassembly), dispatch
-// of requests to handlers (admission and limits: rpc/inbound_calls.hpp) and of answers
-// to waiting calls. The connection mutex guards what other threads share (phase, calls,
+// frame source (rpc/frame_source.hpp: records, key-mode opening, reassembly), handing
+// whole messages on: the peer's requests to connection_requests.cpp, answers to our
+// calls to connection_calls.cpp. The connection mutex guards what other threads share (phase, calls,
 // inbound calls, lifecycle, outbox); the frame source needs none.
 #include <cerrno>
 #include <cstring>
@@ -14,8 +14,14 @@
 
 namespace bokbok::detail {
 
+// Answers read in one batch end their calls together (deliver_answers): one lock.
 void connection_impl::on_data(std::string_view bytes) {
   auto keep = shared_from_this();  // a frame may end the connection and its last owner
+  read_frames(bytes);
+  if (!answers_.empty()) deliver_answers();
+}
+
+void connection_impl::read_frames(std::string_view bytes) {
   if (tick_timer_) last_rx_ = io::clock::now();  // any byte is a sign of life (§8.3)
   if (closing_.finished) return linger_on_data(bytes);
   if (!preamble_done_) {
@@ -61,12 +67,16 @@ void connection_impl::on_data(std::string_view bytes) {
       // authenticated, that its stream was altered, so that it never takes this end for
       // a clean close (§9.6). Nothing after it can be opened.
       if (frames_.forged()) closing_.linger_blind = true;
+      if (!answers_.empty()) deliver_answers();  // the answers read before it still count
       protocol_failure(frames_.error());
       return;
     }
     record_since_.reset();  // a whole record came (one frame each)
     if (trace_) rpc::trace_received(trace_, f);
     if (key && !key_record_opened()) return;  // a responder's login (§9.6)
+    if (!answers_.empty() && f.type != wire::frame_type::response &&
+        f.type != wire::frame_type::error)
+      deliver_answers();  // before anything that may end the connection or its calls
     handle_frame(f);
     if (!stream_) return;  // the frame ended the connection
     if (f.flags & wire::flag_more) continue;  // a fragment: nothing queued, nothing charged
@@ -247,156 +257,11 @@ void connection_impl::handle_message_frame(const wire::frame_view& f) {
     if (decoded) return notify_decoded(std::move(m));
     return dispatch_notify(bytes);
   }
-  if (!decoded && !wire::decode_message(bytes, m, err))
+  if (!decoded && !wire::decode_message(bytes, m, err)) {
+    deliver_answers();  // the answers read before it still end their calls
     return protocol_failure("bad response: " + err);
+  }
   complete_call(f.call_id, nullptr, std::move(m));
-}
-
-// `bytes` views the message where it was received (valid during this call only).
-void connection_impl::dispatch_request(std::uint32_t id, std::string_view bytes,
-                                       std::optional<std::uint32_t> deadline_ms) {
-  // Checked before decoding: millions of empty fields cost far more than their bytes.
-  const std::size_t cost = wire::decoded_cost(bytes);
-  if (cost > receive_limit_) {
-    last_peer_request_ = id;
-    return send_error(id, error_code::too_large,
-                      "request of " + std::to_string(bytes.size()) + " bytes in " +
-                          std::to_string((cost - bytes.size()) / wire::decoded_field_overhead) +
-                          " fields would take " + std::to_string(cost) +
-                          " bytes decoded, more than the receive budget of " +
-                          std::to_string(receive_limit_) + " bytes");
-  }
-  message m;
-  std::string err;
-  if (!wire::decode_message(bytes, m, err)) return protocol_failure("bad request: " + err);
-  accept_request(id, std::move(m), cost, deadline_ms);
-}
-
-// A decoded request whose decoded cost was checked against the receive budget: charged
-// to it, then held (on_open running), queued or started.
-void connection_impl::accept_request(std::uint32_t id, message m, std::size_t cost,
-                                     std::optional<std::uint32_t> deadline_ms) {
-  auto ctx = std::make_shared<call_context>();
-  ctx->charge = rpc::receive_charge(account_, cost);
-  last_peer_request_ = id;
-  last_activity_ = io::clock::now();
-  if (deadline_ms) ctx->deadline = last_activity_ + std::chrono::milliseconds(*deadline_ms);
-  if (holding_) {
-    std::lock_guard lock(mu_);
-    inbound_.hold({id, std::move(m), std::move(ctx)});
-    return;
-  }
-  dispatch_message(id, std::move(m), std::move(ctx));
-}
-
-// Starts a handler for the peer's request, or queues it under max_concurrent_calls, or
-// refuses it (busy) when that queue is full too.
-void connection_impl::dispatch_message(std::uint32_t id, message m,
-                                       std::shared_ptr<call_context> ctx) {
-  {
-    std::unique_lock lock(mu_);
-    if (life_.state() != phase::open) return;
-    if (life_.refuses_request(id)) {
-      // Nothing new starts once a goaway is out either way (PROTOCOL.md §8.4).
-      std::string why = life_.goaway_reason();
-      lock.unlock();
-      return send_error(id, error_code::shutting_down, why);
-    }
-    queued_call r{id, std::move(m), std::move(ctx)};
-    std::string why;
-    switch (inbound_.admit(r, why)) {
-      case rpc::inbound_calls::admission::queued:
-        return;
-      case rpc::inbound_calls::admission::refused:
-        lock.unlock();
-        return send_error(id, error_code::busy, why);
-      case rpc::inbound_calls::admission::start:
-        m = std::move(r.m);
-        ctx = std::move(r.ctx);
-        inbound_.running(id, ctx);  // under the same lock: one per request
-        break;
-    }
-  }
-  submit_handler(id, std::move(m), std::move(ctx));
-}
-
-// Any thread: runs (inline) or submits the handler of a request counted as running.
-void connection_impl::start_handler(std::uint32_t id, message m,
-                                    std::shared_ptr<call_context> ctx) {
-  {
-    std::lock_guard lock(mu_);
-    inbound_.running(id, ctx);
-  }
-  submit_handler(id, std::move(m), std::move(ctx));
-}
-
-// Any thread: start_handler for a request registered as running.
-void connection_impl::submit_handler(std::uint32_t id, message m,
-                                     std::shared_ptr<call_context> ctx) {
-  if (cfg_.opts.inline_handlers) return run_handler(id, std::move(m), std::move(ctx));
-  auto self = shared_from_this();
-  std::string why;
-  bool queued = pool_->submit([self, id, m = std::move(m), ctx]() mutable {
-    self->handler_started();
-    self->run_handler(id, std::move(m), std::move(ctx));
-  }, &why);
-  if (!queued) {
-    {
-      std::lock_guard lock(mu_);
-      inbound_.left_pool_queue();
-    }
-    // The pool is full, or no thread can be started: this call fails, nothing else.
-    send_error(id, error_code::busy, "busy: " + why);
-    handler_done(id);
-  }
-}
-
-void connection_impl::handle_error_frame(const wire::frame_view& f) {
-  auto [code, text] = wire::parse_code_payload(f.payload);
-  complete_call(f.call_id, error_ptr<remote_error>(static_cast<error_code>(code), std::string(text)), {});
-}
-
-void connection_impl::handler_done(std::uint32_t id) {
-  std::optional<queued_call> next;
-  {
-    std::lock_guard lock(mu_);
-    inbound_.handler_done(id);
-    next = take_startable_locked();
-  }
-  if (next) start_handler(next->id, std::move(next->m), std::move(next->ctx));
-  close_if_drained();
-}
-
-void connection_impl::handler_started() {
-  std::optional<queued_call> next;
-  {
-    std::lock_guard lock(mu_);
-    inbound_.left_pool_queue();
-    next = take_startable_locked();
-  }
-  if (next) start_handler(next->id, std::move(next->m), std::move(next->ctx));
-}
-
-std::optional<connection_impl::queued_call> connection_impl::take_startable_locked() {
-  return inbound_.take_startable(life_.state() == phase::open &&
-                                 send_.queued_bytes() < cfg_.opts.max_send_queue);
-}
-
-// Answers one of our calls; an id we no longer wait for (late, or never ours) is ignored.
-void connection_impl::complete_call(std::uint32_t id, std::exception_ptr error, message response) {
-  pending_call pc;
-  {
-    std::lock_guard lock(mu_);
-    pending_call* c = calls_.find(id);
-    if (!c)
-      return base::log_limited(log_level::debug, "connection", "answers dropped: no call waited",
-                               cfg_.peer + ": dropped an answer to call " + std::to_string(id) +
-                                   ": no call waits for it (late, or never ours)");
-    pc = calls_.take(*c);
-  }
-  last_activity_ = io::clock::now();
-  run_response_callback(pc.done, std::move(error), std::move(response));
-  close_if_drained();
 }
 
 // Loop thread: the server-wide pool counts our partial messages as the reassembler holds

@@ -126,12 +126,12 @@ void connection_impl::flush() {
   lock.unlock();
   if (!send_.seal(*b, sink)) {
     // The cipher is spent: nothing more may go out; the writer role stays taken.
-    for (auto& q : start) start_handler(q.id, std::move(q.m), std::move(q.ctx));
+    for (auto& q : start) start_handler(std::move(q));
     return;
   }
   // The batch rides along as keep_alive: after a close the kernel may still be reading it.
   stream_->write(b->iov, b);
-  for (auto& q : start) start_handler(q.id, std::move(q.m), std::move(q.ctx));
+  for (auto& q : start) start_handler(std::move(q));
 }
 
 void connection_impl::on_write_done(int err) {

@@ -42,7 +42,7 @@ struct handler_pool::state {
   limits lim;
   mutable std::mutex mu;
   std::vector<std::shared_ptr<waiter>> waiters;  // idle threads waiting, the most recent last
-  std::deque<std::function<void()>> queue;
+  std::deque<pool_task> queue;
   unsigned threads = 0;
   unsigned idle = 0;
   unsigned running = 0;
@@ -156,16 +156,16 @@ handler_pool::~handler_pool() {
   for (auto& w : state_->waiters) w->cv.notify_one();
 }
 
-bool handler_pool::submit(std::function<void()> task, std::string* why) {
+bool handler_pool::submit(pool_task task, std::string* why) {
   return submit_queued(std::move(task), why, false);
 }
 
-bool handler_pool::submit_beyond_queue_limit(std::function<void()> task, std::string* why) {
+bool handler_pool::submit_beyond_queue_limit(pool_task task, std::string* why) {
   return submit_queued(std::move(task), why, true);
 }
 
-bool handler_pool::submit_queued(std::function<void()> task, std::string* why, bool no_limit) {
-  std::function<void()> refused;  // destroyed after the lock is released
+bool handler_pool::submit_queued(pool_task task, std::string* why, bool no_limit) {
+  pool_task refused;  // destroyed after the lock is released
   state::wake_after_unlock wake;  // likewise: the thread woken is notified unlocked
   std::lock_guard lock(state_->mu);
   if (!no_limit && state_->queue.size() >= state_->lim.max_queued) {

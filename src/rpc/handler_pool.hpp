@@ -18,6 +18,8 @@
 #include <memory>
 #include <string>
 
+#include "rpc/pool_task.hpp"
+
 namespace bokbok::rpc {
 
 class handler_pool {
@@ -39,10 +41,10 @@ class handler_pool {
   // Queues `task`; false (and the task is dropped) when the queue is full, or when no
   // thread runs and none can be started (RLIMIT_NPROC, pids.max, memory). Then `why`,
   // if given, says which.
-  bool submit(std::function<void()> task, std::string* why = nullptr);
+  bool submit(pool_task task, std::string* why = nullptr);
   // The same, but never refused for a full queue (a connection's close handler: once
   // per connection, so bounded by them); refused only when no thread can run it.
-  bool submit_beyond_queue_limit(std::function<void()> task, std::string* why = nullptr);
+  bool submit_beyond_queue_limit(pool_task task, std::string* why = nullptr);
 
   // Threads alive now (running or idle); for tests and diagnostics.
   unsigned threads() const;
@@ -73,7 +75,7 @@ class handler_pool {
   struct state;
 
  private:
-  bool submit_queued(std::function<void()> task, std::string* why, bool no_limit);
+  bool submit_queued(pool_task task, std::string* why, bool no_limit);
   std::shared_ptr<state> state_;
 };
 

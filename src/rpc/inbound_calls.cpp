@@ -42,11 +42,43 @@ std::optional<inbound_request> inbound_calls::take_startable(bool may_start) {
 }
 
 void inbound_calls::running(std::uint32_t id, std::shared_ptr<detail::call_context> ctx) {
-  running_[id] = std::move(ctx);
+  if (ctx) with_context_.fetch_add(1, std::memory_order_release);
+  running_.push_back({id, std::move(ctx)});
+}
+
+inbound_calls::running_call* inbound_calls::find_running(std::uint32_t id) {
+  for (auto& r : running_)
+    if (r.id == id) return &r;
+  return nullptr;
+}
+
+std::shared_ptr<detail::call_context>& inbound_calls::make_context(running_call& r) {
+  if (!r.ctx) {
+    r.ctx = std::make_shared<detail::call_context>();
+    with_context_.fetch_add(1, std::memory_order_release);
+  }
+  return r.ctx;
+}
+
+std::shared_ptr<detail::call_context> inbound_calls::context_of(std::uint32_t id) {
+  if (running_call* r = find_running(id)) return make_context(*r);
+  return std::make_shared<detail::call_context>();
+}
+
+std::shared_ptr<detail::call_context> inbound_calls::made_context(std::uint32_t id) const {
+  for (const auto& r : running_)
+    if (r.id == id) return r.ctx;
+  return nullptr;
 }
 
 void inbound_calls::handler_done(std::uint32_t id) {
-  if (id) running_.erase(id);
+  if (id) {
+    if (running_call* r = find_running(id)) {
+      if (r->ctx) with_context_.fetch_sub(1, std::memory_order_release);
+      *r = std::move(running_.back());
+      running_.pop_back();
+    }
+  }
   --running_handlers_;
 }
 
@@ -58,8 +90,8 @@ std::shared_ptr<detail::call_context> inbound_calls::cancel(std::uint32_t id, bo
     queued_.erase(q);
     dropped = true;
   }
-  auto it = running_.find(id);
-  return it == running_.end() ? nullptr : it->second;
+  running_call* r = find_running(id);
+  return r ? make_context(*r) : nullptr;
 }
 
 std::vector<inbound_request> inbound_calls::take_held() {
@@ -75,10 +107,10 @@ std::deque<inbound_request> inbound_calls::take_queued() {
   return queued;
 }
 
-std::vector<std::shared_ptr<detail::call_context>> inbound_calls::running_contexts() const {
+std::vector<std::shared_ptr<detail::call_context>> inbound_calls::running_contexts() {
   std::vector<std::shared_ptr<detail::call_context>> out;
   out.reserve(running_.size());
-  for (const auto& entry : running_) out.push_back(entry.second);
+  for (auto& r : running_) out.push_back(make_context(r));
   return out;
 }
 

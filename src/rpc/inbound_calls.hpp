@@ -21,28 +21,40 @@
 // end handlers).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <memory>
 #include <optional>
+#include <stop_token>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "bokbok/connection.hpp"
+#include "io/loop.hpp"
+#include "rpc/receive_budget.hpp"
 
 namespace bokbok::detail {
-struct call_context;  // rpc/connection_impl.hpp
-}
+// A running handler's stop state (bokbok::this_call::stop_token), made only when needed:
+// a cancel for its call came, the handler asked for its token (or made a nested call,
+// which inherits it), or the connection closed under it. Most calls never have one.
+struct call_context {
+  std::stop_source stop;
+};
+}  // namespace bokbok::detail
 
 namespace bokbok::rpc {
 
-// A peer request not yet running: held, or waiting for a slot.
+// A peer request not yet running: held, or waiting for a slot, or on its way to a handler.
 struct inbound_request {
   std::uint32_t id = 0;
   message m;
-  std::shared_ptr<detail::call_context> ctx;
+  std::shared_ptr<detail::call_context> ctx;  // usually null (see call_context)
+  // Its decoded cost, charged to the connection's receive budget from arrival until its
+  // handler starts (or it is dropped unhandled: then with the request).
+  receive_charge charge;
+  std::optional<io::clock::time_point> deadline;  // from its DEADLINE prefix (§8.2)
 };
 
 class inbound_calls {
@@ -65,8 +77,18 @@ class inbound_calls {
   // Whether one more request may start now (see Limits).
   bool room_for_handler() const;
 
-  // A request counted as started runs under `id` from now (cancel finds it).
+  // A request counted as started runs under `id` from now (cancel finds it); `ctx` may
+  // be null (made later, if ever: context_of).
   void running(std::uint32_t id, std::shared_ptr<detail::call_context> ctx);
+  // The running request `id`'s context, made now if it has none (a fresh one, never
+  // stopped, if `id` is not running).
+  std::shared_ptr<detail::call_context> context_of(std::uint32_t id);
+  // Its context if one was made, else null.
+  std::shared_ptr<detail::call_context> made_context(std::uint32_t id) const;
+  // Whether any running request has a context: when not, a handler starting need not
+  // look for one. Read without the connection's mutex (a cancel racing with the start
+  // is seen by the handler's later context_of instead).
+  bool any_context() const noexcept { return with_context_.load(std::memory_order_acquire) != 0; }
   // A pool thread took a request: one fewer waits in the pool.
   void left_pool_queue() { --in_pool_queue_; }
   // A handler (id 0: a notification's) ended, or a started request was dropped.
@@ -77,8 +99,8 @@ class inbound_calls {
   // send queue); it counts as running until its handler_done.
   void defer(inbound_request r) { queued_.push_front(std::move(r)); }
 
-  // The peer cancelled `id`: its running context (null if none), and whether it was
-  // dropped from the queue.
+  // The peer cancelled `id`: its running context (made now if it had none; null if `id`
+  // is not running), and whether it was dropped from the queue.
   std::shared_ptr<detail::call_context> cancel(std::uint32_t id, bool& dropped);
 
   // Held requests (the server's open handler runs first).
@@ -89,9 +111,9 @@ class inbound_calls {
   void dispatching_held() { --running_handlers_; }
 
   // The connection closed: the queued requests, dropped, and the running ones' contexts
-  // (to tell them to stop).
+  // (to tell them to stop; made now for those that had none).
   std::deque<inbound_request> take_queued();
-  std::vector<std::shared_ptr<detail::call_context>> running_contexts() const;
+  std::vector<std::shared_ptr<detail::call_context>> running_contexts();
 
   // Nothing held, queued or running.
   bool idle() const { return running_handlers_ == 0 && held_.empty() && queued_.empty(); }
@@ -105,8 +127,17 @@ class inbound_calls {
     if (!limits_.inline_handlers) ++in_pool_queue_;
   }
 
+  struct running_call {
+    std::uint32_t id;
+    std::shared_ptr<detail::call_context> ctx;
+  };
+  running_call* find_running(std::uint32_t id);
+  std::shared_ptr<detail::call_context>& make_context(running_call& r);
+
   limits limits_;
-  std::unordered_map<std::uint32_t, std::shared_ptr<detail::call_context>> running_;
+  // Few (bounded by the running handlers): a vector, searched, with no node per call.
+  std::vector<running_call> running_;
+  std::atomic<unsigned> with_context_{0};  // entries of running_ with a context
   std::deque<inbound_request> queued_;
   std::vector<inbound_request> held_;
   unsigned running_handlers_ = 0;  // requests started (and notifications) not yet ended

@@ -1,9 +1,11 @@
-// Robust calls (README "Robust calls"): the calling side of a connection with deadlines,
-// cancellation and backpressure; notifications; heartbeats and the idle timeout (graceful
-// close: connection_close.cpp). Inbound cancel and notify frames are handled here too.
+// Our calls on a connection (README "Robust calls"): call, call_sync and notify with
+// deadlines, cancellation and backpressure (room in the send queue), and the answers
+// that end them. Threads: call, call_sync, notify and cancel_call from any thread; the
+// deadline timer, answers and end_call_locally on the loop thread.
 #include <algorithm>
 #include <cstring>
 
+#include "base/log.hpp"
 #include "rpc/callback_error.hpp"
 #include "rpc/connection_impl.hpp"
 #include "rpc/error_ptr.hpp"
@@ -13,8 +15,10 @@ namespace bokbok::detail {
 
 namespace {
 
-std::string ms_text(io::clock::duration d) {
-  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + " ms";
+// This thread's waker for blocking calls: made on its first, then reused.
+const std::shared_ptr<rpc::thread_waker>& this_thread_waker() {
+  thread_local std::shared_ptr<rpc::thread_waker> waker = std::make_shared<rpc::thread_waker>();
+  return waker;
 }
 
 // The DEADLINE prefix for a deadline `left` away: whole milliseconds rounded up, 1 to
@@ -27,12 +31,12 @@ std::uint32_t deadline_prefix(io::clock::duration left) {
 }  // namespace
 
 std::uint64_t connection_impl::call(message request, response_callback done,
-                                    const call_options& opts, bool blocking) {
+                                    const call_options& opts, bool blocking,
+                                    rpc::sync_wait* waiter) {
   // The call's deadline and stop token: its own, and the running handler's (inherited).
   const auto deadline = effective_deadline(opts);
   std::stop_token stop = opts.stop;
-  if (auto* ctx = current_call_context(); ctx && !stop.stop_possible())
-    stop = ctx->stop.get_token();
+  if (auto* h = current_handler(); h && !stop.stop_possible()) stop = h->stop_token();
   if (deadline && *deadline <= io::clock::now()) {
     done(error_ptr<call_error>(error_code::deadline_exceeded,
                                "the call's deadline had passed before it was sent"), {});
@@ -63,6 +67,7 @@ std::uint64_t connection_impl::call(message request, response_callback done,
   const std::uint32_t id = pc.id;
   const std::uint64_t seq = pc.seq;
   pc.done = std::move(done);
+  pc.waiter = waiter;
   pc.deadline = deadline;
   // Only a deadline earlier than the one armed needs the loop to move the timer.
   const bool rearm = deadline && (!deadline_armed_ || *deadline < *deadline_armed_);
@@ -98,16 +103,11 @@ message connection_impl::call_sync(message request, const call_options& opts) {
     throw usage_error(
         "bokbok: request() would block the event loop thread it waits on (called from an "
         "inline handler or a response callback); use request_async there");
-  // Shared with the callback, so that it may notify after unlocking (the caller, woken,
-  // then takes the lock at once rather than sleeping again on it) without outliving it.
-  struct waiter {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
-    std::exception_ptr error;
-    message response;
-  };
-  auto w = std::make_shared<waiter>();
+  // The wait lives here and in the call's slot: an answer fills it in place
+  // (deliver_answers); any other end of the call comes through the callback, which holds
+  // two pointers (kept inside the std::function, no allocation).
+  rpc::sync_wait w;
+  w.waker = this_thread_waker();
   rpc::handler_pool::blocking_scope blocked;  // a nested call frees its handler slot
   if (blocked.refused())
     throw call_error(error_code::busy,
@@ -116,20 +116,30 @@ message connection_impl::call_sync(message request, const call_options& opts) {
                          "(max_waiting_handlers); this one would grow the process further");
   call(
       std::move(request),
-      [w](std::exception_ptr e, message m) {
-        {
-          std::lock_guard lock(w->mu);
-          w->error = std::move(e);
-          w->response = std::move(m);
-          w->done = true;
-        }
-        w->cv.notify_one();
-      },
-      opts, /*blocking=*/true);
-  std::unique_lock lock(w->mu);
-  w->cv.wait(lock, [&] { return w->done; });
-  if (w->error) std::rethrow_exception(w->error);
-  return std::move(w->response);
+      [this, &w](std::exception_ptr e, message m) { end_sync_wait(w, std::move(e), std::move(m)); },
+      opts, /*blocking=*/true, &w);
+  {
+    std::unique_lock lock(mu_);
+    w.waker->cv.wait(lock, [&] { return w.done; });
+  }
+  if (w.error) std::rethrow_exception(w.error);
+  return std::move(w.response);
+}
+
+// Any thread, `mu_` not held. Notified after unlocking: the caller, woken, takes the
+// mutex at once rather than sleeping on it again. The waker is copied first: the
+// caller's `w` is gone as soon as it sees `done`.
+void connection_impl::end_sync_wait(rpc::sync_wait& w, std::exception_ptr error,
+                                    message response) {
+  std::shared_ptr<rpc::thread_waker> waker;
+  {
+    std::lock_guard lock(mu_);
+    w.error = std::move(error);
+    w.response = std::move(response);
+    w.done = true;
+    waker = w.waker;
+  }
+  waker->cv.notify_one();
 }
 
 void connection_impl::notify(message m) {
@@ -146,10 +156,10 @@ void connection_impl::notify(message m) {
   } else if (auto why = too_large_locked("notification", framed)) {
     refused = error_ptr<call_error>(error_code::too_large, *why);
   } else {
-    auto* ctx = current_call_context();
-    // A handler's thread is shared by every connection: it is refused busy, not held.
-    wait_for_room_locked(lock, ctx == nullptr, ctx ? ctx->deadline : std::nullopt,
-                         ctx ? ctx->stop.get_token() : std::stop_token(), refused);
+    // A handler's thread is shared by every connection: it is refused busy, not held
+    // (whether or not a context was made for its call).
+    const bool in_handler = current_handler() != nullptr;
+    wait_for_room_locked(lock, !in_handler, std::nullopt, std::stop_token(), refused);
     if (!refused && life_.state() != phase::open) refused = not_sent_error_locked();
   }
   if (refused) {
@@ -279,111 +289,52 @@ void connection_impl::end_call_locally(std::uint64_t seq, error_code code) {
   close_if_drained();
 }
 
-// Loop thread: the peer cancelled its call `id`. A request still being received is
-// skipped, one waiting for a slot is dropped, a running handler's stop token fires.
-void connection_impl::handle_cancel(std::uint32_t id) {
-  frames_.messages().drop(wire::frame_type::request, id);
-  std::shared_ptr<call_context> running;
-  bool dropped = false;
+void connection_impl::handle_error_frame(const wire::frame_view& f) {
+  auto [code, text] = wire::parse_code_payload(f.payload);
+  complete_call(f.call_id, error_ptr<remote_error>(static_cast<error_code>(code), std::string(text)), {});
+}
+
+// Loop thread: an answer to our call `id` (or the error it ended with) came; it ends the
+// call in deliver_answers(), with the other answers of the same read.
+void connection_impl::complete_call(std::uint32_t id, std::exception_ptr error, message response) {
+  answers_.push_back({id, std::move(error), std::move(response), {}});
+}
+
+// Loop thread: ends the calls answered in this read under one acquisition of the mutex.
+// An id we no longer wait for (late, or never ours) is ignored. Blocking callers get
+// their answer in place and are woken after unlocking; callbacks run unlocked, and the
+// calls taken are destroyed unlocked (a stop callback's destructor may wait for it).
+void connection_impl::deliver_answers() {
+  std::vector<answer> batch;
+  batch.swap(answers_);  // a callback may read more (it runs on this thread): kept apart
   {
     std::lock_guard lock(mu_);
-    running = inbound_.cancel(id, dropped);
-  }
-  if (running) running->stop.request_stop();  // stop callbacks run here, unlocked
-  if (dropped) close_if_drained();
-}
-
-// Loop thread: a complete notification from the peer.
-void connection_impl::dispatch_notify(std::string_view bytes) {
-  message m;
-  std::string err;
-  if (!wire::decode_message(bytes, m, err)) return protocol_failure("bad notification: " + err);
-  notify_decoded(std::move(m));
-}
-
-// Loop thread: a complete, decoded notification from the peer.
-void connection_impl::notify_decoded(message m) {
-  if (!cfg_.opts.on_notify) return;
-  {
-    std::lock_guard lock(mu_);
-    if (life_.state() != phase::open) return;
-    inbound_.notification_started();  // a graceful close waits for it like for a request
-  }
-  auto run = [self = shared_from_this(), m = std::move(m)]() mutable {
-    connection handle(self);
-    // A notification has nobody to answer: what the handler throws is reported.
-    guard_callback(self->cfg_.opts.on_callback_error, "on_notify",
-                   [&] { self->cfg_.opts.on_notify(handle, std::move(m)); });
-    self->handler_done(0);
-  };
-  if (cfg_.opts.inline_handlers) return run();
-  if (!pool_->submit(std::move(run))) handler_done(0);  // dropped: the pool is full
-}
-
-// Loop thread: (re)arms the heartbeat and idle timer for what is due next.
-void connection_impl::arm_tick() {
-  const auto hb = cfg_.opts.heartbeat_interval;
-  const auto idle = cfg_.opts.idle_timeout;
-  if (hb.count() <= 0 && idle.count() <= 0) return;
-  auto now = io::clock::now();
-  last_rx_ = last_activity_ = now;
-  auto first = now + (hb.count() > 0 && (idle.count() <= 0 || hb < idle) ? hb : idle);
-  tick_timer_ = cfg_.loop->add_timer(first, [weak = weak_from_this()] {
-    if (auto self = weak.lock()) self->tick();
-  });
-}
-
-// Loop thread: heartbeat (PROTOCOL.md §8.3) and idle timeout.
-void connection_impl::tick() {
-  tick_timer_ = 0;
-  const auto hb = cfg_.opts.heartbeat_interval;
-  const auto idle = cfg_.opts.idle_timeout;
-  const auto now = io::clock::now();
-  auto next = io::clock::time_point::max();
-  bool busy, going_away;
-  {
-    std::lock_guard lock(mu_);
-    if (life_.state() != phase::open) return;
-    busy = !calls_.empty() || inbound_.running_count() > 0 || inbound_.queued_count() > 0;
-    going_away = life_.going_away();
-  }
-  if (hb.count() > 0) {
-    if (ping_sent_at_ && last_rx_ <= *ping_sent_at_) {
-      if (now - *ping_sent_at_ >= hb)
-        return finish(end_kind::unresponsive,
-                      "peer unresponsive: nothing received for " + ms_text(now - last_rx_) +
-                          " (heartbeat every " + ms_text(hb) + ")");
-      next = *ping_sent_at_ + hb;
-    } else if (now - last_rx_ >= hb) {
-      std::string rec;
-      unsigned char stamp[8];
-      auto n = static_cast<std::uint64_t>(now.time_since_epoch().count());
-      for (int i = 7; i >= 0; --i, n >>= 8) stamp[i] = static_cast<unsigned char>(n);
-      wire::append_frame(rec, wire::frame_type::ping, 0, 0,
-                         std::string_view(reinterpret_cast<const char*>(stamp), 8));
-      {
-        std::lock_guard lock(mu_);
-        send_.queue().push_record_bytes(rec);  // a control frame: never held back
-        schedule_flush_locked();
+    for (auto& a : batch) {
+      pending_call* c = calls_.find(a.id);
+      if (!c) {
+        base::log_limited(log_level::debug, "connection", "answers dropped: no call waited",
+                          cfg_.peer + ": dropped an answer to call " + std::to_string(a.id) +
+                              ": no call waits for it (late, or never ours)");
+        continue;
       }
-      ping_sent_at_ = now;
-      next = now + hb;
-    } else {
-      ping_sent_at_.reset();
-      next = last_rx_ + hb;
+      a.call = calls_.take(*c);
+      if (rpc::sync_wait* w = a.call.waiter) {
+        w->error = std::move(a.error);
+        w->response = std::move(a.response);
+        w->done = true;
+        to_wake_.push_back(w->waker);  // copied now: `w` may be gone once unlocked
+      }
     }
   }
-  if (idle.count() > 0 && !going_away) {
-    if (busy) last_activity_ = now;
-    if (now - last_activity_ >= idle)
-      start_goaway("idle for " + ms_text(now - last_activity_));
-    else
-      next = std::min(next, last_activity_ + idle);
-  }
-  if (next != io::clock::time_point::max())
-    tick_timer_ = cfg_.loop->add_timer(next, [weak = weak_from_this()] {
-      if (auto self = weak.lock()) self->tick();
-    });
+  for (auto& waker : to_wake_) waker->cv.notify_one();
+  to_wake_.clear();
+  last_activity_ = io::clock::now();
+  for (auto& a : batch)
+    if (a.call.id && !a.call.waiter)
+      run_response_callback(a.call.done, std::move(a.error), std::move(a.response));
+  batch.clear();
+  if (answers_.empty()) answers_.swap(batch);  // keeps its capacity for the next read
+  close_if_drained();
 }
 
 }  // namespace bokbok::detail

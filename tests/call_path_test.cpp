@@ -1,0 +1,141 @@
+// The short call path of a connection (issue 12): what a call costs the caller's thread,
+// and how handlers see their call (this_call) with no call context made in advance.
+// Real connections over a socketpair, on the backend BOKBOK_BACKEND names.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <future>
+#include <new>
+#include <thread>
+
+#include "bokbok/bokbok.hpp"
+
+using namespace std::chrono_literals;
+using bokbok::message;
+
+// Allocations made by this thread while counting_ is on (operator new, replaced for
+// this test program: every other thread and every other moment is not counted).
+namespace {
+thread_local bool counting = false;
+thread_local long allocations = 0;
+}  // namespace
+
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC, inlining these, sees malloc'd blocks reach a delete expression: they match here.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+void* operator new(std::size_t n) {
+  if (counting) ++allocations;
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
+namespace {
+
+bokbok::options echo_options() {
+  bokbok::options o;
+  o.on_request = [](bokbok::connection&, message m) { return m; };
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("a blocking call allocates on the caller's thread only its request's encoding") {
+  auto [a, b] = bokbok::connect_socketpair({}, echo_options());
+  const message request{"echo", "0123456789abcdef"};
+  for (int i = 0; i < 50; ++i) REQUIRE(a.request(request) == request);  // warm up
+  constexpr int calls = 200;
+  long made = 0;
+  for (int i = 0; i < calls; ++i) {
+    message copy = request;  // the caller's own request: not counted
+    counting = true;
+    allocations = 0;
+    message answer = a.request(std::move(copy));
+    counting = false;
+    made += allocations;
+    REQUIRE(answer == request);
+  }
+  // One allocation per call: the encoded request (the answer is decoded on the loop
+  // thread). A wait state or a callback holding one would be two more each.
+  MESSAGE("allocations per blocking call on the caller's thread: " << double(made) / calls);
+  CHECK(made <= calls + calls / 10);
+}
+
+TEST_CASE("notify() from a handler with no call context made is refused busy when the send queue is full") {
+  // b reads nothing while its first notification's handler (inline: on b's loop) waits,
+  // so a's send queue fills. a's request handler never asks this_call for anything: no
+  // call context exists, yet its notify() must be refused busy, not hold the shared
+  // handler thread until b reads again.
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<std::string> outcome;
+  bokbok::options ao;
+  ao.max_send_queue = 64 * 1024;
+  ao.on_request = [&](bokbok::connection& c, message) {
+    const std::string chunk(16 * 1024, 'n');
+    for (int i = 0; i < 4096; ++i) {  // 64 MiB: far past the socket and the queue
+      try {
+        c.notify({"fill", chunk});
+      } catch (const bokbok::call_error& e) {
+        outcome.set_value(std::string(bokbok::to_string(e.code())) + " after " +
+                          std::to_string(i));
+        return message{"done"};
+      }
+    }
+    outcome.set_value("never refused");
+    return message{"done"};
+  };
+  bokbok::options bo;
+  bo.inline_handlers = true;
+  std::atomic<bool> first{true};
+  bo.on_notify = [&](bokbok::connection&, message) {
+    if (first.exchange(false)) released.wait_for(10s);  // bounded
+  };
+  auto [a, b] = bokbok::connect_socketpair(ao, bo);
+  auto answer = b.request_async({"go"});
+  auto result = outcome.get_future();
+  const bool ready = result.wait_for(5s) == std::future_status::ready;
+  release.set_value();  // b reads again: whatever waited goes on
+  REQUIRE(ready);
+  const std::string what = result.get();
+  INFO(what);
+  CHECK(what.rfind("busy after ", 0) == 0);
+  REQUIRE(answer.wait_for(10s) == std::future_status::ready);
+  CHECK(answer.get() == message{"done"});
+}
+
+TEST_CASE("a cancel for a handler that never asked for its stop token still stops it") {
+  std::promise<void> started, go_on;
+  std::shared_future<void> may_look = go_on.get_future().share();
+  std::promise<bool> stopped;
+  bokbok::options ao;
+  ao.on_request = [&](bokbok::connection&, message m) {
+    if (m.at(0) == "ping") return message{"pong"};
+    started.set_value();
+    may_look.wait_for(10s);  // bounded; the cancel has arrived by then
+    // The first look at its token: made now, already stopped by the cancel.
+    stopped.set_value(bokbok::this_call::stop_token().stop_requested());
+    return message{"late"};
+  };
+  auto [a, b] = bokbok::connect_socketpair(ao, {});
+  std::stop_source stop;
+  bokbok::call_options o;
+  o.stop = stop.get_token();
+  std::promise<std::exception_ptr> failed;
+  b.request_async({"wait"}, o, [&](std::exception_ptr e, message) { failed.set_value(e); });
+  REQUIRE(started.get_future().wait_for(10s) == std::future_status::ready);
+  stop.request_stop();  // b sends a cancel frame
+  // a reads frames in order: once a later request is answered, the cancel was handled.
+  CHECK(b.request({"ping"}) == message{"pong"});
+  go_on.set_value();
+  auto seen = stopped.get_future();
+  REQUIRE(seen.wait_for(10s) == std::future_status::ready);
+  CHECK(seen.get());
+  auto e = failed.get_future();
+  REQUIRE(e.wait_for(10s) == std::future_status::ready);
+  CHECK(e.get() != nullptr);  // cancelled here at once
+}
