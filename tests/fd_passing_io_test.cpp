@@ -299,7 +299,7 @@ TEST_CASE("10,000 writes with fds leave the process's fd count where it started"
         [&](recorder& r) { return r.fds_total_ == std::size_t{batches * per_batch}; }));
     CHECK(s.rx_events.fd_batches_.size() == std::size_t{batches * per_batch});  // one each
     CHECK(s.rx_events.bytes_ == batches * text.size());
-    s.tx_events.after_write = nullptr;
+    on_loop(*s.l, [&] { s.tx_events.after_write = nullptr; });  // the loop thread reads it
     // At most: the loops of earlier cases may still be closing their own fds.
     CHECK(settles([&] { return open_fd_count() <= before; }));
   }
