@@ -250,6 +250,11 @@ struct options {
     std::function<void(std::string_view)> on_stderr;
     // More ssh options, placed before the host (ssh: only), e.g. {"-o", "Port=2222"}.
     std::vector<std::string> ssh_options;
+    // exec: only. The child's stdin and stdout are one end of a UNIX socketpair (the
+    // same socket on fd 0 and fd 1) instead of two pipes, so that file descriptors can
+    // be passed to it. The child must cope with a socket there (bokbok's stdio serving
+    // does). Default: pipes.
+    bool socketpair = false;
   } child;
 
   // Key mode (src/wire/PROTOCOL.md §9): the connection is authenticated with a

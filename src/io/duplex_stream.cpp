@@ -29,6 +29,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstdint>
+#include <cstring>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -44,6 +45,34 @@ constexpr std::size_t max_iov_per_write = IOV_MAX;
 // read ends every large message and must not cost a reallocation.
 constexpr unsigned shrink_after = 4;
 static_assert(max_read_buffer <= INT_MAX);
+// Control buffers: one SCM_RIGHTS of the most fds a sendmsg carries (the kernel never
+// joins two writes' fds in one read), plus room for credentials should the application
+// have set SO_PASSCRED.
+constexpr std::size_t send_control_size = CMSG_SPACE(max_fds_per_write * sizeof(int));
+constexpr std::size_t recv_control_size = send_control_size + CMSG_SPACE(sizeof(ucred));
+
+bool is_unix_socket(int fd) noexcept {
+  int domain = 0;
+  socklen_t len = sizeof domain;
+  return ::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain == AF_UNIX;
+}
+
+// After a recvmsg: the fds its control messages carry, each owned.
+std::vector<base::unique_fd> received_fds(const msghdr& msg) {
+  std::vector<base::unique_fd> fds;
+  if (msg.msg_controllen == 0) return fds;
+  for (const cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(const_cast<msghdr*>(&msg), const_cast<cmsghdr*>(c))) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    const unsigned char* data = CMSG_DATA(c);
+    for (std::size_t i = 0; i < n; ++i) {
+      int fd;
+      std::memcpy(&fd, data + i * sizeof(int), sizeof fd);
+      fds.emplace_back(fd);
+    }
+  }
+  return fds;
+}
 
 [[noreturn]] void fail(int err, const char* what) {
   throw std::system_error(err, std::system_category(), what);
@@ -66,6 +95,8 @@ class stream_impl final : public duplex_stream,
         same_fd_(!out_),
         in_is_socket_(base::is_socket(in_.get())),
         out_is_socket_(out_ ? base::is_socket(out_.get()) : in_is_socket_),
+        in_is_unix_(in_is_socket_ && is_unix_socket(in_.get())),
+        passes_fds_(in_is_unix_ && (same_fd_ || (out_is_socket_ && is_unix_socket(out_.get())))),
         events_(events),
         direct_fd_(out_fd()),
         read_op_(*this, &stream_impl::on_read),
@@ -83,6 +114,9 @@ class stream_impl final : public duplex_stream,
   void stop_reading() override { reading_ = false; }
   void write(std::vector<iovec> iov, std::shared_ptr<const void> keep_alive) override;
   bool writing() const override { return writing_; }
+  bool can_pass_fds() const override { return passes_fds_; }
+  void write_with_fds(std::vector<iovec> iov, std::vector<fd_attachment> fds,
+                      std::shared_ptr<const void> keep_alive) override;
   try_write_result try_write_now(std::string_view bytes) noexcept override;
   void shutdown_write() override;
   void close() override;
@@ -115,6 +149,9 @@ class stream_impl final : public duplex_stream,
   void deliver(int res);
   void resume_held();
   void submit_write();
+  void submit_send_with_fds();
+  void check_attachments(const std::vector<iovec>& iov,
+                         const std::vector<fd_attachment>& fds) const;
   void on_written(int res);
   void finish_write(int err);
   void post_write_done(int err);
@@ -129,6 +166,8 @@ class stream_impl final : public duplex_stream,
   const bool same_fd_;   // `in_` is written too
   const bool in_is_socket_;
   const bool out_is_socket_;
+  const bool in_is_unix_;  // reads are recvmsg, and may bring fds
+  const bool passes_fds_;  // can_pass_fds()
   stream_events* events_;
   // The writer's shortcut (see the top of this file): any thread, under direct_mu_.
   std::mutex direct_mu_;
@@ -152,6 +191,10 @@ class stream_impl final : public duplex_stream,
   bool delivering_ = false;  // inside on_data: buffer_ must not be refilled yet
   bool resume_posted_ = false;
   std::optional<int> held_;  // a result that arrived while stopped
+  std::vector<base::unique_fd> fds_in_;  // received, for the next on_fds
+  msghdr read_msg_{};                    // in_is_unix_: the recvmsg in flight
+  iovec read_iov_{};
+  std::unique_ptr<unsigned char[]> read_control_;  // recv_control_size, aligned by new
   // Write half.
   bool writing_ = false;  // a batch is active (until on_write_done)
   bool shut_requested_ = false;
@@ -159,6 +202,15 @@ class stream_impl final : public duplex_stream,
   std::vector<iovec> iov_;
   std::size_t iov_pos_ = 0;  // first iovec not completely written
   std::shared_ptr<const void> keep_alive_;
+  // Write half with fds (write_with_fds): the attachments not yet sent, how many bytes
+  // of the batch went, and the sendmsg in flight (its iovecs and control message).
+  std::vector<fd_attachment> attach_;
+  std::size_t attach_pos_ = 0;
+  std::size_t batch_sent_ = 0;
+  bool carrying_ = false;  // the sendmsg in flight carries attach_[attach_pos_]
+  msghdr send_msg_{};
+  std::vector<iovec> send_iov_;
+  std::unique_ptr<unsigned char[]> send_control_;  // send_control_size
 };
 
 void stream_impl::start_reading() {
@@ -180,11 +232,31 @@ void stream_impl::submit_read() {
     buffer_size_ = want_size_;
   }
   read_op_.arm(shared_from_this());
-  loop_->submit_read(in_.get(), buffer_.get(), buffer_size_, &read_op_);
+  if (!in_is_unix_) return loop_->submit_read(in_.get(), buffer_.get(), buffer_size_, &read_op_);
+  if (!read_control_) read_control_ = std::make_unique<unsigned char[]>(recv_control_size);
+  read_iov_ = {buffer_.get(), buffer_size_};
+  read_msg_ = msghdr{};
+  read_msg_.msg_iov = &read_iov_;
+  read_msg_.msg_iovlen = 1;
+  read_msg_.msg_control = read_control_.get();
+  read_msg_.msg_controllen = recv_control_size;
+  loop_->submit_recvmsg(in_.get(), &read_msg_, &read_op_);
 }
 
 void stream_impl::on_read(int res) {
-  if (closed_) return release_if_idle();
+  if (in_is_unix_ && res >= 0) {
+    // Owned at once, so that they are closed whatever happens next.
+    std::vector<base::unique_fd> fds = received_fds(read_msg_);
+    if (read_msg_.msg_flags & MSG_CTRUNC) {
+      res = -EMSGSIZE;  // fds were lost: the stream cannot be trusted any more
+    } else {
+      for (auto& fd : fds) fds_in_.push_back(std::move(fd));
+    }
+  }
+  if (closed_) {
+    fds_in_.clear();
+    return release_if_idle();
+  }
   if (res == -EINTR) {
     if (reading_) submit_read();
     return;
@@ -208,6 +280,7 @@ void stream_impl::deliver(int res) {
   if (res <= 0) {
     read_ended_ = true;
     reading_ = false;
+    fds_in_.clear();
     events_->on_read_end(res);
     return;
   }
@@ -222,6 +295,13 @@ void stream_impl::deliver(int res) {
     want_size_ = buffer_size_ / 2;
   }
   delivering_ = true;
+  if (!fds_in_.empty()) {
+    events_->on_fds(std::exchange(fds_in_, {}));
+    if (closed_) {
+      delivering_ = false;
+      return;
+    }
+  }
   events_->on_data(std::string_view(buffer_.get(), n));
   delivering_ = false;
   if (!closed_ && reading_ && !read_op_.in_flight()) submit_read();
@@ -241,7 +321,77 @@ void stream_impl::write(std::vector<iovec> iov, std::shared_ptr<const void> keep
   submit_write();
 }
 
+void stream_impl::check_attachments(const std::vector<iovec>& iov,
+                                    const std::vector<fd_attachment>& fds) const {
+  if (!passes_fds_)
+    throw std::system_error(EOPNOTSUPP, std::system_category(),
+                            "duplex_stream: this stream cannot carry file descriptors (only an "
+                            "AF_UNIX socket can)");
+  std::size_t total = 0;
+  for (const iovec& v : iov) total += v.iov_len;
+  std::size_t next_offset = 0;  // the least offset the next attachment may have
+  for (const fd_attachment& a : fds) {
+    if (a.fds.empty()) throw std::invalid_argument("duplex_stream: an fd attachment without fds");
+    if (a.fds.size() > max_fds_per_write)
+      throw std::invalid_argument("duplex_stream: more than 253 fds (SCM_MAX_FD) in one write");
+    if (a.offset < next_offset || a.offset >= total)
+      throw std::invalid_argument(
+          "duplex_stream: fd attachments must be in increasing order, each at a byte of the batch");
+    for (const base::unique_fd& fd : a.fds)
+      if (!fd) throw std::invalid_argument("duplex_stream: a closed fd in an fd attachment");
+    next_offset = a.offset + 1;
+  }
+}
+
+void stream_impl::write_with_fds(std::vector<iovec> iov, std::vector<fd_attachment> fds,
+                                 std::shared_ptr<const void> keep_alive) {
+  if (fds.empty()) return write(std::move(iov), std::move(keep_alive));
+  check_attachments(iov, fds);
+  if (closed_) return;  // as write(): nothing happens (the fds are closed)
+  if (writing_) throw std::logic_error("duplex_stream::write: a batch is already in flight");
+  attach_ = std::move(fds);
+  attach_pos_ = 0;
+  batch_sent_ = 0;
+  write(std::move(iov), std::move(keep_alive));
+}
+
+// One sendmsg from where the batch stands, up to (not including) the next attachment's
+// first byte; it carries the current attachment when the batch stands at its offset.
+void stream_impl::submit_send_with_fds() {
+  carrying_ = attach_pos_ < attach_.size() && attach_[attach_pos_].offset == batch_sent_;
+  std::size_t next = attach_pos_ + (carrying_ ? 1 : 0);
+  std::size_t limit = next < attach_.size() ? attach_[next].offset - batch_sent_ : SIZE_MAX;
+  send_iov_.clear();
+  for (std::size_t i = iov_pos_; i < iov_.size() && limit > 0 && send_iov_.size() < max_iov_per_write; ++i) {
+    iovec v = iov_[i];
+    v.iov_len = std::min(v.iov_len, limit);
+    limit -= v.iov_len;
+    send_iov_.push_back(v);
+  }
+  send_msg_ = msghdr{};
+  send_msg_.msg_iov = send_iov_.data();
+  send_msg_.msg_iovlen = send_iov_.size();
+  if (carrying_) {
+    const auto& fds = attach_[attach_pos_].fds;
+    if (!send_control_) send_control_ = std::make_unique<unsigned char[]>(send_control_size);
+    std::memset(send_control_.get(), 0, send_control_size);
+    send_msg_.msg_control = send_control_.get();
+    send_msg_.msg_controllen = CMSG_SPACE(fds.size() * sizeof(int));
+    cmsghdr* c = CMSG_FIRSTHDR(&send_msg_);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(fds.size() * sizeof(int));
+    for (std::size_t i = 0; i < fds.size(); ++i) {
+      int fd = fds[i].get();
+      std::memcpy(CMSG_DATA(c) + i * sizeof(int), &fd, sizeof fd);
+    }
+  }
+  write_op_.arm(shared_from_this());
+  loop_->submit_sendmsg(out_fd(), &send_msg_, &write_op_);
+}
+
 void stream_impl::submit_write() {
+  if (!attach_.empty()) return submit_send_with_fds();
   write_op_.arm(shared_from_this());
   std::size_t n = std::min(iov_.size() - iov_pos_, max_iov_per_write);
   loop_->submit_writev(out_fd(), out_is_socket_, &iov_[iov_pos_], static_cast<int>(n),
@@ -253,6 +403,12 @@ void stream_impl::on_written(int res) {
   if (res == -EINTR) return submit_write();
   if (res <= 0) return finish_write(res == 0 ? -EIO : res);  // 0: no progress, stop
   auto left = static_cast<std::size_t>(res);
+  if (!attach_.empty()) {
+    // The fds went with the first byte sent: our copies can go.
+    if (carrying_) attach_[attach_pos_++].fds.clear();
+    carrying_ = false;
+    batch_sent_ += left;
+  }
   while (iov_pos_ < iov_.size() && left >= iov_[iov_pos_].iov_len) {
     left -= iov_[iov_pos_].iov_len;
     ++iov_pos_;
@@ -269,6 +425,7 @@ void stream_impl::finish_write(int err) {
   set_batch_in_flight(false);
   iov_.clear();
   keep_alive_.reset();
+  attach_.clear();  // sent, or failed: what is left is closed
   if (shut_requested_) end_write_half();
   events_->on_write_done(err);
 }
@@ -278,6 +435,7 @@ void stream_impl::post_write_done(int err) {
     if (self->closed_) return;
     self->writing_ = false;
     self->set_batch_in_flight(false);
+    self->attach_.clear();
     self->events_->on_write_done(err);
   });
 }
@@ -312,6 +470,7 @@ void stream_impl::close() {
   stop_direct_writes();
   reading_ = false;
   held_.reset();
+  fds_in_.clear();
   if (read_op_.in_flight()) loop_->cancel(&read_op_);
   if (write_op_.in_flight()) loop_->cancel(&write_op_);
   release_if_idle();
@@ -356,6 +515,7 @@ void stream_impl::release_if_idle() {
   if (read_op_.in_flight() || write_op_.in_flight()) return;
   iov_.clear();
   keep_alive_.reset();
+  attach_.clear();
   // The loop lets go of the numbers before they are closed (and may be reused).
   if (out_) loop_->forget(out_.get());
   if (in_) loop_->forget(in_.get());

@@ -1,6 +1,8 @@
 // A duplex byte stream over an (in fd, out fd) pair: a read half and a write half. Works
 // for pipes (read/write), sockets (recv-like reads, sendmsg with MSG_NOSIGNAL), a socket
-// used for both halves (in == out), and stdin/stdout.
+// used for both halves (in == out), and stdin/stdout. On an AF_UNIX socket it also
+// carries file descriptors (SCM_RIGHTS): write_with_fds sends them with chosen bytes,
+// on_fds hands over those received (reads there are recvmsg with MSG_CMSG_CLOEXEC).
 //
 // Threads: create() and try_write_now() from any thread; every other member on the
 // loop's thread only. Events are delivered on the loop thread.
@@ -42,11 +44,35 @@
 
 namespace bokbok::io {
 
+// The most fds one sendmsg carries (the kernel's SCM_MAX_FD).
+inline constexpr std::size_t max_fds_per_write = 253;
+
+// File descriptors that go with the bytes of a write (write_with_fds): they travel with
+// the byte at `offset` of the batch (counted over all its iovecs), in the one sendmsg
+// whose first byte that is. 1 to max_fds_per_write fds, each open; the stream owns them
+// from the call on and closes its copies once they are sent (the peer gets its own), or
+// when the write fails or the stream closes. Pass base::unique_fd::borrow(fd) to keep
+// yours open.
+struct fd_attachment {
+  std::size_t offset = 0;
+  std::vector<base::unique_fd> fds;
+};
+
 class stream_events {
  public:
+  // File descriptors arrived (on an AF_UNIX socket stream only), received close-on-exec,
+  // each owned by the vector: those not moved out are closed when it goes. Called just
+  // before the on_data of the bytes they came with: those bytes include the first byte
+  // of the peer's write that carried them (the kernel never delivers them later than
+  // that byte, and never joins two such writes' fds into one read). Same rules as
+  // on_data (stop_reading() holds both). The default closes them all.
+  virtual void on_fds(std::vector<base::unique_fd> fds) { (void)fds; }
   // Bytes arrived; `bytes` is valid only during the call.
   virtual void on_data(std::string_view bytes) = 0;
   // The read half ended: 0 at end of file, else -errno. No more on_data after this.
+  // -EMSGSIZE on a socket stream: fds arrived but the kernel cut them off (MSG_CTRUNC:
+  // too many for the control buffer, or RLIMIT_NOFILE reached); the fds of that read
+  // that did arrive are closed and its bytes are not delivered: never a silent loss.
   virtual void on_read_end(int err) = 0;
   // The whole batch given to write() is written (0), or writing failed (-errno).
   virtual void on_write_done(int err) = 0;
@@ -106,6 +132,23 @@ class duplex_stream {
   // shutdown_write(), a batch completes with -EPIPE; after close(), nothing happens.
   virtual void write(std::vector<iovec> iov, std::shared_ptr<const void> keep_alive = {}) = 0;
   virtual bool writing() const = 0;
+
+  // Whether write_with_fds can work: both halves are one AF_UNIX socket (a socketpair
+  // end, a UNIX socket connection). Pipes, TCP and ttys cannot carry fds.
+  virtual bool can_pass_fds() const = 0;
+
+  // Loop thread. write() with fds: each attachment's fds go with the byte at its offset
+  // (see fd_attachment), in a sendmsg that carries no byte of the next attachment, so
+  // the peer receives each attachment's fds in one on_fds, before or with the bytes
+  // from its offset on. Attachments must be in increasing offset order, each offset
+  // within the batch's bytes. No attachments: exactly write(). Refused before anything
+  // is written, the stream unchanged: std::system_error(EOPNOTSUPP) when
+  // !can_pass_fds(), std::invalid_argument for an attachment with no fd, a closed fd,
+  // more than max_fds_per_write fds, or a bad offset; std::logic_error as write().
+  // Otherwise as write() (the same on_write_done; the fds are closed, not sent, when it
+  // fails first).
+  virtual void write_with_fds(std::vector<iovec> iov, std::vector<fd_attachment> fds,
+                              std::shared_ptr<const void> keep_alive = {}) = 0;
 
   // Any thread (the caller keeps the stream alive for the call): writes what the kernel
   // takes of `bytes` at once, without blocking or waiting for another thread, when no

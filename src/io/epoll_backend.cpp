@@ -48,13 +48,16 @@ void epoll_backend::watch_wakeup(int fd) {
 }
 
 int epoll_backend::try_read(int fd, const op& o) noexcept {
-  ssize_t n = ::read(fd, o.buf, std::min<std::size_t>(o.len, INT_MAX));
+  ssize_t n = o.recv_msg ? ::recvmsg(fd, o.recv_msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT)
+                         : ::read(fd, o.buf, std::min<std::size_t>(o.len, INT_MAX));
   return n >= 0 ? static_cast<int>(n) : -errno;
 }
 
 int epoll_backend::try_write(int fd, const op& o) noexcept {
   ssize_t n;
-  if (o.is_socket) {
+  if (o.send_msg) {
+    n = ::sendmsg(fd, o.send_msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  } else if (o.is_socket) {
     msghdr msg{};
     msg.msg_iov = const_cast<iovec*>(o.iov);
     msg.msg_iovlen = static_cast<std::size_t>(o.iovcnt);
@@ -82,7 +85,7 @@ void epoll_backend::mark_changed(int fd, fd_state& s) {
 
 void epoll_backend::submit_read(int fd, void* buf, std::size_t len, completion* c) {
   if (fd < 0) return finish(c, -EBADF);
-  op o{c, buf, len, nullptr, 0, false};
+  op o{c, buf, len, nullptr, 0, false, nullptr, nullptr};
   fd_state& s = state(fd);
   if (s.unwatchable) return finish(c, try_read(fd, o));
   // No read now: the wait of the next turn tells whether the fd is readable.
@@ -93,7 +96,28 @@ void epoll_backend::submit_read(int fd, void* buf, std::size_t len, completion* 
 void epoll_backend::submit_writev(int fd, bool is_socket, const iovec* iov, int iovcnt,
                                completion* c) {
   if (fd < 0) return finish(c, -EBADF);
-  op o{c, nullptr, 0, iov, iovcnt, is_socket};
+  op o{c, nullptr, 0, iov, iovcnt, is_socket, nullptr, nullptr};
+  fd_state& s = state(fd);
+  if (s.writes.empty()) {
+    int res = try_write(fd, o);
+    if (!not_ready(res) || s.unwatchable) return finish(c, res);
+  }
+  s.writes.push_back(o);
+  if (s.writes.size() == 1) mark_changed(fd, s);
+}
+
+void epoll_backend::submit_recvmsg(int fd, msghdr* msg, completion* c) {
+  if (fd < 0) return finish(c, -EBADF);
+  op o{c, nullptr, 0, nullptr, 0, true, msg, nullptr};
+  fd_state& s = state(fd);
+  if (s.unwatchable) return finish(c, try_read(fd, o));
+  s.reads.push_back(o);
+  if (s.reads.size() == 1) mark_changed(fd, s);
+}
+
+void epoll_backend::submit_sendmsg(int fd, const msghdr* msg, completion* c) {
+  if (fd < 0) return finish(c, -EBADF);
+  op o{c, nullptr, 0, nullptr, 0, true, nullptr, msg};
   fd_state& s = state(fd);
   if (s.writes.empty()) {
     int res = try_write(fd, o);
@@ -107,7 +131,7 @@ void epoll_backend::submit_poll(int fd, completion* c) {
   if (fd < 0) return finish(c, -EBADF);
   fd_state& s = state(fd);
   if (s.unwatchable) return finish(c, POLLIN);
-  s.polls.push_back(op{c, nullptr, 0, nullptr, 0, false});
+  s.polls.push_back(op{c, nullptr, 0, nullptr, 0, false, nullptr, nullptr});
   if (s.polls.size() == 1) mark_changed(fd, s);
 }
 

@@ -14,7 +14,9 @@
 // - A read is not tried at once: it waits for the fd to be reported readable by the
 //   wait() the reactor makes on its next turn anyway (level triggered, so data already there
 //   is reported at once). A write is tried at once with writev, or sendmsg(MSG_NOSIGNAL)
-//   on sockets, and waits for EPOLLOUT only if the fd is full.
+//   on sockets, and waits for EPOLLOUT only if the fd is full. submit_recvmsg and
+//   submit_sendmsg are reads and writes made with recvmsg(MSG_CMSG_CLOEXEC) and
+//   sendmsg(MSG_NOSIGNAL) on the caller's msghdr.
 // - Results made inside submit_*(), cancel() or forget() (a direct write, an error,
 //   -ECANCELED for cancelled waiters) are kept and handed back by the next wait(), which
 //   then does not block, as io_uring would deliver them. Flags are always 0.
@@ -51,6 +53,8 @@ class epoll_backend final : public loop_backend {
   void submit_read(int fd, void* buf, std::size_t len, completion* c) override;
   void submit_writev(int fd, bool is_socket, const iovec* iov, int iovcnt,
                      completion* c) override;
+  void submit_recvmsg(int fd, msghdr* msg, completion* c) override;
+  void submit_sendmsg(int fd, const msghdr* msg, completion* c) override;
   void submit_poll(int fd, completion* c) override;
   void cancel(completion* c) override;
   void forget(int fd) override;
@@ -64,6 +68,8 @@ class epoll_backend final : public loop_backend {
     const iovec* iov;  // write
     int iovcnt;        // write
     bool is_socket;    // write
+    msghdr* recv_msg = nullptr;        // read with recvmsg (fd passing)
+    const msghdr* send_msg = nullptr;  // write with sendmsg of this header (fd passing)
   };
   // One per fd number ever used, indexed by the number; reset by forget().
   struct fd_state {

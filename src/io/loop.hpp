@@ -13,6 +13,7 @@
 // timers not yet due; a post() during or after shutdown drops its function too.
 #pragma once
 
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include <chrono>
@@ -72,6 +73,20 @@ class loop {
   // `iov` and the buffers it points to must stay valid until completion.
   virtual void submit_writev(int fd, bool is_socket, const iovec* iov, int iovcnt,
                              completion* c) = 0;
+
+  // Loop thread only, sockets only. One recvmsg(MSG_CMSG_CLOEXEC) from `fd` into the
+  // iovecs and control buffer of `msg`; completes with the bytes read, 0 at end of
+  // file, or -errno. On success the kernel has set msg->msg_controllen (the control
+  // bytes filled, e.g. SCM_RIGHTS: received fds, already installed close-on-exec) and
+  // msg->msg_flags (MSG_CTRUNC: control data was cut off). `msg`, its iovecs and buffers
+  // must stay valid and untouched until completion.
+  virtual void submit_recvmsg(int fd, msghdr* msg, completion* c) = 0;
+
+  // Loop thread only, sockets only. One sendmsg(MSG_NOSIGNAL) of `msg` (iovecs and
+  // control messages, e.g. SCM_RIGHTS) on `fd`; completes with the bytes sent (possibly
+  // fewer; control messages went with the first of them) or -errno (nothing sent). `msg`
+  // and everything it points to must stay valid until completion.
+  virtual void submit_sendmsg(int fd, const msghdr* msg, completion* c) = 0;
 
   // Loop thread only. Waits, once, until `fd` is readable, hung up or in error, and
   // completes with the poll events seen (POLLIN, POLLHUP, POLLERR, ...: > 0) or -errno.

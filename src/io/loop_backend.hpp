@@ -3,7 +3,7 @@
 // to start a loop with options that tests can vary.
 //
 // Backend contract (as seastar's reactor_backend under its reactor):
-// - A backend does submission (read, writev, poll), cancellation, forget(fd) and wait().
+// - A backend does submission (read, writev, recvmsg, sendmsg, poll), cancellation, forget(fd) and wait().
 //   It owns no posted functions, timers, thread identity or stop logic: the reactor does,
 //   and the reactor calls every completion (dispatch) from what wait() hands back.
 // - Threads: a backend is used by one thread at a time, the loop thread once the loop
@@ -20,6 +20,7 @@
 //   watching it, and returns true; the reactor then drains its posted functions.
 #pragma once
 
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include <chrono>
@@ -58,6 +59,8 @@ class loop_backend {
   virtual void submit_read(int fd, void* buf, std::size_t len, completion* c) = 0;
   virtual void submit_writev(int fd, bool is_socket, const iovec* iov, int iovcnt,
                              completion* c) = 0;
+  virtual void submit_recvmsg(int fd, msghdr* msg, completion* c) = 0;
+  virtual void submit_sendmsg(int fd, const msghdr* msg, completion* c) = 0;
   virtual void submit_poll(int fd, completion* c) = 0;
   virtual void cancel(completion* c) = 0;
   virtual void forget(int fd) = 0;

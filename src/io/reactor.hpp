@@ -62,6 +62,12 @@ class reactor final : public loop {
                      completion* c) override {
     backend_->submit_writev(fd, is_socket, iov, iovcnt, c);
   }
+  void submit_recvmsg(int fd, msghdr* msg, completion* c) override {
+    backend_->submit_recvmsg(fd, msg, c);
+  }
+  void submit_sendmsg(int fd, const msghdr* msg, completion* c) override {
+    backend_->submit_sendmsg(fd, msg, c);
+  }
   void submit_poll(int fd, completion* c) override { backend_->submit_poll(fd, c); }
   void cancel(completion* c) override { backend_->cancel(c); }
   void forget(int fd) override { backend_->forget(fd); }

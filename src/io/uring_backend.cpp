@@ -111,13 +111,13 @@ void uring_backend::check_features(unsigned features) {
   io_uring_probe* probe = io_uring_get_probe_ring(&ring_);
   if (probe == nullptr) fail(ENOSYS, "io_uring probe");
   bool ok = true;
-  for (int op : {IORING_OP_READ, IORING_OP_WRITEV, IORING_OP_SENDMSG, IORING_OP_ASYNC_CANCEL,
-                 IORING_OP_POLL_ADD})
+  for (int op : {IORING_OP_READ, IORING_OP_WRITEV, IORING_OP_SENDMSG, IORING_OP_RECVMSG,
+                 IORING_OP_ASYNC_CANCEL, IORING_OP_POLL_ADD})
     ok = ok && io_uring_opcode_supported(probe, op);
   // IORING_ASYNC_CANCEL_ALL/ANY came with 5.19, as did IORING_OP_SOCKET.
   cancel_all_ = probe->last_op >= IORING_OP_SOCKET;
   io_uring_free_probe(probe);
-  if (!ok) fail(ENOSYS, "io_uring lacks READ, WRITEV, SENDMSG, ASYNC_CANCEL or POLL_ADD");
+  if (!ok) fail(ENOSYS, "io_uring lacks READ, WRITEV, SENDMSG, RECVMSG, ASYNC_CANCEL or POLL_ADD");
 }
 
 // A ring can be created where io_uring_enter is still refused (a seccomp filter that
@@ -180,6 +180,19 @@ void uring_backend::submit_writev(int fd, bool is_socket, const iovec* iov, int 
   op->msg.msg_iovlen = static_cast<std::size_t>(iovcnt);
   io_uring_prep_sendmsg(s, fd, &op->msg, MSG_NOSIGNAL);
   io_uring_sqe_set_data(s, op);
+}
+
+// The caller keeps `msg` stable until completion, so no internal copy is needed.
+void uring_backend::submit_recvmsg(int fd, msghdr* msg, completion* c) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_recvmsg(s, fd, msg, MSG_CMSG_CLOEXEC);
+  io_uring_sqe_set_data(s, c);
+}
+
+void uring_backend::submit_sendmsg(int fd, const msghdr* msg, completion* c) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_sendmsg(s, fd, msg, MSG_NOSIGNAL);
+  io_uring_sqe_set_data(s, c);
 }
 
 void uring_backend::submit_poll(int fd, completion* c) {

@@ -17,6 +17,10 @@
 //   IORING_OP_POLL_ADD for POLLIN. The msghdr of a sendmsg lives in a pooled internal
 //   completion until its CQE arrives, so it is stable even on kernels without
 //   IORING_FEAT_SUBMIT_STABLE.
+// - submit_recvmsg/submit_sendmsg (fd passing) are IORING_OP_RECVMSG with
+//   MSG_CMSG_CLOEXEC and IORING_OP_SENDMSG with MSG_NOSIGNAL on the caller's msghdr,
+//   which the caller keeps stable until the CQE; the kernel writes msg_controllen and
+//   msg_flags (MSG_CTRUNC) back into it as recvmsg(2) does.
 // - cancel(c) is IORING_OP_ASYNC_CANCEL by user_data with IORING_ASYNC_CANCEL_ALL
 //   (5.19); before 5.19 only the first matching operation is cancelled, which is all a
 //   duplex_stream needs (one operation per completion object).
@@ -25,7 +29,7 @@
 //   must not block.
 // - shutdown() cancels what is left (by contract only the wake-up read) and waits, at
 //   most 2 s, for the kernel to let go of it before the ring and the buffers go.
-// - Setup probes IORING_OP_READ, WRITEV, SENDMSG, ASYNC_CANCEL and POLL_ADD (5.6) and
+// - Setup probes IORING_OP_READ, WRITEV, SENDMSG, RECVMSG, ASYNC_CANCEL and POLL_ADD (5.6) and
 //   makes one NOP round trip; any failure throws std::system_error so that loop::start
 //   can fall back to epoll.
 // - ThreadSanitizer is told that a ring's unmapping comes before the next ring's mapping
@@ -56,6 +60,8 @@ class uring_backend final : public loop_backend {
   void submit_read(int fd, void* buf, std::size_t len, completion* c) override;
   void submit_writev(int fd, bool is_socket, const iovec* iov, int iovcnt,
                      completion* c) override;
+  void submit_recvmsg(int fd, msghdr* msg, completion* c) override;
+  void submit_sendmsg(int fd, const msghdr* msg, completion* c) override;
   void submit_poll(int fd, completion* c) override;
   void cancel(completion* c) override;
   void forget(int) override {}  // nothing is kept per fd

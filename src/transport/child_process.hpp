@@ -1,7 +1,7 @@
 // child_process: a peer that is this process's child (exec: and ssh: addresses).
 //
 // spawn() starts the program with Boost.Process, its stdin and stdout on two fresh pipes
-// whose other ends it returns, and its stderr either inherited (the default) or on a
+// whose other ends it returns (or both on one socketpair end: spawn_request::socketpair), and its stderr either inherited (the default) or on a
 // third pipe read on the event loop given to spawn(). The child inherits no other
 // descriptor of ours (see spawn.cpp).
 //
@@ -45,6 +45,11 @@ struct spawn_request {
   bool keep_stderr_tail = false;
   // ssh: an exit status of 255 is ssh's own failure, reported with its stderr.
   bool is_ssh = false;
+  // One end of a socketpair (AF_UNIX, SOCK_STREAM) is both the child's stdin and its
+  // stdout instead of two pipes, so file descriptors can travel (SCM_RIGHTS); spawn()
+  // returns the other end as from_child and leaves to_child empty (write to
+  // from_child). Off: pipes, the default.
+  bool socketpair = false;
 };
 
 // The request that starts the child an exec: or ssh: address names (`addr` must be one),
@@ -55,8 +60,8 @@ class child_process final : public peer_process {
  public:
   struct spawned {
     std::shared_ptr<child_process> child;
-    base::unique_fd from_child;  // read end of the child's stdout
-    base::unique_fd to_child;    // write end of the child's stdin
+    base::unique_fd from_child;  // read end of the child's stdout (socketpair: our end)
+    base::unique_fd to_child;    // write end of the child's stdin (socketpair: empty)
   };
 
   // Starts the child and has `loop` watch it (reap, signals, stderr) from now until it

@@ -13,12 +13,16 @@
 // (glibc 2.36 declares pidfd_open without C linkage for C++, so it is called through
 // syscall().)
 //
+// Socketpair mode (spawn_request::socketpair): one AF_UNIX stream socket is both the
+// child's stdin and stdout instead of two pipes, so the connection can pass fds.
+//
 // The child also gets an empty signal mask: a mask is inherited across exec, and the
 // spawning thread may block signals (bokbok's loop thread blocks SIGPIPE).
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -47,10 +51,17 @@ namespace bp = boost::process;
 
 namespace {
 
-// Runs in the child between fork and exec: only async-signal-safe calls.
+// Runs in the child between fork and exec: only async-signal-safe calls. In socketpair
+// mode `stdio_socket` (our child end, close-on-exec) becomes fd 0 and fd 1 (dup2 clears
+// close-on-exec on the copies); Boost redirects neither then.
 struct child_setup : bp::extend::handler {
+  int stdio_socket = -1;
   template <class Executor>
   void on_exec_setup(Executor&) const {
+    if (stdio_socket >= 0) {
+      ::dup2(stdio_socket, 0);
+      ::dup2(stdio_socket, 1);
+    }
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -71,6 +82,18 @@ pipe_pair make_pipe() {
     throw transport_error(std::string("bokbok: cannot make a pipe for a child: ") +
                           std::strerror(errno));
   return {base::unique_fd(p[0]), base::unique_fd(p[1])};
+}
+
+struct socket_pair {
+  base::unique_fd ours, theirs;
+};
+
+socket_pair make_socketpair() {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+    throw transport_error(std::string("bokbok: cannot make a socketpair for a child: ") +
+                          std::strerror(errno));
+  return {base::unique_fd(sv[0]), base::unique_fd(sv[1])};
 }
 
 base::unique_fd dup_cloexec(int fd) {
@@ -108,6 +131,7 @@ spawn_request spawn_request_for(const address& addr, const options::child_option
   req.on_stderr = child.on_stderr;
   if (auto* e = std::get_if<exec_address>(&addr)) {
     req.argv = e->argv;
+    req.socketpair = child.socketpair;
   } else {
     req.argv = ssh_command(std::get<ssh_address>(addr), child.ssh_options);
     req.keep_stderr_tail = true;  // ssh's own errors explain a failed connection
@@ -124,25 +148,43 @@ child_process::spawned child_process::spawn(spawn_request req, std::shared_ptr<i
                           (req.argv.front().find('/') != std::string::npos
                                ? "no such executable file"
                                : "not found on PATH"));
-  auto to_child = make_pipe(), from_child = make_pipe();
   bool capture = req.on_stderr || req.keep_stderr_tail;
   pipe_pair err;
   if (capture) err = make_pipe();
-
-  // Boost's pipe objects close what they hold: hand them duplicates, keep ours.
-  bp::pipe in(dup_cloexec(to_child.read.get()).release(), dup_cloexec(to_child.write.get()).release());
-  bp::pipe out(dup_cloexec(from_child.read.get()).release(),
-               dup_cloexec(from_child.write.get()).release());
   std::vector<std::string> args(req.argv.begin() + 1, req.argv.end());
   std::error_code ec;
   bp::child c;
-  if (capture) {
-    bp::pipe errp(dup_cloexec(err.read.get()).release(), dup_cloexec(err.write.get()).release());
-    c = bp::child(bp::exe = exe, bp::args = args, bp::std_in < in, bp::std_out > out,
-                  bp::std_err > errp, child_setup{}, ec);
+  spawned s;
+  // Boost's pipe objects close what they hold: hand them duplicates, keep ours.
+  auto err_pipe = [&] {
+    return bp::pipe(dup_cloexec(err.read.get()).release(), dup_cloexec(err.write.get()).release());
+  };
+  if (req.socketpair) {
+    socket_pair sp = make_socketpair();
+    child_setup setup;
+    setup.stdio_socket = sp.theirs.get();
+    if (capture) {
+      bp::pipe errp = err_pipe();
+      c = bp::child(bp::exe = exe, bp::args = args, bp::std_err > errp, setup, ec);
+    } else {
+      c = bp::child(bp::exe = exe, bp::args = args, setup, ec);
+    }
+    s.from_child = std::move(sp.ours);  // read and written: to_child stays empty
   } else {
-    c = bp::child(bp::exe = exe, bp::args = args, bp::std_in < in, bp::std_out > out,
-                  child_setup{}, ec);
+    auto to_child = make_pipe(), from_child = make_pipe();
+    bp::pipe in(dup_cloexec(to_child.read.get()).release(), dup_cloexec(to_child.write.get()).release());
+    bp::pipe out(dup_cloexec(from_child.read.get()).release(),
+                 dup_cloexec(from_child.write.get()).release());
+    if (capture) {
+      bp::pipe errp = err_pipe();
+      c = bp::child(bp::exe = exe, bp::args = args, bp::std_in < in, bp::std_out > out,
+                    bp::std_err > errp, child_setup{}, ec);
+    } else {
+      c = bp::child(bp::exe = exe, bp::args = args, bp::std_in < in, bp::std_out > out,
+                    child_setup{}, ec);
+    }
+    s.from_child = std::move(from_child.read);
+    s.to_child = std::move(to_child.write);
   }
   if (ec)
     throw transport_error("bokbok: cannot run \"" + exe + "\": " + ec.message());
@@ -167,10 +209,7 @@ child_process::spawned child_process::spawn(spawn_request req, std::shared_ptr<i
   // then, and the loop reaps it at once).
   loop->post([st] { st->start_watching(); });
 
-  spawned s;
   s.child = std::make_shared<child_process>(std::move(st));
-  s.from_child = std::move(from_child.read);
-  s.to_child = std::move(to_child.write);
   return s;
 }
 
