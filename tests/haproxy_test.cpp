@@ -1,6 +1,6 @@
-// Behind real HAProxy (Debian's haproxy, started here on loopback): the demo server
-// listening with --proxy-listen behind `mode tcp` + `send-proxy-v2` sees the client's
-// address, not HAProxy's; and HAProxy's tcp-check of the bokbok preamble (README
+// Behind real HAProxy (Debian's haproxy, started here on loopback): each of three demo
+// servers listening with --proxy-listen behind `mode tcp` + `send-proxy-v2` sees the
+// client's address, not HAProxy's; and HAProxy's tcp-check of the bokbok preamble (README
 // "Behind a load balancer") marks a backend up while it serves and down once it stops;
 // and with --max-connection-age, 30 reconnecting clients that all started on one backend
 // spread to two more once they come up. Every case runs examples/haproxy/haproxy.cfg,
@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <memory>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -56,34 +57,49 @@ TEST_CASE("HAProxy accepts examples/haproxy/haproxy.cfg as shipped") {
   CHECK_MESSAGE((WIFEXITED(status) && WEXITSTATUS(status) == 0), check.log());
 }
 
-TEST_CASE("behind HAProxy with send-proxy-v2 the server sees the client's address, not HAProxy's") {
+TEST_CASE("behind HAProxy with send-proxy-v2 each of three servers sees the client's address, not HAProxy's") {
   const char* haproxy = haproxy_or_skip();
   if (!haproxy) return;
   temp_dir dir("haproxy");
-  backend server(dir, "server");
-  // The client reaches HAProxy from 127.0.0.1; HAProxy reaches the server from 127.0.0.2.
+  std::vector<std::unique_ptr<backend>> servers;
+  for (int i = 1; i <= 3; ++i)
+    servers.push_back(std::make_unique<backend>(dir, "server" + std::to_string(i)));
+  // The client reaches HAProxy from 127.0.0.1; HAProxy reaches the servers from 127.0.0.2.
   int front = free_port();
   haproxy_setup setup;
   setup.bind = "127.0.0.3:" + std::to_string(front);
   setup.stats_socket = (dir.path / "stats.sock").string();
-  setup.servers = {{"s1", "127.0.0.1:" + server.port}};
+  for (int i = 1; i <= 3; ++i)
+    setup.servers.push_back({"s" + std::to_string(i), "127.0.0.1:" + servers[std::size_t(i - 1)]->port});
   setup.server_extra = "source 127.0.0.2";
   std::ofstream(dir.path / "haproxy.cfg") << haproxy_config(setup);
   logged_process lb({haproxy, "-db", "-f", (dir.path / "haproxy.cfg").string()},
                     (dir.path / "haproxy.log").string());
-  REQUIRE(settles([&] { return !stats_command((dir.path / "stats.sock").string(), "show info").empty(); }, 10s, 20ms));
+  // Every server up, so that round robin gives each of three connections its own server.
+  auto status = [&](const char* s) { return server_status(setup.stats_socket, s); };
+  REQUIRE_MESSAGE(settles([&] {
+    return status("s1") == "UP" && status("s2") == "UP" && status("s3") == "UP";
+  }, 20s, 50ms), lb.log());
 
   bokbok::options o;
   o.connect_timeout = 5s;
-  auto c = bokbok::connect("tcp:127.0.0.3:" + std::to_string(front), o);
-  // (Linux gives a client of any 127.x address the source 127.0.0.1.)
-  CHECK(c.request({"ping", "through haproxy"}) == bokbok::message{"pong", "through haproxy"});
-  // The demo server logs "connection from PEER": the client, via HAProxy.
-  CHECK_MESSAGE(server.proc.says("connection from tcp:127.0.0.1:"), server.proc.log());
-  CHECK_MESSAGE(server.proc.log().find(" via tcp:127.0.0.2:") != std::string::npos,
-                server.proc.log());
-  c.close();
-  c.wait_closed();
+  std::vector<bokbok::connection> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(bokbok::connect("tcp:127.0.0.3:" + std::to_string(front), o));
+    // (Linux gives a client of any 127.x address the source 127.0.0.1.)
+    CHECK(clients.back().request({"ping", "through haproxy"}) ==
+          bokbok::message{"pong", "through haproxy"});
+  }
+  // Each demo server logs "connection from PEER": the client, via HAProxy.
+  for (auto& server : servers) {
+    CHECK_MESSAGE(server->proc.says("connection from tcp:127.0.0.1:"), server->proc.log());
+    CHECK_MESSAGE(server->proc.log().find(" via tcp:127.0.0.2:") != std::string::npos,
+                  server->proc.log());
+  }
+  for (auto& c : clients) {
+    c.close();
+    c.wait_closed();
+  }
 }
 
 TEST_CASE("HAProxy's tcp-check of the bokbok preamble marks a backend up while it serves and down when it stops") {
