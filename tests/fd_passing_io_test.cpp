@@ -337,7 +337,18 @@ TEST_CASE("fds that arrive unclaimed are closed") {
   }
 }
 
-TEST_CASE("fds the kernel cuts off (RLIMIT_NOFILE reached) end the read with an error") {
+// Under ASan+UBSan this case is skipped: UBSan's vptr check tests whether memory is
+// readable by writing it into a pipe, which fails while the descriptor table is full, and
+// it then reports a false "invalid vptr" and halts (the same cause resource_limits_test
+// works around in its child server). The plain and TSan builds run it.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool fd_table_full_breaks_ubsan = true;
+#else
+constexpr bool fd_table_full_breaks_ubsan = false;
+#endif
+
+TEST_CASE("fds the kernel cuts off (RLIMIT_NOFILE reached) end the read with an error" *
+          doctest::skip(fd_table_full_breaks_ubsan)) {
   stream_pair s;
   fd_pair p = make_pipe();
   std::vector<unique_fd> fds = dups(p.b.get(), 100);
