@@ -1,6 +1,8 @@
 // bokbok::open_byte_channel and child_handle (include/bokbok/byte_channel.hpp), through
 // the public header only: real children, real sockets, real pipes.
 #include <doctest/doctest.h>
+
+#include <sys/stat.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -93,6 +95,21 @@ TEST_CASE("an exec: channel writes the child's stdin, reads its stdout, and repo
   REQUIRE(ch.child()->exit_status());
   CHECK(ch.child()->exit_status()->code == 3);
   CHECK(ch.child()->describe().find("exited with status 3") != std::string::npos);
+}
+
+TEST_CASE("an exec: channel in socketpair mode is one socket both ways to the child") {
+  bokbok::channel_options o;
+  o.child.socketpair = true;
+  auto ch = open_byte_channel(bokbok::address::parse("exec:sh -c 'tr a-z A-Z; exit 3'"), o);
+  REQUIRE(ch.child());
+  CHECK(ch.read_fd() == ch.write_fd());
+  struct stat st{};
+  REQUIRE(::fstat(ch.read_fd(), &st) == 0);
+  CHECK(S_ISSOCK(st.st_mode));
+  write_all(ch.write_fd(), "hello socket\n");
+  ch.close_write();  // shuts our sending side: tr reads end of file
+  CHECK(read_all(ch.read_fd()) == "HELLO SOCKET\n");
+  CHECK(wait_bounded(*ch.child()).code == 3);
 }
 
 TEST_CASE("a child's stderr goes to channel_options' on_stderr") {

@@ -96,7 +96,10 @@ byte_channel open_byte_channel(const address& where, const channel_options& opts
       auto s = transport::child_process::spawn(transport::spawn_request_for(a, opts.child),
                                                detail::default_event_loop());
       std::string name = where.to_string() + " (pid " + std::to_string(s.child->pid()) + ")";
-      byte_channel ch(s.from_child.release(), s.to_child.release(), std::move(name));
+      // Socketpair mode (child.socketpair): one socket both ways, as for unix:.
+      const int in = s.from_child.release();
+      const int out = s.to_child ? s.to_child.release() : in;
+      byte_channel ch(in, out, std::move(name));
       ch.child_.emplace(std::make_shared<child_handle::state>(
           child_handle::state{std::move(s.child)}));
       return ch;
