@@ -123,8 +123,9 @@ bool cipher_state::encrypt_parts(std::string_view head, std::string_view rest,
   // Block 1 joins the parts in a small buffer; the rest of `rest` goes straight across.
   const std::size_t joined = std::min(len, block);
   const std::size_t from_head = std::min(head.size(), joined);
-  std::memcpy(first.data(), head.data(), from_head);
-  std::memcpy(first.data() + from_head, rest.data(), joined - from_head);
+  // (An empty part may have a null data(): memcpy must not be given it, even for 0 bytes.)
+  if (from_head) std::memcpy(first.data(), head.data(), from_head);
+  if (joined > from_head) std::memcpy(first.data() + from_head, rest.data(), joined - from_head);
   crypto_stream_chacha20_ietf_xor_ic(out, first.data(), joined, nonce.data(), 1, k_.data());
   if (len > joined) {
     const std::size_t rest_at = joined - from_head;
