@@ -190,12 +190,12 @@ TEST_CASE("a record body shorter than the frame header is refused") {
 
 TEST_CASE("an unknown frame type is refused with its number") {
   CHECK(frame_error(body(0, 0, 0)) == "unknown frame type 0");
-  CHECK(frame_error(body(11, 0, 0)) == "unknown frame type 11");
+  CHECK(frame_error(body(16, 0, 0)) == "unknown frame type 16");
   CHECK(frame_error(body(255, 0, 0)) == "unknown frame type 255");
 }
 
 TEST_CASE("unknown flag bits are refused") {
-  CHECK(frame_error(body(2, 0x08, 1, "\0\0\0\0"s)) == "unknown flags 0x08 on a request frame");
+  CHECK(frame_error(body(2, 0x20, 1, "\0\0\0\0"s)) == "unknown flags 0x20 on a request frame");
   CHECK(frame_error(body(3, 0x81, 1)) == "unknown flags 0x81 on a response frame");
 }
 
@@ -397,7 +397,56 @@ TEST_CASE("frame types have names, and unknown values are called unknown") {
   CHECK(std::string(to_string(frame_type::goaway)) == "goaway");
   CHECK(std::string(to_string(frame_type::close)) == "close");
   CHECK(std::string(to_string(static_cast<frame_type>(0))) == "unknown");
-  CHECK(std::string(to_string(static_cast<frame_type>(11))) == "unknown");
+  CHECK(std::string(to_string(frame_type::stream)) == "stream");
+  CHECK(std::string(to_string(frame_type::reply_credit)) == "reply_credit");
+  CHECK(std::string(to_string(static_cast<frame_type>(16))) == "unknown");
+}
+
+TEST_CASE("the stream flag is only for the first fragment of a request") {
+  CHECK(frame_error(body(2, flag_stream, 1, "\0\0\0\0"s)).empty());
+  CHECK(frame_error(body(2, flag_stream | flag_deadline | flag_more, 1, "\0\0\1\0"s)).empty());
+  CHECK(frame_error(body(2, flag_stream | flag_continued, 1)) ==
+        "flag 0x08 (stream) not allowed on a continued request fragment");
+  CHECK(frame_error(body(3, flag_stream, 1)) == "flag 0x08 (stream) not allowed on a response frame");
+  CHECK(frame_error(body(11, flag_stream, 1)) == "flag 0x08 (stream) not allowed on a stream frame");
+}
+
+TEST_CASE("the fds flag needs a count of 1 to 253 after any deadline, on a first fragment") {
+  CHECK(frame_error(body(2, flag_fds, 1, "\x01\0\0\0\0"s)).empty());
+  CHECK(frame_error(body(12, flag_fds | flag_more, 1, "\xfd"s)).empty());
+  CHECK(parse_first_prefix(flag_fds, "\xfd"s).fd_count == 253);
+  const first_prefix both = parse_first_prefix(flag_deadline | flag_fds, "\0\0\1\0\x03"s);
+  CHECK(both.deadline_ms == 256);
+  CHECK(both.fd_count == 3);
+  CHECK(both.size == 5);
+  CHECK(frame_error(body(2, flag_deadline | flag_fds, 1, "\0\0\1\0"s)) ==
+        "request with fds has a payload of 4 bytes, shorter than its deadline and fd count");
+  CHECK(frame_error(body(3, flag_fds, 1)) ==
+        "response with fds has a payload of 0 bytes, shorter than its fd count");
+  CHECK(frame_error(body(10, flag_fds, 1, "\0"s)) == "notify declares 0 file descriptors (1 to 253)");
+  CHECK(frame_error(body(11, flag_fds, 1, "\xfe"s)) ==
+        "stream declares 254 file descriptors (1 to 253)");
+  CHECK(frame_error(body(11, flag_fds | flag_continued, 1, "\x01"s)) ==
+        "flag 0x10 (fds) not allowed on a continued stream fragment");
+  CHECK(frame_error(body(4, flag_fds, 1, "\0\1"s)) == "flag 0x10 (fds) not allowed on an error frame");
+}
+
+TEST_CASE("stream frames: ids nonzero, stream_end empty, credit exactly 8 bytes") {
+  CHECK(frame_error(body(11, flag_more, 1, "abc"s)).empty());
+  CHECK(frame_error(body(12, flag_continued, 1, "abc"s)).empty());
+  CHECK(frame_error(body(11, 0, 0)) == "stream frame with call id 0 (must be nonzero)");
+  CHECK(frame_error(body(13, 0, 1)).empty());
+  CHECK(frame_error(body(13, 0, 1, "x"s)) ==
+        "stream_end frame with a 1-byte payload (must be empty)");
+  CHECK(frame_error(body(13, flag_more, 1)) == "flags 0x01 not allowed on a stream_end frame");
+  CHECK(frame_error(body(14, 0, 1, "\0\0\0\x10\0\x01\0\0"s)).empty());
+  CHECK(parse_credit_payload("\0\0\0\x10\0\x01\0\0"s).messages == 16);
+  CHECK(parse_credit_payload("\0\0\0\x10\0\x01\0\0"s).bytes == 65536);
+  CHECK(encode_credit_payload({16, 65536}) == "\0\0\0\x10\0\x01\0\0"s);
+  CHECK(frame_error(body(15, 0, 1, "\0\0\0\x10"s)) ==
+        "reply_credit frame payload of 4 bytes (must be 8)");
+  CHECK(frame_error(body(15, 0, 0, "\0\0\0\0\0\0\0\0"s)) ==
+        "reply_credit frame with call id 0 (must be nonzero)");
 }
 
 // ---- the record reader fed straight from a read buffer (next(input, body)) ----------

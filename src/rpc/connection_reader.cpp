@@ -176,6 +176,15 @@ void connection_impl::handle_frame(const wire::frame_view& f) {
       return;
     case wire::frame_type::goaway:
       return handle_goaway(f);
+    case wire::frame_type::stream:
+    case wire::frame_type::reply_stream:
+    case wire::frame_type::stream_end:
+    case wire::frame_type::credit:
+    case wire::frame_type::reply_credit:
+      // This side does not offer feature_stream (PROTOCOL.md §6.2: a receiver checks
+      // its own bit).
+      return protocol_failure(std::string("a ") + wire::to_string(f.type) +
+                              " frame, but this side did not offer streams (feature 0x4)");
     case wire::frame_type::close: {
       closing_.peer_done = true;  // nothing follows: no need to wait for its end (§8.5)
       // After the peer's goaway, its reason (lifecycle::peer_close_reason).
@@ -217,6 +226,14 @@ void connection_impl::handle_settings(std::string_view payload) {
 }
 
 void connection_impl::handle_message_frame(const wire::frame_view& f) {
+  // Features this side does not offer (yet): their flags are violations (§6.2).
+  if (f.flags & wire::flag_stream)
+    return protocol_failure("a request flagged stream (0x08), but this side did not offer "
+                            "streams (feature 0x4)");
+  if (f.flags & wire::flag_fds)
+    return protocol_failure(std::string("a ") + wire::to_string(f.type) +
+                            " flagged fds (0x10), but this side did not offer file "
+                            "descriptors (feature 0x8)");
   std::string_view bytes;  // the whole message: in the read buffer, or the reassembler's
   std::string err;
   auto st = frames_.add_message(f, bytes, err);

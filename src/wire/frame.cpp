@@ -11,11 +11,7 @@ namespace {
 
 bool known_type(std::uint8_t t) {
   return t >= static_cast<std::uint8_t>(frame_type::hello) &&
-         t <= static_cast<std::uint8_t>(frame_type::notify);
-}
-
-bool carries_message(frame_type t) {
-  return t == frame_type::request || t == frame_type::response || t == frame_type::notify;
+         t <= static_cast<std::uint8_t>(frame_type::reply_credit);
 }
 
 bool id_must_be_zero(frame_type t) {
@@ -67,8 +63,14 @@ std::string check_payload(frame_type t, std::size_t n) {
       break;
     case frame_type::cancel:
     case frame_type::close:
+    case frame_type::stream_end:
       if (n != 0)
         return name + " frame with a " + std::to_string(n) + "-byte payload (must be empty)";
+      break;
+    case frame_type::credit:
+    case frame_type::reply_credit:
+      if (n != credit_payload_size)
+        return name + " frame payload of " + bytes_text(n) + " (must be 8)";
       break;
     default:
       break;
@@ -77,6 +79,37 @@ std::string check_payload(frame_type t, std::size_t n) {
 }
 
 }  // namespace
+
+bool carries_message(frame_type t) noexcept {
+  return t == frame_type::request || t == frame_type::response || t == frame_type::notify ||
+         t == frame_type::stream || t == frame_type::reply_stream;
+}
+
+first_prefix parse_first_prefix(std::uint8_t flags, std::string_view payload) {
+  first_prefix p;
+  if (flags & flag_continued) return p;
+  if (flags & flag_deadline) {
+    p.deadline_ms = base::load_be32(payload);
+    p.size = deadline_prefix_size;
+  }
+  if (flags & flag_fds) {
+    p.fd_count = static_cast<std::uint8_t>(payload[p.size]);
+    p.size += fds_prefix_size;
+  }
+  return p;
+}
+
+std::string encode_credit_payload(credit_grant g) {
+  std::string out;
+  out.reserve(credit_payload_size);
+  base::append_be32(out, g.messages);
+  base::append_be32(out, g.bytes);
+  return out;
+}
+
+credit_grant parse_credit_payload(std::string_view payload) {
+  return {base::load_be32(payload), base::load_be32(payload.substr(4))};
+}
 
 frame_header_bytes encode_frame_header(frame_type type, std::uint8_t flags,
                                        std::uint32_t call_id, std::size_t payload_size) {
@@ -173,17 +206,44 @@ bool parse_frame(std::string_view body, frame_view& out, std::string& error) {
     error = "unknown flags " + hex_byte(flags) + " on " + a_type(type) + " frame";
     return false;
   }
-  if ((flags & flag_deadline) &&
-      (type != frame_type::request || (flags & flag_continued))) {
+  const bool first = (flags & flag_continued) == 0;
+  if ((flags & flag_deadline) && (type != frame_type::request || !first)) {
     error = "flag 0x04 (deadline) not allowed on " +
             (type == frame_type::request ? std::string("a continued request fragment")
                                          : a_type(type) + " frame");
+    return false;
+  }
+  if ((flags & flag_stream) && (type != frame_type::request || !first)) {
+    error = "flag 0x08 (stream) not allowed on " +
+            (type == frame_type::request ? std::string("a continued request fragment")
+                                         : a_type(type) + " frame");
+    return false;
+  }
+  if ((flags & flag_fds) && (!carries_message(type) || !first)) {
+    error = "flag 0x10 (fds) not allowed on " +
+            (carries_message(type) ? "a continued " + std::string(to_string(type)) + " fragment"
+                                   : a_type(type) + " frame");
     return false;
   }
   if ((flags & flag_deadline) && payload.size() < deadline_prefix_size) {
     error = "request with a deadline has a payload of " + bytes_text(payload.size()) +
             ", shorter than its 4-byte deadline";
     return false;
+  }
+  if (flags & flag_fds) {
+    const std::size_t at = (flags & flag_deadline) ? deadline_prefix_size : 0;
+    if (payload.size() < at + fds_prefix_size) {
+      error = std::string(to_string(type)) + " with fds has a payload of " +
+              bytes_text(payload.size()) + ", shorter than its " +
+              (at ? "deadline and " : "") + "fd count";
+      return false;
+    }
+    const auto n = static_cast<std::uint8_t>(payload[at]);
+    if (n == 0 || n > max_fds_per_message) {
+      error = std::string(to_string(type)) + " declares " + std::to_string(n) +
+              " file descriptors (1 to 253)";
+      return false;
+    }
   }
   if (flags != 0 && !carries_message(type)) {
     error = "flags " + hex_byte(flags) + " not allowed on " + a_type(type) + " frame";
@@ -281,6 +341,11 @@ const char* to_string(frame_type t) noexcept {
     case frame_type::goaway: return "goaway";
     case frame_type::close: return "close";
     case frame_type::notify: return "notify";
+    case frame_type::stream: return "stream";
+    case frame_type::reply_stream: return "reply_stream";
+    case frame_type::stream_end: return "stream_end";
+    case frame_type::credit: return "credit";
+    case frame_type::reply_credit: return "reply_credit";
   }
   return "unknown";
 }

@@ -38,6 +38,16 @@ enum class frame_type : std::uint8_t {
   close = 9,     // call id 0; empty payload; the last frame a side sends
   notify = 10,   // call id: the sender's notification id; payload: message bytes (fragment);
                  // never answered (only when both sides set feature_notify)
+  // Streams (PROTOCOL.md §12; only when both sides set feature_stream):
+  stream = 11,        // call id: the sender's (requester's) id; payload: a fragment of a
+                      // message of the requester's stream
+  reply_stream = 12,  // call id: the receiver's request id; payload: a fragment of a
+                      // message of the responder's stream
+  stream_end = 13,    // call id: the sender's (requester's) id; empty: its stream is over
+  credit = 14,        // call id: the sender's (requester's) id; payload: u32 messages ||
+                      // u32 bytes more the responder may send on its stream
+  reply_credit = 15,  // call id: the receiver's request id; payload: as credit, more the
+                      // requester may send on its stream
 };
 
 // flags
@@ -46,8 +56,20 @@ inline constexpr std::uint8_t flag_continued = 0x02;  // not the first fragment
 // On the first fragment of a request (feature_deadline): the payload starts with a u32
 // count of milliseconds left before the call's deadline; the message bytes follow.
 inline constexpr std::uint8_t flag_deadline = 0x04;
-inline constexpr std::uint8_t known_flags = flag_more | flag_continued | flag_deadline;
+// On the first fragment of a request (feature_stream): the call carries a stream of
+// messages in either direction or both (PROTOCOL.md §12).
+inline constexpr std::uint8_t flag_stream = 0x08;
+// On the first fragment of a message (request, response, notify, stream, reply_stream;
+// feature_fds): the payload starts, after the deadline prefix if any, with a u8 count
+// (1..253) of file descriptors that travel with the message (PROTOCOL.md §13).
+inline constexpr std::uint8_t flag_fds = 0x10;
+inline constexpr std::uint8_t known_flags =
+    flag_more | flag_continued | flag_deadline | flag_stream | flag_fds;
 inline constexpr std::size_t deadline_prefix_size = 4;
+inline constexpr std::size_t fds_prefix_size = 1;
+// SCM_MAX_FD: the most descriptors Linux passes in one control message.
+inline constexpr std::size_t max_fds_per_message = 253;
+inline constexpr std::size_t credit_payload_size = 8;
 
 struct frame_view {
   frame_type type;
@@ -100,6 +122,29 @@ fragment message_fragment(frame_type type, std::uint32_t call_id, std::size_t of
 void append_message_frames(std::string& out, frame_type type, std::uint32_t call_id,
                            std::string_view message_bytes, std::uint8_t first_flags = 0);
 
+// What the first fragment of a message carries before the message bytes (flag_deadline,
+// then flag_fds): parse_frame has checked that the payload holds it.
+struct first_prefix {
+  std::uint32_t deadline_ms = 0;  // when flag_deadline
+  std::uint8_t fd_count = 0;      // when flag_fds: 1..253
+  std::size_t size = 0;           // bytes of prefix to skip
+};
+first_prefix parse_first_prefix(std::uint8_t flags, std::string_view payload);
+
+// CREDIT and REPLY_CREDIT payloads: `u32 messages || u32 bytes`, a grant added to what
+// the writer of the stream may send.
+struct credit_grant {
+  std::uint32_t messages = 0;
+  std::uint32_t bytes = 0;
+};
+std::string encode_credit_payload(credit_grant g);
+// `payload` must be credit_payload_size bytes (parse_frame checks that).
+credit_grant parse_credit_payload(std::string_view payload);
+
+// True for the frame types that carry message fragments (request, response, notify,
+// stream, reply_stream).
+bool carries_message(frame_type t) noexcept;
+
 // ERROR and GOAWAY payloads: `u16 code || UTF-8 text`. Encoding cuts the text to fit one
 // frame, at a UTF-8 character boundary (never inside a multi-byte character).
 std::string encode_code_payload(std::uint16_t code, std::string_view text);
@@ -114,15 +159,17 @@ struct code_payload {
 // `payload` must be at least 2 bytes (parse_frame checks that for error and goaway).
 code_payload parse_code_payload(std::string_view payload);
 
-// Parses one record body as a frame. Rules checked (each with its own message): body at
-// least frame_header_size bytes; type known; no unknown flags; flag_more / flag_continued
-// only on request, response and notify; flag_deadline only on a request without
-// flag_continued, whose payload then holds at least the 4-byte prefix; call id 0
-// exactly for hello, ping, pong and close, and nonzero for request, response, error,
-// cancel and notify (goaway: any); payload at most
-// max_frame_payload bytes; ping and pong payload at most 8 bytes; error and goaway
-// payload at least 2 bytes; cancel and close payload empty. Returns false and sets
-// `error` when a rule fails.
+// Parses one record body as a frame. Rules checked (each with its own message, PROTOCOL.md
+// §4.2): body at least frame_header_size bytes; type known; no unknown flags;
+// flag_more / flag_continued only on the message types (carries_message);
+// flag_deadline and flag_stream only on a request without flag_continued; flag_fds only
+// on a message type without flag_continued, with a count of 1..253; the payload holds
+// the whole prefix the flags announce; call id 0 exactly for hello, ping, pong and close,
+// and nonzero for every other type but goaway (any); payload at most max_frame_payload
+// bytes; ping and pong payload at most 8 bytes; error and goaway payload at least 2
+// bytes; cancel, close and stream_end payload empty; credit and reply_credit payload
+// exactly 8 bytes. The feature bits are not checked here: a receiver checks its own
+// (PROTOCOL.md §6.2). Returns false and sets `error` when a rule fails.
 bool parse_frame(std::string_view body, frame_view& out, std::string& error);
 
 // Incremental record splitter: feed bytes as they arrive, take records out one by one.

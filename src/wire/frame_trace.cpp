@@ -22,6 +22,8 @@ std::string flags_text(std::uint8_t flags) {
   add(flag_more, "more");
   add(flag_continued, "continued");
   add(flag_deadline, "deadline");
+  add(flag_stream, "stream");
+  add(flag_fds, "fds");
   return out;
 }
 
@@ -54,10 +56,10 @@ std::string message_details(const frame_view& f) {
   if (f.flags & flag_continued) return " " + std::to_string(f.payload.size()) + " bytes";
   std::string_view bytes = f.payload;
   std::string out;
-  if (f.flags & flag_deadline) {  // parse_frame checked the prefix is there
-    out += " deadline=" + std::to_string(get_deadline_prefix(bytes)) + "ms";
-    bytes.remove_prefix(deadline_prefix_size);
-  }
+  const first_prefix prefix = parse_first_prefix(f.flags, bytes);  // checked by parse_frame
+  if (f.flags & flag_deadline) out += " deadline=" + std::to_string(prefix.deadline_ms) + "ms";
+  if (f.flags & flag_fds) out += " fds=" + std::to_string(prefix.fd_count);
+  bytes.remove_prefix(prefix.size);
   return out + fields_text(bytes, f.flags & flag_more);
 }
 
@@ -114,7 +116,16 @@ std::string trace_line(trace_direction dir, const frame_view& f) {
     case frame_type::hello: return line + hello_details(f.payload);
     case frame_type::request:
     case frame_type::response:
-    case frame_type::notify: return line + message_details(f);
+    case frame_type::notify:
+    case frame_type::stream:
+    case frame_type::reply_stream: return line + message_details(f);
+    case frame_type::credit:
+    case frame_type::reply_credit: {
+      const credit_grant g = parse_credit_payload(f.payload);  // 8 bytes: parse_frame
+      return line + " messages=" + std::to_string(g.messages) +
+             " bytes=" + std::to_string(g.bytes);
+    }
+    case frame_type::stream_end:
     case frame_type::error:
     case frame_type::goaway: return line + code_details(f.payload);
     case frame_type::ping:

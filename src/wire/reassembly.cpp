@@ -85,8 +85,7 @@ reassembler::status reassembler::add(const frame_view& f, std::string_view& whol
   recycle(std::move(done_));  // the last `whole` lapses
   has_decoded_ = false;
   decoded_.clear();
-  if (f.type != frame_type::request && f.type != frame_type::response &&
-      f.type != frame_type::notify) {
+  if (!carries_message(f.type)) {
     error = std::string(f.type == frame_type::error ? "an " : "a ") + to_string(f.type) +
             " frame carries no message";
     return status::error;
@@ -98,10 +97,11 @@ reassembler::status reassembler::add(const frame_view& f, std::string_view& whol
   if (!(f.flags & flag_continued)) {  // first fragment
     std::string_view payload = f.payload;
     std::optional<std::uint32_t> deadline;
-    if (f.flags & flag_deadline) {  // parse_frame checked the prefix is there
-      deadline = get_deadline_prefix(payload);
-      payload.remove_prefix(deadline_prefix_size);
-    }
+    // parse_frame checked that the prefix is there
+    const first_prefix prefix = parse_first_prefix(f.flags, payload);
+    if (f.flags & flag_deadline) deadline = prefix.deadline_ms;
+    payload.remove_prefix(prefix.size);
+    fd_count_ = prefix.fd_count;
     if (it != partial_.end()) {
       error = "a new message on " + describe(f.type, f.call_id) +
               " while the previous one is unfinished";

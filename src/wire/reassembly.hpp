@@ -64,6 +64,10 @@ class reassembler {
   // The deadline prefix (milliseconds left) of the message last returned as complete;
   // none when its first fragment had no flag_deadline.
   std::optional<std::uint32_t> deadline_ms() const { return deadline_; }
+  // The fd count (flag_fds, PROTOCOL.md §13) of the first fragment last added: 0 when it
+  // had no flag_fds. Read it right after add() of a first fragment; the fds themselves
+  // are the caller's to take (they arrive beside the bytes).
+  std::uint8_t first_fd_count() const { return fd_count_; }
 
   // After add() returned complete for a message decoded as it came (decode mode): true
   // once, and take_decoded() moves it out with its wire::decoded_cost-like cost.
@@ -108,6 +112,7 @@ class reassembler {
   message decoded_;
   std::size_t decoded_cost_ = 0;
   std::optional<std::uint32_t> deadline_;
+  std::uint8_t fd_count_ = 0;
   std::string spare_;  // the last completed message's buffer, its capacity kept
   std::string done_;   // the message `whole` views after a fragmented complete
   std::string fresh_buffer();

@@ -20,6 +20,12 @@ enum class setting_id : std::uint16_t {
 // Feature bits (PROTOCOL.md §6.2): in use only when both sides set them.
 inline constexpr std::uint32_t feature_deadline = 0x1;  // requests may carry flag_deadline
 inline constexpr std::uint32_t feature_notify = 0x2;    // notify frames may be sent
+// Stream calls (flag_stream, stream/reply_stream/stream_end/credit/reply_credit frames,
+// PROTOCOL.md §12).
+inline constexpr std::uint32_t feature_stream = 0x4;
+// File descriptors beside messages (flag_fds, PROTOCOL.md §13); set only by a side whose
+// transport can carry them (a UNIX socket).
+inline constexpr std::uint32_t feature_fds = 0x8;
 inline constexpr std::uint32_t features_supported = feature_deadline | feature_notify;
 
 inline constexpr std::uint32_t min_max_message_size = 65536;
