@@ -84,44 +84,38 @@ void epoll_backend::mark_changed(int fd, fd_state& s) {
 }
 
 void epoll_backend::submit_read(int fd, void* buf, std::size_t len, completion* c) {
-  if (fd < 0) return finish(c, -EBADF);
-  op o{c, buf, len, nullptr, 0, false, nullptr, nullptr};
+  queue_read(fd, op{c, buf, len, nullptr, 0, false, nullptr, nullptr});
+}
+
+void epoll_backend::submit_writev(int fd, bool is_socket, const iovec* iov, int iovcnt,
+                                  completion* c) {
+  queue_write(fd, op{c, nullptr, 0, iov, iovcnt, is_socket, nullptr, nullptr});
+}
+
+void epoll_backend::submit_recvmsg(int fd, msghdr* msg, completion* c) {
+  queue_read(fd, op{c, nullptr, 0, nullptr, 0, true, msg, nullptr});
+}
+
+void epoll_backend::submit_sendmsg(int fd, const msghdr* msg, completion* c) {
+  queue_write(fd, op{c, nullptr, 0, nullptr, 0, true, nullptr, msg});
+}
+
+void epoll_backend::queue_read(int fd, const op& o) {
+  if (fd < 0) return finish(o.c, -EBADF);
   fd_state& s = state(fd);
-  if (s.unwatchable) return finish(c, try_read(fd, o));
+  if (s.unwatchable) return finish(o.c, try_read(fd, o));
   // No read now: the wait of the next turn tells whether the fd is readable.
   s.reads.push_back(o);
   if (s.reads.size() == 1) mark_changed(fd, s);
 }
 
-void epoll_backend::submit_writev(int fd, bool is_socket, const iovec* iov, int iovcnt,
-                               completion* c) {
-  if (fd < 0) return finish(c, -EBADF);
-  op o{c, nullptr, 0, iov, iovcnt, is_socket, nullptr, nullptr};
+void epoll_backend::queue_write(int fd, const op& o) {
+  if (fd < 0) return finish(o.c, -EBADF);
   fd_state& s = state(fd);
+  // Tried at once unless earlier writes wait (they go first: a stream's bytes stay in order).
   if (s.writes.empty()) {
     int res = try_write(fd, o);
-    if (!not_ready(res) || s.unwatchable) return finish(c, res);
-  }
-  s.writes.push_back(o);
-  if (s.writes.size() == 1) mark_changed(fd, s);
-}
-
-void epoll_backend::submit_recvmsg(int fd, msghdr* msg, completion* c) {
-  if (fd < 0) return finish(c, -EBADF);
-  op o{c, nullptr, 0, nullptr, 0, true, msg, nullptr};
-  fd_state& s = state(fd);
-  if (s.unwatchable) return finish(c, try_read(fd, o));
-  s.reads.push_back(o);
-  if (s.reads.size() == 1) mark_changed(fd, s);
-}
-
-void epoll_backend::submit_sendmsg(int fd, const msghdr* msg, completion* c) {
-  if (fd < 0) return finish(c, -EBADF);
-  op o{c, nullptr, 0, nullptr, 0, true, nullptr, msg};
-  fd_state& s = state(fd);
-  if (s.writes.empty()) {
-    int res = try_write(fd, o);
-    if (!not_ready(res) || s.unwatchable) return finish(c, res);
+    if (!not_ready(res) || s.unwatchable) return finish(o.c, res);
   }
   s.writes.push_back(o);
   if (s.writes.size() == 1) mark_changed(fd, s);

@@ -85,6 +85,11 @@ class epoll_backend final : public loop_backend {
   static int try_read(int fd, const op& o) noexcept;
   static int try_write(int fd, const op& o) noexcept;
   fd_state& state(int fd);
+  // The one path of every read (read, recvmsg) and every write (writev, sendmsg): fd
+  // checked, then the op made at once (writes; reads of unwatchable files) or queued
+  // behind the fd's earlier ops of its kind until epoll reports the fd ready.
+  void queue_read(int fd, const op& o);
+  void queue_write(int fd, const op& o);
   void finish(completion* c, int res);
   void mark_changed(int fd, fd_state& s);
   void apply_changes();
