@@ -178,7 +178,7 @@ inline settings parse_settings(const std::string& s) {
 }
 
 inline frame_type parse_type(const std::string& name) {
-  for (int t = 1; t <= 10; ++t)
+  for (int t = 1; t <= static_cast<int>(frame_type::reply_credit); ++t)
     if (name == to_string(static_cast<frame_type>(t))) return static_cast<frame_type>(t);
   throw std::runtime_error("unknown frame type name " + name);
 }
@@ -202,7 +202,8 @@ struct vector {
 
 inline const std::set<std::string> known_keys = {
     "name", "about", "what", "hex", "error", "direction", "version", "mode", "user",
-    "type", "flags", "call-id", "payload", "message", "settings", "code", "text"};
+    "type", "flags", "call-id", "payload", "message", "settings", "code", "text",
+    "deadline", "fds", "credit"};
 
 // Reads every fenced block of `spec` whose info string is `info` (```vector, ```key-vector):
 // `on_block(line)` at each opening fence (its line number), then `on_entry(key, value,
