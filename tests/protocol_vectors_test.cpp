@@ -4,6 +4,7 @@
 // $BOKBOK_SOURCE_ROOT/src/wire/PROTOCOL.md.
 #include <doctest/doctest.h>
 
+#include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -49,9 +50,18 @@ preamble_result read_preamble(std::string_view bytes, std::size_t chunk) {
   return {st, r.value(), r.error(), bytes.size() - consumed};
 }
 
+// A message as reassembled, with what its first fragment's prefixes said (§4.3).
+struct received {
+  frame_type type;
+  std::uint32_t call_id;
+  message fields;
+  std::optional<std::uint32_t> deadline_ms;
+  unsigned fd_count;
+};
+
 struct stream_result {
   std::string error;
-  std::vector<std::tuple<frame_type, std::uint32_t, message>> messages;
+  std::vector<received> messages;
   std::vector<settings> hellos;
 };
 
@@ -60,6 +70,7 @@ stream_result read_records(std::string_view bytes, std::size_t chunk) {
   stream_result res;
   record_reader reader;
   reassembler reasm(settings{}.max_message_size, max_partial_messages);
+  unsigned fd_count = 0;
   for (std::size_t at = 0; at < bytes.size() && res.error.empty(); at += chunk) {
     reader.feed(bytes.substr(at, chunk));
     std::string_view body;
@@ -76,10 +87,11 @@ stream_result read_records(std::string_view bytes, std::size_t chunk) {
         settings s;
         if (!decode_settings(f.payload, s, res.error)) return res;
         res.hellos.push_back(s);
-      } else if (f.type == frame_type::request || f.type == frame_type::response ||
-                 f.type == frame_type::notify) {
+      } else if (carries_message(f.type)) {
         std::string bytes_out;
         const auto r = reasm.add(f, bytes_out, res.error);
+        // The fd count is the first fragment's: read it right after that add().
+        if (!(f.flags & flag_continued)) fd_count = reasm.first_fd_count();
         if (r == reassembler::status::error) return res;
         if (r == reassembler::status::too_large) {
           res.error = "message too large";
@@ -88,7 +100,7 @@ stream_result read_records(std::string_view bytes, std::size_t chunk) {
         if (r == reassembler::status::complete) {
           message m;
           if (!decode_message(bytes_out, m, res.error)) return res;
-          res.messages.emplace_back(f.type, f.call_id, std::move(m));
+          res.messages.push_back({f.type, f.call_id, std::move(m), reasm.deadline_ms(), fd_count});
         }
       }
     }
@@ -160,14 +172,39 @@ void check_message(const vector& v, const std::string& bytes) {
   CHECK(m == want);
 }
 
+// The prefixes (§4.3) a vector's `deadline` and `fds` keys describe, in wire order.
+std::string described_prefix(const vector& v) {
+  std::string out;
+  if (v.has("deadline"))
+    put_deadline_prefix(out, static_cast<std::uint32_t>(std::stoul(v.at("deadline"))));
+  if (v.has("fds")) out.push_back(static_cast<char>(std::stoul(v.at("fds"))));
+  return out;
+}
+
+// `messages=N bytes=N`.
+credit_grant parse_credit(const std::string& text) {
+  credit_grant g;
+  std::istringstream in(text);
+  if (std::string tok; !(in >> tok) || tok.rfind("messages=", 0) != 0)
+    throw std::runtime_error("bad credit " + text);
+  else
+    g.messages = static_cast<std::uint32_t>(std::stoul(tok.substr(9)));
+  if (std::string tok; !(in >> tok) || tok.rfind("bytes=", 0) != 0)
+    throw std::runtime_error("bad credit " + text);
+  else
+    g.bytes = static_cast<std::uint32_t>(std::stoul(tok.substr(6)));
+  return g;
+}
+
 // The payload a `frame` vector describes, and a check of a decoded payload against it.
 std::string described_payload(const vector& v) {
   if (v.has("payload")) return parse_hex(v.at("payload"));
   if (v.has("message")) {
-    std::string out;
+    std::string out = described_prefix(v);
     encode_message(parse_message(v.at("message")), out);
     return out;
   }
+  if (v.has("credit")) return encode_credit_payload(parse_credit(v.at("credit")));
   if (v.has("settings")) return encode_settings(parse_settings(v.at("settings")));
   if (v.has("code"))
     return encode_code_payload(static_cast<std::uint16_t>(std::stoul(v.at("code"))),
@@ -175,11 +212,15 @@ std::string described_payload(const vector& v) {
   throw std::runtime_error("a frame vector needs payload, message, settings or code");
 }
 
-void check_decoded_payload(const vector& v, std::string_view payload) {
+void check_decoded_payload(const vector& v, std::uint8_t flags, std::string_view payload) {
   std::string error;
   if (v.has("payload")) {
     CHECK(payload == parse_hex(v.at("payload")));
   } else if (v.has("message")) {
+    const first_prefix prefix = parse_first_prefix(flags, payload);
+    CHECK(prefix.deadline_ms == (v.has("deadline") ? std::stoul(v.at("deadline")) : 0));
+    CHECK(prefix.fd_count == (v.has("fds") ? std::stoul(v.at("fds")) : 0));
+    payload.remove_prefix(prefix.size);
     message m;
     REQUIRE_MESSAGE(decode_message(payload, m, error), error);
     CHECK(m == parse_message(v.at("message")));
@@ -187,6 +228,11 @@ void check_decoded_payload(const vector& v, std::string_view payload) {
     settings s;
     REQUIRE_MESSAGE(decode_settings(payload, s, error), error);
     CHECK(s == parse_settings(v.at("settings")));
+  } else if (v.has("credit")) {
+    const credit_grant got = parse_credit_payload(payload);
+    const credit_grant want = parse_credit(v.at("credit"));
+    CHECK(got.messages == want.messages);
+    CHECK(got.bytes == want.bytes);
   } else {
     const code_payload c = parse_code_payload(payload);
     CHECK(c.code == std::stoul(v.at("code")));
@@ -224,7 +270,7 @@ void check_frame(const vector& v, const std::string& bytes) {
     CHECK(f.type == type);
     CHECK(f.flags == flags);
     CHECK(f.call_id == id);
-    check_decoded_payload(v, f.payload);
+    check_decoded_payload(v, flags, f.payload);
     std::string_view rest;
     CHECK(reader.next(rest) == record_reader::status::need_more);
     CHECK(reader.buffered() == 0);
@@ -243,18 +289,27 @@ void check_frames(const vector& v, const std::string& bytes) {
   const frame_type type = parse_type(v.at("type"));
   const auto id = static_cast<std::uint32_t>(std::stoul(v.at("call-id")));
   const message want = parse_message(v.at("message"));
+  // The first fragment's flags (deadline, stream, fds) with their prefixes.
+  const auto first_flags =
+      v.has("flags") ? static_cast<std::uint8_t>(std::stoul(v.at("flags"), nullptr, 16))
+                     : std::uint8_t{0};
   if (!v.decode_only()) {
-    std::string msg, enc;
+    std::string msg = described_prefix(v), enc;
     encode_message(want, msg);
-    append_message_frames(enc, type, id, msg);
+    append_message_frames(enc, type, id, msg, first_flags);
     CHECK(enc == bytes);
   }
   for (const auto& r : {whole, drip}) {
     REQUIRE_MESSAGE(r.error.empty(), r.error);
     REQUIRE(r.messages.size() == 1);
-    CHECK(std::get<0>(r.messages[0]) == type);
-    CHECK(std::get<1>(r.messages[0]) == id);
-    CHECK(std::get<2>(r.messages[0]) == want);
+    const received& got = r.messages[0];
+    CHECK(got.type == type);
+    CHECK(got.call_id == id);
+    CHECK(got.fields == want);
+    if (v.has("deadline")) {
+      CHECK(got.deadline_ms == std::optional<std::uint32_t>(std::stoul(v.at("deadline"))));
+    }
+    CHECK(got.fd_count == (v.has("fds") ? std::stoul(v.at("fds")) : 0));
   }
 }
 
@@ -319,7 +374,15 @@ TEST_CASE("PROTOCOL.md holds every test vector the protocol needs, each well for
         "invalid-restarted-message", "invalid-message-count", "message-empty",
         "frame-request-deadline", "frame-notify", "frames-deadline-request",
         "invalid-deadline-on-response", "invalid-deadline-continued", "invalid-deadline-short",
-        "invalid-notify-id-0"}) {
+        "invalid-notify-id-0", "frame-request-stream-deadline", "frame-request-deadline-fds",
+        "frame-notify-fds", "frame-stream-first-fragment", "frame-reply-stream-continued",
+        "frame-stream-end", "frame-credit", "frame-reply-credit", "frames-stream-message",
+        "frames-reply-stream-fragmented", "frames-request-deadline-fds", "frames-stream-request",
+        "invalid-stream-on-response", "invalid-stream-continued", "invalid-fds-count-0",
+        "invalid-fds-count-254", "invalid-fds-continued", "invalid-fds-on-credit",
+        "invalid-fds-short", "invalid-stream-end-payload", "invalid-credit-short",
+        "invalid-stream-id-0", "invalid-more-on-reply-credit",
+        "invalid-restarted-stream-message"}) {
     CHECK_MESSAGE(names.count(required), "PROTOCOL.md lacks vector " << required);
   }
   CHECK(invalid >= 10);
