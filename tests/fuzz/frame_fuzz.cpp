@@ -4,12 +4,15 @@
 // Input: byte 0 picks the chunk size used to feed the record reader; the rest is the
 // stream. Properties checked: feeding in chunks gives the same records as feeding at once;
 // every parsed frame re-encodes to its own bytes; a decoded hello re-encodes to the same
-// settings; a reassembled message that decodes re-encodes to the same bytes; the
-// reassembler never holds more than its limits allow. Reading records in place from each
-// chunk (next(input, body)) gives the same records, holding at most one; a reassembler in
-// decode mode (fragments decoded as they come) completes the same messages, fails only
-// where reassembling the bytes would give an undecodable message, and may call a message
-// too large early (it announces more than the limit holds) where the bytes never decode.
+// settings; a reassembled message that decodes re-encodes to the same bytes (stream and
+// reply_stream messages too); the reassembler never holds more than its limits allow. A
+// first fragment's prefixes (deadline, fd count) parse as its flags announce, and the
+// reassembler reports the same fd count; a credit payload re-encodes to itself. Reading
+// records in place from each chunk (next(input, body)) gives the same records, holding at
+// most one; a reassembler in decode mode (fragments decoded as they come) completes the
+// same messages, fails only where reassembling the bytes would give an undecodable
+// message, and may call a message too large early (it announces more than the limit
+// holds) where the bytes never decode.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -129,12 +132,36 @@ bool check_decoding(reassembler& d, const frame_view& f, reassembler::status st,
   return true;
 }
 
+// parse_first_prefix agrees with the flags parse_frame accepted (PROTOCOL.md §4.2 rules
+// 7-8, §4.3 "Prefixes").
+void check_prefix(const frame_view& f) {
+  const first_prefix p = parse_first_prefix(f.flags, f.payload);
+  if (f.flags & flag_continued) {
+    FUZZ_CHECK(p.size == 0 && p.fd_count == 0 && p.deadline_ms == 0);
+    return;
+  }
+  const std::size_t want = ((f.flags & flag_deadline) ? deadline_prefix_size : 0) +
+                           ((f.flags & flag_fds) ? fds_prefix_size : 0);
+  FUZZ_CHECK(p.size == want);
+  FUZZ_CHECK(p.size <= f.payload.size());
+  if (f.flags & flag_deadline) FUZZ_CHECK(p.deadline_ms == get_deadline_prefix(f.payload));
+  if (f.flags & flag_fds) {
+    FUZZ_CHECK(p.fd_count >= 1 && p.fd_count <= max_fds_per_message);
+  } else {
+    FUZZ_CHECK(p.fd_count == 0);
+  }
+  if (f.flags & flag_stream) FUZZ_CHECK(f.type == frame_type::request);
+}
+
 // Returns false when the connection would end here (a violation).
 bool check_message_frame(reassembler& r, reassembler& d, const frame_view& f,
                          std::set<std::uint64_t>& early) {
+  check_prefix(f);
   std::string out, error;
   const std::size_t open_before = r.open_messages();
   const auto st = r.add(f, out, error);
+  if (!(f.flags & flag_continued) && st != reassembler::status::error)
+    FUZZ_CHECK(r.first_fd_count() == parse_first_prefix(f.flags, f.payload).fd_count);
   FUZZ_CHECK(r.open_messages() <= max_open);
   FUZZ_CHECK(r.open_messages() <= open_before + 1);
   FUZZ_CHECK(r.buffered_bytes() <= max_open * limit);
@@ -191,7 +218,18 @@ bool check_frame(reassembler& r, reassembler& d, std::string_view body,
     case frame_type::request:
     case frame_type::response:
     case frame_type::notify:
+    case frame_type::stream:
+    case frame_type::reply_stream:
+      FUZZ_CHECK(carries_message(f.type));
       return check_message_frame(r, d, f, early);
+    case frame_type::credit:
+    case frame_type::reply_credit:
+      FUZZ_CHECK(f.payload.size() == credit_payload_size);
+      FUZZ_CHECK(encode_credit_payload(parse_credit_payload(f.payload)) == f.payload);
+      return true;
+    case frame_type::stream_end:
+      FUZZ_CHECK(f.payload.empty());
+      return true;
     default:
       return true;
   }

@@ -8,6 +8,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 HELLO, REQUEST, RESPONSE, ERROR, CANCEL, PING, PONG, GOAWAY, CLOSE = range(1, 10)
 MORE, CONTINUED = 1, 2
+STREAM, REPLY_STREAM, STREAM_END, CREDIT, REPLY_CREDIT = range(11, 16)
 
 
 def frame(t, flags, call_id, payload=b""):
@@ -82,7 +83,7 @@ cancelled = (frame(REQUEST, MORE, 4, message([b"abcdef"])[:6]) + frame(CANCEL, 0
 write("frame_fuzz", "cancel-mid-message", b"\x05" + cancelled)
 write("frame_fuzz", "hello-unknown-setting",
       b"\x02" + frame(HELLO, 0, 0, struct.pack(">HIHI", 99, 0x12345678, 1, 1 << 17)))
-write("frame_fuzz", "unknown-type", b"\x00" + frame(PING, 0, 0) + frame(11, 0, 0))
+write("frame_fuzz", "unknown-type", b"\x00" + frame(PING, 0, 0) + frame(16, 0, 5))
 write("frame_fuzz", "deadline-request",
       b"\x00" + frame(REQUEST, 0x04, 3, struct.pack(">I", 1500) + struct.pack(">II", 1, 4) + b"ping"))
 write("frame_fuzz", "deadline-fragmented",
@@ -91,6 +92,26 @@ write("frame_fuzz", "deadline-fragmented",
 write("frame_fuzz", "notify-fragmented",
       b"\x01" + frame(10, MORE, 1, struct.pack(">II", 1, 700) + b"n" * 100)
       + frame(10, CONTINUED, 1, b"n" * 600) + frame(10, 0, 2, struct.pack(">I", 0)))
+# Streams (PROTOCOL.md §12): a stream call opened with STREAM|DEADLINE and its credit,
+# a fragmented stream message, stream_end, the responder's reply_credit, reply_stream
+# messages and the answer.
+stream_call = (frame(REQUEST, 0x08 | 0x04, 5, struct.pack(">I", 2000) + message([b"chat"]))
+               + frame(CREDIT, 0, 5, struct.pack(">II", 64, 1 << 20))
+               + frame(REPLY_CREDIT, 0, 5, struct.pack(">II", 2, 300))
+               + fragments(STREAM, 5, message([b"s" * 250]), 90)
+               + frame(REPLY_STREAM, 0, 5, message([b"hello"]))
+               + fragments(REPLY_STREAM, 5, message([b"r" * 200]), 120)
+               + frame(STREAM_END, 0, 5)
+               + frame(RESPONSE, 0, 5, message([])))
+write("frame_fuzz", "stream-call", b"\x00" + stream_call)
+write("frame_fuzz", "stream-call-drip", b"\x05" + stream_call)
+# File descriptors (§13): counts after the deadline, on a request, a notification and a
+# fragmented stream message.
+fds = (frame(REQUEST, 0x04 | 0x10, 6, struct.pack(">IB", 1000, 2) + message([b"put", b"log"]))
+       + frame(10, 0x10, 1, b"\x01" + message([b"fd"]))
+       + frame(STREAM, 0x10 | MORE, 5, b"\xfd" + message([b"x" * 100])[:50])
+       + frame(STREAM, CONTINUED, 5, message([b"x" * 100])[50:]))
+write("frame_fuzz", "fds-messages", b"\x00" + fds)
 write("frame_fuzz", "unknown-continuation", b"\x00" + frame(REQUEST, CONTINUED, 9, b"abcd"))
 
 # message_fuzz: message bytes alone.
