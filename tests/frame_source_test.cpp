@@ -2,11 +2,14 @@
 // read buffer, frames, messages whole or fragmented, and the errors that end a stream.
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "crypto/noise_symmetric.hpp"
+#include "crypto/record_cipher.hpp"
 #include "rpc/frame_source.hpp"
 #include "wire/frame.hpp"
 #include "wire/message_codec.hpp"
@@ -167,4 +170,73 @@ TEST_CASE("dropping the messages forgets partial ones and their reserved fields"
   src.drop_messages(1 << 20, max_partial_messages);
   CHECK(src.messages().buffered_bytes() == 0);
   CHECK(src.messages().open_messages() == 0);
+}
+
+namespace {
+
+// One direction's cipher, keyed with a fixed test key (both ends make the same).
+bokbok::crypto::record_cipher test_cipher() {
+  std::array<unsigned char, bokbok::crypto::cipher_key_len> k{};
+  for (std::size_t i = 0; i < k.size(); ++i) k[i] = static_cast<unsigned char>(i * 5 + 3);
+  bokbok::crypto::cipher_state st;
+  st.initialize_key(k);
+  return bokbok::crypto::record_cipher(std::move(st));
+}
+
+// Each record of `plain` (whole plain records) sealed into one key-mode record.
+std::string sealed(bokbok::crypto::record_cipher& send, std::string_view plain) {
+  std::string out;
+  record_reader records;
+  std::string_view body;
+  while (records.next(plain, body) == record_reader::status::record) REQUIRE(send.seal(body, out));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("key mode opens each record in place, and an idle source keeps only a small decrypt buffer") {
+  bokbok::crypto::record_cipher send = test_cipher();
+  bokbok::crypto::record_cipher receive = test_cipher();
+  frame_source src(1 << 20, max_partial_messages);
+  frame_view f;
+  // Small records: opened, and between reads the buffer stays (a quiet connection's next
+  // record needs no allocation), within one small record's room.
+  for (int round = 0; round < 5; ++round) {
+    std::string plain;
+    const std::string answer = encoded({"ok", std::string(10 + round * 70, char('a' + round))});
+    append_message_frames(plain, frame_type::response, 3, answer);
+    std::string read = sealed(send, plain);
+    std::string_view input = read;
+    const auto st = src.next_with(input, &receive, f);
+    INFO(src.error());
+    REQUIRE(st == frame_source::status::frame);
+    CHECK(f.type == frame_type::response);
+    CHECK(f.payload == answer);
+    CHECK(src.next_with(input, &receive, f) == frame_source::status::need_more);
+    CHECK(src.decrypt_bytes() > 0);
+    CHECK(src.decrypt_bytes() <= frame_source::idle_keep);
+  }
+  // A large record grows the buffer while it is read; once the read is used up, it goes.
+  std::string plain;
+  append_frame(plain, frame_type::ping, 0, 0, "12345678");
+  const std::string big = encoded({"put", std::string(60'000, 'q')});
+  append_message_frames(plain, frame_type::request, 9, big);
+  std::string read = sealed(send, plain);
+  std::string_view input = read;
+  REQUIRE(src.next_with(input, &receive, f) == frame_source::status::frame);
+  REQUIRE(src.next_with(input, &receive, f) == frame_source::status::frame);
+  CHECK(f.type == frame_type::request);
+  CHECK(src.decrypt_bytes() >= f.payload.size());
+  std::string_view whole;
+  std::string err;
+  REQUIRE(src.add_message(f, whole, err) == reassembler::status::complete);
+  CHECK(whole == big);
+  CHECK(src.next_with(input, &receive, f) == frame_source::status::need_more);
+  CHECK(src.decrypt_bytes() <= frame_source::idle_keep);
+  // A forged record ends the stream as forged.
+  std::string bad = sealed(send, plain);
+  bad[10] ^= 1;
+  input = bad;
+  CHECK(src.next_with(input, &receive, f) == frame_source::status::error);
+  CHECK(src.forged());
 }

@@ -466,5 +466,43 @@ TEST_CASE("the send path lets go of its sealing buffers when nothing is left to 
   }
   CHECK(batches >= 1);
   CHECK(send.all_written());
-  CHECK(send.sealing_bytes() == 0);  // idle: an idle connection holds no sealing buffer
+  // Idle: an idle connection holds no large sealing buffer (one small one at most).
+  CHECK(send.sealing_bytes() <= rpc::sealed_buffers::idle_keep);
+}
+
+TEST_CASE("key mode's small records are sealed without an allocation per round trip, and idle keeps one small buffer") {
+  rpc::send_path send;
+  crypto::record_cipher cipher = test_cipher();
+  const rpc::record_sink sealing(&cipher);
+  rpc::batch b;
+  std::size_t allocations_after_warmup = 0;
+  // Round trips of a quiet connection: one small answer queued, written by the loop, then
+  // the send side falls idle (take_write finds nothing) before the next one.
+  for (int round = 0; round < 50; ++round) {
+    send.queue().push_message(wire::frame_type::response, 1,
+                              std::string(16 + static_cast<std::size_t>(round % 7) * 40, 'r'));
+    rpc::record_sink plain;
+    REQUIRE(send.take_write(b, nullptr, plain) == rpc::send_path::taken::records);
+    const std::size_t before = allocations.load();
+    REQUIRE(send.seal(b, sealing));
+    send.write_done();
+    b.clear();
+    REQUIRE(send.take_write(b, nullptr, plain) == rpc::send_path::taken::nothing);
+    if (round >= 7) allocations_after_warmup += allocations.load() - before;  // each size seen
+    CHECK(send.sealing_bytes() > 0);  // idle, yet the small buffer stays
+    CHECK(send.sealing_bytes() <= rpc::sealed_buffers::idle_keep);
+  }
+  CHECK(allocations_after_warmup == 0);
+  // A large answer grows the buffers; idle again, only a small one may stay.
+  send.queue().push_message(wire::frame_type::response, 1, std::string(300000, 'k'));
+  for (int turns = 0; turns < 10; ++turns) {
+    rpc::record_sink plain;
+    b.clear();
+    if (send.take_write(b, nullptr, plain) == rpc::send_path::taken::nothing) break;
+    REQUIRE(send.seal(b, sealing));
+    CHECK(send.sealing_bytes() >= b.bytes);
+    send.write_done();
+  }
+  CHECK(send.all_written());
+  CHECK(send.sealing_bytes() <= rpc::sealed_buffers::idle_keep);
 }

@@ -166,6 +166,19 @@ bool cipher_state::decrypt_with_ad(std::string_view ad, std::string_view ciphert
   return true;
 }
 
+bool cipher_state::decrypt_into(std::string_view ciphertext, unsigned char* out) {
+  if (!has_key_) throw std::logic_error("cipher_state::decrypt_into without a key");
+  if (n_ > max_nonce || ciphertext.size() < tag_len) return false;
+  const auto nonce = chachapoly_nonce(n_);
+  unsigned long long mlen = 0;
+  if (crypto_aead_chacha20poly1305_ietf_decrypt(out, &mlen, nullptr, bytes_of(ciphertext),
+                                                ciphertext.size(), nullptr, 0, nonce.data(),
+                                                k_.data()) != 0)
+    return false;
+  ++n_;
+  return true;
+}
+
 void cipher_state::rekey() {
   if (!has_key_) throw std::logic_error("cipher_state::rekey without a key");
   const auto nonce = chachapoly_nonce(UINT64_MAX);

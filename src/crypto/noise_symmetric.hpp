@@ -88,6 +88,12 @@ class cipher_state {
   // the ciphertext is shorter than the tag, or the nonce space is exhausted.
   bool decrypt_with_ad(std::string_view ad, std::string_view ciphertext, std::string& out);
 
+  // DecryptWithAd(empty ad, ciphertext) into `out`, which has room for
+  // ciphertext.size() - tag_len bytes (written, nothing else; none zeroed first) and does
+  // not overlap it. Requires a key. Fails as decrypt_with_ad does (n unchanged; what
+  // `out` holds then is undefined).
+  bool decrypt_into(std::string_view ciphertext, unsigned char* out);
+
   // Rekey(): k = the first 32 bytes of ENCRYPT(k, 2^64-1, empty, 32 zero bytes)
   // (Noise §4.2 and §11.3). n is unchanged. Requires a key.
   void rekey();

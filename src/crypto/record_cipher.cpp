@@ -77,4 +77,14 @@ bool record_cipher::open(std::string_view body, std::string& out) {
   return true;
 }
 
+bool record_cipher::open_into(std::string_view body, char* out) {
+  if (failed_ || body.size() <= tag_len || body.size() > max_record_body_size ||
+      !state_.decrypt_into(body, reinterpret_cast<unsigned char*>(out))) {
+    failed_ = true;
+    return false;
+  }
+  count(body.size() - tag_len);
+  return true;
+}
+
 }  // namespace bokbok::crypto

@@ -72,6 +72,9 @@ class record_cipher {
   // `out`. Returns false (cipher dead) if the body is not 17..65535 bytes, fails
   // authentication, or the nonce space is exhausted.
   bool open(std::string_view body, std::string& out);
+  // The same into `out`, which has room for body.size() - tag_len bytes (the frame, its
+  // size), written without being zeroed first. False as open() (cipher dead).
+  bool open_into(std::string_view body, char* out);
 
   bool failed() const noexcept { return failed_; }
   std::uint64_t records() const noexcept { return state_.nonce(); }  // sealed or opened

@@ -307,8 +307,12 @@ void connection_impl::complete_call(std::uint32_t id, std::exception_ptr error, 
 void connection_impl::deliver_answers() {
   std::vector<answer> batch;
   batch.swap(answers_);  // a callback may read more (it runs on this thread): kept apart
+  bool going_away = false;
   {
     std::lock_guard lock(mu_);
+    // Only a connection going away may close once drained; a goaway said after this
+    // lock checks the drain itself (close_if_drained in its own path).
+    going_away = life_.going_away();
     for (auto& a : batch) {
       pending_call* c = calls_.find(a.id);
       if (!c) {
@@ -334,7 +338,7 @@ void connection_impl::deliver_answers() {
       run_response_callback(a.call.done, std::move(a.error), std::move(a.response));
   batch.clear();
   if (answers_.empty()) answers_.swap(batch);  // keeps its capacity for the next read
-  close_if_drained();
+  if (going_away) close_if_drained();  // no second lock per read otherwise
 }
 
 }  // namespace bokbok::detail

@@ -118,6 +118,8 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
   if (tick_timer_) cfg_.loop->cancel_timer(tick_timer_);
   if (record_timer_) cfg_.loop->cancel_timer(record_timer_);
   if (deadline_timer_) cfg_.loop->cancel_timer(deadline_timer_);
+  if (grace_timer_) cfg_.loop->cancel_timer(grace_timer_);
+  grace_timer_ = 0;
   // Partial messages will never complete: their memory and budget go now.
   frames_.drop_messages(cfg_.opts.max_message_size, wire::max_partial_messages);
   sync_partial_charge();
@@ -166,7 +168,7 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     } else {
       if (idle) flush();
       auto weak = weak_from_this();
-      cfg_.loop->add_timer(io::clock::now() + close_drain_timeout, [weak] {
+      drain_timer_ = cfg_.loop->add_timer(io::clock::now() + close_drain_timeout, [weak] {
         if (auto self = weak.lock(); self && self->stream_) self->drop_stream();
       });
     }
@@ -283,6 +285,8 @@ void connection_impl::drop_stream() {
   }
   stream_->close();
   stream_.reset();
+  if (drain_timer_) cfg_.loop->cancel_timer(drain_timer_);  // nothing left to drain
+  drain_timer_ = 0;
   if (cfg_.process) cfg_.process->release();
   std::shared_ptr<void> last;  // the last reference may go here: after unlocking
   std::lock_guard lock(mu_);
@@ -431,7 +435,7 @@ void connection_impl::close_gracefully(std::chrono::milliseconds grace) {
     // connection".
     self->start_goaway("it is closing the connection");
     auto weak = self->weak_from_this();
-    self->cfg_.loop->add_timer(io::clock::now() + grace, [weak, grace] {
+    self->grace_timer_ = self->cfg_.loop->add_timer(io::clock::now() + grace, [weak, grace] {
       if (auto s = weak.lock())
         s->finish(end_kind::clean, "closed by this side (calls still running after the " +
                                        std::to_string(grace.count()) + " ms grace period)");

@@ -343,6 +343,10 @@ class connection_impl final : public io::stream_events,
   rpc::frame_source frames_;  // records, frames, reassembly (rpc/frame_source.hpp)
   bool hello_seen_ = false;    // the phase has left handshaking
   io::timer_id handshake_timer_ = 0;
+  // Loop thread: the close's drain wait and the graceful close's grace period, cancelled
+  // when no longer needed (a pending timer holds the connection's memory, weakly).
+  io::timer_id drain_timer_ = 0;
+  io::timer_id grace_timer_ = 0;
   std::unique_ptr<rpc::key_session> key_;  // key mode only
   bool key_begun_ = false;
   bool expect_refusal_ = false;  // key mode met a plain peer: only a refusal is news

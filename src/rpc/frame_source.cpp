@@ -1,6 +1,8 @@
 // The frame source (see frame_source.hpp): records, key-mode opening, frames.
 #include "rpc/frame_source.hpp"
 
+#include <algorithm>
+
 #include "crypto/record_cipher.hpp"
 
 namespace bokbok::rpc {
@@ -8,12 +10,19 @@ namespace bokbok::rpc {
 frame_source::frame_source(std::size_t max_message_size, std::size_t max_open)
     : messages_(max_message_size, max_open, true) {}
 
-frame_source::status frame_source::next(std::string_view& input, key_session* key,
-                                        wire::frame_view& f) {
+frame_source::status frame_source::next_with(std::string_view& input,
+                                             crypto::record_cipher* key, wire::frame_view& f) {
   if (!error_.empty()) return status::error;
   std::string_view body;
   auto st = records_.next(input, body);
-  if (st == wire::record_reader::status::need_more) return status::need_more;
+  if (st == wire::record_reader::status::need_more) {
+    // The read is used up and nothing refers to the buffer any more: a large one goes.
+    if (opened_size_ > idle_keep) {
+      opened_.reset();
+      opened_size_ = 0;
+    }
+    return status::need_more;
+  }
   if (st == wire::record_reader::status::error) {
     error_ = records_.error();
     return status::error;
@@ -26,13 +35,19 @@ frame_source::status frame_source::next(std::string_view& input, key_session* ke
                std::to_string(wire::frame_header_size + crypto::tag_len) + ")";
       return status::error;
     }
-    opened_.clear();
-    if (!key->open(body, opened_)) {
+    const std::size_t size = body.size() - crypto::tag_len;
+    if (opened_size_ < size) {
+      // Doubles while small, so records of varying small sizes settle in one buffer.
+      const std::size_t grown = std::max(size, std::min(2 * opened_size_, idle_keep));
+      opened_ = std::make_unique_for_overwrite<char[]>(grown);  // not zeroed
+      opened_size_ = grown;
+    }
+    if (!key->open_into(body, opened_.get())) {
       forged_ = true;
       error_ = std::string(crypto::record_authentication_failed);
       return status::error;
     }
-    body = opened_;
+    body = std::string_view(opened_.get(), size);
   }
   std::string err;
   if (!wire::parse_frame(body, f, err)) {

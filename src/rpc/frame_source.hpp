@@ -9,12 +9,17 @@
 // (plain mode) is decoded straight from the read buffer into its fields: one copy after
 // the kernel's. Only a record cut by the end of a read is copied (into the record
 // reader, at most one record); in key mode each record is decrypted into one reused
-// buffer. A fragmented message is decoded as its fragments come, by the reassembler in
+// buffer, never zeroed first.
+//
+// Memory: that buffer grows to the largest record opened while records come; when a
+// read's bytes are used up (next() returns need_more) a buffer larger than idle_keep (one
+// small record's room) is let go of, so an idle connection holds at most idle_keep. A fragmented message is decoded as its fragments come, by the reassembler in
 // decode mode: each fragment's bytes go straight into the message's fields, so it too
 // is copied once after the read buffer.
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -32,13 +37,20 @@ class frame_source {
     error,      // the stream is broken; error() says how; nothing more comes
   };
 
+  // The decrypt buffer kept while idle (key mode): room for one small record.
+  static constexpr std::size_t idle_keep = 2048;
+
   frame_source(std::size_t max_message_size, std::size_t max_open);
 
   // The next frame: from the bytes held, then from `input`, whose used bytes are
   // removed from its front. `key`, when set and ready, opens each record first (key
   // mode). `f.payload` stays valid until the next call to next() or keep(), and while
   // `input`'s memory is.
-  status next(std::string_view& input, key_session* key, wire::frame_view& f);
+  status next(std::string_view& input, key_session* key, wire::frame_view& f) {
+    return next_with(input, key ? &key->receive_cipher() : nullptr, f);
+  }
+  // The same with the receive cipher itself (`receive` null: plain).
+  status next_with(std::string_view& input, crypto::record_cipher* receive, wire::frame_view& f);
 
   // Holds the rest of a read the caller stops handling part way (reading paused): the
   // next call to next() starts with it.
@@ -52,6 +64,9 @@ class frame_source {
   // Bytes held of a record begun but not yet whole (0: the last read ended between
   // records), for the connection's record_timeout and its report of a cut stream.
   std::size_t partial_record_bytes() const { return records_.buffered(); }
+
+  // Bytes of the key-mode decrypt buffer held now, for tests and memory checks.
+  std::size_t decrypt_bytes() const { return opened_size_; }
 
   // Request, response and notify frames go here to become whole messages (see
   // wire::reassembler::add: on complete, `whole` views a single-frame message's bytes
@@ -70,7 +85,9 @@ class frame_source {
  private:
   wire::record_reader records_;
   wire::reassembler messages_;
-  std::string opened_;  // key mode: the frame decrypted from the last record
+  // Key mode: the frame decrypted from the last record, in a buffer of opened_size_.
+  std::unique_ptr<char[]> opened_;
+  std::size_t opened_size_ = 0;
   std::string error_;
   bool forged_ = false;
 };

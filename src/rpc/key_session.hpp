@@ -100,9 +100,13 @@ class key_session {
   bool seal(std::string_view frame, std::string& out) { return ciphers_->send.seal(frame, out); }
   // After done: decrypts one record body into its frame.
   bool open(std::string_view body, std::string& frame) { return ciphers_->receive.open(body, frame); }
+  // The same into `frame` (room for body.size() - tag_len bytes; record_cipher::open_into).
+  bool open_into(std::string_view body, char* frame) { return ciphers_->receive.open_into(body, frame); }
   bool ready() const { return ciphers_.has_value(); }
   // After done: the send direction's cipher (what seal() uses).
   crypto::record_cipher& send_cipher() { return ciphers_->send; }
+  // After done: the receive direction's cipher (what open() uses; loop thread).
+  crypto::record_cipher& receive_cipher() { return ciphers_->receive; }
 
  private:
   step fail(std::string why, bool refused);

@@ -1,5 +1,6 @@
 #include "rpc/send_path.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -12,10 +13,11 @@ std::shared_ptr<std::string> sealed_buffers::take(std::size_t n) {
     if (buf && buf.use_count() > 1) continue;  // a batch still holds it
     if (buf && buf->capacity() > keep_limit && n <= keep_limit) buf.reset();
     if (!buf) buf = std::make_shared<std::string>();
-    // Grown only, so the bytes are zeroed once per buffer, not once per batch.
+    // Grown only, so the bytes are zeroed once per buffer, not once per batch; below
+    // idle_keep it at least doubles, so records of varying small sizes settle in one.
     if (buf->size() < n) {
       std::string grown;
-      grown.resize(n);
+      grown.resize(n <= idle_keep ? std::max(n, std::min(2 * buf->size(), idle_keep)) : n);
       buf->swap(grown);
     }
     return buf;
@@ -27,7 +29,17 @@ std::shared_ptr<std::string> sealed_buffers::take(std::size_t n) {
 }
 
 void sealed_buffers::release_idle() {
-  for (auto& buf : bufs_) buf.reset();
+  bool kept = false;
+  for (auto& buf : bufs_) {
+    if (!buf) continue;
+    // One small buffer no batch holds stays: the next record of a quiet connection is
+    // sealed without an allocation. Every other buffer goes.
+    if (!kept && buf->capacity() <= idle_keep && buf.use_count() == 1) {
+      kept = true;
+      continue;
+    }
+    buf.reset();
+  }
 }
 
 std::size_t sealed_buffers::held_bytes() const {
@@ -131,7 +143,7 @@ send_path::taken send_path::take_write(batch& b, key_session* key, record_sink& 
   // From here on records are sealed, by whichever thread writes them.
   if (key && !sink_.sealing()) sink_ = record_sink(&key->send_cipher());
   if (!outbox_.take_batch(b, batch_bytes)) {
-    sealed_.release_idle();  // the send side is idle: an idle connection keeps no buffer
+    sealed_.release_idle();  // the send side is idle: at most one small buffer stays
     return taken::nothing;
   }
   last_written_request_ = 0;  // written last now: something else

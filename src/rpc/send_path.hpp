@@ -57,20 +57,23 @@ inline bool caller_may_write(const send_side& s) {
 // stream may still hold the previous batch (and so its buffer) when the next is sealed:
 // a buffer is reused only when no batch refers to it any more.
 //
-// Memory: release_idle() lets go of them when the send side falls idle, and a buffer
-// that grew past `keep_limit` is let go of once its batch is done, so an idle connection
-// holds none of them.
+// Memory: release_idle() lets go of them when the send side falls idle, but for one
+// small buffer (at most `idle_keep` bytes: key mode's request/response then allocates
+// nothing per round trip); a buffer that grew past `keep_limit` is let go of once its
+// batch is done. So an idle connection holds at most idle_keep bytes of them.
 //
 // Threads: used only by the thread that holds the writer role for a batch (the loop
 // thread); release_idle() on that thread too.
 class sealed_buffers {
  public:
   static constexpr std::size_t keep_limit = 4u << 20;
+  static constexpr std::size_t idle_keep = 8u << 10;
 
   // A buffer of at least `n` bytes (its size(); the contents are undefined) that no
   // batch refers to.
   std::shared_ptr<std::string> take(std::size_t n);
-  // Lets go of the buffers (a batch still holding one keeps it alive until it is done).
+  // Lets go of the buffers but one of at most idle_keep bytes that no batch holds (a
+  // batch still holding one keeps it alive until it is done).
   void release_idle();
   // Bytes held in buffers (their capacity), for tests and memory checks.
   std::size_t held_bytes() const;
@@ -174,7 +177,8 @@ class send_path {
   // Loop thread, no write under way: moves the next write into `b` (clear) and takes the
   // writer role for it, with `sink` set to what seals it. Raw bytes first, as they are;
   // then, once key mode's handshake is done (`key` null: plain), the outbox's next
-  // batch, from then on sealed. When nothing is left, lets go of the sealing buffers.
+  // batch, from then on sealed. When nothing is left, lets go of the sealing buffers
+  // (sealed_buffers::release_idle: one small one stays).
   taken take_write(batch& b, key_session* key, record_sink& sink);
   // Writer role held, without the mutex: makes `b` ready for the wire (record_sink).
   bool seal(batch& b, const record_sink& sink) { return sink.seal_batch(b, sealed_); }
