@@ -283,6 +283,9 @@ void connection_impl::drop_stream() {
   }
   stream_->close();
   stream_.reset();
+  fd_queue_.clear();  // fds received and not yet claimed: closed (PROTOCOL.md §13)
+  partial_fds_.clear();
+  partial_fd_count_ = 0;
   if (cfg_.process) cfg_.process->release();
   std::shared_ptr<void> last;  // the last reference may go here: after unlocking
   std::lock_guard lock(mu_);
