@@ -282,7 +282,9 @@ TEST_CASE("key mode carries fds over a UNIX socket") {
   o.keys.key_for_user = u.lookup();
   o.on_request = [](bokbok::connection&, message m) {
     fd_list fds = bokbok::this_call::take_fds();
-    for (auto& fd : fds) REQUIRE(::write(fd.get(), m.at(0).data(), m.at(0).size()) == ssize_t(m.at(0).size()));
+    // Its first 16 bytes at most: the pipe's buffer holds them, whoever reads when.
+    const std::string head = m.at(0).substr(0, 16);
+    for (auto& fd : fds) REQUIRE(::write(fd.get(), head.data(), head.size()) == ssize_t(head.size()));
     bokbok::this_call::attach_fds(std::move(fds));
     return message{std::to_string(m.at(0).size())};
   };
@@ -299,7 +301,7 @@ TEST_CASE("key mode carries fds over a UNIX socket") {
     auto answer = c.request_with_fds({text}, one(dup_of(p.write.get())));
     CHECK(answer.fields == message{std::to_string(size)});
     CHECK(answer.fds.size() == 1);
-    CHECK(read_n(p.read.get(), size) == text);
+    CHECK(read_n(p.read.get(), std::min<std::size_t>(size, 16)) == text.substr(0, 16));
   }
   c.close();
   c.wait_closed();
