@@ -46,9 +46,9 @@ void connection_impl::check_fds(std::size_t n, const char* what) const {
 // 253 left over are fds no frame will declare (§13).
 void connection_impl::on_fds(std::vector<base::unique_fd> fds) {
   if (closing_.finished) return;  // closed: dropped at once
-  if (fd_queue_.size() > wire::max_fds_per_message) {
+  if (const std::size_t left = fd_queue_.size(); left > wire::max_fds_per_message) {
     fd_queue_.clear();
-    return protocol_failure("the peer sent " + std::to_string(fd_queue_.size()) +
+    return protocol_failure("the peer sent " + std::to_string(left) +
                             " file descriptors that no frame declared");
   }
   fd_queue_.push(std::move(fds));
