@@ -15,6 +15,7 @@
 #include <chrono>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bokbok/bokbok.hpp"
@@ -336,4 +337,64 @@ TEST_CASE("a raw peer that declares more fds than it sent gets a protocol violat
   REQUIRE(f);
   CHECK(f->type == bokbok::wire::frame_type::goaway);
   CHECK(contains(f->payload, "request on call 1 declares 2 fds, but 1 arrived"));
+}
+
+namespace {
+
+// Threads making calls at once: the loop writes several messages with fds in one batch,
+// so each message's fds must go at its own record's offset (plain and sealed) for every
+// handler to get its own pipe.
+void each_call_gets_its_own_fds(bool key_mode) {
+  bokbok_test::temp_dir dir;
+  bokbok_test::alice_key u;
+  bokbok::server_options o;
+  o.listen = {"unix:" + (dir.path / "s").string()};
+  if (key_mode) o.keys.key_for_user = u.lookup();
+  o.on_request = [](bokbok::connection&, message m) {
+    fd_list fds = bokbok::this_call::take_fds();
+    if (fds.size() != 1) return message{"fds", std::to_string(fds.size())};
+    const std::string& tag = m.at(0);
+    if (::write(fds[0].get(), tag.data(), tag.size()) != ssize_t(tag.size())) return message{"write failed"};
+    return message{"ok"};
+  };
+  bokbok::server s(o);
+  s.start();
+  bokbok::options co;
+  if (key_mode) {
+    co.keys.user = "alice";
+    co.keys.key = u.alice;
+  }
+  auto c = bokbok::connect(s.local_addresses().at(0), co);
+  std::atomic<int> good{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 100; ++i) {
+        pipe_pair p;
+        // Some large enough to be cut into several frames.
+        std::string tag = "t" + std::to_string(t) + "-" + std::to_string(i);
+        message m{tag};
+        if (i % 10 == 0) m.push_back(std::string(100000, 'z'));
+        try {
+          auto answer = c.request_with_fds(std::move(m), one(std::move(p.write)));
+          if (answer.fields == message{"ok"} && read_n(p.read.get(), tag.size()) == tag) ++good;
+        } catch (const bokbok::error&) {
+          return;  // the connection failed: `good` falls short
+        }
+      }
+    });
+  for (auto& th : threads) th.join();
+  CHECK(good == 400);
+  c.close();
+  c.wait_closed();
+}
+
+}  // namespace
+
+TEST_CASE("concurrent calls each carry their own fds to their own handler") {
+  each_call_gets_its_own_fds(false);
+}
+
+TEST_CASE("concurrent calls in key mode each carry their own fds to their own handler") {
+  each_call_gets_its_own_fds(true);
 }
