@@ -398,3 +398,29 @@ TEST_CASE("concurrent calls each carry their own fds to their own handler") {
 TEST_CASE("concurrent calls in key mode each carry their own fds to their own handler") {
   each_call_gets_its_own_fds(true);
 }
+
+TEST_CASE("a request with a deadline and fds carries both prefixes, and a notification's fds reach on_notify") {
+  std::atomic<int> noted{0};
+  bokbok::options server;
+  server.on_request = [](bokbok::connection&, message m) {
+    fd_list fds = bokbok::this_call::take_fds();
+    CHECK(bokbok::this_call::deadline().has_value());
+    return message{m.at(0), std::to_string(fds.size())};
+  };
+  server.on_notify = [&](bokbok::connection&, message m) {
+    fd_list fds = bokbok::this_call::take_fds();
+    if (fds.size() == 1 && ::write(fds[0].get(), m.at(0).data(), m.at(0).size()) == ssize_t(m.at(0).size()))
+      ++noted;
+  };
+  auto [client, srv] = bokbok::connect_socketpair({}, server);
+  pipe_pair p;
+  bokbok::call_options opts;
+  opts.timeout = 30s;
+  fd_list two;
+  two.push_back(dup_of(p.write.get()));
+  two.push_back(dup_of(p.read.get()));
+  CHECK(client.request_with_fds({"d"}, std::move(two), opts).fields == message{"d", "2"});
+  client.notify_with_fds({"noted"}, one(dup_of(p.write.get())));
+  CHECK(read_n(p.read.get(), 5) == "noted");
+  CHECK(bokbok_test::settles([&] { return noted == 1; }, 5s));
+}
