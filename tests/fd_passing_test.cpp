@@ -308,6 +308,56 @@ TEST_CASE("key mode carries fds over a UNIX socket") {
   c.wait_closed();
 }
 
+namespace {
+// Sends `bytes` with `fd` attached (SCM_RIGHTS) on the raw peer's socket.
+void send_with_fd(int sock, const std::string& bytes, int fd) {
+  iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+  REQUIRE(::sendmsg(sock, &msg, MSG_NOSIGNAL) == ssize_t(bytes.size()));
+}
+}  // namespace
+
+TEST_CASE("the fds of a request cancelled while partly received are closed") {
+  namespace wire = bokbok::wire;
+  bokbok_test::listening_demo demo({});
+  bokbok_test::raw_peer peer(demo.path);
+  // Let the server settle on its descriptors: a whole ping first.
+  REQUIRE(peer.send(bokbok_test::request_bytes(1, {"ping", "x"})));
+  auto pong = peer.next_frame(10s);
+  REQUIRE(pong);
+  REQUIRE(pong->type == wire::frame_type::response);
+  const std::size_t base = fd_count_of(demo.pid);
+  // The first fragment of request 2 (more to come), declaring 1 fd, sent with it.
+  std::string body;
+  wire::encode_message(message{"ping", std::string(200000, 'x')}, body);
+  std::string first(1, char(1));
+  first += body.substr(0, wire::max_frame_payload - 1);
+  std::string rec;
+  wire::append_frame(rec, wire::frame_type::request, wire::flag_fds | wire::flag_more, 2, first);
+  pipe_pair p;
+  send_with_fd(peer.fd(), rec, p.write.get());
+  CHECK(bokbok_test::settles([&] { return fd_count_of(demo.pid) == base + 1; }, 5s));
+  REQUIRE(peer.send(bokbok_test::frame_record(wire::frame_type::cancel, 2, {})));
+  // The server still answers, and holds the fd no more.
+  REQUIRE(peer.send(bokbok_test::request_bytes(3, {"ping", "y"})));
+  auto next = peer.next_frame(10s);
+  REQUIRE(next);
+  CHECK(next->call_id == 3);
+  std::size_t now = 0;
+  CHECK(bokbok_test::settles([&] { return (now = fd_count_of(demo.pid)) == base; }, 5s));
+  CHECK(now == base);
+}
+
 TEST_CASE("a raw peer that declares more fds than it sent gets a protocol violation") {
   bokbok_test::listening_demo demo({});
   bokbok_test::raw_peer peer(demo.path);
