@@ -57,8 +57,14 @@
 #include <bokbok/router.hpp>
 #include <bokbok/server.hpp>
 
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <cctype>
@@ -247,6 +253,57 @@ bokbok::message on_blob(unsigned long long n) {
 // The methods, registered with their signatures: the router checks arity and types
 // (bad_arguments) and answers unknown methods (no_such_method) and the introspection
 // methods (bokbok.list, bokbok.describe). --help lists the same table.
+// File descriptors (README "File descriptors"; only over a UNIX socket or a socketpair,
+// e.g. --stdio under exec: with child.socketpair).
+void add_fd_methods(bokbok::router& r) {
+  using bokbok::args;
+  using bokbok::connection;
+  using bokbok::message;
+  r.add("write-fd", "writes TEXT to the one fd sent with the call; answers wrote N",
+        {{"text", bokbok::param_type::bytes}}, [](connection&, args& a) -> message {
+          bokbok::fd_list fds = bokbok::this_call::take_fds();
+          if (fds.size() != 1)
+            bad_arguments("write-fd: send one file descriptor with the call (got " +
+                          std::to_string(fds.size()) + ")");
+          std::string_view text = a.bytes(0);
+          std::size_t done = 0;
+          while (done < text.size()) {
+            ssize_t n = ::write(fds[0].get(), text.data() + done, text.size() - done);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) throw std::runtime_error(std::string("write-fd: ") + std::strerror(errno));
+            done += static_cast<std::size_t>(n);
+          }
+          return {"wrote", std::to_string(done)};
+        });
+  r.add("listen-fd", "answers port N, with a TCP socket listening on 127.0.0.1:N attached", {},
+        [](connection&, args&) -> message {
+          bokbok::owned_fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+          sockaddr_in addr{};
+          addr.sin_family = AF_INET;
+          addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+          socklen_t len = sizeof addr;
+          if (!s || ::bind(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+              ::listen(s.get(), 16) != 0 ||
+              ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+            throw std::runtime_error(std::string("listen-fd: ") + std::strerror(errno));
+          bokbok::fd_list out;
+          out.push_back(std::move(s));
+          bokbok::this_call::attach_fds(std::move(out));
+          return {"port", std::to_string(ntohs(addr.sin_port))};
+        });
+  r.add("fd-count", "answers fds N open M: N fds came with the call (closed), M open here", {},
+        [](connection&, args&) -> message {
+          std::size_t got = bokbok::this_call::take_fds().size();
+          std::size_t open = 0;
+          if (DIR* d = ::opendir("/proc/self/fd")) {
+            while (::readdir(d)) ++open;
+            ::closedir(d);
+            open -= 3;  // ".", ".." and the directory's own fd
+          }
+          return {"fds", std::to_string(got), "open", std::to_string(open)};
+        });
+}
+
 bokbok::router make_router(server_state& state) {
   using bokbok::args;
   using bokbok::connection;
@@ -298,6 +355,7 @@ bokbok::router make_router(server_state& state) {
         [](connection&, args&) -> message { return {"pid", std::to_string(::getpid())}; });
   r.add("size", "answers size N, the byte count of F", {{"f", bytes}},
         [](connection&, args& a) -> message { return {"size", std::to_string(a.bytes(0).size())}; });
+  add_fd_methods(r);
   r.add("deadline", "answers deadline MS | deadline none: the time this call has left", {},
         [](connection&, args&) -> message { return {"deadline", remaining_text()}; });
   r.add("nested-deadline", "answers nested R, R the caller's own `deadline` answer", {},

@@ -19,6 +19,7 @@
 #include "bokbok/address.hpp"
 #include "bokbok/byte_channel.hpp"
 #include "bokbok/connection.hpp"
+#include "bokbok/fd.hpp"
 #include "bokbok/error.hpp"
 #include "bokbok/export.hpp"
 #include "bokbok/log.hpp"

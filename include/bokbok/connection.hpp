@@ -49,6 +49,7 @@
 #include <vector>
 
 #include "bokbok/export.hpp"
+#include "bokbok/fd.hpp"
 #include "bokbok/key.hpp"
 #include "bokbok/message.hpp"
 
@@ -126,6 +127,14 @@ BOKBOK_API std::optional<steady_clock::time_point> deadline();
 BOKBOK_API std::chrono::milliseconds remaining();
 // Fires when the caller cancels the call (or its deadline passes on its side).
 BOKBOK_API std::stop_token stop_token();
+// The file descriptors that came with the request or notification being handled (README
+// "File descriptors"); empty elsewhere, and after the first take. Those not taken are
+// closed when the handler returns.
+BOKBOK_API fd_list take_fds();
+// Sends `fds` with this request handler's response (added to any attached before).
+// Throws usage_error outside a request handler, when the connection cannot carry fds
+// (see connection::request_with_fds), or past 253 in all; the fds are then closed.
+BOKBOK_API void attach_fds(fd_list fds);
 }  // namespace this_call
 
 // Completion of request_async(): exactly one of `error` (non-null) or `response` is set.
@@ -220,6 +229,11 @@ struct options {
   // than the bound is answered error_code::too_large without being decoded.
   // 0: twice max_message_size.
   std::size_t max_receive_bytes = 0;
+  // File descriptors received (README "File descriptors") that the application has not
+  // taken yet: queued, with partial messages, with requests and notifications waiting
+  // for a handler. A message whose fds would pass it is refused busy (a request), fails
+  // its call busy (a response) or is dropped (a notification), its fds closed at once.
+  std::size_t max_received_fds = 1024;
   // How long opening waits for the peer's preamble and hello.
   std::chrono::milliseconds connect_timeout{10'000};
   // Which of several addresses a client dials first (address_choice above).
@@ -307,6 +321,17 @@ class BOKBOK_API connection {
   // request(), while the send queue is full; but inside a handler (a thread shared by
   // every connection, or the event loop) it does not wait: it throws call_error(busy).
   void notify(message notification);
+
+  // File descriptors with messages (README "File descriptors"): only over a UNIX
+  // socket, a socketpair, or an exec: child with child.socketpair, and when the peer
+  // offered them. request_with_fds sends `fds` with the request and returns the
+  // response with those that came with it; notify_with_fds sends them with a
+  // notification. The fds are the connection's from the call on: closed once sent (the
+  // peer gets its own copies) or when the call fails. Both throw usage_error before
+  // anything is sent when the connection cannot carry fds (naming its address and what
+  // can) or for more than 253 fds; otherwise they throw like request() and notify().
+  parcel request_with_fds(message request, fd_list fds, const call_options& opts = {});
+  void notify_with_fds(message notification, fd_list fds);
 
   // Closes gracefully (PROTOCOL.md §8.4): tells the peer goaway, so neither side starts
   // new calls (new ones fail with call_error(shutting_down)); calls already running

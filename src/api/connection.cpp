@@ -133,6 +133,23 @@ void connection::notify(message m) {
   }
 }
 
+// With fds (rpc/connection_fds.cpp): a reconnecting connection uses the inner connection
+// of the moment once (the fds cannot go twice).
+parcel connection::request_with_fds(message m, fd_list fds, const call_options& opts) {
+  auto inner = reconnect_ ? reconnect_->current(opts.deadline) : impl_;
+  if (!fds.empty()) inner->check_fds(fds.size(), "request_with_fds");
+  parcel p;
+  p.fields = inner->call_sync(std::move(m), opts, detail::connection_impl::to_io_fds(std::move(fds)),
+                              &p.fds);
+  return p;
+}
+
+void connection::notify_with_fds(message m, fd_list fds) {
+  auto inner = reconnect_ ? reconnect_->current(std::nullopt) : impl_;
+  if (!fds.empty()) inner->check_fds(fds.size(), "notify_with_fds");
+  inner->notify(std::move(m), detail::connection_impl::to_io_fds(std::move(fds)));
+}
+
 void connection::close(std::chrono::milliseconds grace) {
   if (reconnect_) return reconnect_->close(grace);
   impl_->close_gracefully(grace);

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "bokbok/connection.hpp"
+#include "bokbok/fd.hpp"
 #include "io/loop.hpp"
 
 namespace bokbok::rpc {
@@ -53,6 +54,7 @@ struct sync_wait {
   bool done = false;
   std::exception_ptr error;
   message response;
+  fd_list fds;  // those of the response (request_with_fds)
   std::shared_ptr<thread_waker> waker;
 };
 

@@ -32,7 +32,7 @@ std::uint32_t deadline_prefix(io::clock::duration left) {
 
 std::uint64_t connection_impl::call(message request, response_callback done,
                                     const call_options& opts, bool blocking,
-                                    rpc::sync_wait* waiter) {
+                                    rpc::sync_wait* waiter, std::vector<base::unique_fd> fds) {
   // The call's deadline and stop token: its own, and the running handler's (inherited).
   const auto deadline = effective_deadline(opts);
   std::stop_token stop = opts.stop;
@@ -75,7 +75,8 @@ std::uint64_t connection_impl::call(message request, response_callback done,
   std::optional<std::uint32_t> prefix;
   if (deadline && features_deadline_) prefix = deadline_prefix(*deadline - io::clock::now());
   send_.set_direct_request(id);  // send_now_locked marks it when a gone peer took nothing of it
-  queue_message_locked(lock, wire::frame_type::request, id, std::move(framed), prefix);
+  queue_message_locked(lock, wire::frame_type::request, id, std::move(framed), prefix,
+                       std::move(fds));
   send_.set_direct_request(0);
   lock.unlock();
   if (rearm) cfg_.loop->post([self = shared_from_this()] { self->arm_deadline_timer(); });
@@ -98,7 +99,8 @@ void connection_impl::run_response_callback(response_callback& done, std::except
                  [&] { done(std::move(error), std::move(response)); });
 }
 
-message connection_impl::call_sync(message request, const call_options& opts) {
+message connection_impl::call_sync(message request, const call_options& opts,
+                                   std::vector<base::unique_fd> fds, fd_list* received) {
   if (cfg_.loop->in_loop_thread())
     throw usage_error(
         "bokbok: request() would block the event loop thread it waits on (called from an "
@@ -117,12 +119,13 @@ message connection_impl::call_sync(message request, const call_options& opts) {
   call(
       std::move(request),
       [this, &w](std::exception_ptr e, message m) { end_sync_wait(w, std::move(e), std::move(m)); },
-      opts, /*blocking=*/true, &w);
+      opts, /*blocking=*/true, &w, std::move(fds));
   {
     std::unique_lock lock(mu_);
     w.waker->cv.wait(lock, [&] { return w.done; });
   }
   if (w.error) std::rethrow_exception(w.error);
+  if (received) *received = std::move(w.fds);
   return std::move(w.response);
 }
 
@@ -142,7 +145,7 @@ void connection_impl::end_sync_wait(rpc::sync_wait& w, std::exception_ptr error,
   waker->cv.notify_one();
 }
 
-void connection_impl::notify(message m) {
+void connection_impl::notify(message m, std::vector<base::unique_fd> fds) {
   std::string framed = encode_framed(m);
   std::unique_lock lock(mu_);
   std::exception_ptr refused;
@@ -168,7 +171,8 @@ void connection_impl::notify(message m) {
   }
   std::uint32_t id = next_notify_id_++;
   if (id == 0) id = next_notify_id_++;
-  queue_message_locked(lock, wire::frame_type::notify, id, std::move(framed), std::nullopt);
+  queue_message_locked(lock, wire::frame_type::notify, id, std::move(framed), std::nullopt,
+                       std::move(fds));
 }
 
 // `mu_` held. Room means the outbox holds less than max_send_queue; the loop thread
@@ -296,8 +300,9 @@ void connection_impl::handle_error_frame(const wire::frame_view& f) {
 
 // Loop thread: an answer to our call `id` (or the error it ended with) came; it ends the
 // call in deliver_answers(), with the other answers of the same read.
-void connection_impl::complete_call(std::uint32_t id, std::exception_ptr error, message response) {
-  answers_.push_back({id, std::move(error), std::move(response), {}});
+void connection_impl::complete_call(std::uint32_t id, std::exception_ptr error, message response,
+                                    fd_list fds) {
+  answers_.push_back({id, std::move(error), std::move(response), {}, std::move(fds)});
 }
 
 // Loop thread: ends the calls answered in this read under one acquisition of the mutex.
@@ -325,6 +330,7 @@ void connection_impl::deliver_answers() {
       if (rpc::sync_wait* w = a.call.waiter) {
         w->error = std::move(a.error);
         w->response = std::move(a.response);
+        w->fds = std::move(a.fds);
         w->done = true;
         to_wake_.push_back(w->waker);  // copied now: `w` may be gone once unlocked
       }

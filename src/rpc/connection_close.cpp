@@ -287,6 +287,9 @@ void connection_impl::drop_stream() {
   stream_.reset();
   if (drain_timer_) cfg_.loop->cancel_timer(drain_timer_);  // nothing left to drain
   drain_timer_ = 0;
+  fd_queue_.clear();  // fds received and not yet claimed: closed (PROTOCOL.md §13)
+  partial_fds_.clear();
+  partial_fd_count_ = 0;
   if (cfg_.process) cfg_.process->release();
   std::shared_ptr<void> last;  // the last reference may go here: after unlocking
   std::lock_guard lock(mu_);

@@ -71,6 +71,7 @@ std::shared_ptr<connection_impl> connection_impl::start_async(config cfg, base::
                                                               base::unique_fd out,
                                                               open_callback done) {
   check_config(cfg);
+  cfg.carries_fds = rpc::can_carry_fds(in.get(), out.get());
   auto c = std::make_shared<connection_impl>(std::move(cfg));
   c->life_.keep_alive(c);  // no other thread knows it yet
   c->opened_ = std::move(done);

@@ -32,6 +32,7 @@
 #include "io/loop.hpp"
 #include "rpc/call_table.hpp"
 #include "rpc/closing.hpp"
+#include "rpc/fd_queue.hpp"
 #include "rpc/frame_source.hpp"
 #include "rpc/frame_trace_sink.hpp"
 #include "rpc/handler_pool.hpp"
@@ -127,6 +128,9 @@ class connection_impl final : public io::stream_events,
     // The server-wide receive budget its connections share (receive_budget.hpp); null:
     // this connection's own budget only.
     std::shared_ptr<rpc::receive_pool> receive_pool;
+    // Set by open: the transport can carry fds (rpc::can_carry_fds), so the hello offers
+    // feature_fds (PROTOCOL.md §13).
+    bool carries_fds = false;
   };
 
   // Called once on the loop thread when the handshake is done (error null) or has failed
@@ -157,12 +161,21 @@ class connection_impl final : public io::stream_events,
   // the call's sequence number for cancel_call (0 when it failed before starting).
   // `waiter`: a blocking caller's wait (call_sync), filled directly by an answer.
   std::uint64_t call(message request, response_callback done, const call_options& opts = {},
-                     bool blocking = false, rpc::sync_wait* waiter = nullptr);
-  message call_sync(message request, const call_options& opts = {});
+                     bool blocking = false, rpc::sync_wait* waiter = nullptr,
+                     std::vector<base::unique_fd> fds = {});
+  // `fds` go with the request; `received` (if given) gets those of the response.
+  message call_sync(message request, const call_options& opts = {},
+                    std::vector<base::unique_fd> fds = {}, fd_list* received = nullptr);
   // Any thread, mu_ not held: the running request `id`'s context, made if it had none
   // (running_handler::stop_token).
   std::shared_ptr<call_context> handler_context(std::uint32_t id);
-  void notify(message m);
+  void notify(message m, std::vector<base::unique_fd> fds = {});
+  // File descriptors (connection_fds.cpp). Any thread: throws usage_error unless `n`
+  // fds (0 < n) may go to the peer now: the transport carries them, the peer offered
+  // feature_fds, and n is at most 253. `what` names the caller for the message.
+  void check_fds(std::size_t n, const char* what) const;
+  // Any thread: the owned fds of the API as the io layer's.
+  static std::vector<base::unique_fd> to_io_fds(fd_list fds);
   // Ends our call `seq` now with call_error(code), and tells the peer (cancel).
   void cancel_call(std::uint64_t seq, error_code code);
   // Graceful: goaway, then abrupt close after `grace` if still open.
@@ -193,6 +206,7 @@ class connection_impl final : public io::stream_events,
   void on_data(std::string_view bytes) override;  // read_frames, then deliver_answers
   void on_read_end(int err) override;
   void on_write_done(int err) override;
+  void on_fds(std::vector<base::unique_fd> fds) override;  // connection_fds.cpp
 
   explicit connection_impl(config cfg);  // use open()
 
@@ -233,14 +247,26 @@ class connection_impl final : public io::stream_events,
   bool pause_for_budget_locked();
   void resume_after_budget();
   void handle_error_frame(const wire::frame_view& f);
-  void dispatch_request(std::uint32_t id, std::string_view bytes, std::optional<std::uint32_t> deadline_ms);
+  void dispatch_request(std::uint32_t id, std::string_view bytes, std::optional<std::uint32_t> deadline_ms,
+                        rpc::received_fds fds = {});
   void dispatch_message(rpc::inbound_request r);
   void start_handler(rpc::inbound_request r);
   void submit_handler(rpc::inbound_request r);
-  void dispatch_notify(std::string_view bytes);
-  void notify_decoded(message m);
+  void dispatch_notify(std::string_view bytes, rpc::received_fds fds = {});
+  void notify_decoded(message m, rpc::received_fds fds = {});
   void accept_request(std::uint32_t id, message m, std::size_t cost,
-                      std::optional<std::uint32_t> deadline_ms);
+                      std::optional<std::uint32_t> deadline_ms, rpc::received_fds fds = {});
+  // File descriptors of a message frame (connection_fds.cpp), loop thread: takes those a
+  // first fragment declares (false: the connection failed), keeps them with a partial
+  // message, and gives them back with its last fragment; refuses a message whose fds
+  // would pass options::max_received_fds (true: refused, `f`'s message is dropped).
+  bool take_frame_fds(const wire::frame_view& f, fd_list& got);
+  bool fds_over_budget(const wire::frame_view& f, const fd_list& got);
+  bool refuse_fds_over_budget(const wire::frame_view& f);
+  rpc::received_fds hold_fds(fd_list fds);
+  static std::uint64_t partial_key(const wire::frame_view& f) {
+    return (std::uint64_t(f.type) << 32) | f.call_id;
+  }
   void handle_cancel(std::uint32_t id);
   void end_call_locally(std::uint64_t seq, error_code code);
   // Deadlines of our calls share one timer, set for the earliest (deadline_armed_): a
@@ -261,7 +287,8 @@ class connection_impl final : public io::stream_events,
   // that may start now (counted as running), for the caller to start unlocked.
   void after_dequeue_locked(std::vector<queued_call>& start);
   // Loop thread: an answer to our call `id`, queued until deliver_answers() (connection_calls.cpp).
-  void complete_call(std::uint32_t id, std::exception_ptr error, message response);
+  void complete_call(std::uint32_t id, std::exception_ptr error, message response,
+                     fd_list fds = {});
   void deliver_answers();
   // Any thread, `mu_` not held: a blocking caller's call ended other than by an answer.
   void end_sync_wait(rpc::sync_wait& w, std::exception_ptr error, message response);
@@ -301,13 +328,14 @@ class connection_impl final : public io::stream_events,
   // `deadline_ms`: sent as the DEADLINE prefix (requests only).
   void queue_message_locked(std::unique_lock<std::mutex>& lock, wire::frame_type type,
                             std::uint32_t id, std::string framed,
-                            std::optional<std::uint32_t> deadline_ms = std::nullopt);
+                            std::optional<std::uint32_t> deadline_ms = std::nullopt,
+                            std::vector<base::unique_fd> fds = {});
   void queue_record_locked(std::unique_lock<std::mutex>& lock, std::string_view record);
   bool send_now_locked(std::unique_lock<std::mutex>& lock, std::string_view record);
   // Wakes the loop to write when nothing is being written.
   void schedule_flush_locked();
   // Any thread: queues the answer to the peer's call `id` unless the connection closed.
-  void send_response(std::uint32_t id, const message& response);
+  void send_response(std::uint32_t id, const message& response, fd_list fds = {});
   void send_error(std::uint32_t id, error_code code, std::string_view text);
   void run_handler(rpc::inbound_request r);
   // Any thread, at a handler's start: true when the outbox is over max_send_queue and
@@ -359,6 +387,7 @@ class connection_impl final : public io::stream_events,
     std::exception_ptr error;
     message response;
     rpc::outgoing_call call;  // taken from calls_ (destroyed unlocked)
+    fd_list fds;              // those of the response (closed unless a caller takes them)
   };
   std::vector<answer> answers_;
   std::vector<std::shared_ptr<rpc::thread_waker>> to_wake_;  // deliver_answers' blocking callers
@@ -378,6 +407,14 @@ class connection_impl final : public io::stream_events,
   // (rpc/closing.hpp).
   rpc::closing closing_;
   std::uint32_t hello_nonce_ = 0;  // plain mode: our hello's nonce (§6.1), never reflected
+  // File descriptors received (PROTOCOL.md §13): not yet claimed by a frame, and those
+  // of partial messages (by partial_key). Closed when the stream is dropped.
+  rpc::fd_queue fd_queue_;
+  std::unordered_map<std::uint64_t, fd_list> partial_fds_;
+  std::size_t partial_fd_count_ = 0;
+  // Fds of complete messages no handler has taken yet (rpc::received_fds), any thread.
+  std::shared_ptr<std::atomic<std::size_t>> fds_waiting_ =
+      std::make_shared<std::atomic<std::size_t>>(0);
 
   // Guarded by mu_.
   mutable std::mutex mu_;
@@ -395,6 +432,7 @@ class connection_impl final : public io::stream_events,
   std::condition_variable_any room_cv_;
   unsigned room_waiters_ = 0;
   bool features_notify_ = false, features_deadline_ = false;
+  bool features_fds_ = false;  // both hellos offered feature_fds
   // Requests waiting for a handler (receive_budget.hpp); set at construction. While
   // budget_paused_, reading has stopped until it has room.
   std::shared_ptr<rpc::receive_account> account_;

@@ -21,6 +21,7 @@ std::string connection_impl::settings_payload() const {
       std::clamp<long long>(cfg_.opts.heartbeat_interval.count(), 0, 0xffffffffLL));
   mine.max_concurrent_calls = cfg_.opts.max_concurrent_calls;
   mine.features = wire::features_supported;
+  if (cfg_.carries_fds) mine.features |= wire::feature_fds;  // PROTOCOL.md §13
   mine.hello_nonce = hello_nonce_;  // plain mode only (key mode fails on reflection anyway)
   return wire::encode_settings(mine);
 }

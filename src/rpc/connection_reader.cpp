@@ -219,6 +219,7 @@ void connection_impl::handle_settings(std::string_view payload) {
     send_limit_ = limit;
     features_deadline_ = (theirs.features & wire::feature_deadline) != 0;
     features_notify_ = (theirs.features & wire::feature_notify) != 0;
+    features_fds_ = cfg_.carries_fds && (theirs.features & wire::feature_fds) != 0;
     life_.opened();
   }
   arm_tick();
@@ -230,17 +231,29 @@ void connection_impl::handle_message_frame(const wire::frame_view& f) {
   if (f.flags & wire::flag_stream)
     return protocol_failure("a request flagged stream (0x08), but this side did not offer "
                             "streams (feature 0x4)");
-  if (f.flags & wire::flag_fds)
-    return protocol_failure(std::string("a ") + wire::to_string(f.type) +
-                            " flagged fds (0x10), but this side did not offer file "
-                            "descriptors (feature 0x8)");
+  // The fds its first fragment declares (§13), or, at its last, those kept with it.
+  fd_list fds;
+  if (!take_frame_fds(f, fds)) return;
+  // Past options::max_received_fds: refused once the reassembler has seen the frame.
+  const bool fds_over = fds_over_budget(f, fds);
   std::string_view bytes;  // the whole message: in the read buffer, or the reassembler's
   std::string err;
   auto st = frames_.add_message(f, bytes, err);
   if (f.flags & (wire::flag_more | wire::flag_continued)) sync_partial_charge();
+  if (st != wire::reassembler::status::complete && st != wire::reassembler::status::incomplete) {
+    // Refused or skipped: the fds kept for it are closed.
+    if (auto it = partial_fds_.find(partial_key(f)); it != partial_fds_.end()) {
+      partial_fd_count_ -= it->second.size();
+      partial_fds_.erase(it);
+    }
+  }
   switch (st) {
     case wire::reassembler::status::incomplete:
-      refuse_partial_over_budget(f);
+      if (fds_over ? refuse_fds_over_budget(f) : refuse_partial_over_budget(f))
+        if (auto it = partial_fds_.find(partial_key(f)); it != partial_fds_.end()) {
+          partial_fd_count_ -= it->second.size();
+          partial_fds_.erase(it);
+        }
       return;
     case wire::reassembler::status::skipped:
       return;
@@ -259,6 +272,10 @@ void connection_impl::handle_message_frame(const wire::frame_view& f) {
       return;
     }
     case wire::reassembler::status::complete:
+      if (fds_over) {
+        refuse_fds_over_budget(f);  // `fds` closed here
+        return;
+      }
       break;
   }
   message m;
@@ -267,18 +284,20 @@ void connection_impl::handle_message_frame(const wire::frame_view& f) {
   if (decoded) m = frames_.messages().take_decoded(cost);  // fragmented: decoded as it came
   if (f.type == wire::frame_type::request) {
     if (decoded)
-      return accept_request(f.call_id, std::move(m), cost, frames_.messages().deadline_ms());
-    return dispatch_request(f.call_id, bytes, frames_.messages().deadline_ms());
+      return accept_request(f.call_id, std::move(m), cost, frames_.messages().deadline_ms(),
+                            hold_fds(std::move(fds)));
+    return dispatch_request(f.call_id, bytes, frames_.messages().deadline_ms(),
+                            hold_fds(std::move(fds)));
   }
   if (f.type == wire::frame_type::notify) {
-    if (decoded) return notify_decoded(std::move(m));
-    return dispatch_notify(bytes);
+    if (decoded) return notify_decoded(std::move(m), hold_fds(std::move(fds)));
+    return dispatch_notify(bytes, hold_fds(std::move(fds)));
   }
   if (!decoded && !wire::decode_message(bytes, m, err)) {
     deliver_answers();  // the answers read before it still end their calls
     return protocol_failure("bad response: " + err);
   }
-  complete_call(f.call_id, nullptr, std::move(m));
+  complete_call(f.call_id, nullptr, std::move(m), std::move(fds));
 }
 
 // Loop thread: the server-wide pool counts our partial messages as the reassembler holds

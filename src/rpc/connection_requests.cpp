@@ -7,13 +7,15 @@
 #include "rpc/callback_error.hpp"
 #include "rpc/connection_impl.hpp"
 #include "rpc/error_ptr.hpp"
+#include "rpc/fd_scope.hpp"
 #include "wire/message_codec.hpp"
 
 namespace bokbok::detail {
 
 // `bytes` views the message where it was received (valid during this call only).
 void connection_impl::dispatch_request(std::uint32_t id, std::string_view bytes,
-                                       std::optional<std::uint32_t> deadline_ms) {
+                                       std::optional<std::uint32_t> deadline_ms,
+                                       rpc::received_fds fds) {
   // Checked before decoding: millions of empty fields cost far more than their bytes.
   const std::size_t cost = wire::decoded_cost(bytes);
   if (cost > receive_limit_) {
@@ -28,18 +30,20 @@ void connection_impl::dispatch_request(std::uint32_t id, std::string_view bytes,
   message m;
   std::string err;
   if (!wire::decode_message(bytes, m, err)) return protocol_failure("bad request: " + err);
-  accept_request(id, std::move(m), cost, deadline_ms);
+  accept_request(id, std::move(m), cost, deadline_ms, std::move(fds));
 }
 
 // A decoded request whose decoded cost was checked against the receive budget: charged
 // to it, then held (on_open running), queued or started. No call context is made for it
 // (see call_context): most handlers never need one.
 void connection_impl::accept_request(std::uint32_t id, message m, std::size_t cost,
-                                     std::optional<std::uint32_t> deadline_ms) {
+                                     std::optional<std::uint32_t> deadline_ms,
+                                     rpc::received_fds fds) {
   last_peer_request_ = id;
   last_activity_ = io::clock::now();
-  queued_call r{id, std::move(m), nullptr, rpc::receive_charge(account_, cost), std::nullopt};
+  queued_call r{id, std::move(m), nullptr, rpc::receive_charge(account_, cost), std::nullopt, {}};
   if (deadline_ms) r.deadline = last_activity_ + std::chrono::milliseconds(*deadline_ms);
+  r.fds = std::move(fds);
   if (holding_) {
     std::lock_guard lock(mu_);
     inbound_.hold(std::move(r));
@@ -152,6 +156,9 @@ void connection_impl::run_handler(queued_call r) {
   message request = std::move(r.m);
   running_handler running{this, id, r.deadline, std::move(r.ctx)};
   handler_scope scope(&running);  // this_call, and what nested calls inherit
+  fd_list attached;  // this_call::attach_fds: sent with the response
+  handler_fds hfds{this, r.fds.take(), &attached};
+  handler_fds_scope fd_scope(&hfds);  // this_call::take_fds; the rest closed at the end
   if (running.deadline && *running.deadline <= io::clock::now())
     return send_error(id, error_code::deadline_exceeded,
                       "the call's deadline passed before its handler started");
@@ -163,7 +170,7 @@ void connection_impl::run_handler(queued_call r) {
   }
   try {
     message response = cfg_.opts.on_request(handle, std::move(request));
-    send_response(id, response);
+    send_response(id, response, std::move(attached));
   } catch (const call_error& e) {
     send_error(id, e.code(), e.message());  // whole: what() would end at a NUL
   } catch (const std::exception& e) {
@@ -199,6 +206,11 @@ std::shared_ptr<call_context> connection_impl::handler_context(std::uint32_t id)
 // skipped, one waiting for a slot is dropped, a running handler's stop token fires.
 void connection_impl::handle_cancel(std::uint32_t id) {
   frames_.messages().drop(wire::frame_type::request, id);
+  if (auto it = partial_fds_.find((std::uint64_t(wire::frame_type::request) << 32) | id);
+      it != partial_fds_.end()) {  // the fds its first fragment brought: closed
+    partial_fd_count_ -= it->second.size();
+    partial_fds_.erase(it);
+  }
   std::shared_ptr<call_context> running;
   bool dropped = false;
   {
@@ -210,23 +222,25 @@ void connection_impl::handle_cancel(std::uint32_t id) {
 }
 
 // Loop thread: a complete notification from the peer.
-void connection_impl::dispatch_notify(std::string_view bytes) {
+void connection_impl::dispatch_notify(std::string_view bytes, rpc::received_fds fds) {
   message m;
   std::string err;
   if (!wire::decode_message(bytes, m, err)) return protocol_failure("bad notification: " + err);
-  notify_decoded(std::move(m));
+  notify_decoded(std::move(m), std::move(fds));
 }
 
 // Loop thread: a complete, decoded notification from the peer.
-void connection_impl::notify_decoded(message m) {
+void connection_impl::notify_decoded(message m, rpc::received_fds fds) {
   if (!cfg_.opts.on_notify) return;
   {
     std::lock_guard lock(mu_);
     if (life_.state() != phase::open) return;
     inbound_.notification_started();  // a graceful close waits for it like for a request
   }
-  auto run = [self = shared_from_this(), m = std::move(m)]() mutable {
+  auto run = [self = shared_from_this(), m = std::move(m), fds = std::move(fds)]() mutable {
     connection handle(self);
+    handler_fds hfds{self.get(), fds.take(), nullptr};  // this_call::take_fds
+    handler_fds_scope fd_scope(&hfds);
     // A notification has nobody to answer: what the handler throws is reported.
     guard_callback(self->cfg_.opts.on_callback_error, "on_notify",
                    [&] { self->cfg_.opts.on_notify(handle, std::move(m)); });

@@ -11,11 +11,12 @@
 namespace bokbok::detail {
 
 namespace {
-// Room for a record header, a frame header and a deadline prefix in front of an encoded
-// message. Without a deadline the headers go right before the message (at `plain_start`).
+// Room for a record header, a frame header, a deadline prefix and an fd count in front of
+// an encoded message (which begins at `headroom`). The prefixes go right before the
+// message, the headers right before them.
 constexpr std::size_t header_size = wire::record_header_size + wire::frame_header_size;
-constexpr std::size_t headroom = header_size + wire::deadline_prefix_size;
-constexpr std::size_t plain_start = wire::deadline_prefix_size;
+constexpr std::size_t headroom =
+    header_size + wire::deadline_prefix_size + wire::fds_prefix_size;
 }  // namespace
 
 // Encodes once, leaving room in front: a message that fits one frame becomes its
@@ -40,28 +41,45 @@ std::optional<std::string> connection_impl::too_large_locked(const char* what,
 
 // Any thread, `mu_` held: queues one whole message (framed by encode_framed), or sends
 // it at once when it is a single frame and nothing else is queued or being written.
+// Works for every message type. `fds` (1..253, only when both sides offered feature_fds)
+// add the FDS flag and count after any deadline prefix; such a message always goes
+// through the outbox and the loop's write_with_fds (try_write_now carries no fds).
 void connection_impl::queue_message_locked(std::unique_lock<std::mutex>& lock,
                                            wire::frame_type type, std::uint32_t id,
                                            std::string framed,
-                                           std::optional<std::uint32_t> deadline_ms) {
-  // The payload: [prefix] message, starting right after the headers at `start`.
-  std::size_t start = plain_start;
+                                           std::optional<std::uint32_t> deadline_ms,
+                                           std::vector<base::unique_fd> fds) {
+  // The payload: [deadline prefix] [fd count] message; `start` is where its headers go.
+  std::size_t start = headroom;
   std::uint8_t flags = 0;
+  if (!fds.empty()) {
+    start -= wire::fds_prefix_size;
+    flags |= wire::flag_fds;
+    framed[start] = static_cast<char>(fds.size());
+  }
   if (deadline_ms) {
-    start = 0;
-    flags = wire::flag_deadline;
+    start -= wire::deadline_prefix_size;
+    flags |= wire::flag_deadline;
     std::string prefix;
     wire::put_deadline_prefix(prefix, *deadline_ms);
-    std::memcpy(framed.data() + header_size, prefix.data(), prefix.size());
+    std::memcpy(framed.data() + start, prefix.data(), prefix.size());
   }
+  start -= header_size;
   std::size_t size = framed.size() - start - header_size;
   if (size > wire::max_frame_payload) {
-    send_.queue().push_message(type, id, std::move(framed), start + header_size, flags);
+    send_.queue().push_message(type, id, std::move(framed), start + header_size, flags,
+                               std::move(fds));
     schedule_flush_locked();
     return;
   }
   auto header = wire::encode_frame_header(type, flags, id, size);
   std::memcpy(framed.data() + start, header.bytes, header_size);
+  if (!fds.empty()) {
+    send_.queue().push_message(type, id, std::move(framed), start + header_size, flags,
+                               std::move(fds));
+    schedule_flush_locked();
+    return;
+  }
   queue_record_locked(lock, std::string_view(framed).substr(start));
 }
 
@@ -130,7 +148,13 @@ void connection_impl::flush() {
     return;
   }
   // The batch rides along as keep_alive: after a close the kernel may still be reading it.
-  stream_->write(b->iov, b);
+  if (b->attach.empty()) {
+    stream_->write(b->iov, b);
+  } else {
+    // Fds of its messages go with their first records' bytes (PROTOCOL.md §13).
+    std::vector<io::fd_attachment> fds = std::move(b->attach);
+    stream_->write_with_fds(b->iov, std::move(fds), b);
+  }
   for (auto& q : start) start_handler(std::move(q));
 }
 
@@ -166,7 +190,7 @@ void connection_impl::on_write_done(int err) {
   flush();
 }
 
-void connection_impl::send_response(std::uint32_t id, const message& response) {
+void connection_impl::send_response(std::uint32_t id, const message& response, fd_list fds) {
   // Checked before encoding, so an answer the peer would refuse is never copied.
   // send_limit_ was set (under mu_) before the connection opened, and so before any
   // request could reach a handler: it is read here without the lock.
@@ -183,7 +207,8 @@ void connection_impl::send_response(std::uint32_t id, const message& response) {
   // bounded because, while it is over max_send_queue, reading pauses (on_data) and no
   // further handler of this connection starts (defer_while_send_full): it passes the
   // bound by at most the answers of the handlers already running.
-  queue_message_locked(lock, wire::frame_type::response, id, std::move(framed));
+  queue_message_locked(lock, wire::frame_type::response, id, std::move(framed), std::nullopt,
+                       to_io_fds(std::move(fds)));
 }
 
 void connection_impl::send_error(std::uint32_t id, error_code code, std::string_view text) {

@@ -33,6 +33,7 @@
 
 #include "bokbok/connection.hpp"
 #include "io/loop.hpp"
+#include "rpc/fd_queue.hpp"
 #include "rpc/receive_budget.hpp"
 
 namespace bokbok::detail {
@@ -55,6 +56,7 @@ struct inbound_request {
   // handler starts (or it is dropped unhandled: then with the request).
   receive_charge charge;
   std::optional<io::clock::time_point> deadline;  // from its DEADLINE prefix (§8.2)
+  received_fds fds;  // those that came with it (PROTOCOL.md §13), closed if not taken
 };
 
 class inbound_calls {

@@ -13,6 +13,8 @@ void batch::clear() {
   keep.clear();
   iov.clear();
   bytes = 0;
+  fds.clear();
+  attach.clear();
 }
 
 // Notes the sizes of the records in `records`, from the length each was encoded with.
@@ -36,9 +38,11 @@ void outbox::push_record_bytes(std::string_view records) {
 }
 
 void outbox::push_message(wire::frame_type type, std::uint32_t call_id, std::string bytes,
-                          std::size_t start, std::uint8_t first_flags) {
+                          std::size_t start, std::uint8_t first_flags,
+                          std::vector<base::unique_fd> fds) {
   std::string_view body = std::string_view(bytes).substr(start);
   if (body.size() <= wire::max_frame_payload) {
+    if (!fds.empty()) small_fds_.push_back({small_sizes_.size(), std::move(fds)});
     wire::append_message_frames(small_, type, call_id, body, first_flags);
     const std::size_t n = wire::record_header_size + wire::frame_header_size + body.size();
     small_sizes_.push_back(static_cast<std::uint32_t>(n));  // one frame, one record
@@ -47,7 +51,7 @@ void outbox::push_message(wire::frame_type type, std::uint32_t call_id, std::str
   }
   queued_.add(body.size());
   large_message m{type, call_id, std::make_shared<const std::string>(std::move(bytes)), start,
-                  start, first_flags};
+                  start, first_flags, std::move(fds)};
   if (large_.size() < wire::max_partial_messages)
     large_.push_back(std::move(m));
   else
@@ -58,6 +62,7 @@ bool outbox::take_batch(batch& b, std::size_t max_bytes) {
   if (empty()) return false;
   b.small.swap(small_);
   b.small_sizes.swap(small_sizes_);
+  b.fds.swap(small_fds_);
   queued_.sub(b.small.size());
   b.bytes = b.small.size();
   // Each frame is either a full one or the last of its message, so this bounds the
@@ -73,6 +78,8 @@ bool outbox::take_batch(batch& b, std::size_t max_bytes) {
     const wire::fragment f = wire::message_fragment(
         m.type, m.call_id, m.sent - m.start, m.bytes->size() - m.start, m.first_flags);
     const std::size_t n = f.size;
+    if (!m.fds.empty())  // its first fragment: the record after those already in `b`
+      b.fds.push_back({b.small_sizes.size() + b.headers.size(), std::move(m.fds)});
     b.headers.push_back(f.header);
     b.iov.push_back({b.headers.back().bytes, sizeof b.headers.back().bytes});
     b.iov.push_back({const_cast<char*>(m.bytes->data()) + m.sent, n});

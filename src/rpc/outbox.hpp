@@ -24,6 +24,8 @@
 #include <string_view>
 #include <vector>
 
+#include "base/unique_fd.hpp"
+#include "io/duplex_stream.hpp"
 #include "wire/frame.hpp"
 #include "wire/reassembly.hpp"
 
@@ -35,6 +37,15 @@ namespace bokbok::rpc {
 // Shape, as the outbox cut it (what key mode seals from, send_path.hpp): first `small`,
 // whole records of the sizes in `small_sizes` (headers included), in order; then one
 // frame per entry of `headers`, each followed by one iovec of its payload.
+//
+// File descriptors (PROTOCOL.md §13): `fds` holds those of the messages whose first
+// fragment is in the batch, each with the index of that record in the batch (the
+// records of `small`, then the frames, in order); the sink turns them into `attach`,
+// with the offsets of those records' first bytes as written (plain or sealed).
+struct record_fds {
+  std::size_t record = 0;
+  std::vector<base::unique_fd> fds;
+};
 struct batch {
   std::string small;
   std::vector<std::uint32_t> small_sizes;  // of each record in `small`, in order
@@ -42,6 +53,8 @@ struct batch {
   std::vector<std::shared_ptr<const std::string>> keep;
   std::vector<iovec> iov;
   std::size_t bytes = 0;
+  std::vector<record_fds> fds;
+  std::vector<io::fd_attachment> attach;  // what write_with_fds sends (record_sink)
   void clear();
 };
 
@@ -53,9 +66,12 @@ class outbox {
 
   // Queues a request or response message for `call_id`: its encoded bytes are those of
   // `bytes` from offset `start` on (what comes before is unused headroom).
-  // `first_flags` go on its first fragment (wire::flag_deadline).
+  // `first_flags` go on its first fragment (wire::flag_deadline, wire::flag_fds: the
+  // prefixes are then part of `bytes`); `fds` go with the first byte of that fragment's
+  // record.
   void push_message(wire::frame_type type, std::uint32_t call_id, std::string bytes,
-                    std::size_t start = 0, std::uint8_t first_flags = 0);
+                    std::size_t start = 0, std::uint8_t first_flags = 0,
+                    std::vector<base::unique_fd> fds = {});
 
   bool empty() const { return small_.empty() && large_.empty() && waiting_.empty(); }
   // Bytes queued. Exact under the connection's mutex; read without it, a value it had
@@ -74,11 +90,13 @@ class outbox {
     std::size_t start = 0;  // where the message begins in *bytes
     std::size_t sent = 0;   // offset in *bytes of the next fragment
     std::uint8_t first_flags = 0;
+    std::vector<base::unique_fd> fds;  // sent with its first fragment
   };
   void note_records(std::string_view records);
 
   std::string small_;
   std::vector<std::uint32_t> small_sizes_;  // record sizes in small_, in order
+  std::vector<record_fds> small_fds_;       // fds of records in small_ (index in small_sizes_)
   std::deque<large_message> large_;    // under way, round robin
   std::deque<large_message> waiting_;  // not started; beyond max_partial_messages
   // Changed only under the connection's mutex; atomic so that queued_bytes() may be

@@ -49,8 +49,35 @@ std::size_t sealed_buffers::held_bytes() const {
   return n;
 }
 
+namespace {
+// Moves the fds of `b` into `b.attach` at the offsets `offset_of(record index)` gives.
+template <class F>
+void place_fds(batch& b, F offset_of) {
+  for (auto& r : b.fds) b.attach.push_back({offset_of(r.record), std::move(r.fds)});
+  b.fds.clear();
+}
+}  // namespace
+
 bool record_sink::seal_batch(batch& b, sealed_buffers& buffers) const {
-  if (!key_) return true;
+  if (!key_) {
+    if (b.fds.empty()) return true;
+    // Plain: the records of `small` in order, then each frame as a header and a payload.
+    std::vector<std::size_t> starts;
+    std::size_t at = 0;
+    for (std::uint32_t n : b.small_sizes) {
+      starts.push_back(at);
+      at += n;
+    }
+    std::size_t i = b.small.empty() ? 0 : 1;
+    for (std::size_t k = 0; k < b.headers.size(); ++k, i += 2) {
+      starts.push_back(at);
+      at += b.iov[i].iov_len + b.iov[i + 1].iov_len;
+    }
+    place_fds(b, [&](std::size_t r) { return starts[r]; });
+    return true;
+  }
+  std::vector<std::size_t> starts;  // sealed offset of each record, when fds need them
+  const bool want_starts = !b.fds.empty();
   // Each record grows by its tag when sealed; its u16 length stays.
   std::size_t size = b.bytes + (b.small_sizes.size() + b.headers.size()) * crypto::tag_len;
   std::shared_ptr<std::string> out = buffers.take(size);
@@ -59,6 +86,7 @@ bool record_sink::seal_batch(batch& b, sealed_buffers& buffers) const {
   std::string_view small = b.small;
   for (std::uint32_t n : b.small_sizes) {
     std::string_view frame = small.substr(wire::record_header_size, n - wire::record_header_size);
+    if (want_starts) starts.push_back(static_cast<std::size_t>(at - out->data()));
     if (!key_->seal_into(frame, {}, at)) return false;
     at += crypto::sealed_record_size(frame.size());
     small.remove_prefix(n);
@@ -70,12 +98,16 @@ bool record_sink::seal_batch(batch& b, sealed_buffers& buffers) const {
     std::string_view head(reinterpret_cast<const char*>(h.bytes) + wire::record_header_size,
                           wire::frame_header_size);
     std::string_view rest(static_cast<const char*>(payload.iov_base), payload.iov_len);
+    if (want_starts) starts.push_back(static_cast<std::size_t>(at - out->data()));
     if (!key_->seal_into(head, rest, at)) return false;
     at += crypto::sealed_record_size(head.size() + rest.size());
     i += 2;
   }
   const std::size_t used = static_cast<std::size_t>(at - out->data());
+  std::vector<record_fds> fds = std::move(b.fds);
   b.clear();
+  b.fds = std::move(fds);
+  place_fds(b, [&](std::size_t r) { return starts[r]; });
   b.bytes = used;
   b.iov.push_back({out->data(), used});
   b.keep.push_back(std::move(out));
