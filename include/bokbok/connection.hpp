@@ -51,6 +51,7 @@
 #include "bokbok/export.hpp"
 #include "bokbok/key.hpp"
 #include "bokbok/message.hpp"
+#include "bokbok/stream.hpp"
 
 namespace bokbok {
 
@@ -126,6 +127,10 @@ BOKBOK_API std::optional<steady_clock::time_point> deadline();
 BOKBOK_API std::chrono::milliseconds remaining();
 // Fires when the caller cancels the call (or its deadline passes on its side).
 BOKBOK_API std::stop_token stop_token();
+// The stream of the stream call being handled (README "Streams"); an empty handle in an
+// ordinary call and outside a handler. A stream handler holds its handler slot while it
+// runs: it counts as a running call (max_concurrent_calls, max_threads).
+BOKBOK_API bokbok::stream stream();
 }  // namespace this_call
 
 // Completion of request_async(): exactly one of `error` (non-null) or `response` is set.
@@ -220,6 +225,13 @@ struct options {
   // than the bound is answered error_code::too_large without being decoded.
   // 0: twice max_message_size.
   std::size_t max_receive_bytes = 0;
+  // Streams (README "Streams"): the window of credit this side grants the peer for each
+  // stream call it reads: at most this many messages and bytes (encoded size) sent and
+  // not yet read by the application, plus one message (a message larger than the window
+  // is taken alone). Credit is granted back once half of the window has been read. At
+  // least 1 each, else opening throws usage_error.
+  std::uint32_t stream_window_messages = 64;
+  std::uint32_t stream_window_bytes = 1u << 20;
   // How long opening waits for the peer's preamble and hello.
   std::chrono::milliseconds connect_timeout{10'000};
   // Which of several addresses a client dials first (address_choice above).
@@ -307,6 +319,14 @@ class BOKBOK_API connection {
   // request(), while the send queue is full; but inside a handler (a thread shared by
   // every connection, or the event loop) it does not wait: it throws call_error(busy).
   void notify(message notification);
+
+  // Opens a stream call (README "Streams", PROTOCOL.md §12): sends `request` flagged
+  // STREAM (the opening message: method and arguments) and returns at once the stream to
+  // write to and read from; finish() waits for the final response. The deadline and stop
+  // token of `opts` cover the whole call. Throws like request() when the call cannot be
+  // sent, and call_error(no_such_method) before sending anything when the peer does not
+  // take stream calls; usage_error on the event-loop thread.
+  bokbok::stream open_stream(message request, const call_options& opts = {});
 
   // Closes gracefully (PROTOCOL.md §8.4): tells the peer goaway, so neither side starts
   // new calls (new ones fail with call_error(shutting_down)); calls already running

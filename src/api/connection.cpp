@@ -133,6 +133,10 @@ void connection::notify(message m) {
   }
 }
 
+stream connection::open_stream(message, const call_options&) {
+  throw usage_error("bokbok::connection::open_stream: not yet implemented");
+}
+
 void connection::close(std::chrono::milliseconds grace) {
   if (reconnect_) return reconnect_->close(grace);
   impl_->close_gracefully(grace);

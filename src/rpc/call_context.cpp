@@ -53,6 +53,8 @@ std::stop_token stop_token() {
   return h ? h->stop_token() : std::stop_token();
 }
 
+bokbok::stream stream() { return {}; }
+
 }  // namespace this_call
 
 void call_handle::cancel() const {
