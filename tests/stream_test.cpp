@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "bokbok/bokbok.hpp"
+#include "rpc/outbox.hpp"
 #include "rpc/stream_state.hpp"
 #include "support/raw_peer.hpp"
 #include "support/settle.hpp"
@@ -469,4 +470,36 @@ TEST_CASE("large stream messages, each larger than the byte window, go one at a 
   REQUIRE(got.size() == 5);
   for (int i = 0; i < 5; ++i) CHECK(got[i] == message{std::string(300 * 1024, char('a' + i))});
   CHECK(st.finish() == message{std::to_string(big_arg.size()), std::to_string(3 * 250 * 1024)});
+}
+
+TEST_CASE("outbox: a stream's next message and its stream_end wait until its large message has gone whole") {
+  bokbok::rpc::outbox ob;
+  const std::size_t max = wire::max_frame_payload;
+  ob.push_message(wire::frame_type::stream, 5, std::string(3 * max, 'b'));
+  ob.push_message(wire::frame_type::request, 9, std::string(2 * max, 'r'));  // another, interleaved
+  ob.push_message(wire::frame_type::stream, 5, "xyz");
+  ob.push_record_after(wire::frame_type::stream, 5,
+                       bokbok_test::frame_record(wire::frame_type::stream_end, 5, {}));
+  std::string wire_bytes;
+  for (int i = 0; i < 100 && !ob.empty(); ++i) {
+    bokbok::rpc::batch b;
+    REQUIRE(ob.take_batch(b, max));  // about one frame per batch: many turns
+    for (auto& v : b.iov) wire_bytes.append(static_cast<const char*>(v.iov_base), v.iov_len);
+  }
+  CHECK(ob.empty());
+  wire::record_reader records;
+  records.feed(wire_bytes);
+  std::vector<std::string> of_stream5;  // "stream:<size>" / "end", in wire order
+  std::string_view body;
+  while (records.next(body) == wire::record_reader::status::record) {
+    wire::frame_view f{};
+    std::string err;
+    REQUIRE(wire::parse_frame(body, f, err));
+    if (f.call_id != 5) continue;
+    of_stream5.push_back(f.type == wire::frame_type::stream_end
+                             ? std::string("end")
+                             : "stream:" + std::to_string(f.payload.size()));
+  }
+  const std::string full = "stream:" + std::to_string(max);
+  CHECK(of_stream5 == std::vector<std::string>{full, full, full, "stream:3", "end"});
 }
