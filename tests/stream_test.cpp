@@ -503,3 +503,36 @@ TEST_CASE("outbox: a stream's next message and its stream_end wait until its lar
   const std::string full = "stream:" + std::to_string(max);
   CHECK(of_stream5 == std::vector<std::string>{full, full, full, "stream:3", "end"});
 }
+
+TEST_CASE("the callback form delivers the peer's stream on the loop thread, in order, then the answer") {
+  auto p = make_pair([](bokbok::connection&, message req) {
+    auto st = bokbok::this_call::stream();
+    int n = std::stoi(req.at(1));
+    for (int i = 0; i < n; ++i) st.write({std::to_string(i)});
+    int back = 0;
+    while (st.read()) ++back;
+    return message{"done", std::to_string(back)};
+  }, 8, 4096);  // a small window: credit must come back as the callback consumes
+  std::atomic<int> seen{0}, bad{0};
+  std::promise<message> answer;
+  auto st = p.client.open_stream(
+      {"count", "300"}, within(60s),
+      [&](message m) {
+        if (m != message{std::to_string(seen.load())}) ++bad;
+        ++seen;
+      },
+      [&](std::exception_ptr e, message m) {
+        if (e)
+          answer.set_exception(e);
+        else
+          answer.set_value(std::move(m));
+      });
+  REQUIRE(st);
+  st.write({"x"});
+  st.close_write();
+  auto f = answer.get_future();
+  REQUIRE(f.wait_for(30s) == std::future_status::ready);
+  CHECK(f.get() == message{"done", "1"});
+  CHECK(seen.load() == 300);
+  CHECK(bad.load() == 0);
+}

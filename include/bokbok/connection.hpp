@@ -139,6 +139,9 @@ BOKBOK_API bokbok::stream stream();
 // thread goes to options::on_callback_error.
 using response_callback = std::function<void(std::exception_ptr error, message response)>;
 
+// Receives one message of the peer's stream (connection::open_stream, callback form).
+using stream_callback = std::function<void(message)>;
+
 // How a child process at the other end of a connection (exec:, ssh:) ended.
 struct BOKBOK_API child_exit {
   int pid = 0;
@@ -327,6 +330,15 @@ class BOKBOK_API connection {
   // sent, and call_error(no_such_method) before sending anything when the peer does not
   // take stream calls; usage_error on the event-loop thread.
   bokbok::stream open_stream(message request, const call_options& opts = {});
+  // The callback form: each message of the peer's stream goes to `on_message`, in order,
+  // on the connection's event-loop thread (keep it short, never block: credit is granted
+  // back as it returns; what it throws goes to on_callback_error), and the answer to
+  // `done` once, like request_async. The stream returned is for writing (write from any
+  // other thread, try_write anywhere, close_write, cancel); its read() finds nothing
+  // (nullopt once the call has ended). Errors before sending go to `done`, like
+  // request_async (the stream returned is then empty).
+  bokbok::stream open_stream(message request, const call_options& opts,
+                             stream_callback on_message, response_callback done);
 
   // Closes gracefully (PROTOCOL.md §8.4): tells the peer goaway, so neither side starts
   // new calls (new ones fail with call_error(shutting_down)); calls already running

@@ -140,6 +140,14 @@ stream connection::open_stream(message m, const call_options& opts) {
   return stream(c->open_stream(std::move(m), opts));
 }
 
+stream connection::open_stream(message m, const call_options& opts, stream_callback on_message,
+                               response_callback done) {
+  if (!on_message || !done) throw usage_error("bokbok: open_stream needs both callbacks");
+  std::shared_ptr<detail::connection_impl> c;
+  if (!or_report([&] { c = reconnect_ ? reconnect_->current_now() : impl_; }, done)) return {};
+  return stream(c->open_stream(std::move(m), opts, std::move(on_message), std::move(done)));
+}
+
 void connection::close(std::chrono::milliseconds grace) {
   if (reconnect_) return reconnect_->close(grace);
   impl_->close_gracefully(grace);

@@ -166,7 +166,10 @@ class connection_impl final : public io::stream_events,
                      std::shared_ptr<stream_state> stream = nullptr);
   // Streams (connection_streams.cpp), any thread but the loop's for the blocking ones.
   // Opens a stream call; throws like request() when it cannot be sent.
-  std::shared_ptr<stream_state> open_stream(message request, const call_options& opts);
+  // `on_message`/`done`: the callback form (connection::open_stream).
+  std::shared_ptr<stream_state> open_stream(message request, const call_options& opts,
+                                            stream_callback on_message = nullptr,
+                                            response_callback done = nullptr);
   // Sends one message of `s`'s stream, having taken its credit (stream.cpp); waits for
   // room in the send queue until the call's deadline when `blocking`. Throws.
   void stream_send(stream_state& s, const message& m, bool blocking);

@@ -5,6 +5,7 @@
 // The connection's mutex is taken before a stream_state's, never the other way round.
 #include <string>
 
+#include "rpc/callback_error.hpp"
 #include "rpc/connection_impl.hpp"
 #include "rpc/error_ptr.hpp"
 #include "wire/message_codec.hpp"
@@ -18,27 +19,38 @@ constexpr std::size_t framed_start =
 }  // namespace
 
 std::shared_ptr<stream_state> connection_impl::open_stream(message request,
-                                                           const call_options& opts) {
-  if (cfg_.loop->in_loop_thread())
+                                                           const call_options& opts,
+                                                           stream_callback on_message,
+                                                           response_callback done) {
+  const bool callbacks = static_cast<bool>(on_message);
+  if (!callbacks && cfg_.loop->in_loop_thread())
     throw usage_error("bokbok: open_stream() on the event loop thread, where its stream "
                       "could never be read or written without blocking it");
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     // features_stream_ is set before the connection opens; a closed one fails below.
-    if (life_.state() == phase::open && !features_stream_)
-      throw call_error(error_code::no_such_method,
-                       "the peer " + cfg_.peer + " does not take stream calls");
+    if (life_.state() == phase::open && !features_stream_) {
+      call_error why(error_code::no_such_method,
+                     "the peer " + cfg_.peer + " does not take stream calls");
+      if (!callbacks) throw why;
+      lock.unlock();
+      done(std::make_exception_ptr(why), {});
+      return nullptr;
+    }
   }
   auto s = std::make_shared<stream_state>(true, cfg_.opts.stream_window_messages,
                                           cfg_.opts.stream_window_bytes);
   s->conn = weak_from_this();
   s->deadline = effective_deadline(opts);
-  std::exception_ptr failed;
+  s->on_message = std::move(on_message);
   const std::uint64_t seq = call(
       std::move(request),
-      [s](std::exception_ptr e, message m) { s->end(std::move(e), std::move(m)); }, opts,
-      /*blocking=*/true, nullptr, s);
-  if (seq == 0) {  // refused before sending: the callback ended the stream with why
+      [s, done = std::move(done)](std::exception_ptr e, message m) {
+        s->end(e, done ? m : std::move(m));
+        if (done) done(std::move(e), std::move(m));  // guarded by run_response_callback
+      },
+      opts, /*blocking=*/!callbacks, nullptr, s);
+  if (seq == 0 && !s->on_message) {  // refused before sending: the callback ended it
     if (auto e = s->ended_error()) std::rethrow_exception(e);
   }
   s->seq = seq;
@@ -208,6 +220,14 @@ void connection_impl::stream_message_arrived(wire::frame_type type, std::uint32_
       break;
   }
   stream_grant(*s, rm, rb);
+  if (!s->on_message) return;
+  // The callback form: delivered now, and so consumed (credit granted back).
+  message got;
+  while (s->wait_read(io::clock::now(), got, rm, rb) == stream_state::read_status::message) {
+    guard_callback(cfg_.opts.on_callback_error, "stream callback",
+                   [&] { s->on_message(std::move(got)); });
+    stream_grant(*s, rm, rb);
+  }
 }
 
 }  // namespace bokbok::detail

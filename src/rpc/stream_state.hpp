@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <deque>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -46,6 +47,8 @@ struct stream_state {
   std::uint32_t id = 0;
   std::uint64_t seq = 0;  // requester: the call's seq (cancel_call)
   std::optional<clock::time_point> deadline;
+  // The callback form (connection::open_stream): messages go here on the loop thread.
+  std::function<void(message)> on_message;
 
   // Credit to send. Returns false (nothing taken) when out of credit now.
   bool take_send_credit(std::size_t bytes);
