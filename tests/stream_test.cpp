@@ -536,3 +536,19 @@ TEST_CASE("the callback form delivers the peer's stream on the loop thread, in o
   CHECK(seen.load() == 300);
   CHECK(bad.load() == 0);
 }
+
+TEST_CASE("a handler's error comes after the large messages it wrote before it") {
+  auto p = make_pair([](bokbok::connection&, message) -> message {
+    auto st = bokbok::this_call::stream();
+    for (int i = 0; i < 3; ++i) st.write({std::string(200 * 1024, char('a' + i))});
+    throw bokbok::call_error(bokbok::error_code::bad_arguments, "after three");
+  });
+  auto st = p.client.open_stream({"x"}, within(60s));
+  for (int i = 0; i < 3; ++i) CHECK(st.read() == message{std::string(200 * 1024, char('a' + i))});
+  try {
+    st.read();
+    FAIL("the error did not come");
+  } catch (const bokbok::remote_error& e) {
+    CHECK(e.code() == bokbok::error_code::bad_arguments);
+  }
+}

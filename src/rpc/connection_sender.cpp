@@ -199,7 +199,12 @@ void connection_impl::send_error(std::uint32_t id, error_code code, std::string_
                           text);
   std::unique_lock lock(mu_);
   if (life_.state() != phase::open) return;
-  if (!inbound_streams_.empty()) end_inbound_stream_locked(id);
+  if (!inbound_streams_.empty() && inbound_streams_.count(id)) {
+    // A stream call's error, like its response, goes after its stream's last message.
+    end_inbound_stream_locked(id);
+    send_.queue().push_record_after(wire::frame_type::reply_stream, id, record);
+    return schedule_flush_locked();
+  }
   queue_record_locked(lock, record);
 }
 
