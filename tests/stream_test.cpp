@@ -16,6 +16,7 @@
 #include "bokbok/bokbok.hpp"
 #include "rpc/outbox.hpp"
 #include "rpc/stream_state.hpp"
+#include "support/key_users.hpp"
 #include "support/raw_peer.hpp"
 #include "support/settle.hpp"
 #include "wire/frame.hpp"
@@ -551,4 +552,32 @@ TEST_CASE("a handler's error comes after the large messages it wrote before it")
   } catch (const bokbok::remote_error& e) {
     CHECK(e.code() == bokbok::error_code::bad_arguments);
   }
+}
+
+TEST_CASE("streams work in key mode: large and small messages both ways, in order") {
+  bokbok_test::alice_key k;
+  bokbok::options c, s;
+  c.keys.user = "alice";
+  c.keys.key = k.alice;
+  s.keys.key_for_user = k.lookup();
+  c.stream_window_bytes = s.stream_window_bytes = 64 * 1024;
+  s.on_request = [](bokbok::connection&, message) {
+    auto st = bokbok::this_call::stream();
+    int n = 0;
+    while (auto m = st.read()) st.write(std::move(*m)), ++n;
+    return message{std::to_string(n)};
+  };
+  auto [client, server] = bokbok::connect_socketpair(c, s);
+  auto st = client.open_stream({"echo"}, within(60s));
+  std::vector<message> sent;
+  for (int i = 0; i < 20; ++i)
+    sent.push_back({std::string(i % 3 ? 10 : 150 * 1024, char('a' + i))});
+  std::thread w([&] {
+    for (auto& m : sent) st.write(m);
+    st.close_write();
+  });
+  auto got = read_all(st);
+  w.join();
+  CHECK(got == sent);
+  CHECK(st.finish() == message{"20"});
 }
