@@ -581,3 +581,12 @@ TEST_CASE("streams work in key mode: large and small messages both ways, in orde
   CHECK(got == sent);
   CHECK(st.finish() == message{"20"});
 }
+
+TEST_CASE("a stream window of 0 is refused with usage_error") {
+  bokbok::options bad;
+  bad.stream_window_messages = 0;
+  CHECK_THROWS_AS(bokbok::connect_socketpair(bad, {}), bokbok::usage_error);
+  bad.stream_window_messages = 1;
+  bad.stream_window_bytes = 0;
+  CHECK_THROWS_AS(bokbok::connect_socketpair({}, bad), bokbok::usage_error);
+}
