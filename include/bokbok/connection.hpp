@@ -52,6 +52,7 @@
 #include "bokbok/fd.hpp"
 #include "bokbok/key.hpp"
 #include "bokbok/message.hpp"
+#include "bokbok/stream.hpp"
 
 namespace bokbok {
 
@@ -135,6 +136,10 @@ BOKBOK_API fd_list take_fds();
 // Throws usage_error outside a request handler, when the connection cannot carry fds
 // (see connection::request_with_fds), or past 253 in all; the fds are then closed.
 BOKBOK_API void attach_fds(fd_list fds);
+// The stream of the stream call being handled (README "Streams"); an empty handle in an
+// ordinary call and outside a handler. A stream handler holds its handler slot while it
+// runs: it counts as a running call (max_concurrent_calls, max_threads).
+BOKBOK_API bokbok::stream stream();
 }  // namespace this_call
 
 // Completion of request_async(): exactly one of `error` (non-null) or `response` is set.
@@ -142,6 +147,9 @@ BOKBOK_API void attach_fds(fd_list fds);
 // before it is sent): keep it short and never block in it. What it throws on the loop
 // thread goes to options::on_callback_error.
 using response_callback = std::function<void(std::exception_ptr error, message response)>;
+
+// Receives one message of the peer's stream (connection::open_stream, callback form).
+using stream_callback = std::function<void(message)>;
 
 // How a child process at the other end of a connection (exec:, ssh:) ended.
 struct BOKBOK_API child_exit {
@@ -234,6 +242,13 @@ struct options {
   // for a handler. A message whose fds would pass it is refused busy (a request), fails
   // its call busy (a response) or is dropped (a notification), its fds closed at once.
   std::size_t max_received_fds = 1024;
+  // Streams (README "Streams"): the window of credit this side grants the peer for each
+  // stream call it reads: at most this many messages and bytes (encoded size) sent and
+  // not yet read by the application, plus one message (a message larger than the window
+  // is taken alone). Credit is granted back once half of the window has been read. At
+  // least 1 each, else opening throws usage_error.
+  std::uint32_t stream_window_messages = 64;
+  std::uint32_t stream_window_bytes = 1u << 20;
   // How long opening waits for the peer's preamble and hello.
   std::chrono::milliseconds connect_timeout{10'000};
   // Which of several addresses a client dials first (address_choice above).
@@ -332,6 +347,22 @@ class BOKBOK_API connection {
   // can) or for more than 253 fds; otherwise they throw like request() and notify().
   parcel request_with_fds(message request, fd_list fds, const call_options& opts = {});
   void notify_with_fds(message notification, fd_list fds);
+  // Opens a stream call (README "Streams", PROTOCOL.md §12): sends `request` flagged
+  // STREAM (the opening message: method and arguments) and returns at once the stream to
+  // write to and read from; finish() waits for the final response. The deadline and stop
+  // token of `opts` cover the whole call. Throws like request() when the call cannot be
+  // sent, and call_error(no_such_method) before sending anything when the peer does not
+  // take stream calls; usage_error on the event-loop thread.
+  bokbok::stream open_stream(message request, const call_options& opts = {});
+  // The callback form: each message of the peer's stream goes to `on_message`, in order,
+  // on the connection's event-loop thread (keep it short, never block: credit is granted
+  // back as it returns; what it throws goes to on_callback_error), and the answer to
+  // `done` once, like request_async. The stream returned is for writing (write from any
+  // other thread, try_write anywhere, close_write, cancel); its read() finds nothing
+  // (nullopt once the call has ended). Errors before sending go to `done`, like
+  // request_async (the stream returned is then empty).
+  bokbok::stream open_stream(message request, const call_options& opts,
+                             stream_callback on_message, response_callback done);
 
   // Closes gracefully (PROTOCOL.md §8.4): tells the peer goaway, so neither side starts
   // new calls (new ones fail with call_error(shutting_down)); calls already running

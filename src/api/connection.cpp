@@ -150,6 +150,21 @@ void connection::notify_with_fds(message m, fd_list fds) {
   inner->notify(std::move(m), detail::connection_impl::to_io_fds(std::move(fds)));
 }
 
+// A stream call is not sent again after a reconnect (its messages may have been read):
+// it goes on the current connection, failing while there is none.
+stream connection::open_stream(message m, const call_options& opts) {
+  auto c = reconnect_ ? reconnect_->current(detail::effective_deadline(opts)) : impl_;
+  return stream(c->open_stream(std::move(m), opts));
+}
+
+stream connection::open_stream(message m, const call_options& opts, stream_callback on_message,
+                               response_callback done) {
+  if (!on_message || !done) throw usage_error("bokbok: open_stream needs both callbacks");
+  std::shared_ptr<detail::connection_impl> c;
+  if (!or_report([&] { c = reconnect_ ? reconnect_->current_now() : impl_; }, done)) return {};
+  return stream(c->open_stream(std::move(m), opts, std::move(on_message), std::move(done)));
+}
+
 void connection::close(std::chrono::milliseconds grace) {
   if (reconnect_) return reconnect_->close(grace);
   impl_->close_gracefully(grace);

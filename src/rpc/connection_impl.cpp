@@ -52,6 +52,9 @@ void check_options(const options& o) {
     throw usage_error("bokbok: options::max_message_size must be at least 65536");
   if (o.max_message_size > 0xffffffffu)
     throw usage_error("bokbok: options::max_message_size must fit in 32 bits");
+  if (o.stream_window_messages == 0 || o.stream_window_bytes == 0)
+    throw usage_error("bokbok: options::stream_window_messages and stream_window_bytes must be "
+                      "at least 1 (0 would let no stream message through)");
   if (o.max_send_queue == 0)
     throw usage_error("bokbok: options::max_send_queue must be at least 1 byte (0 would let "
                       "nothing be sent)");

@@ -11,12 +11,8 @@
 namespace bokbok::detail {
 
 namespace {
-// Room for a record header, a frame header, a deadline prefix and an fd count in front of
-// an encoded message (which begins at `headroom`). The prefixes go right before the
-// message, the headers right before them.
 constexpr std::size_t header_size = wire::record_header_size + wire::frame_header_size;
-constexpr std::size_t headroom =
-    header_size + wire::deadline_prefix_size + wire::fds_prefix_size;
+constexpr std::size_t headroom = framed_headroom;
 }  // namespace
 
 // Encodes once, leaving room in front: a message that fits one frame becomes its
@@ -48,10 +44,11 @@ void connection_impl::queue_message_locked(std::unique_lock<std::mutex>& lock,
                                            wire::frame_type type, std::uint32_t id,
                                            std::string framed,
                                            std::optional<std::uint32_t> deadline_ms,
-                                           std::vector<base::unique_fd> fds) {
+                                           std::vector<base::unique_fd> fds,
+                                           std::uint8_t extra_flags) {
   // The payload: [deadline prefix] [fd count] message; `start` is where its headers go.
   std::size_t start = headroom;
-  std::uint8_t flags = 0;
+  std::uint8_t flags = extra_flags;
   if (!fds.empty()) {
     start -= wire::fds_prefix_size;
     flags |= wire::flag_fds;
@@ -202,6 +199,12 @@ void connection_impl::send_response(std::uint32_t id, const message& response, f
   std::string framed = encode_framed(response);
   std::unique_lock lock(mu_);
   if (life_.state() != phase::open) return;  // closed: late answers are dropped
+  if (!inbound_streams_.empty() && inbound_streams_.count(id)) {
+    // A stream call's answer goes after the last message of its stream (outbox.hpp).
+    end_inbound_stream_locked(id);
+    send_.queue().push_message(wire::frame_type::response, id, std::move(framed), headroom);
+    return schedule_flush_locked();
+  }
   // Queued at once, whatever the outbox holds: a handler thread (shared by every
   // connection of a server) never waits for a peer that does not read. The outbox stays
   // bounded because, while it is over max_send_queue, reading pauses (on_data) and no
@@ -217,6 +220,12 @@ void connection_impl::send_error(std::uint32_t id, error_code code, std::string_
                           text);
   std::unique_lock lock(mu_);
   if (life_.state() != phase::open) return;
+  if (!inbound_streams_.empty() && inbound_streams_.count(id)) {
+    // A stream call's error, like its response, goes after its stream's last message.
+    end_inbound_stream_locked(id);
+    send_.queue().push_record_after(wire::frame_type::reply_stream, id, record);
+    return schedule_flush_locked();
+  }
   queue_record_locked(lock, record);
 }
 

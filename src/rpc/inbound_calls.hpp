@@ -57,6 +57,7 @@ struct inbound_request {
   receive_charge charge;
   std::optional<io::clock::time_point> deadline;  // from its DEADLINE prefix (§8.2)
   received_fds fds;  // those that came with it (PROTOCOL.md §13), closed if not taken
+  std::shared_ptr<detail::stream_state> stream;   // a stream call's (§12), else null
 };
 
 class inbound_calls {
