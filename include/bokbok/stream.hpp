@@ -21,8 +21,8 @@
 // thread (a response callback, an inline handler): they throw usage_error there.
 //
 // Lifetime: the requester's call ends when the answer arrives (or on cancel, deadline,
-// connection loss); dropping every handle of an unfinished requester stream cancels the
-// call. The responder's stream ends when its handler returns: a handle kept beyond that
+// connection loss); its handles do not keep it going nor end it: call finish() or
+// cancel(). The responder's stream ends when its handler returns: a handle kept beyond that
 // fails write() with call_error(cancelled), and read() returns nullopt.
 #pragma once
 
@@ -55,7 +55,7 @@ class BOKBOK_API stream {
   // call_error(cancelled | deadline_exceeded | shutting_down), remote_error (the peer
   // already answered with an error), transport_error (the connection failed or closed),
   // call_error(too_large) for a message above the negotiated maximum, usage_error after
-  // close_write() or once the call has ended normally.
+  // close_write(); call_error(cancelled) once the call has ended normally (answered).
   void write(message m);
   // Non-blocking write: false (m untouched) when out of credit or the send queue is
   // full now; throws like write() when the call has ended.
@@ -87,6 +87,7 @@ class BOKBOK_API stream {
   explicit stream(std::shared_ptr<detail::stream_state> s) noexcept : s_(std::move(s)) {}
 
  private:
+  std::optional<message> read_until(std::optional<std::chrono::steady_clock::time_point> until);
   std::shared_ptr<detail::stream_state> s_;
 };
 

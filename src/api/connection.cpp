@@ -133,8 +133,11 @@ void connection::notify(message m) {
   }
 }
 
-stream connection::open_stream(message, const call_options&) {
-  throw usage_error("bokbok::connection::open_stream: not yet implemented");
+// A stream call is not sent again after a reconnect (its messages may have been read):
+// it goes on the current connection, failing while there is none.
+stream connection::open_stream(message m, const call_options& opts) {
+  auto c = reconnect_ ? reconnect_->current(detail::effective_deadline(opts)) : impl_;
+  return stream(c->open_stream(std::move(m), opts));
 }
 
 void connection::close(std::chrono::milliseconds grace) {

@@ -53,7 +53,10 @@ std::stop_token stop_token() {
   return h ? h->stop_token() : std::stop_token();
 }
 
-bokbok::stream stream() { return {}; }
+bokbok::stream stream() {
+  auto* h = detail::current_handler();
+  return h && h->stream ? bokbok::stream(h->stream) : bokbok::stream();
+}
 
 }  // namespace this_call
 

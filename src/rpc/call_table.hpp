@@ -15,9 +15,8 @@
 // id with the number of wraps above it: unique for the connection's life, never 0, and
 // it leads to the slot as directly.
 //
-// Reserved: a call carrying a stream of messages each way (issue 15) will keep here its
-// stream state and the credit each direction has left (credit-based flow control per
-// call), next to `done`; nothing of it exists yet.
+// A stream call (issue 15, PROTOCOL.md §12) keeps its stream state (rpc/stream_state.hpp:
+// messages received, credit each way) in its slot, next to `done`.
 //
 // Threads: not synchronised; the connection guards it with its mutex. References
 // returned stay valid until the next start() (which may move every call).
@@ -70,6 +69,8 @@ struct outgoing_call {
   // The write of its request found the peer gone (EPIPE, ECONNRESET) and wrote nothing:
   // it fails with not_sent_error.
   bool not_sent = false;
+  // A stream call's state (connection_streams.cpp), else null.
+  std::shared_ptr<detail::stream_state> stream;
 };
 
 class call_table {

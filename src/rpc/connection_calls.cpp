@@ -32,7 +32,7 @@ std::uint32_t deadline_prefix(io::clock::duration left) {
 
 std::uint64_t connection_impl::call(message request, response_callback done,
                                     const call_options& opts, bool blocking,
-                                    rpc::sync_wait* waiter) {
+                                    rpc::sync_wait* waiter, std::shared_ptr<stream_state> stream) {
   // The call's deadline and stop token: its own, and the running handler's (inherited).
   const auto deadline = effective_deadline(opts);
   std::stop_token stop = opts.stop;
@@ -69,14 +69,29 @@ std::uint64_t connection_impl::call(message request, response_callback done,
   pc.done = std::move(done);
   pc.waiter = waiter;
   pc.deadline = deadline;
+  if (stream) {
+    stream->id = id;
+    stream->grant_initial();
+    pc.stream = stream;
+  }
   // Only a deadline earlier than the one armed needs the loop to move the timer.
   const bool rearm = deadline && (!deadline_armed_ || *deadline < *deadline_armed_);
   if (rearm) deadline_armed_ = deadline;
   std::optional<std::uint32_t> prefix;
   if (deadline && features_deadline_) prefix = deadline_prefix(*deadline - io::clock::now());
   send_.set_direct_request(id);  // send_now_locked marks it when a gone peer took nothing of it
-  queue_message_locked(lock, wire::frame_type::request, id, std::move(framed), prefix);
+  queue_message_locked(lock, wire::frame_type::request, id, std::move(framed), prefix,
+                       stream ? wire::flag_stream : 0);
   send_.set_direct_request(0);
+  if (stream) {
+    // The initial credit follows the request at once: no round trip (§12 "Credit").
+    std::string rec;
+    wire::append_frame(rec, wire::frame_type::credit, 0, id,
+                       wire::encode_credit_payload({cfg_.opts.stream_window_messages,
+                                                    cfg_.opts.stream_window_bytes}));
+    send_.queue().push_record_bytes(rec);
+    schedule_flush_locked();
+  }
   lock.unlock();
   if (rearm) cfg_.loop->post([self = shared_from_this()] { self->arm_deadline_timer(); });
   if (stop.stop_possible()) {

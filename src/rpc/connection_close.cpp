@@ -140,6 +140,7 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     }
     for (auto& ctx : running) ctx->stop.request_stop();
   }
+  fail_inbound_streams();  // their handlers' reads and writes fail now
 
   // Say goodbye when the transport still works, and drop the link once that is written
   // (on_write_done), or after close_drain_timeout if the peer does not read.

@@ -21,6 +21,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <any>
 #include <functional>
 #include <optional>
@@ -40,6 +41,7 @@
 #include "rpc/lifecycle.hpp"
 #include "rpc/outbox.hpp"
 #include "rpc/send_path.hpp"
+#include "rpc/stream_state.hpp"
 #include "rpc/receive_budget.hpp"
 #include "transport/peer_process.hpp"
 #include "wire/frame.hpp"
@@ -59,6 +61,7 @@ struct running_handler {
   std::uint32_t id = 0;
   std::optional<io::clock::time_point> deadline;
   std::shared_ptr<call_context> ctx;  // null until stop_token() or a cancel made it
+  std::shared_ptr<stream_state> stream;  // a stream call's (this_call::stream), else null
   // The handler's stop token; makes its context first if none was made (takes the
   // connection's mutex: never call with it held).
   std::stop_token stop_token();
@@ -156,8 +159,26 @@ class connection_impl final : public io::stream_events,
   // `blocking`: the caller may wait for room in the send queue (else: busy). Returns
   // the call's sequence number for cancel_call (0 when it failed before starting).
   // `waiter`: a blocking caller's wait (call_sync), filled directly by an answer.
+  // `stream`: a stream call (connection_streams.cpp): flagged STREAM, followed by the
+  // initial credit, and its slot holds the stream.
   std::uint64_t call(message request, response_callback done, const call_options& opts = {},
-                     bool blocking = false, rpc::sync_wait* waiter = nullptr);
+                     bool blocking = false, rpc::sync_wait* waiter = nullptr,
+                     std::shared_ptr<stream_state> stream = nullptr);
+  // Streams (connection_streams.cpp), any thread but the loop's for the blocking ones.
+  // Opens a stream call; throws like request() when it cannot be sent.
+  std::shared_ptr<stream_state> open_stream(message request, const call_options& opts);
+  // Sends one message of `s`'s stream, having taken its credit (stream.cpp); waits for
+  // room in the send queue until the call's deadline when `blocking`. Throws.
+  void stream_send(stream_state& s, const message& m, bool blocking);
+  // Control frames of a stream: stream_end, credit or reply_credit (by s's role).
+  void stream_end_write(stream_state& s);
+  void stream_grant(stream_state& s, std::uint32_t messages, std::uint32_t bytes);
+  // Responder: answers the call error(cancelled) now (stream::cancel).
+  void stream_cancel_answer(stream_state& s);
+  std::size_t stream_send_limit() const {
+    std::lock_guard lock(mu_);
+    return send_limit_;
+  }
   message call_sync(message request, const call_options& opts = {});
   // Any thread, mu_ not held: the running request `id`'s context, made if it had none
   // (running_handler::stop_token).
@@ -233,6 +254,18 @@ class connection_impl final : public io::stream_events,
   bool pause_for_budget_locked();
   void resume_after_budget();
   void handle_error_frame(const wire::frame_view& f);
+  // Streams (connection_streams.cpp), loop thread: stream_end and credit frames, and a
+  // whole stream or reply_stream message.
+  void handle_stream_control(const wire::frame_view& f);
+  void stream_message_arrived(wire::frame_type type, std::uint32_t id, message m,
+                              std::size_t bytes);
+  // The peer's stream request `id` was accepted: its state, registered.
+  std::shared_ptr<stream_state> register_inbound_stream(std::uint32_t id,
+                                                        std::optional<io::clock::time_point> deadline);
+  // mu_ held: the inbound stream call `id` is answered: it ends (cancelled for its handler).
+  void end_inbound_stream_locked(std::uint32_t id);
+  // The connection closed: inbound streams fail with the connection's error.
+  void fail_inbound_streams();
   void dispatch_request(std::uint32_t id, std::string_view bytes, std::optional<std::uint32_t> deadline_ms);
   void dispatch_message(rpc::inbound_request r);
   void start_handler(rpc::inbound_request r);
@@ -240,7 +273,7 @@ class connection_impl final : public io::stream_events,
   void dispatch_notify(std::string_view bytes);
   void notify_decoded(message m);
   void accept_request(std::uint32_t id, message m, std::size_t cost,
-                      std::optional<std::uint32_t> deadline_ms);
+                      std::optional<std::uint32_t> deadline_ms, bool stream = false);
   void handle_cancel(std::uint32_t id);
   void end_call_locally(std::uint64_t seq, error_code code);
   // Deadlines of our calls share one timer, set for the earliest (deadline_armed_): a
@@ -299,9 +332,11 @@ class connection_impl final : public io::stream_events,
   // `mu_` held.
   std::optional<std::string> too_large_locked(const char* what, const std::string& framed) const;
   // `deadline_ms`: sent as the DEADLINE prefix (requests only).
+  // `extra_flags`: more first-fragment flags (flag_stream).
   void queue_message_locked(std::unique_lock<std::mutex>& lock, wire::frame_type type,
                             std::uint32_t id, std::string framed,
-                            std::optional<std::uint32_t> deadline_ms = std::nullopt);
+                            std::optional<std::uint32_t> deadline_ms = std::nullopt,
+                            std::uint8_t extra_flags = 0);
   void queue_record_locked(std::unique_lock<std::mutex>& lock, std::string_view record);
   bool send_now_locked(std::unique_lock<std::mutex>& lock, std::string_view record);
   // Wakes the loop to write when nothing is being written.
@@ -374,6 +409,10 @@ class connection_impl final : public io::stream_events,
   // (rpc/closing.hpp).
   rpc::closing closing_;
   std::uint32_t hello_nonce_ = 0;  // plain mode: our hello's nonce (§6.1), never reflected
+  // Streams: ids of stream requests being reassembled (their first fragment had the
+  // flag); credit for ids past the latest request (it overtook a fragmented request).
+  std::unordered_set<std::uint32_t> partial_stream_requests_;
+  std::unordered_map<std::uint32_t, wire::credit_grant> early_credit_;
 
   // Guarded by mu_.
   mutable std::mutex mu_;
@@ -390,7 +429,9 @@ class connection_impl final : public io::stream_events,
   // Backpressure: threads waiting for room in the outbox.
   std::condition_variable_any room_cv_;
   unsigned room_waiters_ = 0;
-  bool features_notify_ = false, features_deadline_ = false;
+  bool features_notify_ = false, features_deadline_ = false, features_stream_ = false;
+  // The peer's stream calls, from acceptance until answered (connection_streams.cpp).
+  std::unordered_map<std::uint32_t, std::shared_ptr<stream_state>> inbound_streams_;
   // Requests waiting for a handler (receive_budget.hpp); set at construction. While
   // budget_paused_, reading has stopped until it has room.
   std::shared_ptr<rpc::receive_account> account_;

@@ -178,13 +178,11 @@ void connection_impl::handle_frame(const wire::frame_view& f) {
       return handle_goaway(f);
     case wire::frame_type::stream:
     case wire::frame_type::reply_stream:
+      return handle_message_frame(f);
     case wire::frame_type::stream_end:
     case wire::frame_type::credit:
     case wire::frame_type::reply_credit:
-      // This side does not offer feature_stream (PROTOCOL.md §6.2: a receiver checks
-      // its own bit).
-      return protocol_failure(std::string("a ") + wire::to_string(f.type) +
-                              " frame, but this side did not offer streams (feature 0x4)");
+      return handle_stream_control(f);  // connection_streams.cpp
     case wire::frame_type::close: {
       closing_.peer_done = true;  // nothing follows: no need to wait for its end (§8.5)
       // After the peer's goaway, its reason (lifecycle::peer_close_reason).
@@ -219,6 +217,7 @@ void connection_impl::handle_settings(std::string_view payload) {
     send_limit_ = limit;
     features_deadline_ = (theirs.features & wire::feature_deadline) != 0;
     features_notify_ = (theirs.features & wire::feature_notify) != 0;
+    features_stream_ = (theirs.features & wire::feature_stream) != 0;
     life_.opened();
   }
   arm_tick();
@@ -227,9 +226,11 @@ void connection_impl::handle_settings(std::string_view payload) {
 
 void connection_impl::handle_message_frame(const wire::frame_view& f) {
   // Features this side does not offer (yet): their flags are violations (§6.2).
-  if (f.flags & wire::flag_stream)
-    return protocol_failure("a request flagged stream (0x08), but this side did not offer "
-                            "streams (feature 0x4)");
+  const bool stream_message =
+      f.type == wire::frame_type::stream || f.type == wire::frame_type::reply_stream;
+  // A stream request's flag is on its first fragment only: remembered until it is whole.
+  bool stream_request = (f.flags & wire::flag_stream) != 0;
+  if (stream_request && (f.flags & wire::flag_more)) partial_stream_requests_.insert(f.call_id);
   if (f.flags & wire::flag_fds)
     return protocol_failure(std::string("a ") + wire::to_string(f.type) +
                             " flagged fds (0x10), but this side did not offer file "
@@ -240,7 +241,8 @@ void connection_impl::handle_message_frame(const wire::frame_view& f) {
   if (f.flags & (wire::flag_more | wire::flag_continued)) sync_partial_charge();
   switch (st) {
     case wire::reassembler::status::incomplete:
-      refuse_partial_over_budget(f);
+      // Stream messages are bounded by the credit this side granted instead.
+      if (!stream_message) refuse_partial_over_budget(f);
       return;
     case wire::reassembler::status::skipped:
       return;
@@ -248,6 +250,9 @@ void connection_impl::handle_message_frame(const wire::frame_view& f) {
       return protocol_failure(err);
     case wire::reassembler::status::too_large: {
       if (f.type == wire::frame_type::notify) return;  // dropped silently (§8.7)
+      if (stream_message)  // its writer checks the negotiated size before sending
+        return protocol_failure(std::string("a ") + wire::to_string(f.type) + " message on call " +
+                                std::to_string(f.call_id) + " exceeds the maximum message size");
       std::string text = std::string(f.type == wire::frame_type::request ? "request" : "response") +
                          " exceeds the maximum message size of " +
                          std::to_string(send_limit_) + " bytes";
@@ -266,9 +271,24 @@ void connection_impl::handle_message_frame(const wire::frame_view& f) {
   const bool decoded = frames_.messages().has_decoded();
   if (decoded) m = frames_.messages().take_decoded(cost);  // fragmented: decoded as it came
   if (f.type == wire::frame_type::request) {
+    if (!partial_stream_requests_.empty() && partial_stream_requests_.erase(f.call_id))
+      stream_request = true;
+    if (stream_request) {  // decoded here: its cost is bounded by the message size
+      if (!decoded && !wire::decode_message(bytes, m, err))
+        return protocol_failure("bad request: " + err);
+      if (!decoded) cost = wire::decoded_cost(bytes);
+      return accept_request(f.call_id, std::move(m), cost, frames_.messages().deadline_ms(),
+                            true);
+    }
     if (decoded)
       return accept_request(f.call_id, std::move(m), cost, frames_.messages().deadline_ms());
     return dispatch_request(f.call_id, bytes, frames_.messages().deadline_ms());
+  }
+  if (stream_message) {
+    if (!decoded && !wire::decode_message(bytes, m, err))
+      return protocol_failure(std::string("bad ") + wire::to_string(f.type) + ": " + err);
+    const std::size_t size = decoded ? wire::encoded_size(m) : bytes.size();
+    return stream_message_arrived(f.type, f.call_id, std::move(m), size);
   }
   if (f.type == wire::frame_type::notify) {
     if (decoded) return notify_decoded(std::move(m));

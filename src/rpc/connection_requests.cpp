@@ -35,11 +35,12 @@ void connection_impl::dispatch_request(std::uint32_t id, std::string_view bytes,
 // to it, then held (on_open running), queued or started. No call context is made for it
 // (see call_context): most handlers never need one.
 void connection_impl::accept_request(std::uint32_t id, message m, std::size_t cost,
-                                     std::optional<std::uint32_t> deadline_ms) {
+                                     std::optional<std::uint32_t> deadline_ms, bool stream) {
   last_peer_request_ = id;
   last_activity_ = io::clock::now();
   queued_call r{id, std::move(m), nullptr, rpc::receive_charge(account_, cost), std::nullopt};
   if (deadline_ms) r.deadline = last_activity_ + std::chrono::milliseconds(*deadline_ms);
+  if (stream) r.stream = register_inbound_stream(id, r.deadline);  // connection_streams.cpp
   if (holding_) {
     std::lock_guard lock(mu_);
     inbound_.hold(std::move(r));
@@ -150,7 +151,7 @@ void connection_impl::run_handler(queued_call r) {
   if (r.ctx && r.ctx->stop.stop_requested()) return;  // cancelled while queued: nobody waits
   const std::uint32_t id = r.id;
   message request = std::move(r.m);
-  running_handler running{this, id, r.deadline, std::move(r.ctx)};
+  running_handler running{this, id, r.deadline, std::move(r.ctx), std::move(r.stream)};
   handler_scope scope(&running);  // this_call, and what nested calls inherit
   if (running.deadline && *running.deadline <= io::clock::now())
     return send_error(id, error_code::deadline_exceeded,
@@ -161,10 +162,18 @@ void connection_impl::run_handler(queued_call r) {
                    (request.empty() ? std::string() : " for \"" + request[0] + "\""));
     return;
   }
+  if (running.stream) {
+    // A stream call: the requester may send its stream from now on (§12 "Credit").
+    running.stream->grant_initial();
+    stream_grant(*running.stream, cfg_.opts.stream_window_messages, cfg_.opts.stream_window_bytes);
+  }
   try {
     message response = cfg_.opts.on_request(handle, std::move(request));
+    // A stream the handler cancelled was answered then (stream::cancel).
+    if (running.stream && running.stream->answered()) return;
     send_response(id, response);
   } catch (const call_error& e) {
+    if (running.stream && running.stream->answered()) return;
     send_error(id, e.code(), e.message());  // whole: what() would end at a NUL
   } catch (const std::exception& e) {
     send_error(id, error_code::handler_failed, e.what());
@@ -204,6 +213,12 @@ void connection_impl::handle_cancel(std::uint32_t id) {
   {
     std::lock_guard lock(mu_);
     running = inbound_.cancel(id, dropped);
+    if (!inbound_streams_.empty()) {  // its handler's reads and writes fail cancelled
+      if (auto it = inbound_streams_.find(id); it != inbound_streams_.end()) {
+        it->second->end(error_ptr<call_error>(error_code::cancelled, "the caller cancelled the call"));
+        inbound_streams_.erase(it);
+      }
+    }
   }
   if (running) running->stop.request_stop();  // stop callbacks run here, unlocked
   if (dropped) close_if_drained();

@@ -43,13 +43,14 @@ std::optional<std::string> connection_impl::too_large_locked(const char* what,
 void connection_impl::queue_message_locked(std::unique_lock<std::mutex>& lock,
                                            wire::frame_type type, std::uint32_t id,
                                            std::string framed,
-                                           std::optional<std::uint32_t> deadline_ms) {
+                                           std::optional<std::uint32_t> deadline_ms,
+                                           std::uint8_t extra_flags) {
   // The payload: [prefix] message, starting right after the headers at `start`.
   std::size_t start = plain_start;
-  std::uint8_t flags = 0;
+  std::uint8_t flags = extra_flags;
   if (deadline_ms) {
     start = 0;
-    flags = wire::flag_deadline;
+    flags |= wire::flag_deadline;
     std::string prefix;
     wire::put_deadline_prefix(prefix, *deadline_ms);
     std::memcpy(framed.data() + header_size, prefix.data(), prefix.size());
@@ -178,6 +179,7 @@ void connection_impl::send_response(std::uint32_t id, const message& response) {
   std::string framed = encode_framed(response);
   std::unique_lock lock(mu_);
   if (life_.state() != phase::open) return;  // closed: late answers are dropped
+  if (!inbound_streams_.empty()) end_inbound_stream_locked(id);
   // Queued at once, whatever the outbox holds: a handler thread (shared by every
   // connection of a server) never waits for a peer that does not read. The outbox stays
   // bounded because, while it is over max_send_queue, reading pauses (on_data) and no
@@ -192,6 +194,7 @@ void connection_impl::send_error(std::uint32_t id, error_code code, std::string_
                           text);
   std::unique_lock lock(mu_);
   if (life_.state() != phase::open) return;
+  if (!inbound_streams_.empty()) end_inbound_stream_locked(id);
   queue_record_locked(lock, record);
 }
 

@@ -55,6 +55,7 @@ struct inbound_request {
   // handler starts (or it is dropped unhandled: then with the request).
   receive_charge charge;
   std::optional<io::clock::time_point> deadline;  // from its DEADLINE prefix (§8.2)
+  std::shared_ptr<detail::stream_state> stream;   // a stream call's (§12), else null
 };
 
 class inbound_calls {

@@ -26,7 +26,7 @@ inline constexpr std::uint32_t feature_stream = 0x4;
 // File descriptors beside messages (flag_fds, PROTOCOL.md §13); set only by a side whose
 // transport can carry them (a UNIX socket).
 inline constexpr std::uint32_t feature_fds = 0x8;
-inline constexpr std::uint32_t features_supported = feature_deadline | feature_notify;
+inline constexpr std::uint32_t features_supported = feature_deadline | feature_notify | feature_stream;
 
 inline constexpr std::uint32_t min_max_message_size = 65536;
 

@@ -1,0 +1,407 @@
+// Stream calls (PROTOCOL.md §12, README "Streams"): in-process connections over a
+// socketpair (both ends real bokbok connections), and a raw peer for the violations.
+#include <doctest/doctest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <chrono>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bokbok/bokbok.hpp"
+#include "rpc/stream_state.hpp"
+#include "support/raw_peer.hpp"
+#include "support/settle.hpp"
+#include "wire/frame.hpp"
+#include "wire/message_codec.hpp"
+
+using namespace std::chrono_literals;
+using bokbok::message;
+namespace wire = bokbok::wire;
+
+namespace {
+
+// A pair: `client` calls, `server` runs `handler`.
+struct pair_of {
+  bokbok::connection client, server;
+};
+pair_of make_pair(bokbok::request_handler handler, std::uint32_t window_messages = 64,
+                  std::uint32_t window_bytes = 1u << 20) {
+  bokbok::options c, s;
+  c.stream_window_messages = s.stream_window_messages = window_messages;
+  c.stream_window_bytes = s.stream_window_bytes = window_bytes;
+  s.on_request = std::move(handler);
+  auto [a, b] = bokbok::connect_socketpair(c, s);
+  return {a, b};
+}
+
+bokbok::call_options within(std::chrono::milliseconds d) {
+  bokbok::call_options o;
+  o.timeout = d;
+  return o;
+}
+
+// Reads every message of `st` (bounded by the call's own deadline, or 30 s).
+std::vector<message> read_all(bokbok::stream& st) {
+  std::vector<message> out;
+  const auto end = std::chrono::steady_clock::now() + 30s;
+  while (auto m = st.read(end)) out.push_back(std::move(*m));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("stream state: a writer takes one message and its bytes of credit, and may go negative once") {
+  bokbok::detail::stream_state s(true, 4, 100);
+  CHECK_FALSE(s.take_send_credit(10));  // nothing granted yet
+  s.add_send_credit(2, 50);
+  CHECK(s.take_send_credit(80));   // larger than the bytes left: goes, bytes negative
+  CHECK_FALSE(s.take_send_credit(1));  // bytes <= 0
+  s.add_send_credit(0, 40);        // -30 + 40 = 10 > 0, one message left
+  CHECK(s.take_send_credit(1));
+  CHECK_FALSE(s.take_send_credit(1));  // no message left
+  s.add_send_credit(0xffffffffu, 0xffffffffu);
+  s.add_send_credit(0xffffffffu, 0xffffffffu);  // saturates, never wraps to nothing
+  CHECK(s.take_send_credit(1));
+}
+
+TEST_CASE("stream state: a message beyond the grant, or after stream_end, is refused; reading grants back at half the window") {
+  bokbok::detail::stream_state s(false, 4, 1000);
+  std::uint32_t rm = 0, rb = 0;
+  CHECK(s.receive({"x"}, 10, rm, rb) == bokbok::detail::stream_state::receive_result::beyond_credit);
+  s.grant_initial();
+  for (int i = 0; i < 4; ++i)
+    CHECK(s.receive({"x"}, 10, rm, rb) == bokbok::detail::stream_state::receive_result::queued);
+  CHECK(s.receive({"x"}, 10, rm, rb) == bokbok::detail::stream_state::receive_result::beyond_credit);
+  message m;
+  CHECK(s.wait_read(std::nullopt, m, rm, rb) == bokbok::detail::stream_state::read_status::message);
+  CHECK(rm == 0);  // one of four read: below half
+  CHECK(s.wait_read(std::nullopt, m, rm, rb) == bokbok::detail::stream_state::read_status::message);
+  CHECK(rm == 2);  // half: both granted back
+  CHECK(rb == 20);
+  CHECK(s.receive({"y"}, 10, rm, rb) == bokbok::detail::stream_state::receive_result::queued);
+  CHECK(s.end_incoming());
+  CHECK(s.receive({"z"}, 10, rm, rb) == bokbok::detail::stream_state::receive_result::after_end);
+  CHECK_FALSE(s.end_incoming());
+}
+
+TEST_CASE("a server streams messages to its caller, then its final response") {
+  auto p = make_pair([](bokbok::connection&, message req) {
+    auto st = bokbok::this_call::stream();
+    REQUIRE(st);
+    int n = std::stoi(req.at(1));
+    for (int i = 0; i < n; ++i) st.write({"item", std::to_string(i)});
+    return message{"done", req.at(1)};
+  });
+  auto st = p.client.open_stream({"count", "500"}, within(60s));
+  auto got = read_all(st);
+  REQUIRE(got.size() == 500);
+  for (int i = 0; i < 500; ++i) CHECK(got[i] == message{"item", std::to_string(i)});
+  CHECK(st.finish() == message{"done", "500"});
+}
+
+TEST_CASE("a caller streams messages to the server, which answers once the stream ends") {
+  auto p = make_pair([](bokbok::connection&, message) {
+    auto st = bokbok::this_call::stream();
+    long sum = 0, n = 0;
+    while (auto m = st.read()) sum += std::stol(m->at(0)), ++n;
+    return message{std::to_string(n), std::to_string(sum)};
+  }, 8, 1024);  // a small window: the caller waits for credit many times
+  auto st = p.client.open_stream({"sum"}, within(60s));
+  long want = 0;
+  for (int i = 0; i < 1000; ++i) st.write({std::to_string(i)}), want += i;
+  st.close_write();
+  CHECK(st.finish() == message{"1000", std::to_string(want)});
+}
+
+TEST_CASE("100,000 small messages each way on one stream arrive whole and in order") {
+  constexpr int n = 100'000;
+  auto p = make_pair([](bokbok::connection&, message) {
+    auto st = bokbok::this_call::stream();
+    int k = 0;
+    while (auto m = st.read()) {
+      st.write({"echo", m->at(0)});
+      ++k;
+    }
+    return message{std::to_string(k)};
+  });
+  auto st = p.client.open_stream({"echo"}, within(300s));
+  std::thread writer([&] {
+    for (int i = 0; i < n; ++i) st.write({std::to_string(i)});
+    st.close_write();
+  });
+  int bad = 0, count = 0;
+  const auto end = std::chrono::steady_clock::now() + 300s;
+  while (auto m = st.read(end)) {
+    if (*m != message{"echo", std::to_string(count)}) ++bad;
+    ++count;
+  }
+  writer.join();
+  CHECK(bad == 0);
+  CHECK(count == n);
+  CHECK(st.finish() == message{std::to_string(n)});
+}
+
+TEST_CASE("a reader that stops holds its writer at one window, while ordinary calls go on") {
+  std::atomic<int> written{0};
+  auto p = make_pair([&](bokbok::connection&, message req) {
+    if (req.at(0) == "ping") return message{"pong"};
+    auto st = bokbok::this_call::stream();
+    for (int i = 0; i < 200; ++i) {
+      st.write({std::string(100, 'x')});
+      ++written;
+    }
+    return message{"end"};
+  }, 8, 1u << 20);
+  auto st = p.client.open_stream({"flood"}, within(60s));
+  // The writer has the window of 8 messages and no more: it blocks (holding no lock of
+  // the connection: the pings below are answered).
+  CHECK(bokbok_test::settles([&] { return written.load() == 8; }, 10s));
+  for (int i = 0; i < 20; ++i) CHECK(p.client.request({"ping"}) == message{"pong"});
+  CHECK(written.load() == 8);
+  auto got = read_all(st);
+  CHECK(got.size() == 200);
+  CHECK(st.finish() == message{"end"});
+}
+
+TEST_CASE("the caller cancels mid-stream: its reads fail cancelled, the handler's too") {
+  std::promise<int> handler_saw;
+  auto p = make_pair([&](bokbok::connection&, message) -> message {
+    auto st = bokbok::this_call::stream();
+    st.write({"first"});
+    try {
+      while (st.read()) {
+      }
+      handler_saw.set_value(0);
+    } catch (const bokbok::call_error& e) {
+      handler_saw.set_value(int(e.code()));
+    }
+    return {};
+  });
+  auto st = p.client.open_stream({"x"}, within(60s));
+  CHECK(st.read() == message{"first"});
+  st.cancel();
+  CHECK_THROWS_AS(st.read(), bokbok::call_error);
+  auto f = handler_saw.get_future();
+  REQUIRE(f.wait_for(20s) == std::future_status::ready);
+  CHECK(f.get() == int(bokbok::error_code::cancelled));
+}
+
+TEST_CASE("the handler cancels mid-stream: the caller's read throws remote_error cancelled") {
+  auto p = make_pair([&](bokbok::connection&, message) -> message {
+    auto st = bokbok::this_call::stream();
+    st.write({"first"});
+    st.cancel();
+    return {"ignored"};
+  });
+  auto st = p.client.open_stream({"x"}, within(60s));
+  CHECK(st.read() == message{"first"});
+  try {
+    st.read();
+    FAIL("read after the handler cancelled returned");
+  } catch (const bokbok::remote_error& e) {
+    CHECK(e.code() == bokbok::error_code::cancelled);
+  }
+}
+
+TEST_CASE("a deadline mid-stream ends the reads on both ends deadline_exceeded") {
+  std::promise<int> handler_saw;
+  auto p = make_pair([&](bokbok::connection&, message) -> message {
+    auto st = bokbok::this_call::stream();
+    try {
+      while (st.read()) {
+      }
+      handler_saw.set_value(0);
+    } catch (const bokbok::call_error& e) {
+      handler_saw.set_value(int(e.code()));
+      throw;  // its answer, if it gets there before the caller's own deadline ends the call
+    }
+    return {};
+  });
+  auto st = p.client.open_stream({"x"}, within(500ms));
+  st.write({"one"});
+  try {
+    st.read();
+    FAIL("read past the deadline returned");
+  } catch (const bokbok::call_error& e) {
+    CHECK(e.code() == bokbok::error_code::deadline_exceeded);
+  }
+  auto f = handler_saw.get_future();
+  REQUIRE(f.wait_for(20s) == std::future_status::ready);
+  // Its own deadline, or the cancel the caller sends when the deadline ends its call first.
+  const int code = f.get();
+  CHECK((code == int(bokbok::error_code::deadline_exceeded) ||
+         code == int(bokbok::error_code::cancelled)));
+}
+
+TEST_CASE("a connection aborted mid-stream fails both ends' reads with transport_error") {
+  std::promise<bool> handler_saw;
+  std::promise<void> started;
+  auto p = make_pair([&](bokbok::connection&, message) -> message {
+    auto st = bokbok::this_call::stream();
+    started.set_value();
+    try {
+      while (st.read()) {
+      }
+      handler_saw.set_value(false);
+    } catch (const bokbok::transport_error&) {
+      handler_saw.set_value(true);
+    } catch (...) {
+      handler_saw.set_value(false);
+    }
+    return {};
+  });
+  auto st = p.client.open_stream({"x"}, within(60s));
+  REQUIRE(started.get_future().wait_for(20s) == std::future_status::ready);
+  p.client.abort();
+  CHECK_THROWS_AS(st.read(), bokbok::transport_error);
+  CHECK_THROWS_AS(st.write({"late"}), bokbok::transport_error);
+  auto f = handler_saw.get_future();
+  REQUIRE(f.wait_for(20s) == std::future_status::ready);
+  CHECK(f.get());
+}
+
+TEST_CASE("many concurrent streams on one connection each get their own messages") {
+  auto p = make_pair([](bokbok::connection&, message req) {
+    auto st = bokbok::this_call::stream();
+    int k = 0;
+    while (auto m = st.read()) st.write({req.at(1), m->at(0)}), ++k;
+    return message{req.at(1), std::to_string(k)};
+  }, 4, 4096);
+  constexpr int streams = 12, each = 300;
+  std::atomic<int> bad{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < streams; ++t)
+    threads.emplace_back([&, t] {
+      auto st = p.client.open_stream({"echo", std::to_string(t)}, within(120s));
+      std::thread w([&] {
+        for (int i = 0; i < each; ++i) st.write({std::to_string(i)});
+        st.close_write();
+      });
+      int i = 0;
+      while (auto m = st.read()) {
+        if (*m != message{std::to_string(t), std::to_string(i)}) ++bad;
+        ++i;
+      }
+      w.join();
+      if (i != each) ++bad;
+      if (st.finish() != message{std::to_string(t), std::to_string(each)}) ++bad;
+    });
+  for (auto& th : threads) th.join();
+  CHECK(bad.load() == 0);
+}
+
+namespace {
+// A listening UNIX socket; a raw peer connects to it and the accepted end becomes a
+// bokbok connection (connect_fds), so the test speaks raw bytes to a real connection.
+struct raw_link {
+  std::string path;
+  bokbok::base::unique_fd listener;
+  explicit raw_link(const char* name) {
+    path = "/tmp/bokbok-stream-test-" + std::to_string(::getpid()) + "-" + name;
+    ::unlink(path.c_str());
+    listener.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
+    REQUIRE(::bind(listener.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::listen(listener.get(), 4) == 0);
+  }
+  ~raw_link() { ::unlink(path.c_str()); }
+  bokbok::connection accept(const bokbok::options& o) {
+    int fd = ::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC);
+    REQUIRE(fd >= 0);
+    return bokbok::connect_fds(fd, fd, o, "raw");
+  }
+};
+
+std::string stream_request(std::uint32_t id, const message& m) {
+  std::string body, out;
+  wire::encode_message(m, body);
+  wire::append_frame(out, wire::frame_type::request, wire::flag_stream, id, body);
+  return out;
+}
+
+std::string frame_record_end(std::uint32_t id) {
+  return bokbok_test::frame_record(wire::frame_type::stream_end, id, {});
+}
+
+std::string stream_message(std::uint32_t id, const message& m) {
+  std::string body, out;
+  wire::encode_message(m, body);
+  wire::append_frame(out, wire::frame_type::stream, 0, id, body);
+  return out;
+}
+
+// Waits for the frame of `type` (skipping others) within a bound.
+bool await_frame(bokbok_test::raw_peer& peer, wire::frame_type type) {
+  const auto end = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < end)
+    if (auto f = peer.next_frame(1s); f && f->type == type) return true;
+  return false;
+}
+}  // namespace
+
+TEST_CASE("a peer that sends a stream message beyond the credit granted is a protocol violation") {
+  raw_link link("credit");
+  bokbok_test::raw_peer peer(link.path);
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  bokbok::options o;
+  o.stream_window_messages = 2;
+  o.on_request = [released](bokbok::connection&, message) -> message {
+    released.wait_for(20s);  // reads nothing: the grant stays at the initial window
+    return {};
+  };
+  auto conn = link.accept(o);
+  REQUIRE(peer.send(stream_request(1, {"s"})));
+  REQUIRE(await_frame(peer, wire::frame_type::reply_credit));
+  std::string three = stream_message(1, {"a"}) + stream_message(1, {"b"}) + stream_message(1, {"c"});
+  peer.send(three);
+  CHECK(bokbok_test::settles([&] { return conn.closed(); }, 20s));
+  CHECK(conn.close_reason().find("stream message on call 1 beyond the credit granted") !=
+        std::string::npos);
+  release.set_value();
+}
+
+TEST_CASE("a peer that sends a stream message after its stream_end is a protocol violation") {
+  raw_link link("end");
+  bokbok_test::raw_peer peer(link.path);
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  bokbok::options o;
+  o.on_request = [released](bokbok::connection&, message) -> message {
+    released.wait_for(20s);
+    return {};
+  };
+  auto conn = link.accept(o);
+  REQUIRE(peer.send(stream_request(1, {"s"})));
+  REQUIRE(await_frame(peer, wire::frame_type::reply_credit));
+  peer.send(frame_record_end(1) + stream_message(1, {"late"}));
+  CHECK(bokbok_test::settles([&] { return conn.closed(); }, 20s));
+  CHECK(conn.close_reason().find("stream frame on call 1 after its stream_end") != std::string::npos);
+  release.set_value();
+}
+
+TEST_CASE("a stream call to a peer without feature stream is refused before sending") {
+  raw_link link("nofeature");
+  // A raw peer whose hello offers deadline and notify only.
+  bokbok::base::unique_fd fd = bokbok_test::connect_unix(link.path);
+  wire::settings s;
+  s.features = wire::feature_deadline | wire::feature_notify;
+  REQUIRE(bokbok_test::write_all(fd.get(), wire::encode_preamble({1, wire::mode::plain, ""}) +
+                                             bokbok_test::frame_record(wire::frame_type::hello, 0,
+                                                                        wire::encode_settings(s))));
+  auto conn = link.accept({});
+  try {
+    conn.open_stream({"x"});
+    FAIL("open_stream to a peer without streams returned");
+  } catch (const bokbok::call_error& e) {
+    CHECK(e.code() == bokbok::error_code::no_such_method);
+  }
+}
