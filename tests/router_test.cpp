@@ -147,15 +147,15 @@ TEST_CASE("bokbok.list and bokbok.describe answer what was registered") {
   CHECK(expected_list.size() == 14);
   CHECK(p.client.request({"bokbok.list"}) == expected_list);
   CHECK(p.client.request({"bokbok.describe", "greet"}) ==
-        message{"greet", "greets someone, loudly or not", "1", "deadline notify", "name",
+        message{"greet", "greets someone, loudly or not", "1", "deadline notify stream", "name",
                 "string", "loud", "boolean"});
   CHECK(p.client.request({"bokbok.describe", "concat"}) ==
-        message{"concat", "joins its fields", "1", "deadline notify", "sep", "bytes", "parts",
+        message{"concat", "joins its fields", "1", "deadline notify stream", "sep", "bytes", "parts",
                 "list<bytes>"});
   CHECK(p.client.request({"bokbok.describe", "bokbok.describe"}) ==
         message{"bokbok.describe",
                 "a method's description, parameters, the protocol version and features", "1",
-                "deadline notify", "method", "string"});
+                "deadline notify stream", "method", "string"});
   CHECK(failure_of(p.client, {"bokbok.describe", "nope"}) ==
         std::pair<std::string, std::string>{"no_such_method", "unknown method: 'nope'"});
   CHECK(failure_of(p.client, {"bokbok.describe"}).first == "bad_arguments");

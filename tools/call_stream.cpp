@@ -15,6 +15,7 @@
 
 #include "call_input.hpp"
 #include "call_output.hpp"
+#include "command.hpp"  // tools::usage_error, which -d's JSON parser throws
 
 namespace bokbok::tools::call {
 namespace {
