@@ -105,7 +105,7 @@ TEST_CASE("a reader that stops while the server streams 1 GiB holds the server's
   CHECK(conn.request({"ping", "x"}) == message{"pong", "x"});
   const long idle_kib = bokbok_test::proc_status(server.pid, "VmRSS:");
   REQUIRE(idle_kib > 0);
-  auto big = conn.open_stream({"produce", std::to_string(1ll << 30), std::to_string(64 << 10)});
+  auto big = conn.open_stream({"produce", std::to_string(1ll << 30), std::to_string(32 << 10)});
   for (int i = 0; i < 4; ++i) REQUIRE(big.read().has_value());  // flowing; now stop reading
   {
     bokbok_test::status_sampler sampler(server.pid);
@@ -120,10 +120,33 @@ TEST_CASE("a reader that stops while the server streams 1 GiB holds the server's
   CHECK(ending_of(big) == "cancelled");
 }
 
+TEST_CASE("stream messages larger than one frame arrive whole, one after another") {
+  // 200 KiB messages: four fragments each (max_frame_payload is 65513), sent back to
+  // back on one call; each must be finished before the next begins (PROTOCOL.md §4.3).
+  bokbok_test::listening_demo server({});
+  auto conn = bokbok::connect(server.address);
+  constexpr long long chunk = 200 << 10, total = 40 * chunk + 123;
+  auto s = conn.open_stream({"produce", std::to_string(total), std::to_string(chunk)});
+  long long got = 0;
+  int messages = 0;
+  bool content_ok = true;
+  while (auto m = s.read()) {
+    const std::string& f = m->at(0);
+    content_ok = content_ok && f.size() == std::size_t(std::min(chunk, total - got)) &&
+                 f.front() == 'a' && f[25] == 'z';
+    got += static_cast<long long>(f.size());
+    ++messages;
+  }
+  CHECK(content_ok);
+  CHECK(messages == 41);
+  CHECK(got == total);
+  CHECK(s.finish() == message{"produced", std::to_string(total)});
+}
+
 TEST_CASE("pings keep completing, each within 5 s, while a large stream flows") {
   bokbok_test::listening_demo server({});
   auto conn = bokbok::connect(server.address);
-  auto big = conn.open_stream({"produce", std::to_string(256ll << 20), std::to_string(256 << 10)});
+  auto big = conn.open_stream({"produce", std::to_string(256ll << 20), std::to_string(32 << 10)});
   std::atomic<long long> bytes{0};
   auto reader = std::async(std::launch::async, [&] {
     while (auto m = big.read()) bytes += static_cast<long long>(m->at(0).size());
@@ -184,7 +207,7 @@ TEST_CASE("the server killed mid-stream: the client gets transport_error promptl
   {
     bokbok_test::listening_demo server({});
     auto conn = bokbok::connect(server.address);
-    auto s = conn.open_stream({"produce", std::to_string(1ll << 40), "65536"});
+    auto s = conn.open_stream({"produce", std::to_string(1ll << 40), "32768"});
     for (int i = 0; i < 4; ++i) REQUIRE(s.read().has_value());
     REQUIRE(::kill(server.pid, SIGKILL) == 0);
     const auto killed_at = clock_type::now();
