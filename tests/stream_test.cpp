@@ -169,6 +169,28 @@ TEST_CASE("a reader that stops holds its writer at one window, while ordinary ca
   CHECK(st.finish() == message{"end"});
 }
 
+TEST_CASE("try_write sends while there is credit and returns false, the message untouched, when there is none") {
+  std::promise<void> go;
+  auto started = go.get_future().share();
+  auto p = make_pair([started](bokbok::connection&, message) {
+    started.wait_for(20s);  // reads nothing until told
+    auto st = bokbok::this_call::stream();
+    int n = 0;
+    while (st.read()) ++n;
+    return message{std::to_string(n)};
+  }, 2, 1u << 20);
+  auto st = p.client.open_stream({"x"}, within(60s));
+  message a{"a"}, b{"b"}, c{"c"};
+  // The handler's initial credit comes when it starts: wait for it, bounded.
+  CHECK(bokbok_test::settles([&] { return st.try_write(a); }, 10s));
+  CHECK(st.try_write(b));
+  CHECK_FALSE(st.try_write(c));  // the window of 2 is spent
+  CHECK(c == message{"c"});
+  go.set_value();
+  st.write(std::move(c));  // granted back as the handler reads
+  CHECK(st.finish() == message{"3"});
+}
+
 TEST_CASE("the caller cancels mid-stream: its reads fail cancelled, the handler's too") {
   std::promise<int> handler_saw;
   auto p = make_pair([&](bokbok::connection&, message) -> message {

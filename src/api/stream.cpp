@@ -46,7 +46,17 @@ bool write_impl(const std::shared_ptr<detail::stream_state>& s, message& m, bool
     if (s->ended()) throw_ended(*s);
     return false;  // non-blocking, out of credit
   }
-  c->stream_send(*s, m, blocking);
+  if (!blocking) {
+    try {
+      c->stream_send(*s, m, false);
+    } catch (const call_error& e) {
+      if (e.code() != error_code::busy) throw;
+      s->add_send_credit(1, static_cast<std::uint32_t>(size));  // the send queue is full: given back
+      return false;
+    }
+    return true;
+  }
+  c->stream_send(*s, m, true);
   return true;
 }
 
