@@ -352,7 +352,9 @@ std::string methods_help() {
       if (p.list) usage += "...";
     }
     if (usage.size() < 20) usage.resize(20, ' ');
-    out += "  " + usage + " " + m.description + "\n";
+    out += "  " + usage + " " + m.description;
+    if (m.stream) out += std::string(" [stream:") + bokbok::to_string(*m.stream) + "]";
+    out += "\n";
   }
   return out;
 }
