@@ -427,3 +427,27 @@ TEST_CASE("a stream call to a peer without feature stream is refused before send
     CHECK(e.code() == bokbok::error_code::no_such_method);
   }
 }
+
+TEST_CASE("a reply_stream frame on an ordinary call is a protocol violation; stream frames for ids not live are ignored") {
+  raw_link link("notstream");
+  bokbok_test::raw_peer peer(link.path);
+  auto conn = link.accept({});
+  // Ignored: credit and stream_end for calls that do not exist here (crossed their end).
+  REQUIRE(peer.send(bokbok_test::frame_record(wire::frame_type::reply_credit, 77,
+                                              wire::encode_credit_payload({1, 1})) +
+                    frame_record_end(78)));
+  auto answer = conn.request_async({"plain"});
+  std::optional<bokbok_test::raw_frame> req;
+  const auto end = std::chrono::steady_clock::now() + 20s;
+  while (!req && std::chrono::steady_clock::now() < end)
+    if (auto f = peer.next_frame(1s); f && f->type == wire::frame_type::request) req = f;
+  REQUIRE(req);
+  CHECK_FALSE(conn.closed());
+  std::string body, out;
+  wire::encode_message({"oops"}, body);
+  wire::append_frame(out, wire::frame_type::reply_stream, 0, req->call_id, body);
+  REQUIRE(peer.send(out));
+  CHECK(bokbok_test::settles([&] { return conn.closed(); }, 20s));
+  CHECK(conn.close_reason().find("which is not a stream call") != std::string::npos);
+  CHECK_THROWS(answer.get());
+}
