@@ -540,3 +540,14 @@ TEST_CASE("bokbok call --stream: Ctrl-C cancels the call and exits 1 promptly") 
   CHECK(call.exit_status(deadline) == 1);  // exited by itself, not killed by SIGINT
   CHECK(got.starts_with("1\n2\n3\n"));
 }
+
+TEST_CASE("bokbok call --stream --timeout ends an endless stream with exit 5, promptly") {
+  const auto start = clock_type::now();
+  auto r = call_demo({"--stream", "--json", "--timeout", "0.5"}, {"count", "1000000000"});
+  CHECK(r.status == 5);
+  CHECK(r.out.starts_with("{\"stream\": [\"1\"]}\n{\"stream\": [\"2\"]}\n"));
+  // The call's own deadline ended it (not the last-resort alarm, which says no JSON).
+  CHECK(r.out.ends_with("{\"error\": {\"code\": null, \"name\": \"timed_out\", "
+                        "\"message\": \"timed out after 0.5 s\"}}\n"));
+  CHECK(clock_type::now() - start < 10s);
+}
