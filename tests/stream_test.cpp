@@ -451,3 +451,22 @@ TEST_CASE("a reply_stream frame on an ordinary call is a protocol violation; str
   CHECK(conn.close_reason().find("which is not a stream call") != std::string::npos);
   CHECK_THROWS(answer.get());
 }
+
+TEST_CASE("large stream messages, each larger than the byte window, go one at a time both ways") {
+  // The opening request is fragmented too: its credit (a control frame) may overtake it.
+  const std::string big_arg(200 * 1024, 'o');
+  auto p = make_pair([&](bokbok::connection&, message req) {
+    auto st = bokbok::this_call::stream();
+    std::size_t in = 0;
+    while (auto m = st.read()) in += m->at(0).size();
+    for (int i = 0; i < 5; ++i) st.write({std::string(300 * 1024, char('a' + i))});
+    return message{std::to_string(req.at(1).size()), std::to_string(in)};
+  }, 64, 64 * 1024);
+  auto st = p.client.open_stream({"big", big_arg}, within(120s));
+  for (int i = 0; i < 3; ++i) st.write({std::string(250 * 1024, 'w')});
+  st.close_write();
+  auto got = read_all(st);
+  REQUIRE(got.size() == 5);
+  for (int i = 0; i < 5; ++i) CHECK(got[i] == message{std::string(300 * 1024, char('a' + i))});
+  CHECK(st.finish() == message{std::to_string(big_arg.size()), std::to_string(3 * 250 * 1024)});
+}

@@ -179,7 +179,12 @@ void connection_impl::send_response(std::uint32_t id, const message& response) {
   std::string framed = encode_framed(response);
   std::unique_lock lock(mu_);
   if (life_.state() != phase::open) return;  // closed: late answers are dropped
-  if (!inbound_streams_.empty()) end_inbound_stream_locked(id);
+  if (!inbound_streams_.empty() && inbound_streams_.count(id)) {
+    // A stream call's answer goes after the last message of its stream (outbox.hpp).
+    end_inbound_stream_locked(id);
+    send_.queue().push_message(wire::frame_type::response, id, std::move(framed), headroom);
+    return schedule_flush_locked();
+  }
   // Queued at once, whatever the outbox holds: a handler thread (shared by every
   // connection of a server) never waits for a peer that does not read. The outbox stays
   // bounded because, while it is over max_send_queue, reading pauses (on_data) and no

@@ -11,6 +11,12 @@
 
 namespace bokbok::detail {
 
+namespace {
+// Where the message begins in encode_framed's buffer (after its headroom).
+constexpr std::size_t framed_start =
+    wire::record_header_size + wire::frame_header_size + wire::deadline_prefix_size;
+}  // namespace
+
 std::shared_ptr<stream_state> connection_impl::open_stream(message request,
                                                            const call_options& opts) {
   if (cfg_.loop->in_loop_thread())
@@ -57,8 +63,11 @@ void connection_impl::stream_send(stream_state& s, const message& m, bool blocki
     std::rethrow_exception(refused);
   }
   if (s.ended()) return;  // answered meanwhile: nothing of the stream after the answer
-  queue_message_locked(lock, s.requester ? wire::frame_type::stream : wire::frame_type::reply_stream,
-                       s.id, std::move(framed));
+  // Through the outbox always (no direct write): a message of a stream goes after the
+  // stream's earlier messages still being sent (outbox.hpp).
+  send_.queue().push_message(s.requester ? wire::frame_type::stream : wire::frame_type::reply_stream,
+                             s.id, std::move(framed), framed_start);
+  schedule_flush_locked();
 }
 
 namespace {
@@ -74,7 +83,9 @@ void connection_impl::stream_end_write(stream_state& s) {
   std::string rec = control_record(wire::frame_type::stream_end, s.id, {});
   std::lock_guard lock(mu_);
   if (life_.state() != phase::open || s.ended()) return;
-  send_.queue().push_record_bytes(rec);  // a control frame: ahead of long messages
+  // A control frame, ahead of long messages, yet never ahead of a message of this
+  // stream still being sent (nothing of a stream after its stream_end).
+  send_.queue().push_record_after(wire::frame_type::stream, s.id, rec);
   schedule_flush_locked();
 }
 

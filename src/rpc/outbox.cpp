@@ -35,9 +35,51 @@ void outbox::push_record_bytes(std::string_view records) {
   queued_.add(records.size());
 }
 
+void outbox::push_record_after(wire::frame_type type, std::uint32_t call_id,
+                               std::string_view record) {
+  const std::uint64_t key = key_of(type, call_id);
+  if (!active_.count(key)) return push_record_bytes(record);
+  queued_.add(record.size());
+  held_[key].push_back({std::string(record), std::nullopt});
+}
+
+void outbox::release_held(std::uint64_t key) {
+  auto it = held_.find(key);
+  while (it != held_.end() && !it->second.empty()) {
+    held_item h = std::move(it->second.front());
+    it->second.pop_front();
+    if (!h.large) {  // counted in queued_ when held
+      note_records(h.records);
+      small_.append(h.records);
+      continue;
+    }
+    if (large_.size() < wire::max_partial_messages)
+      large_.push_back(std::move(*h.large));
+    else
+      waiting_.push_back(std::move(*h.large));
+    if (it->second.empty()) held_.erase(it);
+    return;  // the key stays active until this one has gone too
+  }
+  if (it != held_.end()) held_.erase(it);
+  active_.erase(key);
+}
+
 void outbox::push_message(wire::frame_type type, std::uint32_t call_id, std::string bytes,
                           std::size_t start, std::uint8_t first_flags) {
   std::string_view body = std::string_view(bytes).substr(start);
+  if (const auto hk = hold_key(type, call_id); hk && !active_.empty() && active_.count(hk)) {
+    held_item h;
+    if (body.size() <= wire::max_frame_payload) {
+      wire::append_message_frames(h.records, type, call_id, body, first_flags);
+      queued_.add(h.records.size());
+    } else {
+      queued_.add(body.size());
+      h.large = large_message{type, call_id, std::make_shared<const std::string>(std::move(bytes)),
+                              start, start, first_flags};
+    }
+    held_[hk].push_back(std::move(h));
+    return;
+  }
   if (body.size() <= wire::max_frame_payload) {
     wire::append_message_frames(small_, type, call_id, body, first_flags);
     const std::size_t n = wire::record_header_size + wire::frame_header_size + body.size();
@@ -46,6 +88,7 @@ void outbox::push_message(wire::frame_type type, std::uint32_t call_id, std::str
     return;
   }
   queued_.add(body.size());
+  if (is_stream(type)) active_.insert(key_of(type, call_id));
   large_message m{type, call_id, std::make_shared<const std::string>(std::move(bytes)), start,
                   start, first_flags};
   if (large_.size() < wire::max_partial_messages)
@@ -82,7 +125,11 @@ bool outbox::take_batch(batch& b, std::size_t max_bytes) {
     queued_.sub(n);
     if (m.sent < m.bytes->size()) {
       large_.push_back(std::move(m));  // round robin: to the back of the line
-    } else if (!waiting_.empty()) {
+      continue;
+    }
+    if (const auto hk = hold_key(m.type, m.call_id); hk && active_.count(hk))
+      release_held(hk);  // may refill large_
+    if (!waiting_.empty() && large_.size() < wire::max_partial_messages) {
       large_.push_back(std::move(waiting_.front()));
       waiting_.pop_front();
     }

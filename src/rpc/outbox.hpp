@@ -20,6 +20,9 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
+#include <unordered_map>
+#include <unordered_set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -57,6 +60,13 @@ class outbox {
   void push_message(wire::frame_type type, std::uint32_t call_id, std::string bytes,
                     std::size_t start = 0, std::uint8_t first_flags = 0);
 
+  // Stream messages (stream, reply_stream) of one call share their (type, id): one that
+  // follows a large message of the same stream waits until that one's last fragment
+  // is out (a receiver reassembles one message per (type, id) at a time, in order), and
+  // so does `record` pushed with push_record_after (the stream's stream_end), and the
+  // response that ends a responder's stream.
+  void push_record_after(wire::frame_type type, std::uint32_t call_id, std::string_view record);
+
   bool empty() const { return small_.empty() && large_.empty() && waiting_.empty(); }
   // Bytes queued. Exact under the connection's mutex; read without it, a value it had
   // lately, for a quick check that the caller repeats under the mutex when it matters.
@@ -76,6 +86,28 @@ class outbox {
     std::uint8_t first_flags = 0;
   };
   void note_records(std::string_view records);
+  // A large stream message of `key` has gone whole: what waited behind it goes now.
+  void release_held(std::uint64_t key);
+  static std::uint64_t key_of(wire::frame_type type, std::uint32_t id) {
+    return (std::uint64_t(static_cast<std::uint8_t>(type)) << 32) | id;
+  }
+  static bool is_stream(wire::frame_type t) {
+    return t == wire::frame_type::stream || t == wire::frame_type::reply_stream;
+  }
+  // What a message waits behind: its own stream's, or (a response) the responder's
+  // stream of that call, which the answer ends. 0: nothing.
+  static std::uint64_t hold_key(wire::frame_type t, std::uint32_t id) {
+    if (is_stream(t)) return key_of(t, id);
+    if (t == wire::frame_type::response) return key_of(wire::frame_type::reply_stream, id);
+    return 0;
+  }
+  // Behind a large stream message of the same key (whole records, or a large message).
+  struct held_item {
+    std::string records;
+    std::optional<large_message> large;
+  };
+  std::unordered_map<std::uint64_t, std::deque<held_item>> held_;
+  std::unordered_set<std::uint64_t> active_;  // keys with a large stream message queued
 
   std::string small_;
   std::vector<std::uint32_t> small_sizes_;  // record sizes in small_, in order
