@@ -48,12 +48,15 @@
 //   notify-me TEXT    -> ok             (after notifying the caller with `note TEXT`)
 //   notes             -> the notifications received so far, one field each
 //   size F            -> size N         (N: the byte count of F)
+// Stream methods (open them as stream calls: `bokbok call --stream`; demo_streams.hpp):
+//   count N, tail, sum, produce BYTES CHUNK, cancel-after N
 //   anything else     -> remote error (no_such_method)
 // Notifications received are kept (up to 1000) for `notes`.
 // A wrong number of arguments, a malformed number or one out of range is a bad_arguments
 // remote error that says what was expected.
 #include <bokbok/bokbok.hpp>
 #include <bokbok/log.hpp>
+#include "demo_streams.hpp"
 #include <bokbok/router.hpp>
 #include <bokbok/server.hpp>
 
@@ -391,6 +394,7 @@ bokbok::router make_router(server_state& state) {
         });
   r.add("shutdown-server!", "answers ok, then the server stops (--stdio: closes and exits)", {},
         [&state](connection& conn, args&) -> message { return on_shutdown(state, conn); });
+  demo::add_stream_methods(r);  // count, tail, sum, produce, cancel-after (demo_streams.hpp)
   return r;
 }
 
@@ -406,7 +410,9 @@ std::string methods_help() {
       if (p.list) usage += "...";
     }
     if (usage.size() < 20) usage.resize(20, ' ');
-    out += "  " + usage + " " + m.description + "\n";
+    out += "  " + usage + " " + m.description;
+    if (m.stream) out += std::string(" [stream:") + bokbok::to_string(*m.stream) + "]";
+    out += "\n";
   }
   return out;
 }

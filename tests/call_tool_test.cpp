@@ -376,3 +376,178 @@ TEST_CASE("bokbok bridge exits 2 for a tcp:*:PORT address too, and prefixes its 
   CHECK(r.status == 2);
   CHECK(r.err.starts_with("bokbok bridge: cannot connect to tcp:*:7000: * means every address"));
 }
+
+// --- bokbok call --stream (PROTOCOL.md §12) against the demo server's stream methods.
+
+TEST_CASE("bokbok call --stream prints a server's stream line by line, then the response") {
+  auto r = call_demo({"--stream"}, {"count", "5"});
+  CHECK(r.status == 0);
+  CHECK(r.out == "1\n2\n3\n4\n5\n5\n");
+  CHECK(r.err == "");
+}
+
+TEST_CASE("bokbok call --stream --json prints one {\"stream\": [...]} line per message") {
+  auto r = call_demo({"--stream", "--json"}, {"count", "3"});
+  CHECK(r.status == 0);
+  CHECK(r.out ==
+        "{\"stream\": [\"1\"]}\n{\"stream\": [\"2\"]}\n{\"stream\": [\"3\"]}\n[\"3\"]\n");
+}
+
+TEST_CASE("bokbok call --stream sends standard input one line per message: sum") {
+  std::string input;
+  long long expected = 0;
+  for (int i = -50; i <= 1000; ++i) {
+    input += std::to_string(i) + "\n";
+    expected += i;
+  }
+  input += "7";  // a last line without a newline is a message too
+  expected += 7;
+  auto r = call_demo({"--stream"}, {"sum"}, input);
+  CHECK(r.status == 0);
+  CHECK(r.out == std::to_string(expected) + "\n");
+  auto bad = call_demo({"--stream"}, {"sum"}, "1\ntwo\n");
+  CHECK(bad.status == 1);
+  CHECK(bad.err.find("remote error (bad_arguments): sum: message 2 holds 'two'") !=
+        std::string::npos);
+}
+
+TEST_CASE("bokbok call --stream echoes standard input through tail, plain and --json") {
+  auto r = call_demo({"--stream"}, {"tail"}, "alpha\nbeta gamma\n\nomega\n");
+  CHECK(r.status == 0);
+  CHECK(r.out == "alpha\nbeta gamma\n\nomega\n4\n");
+  auto j = call_demo({"--stream", "--json"}, {"tail"},
+                     "[\"a\", 2, true, {\"base64\": \"AP8=\"}]\n\n[]\n");
+  CHECK(j.status == 0);
+  CHECK(j.out ==
+        "{\"stream\": [\"a\", \"2\", \"true\", {\"base64\": \"AP8=\"}]}\n{\"stream\": []}\n"
+        "[\"2\"]\n");
+  auto bad = call_demo({"--stream", "--json"}, {"tail"}, "[\"ok\"]\nnot json\n");
+  CHECK(bad.status == 2);
+}
+
+namespace {
+
+// `bokbok call ARGS...` against `server`, its stdin a pipe we hold open (`stdin_w`) and
+// its stdout a pipe we read (`out`): for calls that must not depend on end of input, or
+// that a signal interrupts. Killed if it is still running when this goes.
+struct live_call {
+  pid_t pid = -1;
+  int out = -1, stdin_w = -1, stdin_r = -1;  // stdin_r: our copy of its stdin's read end
+  live_call(demo_server& server, std::vector<std::string> args) {
+    int o[2], i[2];
+    REQUIRE(::pipe2(o, O_CLOEXEC) == 0);
+    REQUIRE(::pipe2(i, O_CLOEXEC) == 0);
+    for (int fd : {server.read_fd, server.write_fd}) REQUIRE(::fcntl(fd, F_SETFD, 0) == 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, i[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, o[1], 1);
+    std::string tool = bokbok_test::built_program("BOKBOK_TOOL");
+    args.insert(args.begin(), tool);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    int rc = ::posix_spawn(&pid, tool.c_str(), &fa, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(o[1]);
+    stdin_r = i[0];
+    close_fd(server.read_fd);  // the tool has them now
+    close_fd(server.write_fd);
+    out = o[0];
+    stdin_w = i[1];
+    REQUIRE(rc == 0);
+  }
+  ~live_call() {
+    close_fd(out);
+    close_fd(stdin_w);
+    close_fd(stdin_r);
+    if (pid > 0 && ::waitpid(pid, nullptr, WNOHANG) == 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
+  // Reads stdout until its end or `deadline`; `on_data` sees everything read so far.
+  template <class F>
+  std::string read_all(clock_type::time_point deadline, F on_data) {
+    std::string got;
+    for (;;) {
+      pollfd p{out, POLLIN, 0};
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now());
+      if (left.count() <= 0 || ::poll(&p, 1, int(left.count())) <= 0) break;
+      char buf[65536];
+      ssize_t n = ::read(out, buf, sizeof buf);
+      if (n <= 0) break;
+      got.append(buf, std::size_t(n));
+      on_data(got);
+    }
+    return got;
+  }
+  // Its exit status, or nullopt if it did not exit by `deadline` (or died of a signal).
+  std::optional<int> exit_status(clock_type::time_point deadline) {
+    while (clock_type::now() < deadline) {
+      int status = 0;
+      if (::waitpid(pid, &status, WNOHANG) == pid) {
+        pid = -1;
+        if (!WIFEXITED(status)) return std::nullopt;
+        return WEXITSTATUS(status);
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    return std::nullopt;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("bokbok call --stream of a stream:out method leaves standard input alone") {
+  demo_server server;
+  live_call call(server, {"call", "--stream", server.address(), "count", "3000"});
+  REQUIRE(::write(call.stdin_w, "left alone\n", 11) == 11);  // and stdin stays open
+  const auto deadline = clock_type::now() + 20s;
+  std::string got = call.read_all(deadline, [](const std::string&) {});
+  CHECK(got.starts_with("1\n2\n3\n"));
+  CHECK(got.ends_with("\n3000\n3000\n"));
+  CHECK(call.exit_status(deadline) == 0);
+  // describe said stream:out: the tool read nothing of its input.
+  REQUIRE(::fcntl(call.stdin_r, F_SETFL, O_NONBLOCK) == 0);
+  char buf[64];
+  CHECK(::read(call.stdin_r, buf, sizeof buf) == 11);
+}
+
+TEST_CASE("bokbok call without --stream, to a stream method, says to use --stream") {
+  auto r = call_demo({}, {"count", "3"});
+  CHECK(r.status == 1);
+  CHECK(r.err.find("remote error (bad_arguments): count is a stream method: open it as a "
+                   "stream (bokbok call --stream)") != std::string::npos);
+  auto plain = call_demo({"--stream"}, {"ping", "x"});
+  CHECK(plain.status == 1);
+  CHECK(plain.err.find("ping is not a stream method") != std::string::npos);
+}
+
+TEST_CASE("bokbok call --stream: Ctrl-C cancels the call and exits 1 promptly") {
+  demo_server server;
+  live_call call(server, {"call", "--stream", server.address(), "count", "1000000000"});
+  // Once the stream is flowing, interrupt it; then read to the end (bounded).
+  bool interrupted = false;
+  const auto deadline = clock_type::now() + 20s;
+  std::string got = call.read_all(deadline, [&](const std::string& so_far) {
+    if (!interrupted && so_far.size() > 1000) {
+      REQUIRE(::kill(call.pid, SIGINT) == 0);
+      interrupted = true;
+    }
+  });
+  REQUIRE(interrupted);
+  CHECK(call.exit_status(deadline) == 1);  // exited by itself, not killed by SIGINT
+  CHECK(got.starts_with("1\n2\n3\n"));
+}
+
+TEST_CASE("bokbok call --stream --timeout ends an endless stream with exit 5, promptly") {
+  const auto start = clock_type::now();
+  auto r = call_demo({"--stream", "--json", "--timeout", "0.5"}, {"count", "1000000000"});
+  CHECK(r.status == 5);
+  CHECK(r.out.starts_with("{\"stream\": [\"1\"]}\n{\"stream\": [\"2\"]}\n"));
+  // The call's own deadline ended it (not the last-resort alarm, which says no JSON).
+  CHECK(r.out.ends_with("{\"error\": {\"code\": null, \"name\": \"timed_out\", "
+                        "\"message\": \"timed out after 0.5 s\"}}\n"));
+  CHECK(clock_type::now() - start < 10s);
+}

@@ -68,13 +68,22 @@ TEST_CASE("bokbok describe prints a method's signature, description, protocol an
   CHECK(r.status == 0);
   CHECK(r.out ==
         "add a:integer b:integer\n  answers the sum of two integers\n"
-        "protocol 1, features deadline notify\n");
+        "protocol 1, features deadline notify stream\n");
   auto echo = run_tool({"describe", "--json", demo_address(), "echo"});
   CHECK(echo.status == 0);
   CHECK(echo.out ==
         "{\"name\": \"echo\", \"description\": \"answers its argument fields, byte for byte\", "
         "\"parameters\": [{\"name\": \"field\", \"type\": \"list<bytes>\"}], \"protocol\": 1, "
-        "\"features\": [\"deadline\", \"notify\"]}\n");
+        "\"features\": [\"deadline\", \"notify\", \"stream\"]}\n");
+}
+
+TEST_CASE("bokbok describe shows a stream method's kind, plain and --json") {
+  auto r = run_tool({"describe", demo_address(), "count"});
+  CHECK(r.status == 0);
+  CHECK(r.out.starts_with("count n:integer stream:out\n"));
+  auto j = run_tool({"describe", "--json", demo_address(), "tail"});
+  CHECK(j.status == 0);
+  CHECK(j.out.ends_with("\"features\": [\"deadline\", \"notify\", \"stream\"], \"stream\": \"both\"}\n"));
 }
 
 TEST_CASE("bokbok describe of an unknown method exits 1 with no_such_method") {
@@ -159,7 +168,7 @@ TEST_CASE("bokbok list, describe and call -d work over a UNIX socket as over exe
   CHECK(described.out ==
         "{\"name\": \"sleep\", \"description\": \"answers slept after MS milliseconds (at most "
         "60000)\", \"parameters\": [{\"name\": \"ms\", \"type\": \"integer\"}], \"protocol\": 1, "
-        "\"features\": [\"deadline\", \"notify\"]}\n");
+        "\"features\": [\"deadline\", \"notify\", \"stream\"]}\n");
   auto sum = run_tool({"call", "-d", "[20, 22]", server.address, "add"});
   CHECK(sum.status == 0);
   CHECK(sum.out == "42\n");

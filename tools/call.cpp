@@ -1,6 +1,7 @@
 // `bokbok call`: sends one request to an address, prints the response, exits.
 // The exit status says how it went (see help_text); call_output.cpp formats the answer.
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -13,13 +14,16 @@
 #include <cstdio>
 #include <cstring>
 #include <future>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <variant>
 
 #include "call_input.hpp"
 #include "call_output.hpp"
+#include "call_stream.hpp"
 #include "command.hpp"
 #include "connect_flags.hpp"
 #include "trace_option.hpp"
@@ -58,6 +62,9 @@ constexpr std::string_view help_text =
     "  Any other field is an object {\"base64\": \"...\"} holding its bytes in standard\n"
     "  base64 (RFC 4648, alphabet A-Z a-z 0-9 + /, with = padding). For example the\n"
     "  response (\"pong\", the bytes 00 ff) prints  [\"pong\", {\"base64\": \"AP8=\"}]\n"
+    "  With --stream, each message the server streams is printed as it arrives, before\n"
+    "  the response: its fields as the response's (each followed by a newline), or\n"
+    "  with --json one line {\"stream\": [FIELD...]}.\n"
     "  Notifications the server sends during the call (before its answer) are\n"
     "  printed as they come: on stderr as 'bokbok call: notification: FIELD...'\n"
     "  (control bytes as \\xHH), or with --json on the output, one line each:\n"
@@ -86,6 +93,16 @@ constexpr std::string_view help_text =
     "                      true/false as such, {\"base64\": \"...\"} as its bytes. If the\n"
     "                      server describes the method (bokbok.describe), they are\n"
     "                      checked against its parameter types first (exit 2)\n"
+    "  --stream            open a stream call (PROTOCOL.md §12): the FIELDs are its\n"
+    "                      opening message; the server's stream is printed as it\n"
+    "                      comes (see output). Unless the server describes the\n"
+    "                      method as stream:out (bokbok describe), the call streams\n"
+    "                      standard input: one message per line, the line (without\n"
+    "                      its newline) its one field; with --json each line is a\n"
+    "                      JSON array as -d takes it. End of input ends the stream.\n"
+    "                      Ctrl-C cancels the call (exit status 1). Not with\n"
+    "                      --stdin-field; with an address that reads standard input\n"
+    "                      nothing is streamed\n"
     "  --stdin-field       append one more field after the FIELDs: all of standard\n"
     "                      input, byte for byte (for large or binary payloads). Not\n"
     "                      with an address that reads standard input (stdio, inetd,\n"
@@ -117,7 +134,9 @@ constexpr std::string_view help_text =
     "  bokbok call 'exec:bokbok-demo-server --stdio' ping hi\n"
     "  bokbok call 'ssh:admin@db1 bokbok bridge stdio unix:/run/app.sock' status\n"
     "  bokbok call --stdin-field tcp:127.0.0.1:7000 store -name- < photo.jpg\n"
-    "  bokbok call -d '[2, 3]' 'exec:bokbok-demo-server --stdio' add\n";
+    "  bokbok call -d '[2, 3]' 'exec:bokbok-demo-server --stdio' add\n"
+    "  bokbok call --stream unix:/run/app.sock count 5\n"
+    "  seq 10 | bokbok call --stream 'exec:bokbok-demo-server --stdio' sum\n";
 
 enum exit_status : int {
   exit_ok = 0,
@@ -132,6 +151,7 @@ struct call_options : connect_flags {
   bool json = false;
   bool echo = false;
   bool stdin_field = false;
+  bool stream = false;  // --stream
   bool trace = false;  // -v, --trace
   std::string address;
   message fields;
@@ -176,6 +196,9 @@ call_options parse_args(args_view args) {
     } else if (is_trace_option(arg)) {
       reader.no_value();
       o.trace = true;
+    } else if (arg == "--stream") {
+      reader.no_value();
+      o.stream = true;
     } else if (arg == "--stdin-field") {
       reader.no_value();
       o.stdin_field = true;
@@ -201,6 +224,8 @@ call_options parse_args(args_view args) {
   if (o.address.empty()) throw usage_error("no ADDRESS given");
   if (o.data && o.fields.empty())
     throw usage_error("-d needs a FIELD naming the method (the arguments follow it)");
+  if (o.stream && o.stdin_field)
+    throw usage_error("--stream reads standard input as the stream: not with --stdin-field");
   if (o.fields.empty() && !o.stdin_field)
     throw usage_error("no FIELD given (the first field names the method)");
   return o;
@@ -453,25 +478,137 @@ std::variant<message, int> call_once(connection& conn, message request,
   }
 }
 
-// -d's arguments as fields, checked against the method's signature when the server
-// describes it (PROTOCOL.md §11.2); a server without introspection gets them as given.
-message typed_arguments(connection& conn, const std::string& method,
-                        const std::vector<json_arg>& data_args, const deadline& d) {
-  std::optional<std::vector<std::pair<std::string, std::string>>> params;
-  if (!method.starts_with("bokbok.")) {
-    bokbok::call_options copts;
-    copts.deadline = d.at;
-    try {
-      message a = conn.request({"bokbok.describe", method}, copts);
-      if (a.size() >= 4 && a.size() % 2 == 0) {
-        params.emplace();
-        for (std::size_t i = 4; i + 1 < a.size(); i += 2) params->emplace_back(a[i], a[i + 1]);
-      }
-    } catch (const remote_error&) {
-      // No introspection, or no such method: the call itself will say.
+// What bokbok.describe (PROTOCOL.md §11.2) says of a method: its parameters (name, type)
+// and, for a stream method, its kind ("out", "in", "both"; the marker pair is not a
+// parameter). nullopt when the server does not describe it (no introspection, no such
+// method: the call itself will say).
+struct described {
+  std::vector<std::pair<std::string, std::string>> params;
+  std::string stream;
+};
+std::optional<described> describe_method(connection& conn, const std::string& method,
+                                         const deadline& d) {
+  if (method.starts_with("bokbok.")) return std::nullopt;
+  bokbok::call_options copts;
+  copts.deadline = d.at;
+  try {
+    message a = conn.request({"bokbok.describe", method}, copts);
+    if (a.size() < 4 || a.size() % 2 != 0) return std::nullopt;
+    described out;
+    for (std::size_t i = 4; i + 1 < a.size(); i += 2) out.params.emplace_back(a[i], a[i + 1]);
+    if (!out.params.empty() && out.params.back().first.empty()) {
+      const std::string& marker = out.params.back().second;
+      if (marker.starts_with("stream:")) out.stream = marker.substr(7);
+      out.params.pop_back();
     }
+    return out;
+  } catch (const remote_error&) {
+    return std::nullopt;
   }
-  return to_fields(data_args, params ? &*params : nullptr, method);
+}
+
+// -d's arguments as fields, checked against the method's signature when the server
+// describes it; a server without introspection gets them as given.
+message typed_arguments(const std::optional<described>& about, const std::string& method,
+                        const std::vector<json_arg>& data_args) {
+  return to_fields(data_args, about ? &about->params : nullptr, method);
+}
+
+// Ctrl-C during a stream call: SIGINT (and SIGTERM) are blocked in every thread (the
+// library's threads, started later, inherit the mask) and a watcher thread takes them
+// and cancels the call. Constructed before connecting; the destructor ends the watcher.
+class interrupt_watch {
+ public:
+  interrupt_watch() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    sigaddset(&set_, SIGUSR1);  // our own "stop watching"
+    ::pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+    thread_ = std::thread([this] {
+      for (;;) {
+        int sig = 0;
+        if (::sigwait(&set_, &sig) != 0 || sig == SIGUSR1) return;
+        std::lock_guard lock(mutex_);
+        interrupted_ = true;
+        if (s_) s_->cancel();
+      }
+    });
+  }
+  ~interrupt_watch() {
+    ::pthread_kill(thread_.native_handle(), SIGUSR1);
+    thread_.join();
+  }
+  // The call to cancel on a signal (nullptr: none any more).
+  void watch(stream* s) {
+    std::lock_guard lock(mutex_);
+    s_ = s;
+    if (s_ && interrupted_) s_->cancel();
+  }
+  bool interrupted() {
+    std::lock_guard lock(mutex_);
+    return interrupted_;
+  }
+
+ private:
+  sigset_t set_;
+  std::mutex mutex_;
+  stream* s_ = nullptr;
+  bool interrupted_ = false;
+  std::thread thread_;
+};
+
+// Like call_once, for a stream call (--stream): opens it, runs it (call_stream.hpp) and
+// returns the final response or the exit status.
+std::variant<message, int> stream_once(connection& conn, message request,
+                                       const std::string& address, const deadline& d,
+                                       const printer& out, bool send_input,
+                                       interrupt_watch& interrupts) {
+  struct closer {
+    connection& c;
+    bool answered = false;
+    ~closer() {
+      if (answered)
+        c.close(close_grace);
+      else
+        c.abort();
+      c.wait_closed();
+    }
+  } close_at_end{conn};
+  auto text_of = [&out](const call_error& e) {
+    if (out.json)
+      out.write_quietly(out.out_fd,
+                        format_json_error(static_cast<unsigned>(e.code()), to_string(e.code()),
+                                          e.message()));
+    return escape_text(e.message());
+  };
+  bokbok::call_options copts;
+  copts.deadline = d.at;
+  try {
+    stream s = conn.open_stream(std::move(request), copts);
+    interrupts.watch(&s);
+    struct unwatch {
+      interrupt_watch& w;
+      ~unwatch() { w.watch(nullptr); }
+    } unwatch_at_end{interrupts};
+    message answer = run_stream(s, stream_io{out.json, out.out_fd, send_input}, d.at);
+    close_at_end.answered = true;
+    return answer;
+  } catch (const remote_error& e) {
+    close_at_end.answered = true;
+    return failure(exit_remote_error, "remote error (" + code_text(e.code()) + "): " + text_of(e));
+  } catch (const call_error& e) {
+    if (e.code() == error_code::deadline_exceeded && d.at)
+      return failure(exit_timed_out, timed_out_text(d.seconds));
+    if (e.code() == error_code::cancelled && interrupts.interrupted())
+      return failure(exit_remote_error, "interrupted: the call was cancelled");
+    close_at_end.answered = true;
+    return failure(exit_remote_error, "call refused (" + code_text(e.code()) + "): " + text_of(e));
+  } catch (const authentication_error& e) {
+    return failure(exit_auth, without_prefix(e.what()));
+  } catch (const transport_error& e) {
+    return transport_failure(address, e.what());
+  }
 }
 
 int run(args_view args) {
@@ -511,15 +648,22 @@ int run(args_view args) {
   }
   const printer out{o.json, out_fd};
   if (o.json) json_error_fd = out_fd;
+  std::optional<interrupt_watch> interrupts;  // before connecting: see interrupt_watch
+  if (o.stream) interrupts.emplace();
   auto conn = open_connection(o.address, connection_options(o, out), d);
   if (auto* status = std::get_if<int>(&conn)) return *status;
+  std::optional<described> about;
+  if (o.data || o.stream) about = describe_method(std::get<connection>(conn), o.fields[0], d);
   if (o.data) {
-    message args = typed_arguments(std::get<connection>(conn), o.fields[0], data_args, d);
+    message args = typed_arguments(about, o.fields[0], data_args);
     o.fields.insert(o.fields.begin() + std::ptrdiff_t(data_at),
                     std::make_move_iterator(args.begin()), std::make_move_iterator(args.end()));
   }
+  const bool send_input = !addr.reads_stdin() && !(about && about->stream == "out");
   auto response =
-      call_once(std::get<connection>(conn), std::move(o.fields), o.address, d, out);
+      o.stream ? stream_once(std::get<connection>(conn), std::move(o.fields), o.address, d,
+                             out, send_input, *interrupts)
+               : call_once(std::get<connection>(conn), std::move(o.fields), o.address, d, out);
   if (auto* status = std::get_if<int>(&response)) return *status;
 
   // Printing may take as long as the reader of our output wants: not part of the call.

@@ -14,7 +14,11 @@ constexpr auto help_chars = introspect::join_help(
     "\n"
     "Asks the server at ADDRESS (as `bokbok call` takes it) to describe METHOD\n"
     "(bokbok.describe) and prints:\n"
-    "  METHOD PARAM:TYPE...     the signature (a list parameter's type is list<T>)\n"
+    "  METHOD PARAM:TYPE... [stream:KIND]\n"
+    "                           the signature (a list parameter's type is list<T>);\n"
+    "                           a stream method (open it with `bokbok call --stream`)\n"
+    "                           ends with stream:out (the server streams), stream:in\n"
+    "                           (the caller streams) or stream:both\n"
     "  DESCRIPTION\n"
     "  protocol V, features F...\n"
     "Types: bytes, string, integer, boolean (PROTOCOL.md §11.1).\n"
@@ -22,7 +26,8 @@ constexpr auto help_chars = introspect::join_help(
     "options:\n"
     "  --json              print one line: a JSON object {\"name\", \"description\",\n"
     "                      \"parameters\": [{\"name\", \"type\"}...], \"protocol\" (a number),\n"
-    "                      \"features\": [...]}\n",
+    "                      \"features\": [...]}; a stream method adds \"stream\":\n"
+    "                      \"out\", \"in\" or \"both\"\n",
     introspect::shared_options_help,
     "\n"
     "exit status: as `bokbok call`; an unknown METHOD is a remote error\n"
@@ -63,10 +68,12 @@ int run(args_view args) {
              ", \"type\": " + introspect::json_value(d.params[i].second) + "}";
     bool numeric = !d.protocol.empty() && d.protocol.find_first_not_of("0123456789") == std::string::npos;
     out += "], \"protocol\": " + (numeric ? d.protocol : introspect::json_value(d.protocol)) +
-           ", \"features\": " + words_json(d.features) + "}\n";
+           ", \"features\": " + words_json(d.features) +
+           (d.stream.empty() ? "" : ", \"stream\": " + introspect::json_value(d.stream)) + "}\n";
   } else {
     out = d.name;
     for (const auto& [name, type] : d.params) out += " " + name + ":" + type;
+    if (!d.stream.empty()) out += " stream:" + d.stream;
     out += "\n  " + d.description + "\nprotocol " + d.protocol + ", features " +
            (d.features.empty() ? "none" : d.features) + "\n";
   }

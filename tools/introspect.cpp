@@ -103,8 +103,16 @@ description parse_description(const message& a) {
     throw std::runtime_error("the server's bokbok.describe answer has " +
                              std::to_string(a.size()) +
                              " fields, not 4 and then two per parameter");
-  description d{a[0], a[1], a[2], a[3], {}};
+  description d{a[0], a[1], a[2], a[3], {}, {}};
   for (std::size_t i = 4; i + 1 < a.size(); i += 2) d.params.emplace_back(a[i], a[i + 1]);
+  if (!d.params.empty() && d.params.back().first.empty()) {
+    const std::string& marker = d.params.back().second;
+    if (!marker.starts_with("stream:") || marker.size() == 7)
+      throw std::runtime_error("the server's bokbok.describe answer ends with an unnamed pair "
+                               "that is not a stream marker (stream:KIND)");
+    d.stream = marker.substr(7);
+    d.params.pop_back();
+  }
   return d;
 }
 

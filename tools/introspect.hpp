@@ -61,10 +61,13 @@ common_options parse(args_view args);
 std::variant<message, int> ask(std::string_view where, const common_options& o,
                                message request);
 
-// bokbok.describe's answer (§11.2), checked: at least 4 fields, an even count.
+// bokbok.describe's answer (§11.2), checked: at least 4 fields, an even count. A last
+// pair with an empty name marks a stream method ("", "stream:out|in|both"): it is not a
+// parameter.
 struct description {
   std::string name, description, protocol, features;
   std::vector<std::pair<std::string, std::string>> params;  // name, type
+  std::string stream;  // "out", "in", "both"; empty for a plain method
 };
 // Throws std::runtime_error if the answer does not have that layout.
 description parse_description(const message& answer);

@@ -15,6 +15,12 @@
 // integer: decimal text, an optional '-' then digits, within int64; boolean: "true" or
 // "false". A request whose arguments do not fit is answered error_code::bad_arguments
 // with a message naming the parameter; an unknown method, no_such_method.
+//
+// Stream methods (add_stream): the handler also gets the call's bokbok::stream
+// (PROTOCOL.md §12). A plain request to a stream method, and a stream call to a plain
+// method, are answered bad_arguments saying how to call it; bokbok.describe marks a
+// stream method with one more pair after its parameters: "" and "stream:out",
+// "stream:in" or "stream:both".
 #pragma once
 
 #if !defined(__cplusplus) || __cplusplus < 202002L
@@ -24,6 +30,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,6 +38,7 @@
 #include "bokbok/connection.hpp"
 #include "bokbok/export.hpp"
 #include "bokbok/message.hpp"
+#include "bokbok/stream.hpp"
 
 namespace bokbok {
 
@@ -74,11 +82,24 @@ class BOKBOK_API args {
 // remote_error keeps its code: throw error_code::bad_arguments for a value out of range).
 using method_handler = std::function<message(connection&, args&)>;
 
+// Which ends of a stream method's call stream: out, the responder (the handler writes);
+// in, the requester (the handler reads); both.
+enum class stream_kind : std::uint8_t { out, in, both };
+
+// Its name in bokbok.describe's marker (after "stream:"): "out", "in", "both".
+BOKBOK_API const char* to_string(stream_kind kind) noexcept;
+
+// Runs one stream method: reads and writes `call` (this_call::stream()) and returns the
+// final response, or throws like a method_handler. Runs on a handler slot for the
+// whole call, like any handler.
+using stream_method_handler = std::function<message(connection&, args&, stream& call)>;
+
 // Describes one registered method.
 struct method_info {
   std::string name;
   std::string description;
   std::vector<param> params;
+  std::optional<stream_kind> stream;  // set for a stream method (add_stream)
 };
 
 // Registration happens before use: add() is not thread-safe, and handler() takes a
@@ -96,6 +117,12 @@ class BOKBOK_API router {
   // list. Returns *this, for chaining.
   router& add(std::string name, std::string description, std::vector<param> params,
               method_handler run);
+
+  // Registers a stream method, under the same rules as add(). Its opening message is
+  // checked against `params` like a plain request; `kind` is what describe shows (the
+  // router does not police which ends actually stream).
+  router& add_stream(std::string name, std::string description, std::vector<param> params,
+                     stream_kind kind, stream_method_handler run);
 
   // The registered methods, in registration order.
   std::vector<method_info> methods() const;

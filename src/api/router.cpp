@@ -15,7 +15,8 @@ namespace bokbok {
 
 struct router::entry {
   method_info info;
-  method_handler run;
+  method_handler run;                // a plain method
+  stream_method_handler run_stream;  // a stream method
 };
 
 namespace {
@@ -139,15 +140,40 @@ std::string feature_names() {
   std::string out;
   if (wire::features_supported & wire::feature_deadline) out += "deadline";
   if (wire::features_supported & wire::feature_notify) out += out.empty() ? "notify" : " notify";
+  if (wire::features_supported & wire::feature_stream) out += out.empty() ? "stream" : " stream";
   return out;
 }
 
+// A stream call to a plain method, or a plain request to a stream method.
+void check_call_kind(const method_info& m, bool stream_call) {
+  if (m.stream && !stream_call)
+    bad_arguments(m.name + " is a stream method: open it as a stream (bokbok call --stream)");
+  if (!m.stream && stream_call)
+    bad_arguments(m.name + " is not a stream method: call it with a plain request " +
+                  "(bokbok call without --stream)");
+}
+
+// Checks a registration (add, add_stream); throws usage_error.
+void check_registration(const std::string& name, const std::vector<param>& params,
+                        bool has_handler, const std::vector<std::string_view>& taken) {
+  if (name.empty()) throw usage_error("bokbok: router::add: empty method name");
+  if (name.starts_with(reserved_prefix))
+    throw usage_error("bokbok: router::add: " + name + ": the bokbok. namespace is reserved");
+  for (std::string_view t : taken)
+    if (t == name) throw usage_error("bokbok: router::add: " + name + " is already registered");
+  for (std::size_t i = 0; i + 1 < params.size(); ++i)
+    if (params[i].list)
+      throw usage_error("bokbok: router::add: " + name + ": only the last parameter may be a list");
+  if (!has_handler) throw usage_error("bokbok: router::add: " + name + ": no handler");
+}
+
 // The introspection methods' own signatures, described like any other.
-const method_info list_info{"bokbok.list", "the methods: name and description of each", {}};
+const method_info list_info{"bokbok.list", "the methods: name and description of each", {}, std::nullopt};
 const method_info describe_info{
     "bokbok.describe",
     "a method's description, parameters, the protocol version and features",
-    {{"method", param_type::string, false}}};
+    {{"method", param_type::string, false}},
+    std::nullopt};
 
 }  // namespace
 
@@ -156,20 +182,37 @@ router::~router() = default;
 router::router(router&&) noexcept = default;
 router& router::operator=(router&&) noexcept = default;
 
+const char* to_string(stream_kind kind) noexcept {
+  switch (kind) {
+    case stream_kind::out: return "out";
+    case stream_kind::in: return "in";
+    case stream_kind::both: return "both";
+  }
+  return "unknown";
+}
+
 router& router::add(std::string name, std::string description, std::vector<param> params,
                     method_handler run) {
-  if (name.empty()) throw usage_error("bokbok: router::add: empty method name");
-  if (name.starts_with(reserved_prefix))
-    throw usage_error("bokbok: router::add: " + name + ": the bokbok. namespace is reserved");
-  for (const auto& e : entries_)
-    if (e->info.name == name)
-      throw usage_error("bokbok: router::add: " + name + " is already registered");
-  for (std::size_t i = 0; i + 1 < params.size(); ++i)
-    if (params[i].list)
-      throw usage_error("bokbok: router::add: " + name + ": only the last parameter may be a list");
-  if (!run) throw usage_error("bokbok: router::add: " + name + ": no handler");
+  std::vector<std::string_view> taken;
+  for (const auto& e : entries_) taken.push_back(e->info.name);
+  check_registration(name, params, bool(run), taken);
+  entries_.push_back(std::make_shared<const entry>(entry{
+      {std::move(name), std::move(description), std::move(params), std::nullopt},
+      std::move(run),
+      {}}));
+  return *this;
+}
+
+router& router::add_stream(std::string name, std::string description,
+                           std::vector<param> params, stream_kind kind,
+                           stream_method_handler run) {
+  std::vector<std::string_view> taken;
+  for (const auto& e : entries_) taken.push_back(e->info.name);
+  check_registration(name, params, bool(run), taken);
   entries_.push_back(std::make_shared<const entry>(
-      entry{{std::move(name), std::move(description), std::move(params)}, std::move(run)}));
+      entry{{std::move(name), std::move(description), std::move(params), kind},
+            {},
+            std::move(run)}));
   return *this;
 }
 
@@ -188,7 +231,9 @@ request_handler router::handler() const {
       throw remote_error(error_code::no_such_method,
                          "empty request: the first field names the method");
     const std::string& name = request[0];
+    stream call = this_call::stream();  // empty unless this is a stream call
     if (name == list_info.name) {
+      check_call_kind(list_info, bool(call));
       message f;
       std::vector<std::int64_t> v;
       std::vector<const param*> p;
@@ -200,6 +245,7 @@ request_handler router::handler() const {
       return out;
     }
     if (name == describe_info.name) {
+      check_call_kind(describe_info, bool(call));
       message f;
       std::vector<std::int64_t> v;
       std::vector<const param*> p;
@@ -212,15 +258,17 @@ request_handler router::handler() const {
       message out{m->name, m->description, std::to_string(wire::protocol_version),
                   feature_names()};
       for (const param& q : m->params) out.insert(out.end(), {q.name, type_text(q)});
+      if (m->stream) out.insert(out.end(), {"", std::string("stream:") + to_string(*m->stream)});
       return out;
     }
     auto it = by_name->find(name);
     if (it == by_name->end())
       throw remote_error(error_code::no_such_method, "unknown method: " + shown(name));
     const entry& e = *it->second;
+    check_call_kind(e.info, bool(call));
     args a;
     check_into(e.info, request, a.fields_, a.values_, a.params_);
-    return e.run(conn, a);
+    return e.info.stream ? e.run_stream(conn, a, call) : e.run(conn, a);
   };
 }
 
