@@ -93,9 +93,9 @@ TEST_CASE("bokbok call --trace decodes the whole exchange, both ways, on stderr"
     if (trace.size() >= 2 && trace[0].starts_with("<")) std::swap(trace[0], trace[1]);
     const std::vector<std::string> expected = {
         "> hello id=0 flags=- max_message_size=67108864 heartbeat_ms=30000 "
-        "max_concurrent_calls=0 features=0x3",
+        "max_concurrent_calls=0 features=0x7",
         "< hello id=0 flags=- max_message_size=67108864 heartbeat_ms=30000 "
-        "max_concurrent_calls=0 features=0x3",
+        "max_concurrent_calls=0 features=0x7",
         R"(> request id=1 flags=- [3] "echo" "hi" "there")",
         R"(< response id=1 flags=- [2] "hi" "there")",
         R"(> goaway id=0 flags=- code=shutting_down(7) "it is closing the connection")",
