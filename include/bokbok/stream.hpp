@@ -36,6 +36,7 @@
 #include <utility>
 
 #include "bokbok/export.hpp"
+#include "bokbok/fd.hpp"
 #include "bokbok/message.hpp"
 
 namespace bokbok {
@@ -57,6 +58,11 @@ class BOKBOK_API stream {
   // call_error(too_large) for a message above the negotiated maximum, usage_error after
   // close_write(); call_error(cancelled) once the call has ended normally (answered).
   void write(message m);
+  // The same with file descriptors (README "File descriptors"): they go with the message
+  // and are the connection's from the call on. Throws usage_error before anything is
+  // sent, as connection::request_with_fds does, when the connection cannot carry fds or
+  // for more than 253.
+  void write(message m, fd_list fds);
   // Non-blocking write: false (m untouched) when out of credit or the send queue is
   // full now; throws like write() when the call has ended.
   bool try_write(message& m);
@@ -72,6 +78,11 @@ class BOKBOK_API stream {
   // The same, waiting at most until `deadline` (call_error(deadline_exceeded) then; the
   // call goes on and read() may be called again).
   std::optional<message> read(std::chrono::steady_clock::time_point deadline);
+
+  // The fds that came with the message read() returned last (empty if none); taken
+  // once. Those not taken are closed when the next message is read or the stream goes.
+  // The callback form of open_stream delivers messages without their fds (closed).
+  fd_list take_fds();
 
   // Requester: cancels the call (a cancel frame; the handler's stop token fires);
   // pending and later reads and writes throw call_error(cancelled). Responder: answers

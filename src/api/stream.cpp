@@ -28,9 +28,11 @@ std::shared_ptr<detail::connection_impl> live(const std::shared_ptr<detail::stre
   throw call_error(error_code::cancelled, "the stream call has ended: the peer answered");
 }
 
-bool write_impl(const std::shared_ptr<detail::stream_state>& s, message& m, bool blocking) {
+bool write_impl(const std::shared_ptr<detail::stream_state>& s, message& m, bool blocking,
+                fd_list* fds = nullptr) {
   auto c = live(s, blocking);
   if (s->write_closed()) throw usage_error("bokbok::stream: write() after close_write()");
+  if (fds && !fds->empty()) c->check_fds(fds->size(), "stream::write");
   const std::size_t size = wire::encoded_size(m);
   if (size > c->stream_send_limit())
     throw call_error(error_code::too_large,
@@ -56,13 +58,22 @@ bool write_impl(const std::shared_ptr<detail::stream_state>& s, message& m, bool
     }
     return true;
   }
-  c->stream_send(*s, m, true);
+  c->stream_send(*s, m, true,
+                 fds ? detail::connection_impl::to_io_fds(std::move(*fds))
+                     : std::vector<base::unique_fd>{});
   return true;
 }
 
 }  // namespace
 
 void stream::write(message m) { write_impl(s_, m, true); }
+
+void stream::write(message m, fd_list fds) { write_impl(s_, m, true, &fds); }
+
+fd_list stream::take_fds() {
+  if (!s_) throw usage_error("bokbok::stream: an empty stream handle");
+  return s_->take_fds();
+}
 
 bool stream::try_write(message& m) { return write_impl(s_, m, false); }
 

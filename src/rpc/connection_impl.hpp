@@ -189,7 +189,9 @@ class connection_impl final : public io::stream_events,
                                             response_callback done = nullptr);
   // Sends one message of `s`'s stream, having taken its credit (stream.cpp); waits for
   // room in the send queue until the call's deadline when `blocking`. Throws.
-  void stream_send(stream_state& s, const message& m, bool blocking);
+  // `fds` (checked by check_fds) go with the message.
+  void stream_send(stream_state& s, const message& m, bool blocking,
+                   std::vector<base::unique_fd> fds = {});
   // Control frames of a stream: stream_end, credit or reply_credit (by s's role).
   void stream_end_write(stream_state& s);
   void stream_grant(stream_state& s, std::uint32_t messages, std::uint32_t bytes);
@@ -284,7 +286,7 @@ class connection_impl final : public io::stream_events,
   // whole stream or reply_stream message.
   void handle_stream_control(const wire::frame_view& f);
   void stream_message_arrived(wire::frame_type type, std::uint32_t id, message m,
-                              std::size_t bytes);
+                              std::size_t bytes, rpc::received_fds fds = {});
   // The peer's stream request `id` was accepted: its state, registered.
   std::shared_ptr<stream_state> register_inbound_stream(std::uint32_t id,
                                                         std::optional<io::clock::time_point> deadline);

@@ -307,7 +307,8 @@ void connection_impl::handle_message_frame(const wire::frame_view& f) {
     if (!decoded && !wire::decode_message(bytes, m, err))
       return protocol_failure(std::string("bad ") + wire::to_string(f.type) + ": " + err);
     const std::size_t size = decoded ? wire::encoded_size(m) : bytes.size();
-    return stream_message_arrived(f.type, f.call_id, std::move(m), size);
+    return stream_message_arrived(f.type, f.call_id, std::move(m), size,
+                                  hold_fds(std::move(fds)));
   }
   if (f.type == wire::frame_type::notify) {
     if (decoded) return notify_decoded(std::move(m), hold_fds(std::move(fds)));

@@ -51,7 +51,8 @@ std::shared_ptr<stream_state> connection_impl::open_stream(message request,
   return s;
 }
 
-void connection_impl::stream_send(stream_state& s, const message& m, bool blocking) {
+void connection_impl::stream_send(stream_state& s, const message& m, bool blocking,
+                                  std::vector<base::unique_fd> fds) {
   std::string framed = encode_framed(m);
   std::unique_lock lock(mu_);
   std::exception_ptr refused;
@@ -71,8 +72,15 @@ void connection_impl::stream_send(stream_state& s, const message& m, bool blocki
   if (s.ended()) return;  // answered meanwhile: nothing of the stream after the answer
   // Through the outbox always (no direct write): a message of a stream goes after the
   // stream's earlier messages still being sent (outbox.hpp).
-  send_.queue().push_message(s.requester ? wire::frame_type::stream : wire::frame_type::reply_stream,
-                             s.id, std::move(framed), framed_headroom);
+  const auto type = s.requester ? wire::frame_type::stream : wire::frame_type::reply_stream;
+  if (fds.empty()) {
+    send_.queue().push_message(type, s.id, std::move(framed), framed_headroom);
+  } else {  // the FDS flag and count (checked by check_fds) right before the message
+    framed[framed_headroom - wire::fds_prefix_size] = static_cast<char>(fds.size());
+    send_.queue().push_message(type, s.id, std::move(framed),
+                               framed_headroom - wire::fds_prefix_size, wire::flag_fds,
+                               std::move(fds));
+  }
   schedule_flush_locked();
 }
 
@@ -183,7 +191,8 @@ void connection_impl::handle_stream_control(const wire::frame_view& f) {
 }
 
 void connection_impl::stream_message_arrived(wire::frame_type type, std::uint32_t id,
-                                             message m, std::size_t bytes) {
+                                             message m, std::size_t bytes,
+                                             rpc::received_fds fds) {
   std::shared_ptr<stream_state> s;
   bool not_stream = false;
   {
@@ -203,7 +212,7 @@ void connection_impl::stream_message_arrived(wire::frame_type type, std::uint32_
                             ", which is not a stream call");
   if (!s) return;  // crossed the call's end: ignored
   std::uint32_t rm = 0, rb = 0;
-  switch (s->receive(std::move(m), bytes, rm, rb)) {
+  switch (s->receive(std::move(m), bytes, rm, rb, std::move(fds))) {
     case stream_state::receive_result::beyond_credit:
       return protocol_failure("stream message on call " + std::to_string(id) +
                               " beyond the credit granted");

@@ -51,7 +51,8 @@ void stream_state::consumed_locked(std::size_t bytes, std::uint32_t& regrant_mes
 
 stream_state::receive_result stream_state::receive(message m, std::size_t bytes,
                                                    std::uint32_t& regrant_messages,
-                                                   std::uint32_t& regrant_bytes) {
+                                                   std::uint32_t& regrant_bytes,
+                                                   rpc::received_fds fds) {
   regrant_messages = regrant_bytes = 0;
   {
     std::lock_guard lock(mu);
@@ -65,7 +66,7 @@ stream_state::receive_result stream_state::receive(message m, std::size_t bytes,
       consumed_locked(bytes, regrant_messages, regrant_bytes);
       return receive_result::queued;
     }
-    queue_.emplace_back(std::move(m), bytes);
+    queue_.push_back({std::move(m), bytes, std::move(fds)});
   }
   cv.notify_all();
   return receive_result::queued;
@@ -110,8 +111,9 @@ stream_state::read_status stream_state::wait_read(std::optional<clock::time_poin
     cv.wait(lock, ready);
   }
   if (!queue_.empty()) {
-    out = std::move(queue_.front().first);
-    const std::size_t bytes = queue_.front().second;
+    out = std::move(queue_.front().m);
+    const std::size_t bytes = queue_.front().bytes;
+    last_fds_ = queue_.front().fds.take();
     queue_.pop_front();
     // Granted back once half the window has been read (design15 "Credit").
     consumed_locked(bytes, regrant_messages, regrant_bytes);
@@ -120,6 +122,11 @@ stream_state::read_status stream_state::wait_read(std::optional<clock::time_poin
   if (error_) return read_status::failed;
   if (ended_ && !requester) return read_status::failed;  // the handler has returned
   return read_status::ended;
+}
+
+fd_list stream_state::take_fds() {
+  std::lock_guard lock(mu);
+  return std::move(last_fds_);
 }
 
 bool stream_state::wait_send_credit(std::size_t bytes, bool& timed_out, bool& stopped,
@@ -177,7 +184,7 @@ void stream_state::discard(std::uint32_t& regrant_messages, std::uint32_t& regra
   std::lock_guard lock(mu);
   discard_ = true;
   std::uint64_t m = consumed_messages_ + queue_.size(), b = consumed_bytes_;
-  for (auto& q : queue_) b += q.second;
+  for (auto& q : queue_) b += q.bytes;
   queue_.clear();
   consumed_messages_ = consumed_bytes_ = 0;
   regrant_messages = regrant_bytes = 0;

@@ -26,7 +26,9 @@
 #include <stop_token>
 #include <utility>
 
+#include "bokbok/fd.hpp"
 #include "bokbok/message.hpp"
+#include "rpc/fd_queue.hpp"
 
 namespace bokbok::detail {
 
@@ -58,8 +60,9 @@ struct stream_state {
 
   // A whole message of the peer's stream arrived (loop thread).
   // `regrant_*`: credit to grant back at once (after finish(), messages are dropped).
+  // `fds`: those that came with it (PROTOCOL.md §13), kept with it until it is read.
   receive_result receive(message m, std::size_t bytes, std::uint32_t& regrant_messages,
-                         std::uint32_t& regrant_bytes);
+                         std::uint32_t& regrant_bytes, rpc::received_fds fds = {});
   // The peer's stream ended (stream_end, or the answer on the requester's side).
   // false: it had ended already by a stream_end (a second one: a violation).
   bool end_incoming();
@@ -71,8 +74,11 @@ struct stream_state {
   // failure; `until` bounds it (nullopt: the call's deadline only). On a message,
   // `regrant` is set to what to grant back now (zero when nothing).
   enum class read_status { message, ended, failed, timed_out, stopped };
+  // The message's fds, if any, replace those of the message read before (take_fds()).
   read_status wait_read(std::optional<clock::time_point> until, message& out,
                         std::uint32_t& regrant_messages, std::uint32_t& regrant_bytes);
+  // The fds of the message wait_read() returned last; taken once (stream::take_fds).
+  fd_list take_fds();
   // Waits for credit for a message of `bytes` and takes it. false: the call ended (see
   // ended_error()), the deadline passed (`timed_out`) or the stop fired (`stopped`).
   bool wait_send_credit(std::size_t bytes, bool& timed_out, bool& stopped, bool blocking);
@@ -96,7 +102,13 @@ struct stream_state {
                        std::uint32_t& regrant_bytes);
   mutable std::mutex mu;
   std::condition_variable_any cv;
-  std::deque<std::pair<message, std::size_t>> queue_;  // with its encoded size
+  struct received {
+    message m;
+    std::size_t bytes;  // its encoded size
+    rpc::received_fds fds;
+  };
+  std::deque<received> queue_;
+  fd_list last_fds_;  // of the message read last, until taken
   bool in_ended_ = false;
   bool ended_ = false;
   bool write_closed_ = false;

@@ -29,4 +29,14 @@ inline std::set<std::string> open_fds() {
   return fds;
 }
 
+// The descriptors open now that were not in `before` ("" when none), for a test that
+// checks it leaked nothing. Only new ones count: a descriptor of an earlier test that
+// closes meanwhile (a connection still draining in the background) is not a leak.
+inline std::string opened_since(const std::set<std::string>& before) {
+  std::string out;
+  for (const auto& fd : open_fds())
+    if (!before.count(fd)) out += (out.empty() ? "" : "; ") + fd;
+  return out;
+}
+
 }  // namespace bokbok_test
