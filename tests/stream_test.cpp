@@ -505,6 +505,36 @@ TEST_CASE("outbox: a stream's next message and its stream_end wait until its lar
   CHECK(of_stream5 == std::vector<std::string>{full, full, full, "stream:3", "end"});
 }
 
+TEST_CASE("outbox: a small stream message with fds that waits behind a large one keeps its fds") {
+  bokbok::rpc::outbox ob;
+  const std::size_t max = wire::max_frame_payload;
+  ob.push_message(wire::frame_type::reply_stream, 3, std::string(2 * max, 'b'));
+  int p[2];
+  REQUIRE(::pipe(p) == 0);
+  std::vector<bokbok::base::unique_fd> fds;
+  fds.emplace_back(p[0]);
+  fds.emplace_back(p[1]);
+  // The message bytes begin with the fd count its FDS flag announces.
+  ob.push_message(wire::frame_type::reply_stream, 3, "\x02" + std::string(10, 's'), 0,
+                  wire::flag_fds, std::move(fds));
+  std::size_t records = 0, fds_seen = 0, small_at = 0, fds_at = 0;
+  for (int i = 0; i < 100 && !ob.empty(); ++i) {
+    bokbok::rpc::batch b;
+    REQUIRE(ob.take_batch(b, max));
+    for (auto& r : b.fds) {
+      fds_seen += r.fds.size();
+      fds_at = records + r.record;
+    }
+    for (std::size_t h = 0; h < b.headers.size(); ++h)
+      if (b.iov[2 * h + (b.small.empty() ? 0 : 1) + 1].iov_len == 11) small_at = records + h;
+    records += b.small_sizes.size() + b.headers.size();
+  }
+  CHECK(records == 3);      // two frames of the large one, then the small one
+  CHECK(small_at == 2);
+  CHECK(fds_seen == 2);     // before: dropped (closed) while it waited
+  CHECK(fds_at == small_at);  // with the first byte of its own record
+}
+
 TEST_CASE("the callback form delivers the peer's stream on the loop thread, in order, then the answer") {
   auto p = make_pair([](bokbok::connection&, message req) {
     auto st = bokbok::this_call::stream();

@@ -71,15 +71,13 @@ void outbox::push_message(wire::frame_type type, std::uint32_t call_id, std::str
                           std::vector<base::unique_fd> fds) {
   std::string_view body = std::string_view(bytes).substr(start);
   if (const auto hk = hold_key(type, call_id); hk && !active_.empty() && active_.count(hk)) {
+    // Behind a large message of its stream, whatever its size: it waits as a message (cut
+    // into frames when its turn comes, as large ones are), with its fds.
+    queued_.add(body.size());
     held_item h;
-    if (body.size() <= wire::max_frame_payload) {
-      wire::append_message_frames(h.records, type, call_id, body, first_flags);
-      queued_.add(h.records.size());
-    } else {
-      queued_.add(body.size());
-      h.large = large_message{type, call_id, std::make_shared<const std::string>(std::move(bytes)),
-                              start, start, first_flags};
-    }
+    h.large = large_message{type,  call_id,     std::make_shared<const std::string>(std::move(bytes)),
+                            start, start,       first_flags,
+                            std::move(fds)};
     held_[hk].push_back(std::move(h));
     return;
   }

@@ -118,7 +118,8 @@ class outbox {
     if (t == wire::frame_type::response) return key_of(wire::frame_type::reply_stream, id);
     return 0;
   }
-  // Behind a large stream message of the same key (whole records, or a large message).
+  // Behind a large stream message of the same key: whole records (push_record_after), or
+  // a message of any size (push_message), kept whole with its fds until its turn.
   struct held_item {
     std::string records;
     std::optional<large_message> large;
