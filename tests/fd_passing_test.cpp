@@ -539,3 +539,24 @@ TEST_CASE("a stream message with fds over TCP fails with usage_error before send
   c.close();
   c.wait_closed();
 }
+
+TEST_CASE("this_call::attach_fds in a stream call's handler is a usage_error, not fds lost") {
+  bokbok::options server;
+  server.on_request = [](bokbok::connection&, message) {
+    pipe_pair p;
+    try {
+      bokbok::this_call::attach_fds(one(std::move(p.write)));
+    } catch (const bokbok::usage_error& e) {
+      return message{"refused", e.what()};
+    }
+    return message{"attached"};
+  };
+  auto [client, srv] = bokbok::connect_socketpair({}, server);
+  auto st = client.open_stream({"x"}, {.timeout = 30s});
+  message last = st.finish();
+  REQUIRE(last.size() == 2);
+  CHECK(last[0] == "refused");
+  CHECK(contains(last[1], "stream::write"));
+  // An ordinary call on the same connection still attaches them.
+  CHECK(client.request_with_fds({"y"}, {}).fields == message{"attached"});
+}

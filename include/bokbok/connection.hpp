@@ -133,8 +133,10 @@ BOKBOK_API std::stop_token stop_token();
 // closed when the handler returns.
 BOKBOK_API fd_list take_fds();
 // Sends `fds` with this request handler's response (added to any attached before).
-// Throws usage_error outside a request handler, when the connection cannot carry fds
-// (see connection::request_with_fds), or past 253 in all; the fds are then closed.
+// Throws usage_error outside a request handler, in a stream call's handler (its final
+// response brings the caller no fds: send them with stream::write), when the connection
+// cannot carry fds (see connection::request_with_fds), or past 253 in all; the fds are
+// then closed.
 BOKBOK_API void attach_fds(fd_list fds);
 // The stream of the stream call being handled (README "Streams"); an empty handle in an
 // ordinary call and outside a handler. A stream handler holds its handler slot while it

@@ -4,6 +4,7 @@
 // start (owned_fd): every path that drops a message closes its fds by dropping them.
 #include <sys/socket.h>
 
+#include "bokbok/stream.hpp"
 #include "rpc/connection_impl.hpp"
 #include "rpc/error_ptr.hpp"
 #include "rpc/fd_scope.hpp"
@@ -149,6 +150,9 @@ void attach_fds(fd_list fds) {
   if (!h || !h->attach)
     throw usage_error("bokbok: this_call::attach_fds outside a request handler (a "
                       "notification has no response to carry them)");
+  if (this_call::stream())
+    throw usage_error("bokbok: this_call::attach_fds in a stream call: its final response "
+                      "carries no fds to the caller; send them with stream::write(message, fds)");
   h->conn->check_fds(h->attach->size() + fds.size(), "this_call::attach_fds");
   for (auto& fd : fds) h->attach->push_back(std::move(fd));
 }

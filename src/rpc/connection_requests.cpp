@@ -174,18 +174,18 @@ void connection_impl::run_handler(queued_call r) {
     running.stream->grant_initial();
     stream_grant(*running.stream, cfg_.opts.stream_window_messages, cfg_.opts.stream_window_bytes);
   }
+  // A stream call the handler cancelled was answered then (stream::cancel): its return
+  // or exception is dropped.
+  auto answered = [&] { return running.stream && running.stream->answered(); };
   try {
     message response = cfg_.opts.on_request(handle, std::move(request));
-    // A stream the handler cancelled was answered then (stream::cancel).
-    if (running.stream && running.stream->answered()) return;
-    send_response(id, response, std::move(attached));
+    if (!answered()) send_response(id, response, std::move(attached));
   } catch (const call_error& e) {
-    if (running.stream && running.stream->answered()) return;
-    send_error(id, e.code(), e.message());  // whole: what() would end at a NUL
+    if (!answered()) send_error(id, e.code(), e.message());  // whole: what() ends at a NUL
   } catch (const std::exception& e) {
-    send_error(id, error_code::handler_failed, e.what());
+    if (!answered()) send_error(id, error_code::handler_failed, e.what());
   } catch (...) {
-    send_error(id, error_code::handler_failed, "handler threw a non-standard exception");
+    if (!answered()) send_error(id, error_code::handler_failed, "handler threw a non-standard exception");
   }
 }
 

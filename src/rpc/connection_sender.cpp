@@ -62,8 +62,11 @@ void connection_impl::queue_message_locked(std::unique_lock<std::mutex>& lock,
     std::memcpy(framed.data() + start, prefix.data(), prefix.size());
   }
   start -= header_size;
-  std::size_t size = framed.size() - start - header_size;
-  if (size > wire::max_frame_payload) {
+  const std::size_t size = framed.size() - start - header_size;
+  // Through the outbox, which cuts the frames: a message of several frames, one with fds
+  // (try_write_now carries none), or one that waits behind a large message of its stream
+  // (a stream call's response).
+  if (size > wire::max_frame_payload || !fds.empty() || send_.queue().waits(type, id)) {
     send_.queue().push_message(type, id, std::move(framed), start + header_size, flags,
                                std::move(fds));
     schedule_flush_locked();
@@ -71,12 +74,6 @@ void connection_impl::queue_message_locked(std::unique_lock<std::mutex>& lock,
   }
   auto header = wire::encode_frame_header(type, flags, id, size);
   std::memcpy(framed.data() + start, header.bytes, header_size);
-  if (!fds.empty()) {
-    send_.queue().push_message(type, id, std::move(framed), start + header_size, flags,
-                               std::move(fds));
-    schedule_flush_locked();
-    return;
-  }
   queue_record_locked(lock, std::string_view(framed).substr(start));
 }
 
@@ -199,12 +196,9 @@ void connection_impl::send_response(std::uint32_t id, const message& response, f
   std::string framed = encode_framed(response);
   std::unique_lock lock(mu_);
   if (life_.state() != phase::open) return;  // closed: late answers are dropped
-  if (!inbound_streams_.empty() && inbound_streams_.count(id)) {
-    // A stream call's answer goes after the last message of its stream (outbox.hpp).
-    end_inbound_stream_locked(id);
-    send_.queue().push_message(wire::frame_type::response, id, std::move(framed), headroom);
-    return schedule_flush_locked();
-  }
+  // A stream call's answer ends its stream; it goes after the stream's last message
+  // (queue_message_locked asks the outbox), with its fds like any response.
+  if (!inbound_streams_.empty()) end_inbound_stream_locked(id);
   // Queued at once, whatever the outbox holds: a handler thread (shared by every
   // connection of a server) never waits for a peer that does not read. The outbox stays
   // bounded because, while it is over max_send_queue, reading pauses (on_data) and no

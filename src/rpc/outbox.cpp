@@ -70,7 +70,7 @@ void outbox::push_message(wire::frame_type type, std::uint32_t call_id, std::str
                           std::size_t start, std::uint8_t first_flags,
                           std::vector<base::unique_fd> fds) {
   std::string_view body = std::string_view(bytes).substr(start);
-  if (const auto hk = hold_key(type, call_id); hk && !active_.empty() && active_.count(hk)) {
+  if (waits(type, call_id)) {
     // Behind a large message of its stream, whatever its size: it waits as a message (cut
     // into frames when its turn comes, as large ones are), with its fds.
     queued_.add(body.size());
@@ -78,7 +78,7 @@ void outbox::push_message(wire::frame_type type, std::uint32_t call_id, std::str
     h.large = large_message{type,  call_id,     std::make_shared<const std::string>(std::move(bytes)),
                             start, start,       first_flags,
                             std::move(fds)};
-    held_[hk].push_back(std::move(h));
+    held_[hold_key(type, call_id)].push_back(std::move(h));
     return;
   }
   if (body.size() <= wire::max_frame_payload) {

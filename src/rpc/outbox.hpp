@@ -83,6 +83,14 @@ class outbox {
   // response that ends a responder's stream.
   void push_record_after(wire::frame_type type, std::uint32_t call_id, std::string_view record);
 
+  // Whether a message of (type, id) pushed now must wait behind a large message of its
+  // stream (see push_record_after): it must then go through push_message, not be
+  // written directly nor pushed as record bytes.
+  bool waits(wire::frame_type type, std::uint32_t call_id) const {
+    const std::uint64_t hk = hold_key(type, call_id);
+    return hk && !active_.empty() && active_.count(hk);
+  }
+
   bool empty() const { return small_.empty() && large_.empty() && waiting_.empty(); }
   // Bytes queued. Exact under the connection's mutex; read without it, a value it had
   // lately, for a quick check that the caller repeats under the mutex when it matters.
