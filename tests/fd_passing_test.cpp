@@ -560,3 +560,34 @@ TEST_CASE("this_call::attach_fds in a stream call's handler is a usage_error, no
   // An ordinary call on the same connection still attaches them.
   CHECK(client.request_with_fds({"y"}, {}).fields == message{"attached"});
 }
+
+TEST_CASE("a stream message whose fds pass max_received_fds ends its call busy, its fds closed") {
+  bokbok::options server;
+  server.max_received_fds = 2;
+  server.on_request = [](bokbok::connection&, message) {
+    auto st = bokbok::this_call::stream();
+    if (!st) return message{"plain"};
+    int n = 0;
+    while (st.read()) ++n;
+    return message{std::to_string(n)};
+  };
+  auto [client, srv] = bokbok::connect_socketpair({}, server);
+  pipe_pair p;
+  const auto before = bokbok_test::open_fds();
+  auto st = client.open_stream({"x"}, {.timeout = 30s});
+  st.write({"ok"}, one(dup_of(p.write.get())));
+  fd_list three;
+  for (int i = 0; i < 3; ++i) three.push_back(dup_of(p.write.get()));
+  st.write({"too many"}, std::move(three));
+  try {
+    st.finish();
+    FAIL("not refused");
+  } catch (const bokbok::remote_error& e) {
+    CHECK(e.code() == bokbok::error_code::busy);
+    CHECK(contains(e.what(), "max_received_fds"));
+  }
+  std::string left;
+  CHECK(bokbok_test::settles([&] { return (left = bokbok_test::opened_since(before)).empty(); }));
+  CHECK(left == "");
+  CHECK(client.request({"still"}) == message{"plain"});  // the connection goes on
+}

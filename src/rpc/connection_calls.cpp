@@ -282,9 +282,10 @@ void connection_impl::sweep_deadlines() {
   for (auto seq : expired) end_call_locally(seq, error_code::deadline_exceeded);
 }
 
-// Loop thread: our call `seq` ends here (cancelled, or its deadline passed): the caller is
-// told at once, the peer gets a cancel, and a late answer will find no call.
-void connection_impl::end_call_locally(std::uint64_t seq, error_code code) {
+// Loop thread: our call `seq` ends here (cancelled, its deadline passed, or refused
+// here with `why`): the caller is told at once, the peer gets a cancel, and a late
+// answer will find no call.
+void connection_impl::end_call_locally(std::uint64_t seq, error_code code, std::string why) {
   pending_call pc;
   {
     std::unique_lock lock(mu_);
@@ -298,12 +299,11 @@ void connection_impl::end_call_locally(std::uint64_t seq, error_code code) {
       queue_record_locked(lock, rec);
     }
   }
-  run_response_callback(pc.done,
-                        error_ptr<call_error>(code, code == error_code::cancelled
-                                                        ? "the call was cancelled"
-                                                        : "the call's deadline passed before "
-                                                          "the answer came"),
-                        {});
+  if (why.empty())
+    why = code == error_code::cancelled
+              ? "the call was cancelled"
+              : "the call's deadline passed before the answer came";
+  run_response_callback(pc.done, error_ptr<call_error>(code, std::move(why)), {});
   last_activity_ = io::clock::now();
   close_if_drained();
 }

@@ -62,7 +62,7 @@ rpc::received_fds connection_impl::hold_fds(fd_list fds) {
 
 // Loop thread, a message frame `f`: see the header.
 bool connection_impl::take_frame_fds(const wire::frame_view& f, fd_list& got) {
-  const std::uint64_t key = partial_key(f);
+  const std::uint64_t key = partial_key(f.type, f.call_id);
   if (f.flags & wire::flag_continued) {
     if (f.flags & wire::flag_more) return true;
     auto it = partial_fds_.find(key);
@@ -101,21 +101,29 @@ bool connection_impl::fds_over_budget(const wire::frame_view& f, const fd_list& 
   if ((f.flags & wire::flag_continued) || !(f.flags & wire::flag_fds)) return false;
   std::size_t n = got.size();
   if (f.flags & wire::flag_more)
-    if (auto it = partial_fds_.find(partial_key(f)); it != partial_fds_.end()) n = it->second.size();
+    if (auto it = partial_fds_.find(partial_key(f.type, f.call_id)); it != partial_fds_.end())
+      n = it->second.size();
   std::size_t held = fd_queue_.size() + partial_fd_count_ + fds_waiting_->load();
   if (f.flags & wire::flag_more) held -= n;  // counted in partial_fd_count_ already
   return held + n > cfg_.opts.max_received_fds;
 }
 
+// Loop thread: closes the fds kept with the partial message of (type, id), if any.
+void connection_impl::drop_partial_fds(wire::frame_type type, std::uint32_t id) {
+  if (partial_fds_.empty()) return;
+  if (auto it = partial_fds_.find(partial_key(type, id)); it != partial_fds_.end()) {
+    partial_fd_count_ -= it->second.size();
+    partial_fds_.erase(it);
+  }
+}
+
 // Loop thread: refuses the message of `f` (added to the reassembler) like a busy one: a
-// request answered busy, a response failing its call busy, a notification dropped. Its
-// fds are closed (by the caller, and here those kept with a partial message).
-bool connection_impl::refuse_fds_over_budget(const wire::frame_view& f) {
+// request answered busy, a response failing its call busy, a notification dropped; a
+// stream message ends its call busy likewise (a stream may not lose a message). Its fds
+// are closed (by the caller, and here those kept with a partial message).
+void connection_impl::refuse_fds_over_budget(const wire::frame_view& f) {
   if (f.flags & wire::flag_more) {
-    if (auto it = partial_fds_.find(partial_key(f)); it != partial_fds_.end()) {
-      partial_fd_count_ -= it->second.size();
-      partial_fds_.erase(it);
-    }
+    drop_partial_fds(f.type, f.call_id);
     frames_.messages().drop(f.type, f.call_id);
     sync_partial_charge();
   }
@@ -126,10 +134,18 @@ bool connection_impl::refuse_fds_over_budget(const wire::frame_view& f) {
   if (f.type == wire::frame_type::request) {
     last_peer_request_ = std::max(last_peer_request_, f.call_id);
     send_error(f.call_id, error_code::busy, text);
+  } else if (f.type == wire::frame_type::stream) {
+    send_error(f.call_id, error_code::busy, text);  // a live stream call: answered, ended
   } else if (f.type == wire::frame_type::response) {
     complete_call(f.call_id, error_ptr<call_error>(error_code::busy, text), {});
+  } else if (f.type == wire::frame_type::reply_stream) {  // our stream call: ended here
+    std::uint64_t seq = 0;
+    {
+      std::lock_guard lock(mu_);
+      if (auto* c = calls_.find(f.call_id)) seq = c->seq;
+    }
+    if (seq) end_call_locally(seq, error_code::busy, std::move(text));
   }  // a notification is dropped
-  return true;
 }
 
 }  // namespace bokbok::detail

@@ -310,13 +310,14 @@ class connection_impl final : public io::stream_events,
   // would pass options::max_received_fds (true: refused, `f`'s message is dropped).
   bool take_frame_fds(const wire::frame_view& f, fd_list& got);
   bool fds_over_budget(const wire::frame_view& f, const fd_list& got);
-  bool refuse_fds_over_budget(const wire::frame_view& f);
+  void refuse_fds_over_budget(const wire::frame_view& f);
+  void drop_partial_fds(wire::frame_type type, std::uint32_t id);
   rpc::received_fds hold_fds(fd_list fds);
-  static std::uint64_t partial_key(const wire::frame_view& f) {
-    return (std::uint64_t(f.type) << 32) | f.call_id;
+  static std::uint64_t partial_key(wire::frame_type type, std::uint32_t id) {
+    return (std::uint64_t(type) << 32) | id;
   }
   void handle_cancel(std::uint32_t id);
-  void end_call_locally(std::uint64_t seq, error_code code);
+  void end_call_locally(std::uint64_t seq, error_code code, std::string why = {});
   // Deadlines of our calls share one timer, set for the earliest (deadline_armed_): a
   // call with a later deadline than the one armed costs the loop no wake-up.
   void arm_deadline_timer();

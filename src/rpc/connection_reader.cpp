@@ -240,22 +240,14 @@ void connection_impl::handle_message_frame(const wire::frame_view& f) {
   std::string err;
   auto st = frames_.add_message(f, bytes, err);
   if (f.flags & (wire::flag_more | wire::flag_continued)) sync_partial_charge();
-  if (st != wire::reassembler::status::complete && st != wire::reassembler::status::incomplete) {
-    // Refused or skipped: the fds kept for it are closed.
-    if (auto it = partial_fds_.find(partial_key(f)); it != partial_fds_.end()) {
-      partial_fd_count_ -= it->second.size();
-      partial_fds_.erase(it);
-    }
-  }
+  if (st != wire::reassembler::status::complete && st != wire::reassembler::status::incomplete)
+    drop_partial_fds(f.type, f.call_id);  // refused or skipped: the fds kept for it close
   switch (st) {
     case wire::reassembler::status::incomplete:
-      // Stream messages are bounded by the credit this side granted instead.
-      if (fds_over ? refuse_fds_over_budget(f)
-                   : !stream_message && refuse_partial_over_budget(f))
-        if (auto it = partial_fds_.find(partial_key(f)); it != partial_fds_.end()) {
-          partial_fd_count_ -= it->second.size();
-          partial_fds_.erase(it);
-        }
+      if (fds_over)
+        refuse_fds_over_budget(f);
+      else if (!stream_message && refuse_partial_over_budget(f))  // streams: bounded by credit
+        drop_partial_fds(f.type, f.call_id);
       return;
     case wire::reassembler::status::skipped:
       return;

@@ -215,11 +215,7 @@ std::shared_ptr<call_context> connection_impl::handler_context(std::uint32_t id)
 // skipped, one waiting for a slot is dropped, a running handler's stop token fires.
 void connection_impl::handle_cancel(std::uint32_t id) {
   frames_.messages().drop(wire::frame_type::request, id);
-  if (auto it = partial_fds_.find((std::uint64_t(wire::frame_type::request) << 32) | id);
-      it != partial_fds_.end()) {  // the fds its first fragment brought: closed
-    partial_fd_count_ -= it->second.size();
-    partial_fds_.erase(it);
-  }
+  drop_partial_fds(wire::frame_type::request, id);  // the fds its first fragment brought
   std::shared_ptr<call_context> running;
   bool dropped = false;
   {
