@@ -285,6 +285,8 @@ class connection_impl final : public io::stream_events,
   // Streams (connection_streams.cpp), loop thread: stream_end and credit frames, and a
   // whole stream or reply_stream message.
   void handle_stream_control(const wire::frame_view& f);
+  std::shared_ptr<stream_state> stream_of(wire::frame_type type, std::uint32_t id,
+                                          bool& not_stream);
   void stream_message_arrived(wire::frame_type type, std::uint32_t id, message m,
                               std::size_t bytes, rpc::received_fds fds = {});
   // The peer's stream request `id` was accepted: its state, registered.

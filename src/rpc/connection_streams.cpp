@@ -152,20 +152,27 @@ void connection_impl::fail_inbound_streams() {
   for (auto& [id, s] : streams) s->end(why);
 }
 
-void connection_impl::handle_stream_control(const wire::frame_view& f) {
-  std::shared_ptr<stream_state> s;
-  bool not_stream = false;
-  {
-    std::lock_guard lock(mu_);
-    if (f.type == wire::frame_type::reply_credit) {
-      if (auto* c = calls_.find(f.call_id)) {
-        s = c->stream;
-        not_stream = !s;
-      }
-    } else if (auto it = inbound_streams_.find(f.call_id); it != inbound_streams_.end()) {
-      s = it->second;
-    }
+// Loop thread: the stream call a frame of `type` names (§12.5): one of ours for
+// reply_stream and reply_credit, one of the peer's (an inbound stream) for the others.
+// Null when the id is not a live stream call; `not_stream` when it is a live call of
+// ours without a stream (a violation; the peer's ordinary calls are not looked at).
+std::shared_ptr<stream_state> connection_impl::stream_of(wire::frame_type type, std::uint32_t id,
+                                                         bool& not_stream) {
+  not_stream = false;
+  std::lock_guard lock(mu_);
+  if (type == wire::frame_type::reply_stream || type == wire::frame_type::reply_credit) {
+    auto* c = calls_.find(id);
+    if (!c) return nullptr;
+    not_stream = !c->stream;
+    return c->stream;
   }
+  auto it = inbound_streams_.find(id);
+  return it == inbound_streams_.end() ? nullptr : it->second;
+}
+
+void connection_impl::handle_stream_control(const wire::frame_view& f) {
+  bool not_stream = false;
+  std::shared_ptr<stream_state> s = stream_of(f.type, f.call_id, not_stream);
   if (not_stream)
     return protocol_failure(std::string("a ") + wire::to_string(f.type) + " frame on call " +
                             std::to_string(f.call_id) + ", which is not a stream call");
@@ -193,22 +200,11 @@ void connection_impl::handle_stream_control(const wire::frame_view& f) {
 void connection_impl::stream_message_arrived(wire::frame_type type, std::uint32_t id,
                                              message m, std::size_t bytes,
                                              rpc::received_fds fds) {
-  std::shared_ptr<stream_state> s;
   bool not_stream = false;
-  {
-    std::lock_guard lock(mu_);
-    if (type == wire::frame_type::reply_stream) {
-      if (auto* c = calls_.find(id)) {
-        s = c->stream;
-        not_stream = !s;
-      }
-    } else if (auto it = inbound_streams_.find(id); it != inbound_streams_.end()) {
-      s = it->second;
-    }
-  }
-  const std::string name = wire::to_string(type);
+  std::shared_ptr<stream_state> s = stream_of(type, id, not_stream);
+  const char* name = wire::to_string(type);
   if (not_stream)
-    return protocol_failure("a " + name + " frame on call " + std::to_string(id) +
+    return protocol_failure(std::string("a ") + name + " frame on call " + std::to_string(id) +
                             ", which is not a stream call");
   if (!s) return;  // crossed the call's end: ignored
   std::uint32_t rm = 0, rb = 0;
@@ -217,7 +213,7 @@ void connection_impl::stream_message_arrived(wire::frame_type type, std::uint32_
       return protocol_failure("stream message on call " + std::to_string(id) +
                               " beyond the credit granted");
     case stream_state::receive_result::after_end:
-      return protocol_failure(name + " frame on call " + std::to_string(id) +
+      return protocol_failure(std::string(name) + " frame on call " + std::to_string(id) +
                               " after its stream_end");
     case stream_state::receive_result::queued:
       break;

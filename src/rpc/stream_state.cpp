@@ -42,11 +42,19 @@ void stream_state::consumed_locked(std::size_t bytes, std::uint32_t& regrant_mes
   consumed_messages_ += 1;
   consumed_bytes_ += bytes;
   if (consumed_messages_ * 2 < window_messages && consumed_bytes_ * 2 < window_bytes) return;
-  regrant_messages = static_cast<std::uint32_t>(std::min<std::uint64_t>(consumed_messages_, max_messages));
-  regrant_bytes = static_cast<std::uint32_t>(std::min<std::uint64_t>(consumed_bytes_, max_messages));
+  grant_back_locked(consumed_messages_, consumed_bytes_, regrant_messages, regrant_bytes);
+  consumed_messages_ = consumed_bytes_ = 0;
+}
+
+// Grants the peer back `messages` and `bytes` (what was read or dropped): added to what
+// it may send, and set in `regrant_*` for the credit frame (u32 each, saturating).
+void stream_state::grant_back_locked(std::uint64_t messages, std::uint64_t bytes,
+                                     std::uint32_t& regrant_messages,
+                                     std::uint32_t& regrant_bytes) {
+  regrant_messages = static_cast<std::uint32_t>(std::min<std::uint64_t>(messages, max_messages));
+  regrant_bytes = static_cast<std::uint32_t>(std::min<std::uint64_t>(bytes, max_messages));
   grant_messages_ = std::min(max_messages, grant_messages_ + regrant_messages);
   grant_bytes_ = std::min(max_bytes, grant_bytes_ + std::int64_t(regrant_bytes));
-  consumed_messages_ = consumed_bytes_ = 0;
 }
 
 stream_state::receive_result stream_state::receive(message m, std::size_t bytes,
@@ -189,10 +197,7 @@ void stream_state::discard(std::uint32_t& regrant_messages, std::uint32_t& regra
   consumed_messages_ = consumed_bytes_ = 0;
   regrant_messages = regrant_bytes = 0;
   if (in_ended_ || ended_ || m == 0) return;
-  regrant_messages = static_cast<std::uint32_t>(std::min<std::uint64_t>(m, max_messages));
-  regrant_bytes = static_cast<std::uint32_t>(std::min<std::uint64_t>(b, max_messages));
-  grant_messages_ = std::min(max_messages, grant_messages_ + regrant_messages);
-  grant_bytes_ = std::min(max_bytes, grant_bytes_ + std::int64_t(regrant_bytes));
+  grant_back_locked(m, b, regrant_messages, regrant_bytes);
 }
 
 message stream_state::wait_end() {

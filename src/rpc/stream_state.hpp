@@ -100,6 +100,8 @@ struct stream_state {
  private:
   void consumed_locked(std::size_t bytes, std::uint32_t& regrant_messages,
                        std::uint32_t& regrant_bytes);
+  void grant_back_locked(std::uint64_t messages, std::uint64_t bytes,
+                         std::uint32_t& regrant_messages, std::uint32_t& regrant_bytes);
   mutable std::mutex mu;
   std::condition_variable_any cv;
   struct received {
