@@ -427,6 +427,21 @@ std::string code_text(error_code code) {
 // server still makes to us may finish). Bounded again by --timeout's last resort.
 constexpr auto close_grace = std::chrono::seconds(2);
 
+// Ends the connection of one call as the call went: gracefully once it was answered
+// (goaway, then close), at once if it is still pending. wait_closed: our last frames are
+// out before the process exits, so the server sees a clean end, not a lost connection.
+struct closer {
+  connection& c;
+  bool answered = false;
+  ~closer() {
+    if (answered)
+      c.close(close_grace);
+    else
+      c.abort();
+    c.wait_closed();
+  }
+};
+
 // Sends the request (with the deadline, so the handler knows it: this_call::remaining())
 // and waits for the answer within the deadline; on failure returns the exit status
 // instead. Ends the connection either way: gracefully once the call is over (goaway, then
@@ -437,19 +452,7 @@ std::variant<message, int> call_once(connection& conn, message request,
   bokbok::call_options copts;
   copts.deadline = d.at;
   std::future<message> answer = conn.request_async(std::move(request), copts);
-  struct closer {
-    connection& c;
-    bool answered = false;
-    // wait_closed: the connection has closed and our last frames (goaway, close) are out
-    // before the process exits, so the server sees a clean end, not a lost connection.
-    ~closer() {
-      if (answered)
-        c.close(close_grace);
-      else
-        c.abort();
-      c.wait_closed();
-    }
-  } close_at_end{conn};
+  closer close_at_end{conn};
   if (d.at && answer.wait_until(*d.at) != std::future_status::ready)
     return failure(exit_timed_out, timed_out_text(d.seconds));
   // The error's whole text (message(), not what(), which ends at a NUL), with control
@@ -564,17 +567,7 @@ std::variant<message, int> stream_once(connection& conn, message request,
                                        const std::string& address, const deadline& d,
                                        const printer& out, bool send_input,
                                        interrupt_watch& interrupts) {
-  struct closer {
-    connection& c;
-    bool answered = false;
-    ~closer() {
-      if (answered)
-        c.close(close_grace);
-      else
-        c.abort();
-      c.wait_closed();
-    }
-  } close_at_end{conn};
+  closer close_at_end{conn};
   auto text_of = [&out](const call_error& e) {
     if (out.json)
       out.write_quietly(out.out_fd,
