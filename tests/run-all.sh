@@ -4,6 +4,11 @@
 # ASan+UBSan, the concurrency tests under TSan, and each libFuzzer target for a bounded
 # time. Ends with one line "N passed, N failed".
 #   FUZZ_SECONDS=N  seconds per fuzz target (default 60; 0 skips fuzzing)
+# Disk: every test binary links the whole library, so a sanitizer build is large (about
+# 8 GiB under ASan+UBSan with full debug info). The sanitizer and fuzz builds therefore keep
+# line tables only (-g1: reports still name file and line), and each is cleaned
+# (`ninja -t clean`: outputs go, configuration and meson-logs stay; ninja rebuilds them on
+# the next run) once its tests have run, so that one sanitizer build is on disk at a time.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash tools/install-deps.sh || exit 1
@@ -32,17 +37,23 @@ setup() {  # setup DIR OPTIONS...: configure once, then build; shows the log on 
   fi
 }
 
+shed() {  # shed DIR: deletes DIR's build outputs, keeping its configuration and logs
+  ninja -C "$1" -t clean >/dev/null || true
+}
+
 step "build" setup build
 step "tests" meson test -C build --print-errorlogs --num-processes 2
-step "build (ASan+UBSan)" setup build-asan -Db_sanitize=address,undefined -Db_lundef=false
+step "build (ASan+UBSan)" setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dcpp_args=-g1
 step "tests (ASan+UBSan)" env ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   meson test -C build-asan --print-errorlogs --num-processes 2 --timeout-multiplier 3
-step "build (TSan)" setup build-tsan -Db_sanitize=thread -Db_lundef=false
+shed build-asan
+step "build (TSan)" setup build-tsan -Db_sanitize=thread -Db_lundef=false -Dcpp_args=-g1
 step "concurrency tests (TSan)" env TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp \
   meson test -C build-tsan --suite concurrency --print-errorlogs --num-processes 2 --timeout-multiplier 4
+shed build-tsan
 
 if [ "$fuzz_seconds" != 0 ]; then
-  CXX=clang++ step "build (fuzzers)" setup build-fuzz -Dfuzz=true -Dtests=false
+  CXX=clang++ step "build (fuzzers)" setup build-fuzz -Dfuzz=true -Dtests=false -Dcpp_args=-g1
   for target in build-fuzz/tests/fuzz/*_fuzz; do
     [ -x "$target" ] || continue
     name=$(basename "$target")
