@@ -216,6 +216,49 @@ TEST_CASE("the caller cancels mid-stream: its reads fail cancelled, the handler'
   CHECK(f.get() == int(bokbok::error_code::cancelled));
 }
 
+TEST_CASE("dropping the last handle of a blocking stream call cancels it; the callback form's call goes on without one") {
+  std::promise<int> handler_saw;
+  auto p = make_pair([&](bokbok::connection&, message req) -> message {
+    auto st = bokbok::this_call::stream();
+    if (req.at(0) == "endless") {
+      try {
+        for (;;) st.write({"more"});  // waits for credit once the window is spent
+      } catch (const bokbok::call_error& e) {
+        handler_saw.set_value(int(e.code()));
+      }
+      return {};
+    }
+    for (int i = 0; i < 100; ++i) st.write({std::to_string(i)});
+    return {"done"};
+  }, 4, 4096);
+  {
+    auto st = p.client.open_stream({"endless"}, within(60s));
+    auto copy = st;
+    CHECK(copy.read() == message{"more"});
+    st = {};
+    // One handle left: the call goes on, through several windows of credit.
+    for (int i = 0; i < 20; ++i) REQUIRE(copy.read() == message{"more"});
+  }  // the last one goes: the call is cancelled, so the handler's write ends
+  auto f = handler_saw.get_future();
+  REQUIRE(f.wait_for(20s) == std::future_status::ready);
+  CHECK(f.get() == int(bokbok::error_code::cancelled));
+
+  // The callback form's handle is for writing only: dropped at once, its call goes on.
+  std::atomic<int> seen{0};
+  std::promise<message> answer;
+  p.client.open_stream({"count"}, within(60s), [&](message) { ++seen; },
+                       [&](std::exception_ptr e, message m) {
+                         if (e)
+                           answer.set_exception(e);
+                         else
+                           answer.set_value(std::move(m));
+                       });
+  auto a = answer.get_future();
+  REQUIRE(a.wait_for(20s) == std::future_status::ready);
+  CHECK(a.get() == message{"done"});
+  CHECK(seen.load() == 100);
+}
+
 TEST_CASE("the handler cancels mid-stream: the caller's read throws remote_error cancelled") {
   auto p = make_pair([&](bokbok::connection&, message) -> message {
     auto st = bokbok::this_call::stream();

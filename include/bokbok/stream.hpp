@@ -21,9 +21,12 @@
 // thread (a response callback, an inline handler): they throw usage_error there.
 //
 // Lifetime: the requester's call ends when the answer arrives (or on cancel, deadline,
-// connection loss); its handles do not keep it going nor end it: call finish() or
-// cancel(). The responder's stream ends when its handler returns: a handle kept beyond that
-// fails write() with call_error(cancelled), and read() returns nullopt.
+// connection loss). Dropping the last handle of a call opened by the blocking form of
+// open_stream before then cancels it, as cancel() does (nothing could read its messages
+// or answer any more); call finish() to wait for the answer. The callback form's call is
+// kept by its callbacks: its handles may go. The responder's stream ends when its
+// handler returns: a handle kept beyond that fails write() with call_error(cancelled),
+// and read() returns nullopt.
 #pragma once
 
 #if !defined(__cplusplus) || __cplusplus < 202002L

@@ -152,9 +152,32 @@ void connection::notify_with_fds(message m, fd_list fds) {
 
 // A stream call is not sent again after a reconnect (its messages may have been read):
 // it goes on the current connection, failing while there is none.
+namespace {
+
+// Shared by the handles of one blocking stream call (the handles alias its state). When
+// the last one goes while the call runs, the call is cancelled: nobody can read its
+// messages or its answer any more, and the handler would otherwise wait for credit
+// until the call's deadline, perhaps forever, holding its thread. (The callback form
+// needs no handle: its callbacks keep the call.) Any thread; cancel_call only posts.
+struct stream_hold {
+  std::shared_ptr<detail::stream_state> s;
+  stream_hold() = default;
+  stream_hold(const stream_hold&) = delete;
+  stream_hold& operator=(const stream_hold&) = delete;
+  ~stream_hold() {
+    if (!s || s->ended()) return;
+    if (auto c = s->conn.lock()) c->cancel_call(s->seq, error_code::cancelled);
+  }
+};
+
+}  // namespace
+
 stream connection::open_stream(message m, const call_options& opts) {
   auto c = reconnect_ ? reconnect_->current(detail::effective_deadline(opts)) : impl_;
-  return stream(c->open_stream(std::move(m), opts));
+  auto hold = std::make_shared<stream_hold>();  // made in place: a copy's end would cancel
+  hold->s = c->open_stream(std::move(m), opts);
+  detail::stream_state* state = hold->s.get();
+  return stream(std::shared_ptr<detail::stream_state>(std::move(hold), state));
 }
 
 stream connection::open_stream(message m, const call_options& opts, stream_callback on_message,
