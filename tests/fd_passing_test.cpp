@@ -35,6 +35,14 @@ using bokbok::owned_fd;
 
 namespace {
 
+// Options with a 30 s timeout (a designated initializer would warn: the other members
+// are left out).
+bokbok::call_options within_30s() {
+  bokbok::call_options o;
+  o.timeout = std::chrono::seconds(30);
+  return o;
+}
+
 std::string demo_command() {
   return "exec:" + bokbok::transport::shell_quote(bokbok_test::built_program("BOKBOK_DEMO_SERVER")) +
          " --stdio";
@@ -495,7 +503,7 @@ TEST_CASE("stream messages carry fds both ways, each message its own, and none i
       return message{std::to_string(n)};
     };
     auto [client, srv] = bokbok::connect_socketpair({}, server);
-    auto st = client.open_stream({"pipes"}, {.timeout = 30s});
+    auto st = client.open_stream({"pipes"}, within_30s());
     std::vector<pipe_pair> pipes(20);
     for (int i = 0; i < 20; ++i) {
       st.write({"m" + std::to_string(i)}, one(dup_of(pipes[i].write.get())));
@@ -531,7 +539,7 @@ TEST_CASE("a stream message with fds over TCP fails with usage_error before send
   bokbok::server s(o);
   s.start();
   auto c = bokbok::connect(s.local_addresses().at(0));
-  auto st = c.open_stream({"count"}, {.timeout = 30s});
+  auto st = c.open_stream({"count"}, within_30s());
   pipe_pair p;
   CHECK_THROWS_AS(st.write({"x"}, one(dup_of(p.write.get()))), bokbok::usage_error);
   st.write({"y"});
@@ -552,7 +560,7 @@ TEST_CASE("this_call::attach_fds in a stream call's handler is a usage_error, no
     return message{"attached"};
   };
   auto [client, srv] = bokbok::connect_socketpair({}, server);
-  auto st = client.open_stream({"x"}, {.timeout = 30s});
+  auto st = client.open_stream({"x"}, within_30s());
   message last = st.finish();
   REQUIRE(last.size() == 2);
   CHECK(last[0] == "refused");
@@ -574,7 +582,7 @@ TEST_CASE("a stream message whose fds pass max_received_fds ends its call busy, 
   auto [client, srv] = bokbok::connect_socketpair({}, server);
   pipe_pair p;
   const auto before = bokbok_test::open_fds();
-  auto st = client.open_stream({"x"}, {.timeout = 30s});
+  auto st = client.open_stream({"x"}, within_30s());
   st.write({"ok"}, one(dup_of(p.write.get())));
   fd_list three;
   for (int i = 0; i < 3; ++i) three.push_back(dup_of(p.write.get()));

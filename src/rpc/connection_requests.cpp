@@ -41,9 +41,9 @@ void connection_impl::accept_request(std::uint32_t id, message m, std::size_t co
                                      rpc::received_fds fds, bool stream) {
   last_peer_request_ = id;
   last_activity_ = io::clock::now();
-  queued_call r{id, std::move(m), nullptr, rpc::receive_charge(account_, cost), std::nullopt, {}};
+  queued_call r{id, std::move(m), nullptr, rpc::receive_charge(account_, cost), std::nullopt,
+                std::move(fds), nullptr};
   if (deadline_ms) r.deadline = last_activity_ + std::chrono::milliseconds(*deadline_ms);
-  r.fds = std::move(fds);
   if (stream) r.stream = register_inbound_stream(id, r.deadline);  // connection_streams.cpp
   if (holding_) {
     std::lock_guard lock(mu_);
