@@ -284,7 +284,7 @@ const char* local_failure_name(int status) {
 }
 
 // Says why on stderr and returns `status`. Under --json a failure on this side (exit 3,
-// 4, 5) is also one JSON line on the output, as a remote error is (call_once's text_of).
+// 4, 5) is also one JSON line on the output, as a remote error is (error_text).
 int failure(int status, const std::string& why) {
   std::fprintf(stderr, "bokbok call: %s\n", why.c_str());
   if (const char* name = local_failure_name(status); name && json_error_fd >= 0) {
@@ -442,6 +442,16 @@ struct closer {
   }
 };
 
+// The error's whole text (message(), not what(), which ends at a NUL), with control
+// bytes shown as \xHH and a backslash as \\ so the line stays one line; under --json
+// also as JSON on the output.
+std::string error_text(const printer& out, const call_error& e) {
+  if (out.json)
+    out.write_quietly(out.out_fd, format_json_error(static_cast<unsigned>(e.code()),
+                                                    to_string(e.code()), e.message()));
+  return escape_text(e.message());
+}
+
 // Sends the request (with the deadline, so the handler knows it: this_call::remaining())
 // and waits for the answer within the deadline; on failure returns the exit status
 // instead. Ends the connection either way: gracefully once the call is over (goaway, then
@@ -455,25 +465,15 @@ std::variant<message, int> call_once(connection& conn, message request,
   closer close_at_end{conn};
   if (d.at && answer.wait_until(*d.at) != std::future_status::ready)
     return failure(exit_timed_out, timed_out_text(d.seconds));
-  // The error's whole text (message(), not what(), which ends at a NUL), with control
-  // bytes shown as \xHH and a backslash as \\ so the line stays one line; under --json
-  // also as JSON on the output.
-  auto text_of = [&out](const call_error& e) {
-    if (out.json)
-      out.write_quietly(out.out_fd,
-                        format_json_error(static_cast<unsigned>(e.code()), to_string(e.code()),
-                                          e.message()));
-    return escape_text(e.message());
-  };
   close_at_end.answered = true;
   try {
     return answer.get();
   } catch (const remote_error& e) {
-    return failure(exit_remote_error, "remote error (" + code_text(e.code()) + "): " + text_of(e));
+    return failure(exit_remote_error, "remote error (" + code_text(e.code()) + "): " + error_text(out, e));
   } catch (const call_error& e) {
     if (e.code() == error_code::deadline_exceeded && d.at)
       return failure(exit_timed_out, timed_out_text(d.seconds));
-    return failure(exit_remote_error, "call refused (" + code_text(e.code()) + "): " + text_of(e));
+    return failure(exit_remote_error, "call refused (" + code_text(e.code()) + "): " + error_text(out, e));
   } catch (const authentication_error& e) {
     return failure(exit_auth, without_prefix(e.what()));
   } catch (const transport_error& e) {
@@ -568,13 +568,6 @@ std::variant<message, int> stream_once(connection& conn, message request,
                                        const printer& out, bool send_input,
                                        interrupt_watch& interrupts) {
   closer close_at_end{conn};
-  auto text_of = [&out](const call_error& e) {
-    if (out.json)
-      out.write_quietly(out.out_fd,
-                        format_json_error(static_cast<unsigned>(e.code()), to_string(e.code()),
-                                          e.message()));
-    return escape_text(e.message());
-  };
   bokbok::call_options copts;
   copts.deadline = d.at;
   try {
@@ -589,14 +582,14 @@ std::variant<message, int> stream_once(connection& conn, message request,
     return answer;
   } catch (const remote_error& e) {
     close_at_end.answered = true;
-    return failure(exit_remote_error, "remote error (" + code_text(e.code()) + "): " + text_of(e));
+    return failure(exit_remote_error, "remote error (" + code_text(e.code()) + "): " + error_text(out, e));
   } catch (const call_error& e) {
     if (e.code() == error_code::deadline_exceeded && d.at)
       return failure(exit_timed_out, timed_out_text(d.seconds));
     if (e.code() == error_code::cancelled && interrupts.interrupted())
       return failure(exit_remote_error, "interrupted: the call was cancelled");
     close_at_end.answered = true;
-    return failure(exit_remote_error, "call refused (" + code_text(e.code()) + "): " + text_of(e));
+    return failure(exit_remote_error, "call refused (" + code_text(e.code()) + "): " + error_text(out, e));
   } catch (const authentication_error& e) {
     return failure(exit_auth, without_prefix(e.what()));
   } catch (const transport_error& e) {
