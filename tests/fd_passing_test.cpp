@@ -119,6 +119,47 @@ TEST_CASE("a pipe's write end passed to an exec: demo server over a socketpair i
   c.wait_closed();
 }
 
+TEST_CASE("request_async_with_fds: several calls in flight each send theirs and get the response's") {
+  auto c = bokbok::connect(demo_command(), socketpair_child());
+  pipe_pair first, second;
+  auto wrote1 = c.request_async_with_fds({"write-fd", "first"}, one(std::move(first.write)));
+  auto listening = c.request_async_with_fds({"listen-fd"}, {});
+  auto wrote2 = c.request_async_with_fds({"write-fd", "second"}, one(std::move(second.write)));
+  auto refused = c.request_async_with_fds({"no-such-method"}, {});
+  for (auto* f : {&wrote1, &listening, &wrote2, &refused})
+    REQUIRE(f->wait_for(20s) == std::future_status::ready);
+  bokbok::parcel a = wrote1.get(), l = listening.get(), b = wrote2.get();
+  CHECK(a.fields == message{"wrote", "5"});
+  CHECK(a.fds.empty());
+  CHECK(read_n(first.read.get(), 5) == "first");
+  CHECK(b.fields == message{"wrote", "6"});
+  CHECK(read_n(second.read.get(), 6) == "second");
+  // The listening socket came back with its answer, and is the one the answer names.
+  REQUIRE(l.fields.size() == 2);
+  REQUIRE(l.fds.size() == 1);
+  sockaddr_in addr{};
+  socklen_t len = sizeof addr;
+  REQUIRE(::getsockname(l.fds[0].get(), reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  CHECK(ntohs(addr.sin_port) == std::stoi(l.fields[1]));
+  CHECK_THROWS_AS(refused.get(), bokbok::remote_error);
+  c.close();
+  c.wait_closed();
+}
+
+TEST_CASE("request_async_with_fds over TCP throws usage_error before sending") {
+  bokbok::server_options o;
+  o.listen = {"tcp:127.0.0.1:0"};
+  o.on_request = [](bokbok::connection&, message m) { return m; };
+  bokbok::server s(o);
+  s.start();
+  auto c = bokbok::connect(s.local_addresses().at(0));
+  pipe_pair p;
+  CHECK_THROWS_AS(c.request_async_with_fds({"x"}, one(std::move(p.write))), bokbok::usage_error);
+  auto plain = c.request_async_with_fds({"y"}, {});  // no fds: any transport
+  REQUIRE(plain.wait_for(20s) == std::future_status::ready);
+  CHECK(plain.get().fields == message{"y"});
+}
+
 TEST_CASE("the demo server child passes a listening socket back and the parent connects to it") {
   auto c = bokbok::connect(demo_command(), socketpair_child());
   auto answer = c.request_with_fds({"listen-fd"}, {});

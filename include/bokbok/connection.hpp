@@ -349,6 +349,11 @@ class BOKBOK_API connection {
   // can) or for more than 253 fds; otherwise they throw like request() and notify().
   parcel request_with_fds(message request, fd_list fds, const call_options& opts = {});
   void notify_with_fds(message notification, fd_list fds);
+  // request_with_fds without blocking: the response and its fds come in the future, as
+  // do the errors request_async would report. Throws usage_error before anything is
+  // sent, as request_with_fds does (the fds are then closed).
+  std::future<parcel> request_async_with_fds(message request, fd_list fds,
+                                             const call_options& opts = {});
   // Opens a stream call (README "Streams", PROTOCOL.md §12): sends `request` flagged
   // STREAM (the opening message: method and arguments) and returns at once the stream to
   // write to and read from; finish() waits for the final response. The deadline and stop

@@ -144,6 +144,25 @@ parcel connection::request_with_fds(message m, fd_list fds, const call_options& 
   return p;
 }
 
+std::future<parcel> connection::request_async_with_fds(message m, fd_list fds,
+                                                       const call_options& opts) {
+  auto promise = std::make_shared<std::promise<parcel>>();
+  auto future = promise->get_future();
+  auto done = [promise](std::exception_ptr e, message r) {
+    if (e) return promise->set_exception(std::move(e));
+    // Runs in deliver_answers, which lends the answer's fds for this callback.
+    promise->set_value(parcel{std::move(r), detail::connection_impl::take_answer_fds()});
+  };
+  std::shared_ptr<detail::connection_impl> c;
+  // While reconnecting, an asynchronous call does not wait: it fails at once.
+  if (!or_report([&] { c = reconnect_ ? reconnect_->current_now() : impl_; }, done))
+    return future;
+  if (!fds.empty()) c->check_fds(fds.size(), "request_async_with_fds");
+  c->call(std::move(m), std::move(done), opts, /*blocking=*/false, nullptr,
+          detail::connection_impl::to_io_fds(std::move(fds)));
+  return future;
+}
+
 void connection::notify_with_fds(message m, fd_list fds) {
   auto inner = reconnect_ ? reconnect_->current(std::nullopt) : impl_;
   if (!fds.empty()) inner->check_fds(fds.size(), "notify_with_fds");

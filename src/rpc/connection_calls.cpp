@@ -28,6 +28,11 @@ std::uint32_t deadline_prefix(io::clock::duration left) {
   return static_cast<std::uint32_t>(std::clamp<long long>(ms, 1, 0xffffffffLL));
 }
 
+// The fds of the answer whose response callback deliver_answers runs now on this
+// thread (null outside one): a thread-local, so that the callback type stays
+// (error, message) for every call that carries no fds.
+thread_local fd_list* answer_fds = nullptr;
+
 }  // namespace
 
 std::uint64_t connection_impl::call(message request, response_callback done,
@@ -106,6 +111,11 @@ std::uint64_t connection_impl::call(message request, response_callback done,
     lock.unlock();  // on_stop, if the call is over already, goes here, unlocked
   }
   return seq;
+}
+
+fd_list connection_impl::take_answer_fds() {
+  if (!answer_fds) return {};
+  return std::move(*answer_fds);
 }
 
 void connection_impl::run_response_callback(response_callback& done, std::exception_ptr error,
@@ -355,8 +365,11 @@ void connection_impl::deliver_answers() {
   to_wake_.clear();
   last_activity_ = io::clock::now();
   for (auto& a : batch)
-    if (a.call.id && !a.call.waiter)
+    if (a.call.id && !a.call.waiter) {
+      answer_fds = &a.fds;  // lent to the callback (take_answer_fds); closed after
       run_response_callback(a.call.done, std::move(a.error), std::move(a.response));
+      answer_fds = nullptr;
+    }
   batch.clear();
   if (answers_.empty()) answers_.swap(batch);  // keeps its capacity for the next read
   if (going_away) close_if_drained();  // no second lock per read otherwise

@@ -178,6 +178,9 @@ class connection_impl final : public io::stream_events,
                      bool blocking = false, rpc::sync_wait* waiter = nullptr,
                      std::vector<base::unique_fd> fds = {},
                      std::shared_ptr<stream_state> stream = nullptr);
+  // In a response callback run by deliver_answers: takes the fds that came with the
+  // answer (once; empty elsewhere, and for an error). request_async_with_fds uses it.
+  static fd_list take_answer_fds();
   // `fds` go with the request; `received` (if given) gets those of the response.
   message call_sync(message request, const call_options& opts = {},
                     std::vector<base::unique_fd> fds = {}, fd_list* received = nullptr);
