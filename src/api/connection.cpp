@@ -169,8 +169,6 @@ void connection::notify_with_fds(message m, fd_list fds) {
   inner->notify(std::move(m), detail::connection_impl::to_io_fds(std::move(fds)));
 }
 
-// A stream call is not sent again after a reconnect (its messages may have been read):
-// it goes on the current connection, failing while there is none.
 namespace {
 
 // Shared by the handles of one blocking stream call (the handles alias its state). When
@@ -191,6 +189,8 @@ struct stream_hold {
 
 }  // namespace
 
+// A stream call is not sent again after a reconnect (its messages may have been read):
+// it goes on the current connection, failing while there is none.
 stream connection::open_stream(message m, const call_options& opts) {
   auto c = reconnect_ ? reconnect_->current(detail::effective_deadline(opts)) : impl_;
   auto hold = std::make_shared<stream_hold>();  // made in place: a copy's end would cancel
