@@ -80,18 +80,31 @@ inline std::string stats_command(const std::string& socket_path, const std::stri
 // The backend of examples/haproxy/haproxy.cfg.
 inline constexpr const char* example_backend = "bokbok_servers";
 
-// The status column ("UP", "DOWN", ...) of server `srv` of the example's backend in
-// `show stat`.
-inline std::string server_status(const std::string& socket_path, const std::string& srv) {
+// Column `col` of server `srv` of the example's backend in `show stat` ("" if none).
+inline std::string server_stat(const std::string& socket_path, const std::string& srv,
+                               std::size_t col) {
   std::istringstream lines(stats_command(socket_path, "show stat"));
   for (std::string line; std::getline(lines, line);) {
     if (!line.starts_with(std::string(example_backend) + "," + srv + ",")) continue;
     std::vector<std::string> cols;
     std::istringstream cs(line);
     for (std::string c; std::getline(cs, c, ',');) cols.push_back(c);
-    return cols.size() > 17 ? cols[17] : "";
+    return cols.size() > col ? cols[col] : "";
   }
   return "";
+}
+
+// The status column ("UP", "DOWN", ...) of server `srv`.
+inline std::string server_status(const std::string& socket_path, const std::string& srv) {
+  return server_stat(socket_path, srv, 17);
+}
+
+// The sessions HAProxy has opened to server `srv` for clients (column stot; its health
+// checks are not counted), -1 if it cannot be read.
+inline long long server_sessions(const std::string& socket_path, const std::string& srv) {
+  const std::string s = server_stat(socket_path, srv, 7);
+  if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos) return -1;
+  return std::stoll(s);
 }
 
 // What differs between the suite's HAProxy and the shipped example: where it listens,
