@@ -9,6 +9,8 @@ namespace bokbok::detail {
 
 namespace {
 constexpr std::uint64_t max_messages = 0xffffffffULL;  // saturation (design15 "Credit")
+// The most one credit frame grants of either (its fields are u32, §12 "Credit").
+constexpr std::uint64_t max_grant = 0xffffffffULL;
 constexpr std::int64_t max_bytes = std::int64_t(1) << 62;
 }  // namespace
 
@@ -51,8 +53,8 @@ void stream_state::consumed_locked(std::size_t bytes, std::uint32_t& regrant_mes
 void stream_state::grant_back_locked(std::uint64_t messages, std::uint64_t bytes,
                                      std::uint32_t& regrant_messages,
                                      std::uint32_t& regrant_bytes) {
-  regrant_messages = static_cast<std::uint32_t>(std::min<std::uint64_t>(messages, max_messages));
-  regrant_bytes = static_cast<std::uint32_t>(std::min<std::uint64_t>(bytes, max_messages));
+  regrant_messages = static_cast<std::uint32_t>(std::min(messages, max_grant));
+  regrant_bytes = static_cast<std::uint32_t>(std::min(bytes, max_grant));
   grant_messages_ = std::min(max_messages, grant_messages_ + regrant_messages);
   grant_bytes_ = std::min(max_bytes, grant_bytes_ + std::int64_t(regrant_bytes));
 }
