@@ -229,6 +229,27 @@ TEST_CASE("the open handler runs before the connection's requests, and handler f
   c.close();
 }
 
+TEST_CASE("a connection counts until its on_close has returned, then not") {
+  auto o = echo_server({"tcp:127.0.0.1:0"});
+  bokbok::server* srv_ptr = nullptr;
+  std::promise<std::size_t> in_close;
+  o.on_close = [&](bokbok::connection&) { in_close.set_value(srv_ptr->connection_count()); };
+  bokbok::server srv(o);
+  srv_ptr = &srv;
+  srv.start();
+  auto c = bokbok::connect(srv.local_addresses().at(0), {});
+  CHECK(c.request({"x"}) == message{"x"});
+  CHECK(srv.connection_count() == 1);
+  auto seen = in_close.get_future();
+  c.close();
+  REQUIRE(seen.wait_for(10s) == std::future_status::ready);
+  CHECK(seen.get() == 1);
+  const auto end = std::chrono::steady_clock::now() + 10s;
+  while (srv.connection_count() != 0 && std::chrono::steady_clock::now() < end)
+    std::this_thread::sleep_for(2ms);  // polling a condition, with a bound
+  CHECK(srv.connection_count() == 0);
+}
+
 TEST_CASE("garbage, silence and a half preamble at a listener end those connections only") {
   auto o = echo_server({"tcp:127.0.0.1:0"});
   o.handshake_timeout = 300ms;

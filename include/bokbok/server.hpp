@@ -222,7 +222,9 @@ class BOKBOK_API server {
 
   // The addresses actually bound, with real port numbers ("tcp:[::]:41234").
   std::vector<std::string> local_addresses() const;
-  // Connections open now.
+  // Connections open now. A connection counts from the end of its handshake until its
+  // on_close has returned: a count read inside on_close, or by a thread that on_close
+  // woke, still includes it.
   std::size_t connection_count() const;
 
   class BOKBOK_HIDDEN impl;  // internal to libbokbok (src/api/server.cpp)
