@@ -197,3 +197,52 @@ TEST_CASE("a message decoder refuses at once a count or a field length the size 
   CHECK(error.find("length 96 exceeds the message size limit") != std::string::npos);
   CHECK(lengths.cost() == 0);  // nothing was reserved for it
 }
+
+namespace {
+// A gathered message's whole bytes, joined in the order gathered_message documents.
+std::string joined(const gathered_message& g) {
+  std::string out;
+  std::size_t from = 0;
+  for (const auto& i : g.in_place) {
+    out.append(g.bytes, from, i.at - from);
+    out += g.fields[i.field];
+    from = i.at;
+  }
+  out.append(g.bytes, from);
+  return out;
+}
+}  // namespace
+
+TEST_CASE("a gathered message's pieces, joined, are encode_message's bytes; large fields stay in place") {
+  const std::size_t at = 1000;  // fields of this size or more stay in place
+  const std::vector<message> shapes = {
+      {},
+      {"small", ""},
+      {std::string(at, 'a')},                                 // the only field, in place
+      {std::string(at - 1, 'b'), std::string(at, 'c')},       // one copied, one in place
+      {std::string(5000, 'd'), "x", std::string(3000, 'e')},  // in place at both ends
+      {std::string(2000, 'f'), std::string(2000, 'g'), ""},   // two in a row, then empty
+  };
+  for (const message& m : shapes) {
+    CAPTURE(m.size());
+    message given = m;
+    std::vector<const char*> where;  // each field's memory, as its owner had it
+    for (const auto& f : given) where.push_back(f.data());
+    gathered_message g;
+    g.bytes = "room";  // what the caller left in front: kept, before the message
+    encode_gathered(std::move(given), g, at);
+    CHECK(joined(g) == "room" + encode(m));
+    CHECK(g.size() == 4 + encoded_size(m));
+    std::size_t in_place = 0;
+    for (std::size_t i = 0; i < m.size(); ++i) in_place += m[i].size() >= at;
+    REQUIRE(g.in_place.size() == in_place);
+    CHECK(g.contiguous() == (in_place == 0));
+    for (const auto& i : g.in_place) CHECK(g.fields[i.field].data() == where[i.field]);  // not copied
+    // Only the count, the lengths and the copied fields were copied.
+    CHECK(g.bytes.size() == g.size() - [&] {
+      std::size_t n = 0;
+      for (const auto& i : g.in_place) n += m[i.field].size();
+      return n;
+    }());
+  }
+}

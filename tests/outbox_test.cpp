@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "rpc/outbox.hpp"
+#include "wire/message_codec.hpp"
 #include "wire/frame.hpp"
 
 using namespace bokbok;
@@ -102,4 +103,55 @@ TEST_CASE("large messages leave the outbox as the records append_message_frames 
                            expected_notify.size() + ping.size());
   CHECK(queued == response.size() + deadline_request.size() + expected_notify.size() +
                       ping.size());
+}
+
+TEST_CASE("a gathered message leaves as the records cut from its encoding, its large fields written from their own memory") {
+  const std::size_t m = wire::max_frame_payload;
+  // Fields in place (16 KiB and more) between copied ones; one crosses several frames,
+  // one ends the message, and frame edges fall inside and between them.
+  const message msg{"echo", pattern(20000, 'a'), "x", pattern(3 * m + 5, 'b'), "",
+                    pattern(m - 3, 'c'), pattern(17000, 'd')};
+  message given = msg;
+  std::vector<std::pair<const char*, std::size_t>> fields;  // where the big ones live
+  for (const auto& f : given)
+    if (f.size() >= 16000) fields.push_back({f.data(), f.size()});
+  std::string prefix;
+  wire::put_deadline_prefix(prefix, 99);
+  wire::gathered_message g;
+  g.bytes = std::string(10, '?') + prefix;  // unused room, then the deadline prefix
+  wire::encode_gathered(std::move(given), g, 16000);
+  REQUIRE(g.in_place.size() == fields.size());
+
+  rpc::outbox box;
+  box.push_message(wire::frame_type::request, 4, std::move(g), 10, wire::flag_deadline);
+  box.push_message(wire::frame_type::response, 5, pattern(2 * m, 'r'));  // interleaved
+  std::string sent;
+  std::size_t from_fields = 0;  // bytes whose iovec pointed into a field's own memory
+  for (int turns = 0; turns < 1000; ++turns) {
+    rpc::batch b;
+    if (!box.take_batch(b, 2 * m)) break;
+    REQUIRE(b.frame_iovs.size() == b.headers.size());
+    std::size_t iovs = b.small.empty() ? 0 : 1;
+    for (auto n : b.frame_iovs) iovs += 1 + n;
+    CHECK(iovs == b.iov.size());
+    for (const iovec& v : b.iov) {
+      sent.append(static_cast<const char*>(v.iov_base), v.iov_len);
+      const char* p = static_cast<const char*>(v.iov_base);
+      for (auto [at, n] : fields)
+        if (p >= at && p + v.iov_len <= at + n) from_fields += v.iov_len;
+    }
+  }
+  CHECK(box.empty());
+  CHECK(box.queued_bytes() == 0);
+  std::string first, expected, encoded = prefix;
+  wire::encode_message(msg, encoded);
+  wire::append_message_frames(expected, wire::frame_type::request, 4, encoded, wire::flag_deadline);
+  auto by = records_by_message(sent, first);
+  CHECK(by[{int(wire::frame_type::request), 4}] == expected);
+  std::string expected_response;
+  wire::append_message_frames(expected_response, wire::frame_type::response, 5, pattern(2 * m, 'r'));
+  CHECK(by[{int(wire::frame_type::response), 5}] == expected_response);
+  std::size_t big = 0;
+  for (auto [at, n] : fields) big += n;
+  CHECK(from_fields == big);  // every byte of the large fields, none copied
 }

@@ -71,6 +71,11 @@ void fill(rpc::outbox& box) {
   box.push_message(wire::frame_type::request, 1, std::string(10, 'a'));
   box.push_message(wire::frame_type::request, 3, std::string(8, '-') + std::string(200000, 'b'), 8);
   box.push_message(wire::frame_type::response, 2, std::string(70000, 'c'));
+  // Large fields in place: frames whose payload spans pieces, sealed from them joined.
+  wire::gathered_message g;
+  g.bytes = std::string(6, '-');
+  wire::encode_gathered({std::string(30000, 'd'), "e", std::string(100000, 'f')}, g, 20000);
+  box.push_message(wire::frame_type::response, 4, std::move(g), 6);
   box.push_record_bytes(ping);
 }
 

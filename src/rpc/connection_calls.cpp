@@ -52,7 +52,7 @@ std::uint64_t connection_impl::call(message request, response_callback done,
     done(error_ptr<call_error>(error_code::cancelled, "the call was cancelled before it was sent"), {});
     return 0;
   }
-  std::string framed = encode_framed(request);
+  wire::gathered_message framed = encode_framed(std::move(request));
   std::unique_lock lock(mu_);
   std::exception_ptr refused;
   if (life_.state() == phase::open && !life_.refuses_new_calls()) {
@@ -171,7 +171,7 @@ void connection_impl::end_sync_wait(rpc::sync_wait& w, std::exception_ptr error,
 }
 
 void connection_impl::notify(message m, std::vector<base::unique_fd> fds) {
-  std::string framed = encode_framed(m);
+  wire::gathered_message framed = encode_framed(std::move(m));
   std::unique_lock lock(mu_);
   std::exception_ptr refused;
   if (life_.state() != phase::open) {

@@ -376,13 +376,16 @@ class connection_impl final : public io::stream_events,
   void end_output();
 
   // Any thread (connection_sender.cpp).
-  static std::string encode_framed(const message& m);
+  // A copy of every field, or (moved from) large fields kept in place.
+  static wire::gathered_message encode_framed(const message& m);
+  static wire::gathered_message encode_framed(message&& m);
   // `mu_` held.
-  std::optional<std::string> too_large_locked(const char* what, const std::string& framed) const;
+  std::optional<std::string> too_large_locked(const char* what,
+                                              const wire::gathered_message& framed) const;
   // `deadline_ms`: sent as the DEADLINE prefix (requests only).
   // `extra_flags`: more first-fragment flags (flag_stream).
   void queue_message_locked(std::unique_lock<std::mutex>& lock, wire::frame_type type,
-                            std::uint32_t id, std::string framed,
+                            std::uint32_t id, wire::gathered_message framed,
                             std::optional<std::uint32_t> deadline_ms = std::nullopt,
                             std::vector<base::unique_fd> fds = {},
                             std::uint8_t extra_flags = 0);
@@ -391,7 +394,7 @@ class connection_impl final : public io::stream_events,
   // Wakes the loop to write when nothing is being written.
   void schedule_flush_locked();
   // Any thread: queues the answer to the peer's call `id` unless the connection closed.
-  void send_response(std::uint32_t id, const message& response, fd_list fds = {});
+  void send_response(std::uint32_t id, message response, fd_list fds = {});
   void send_error(std::uint32_t id, error_code code, std::string_view text);
   void run_handler(rpc::inbound_request r);
   // Any thread, at a handler's start: true when the outbox is over max_send_queue and

@@ -179,7 +179,7 @@ void connection_impl::run_handler(queued_call r) {
   auto answered = [&] { return running.stream && running.stream->answered(); };
   try {
     message response = cfg_.opts.on_request(handle, std::move(request));
-    if (!answered()) send_response(id, response, std::move(attached));
+    if (!answered()) send_response(id, std::move(response), std::move(attached));
   } catch (const call_error& e) {
     if (!answered()) send_error(id, e.code(), e.message());  // whole: what() ends at a NUL
   } catch (const std::exception& e) {

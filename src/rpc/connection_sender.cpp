@@ -17,17 +17,32 @@ constexpr std::size_t headroom = framed_headroom;
 
 // Encodes once, leaving room in front: a message that fits one frame becomes its
 // record in place (no second copy); a larger one is cut into frames from that buffer.
-std::string connection_impl::encode_framed(const message& m) {
-  std::string framed;
-  framed.reserve(headroom + wire::encoded_size(m));
-  framed.resize(headroom);
-  wire::encode_message(m, framed);
+wire::gathered_message connection_impl::encode_framed(const message& m) {
+  wire::gathered_message framed;
+  framed.bytes.reserve(headroom + wire::encoded_size(m));
+  framed.bytes.resize(headroom);
+  wire::encode_message(m, framed.bytes);
+  return framed;
+}
+
+// The same for a message given up by its caller: one of several frames keeps its large
+// fields where they are (wire::gathered_message), so they go out with writev, or are
+// sealed, from the caller's own memory: bulk sending copies nothing in user space. One
+// that fits a frame is copied as above (its record is one buffer).
+wire::gathered_message connection_impl::encode_framed(message&& m) {
+  if (wire::encoded_size(m) <= wire::max_frame_payload) return encode_framed(m);
+  wire::gathered_message framed;
+  framed.bytes.resize(headroom);
+  // Below this a field is copied: a piece of its own would cost an iovec (and, at a
+  // frame's edge in key mode, a join) for little saved.
+  constexpr std::size_t in_place_from = 16 * 1024;
+  wire::encode_gathered(std::move(m), framed, in_place_from);
   return framed;
 }
 
 // `mu_` held: why a message framed by encode_framed may not be sent, if it may not.
-std::optional<std::string> connection_impl::too_large_locked(const char* what,
-                                                             const std::string& framed) const {
+std::optional<std::string> connection_impl::too_large_locked(
+    const char* what, const wire::gathered_message& framed) const {
   std::size_t size = framed.size() - headroom;
   if (size <= send_limit_) return std::nullopt;
   return std::string(what) + " of " + std::to_string(size) +
@@ -42,7 +57,7 @@ std::optional<std::string> connection_impl::too_large_locked(const char* what,
 // through the outbox and the loop's write_with_fds (try_write_now carries no fds).
 void connection_impl::queue_message_locked(std::unique_lock<std::mutex>& lock,
                                            wire::frame_type type, std::uint32_t id,
-                                           std::string framed,
+                                           wire::gathered_message framed,
                                            std::optional<std::uint32_t> deadline_ms,
                                            std::vector<base::unique_fd> fds,
                                            std::uint8_t extra_flags) {
@@ -52,29 +67,30 @@ void connection_impl::queue_message_locked(std::unique_lock<std::mutex>& lock,
   if (!fds.empty()) {
     start -= wire::fds_prefix_size;
     flags |= wire::flag_fds;
-    framed[start] = static_cast<char>(fds.size());
+    framed.bytes[start] = static_cast<char>(fds.size());
   }
   if (deadline_ms) {
     start -= wire::deadline_prefix_size;
     flags |= wire::flag_deadline;
     std::string prefix;
     wire::put_deadline_prefix(prefix, *deadline_ms);
-    std::memcpy(framed.data() + start, prefix.data(), prefix.size());
+    std::memcpy(framed.bytes.data() + start, prefix.data(), prefix.size());
   }
   start -= header_size;
   const std::size_t size = framed.size() - start - header_size;
   // Through the outbox, which cuts the frames: a message of several frames, one with fds
   // (try_write_now carries none), or one that waits behind a large message of its stream
   // (a stream call's response).
-  if (size > wire::max_frame_payload || !fds.empty() || send_.queue().waits(type, id)) {
+  if (size > wire::max_frame_payload || !framed.contiguous() || !fds.empty() ||
+      send_.queue().waits(type, id)) {
     send_.queue().push_message(type, id, std::move(framed), start + header_size, flags,
                                std::move(fds));
     schedule_flush_locked();
     return;
   }
   auto header = wire::encode_frame_header(type, flags, id, size);
-  std::memcpy(framed.data() + start, header.bytes, header_size);
-  queue_record_locked(lock, std::string_view(framed).substr(start));
+  std::memcpy(framed.bytes.data() + start, header.bytes, header_size);
+  queue_record_locked(lock, std::string_view(framed.bytes).substr(start));
 }
 
 void connection_impl::queue_record_locked(std::unique_lock<std::mutex>& lock,
@@ -184,7 +200,7 @@ void connection_impl::on_write_done(int err) {
   flush();
 }
 
-void connection_impl::send_response(std::uint32_t id, const message& response, fd_list fds) {
+void connection_impl::send_response(std::uint32_t id, message response, fd_list fds) {
   // Checked before encoding, so an answer the peer would refuse is never copied.
   // send_limit_ was set (under mu_) before the connection opened, and so before any
   // request could reach a handler: it is read here without the lock.
@@ -193,7 +209,7 @@ void connection_impl::send_response(std::uint32_t id, const message& response, f
                       "response of " + std::to_string(size) +
                           " bytes exceeds the connection's maximum message size of " +
                           std::to_string(send_limit_) + " bytes");
-  std::string framed = encode_framed(response);
+  wire::gathered_message framed = encode_framed(std::move(response));
   std::unique_lock lock(mu_);
   if (life_.state() != phase::open) return;  // closed: late answers are dropped
   // A stream call's answer ends its stream; it goes after the stream's last message

@@ -53,7 +53,7 @@ std::shared_ptr<stream_state> connection_impl::open_stream(message request,
 
 void connection_impl::stream_send(stream_state& s, const message& m, bool blocking,
                                   std::vector<base::unique_fd> fds) {
-  std::string framed = encode_framed(m);
+  wire::gathered_message framed = encode_framed(m);
   std::unique_lock lock(mu_);
   std::exception_ptr refused;
   if (life_.state() != phase::open) {
@@ -76,7 +76,7 @@ void connection_impl::stream_send(stream_state& s, const message& m, bool blocki
   if (fds.empty()) {
     send_.queue().push_message(type, s.id, std::move(framed), framed_headroom);
   } else {  // the FDS flag and count (checked by check_fds) right before the message
-    framed[framed_headroom - wire::fds_prefix_size] = static_cast<char>(fds.size());
+    framed.bytes[framed_headroom - wire::fds_prefix_size] = static_cast<char>(fds.size());
     send_.queue().push_message(type, s.id, std::move(framed),
                                framed_headroom - wire::fds_prefix_size, wire::flag_fds,
                                std::move(fds));

@@ -10,6 +10,7 @@ void batch::clear() {
   small.clear();
   small_sizes.clear();
   headers.clear();
+  frame_iovs.clear();
   keep.clear();
   iov.clear();
   bytes = 0;
@@ -66,22 +67,74 @@ void outbox::release_held(std::uint64_t key) {
   active_.erase(key);
 }
 
+namespace {
+
+// A gathered message's pieces, in order: even ones are runs of its `bytes` between
+// fields in place, odd ones those fields.
+std::size_t piece_count(const wire::gathered_message& g) { return 2 * g.in_place.size() + 1; }
+std::string_view piece_of(const wire::gathered_message& g, std::size_t j) {
+  const auto& in = g.in_place;
+  if (j % 2) return g.fields[in[j / 2].field];
+  const std::size_t t = j / 2;
+  const std::size_t from = t == 0 ? 0 : in[t - 1].at;
+  const std::size_t to = t == in.size() ? g.bytes.size() : in[t].at;
+  return std::string_view(g.bytes).substr(from, to - from);
+}
+
+}  // namespace
+
+outbox::large_message outbox::make_large(wire::frame_type type, std::uint32_t call_id,
+                                         wire::gathered_message message, std::size_t start,
+                                         std::uint8_t first_flags,
+                                         std::vector<base::unique_fd> fds) {
+  large_message m{type, call_id, nullptr, start, start, message.size(), 0, start, first_flags,
+                  std::move(fds)};
+  m.bytes = std::make_shared<const wire::gathered_message>(std::move(message));
+  return m;
+}
+
+void outbox::append_payload(large_message& m, std::size_t n, batch& b) {
+  std::uint32_t iovs = 0;
+  while (n > 0) {
+    const std::string_view p = piece_of(*m.bytes, m.piece);
+    const std::size_t take = std::min(n, p.size() - m.piece_at);
+    if (take > 0) {
+      b.iov.push_back({const_cast<char*>(p.data()) + m.piece_at, take});
+      ++iovs;
+    }
+    n -= take;
+    m.piece_at += take;
+    if (m.piece_at < p.size()) continue;
+    if (m.piece + 1 == piece_count(*m.bytes)) break;  // the end (n is 0 by then)
+    ++m.piece;
+    m.piece_at = 0;
+  }
+  b.frame_iovs.push_back(iovs);
+}
+
 void outbox::push_message(wire::frame_type type, std::uint32_t call_id, std::string bytes,
                           std::size_t start, std::uint8_t first_flags,
                           std::vector<base::unique_fd> fds) {
-  std::string_view body = std::string_view(bytes).substr(start);
+  wire::gathered_message g;
+  g.bytes = std::move(bytes);
+  push_message(type, call_id, std::move(g), start, first_flags, std::move(fds));
+}
+
+void outbox::push_message(wire::frame_type type, std::uint32_t call_id,
+                          wire::gathered_message message, std::size_t start,
+                          std::uint8_t first_flags, std::vector<base::unique_fd> fds) {
+  const std::size_t size = message.size() - start;
   if (waits(type, call_id)) {
     // Behind a large message of its stream, whatever its size: it waits as a message (cut
     // into frames when its turn comes, as large ones are), with its fds.
-    queued_.add(body.size());
+    queued_.add(size);
     held_item h;
-    h.large = large_message{type,  call_id,     std::make_shared<const std::string>(std::move(bytes)),
-                            start, start,       first_flags,
-                            std::move(fds)};
+    h.large = make_large(type, call_id, std::move(message), start, first_flags, std::move(fds));
     held_[hold_key(type, call_id)].push_back(std::move(h));
     return;
   }
-  if (body.size() <= wire::max_frame_payload) {
+  if (size <= wire::max_frame_payload && message.contiguous()) {
+    std::string_view body = std::string_view(message.bytes).substr(start);
     if (!fds.empty()) small_fds_.push_back({small_sizes_.size(), std::move(fds)});
     wire::append_message_frames(small_, type, call_id, body, first_flags);
     const std::size_t n = wire::record_header_size + wire::frame_header_size + body.size();
@@ -89,10 +142,10 @@ void outbox::push_message(wire::frame_type type, std::uint32_t call_id, std::str
     queued_.add(n);
     return;
   }
-  queued_.add(body.size());
+  queued_.add(size);
   if (is_stream(type)) active_.insert(key_of(type, call_id));
-  large_message m{type, call_id, std::make_shared<const std::string>(std::move(bytes)), start,
-                  start, first_flags, std::move(fds)};
+  large_message m =
+      make_large(type, call_id, std::move(message), start, first_flags, std::move(fds));
   if (large_.size() < wire::max_partial_messages)
     large_.push_back(std::move(m));
   else
@@ -111,24 +164,28 @@ bool outbox::take_batch(batch& b, std::size_t max_bytes) {
   std::size_t max_frames = max_bytes / wire::max_frame_payload + 1 + large_.size();
   b.headers.reserve(max_frames);
   b.iov.reserve(1 + 2 * max_frames);
+  // A frame of a gathered message may take several iovecs: the batch stops well before
+  // what one writev takes (IOV_MAX, 1024), whatever the messages' shapes.
+  constexpr std::size_t max_iovs = 512;
   if (!b.small.empty()) b.iov.push_back({b.small.data(), b.small.size()});
   // Frames of large messages, one per message per turn, until the batch is full.
-  while (!large_.empty() && b.bytes < max_bytes && b.headers.size() < max_frames) {
+  while (!large_.empty() && b.bytes < max_bytes && b.headers.size() < max_frames &&
+         b.iov.size() < max_iovs) {
     large_message m = std::move(large_.front());
     large_.pop_front();
     const wire::fragment f = wire::message_fragment(
-        m.type, m.call_id, m.sent - m.start, m.bytes->size() - m.start, m.first_flags);
+        m.type, m.call_id, m.sent - m.start, m.size - m.start, m.first_flags);
     const std::size_t n = f.size;
     if (!m.fds.empty())  // its first fragment: the record after those already in `b`
       b.fds.push_back({b.small_sizes.size() + b.headers.size(), std::move(m.fds)});
     b.headers.push_back(f.header);
     b.iov.push_back({b.headers.back().bytes, sizeof b.headers.back().bytes});
-    b.iov.push_back({const_cast<char*>(m.bytes->data()) + m.sent, n});
+    append_payload(m, n, b);
     b.keep.push_back(m.bytes);
     b.bytes += sizeof b.headers.back().bytes + n;
     m.sent += n;
     queued_.sub(n);
-    if (m.sent < m.bytes->size()) {
+    if (m.sent < m.size) {
       large_.push_back(std::move(m));  // round robin: to the back of the line
       continue;
     }

@@ -5,8 +5,10 @@
 // byte buffer as they are queued and go out first, in order. Larger messages are cut
 // into frames at send time, round-robin between messages, one frame per message per
 // turn, so a 100 MiB response never holds back a ping or a small call. Large payloads
-// are not copied: a batch's iovecs point into the queued message. Where and how a message
-// is cut, and its flags, are wire::message_fragment's (the rule the protocol vectors test).
+// are not copied: a batch's iovecs point into the queued message, and a message queued
+// as a wire::gathered_message keeps its large fields where the caller had them (no
+// encoding copy either). Where and how a message is cut, and its flags, are
+// wire::message_fragment's (the rule the protocol vectors test).
 //
 // Threads: not synchronised; the connection guards it with its mutex (but see
 // queued_bytes). A batch belongs to the thread that holds the send side's writer role
@@ -30,6 +32,7 @@
 #include "base/unique_fd.hpp"
 #include "io/duplex_stream.hpp"
 #include "wire/frame.hpp"
+#include "wire/message_codec.hpp"
 #include "wire/reassembly.hpp"
 
 namespace bokbok::rpc {
@@ -39,7 +42,8 @@ namespace bokbok::rpc {
 // points to alive (the stream holds it until the kernel lets go, even after a close).
 // Shape, as the outbox cut it (what key mode seals from, send_path.hpp): first `small`,
 // whole records of the sizes in `small_sizes` (headers included), in order; then one
-// frame per entry of `headers`, each followed by one iovec of its payload.
+// frame per entry of `headers`, each followed by `frame_iovs` (same index) iovecs of its
+// payload: one, or more where the payload spans pieces of a gathered message.
 //
 // File descriptors (PROTOCOL.md §13): `fds` holds those of the messages whose first
 // fragment is in the batch, each with the index of that record in the batch (the
@@ -53,7 +57,8 @@ struct batch {
   std::string small;
   std::vector<std::uint32_t> small_sizes;  // of each record in `small`, in order
   std::vector<wire::frame_header_bytes> headers;
-  std::vector<std::shared_ptr<const std::string>> keep;
+  std::vector<std::uint32_t> frame_iovs;  // payload iovecs after each header
+  std::vector<std::shared_ptr<const void>> keep;
   std::vector<iovec> iov;
   std::size_t bytes = 0;
   std::vector<record_fds> fds;
@@ -73,6 +78,12 @@ class outbox {
   // prefixes are then part of `bytes`); `fds` go with the first byte of that fragment's
   // record.
   void push_message(wire::frame_type type, std::uint32_t call_id, std::string bytes,
+                    std::size_t start = 0, std::uint8_t first_flags = 0,
+                    std::vector<base::unique_fd> fds = {});
+  // The same for a message gathered with its large fields in place: bytes from offset
+  // `start` of the whole (`start` lies in message.bytes, before the first field in place).
+  // A message that fits one frame must be contiguous.
+  void push_message(wire::frame_type type, std::uint32_t call_id, wire::gathered_message message,
                     std::size_t start = 0, std::uint8_t first_flags = 0,
                     std::vector<base::unique_fd> fds = {});
 
@@ -104,12 +115,21 @@ class outbox {
   struct large_message {
     wire::frame_type type;
     std::uint32_t call_id;
-    std::shared_ptr<const std::string> bytes;
-    std::size_t start = 0;  // where the message begins in *bytes
-    std::size_t sent = 0;   // offset in *bytes of the next fragment
+    std::shared_ptr<const wire::gathered_message> bytes;
+    std::size_t start = 0;  // where the message begins in the whole of *bytes
+    std::size_t sent = 0;   // offset in the whole of *bytes of the next fragment
+    std::size_t size = 0;   // bytes->size()
+    // Where `sent` is: piece `piece` (see piece_of), `piece_at` bytes into it.
+    std::size_t piece = 0;
+    std::size_t piece_at = 0;
     std::uint8_t first_flags = 0;
     std::vector<base::unique_fd> fds;  // sent with its first fragment
   };
+  static large_message make_large(wire::frame_type type, std::uint32_t call_id,
+                                  wire::gathered_message message, std::size_t start,
+                                  std::uint8_t first_flags, std::vector<base::unique_fd> fds);
+  // Appends iovecs for the next `n` bytes of `m`, moving its place on.
+  static void append_payload(large_message& m, std::size_t n, batch& b);
   void note_records(std::string_view records);
   // A large stream message of `key` has gone whole: what waited behind it goes now.
   void release_held(std::uint64_t key);

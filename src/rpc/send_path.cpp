@@ -69,9 +69,9 @@ bool record_sink::seal_batch(batch& b, sealed_buffers& buffers) const {
       at += n;
     }
     std::size_t i = b.small.empty() ? 0 : 1;
-    for (std::size_t k = 0; k < b.headers.size(); ++k, i += 2) {
+    for (std::size_t k = 0; k < b.headers.size(); ++k) {
       starts.push_back(at);
-      at += b.iov[i].iov_len + b.iov[i + 1].iov_len;
+      for (std::size_t e = i + 1 + b.frame_iovs[k]; i < e; ++i) at += b.iov[i].iov_len;
     }
     place_fds(b, [&](std::size_t r) { return starts[r]; });
     return true;
@@ -91,17 +91,28 @@ bool record_sink::seal_batch(batch& b, sealed_buffers& buffers) const {
     at += crypto::sealed_record_size(frame.size());
     small.remove_prefix(n);
   }
-  // Frames of large messages: a header iovec, then the payload's, after b.small's one.
+  // Frames of large messages: a header iovec, then the payload's, after b.small's one. A
+  // payload in several pieces (a frame across the edge of a gathered message's field in
+  // place: one or two per such field) is joined first.
+  std::string joined;
   std::size_t i = b.small.empty() ? 0 : 1;
-  for (const wire::frame_header_bytes& h : b.headers) {
-    const iovec& payload = b.iov[i + 1];
+  for (std::size_t k = 0; k < b.headers.size(); ++k) {
+    const wire::frame_header_bytes& h = b.headers[k];
     std::string_view head(reinterpret_cast<const char*>(h.bytes) + wire::record_header_size,
                           wire::frame_header_size);
-    std::string_view rest(static_cast<const char*>(payload.iov_base), payload.iov_len);
+    std::string_view rest;
+    if (b.frame_iovs[k] == 1) {
+      rest = {static_cast<const char*>(b.iov[i + 1].iov_base), b.iov[i + 1].iov_len};
+    } else {
+      joined.clear();
+      for (std::size_t e = 0; e < b.frame_iovs[k]; ++e)
+        joined.append(static_cast<const char*>(b.iov[i + 1 + e].iov_base), b.iov[i + 1 + e].iov_len);
+      rest = joined;
+    }
     if (want_starts) starts.push_back(static_cast<std::size_t>(at - out->data()));
     if (!key_->seal_into(head, rest, at)) return false;
     at += crypto::sealed_record_size(head.size() + rest.size());
-    i += 2;
+    i += 1 + b.frame_iovs[k];
   }
   const std::size_t used = static_cast<std::size_t>(at - out->data());
   std::vector<record_fds> fds = std::move(b.fds);

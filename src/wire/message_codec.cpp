@@ -45,6 +45,32 @@ void encode_message(const message& m, std::string& out) {
   }
 }
 
+std::size_t gathered_message::size() const {
+  std::size_t n = bytes.size();
+  for (const insert& i : in_place) n += fields[i.field].size();
+  return n;
+}
+
+void encode_gathered(message m, gathered_message& out, std::size_t in_place_from) {
+  // Never so small that a field's bytes live inside its std::string (SSO): views of
+  // them must survive moving the message.
+  in_place_from = std::max<std::size_t>(in_place_from, sizeof(std::string) + 1);
+  std::size_t copied = u32_size;
+  for (const std::string& f : m)
+    copied += u32_size + (f.size() >= in_place_from ? 0 : f.size());
+  out.bytes.reserve(out.bytes.size() + copied);
+  put_u32(out.bytes, m.size());
+  for (std::size_t i = 0; i < m.size(); ++i) {
+    const std::string& f = m[i];
+    put_u32(out.bytes, f.size());
+    if (f.size() >= in_place_from)
+      out.in_place.push_back({out.bytes.size(), static_cast<std::uint32_t>(i)});
+    else
+      out.bytes.append(f);
+  }
+  if (!out.in_place.empty()) out.fields = std::move(m);
+}
+
 bool decode_message(std::string_view bytes, message& out, std::string& error) {
   out.clear();
   if (bytes.size() < u32_size) {

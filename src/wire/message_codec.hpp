@@ -6,6 +6,7 @@
 #include <string>
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 #include "bokbok/message.hpp"
 
@@ -16,6 +17,36 @@ std::size_t encoded_size(const message& m);
 
 // Appends the encoding of `m` to `out`.
 void encode_message(const message& m, std::string& out);
+
+// A message encoded without copying its large fields: the bytes of encode_message(),
+// with every field of at least `in_place_from` bytes left where it is, in `fields`,
+// and only the rest (the count, every length, the smaller fields) in `bytes`. What
+// goes out for a 1 MiB field is then that field's own memory (the outbox writes it
+// with writev, key mode seals from it), not a copy.
+//
+// The encoding is, in order: bytes[0, in_place[0].at), fields[in_place[0].field],
+// bytes[in_place[0].at, in_place[1].at), ..., bytes[in_place.back().at, end).
+// `bytes` may begin with room the caller left (encode_gathered appends).
+//
+// Moving a gathered_message keeps views of its in-place fields valid only while the
+// fields' strings are not small (SSO); in_place_from is never that small.
+struct gathered_message {
+  struct insert {
+    std::size_t at;       // the field goes before bytes[at]
+    std::uint32_t field;  // index in `fields`
+  };
+  std::string bytes;
+  message fields;  // empty when nothing is in place
+  std::vector<insert> in_place;
+
+  // The whole length: bytes' and the in-place fields'.
+  std::size_t size() const;
+  // Whether all of it is in `bytes` (nothing in place).
+  bool contiguous() const { return in_place.empty(); }
+};
+// Appends `m`'s encoding to `out.bytes` (which may already hold the caller's room),
+// keeping fields of `in_place_from` bytes or more in place (moved into `out.fields`).
+void encode_gathered(message m, gathered_message& out, std::size_t in_place_from);
 
 // Decodes exactly one message spanning all of `bytes`. Checks every length against the
 // bytes that remain before allocating, so a hostile count or length never allocates more
