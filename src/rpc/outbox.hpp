@@ -82,7 +82,8 @@ class outbox {
                     std::vector<base::unique_fd> fds = {});
   // The same for a message gathered with its large fields in place: bytes from offset
   // `start` of the whole (`start` lies in message.bytes, before the first field in place).
-  // A message that fits one frame must be contiguous.
+  // One with a field in place is cut into frames at send time, whatever its size (only a
+  // contiguous one is copied into `small`).
   void push_message(wire::frame_type type, std::uint32_t call_id, wire::gathered_message message,
                     std::size_t start = 0, std::uint8_t first_flags = 0,
                     std::vector<base::unique_fd> fds = {});
