@@ -17,7 +17,7 @@ namespace {
 
 constexpr std::string_view help_text =
     "usage: bokbok bench [--quick] [--transport socketpair|pipe|unix|tcp|child|all]\n"
-    "                    [--seconds N] [--pin same|split] [--only bulk|rate]\n"
+    "                    [--seconds N] [--pin same|split] [--only bulk|rate|connect]\n"
     "                    [--malloc default|keep]\n"
     "\n"
     "Measures bokbok against a raw baseline over the same transport: a blocking\n"
@@ -40,8 +40,12 @@ constexpr std::string_view help_text =
     "                       against raw pipelined (\"raw: 16 pipelined\": 16 requests\n"
     "                       written, then the 16 replies read, as a blocking echo can\n"
     "                       do; it cannot multiplex) (higher is better)\n"
+    "  pipelined/s          calls per second with 16 in flight on one connection from\n"
+    "                       one thread, as raw pipelined does it: 16 request_async\n"
+    "                       calls, then their 16 futures waited on in order, against\n"
+    "                       raw pipelined (higher is better)\n"
     "  x16-vs-x1            bokbok's 16-caller rate against its own one-caller rate\n"
-    "rtt and calls/s are measured twice: with the echo handler on a handler thread (the\n"
+    "rtt, calls/s and pipelined/s are measured twice: with the echo handler on a handler thread (the\n"
     "default) and inline on the event-loop thread (options::inline_handlers).\n"
     "  bulk-1MiB            MB/s echoing 1 MiB payloads, both directions counted, with\n"
     "                       glibc's malloc as it comes, then (\"malloc keeps big\n"
@@ -76,8 +80,10 @@ constexpr std::string_view help_text =
     "                    thread is checked (/proc) while 16 callers run and printed\n"
     "                    per transport.\n"
     "                    Default: placement left to the scheduler.\n"
-    "  --only bulk|rate  measure only the bulk figures, or only calls/s with 16 callers\n"
-    "                    against raw pipelined (for profiling)\n"
+    "  --only bulk|rate|connect\n"
+    "                    measure only the bulk figures; or only calls/s with 16\n"
+    "                    callers and pipelined/s, against raw pipelined; or only\n"
+    "                    connects/s (unix) (for profiling)\n"
     "  --malloc keep     glibc's malloc keeps big blocks: mmap threshold 64 MiB, trim\n"
     "                    threshold 256 MiB (mallopt), for every figure of the run;\n"
     "                    default: as it comes (a 1 MiB block is mmapped and returned\n"
@@ -150,9 +156,39 @@ double run_bulk(const transport& t, const settings& s, watchdog& dog, echo_clien
   return raw_bulk;
 }
 
+// 16 in flight from one thread with request_async, as raw pipelined does it.
+void run_pipelined(const transport& t, const settings& s, watchdog& dog, echo_client& bokbok,
+                   echo_client& bokbok_inline, double raw_pipelined) {
+  const std::string name(t.name);
+  const seconds_f budget = s.figure_time * 4 + seconds_f(20);
+  const std::string note = std::to_string(s.callers) +
+                           " request_async from one thread; raw: " +
+                           std::to_string(s.callers) + " pipelined";
+  dog.arm(name + ": pipelined (bokbok)", budget);
+  print_figure({t.name, "pipelined/s", measure_pipelined(bokbok, s), raw_pipelined, "/s",
+                better::higher, note});
+  dog.arm(name + ": pipelined (bokbok, inline handler)", budget);
+  print_figure({t.name, "pipelined/s", measure_pipelined(bokbok_inline, s), raw_pipelined,
+                "/s", better::higher, "inline handler; " + note});
+}
+
+void run_connects(const transport& t, const settings& s, watchdog& dog) {
+  const seconds_f budget = s.figure_time * 4 + seconds_f(20);
+  dog.arm(std::string(t.name) + ": connects/s", budget * 4);
+  connect_rates cr = measure_connect_rates(s);
+  print_figure({t.name, "connects/s", cr.plain, cr.raw, "/s", better::higher,
+                "4 clients to one server: open, one call, close"});
+  print_figure({t.name, "connects/s", cr.keyed, cr.raw, "/s", better::higher,
+                "key mode; 4 clients to one server: open, one call, close"});
+}
+
 void run_transport(const transport& t, const settings& s, watchdog& dog) {
   const std::string name(t.name);
   const seconds_f budget = s.figure_time * 4 + seconds_f(20);
+  if (s.connect_only) {
+    if (t.name == "unix") run_connects(t, s, dog);
+    return;
+  }
 
   dog.arm(name + ": opening the connections", seconds_f(30));
   auto raw = open_raw_echo(t.open_fds());
@@ -173,6 +209,7 @@ void run_transport(const transport& t, const settings& s, watchdog& dog) {
     dog.arm(name + ": calls/s (bokbok, inline handler)", budget);
     print_figure({t.name, "calls/s", measure_rate(*bokbok_inline, s), raw_pipelined, "/s",
                   better::higher, "inline handler; " + note});
+    run_pipelined(t, s, dog, *bokbok, *bokbok_inline, raw_pipelined);
     dog.arm(name + ": closing the connections", seconds_f(30));
     return;
   }
@@ -211,6 +248,7 @@ void run_transport(const transport& t, const settings& s, watchdog& dog) {
                 "inline handler; raw: " + std::to_string(s.callers) + " pipelined"});
   print_figure({t.name, "x16-vs-x1", rate, bokbok_rtt.calls_per_second, "/s", better::higher,
                 "bokbok 16 callers against bokbok 1 caller"});
+  run_pipelined(t, s, dog, *bokbok, *bokbok_inline, raw_pipelined);
 
   double raw_bulk = run_bulk(t, s, dog, *raw, *bokbok);
 
@@ -236,14 +274,7 @@ void run_transport(const transport& t, const settings& s, watchdog& dog) {
     print_figure({t.name, "handshakes/s", keyed, plain, "/s", better::higher,
                   "key mode against plain: open and close one connection"});
   }
-  if (t.name == "unix") {
-    dog.arm(name + ": connects/s", budget * 4);
-    connect_rates cr = measure_connect_rates(s);
-    print_figure({t.name, "connects/s", cr.plain, cr.raw, "/s", better::higher,
-                  "4 clients to one server: open, one call, close"});
-    print_figure({t.name, "connects/s", cr.keyed, cr.raw, "/s", better::higher,
-                  "key mode; 4 clients to one server: open, one call, close"});
-  }
+  if (t.name == "unix") run_connects(t, s, dog);
 
   if (t.name == child_transport.name) {
     dog.arm(name + ": spawn to first response", budget * 2);
@@ -287,8 +318,10 @@ int run(args_view args) {
         s.bulk_only = true;
       else if (v == "rate")
         s.rate_only = true;
+      else if (v == "connect")
+        s.connect_only = true;
       else
-        throw usage_error("--only wants bulk or rate, not '" + std::string(v) + "'");
+        throw usage_error("--only wants bulk, rate or connect, not '" + std::string(v) + "'");
     } else if (opt == "--malloc") {
       std::string_view v = reader.value();
       if (v == "keep")

@@ -44,6 +44,7 @@ struct settings {
   std::size_t bulk_size = 1 << 20;  // payload of a bulk call, bytes
   bool bulk_only = false;           // --only bulk: the bulk figures and nothing else
   bool rate_only = false;           // --only rate: 16 in flight against raw pipelined
+  bool connect_only = false;        // --only connect: connects/s (unix) and nothing else
   bool malloc_keep = false;         // --malloc keep: glibc keeps big blocks (mallopt)
   // How the run was started, for the child run that measures with big blocks kept.
   std::string pin_arg, seconds_arg;

@@ -14,11 +14,17 @@
 
 namespace bokbok::detail {
 
-// Answers read in one batch end their calls together (deliver_answers): one lock.
+// Answers read in one batch end their calls together (deliver_answers): one lock. What
+// this thread sends meanwhile is corked (in_read_): one write for the whole read, made by
+// the flush the outbox posts, which runs on this thread once the loop's completions are
+// handled (a local post: no wake-up).
 void connection_impl::on_data(std::string_view bytes) {
   auto keep = shared_from_this();  // a frame may end the connection and its last owner
+  const bool outer = !in_read_;    // on_data({}) may run inside a callback of on_data
+  in_read_ = true;
   read_frames(bytes);
   if (!answers_.empty()) deliver_answers();
+  if (outer) in_read_ = false;
 }
 
 void connection_impl::read_frames(std::string_view bytes) {

@@ -109,8 +109,10 @@ void connection_impl::queue_record_locked(std::unique_lock<std::mutex>& lock,
 // write to report. Returns false, having done nothing, when the send side is busy.
 bool connection_impl::send_now_locked(std::unique_lock<std::mutex>& lock,
                                       std::string_view record) {
-  // The frame trace sees records where the loop writes them (flush): no short cut.
-  auto w = send_.begin_direct(!trace_, static_cast<bool>(cfg_.keys));
+  // The frame trace sees records where the loop writes them (flush): no short cut. Nor
+  // while the loop thread handles a read: its records go out together (in_read_).
+  const bool corked = cfg_.loop->in_loop_thread() && in_read_;
+  auto w = send_.begin_direct(!trace_ && !corked, static_cast<bool>(cfg_.keys));
   if (!w) return false;
   lock.unlock();
   thread_local std::string sealed;  // this thread's sealing buffer, reused
