@@ -28,6 +28,8 @@ std::shared_ptr<detail::connection_impl> live(const std::shared_ptr<detail::stre
   throw call_error(error_code::cancelled, "the stream call has ended: the peer answered");
 }
 
+// `m`: write()'s own copy, given up once sent (its large fields then go out from its
+// memory); try_write()'s caller's, left untouched when it returns false.
 bool write_impl(const std::shared_ptr<detail::stream_state>& s, message& m, bool blocking,
                 fd_list* fds = nullptr) {
   auto c = live(s, blocking);
@@ -58,7 +60,7 @@ bool write_impl(const std::shared_ptr<detail::stream_state>& s, message& m, bool
     }
     return true;
   }
-  c->stream_send(*s, m, true,
+  c->stream_send(*s, std::move(m), true,
                  fds ? detail::connection_impl::to_io_fds(std::move(*fds))
                      : std::vector<base::unique_fd>{});
   return true;

@@ -192,9 +192,18 @@ class connection_impl final : public io::stream_events,
                                             response_callback done = nullptr);
   // Sends one message of `s`'s stream, having taken its credit (stream.cpp); waits for
   // room in the send queue until the call's deadline when `blocking`. Throws.
-  // `fds` (checked by check_fds) go with the message.
+  // `fds` (checked by check_fds) go with the message. A message given up (`&&`) keeps
+  // its large fields in place, as a call's does (encode_framed).
   void stream_send(stream_state& s, const message& m, bool blocking,
-                   std::vector<base::unique_fd> fds = {});
+                   std::vector<base::unique_fd> fds = {}) {
+    stream_send_framed(s, encode_framed(m), blocking, std::move(fds));
+  }
+  void stream_send(stream_state& s, message&& m, bool blocking,
+                   std::vector<base::unique_fd> fds = {}) {
+    stream_send_framed(s, encode_framed(std::move(m)), blocking, std::move(fds));
+  }
+  void stream_send_framed(stream_state& s, wire::gathered_message framed, bool blocking,
+                          std::vector<base::unique_fd> fds);
   // Control frames of a stream: stream_end, credit or reply_credit (by s's role).
   void stream_end_write(stream_state& s);
   void stream_grant(stream_state& s, std::uint32_t messages, std::uint32_t bytes);

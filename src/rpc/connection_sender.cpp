@@ -13,16 +13,21 @@ namespace bokbok::detail {
 namespace {
 constexpr std::size_t header_size = wire::record_header_size + wire::frame_header_size;
 constexpr std::size_t headroom = framed_headroom;
-}  // namespace
 
 // Encodes once, leaving room in front: a message that fits one frame becomes its
 // record in place (no second copy); a larger one is cut into frames from that buffer.
-wire::gathered_message connection_impl::encode_framed(const message& m) {
+// `size`: wire::encoded_size(m), which the caller has at hand.
+wire::gathered_message encode_copied(const message& m, std::size_t size) {
   wire::gathered_message framed;
-  framed.bytes.reserve(headroom + wire::encoded_size(m));
+  framed.bytes.reserve(headroom + size);
   framed.bytes.resize(headroom);
   wire::encode_message(m, framed.bytes);
   return framed;
+}
+}  // namespace
+
+wire::gathered_message connection_impl::encode_framed(const message& m) {
+  return encode_copied(m, wire::encoded_size(m));
 }
 
 // The same for a message given up by its caller: one of several frames keeps its large
@@ -30,7 +35,8 @@ wire::gathered_message connection_impl::encode_framed(const message& m) {
 // sealed, from the caller's own memory: bulk sending copies nothing in user space. One
 // that fits a frame is copied as above (its record is one buffer).
 wire::gathered_message connection_impl::encode_framed(message&& m) {
-  if (wire::encoded_size(m) <= wire::max_frame_payload) return encode_framed(m);
+  if (const std::size_t size = wire::encoded_size(m); size <= wire::max_frame_payload)
+    return encode_copied(m, size);
   wire::gathered_message framed;
   framed.bytes.resize(headroom);
   // Below this a field is copied: a piece of its own would cost an iovec (and, at a

@@ -51,9 +51,8 @@ std::shared_ptr<stream_state> connection_impl::open_stream(message request,
   return s;
 }
 
-void connection_impl::stream_send(stream_state& s, const message& m, bool blocking,
-                                  std::vector<base::unique_fd> fds) {
-  wire::gathered_message framed = encode_framed(m);
+void connection_impl::stream_send_framed(stream_state& s, wire::gathered_message framed,
+                                         bool blocking, std::vector<base::unique_fd> fds) {
   std::unique_lock lock(mu_);
   std::exception_ptr refused;
   if (life_.state() != phase::open) {
