@@ -66,6 +66,21 @@ TEST_CASE("after a burst, steady light traffic keeps few threads and lets the re
   CHECK(pool.threads() <= 3);
 }
 
+// A burst wakes one idle thread, which wakes the next as it takes a task (a chain): every
+// task still gets a thread of its own at once (each of these waits for all the others),
+// and no thread is started while idle ones are there to wake.
+TEST_CASE("a burst onto idle threads runs every task at once, waking them in a chain") {
+  handler_pool pool({16, 1024, 10s});
+  burst(pool, 16);  // 16 threads, then idle
+  REQUIRE(pool.threads() == 16);
+  for (int round = 0; round < 3; ++round) {
+    burst(pool, 16);
+    CHECK(pool.threads() == 16);
+    burst(pool, 5);  // fewer tasks than idle threads
+    CHECK(pool.threads() == 16);
+  }
+}
+
 TEST_CASE("idle threads leave after the idle timeout, and new work starts a thread again") {
   handler_pool pool({4, 1024, 50ms});
   burst(pool, 4);

@@ -20,6 +20,13 @@ namespace bokbok::rpc {
 // the others reach idle_timeout and leave (a shared condition variable would wake them
 // in turn, each often enough never to time out).
 //
+// One thread at most is on its way to the queue (`waking`: woken or spawned, not yet
+// looked at the queue): a burst of tasks wakes one thread, which wakes the next as it
+// takes a task, and so on while tasks remain (a chain). Waking one thread per task
+// instead had the submitting thread (the event loop, handling a read of 16 requests)
+// preempted by each thread it woke, on a busy CPU, before it had queued the rest. The
+// chain costs no task a thread: each thread wakes the next before it runs its task.
+//
 // A waker notifies after releasing `mu` where it can (submit, a thread taking a task), so
 // the woken thread does not wake only to sleep again on `mu`; each thread's slot is
 // shared with whoever is about to notify it, so a late notify never finds it gone (a
@@ -47,6 +54,7 @@ struct handler_pool::state {
   unsigned idle = 0;
   unsigned running = 0;
   unsigned blocked = 0;
+  unsigned waking = 0;  // threads woken or spawned for work, not yet at the queue
   bool stopping = false;
 
   // With `mu` held: makes sure someone will pick up queued work that may start now.
@@ -57,11 +65,13 @@ struct handler_pool::state {
   std::string wake_or_spawn(const std::shared_ptr<state>& self,
                             wake_after_unlock* later = nullptr) {
     if (queue.empty() || running >= lim.max_threads) return {};
+    if (waking > 0) return {};  // it will look at the queue, and wake the next
     if (idle > 0) {
       if (!waiters.empty()) {
         std::shared_ptr<waiter> w = std::move(waiters.back());
         waiters.pop_back();
         w->woken = true;
+        ++waking;
         if (later)
           later->w = std::move(w);
         else
@@ -77,11 +87,13 @@ struct handler_pool::state {
   std::string spawn(const std::shared_ptr<state>& self) {
     ++threads;
     ++idle;
+    ++waking;
     try {
       std::thread([self] { self->run(self); }).detach();
     } catch (const std::system_error& e) {
       --threads;
       --idle;
+      --waking;
       return std::string("cannot start a handler thread: ") + e.what();
     }
     return {};
@@ -116,12 +128,18 @@ void handler_pool::state::run(std::shared_ptr<state> self) {
   auto me = std::make_shared<waiter>();
   wake_after_unlock wake;
   std::unique_lock lock(mu);
+  bool on_way = true;  // spawned: counted in `waking`
   for (;;) {
+    if (on_way) {
+      --waking;
+      on_way = false;
+    }
     if (queue.empty() || running >= lim.max_threads) {
       if (stopping && queue.empty()) break;
-      if (!wait_idle(lock, me) && (queue.empty() || running >= lim.max_threads) &&
-          !last_free_thread())
-        break;  // idle too long
+      const bool woken = wait_idle(lock, me);
+      on_way = me->woken;  // woken for work: counted in `waking` by its waker
+      if (!woken && (queue.empty() || running >= lim.max_threads) && !last_free_thread())
+        break;  // idle too long (not woken: not counted in `waking`)
       continue;
     }
     auto task = std::move(queue.front());
