@@ -10,8 +10,10 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <cstdio>
 #include <malloc.h>
@@ -248,6 +250,47 @@ TEST_CASE("a connection counts until its on_close has returned, then not") {
   while (srv.connection_count() != 0 && std::chrono::steady_clock::now() < end)
     std::this_thread::sleep_for(2ms);  // polling a condition, with a bound
   CHECK(srv.connection_count() == 0);
+}
+
+namespace {
+
+// Thread ids of this process's threads named `name` (/proc/self/task/*/comm).
+std::set<std::string> threads_named(const std::string& name) {
+  std::set<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    std::ifstream in(e.path() / "comm");
+    std::string comm;
+    if (std::getline(in, comm) && comm == name) out.insert(e.path().filename().string());
+  }
+  return out;
+}
+
+}  // namespace
+
+// A server's own bookkeeping when a connection ends (its place, its count) runs where the
+// user's close handler would: with none, on the loop thread. Each short-lived client used
+// to wake a handler thread just for that.
+TEST_CASE("a server without on_close starts no handler thread when its connections end") {
+  auto o = echo_server({"unix:@bokbok-server-test-close-" + std::to_string(getpid())});
+  o.inline_handlers = true;  // calls take no handler thread either
+  bokbok::server srv(o);
+  srv.start();
+  const auto before = threads_named("bokbok-handler");
+  for (int i = 0; i < 20; ++i) {
+    auto c = bokbok::connect(srv.local_addresses().at(0), {});
+    CHECK(c.request({"x", std::to_string(i)}) == message{"x", std::to_string(i)});
+    c.close();
+    c.wait_closed();
+  }
+  const auto end = std::chrono::steady_clock::now() + 10s;
+  while (srv.connection_count() != 0 && std::chrono::steady_clock::now() < end)
+    std::this_thread::sleep_for(2ms);  // polling a condition, with a bound
+  CHECK(srv.connection_count() == 0);
+  std::size_t started = 0;
+  for (const auto& tid : threads_named("bokbok-handler")) started += before.count(tid) == 0;
+  CHECK(started == 0);
+  srv.stop();
 }
 
 TEST_CASE("garbage, silence and a half preamble at a listener end those connections only") {

@@ -536,12 +536,11 @@ void server::impl::start_connection(transport::connected_socket sock) {
         throw;
       }
     };
-  o.on_close = [weak, id, user = opts_.on_close, hook = opts_.on_callback_error,
-                give_back](connection& c) {
-    give_back();
-    if (user) detail::guard_callback(hook, "on_close", [&] { user(c); });
-    if (auto self = weak.lock()) self->connection_closed(id);
-  };
+  // The user's close handler as it is (the connection reports what it throws to
+  // on_callback_error); the server's bookkeeping goes around it (config's
+  // before/after_close_handler), so a server without one wakes no handler thread when a
+  // connection ends.
+  o.on_close = opts_.on_close;
   o.on_callback_error = opts_.on_callback_error;
   o.max_threads = opts_.max_threads;
   o.on_notify = opts_.on_notify;
@@ -561,6 +560,12 @@ void server::impl::start_connection(transport::connected_socket sock) {
   detail::connection_impl::config cfg{o,     sock.peer, users_loop_, pool_, {},
                                       creds, /*hold_requests=*/static_cast<bool>(opts_.on_open), nullptr,
                                       keys_, receive_pool_};
+  // Its place in its source's count is given back before the close handler runs; it
+  // leaves connection_count() once the handler has returned (server.hpp).
+  cfg.before_close_handler = give_back;
+  cfg.after_close_handler = [weak, id] {
+    if (auto self = weak.lock()) self->connection_closed(id);
+  };
   std::string peer = sock.peer;
   detail::connection_impl::open_async(
       std::move(cfg), std::move(sock.fd), {},

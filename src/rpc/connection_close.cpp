@@ -245,11 +245,13 @@ std::exception_ptr connection_impl::not_sent_error_locked() const {
 }
 
 void connection_impl::run_close_handler() {
+  if (cfg_.before_close_handler) cfg_.before_close_handler();
   if (cfg_.opts.on_close) {
     connection handle(shared_from_this());
     // A close handler has nobody to answer to: what it throws is reported.
     guard_callback(cfg_.opts.on_callback_error, "on_close", [&] { cfg_.opts.on_close(handle); });
   }
+  if (cfg_.after_close_handler) cfg_.after_close_handler();
   std::shared_ptr<void> last;  // the last reference may go here: after unlocking
   std::lock_guard lock(mu_);
   last = life_.close_handler_returned();

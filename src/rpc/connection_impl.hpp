@@ -143,6 +143,12 @@ class connection_impl final : public io::stream_events,
     // Set by open: the transport can carry fds (rpc::can_carry_fds), so the hello offers
     // feature_fds (PROTOCOL.md §13).
     bool carries_fds = false;
+    // Its owner's bookkeeping at the close handler (a server's: the client's place, its
+    // count), run where options::on_close runs, just before it and just after it
+    // returns, and only when it runs (a connection that opened). Quick and never
+    // blocking: with no options::on_close they run on the loop thread, and no handler
+    // thread is woken for the close at all.
+    std::function<void()> before_close_handler = {}, after_close_handler = {};
   };
 
   // Called once on the loop thread when the handshake is done (error null) or has failed
