@@ -454,10 +454,10 @@ class connection_impl final : public io::stream_events,
   bool expect_refusal_ = false;  // key mode met a plain peer: only a refusal is news
   open_callback opened_;
   bool holding_ = false;
-  // Inside on_data: records this thread queues (an inline handler's answers, the pong to
-  // a ping, a callback's call) go out together in one write once the read is handled,
-  // not one direct write each (send_now_locked). Read by other threads never: they check
-  // in_loop_thread() first.
+  // Inside on_data, from the read's second frame on: records this thread queues (an
+  // inline handler's answers, the pong to a ping, a callback's call) go out together in
+  // one write once the read is handled, not one direct write each (send_now_locked).
+  // Read by other threads never: they check in_loop_thread() first.
   bool in_read_ = false;
   std::uint32_t last_peer_request_ = 0;  // id of the latest request the peer started
   // Answers read in this batch, ended together under one lock by deliver_answers().

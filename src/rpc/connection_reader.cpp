@@ -15,13 +15,14 @@
 namespace bokbok::detail {
 
 // Answers read in one batch end their calls together (deliver_answers): one lock. What
-// this thread sends meanwhile is corked (in_read_): one write for the whole read, made by
-// the flush the outbox posts, which runs on this thread once the loop's completions are
-// handled (a local post: no wake-up).
+// this thread sends after the read's first frame is corked (in_read_, set by
+// read_frames): one write for the rest of the read, made by the flush the outbox posts,
+// which runs on this thread once the loop's completions are handled (a local post: no
+// wake-up). The first frame's answer still goes out at once: a read of one request (a
+// lone caller's round trip) keeps the direct write's latency.
 void connection_impl::on_data(std::string_view bytes) {
   auto keep = shared_from_this();  // a frame may end the connection and its last owner
   const bool outer = !in_read_;    // on_data({}) may run inside a callback of on_data
-  in_read_ = true;
   read_frames(bytes);
   if (!answers_.empty()) deliver_answers();
   if (outer) in_read_ = false;
@@ -84,6 +85,7 @@ void connection_impl::read_frames(std::string_view bytes) {
         f.type != wire::frame_type::error)
       deliver_answers();  // before anything that may end the connection or its calls
     handle_frame(f);
+    in_read_ = true;  // what the next frames of this read make is sent together
     if (!stream_) return;  // the frame ended the connection
     if (f.flags & wire::flag_more) continue;  // a fragment: nothing queued, nothing charged
     if (closing_.finished) return;  // the loop thread's copy of the closed phase

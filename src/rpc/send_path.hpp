@@ -6,8 +6,9 @@
 //  - a caller's thread, for its own one record, when the send side is idle (nothing
 //    queued or unsent, no batch in flight, no flush posted: caller_may_write()); it
 //    seals and writes that record itself (the direct write, no loop wake-up); but not
-//    the loop thread while it handles a read (connection_impl::in_read_): what it sends
-//    then, such as inline handlers' answers, goes out in one batch after the read; or
+//    the loop thread past the first frame of a read (connection_impl::in_read_): what
+//    it sends then, such as inline handlers' answers, goes out in one batch after the
+//    read; or
 //  - the loop thread, a batch at a time, from the outbox's take_batch until the write
 //    is done.
 // The role is taken and given back under the connection's mutex (send_path's `writing_`
