@@ -574,7 +574,10 @@ TEST_CASE("reconnect: after the server is restarted, exactly the calls in flight
   CHECK(patient.get() == message{"pong", "4"});
   CHECK(conn.request({"ping", "5"}) == message{"pong", "5"});
   {
-    std::lock_guard lock(mu);
+    // on_reconnect runs on a handler thread after the new connection is handed to the
+    // waiting calls, so those calls may finish first: wait for it, then check it ran once.
+    std::unique_lock lock(mu);
+    REQUIRE(cv.wait_for(lock, 10s, [&] { return events.size() >= 2; }));
     CHECK(events == std::vector<std::string>{"drop", "reconnect"});
   }
   CHECK(closes == 0);

@@ -53,9 +53,11 @@ BOKBOK_API connection connect(std::string_view address, const options& opts = {}
 // reconnecting wait for the new connection up to their deadline (call_options, or the
 // handler's), else until it is up; request_async() fails at once with transport_error.
 // on_drop (with the reason) and on_reconnect run on handler threads (bokbok-handler),
-// once per drop and per reconnection; the wait between attempts is a timer on the
-// event loop, not a thread. After max_attempts failed attempts in a row (0: no limit), or
-// close() / abort(), the connection is closed for good and options::on_close runs once.
+// once per drop and per reconnection (on_reconnect runs once the new connection is in
+// use: calls waiting for it may finish first); the wait between attempts is a timer on
+// the event loop, not a thread. After max_attempts failed attempts in a row (0: no
+// limit), or close() / abort(), the connection is closed for good and options::on_close
+// runs once.
 // peer_address() and user() then refer to the latest underlying connection.
 // A tcp: address is resolved again at each attempt; of several addresses (a list, or a
 // name resolving to several) one that failed is tried last until its own backoff ends
