@@ -244,6 +244,21 @@ std::exception_ptr connection_impl::not_sent_error_locked() const {
   return error_ptr<not_sent_error>(closed_text_locked());
 }
 
+// Any thread: records a step of the end (`step`, under `mu_`, returns the lifecycle's
+// last reference when the step was the last), then wakes wait_closed() after unlocking:
+// a waiter woken under `mu_` would run (on a shared CPU, at once) only to block on it
+// again, two context switches more per close. `keep` holds this object until the notify.
+template <typename Step>
+void connection_impl::notify_closed(Step step) {
+  auto keep = shared_from_this();
+  std::shared_ptr<void> last;  // the last reference may go here: after unlocking
+  {
+    std::lock_guard lock(mu_);
+    last = step();
+  }
+  closed_cv_.notify_all();
+}
+
 void connection_impl::run_close_handler() {
   if (cfg_.before_close_handler) cfg_.before_close_handler();
   if (cfg_.opts.on_close) {
@@ -252,10 +267,7 @@ void connection_impl::run_close_handler() {
     guard_callback(cfg_.opts.on_callback_error, "on_close", [&] { cfg_.opts.on_close(handle); });
   }
   if (cfg_.after_close_handler) cfg_.after_close_handler();
-  std::shared_ptr<void> last;  // the last reference may go here: after unlocking
-  std::lock_guard lock(mu_);
-  last = life_.close_handler_returned();
-  closed_cv_.notify_all();
+  notify_closed([this] { return life_.close_handler_returned(); });
 }
 
 // Loop thread, closed, our last frames written: drops the link, unless we said close
@@ -294,10 +306,7 @@ void connection_impl::drop_stream() {
   partial_fds_.clear();
   partial_fd_count_ = 0;
   if (cfg_.process) cfg_.process->release();
-  std::shared_ptr<void> last;  // the last reference may go here: after unlocking
-  std::lock_guard lock(mu_);
-  last = life_.stream_dropped();
-  closed_cv_.notify_all();
+  notify_closed([this] { return life_.stream_dropped(); });
 }
 
 // The peer is shutting down (PROTOCOL.md §8.4): it answers our calls up to the goaway's

@@ -97,10 +97,13 @@ std::shared_ptr<connection_impl> connection_impl::open(config cfg, base::unique_
   auto o = std::make_shared<outcome>();
   auto c = start_async(std::move(cfg), std::move(in), std::move(out),
              [o](std::shared_ptr<connection_impl> c, std::exception_ptr e) {
-               std::lock_guard lock(o->mu);
-               o->conn = std::move(c);
-               o->error = std::move(e);
-               o->done = true;
+               {
+                 std::lock_guard lock(o->mu);
+                 o->conn = std::move(c);
+                 o->error = std::move(e);
+                 o->done = true;
+               }
+               // After unlocking: the opener, woken, does not block on `mu` at once.
                o->cv.notify_all();
              });
   std::unique_lock lock(o->mu);

@@ -428,6 +428,8 @@ class connection_impl final : public io::stream_events,
   std::optional<queued_call> take_startable_locked();
   void run_close_handler();
   void drop_stream();
+  template <typename Step>
+  void notify_closed(Step step);
   std::string closed_text_locked() const;  // why calls fail now, naming the peer once
   std::exception_ptr closed_error_locked() const;
 
