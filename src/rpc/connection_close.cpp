@@ -103,7 +103,7 @@ void connection_impl::finish(end_kind kind, std::string reason, std::string_view
     if (life_.state() == phase::closed) return;
     // A caller's thread writing its request directly finishes first, so each pending
     // call knows whether any of it was written (a non-blocking write: brief).
-    closed_cv_.wait(lock, [&] { return !send_.direct_writing(); });
+    direct_write_cv_.wait(lock, [&] { return !send_.direct_writing(); });
     was_handshaking = life_.state() == phase::handshaking;
     closing_.finished = true;
     life_.ended(kind, std::move(reason));

@@ -503,7 +503,11 @@ class connection_impl final : public io::stream_events,
 
   // Guarded by mu_.
   mutable std::mutex mu_;
-  mutable std::condition_variable closed_cv_;
+  mutable std::condition_variable closed_cv_;  // the end's steps: wait_closed() and open()
+  // A direct write ended: finish() waits on it. Apart from closed_cv_, so that each
+  // direct write does not wake a wait_closed() to no purpose (glibc's notify with no
+  // waiter makes no system call).
+  std::condition_variable direct_write_cv_;
   // The phase, goaway either way, closing, how it ended, and the reference to itself.
   rpc::lifecycle life_;
   rpc::call_table calls_;  // our calls waiting for answers

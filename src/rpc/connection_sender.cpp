@@ -128,7 +128,7 @@ bool connection_impl::send_now_locked(std::unique_lock<std::mutex>& lock,
   if (sealed_ok) r = w->stream->try_write_now(out);
   lock.lock();
   auto done = send_.end_direct(*w, sealed_ok, out, r);
-  closed_cv_.notify_all();  // finish() waits for this write to be over
+  direct_write_cv_.notify_all();  // finish() waits for this write to be over
   if (done.not_sent)
     if (auto* c = calls_.find(done.not_sent)) c->not_sent = true;
   if (done.flush) schedule_flush_locked();
