@@ -155,6 +155,7 @@ TEST_CASE("beyond a low connection limit, refused clients are told why and let g
   for (auto& t : ts) t.join();
   CHECK(told == refused);
   CHECK_MESSAGE(other.empty(), joined(other));
+  // Each was reported before it was told, so by the time its connect() threw.
   CHECK(refused_logged == refused);
   CHECK(holder->request({"still"}) == message{"still"});
 

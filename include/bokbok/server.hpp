@@ -140,7 +140,8 @@ struct server_options {
   // refused for the limit, refused for want of file descriptors): for logging. Runs on
   // the server's loop thread. Every call, unlike the library's log (bokbok/log.hpp),
   // which has the same events rate limited; accept failures with no client (out of
-  // descriptors) are only in the log, once per episode.
+  // descriptors) are only in the log, once per episode. A refused client is reported
+  // before it is told, so it is reported by the time the client's connect() throws.
   std::function<void(const std::string& peer, const std::string& why)> on_connection_error;
   // Exceptions from the callbacks above that have nobody to answer to (and from response
   // callbacks of calls made on the server's connections): see callback_error_handler.

@@ -146,8 +146,7 @@ class server::impl : public std::enable_shared_from_this<impl> {
               std::shared_ptr<detail::connection_impl> c, std::exception_ptr e);
   void connection_closed(std::uint64_t id);
   void limit_age(std::uint64_t id, const std::shared_ptr<detail::connection_impl>& c);
-  std::optional<std::pair<std::string, std::string>> refuse_with_spare(
-      const transport::listener& l, const std::string& why);
+  void refuse_with_spare(const transport::listener& l, const std::string& why);
   static std::string_view without_bokbok(std::string_view s) {
     return s.starts_with("bokbok: ") ? s.substr(8) : s;
   }
@@ -175,11 +174,12 @@ class server::impl : public std::enable_shared_from_this<impl> {
       detail::guard_callback(opts_.on_callback_error, "server_options::on_connection_error",
                              [&] { opts_.on_connection_error(peer, why); });
   }
-  // Loop thread: refuses a client and reports it with its address, taken before the
-  // socket (and the address with it) moves into the refusal.
-  void refuse(transport::connected_socket sock, error_code code, const std::string& text) {
-    std::string peer = sock.peer;
-    report(peer, admission_->refuse(std::move(sock), code, text));
+  // Loop thread: refuses a client and reports it with its address. Reported first, then
+  // told: whoever learns of the refusal from the client finds it already reported.
+  void refuse(transport::connected_socket sock, error_code code, const std::string& text,
+              bool log = true) {
+    report(sock.peer, rpc::admission::describe(code, text), log);
+    admission_->refuse(std::move(sock), code, text);
   }
 
   server_options opts_;
@@ -390,22 +390,21 @@ void server::impl::arm_listeners() {
 }
 
 // Loop thread, after accepting failed with `why`: gives up the spare descriptor
-// to accept one client and refuse it (busy, saying why). The peer and what it was told,
-// or none when even that failed.
-std::optional<std::pair<std::string, std::string>> server::impl::refuse_with_spare(
-    const transport::listener& l, const std::string& why) {
-  if (!spare_fd_) return std::nullopt;
+// to accept one client and refuse it (busy, saying why), if it can. A client refused
+// is reported (to on_connection_error) but not logged: the log counts it in the line
+// that ends the accept episode.
+void server::impl::refuse_with_spare(const transport::listener& l, const std::string& why) {
+  if (!spare_fd_) return;
   spare_fd_.reset();
   std::optional<transport::connected_socket> sock;
   try {
     sock = transport::accept_from(l);
   } catch (const std::exception&) {
   }
-  if (!sock) return std::nullopt;
-  std::string peer = sock->peer;
-  return std::pair{peer, admission_->refuse(std::move(*sock), error_code::busy,
-                                            "the server is out of resources: " +
-                                                std::string(without_bokbok(why)))};
+  if (!sock) return;
+  accept_episode_.client_refused();
+  refuse(std::move(*sock), error_code::busy,
+         "the server is out of resources: " + std::string(without_bokbok(why)), /*log=*/false);
 }
 
 // Loop thread: out of descriptors or memory. Stops accepting for a moment instead of
@@ -441,10 +440,7 @@ void server::impl::accept_clients(listener_watch& w, int events) {
       // on_connection_error) only when one was taken and told; the log counts it in the
       // line that ends the episode.
       accept_episode_.failed(l.name, e.what());
-      if (auto told = refuse_with_spare(l, e.what())) {
-        accept_episode_.client_refused();
-        report(told->first, told->second, /*log=*/false);
-      }
+      refuse_with_spare(l, e.what());
       return pause_accepting();
     }
     if (!sock) break;  // none left (or a transient error): wait again

@@ -56,8 +56,11 @@ void admission::on_expiry_timer() {
   for (auto& s : late) expired_(std::move(s));
 }
 
-std::string admission::refuse(transport::connected_socket s, error_code code,
-                              const std::string& text) {
+std::string admission::describe(error_code code, const std::string& text) {
+  return std::string("refused: ") + to_string(code) + ": " + text;
+}
+
+void admission::refuse(transport::connected_socket s, error_code code, const std::string& text) {
   std::string bytes = wire::encode_preamble({});
   wire::append_frame(bytes, wire::frame_type::goaway, 0, 0,
                      wire::encode_code_payload(std::uint16_t(code), text));
@@ -85,7 +88,6 @@ std::string admission::refuse(transport::connected_socket s, error_code code,
   });
   lingering_.emplace(id, lingering{watch, timer});
   watch->arm();
-  return std::string("refused: ") + to_string(code) + ": " + text;
 }
 
 void admission::end_lingering(std::uint64_t id) {

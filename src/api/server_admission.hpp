@@ -46,9 +46,10 @@ class admission {
 
   // Tells the client why it is refused, in the protocol (a plain preamble, then a goaway
   // carrying `code` and `text` where a hello would be, then close: PROTOCOL.md §8.1),
-  // ends our side, and lingers until the client hangs up (at most 2 s). Returns the text
-  // for logging ("refused: busy: ...").
-  std::string refuse(transport::connected_socket s, error_code code, const std::string& text);
+  // ends our side, and lingers until the client hangs up (at most 2 s).
+  void refuse(transport::connected_socket s, error_code code, const std::string& text);
+  // What a refusal says, for logging ("refused: busy: ...").
+  static std::string describe(error_code code, const std::string& text);
 
   // Sends WATCHDOG=1 now and then every half of `watchdog_usec` (0: never).
   void start_watchdog(unsigned long long watchdog_usec);
