@@ -689,6 +689,54 @@ TEST_CASE("many streams share one loop") {
   }
 }
 
+TEST_CASE("streams whose reads find no lent buffer free read into their own, and lose nothing") {
+  // One buffer to lend: when the data of many streams arrives at once, all but one
+  // read find it taken (-ENOBUFS) and are made again into a buffer of their own.
+  loop_options one;
+  one.lent_buffers = 1;
+  auto l = start_checked(one);
+  REQUIRE(l->lends());
+  constexpr int streams = 16;
+  constexpr int rounds = 20;
+  std::vector<unique_fd> writers;
+  std::vector<std::unique_ptr<recorder>> events;
+  std::vector<std::shared_ptr<duplex_stream>> readers;
+  for (int i = 0; i < streams; ++i) {
+    auto sp = make_socketpair();
+    writers.push_back(std::move(sp.b));
+    events.push_back(std::make_unique<recorder>());
+    readers.push_back(duplex_stream::create(l, std::move(sp.a), unique_fd(), events.back().get()));
+  }
+  // Round r writes "<r>:<i>;" to every stream before the loop reads any of them.
+  std::vector<std::string> want(streams);
+  for (int r = 0; r < rounds; ++r) {
+    on_loop(*l, [&] {
+      for (auto& s : readers) s->stop_reading();
+      return 0;
+    });
+    for (int i = 0; i < streams; ++i) {
+      std::string chunk = std::to_string(r) + ":" + std::to_string(i) + ";";
+      want[std::size_t(i)] += chunk;
+      REQUIRE(::write(writers[std::size_t(i)].get(), chunk.data(), chunk.size()) ==
+              ssize_t(chunk.size()));
+    }
+    on_loop(*l, [&] {
+      for (auto& s : readers) s->start_reading();
+      return 0;
+    });
+    for (int i = 0; i < streams; ++i) {
+      auto& e = *events[std::size_t(i)];
+      std::size_t n = want[std::size_t(i)].size();
+      REQUIRE(e.wait([n](recorder& rec) { return rec.received_ == n; }));
+      CHECK(e.data() == want[std::size_t(i)]);
+    }
+  }
+  on_loop(*l, [&] {
+    for (auto& s : readers) s->close();
+    return 0;
+  });
+}
+
 // ---- try_write_now: the writer's shortcut, from any thread ----
 
 namespace {

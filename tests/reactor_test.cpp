@@ -39,14 +39,14 @@ using bokbok_test::start_checked;
 namespace {
 
 // The backend BOKBOK_BACKEND names (io_uring when unset and a ring can be made).
-std::unique_ptr<loop_backend> make_backend() {
+std::unique_ptr<loop_backend> make_backend(const loop_options& opts = {}) {
   const char* want = std::getenv("BOKBOK_BACKEND");
-  if (want != nullptr && std::strcmp(want, "epoll") == 0) return make_epoll_backend();
-  if (want != nullptr && std::strcmp(want, "uring") == 0) return make_uring_backend({});
+  if (want != nullptr && std::strcmp(want, "epoll") == 0) return make_epoll_backend(opts);
+  if (want != nullptr && std::strcmp(want, "uring") == 0) return make_uring_backend(opts);
   try {
-    return make_uring_backend({});
+    return make_uring_backend(opts);
   } catch (const std::system_error&) {
-    return make_epoll_backend();
+    return make_epoll_backend(opts);
   }
 }
 
@@ -67,9 +67,10 @@ struct pipe_pair {
 
 // A backend watching its wake-up eventfd, as the reactor sets it up, on this thread.
 struct backend_on_this_thread {
-  std::unique_ptr<loop_backend> backend = make_backend();
-  unique_fd wake{::eventfd(0, EFD_CLOEXEC | backend->wake_fd_flags())};
-  backend_on_this_thread() {
+  std::unique_ptr<loop_backend> backend;
+  unique_fd wake;
+  explicit backend_on_this_thread(const loop_options& opts = {})
+      : backend(make_backend(opts)), wake(::eventfd(0, EFD_CLOEXEC | backend->wake_fd_flags())) {
     REQUIRE(wake);
     backend->watch_wakeup(wake.get());
   }
@@ -123,6 +124,62 @@ TEST_CASE("a backend's wait hands back each finished operation as its completion
   CHECK(p->flags == 0);
   b.backend->forget(data.r.get());
   b.backend->forget(ready.r.get());
+}
+
+// Waits until `want` operations are back, bounded; what came back.
+std::vector<backend_event> wait_for(backend_on_this_thread& b, std::size_t want) {
+  std::vector<backend_event> seen, out;
+  auto give_up = clock::now() + patience;
+  while (seen.size() < want && clock::now() < give_up) {
+    b.backend->wait(100ms, out);
+    seen.insert(seen.end(), out.begin(), out.end());
+    out.clear();
+  }
+  return seen;
+}
+
+TEST_CASE("a lent read takes a buffer only when its data arrives, and one that finds none free says so") {
+  loop_options one;
+  one.lent_buffers = 1;
+  backend_on_this_thread b(one);
+  REQUIRE(b.backend->lends());
+  pipe_pair idle, busy, third;
+  tag idle_read, busy_read, third_read;
+  // A read waiting on a pipe with nothing in it holds no buffer: the one buffer goes to
+  // the read whose data is there.
+  b.backend->submit_read_lent(idle.r.get(), nullptr, &idle_read);
+  REQUIRE(::write(busy.w.get(), "abc", 3) == 3);
+  b.backend->submit_read_lent(busy.r.get(), nullptr, &busy_read);
+  auto seen = wait_for(b, 1);
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].c == &busy_read);
+  CHECK(seen[0].res == 3);
+  REQUIRE((seen[0].flags & lent_buffer_flag) != 0);
+  CHECK(std::string(b.backend->lent_data(seen[0].flags), 3) == "abc");
+  const std::uint32_t lent = seen[0].flags;
+
+  // While it is lent, a read whose data arrives finds none free: -ENOBUFS, and the data
+  // stays where it was.
+  REQUIRE(::write(third.w.get(), "xy", 2) == 2);
+  b.backend->submit_read_lent(third.r.get(), nullptr, &third_read);
+  seen = wait_for(b, 1);
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].c == &third_read);
+  CHECK(seen[0].res == -ENOBUFS);
+  CHECK((seen[0].flags & lent_buffer_flag) == 0);
+  char rest[8] = {};
+  CHECK(::read(third.r.get(), rest, sizeof rest) == 2);
+
+  // Given back, it is lent again, to the read that waited all along.
+  b.backend->give_back(lent);
+  REQUIRE(::write(idle.w.get(), "late", 4) == 4);
+  seen = wait_for(b, 1);
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].c == &idle_read);
+  CHECK(seen[0].res == 4);
+  REQUIRE((seen[0].flags & lent_buffer_flag) != 0);
+  CHECK(std::string(b.backend->lent_data(seen[0].flags), 4) == "late");
+  b.backend->give_back(seen[0].flags);
 }
 
 TEST_CASE("a backend's wait reports the wake-up apart from completions, consumes it and keeps watching") {

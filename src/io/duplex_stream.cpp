@@ -1,8 +1,12 @@
 // The one duplex_stream: a read half that keeps one read in flight into a buffer that
-// adapts to the traffic (4 KiB while reads are small, doubling up to 256 KiB while they
-// fill it, halving again after shrink_after reads in a row used little of it), and a
-// write half that carries one batch of iovecs to the end. An idle connection thus holds
-// 4 KiB of read buffer, not 256 KiB, and a stream of large messages keeps one buffer.
+// adapts to the traffic, and a write half that carries one batch of iovecs to the end.
+// While reads are small (4 KiB at most) they go into a buffer the loop lends for the
+// moment the bytes are delivered (loop::submit_read_lent), so a stream waiting for data
+// holds no read buffer at all; while reads fill it, the stream reads into a buffer of
+// its own, doubling up to 256 KiB, and halves it again after shrink_after reads in a
+// row used little of it, back to lent buffers. A stream of large messages thus keeps
+// one buffer, and an idle connection none. (Where the loop cannot lend, or has no
+// buffer free at the moment, the small reads use a 4 KiB buffer of the stream's own.)
 //
 // Lifetime: each operation in flight holds a shared_ptr to the stream (in its completion
 // object), so the stream, its buffer and its fds outlive the kernel's use of them; the
@@ -41,6 +45,7 @@ namespace {
 constexpr std::size_t min_read_buffer = 4 * 1024;
 constexpr std::size_t max_read_buffer = 256 * 1024;  // the most it grows to
 constexpr std::size_t max_iov_per_write = IOV_MAX;
+static_assert(min_read_buffer == lent_buffer_size, "small reads are lent reads");
 // Short reads in a row (each under an eighth of the buffer) before it halves: one short
 // read ends every large message and must not cost a reallocation.
 constexpr unsigned shrink_after = 4;
@@ -127,32 +132,33 @@ class stream_impl final : public duplex_stream,
   // The completion of one kind of operation; holds the stream while in flight.
   class op final : public completion {
    public:
-    op(stream_impl& s, void (stream_impl::*on_done)(int)) : stream_(s), on_done_(on_done) {}
+    op(stream_impl& s, void (stream_impl::*on_done)(int, std::uint32_t))
+        : stream_(s), on_done_(on_done) {}
     void arm(std::shared_ptr<stream_impl> self) { keep_ = std::move(self); }
     bool in_flight() const noexcept { return keep_ != nullptr; }
-    void complete(int result, std::uint32_t) override {
+    void complete(int result, std::uint32_t flags) override {
       // The stream may die when `self` goes, at the end of this call; nothing touches
       // `this` after the handler.
       std::shared_ptr<stream_impl> self = std::move(keep_);
-      (stream_.*on_done_)(result);
+      (stream_.*on_done_)(result, flags);
     }
 
    private:
     stream_impl& stream_;
-    void (stream_impl::*on_done_)(int);
+    void (stream_impl::*on_done_)(int, std::uint32_t);
     std::shared_ptr<stream_impl> keep_;
   };
 
   int out_fd() const noexcept { return same_fd_ ? in_.get() : out_.get(); }
   void submit_read();
-  void on_read(int res);
-  void deliver(int res);
+  void on_read(int res, std::uint32_t flags);
+  void deliver(int res, const char* data, std::size_t capacity);
   void resume_held();
   void submit_write();
   void submit_send_with_fds();
   void check_attachments(const std::vector<iovec>& iov,
                          const std::vector<fd_attachment>& fds) const;
-  void on_written(int res);
+  void on_written(int res, std::uint32_t flags);
   void finish_write(int err);
   void post_write_done(int err);
   void end_write_half();
@@ -177,8 +183,10 @@ class stream_impl final : public duplex_stream,
   // direct_fd_ is -1 for good: read without the mutex, so that "closed" is the answer
   // even while other writers hold it.
   std::atomic<bool> direct_ended_{false};
-  std::unique_ptr<char[]> buffer_;  // allocated for the first read
+  std::unique_ptr<char[]> buffer_;  // the stream's own: none while reads are lent
   std::size_t buffer_size_ = 0;
+  bool lent_read_ = false;    // the read in flight reads into a lent buffer
+  bool lend_refused_ = false;  // the last lent read found none free: read into buffer_
   std::size_t want_size_ = min_read_buffer;  // for the next read
   unsigned short_reads_ = 0;                 // in a row, each under an eighth
   op read_op_;
@@ -226,24 +234,38 @@ void stream_impl::start_reading() {
   if (!read_op_.in_flight() && !delivering_) submit_read();
 }
 
+// No read in flight, nothing being delivered (buffer_ is free to change).
 void stream_impl::submit_read() {
-  if (buffer_size_ != want_size_) {  // no read in flight, nothing being delivered
+  const bool lend = want_size_ == min_read_buffer && loop_->lends() &&
+                    !std::exchange(lend_refused_, false);
+  if (lend) {
+    buffer_.reset();  // the traffic went back to small reads, or never left them
+    buffer_size_ = 0;
+  } else if (buffer_size_ != want_size_) {
     buffer_ = std::make_unique_for_overwrite<char[]>(want_size_);
     buffer_size_ = want_size_;
   }
+  lent_read_ = lend;
   read_op_.arm(shared_from_this());
-  if (!in_is_unix_) return loop_->submit_read(in_.get(), buffer_.get(), buffer_size_, &read_op_);
+  if (!in_is_unix_) {
+    if (lend) return loop_->submit_read_lent(in_.get(), nullptr, &read_op_);
+    return loop_->submit_read(in_.get(), buffer_.get(), buffer_size_, &read_op_);
+  }
   if (!read_control_) read_control_ = std::make_unique<unsigned char[]>(recv_control_size);
-  read_iov_ = {buffer_.get(), buffer_size_};
+  read_iov_ = lend ? iovec{nullptr, min_read_buffer} : iovec{buffer_.get(), buffer_size_};
   read_msg_ = msghdr{};
   read_msg_.msg_iov = &read_iov_;
   read_msg_.msg_iovlen = 1;
   read_msg_.msg_control = read_control_.get();
   read_msg_.msg_controllen = recv_control_size;
+  if (lend) return loop_->submit_read_lent(in_.get(), &read_msg_, &read_op_);
   loop_->submit_recvmsg(in_.get(), &read_msg_, &read_op_);
 }
 
-void stream_impl::on_read(int res) {
+void stream_impl::on_read(int res, std::uint32_t flags) {
+  // The bytes of a lent read are at `lent` until this returns.
+  const char* lent = (flags & lent_buffer_flag) ? loop_->lent_data(flags) : nullptr;
+  const bool was_lent = std::exchange(lent_read_, false);
   if (in_is_unix_ && res >= 0) {
     // Owned at once, so that they are closed whatever happens next.
     std::vector<base::unique_fd> fds = received_fds(read_msg_);
@@ -257,15 +279,24 @@ void stream_impl::on_read(int res) {
     fds_in_.clear();
     return release_if_idle();
   }
-  if (res == -EINTR) {
+  if (res == -EINTR || (was_lent && res == -ENOBUFS)) {
+    lend_refused_ = res == -ENOBUFS;  // none free: this once, a buffer of our own
     if (reading_) submit_read();
     return;
   }
   if (!reading_) {
-    held_ = res;  // stop_reading() came while the read was in flight
+    // stop_reading() came while the read was in flight: held until start_reading(),
+    // the bytes of a lent read in a buffer of our own (the loop takes its back).
+    if (lent && res > 0) {
+      buffer_ = std::make_unique_for_overwrite<char[]>(min_read_buffer);
+      buffer_size_ = min_read_buffer;
+      std::memcpy(buffer_.get(), lent, static_cast<std::size_t>(res));
+    }
+    held_ = res;
     return;
   }
-  deliver(res);
+  if (lent) return deliver(res, lent, lent_buffer_size);
+  deliver(res, buffer_.get(), buffer_size_);
 }
 
 void stream_impl::resume_held() {
@@ -273,10 +304,11 @@ void stream_impl::resume_held() {
   if (closed_ || !reading_ || !held_) return;
   int res = *held_;
   held_.reset();
-  deliver(res);
+  deliver(res, buffer_.get(), buffer_size_);
 }
 
-void stream_impl::deliver(int res) {
+// `res` bytes (or the end) at `data`, read into a buffer of `capacity` bytes.
+void stream_impl::deliver(int res, const char* data, std::size_t capacity) {
   if (res <= 0) {
     read_ended_ = true;
     reading_ = false;
@@ -287,12 +319,12 @@ void stream_impl::deliver(int res) {
   const auto n = static_cast<std::size_t>(res);
   // Grow while reads fill the buffer (a bulk transfer); shrink once reads have used
   // little of it several times in a row (the traffic changed).
-  if (n >= buffer_size_ / 8) {
+  if (n >= capacity / 8) {
     short_reads_ = 0;
-    if (n == buffer_size_ && want_size_ < max_read_buffer) want_size_ = buffer_size_ * 2;
+    if (n == capacity && want_size_ < max_read_buffer) want_size_ = capacity * 2;
   } else if (++short_reads_ >= shrink_after && want_size_ > min_read_buffer) {
     short_reads_ = 0;
-    want_size_ = buffer_size_ / 2;
+    want_size_ = capacity / 2;
   }
   delivering_ = true;
   if (!fds_in_.empty()) {
@@ -302,7 +334,7 @@ void stream_impl::deliver(int res) {
       return;
     }
   }
-  events_->on_data(std::string_view(buffer_.get(), n));
+  events_->on_data(std::string_view(data, n));
   delivering_ = false;
   if (!closed_ && reading_ && !read_op_.in_flight()) submit_read();
 }
@@ -398,7 +430,7 @@ void stream_impl::submit_write() {
                        &write_op_);
 }
 
-void stream_impl::on_written(int res) {
+void stream_impl::on_written(int res, std::uint32_t) {
   if (closed_) return release_if_idle();
   if (res == -EINTR) return submit_write();
   if (res <= 0) return finish_write(res == 0 ? -EIO : res);  // 0: no progress, stop

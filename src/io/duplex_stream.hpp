@@ -176,7 +176,8 @@ class duplex_stream {
 
   virtual loop& owner() const = 0;
 
-  // Loop thread: the size of the read buffer now (4 KiB to 256 KiB). It doubles while
+  // Loop thread: the size of the read buffer now (4 KiB to 256 KiB; 4 KiB while reads go
+  // into buffers the loop lends, and the stream holds none: see duplex_stream.cpp). It doubles while
   // reads fill it, and halves only after several reads in a row used under an eighth
   // of it, so the short read that ends each large message does not make a bulk stream
   // give its buffer back and allocate it again. For tests and statistics.

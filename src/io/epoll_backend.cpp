@@ -30,9 +30,12 @@ bool not_ready(int res) noexcept { return res == -EAGAIN || res == -EINTR; }
 
 }  // namespace
 
-std::unique_ptr<loop_backend> make_epoll_backend() { return std::make_unique<epoll_backend>(); }
+std::unique_ptr<loop_backend> make_epoll_backend(const loop_options& opts) {
+  return std::make_unique<epoll_backend>(opts);
+}
 
-epoll_backend::epoll_backend() : epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)) {
+epoll_backend::epoll_backend(const loop_options& opts)
+    : epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)), max_lent_(std::min(opts.lent_buffers, 32768u)) {
   if (!epoll_fd_) fail(errno, "epoll_create1");
   ready_.reserve(max_events);
 }
@@ -52,6 +55,37 @@ int epoll_backend::try_read(int fd, const op& o) noexcept {
                          : ::read(fd, o.buf, std::min<std::size_t>(o.len, INT_MAX));
   return n >= 0 ? static_cast<int>(n) : -errno;
 }
+
+int epoll_backend::read_once(int fd, const op& o, std::uint32_t& flags) {
+  flags = 0;
+  if (!o.lent) return try_read(fd, o);
+  if (free_lent_.empty()) {
+    if (lent_.size() >= max_lent_) return -ENOBUFS;
+    lent_.push_back(std::make_unique_for_overwrite<char[]>(lent_buffer_size));
+    free_lent_.push_back(static_cast<std::uint32_t>(lent_.size() - 1));
+  }
+  const std::uint32_t id = free_lent_.back();
+  op into = o;
+  if (o.recv_msg) {
+    o.recv_msg->msg_iov[0].iov_base = lent_[id].get();
+    o.recv_msg->msg_iov[0].iov_len = std::min(o.recv_msg->msg_iov[0].iov_len, lent_buffer_size);
+  } else {
+    into.buf = lent_[id].get();
+    into.len = lent_buffer_size;
+  }
+  int res = try_read(fd, into);
+  if (res > 0) {
+    free_lent_.pop_back();
+    flags = lent_buffer_flag | (id << 16);
+  }
+  return res;
+}
+
+const char* epoll_backend::lent_data(std::uint32_t flags) const noexcept {
+  return lent_[flags >> 16].get();
+}
+
+void epoll_backend::give_back(std::uint32_t flags) noexcept { free_lent_.push_back(flags >> 16); }
 
 int epoll_backend::try_write(int fd, const op& o) noexcept {
   ssize_t n;
@@ -75,7 +109,9 @@ epoll_backend::fd_state& epoll_backend::state(int fd) {
   return fds_[i];
 }
 
-void epoll_backend::finish(completion* c, int res) { ready_.push_back({c, res, 0}); }
+void epoll_backend::finish(completion* c, int res, std::uint32_t flags) {
+  ready_.push_back({c, res, flags});
+}
 
 void epoll_backend::mark_changed(int fd, fd_state& s) {
   if (s.dirty) return;
@@ -96,6 +132,12 @@ void epoll_backend::submit_recvmsg(int fd, msghdr* msg, completion* c) {
   queue_read(fd, op{c, nullptr, 0, nullptr, 0, true, msg, nullptr});
 }
 
+void epoll_backend::submit_read_lent(int fd, msghdr* msg, completion* c) {
+  op o{c, nullptr, 0, nullptr, 0, msg != nullptr, msg, nullptr};
+  o.lent = true;
+  queue_read(fd, o);
+}
+
 void epoll_backend::submit_sendmsg(int fd, const msghdr* msg, completion* c) {
   queue_write(fd, op{c, nullptr, 0, nullptr, 0, true, nullptr, msg});
 }
@@ -103,7 +145,11 @@ void epoll_backend::submit_sendmsg(int fd, const msghdr* msg, completion* c) {
 void epoll_backend::queue_read(int fd, const op& o) {
   if (fd < 0) return finish(o.c, -EBADF);
   fd_state& s = state(fd);
-  if (s.unwatchable) return finish(o.c, try_read(fd, o));
+  if (s.unwatchable) {
+    std::uint32_t flags;
+    int res = read_once(fd, o, flags);
+    return finish(o.c, res, flags);
+  }
   // No read now: the wait of the next turn tells whether the fd is readable.
   s.reads.push_back(o);
   if (s.reads.size() == 1) mark_changed(fd, s);
@@ -177,7 +223,11 @@ void epoll_backend::watch(int fd, fd_state& s) {
 }
 
 void epoll_backend::run_direct(int fd, fd_state& s) {
-  for (const op& o : s.reads) finish(o.c, try_read(fd, o));
+  for (const op& o : s.reads) {
+    std::uint32_t flags;
+    int res = read_once(fd, o, flags);
+    finish(o.c, res, flags);
+  }
   for (const op& o : s.writes) finish(o.c, try_write(fd, o));
   for (const op& o : s.polls) finish(o.c, POLLIN);
   s.reads.clear();
@@ -218,9 +268,10 @@ void epoll_backend::on_ready(int fd, std::uint32_t events) {
   std::size_t done_reads = 0, done_writes = 0;
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
     while (done_reads < s.reads.size()) {
-      int res = try_read(fd, s.reads[done_reads]);
+      std::uint32_t flags;
+      int res = read_once(fd, s.reads[done_reads], flags);
       if (not_ready(res)) break;
-      finish(s.reads[done_reads++].c, res);
+      finish(s.reads[done_reads++].c, res, flags);
     }
   }
   if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {

@@ -17,9 +17,12 @@
 //   on sockets, and waits for EPOLLOUT only if the fd is full. submit_recvmsg and
 //   submit_sendmsg are reads and writes made with recvmsg(MSG_CMSG_CLOEXEC) and
 //   sendmsg(MSG_NOSIGNAL) on the caller's msghdr.
+// - Lent reads read, once the fd is ready, into one of up to loop_options::lent_buffers
+//   buffers of lent_buffer_size, made when first needed and kept for reuse; a read
+//   that finds none free completes with -ENOBUFS, as on io_uring.
 // - Results made inside submit_*(), cancel() or forget() (a direct write, an error,
 //   -ECANCELED for cancelled waiters) are kept and handed back by the next wait(), which
-//   then does not block, as io_uring would deliver them. Flags are always 0.
+//   then does not block, as io_uring would deliver them. Flags are 0 but for a lent read's.
 // - forget(fd) must be called before the fd is closed (duplex_stream does), so that a
 //   number reused by a new file never inherits the old registration.
 // - Files that epoll refuses (EPERM: regular files) are never watched: their reads and
@@ -42,7 +45,7 @@ namespace bokbok::io {
 class epoll_backend final : public loop_backend {
  public:
   // Throws std::system_error when the epoll set cannot be created.
-  epoll_backend();
+  explicit epoll_backend(const loop_options& opts);
   ~epoll_backend() override = default;
   epoll_backend(const epoll_backend&) = delete;
   epoll_backend& operator=(const epoll_backend&) = delete;
@@ -55,6 +58,10 @@ class epoll_backend final : public loop_backend {
                      completion* c) override;
   void submit_recvmsg(int fd, msghdr* msg, completion* c) override;
   void submit_sendmsg(int fd, const msghdr* msg, completion* c) override;
+  bool lends() const noexcept override { return max_lent_ > 0; }
+  void submit_read_lent(int fd, msghdr* msg, completion* c) override;
+  const char* lent_data(std::uint32_t flags) const noexcept override;
+  void give_back(std::uint32_t flags) noexcept override;
   void submit_poll(int fd, completion* c) override;
   void cancel(completion* c) override;
   void forget(int fd) override;
@@ -70,6 +77,7 @@ class epoll_backend final : public loop_backend {
     bool is_socket;    // write
     msghdr* recv_msg = nullptr;        // read with recvmsg (fd passing)
     const msghdr* send_msg = nullptr;  // write with sendmsg of this header (fd passing)
+    bool lent = false;                 // read into a lent buffer (submit_read_lent)
   };
   // One per fd number ever used, indexed by the number; reset by forget().
   struct fd_state {
@@ -83,6 +91,8 @@ class epoll_backend final : public loop_backend {
   };
 
   static int try_read(int fd, const op& o) noexcept;
+  // A read made now; a lent one sets `flags` when it read into a lent buffer.
+  int read_once(int fd, const op& o, std::uint32_t& flags);
   static int try_write(int fd, const op& o) noexcept;
   fd_state& state(int fd);
   // The one path of every read (read, recvmsg) and every write (writev, sendmsg): fd
@@ -90,7 +100,7 @@ class epoll_backend final : public loop_backend {
   // behind the fd's earlier ops of its kind until epoll reports the fd ready.
   void queue_read(int fd, const op& o);
   void queue_write(int fd, const op& o);
-  void finish(completion* c, int res);
+  void finish(completion* c, int res, std::uint32_t flags = 0);
   void mark_changed(int fd, fd_state& s);
   void apply_changes();
   void watch(int fd, fd_state& s);
@@ -102,6 +112,10 @@ class epoll_backend final : public loop_backend {
   std::vector<fd_state> fds_;
   std::vector<int> changed_;          // fds whose wanted events may have changed
   std::vector<backend_event> ready_;  // results not yet handed back
+  // Lent reads: every buffer made (numbered by index), and those not lent.
+  std::size_t max_lent_;
+  std::vector<std::unique_ptr<char[]>> lent_;
+  std::vector<std::uint32_t> free_lent_;
 };
 
 }  // namespace bokbok::io

@@ -91,7 +91,7 @@ std::shared_ptr<loop> start_loop(backend_kind kind, const loop_options& opts) {
     case backend_kind::uring:
       return launch(make_uring_backend(opts));
     case backend_kind::epoll:
-      return launch(make_epoll_backend());
+      return launch(make_epoll_backend(opts));
     case backend_kind::automatic:
       break;
   }
@@ -99,7 +99,7 @@ std::shared_ptr<loop> start_loop(backend_kind kind, const loop_options& opts) {
   try {
     backend = make_uring_backend(opts);
   } catch (const std::system_error&) {
-    backend = make_epoll_backend();  // seccomp, io_uring_disabled, old kernel
+    backend = make_epoll_backend(opts);  // seccomp, io_uring_disabled, old kernel
   }
   return launch(std::move(backend));
 }

@@ -38,6 +38,12 @@ class completion {
 
 enum class backend_kind { automatic, uring, epoll };
 
+// Lent reads (loop::submit_read_lent): the size of a lent buffer, and the flag a
+// completion's flags carry when its bytes are in one (io_uring's IORING_CQE_F_BUFFER,
+// the buffer's number in the upper 16 bits; the epoll backend says the same).
+inline constexpr std::size_t lent_buffer_size = 4096;
+inline constexpr std::uint32_t lent_buffer_flag = 1;
+
 using timer_id = std::uint64_t;
 using clock = std::chrono::steady_clock;
 
@@ -67,6 +73,19 @@ class loop {
   // completion never runs inside submit_*() or cancel(), on either backend. Reads and
   // writes use the file position (offset -1), so regular files work too.
   virtual void submit_read(int fd, void* buf, std::size_t len, completion* c) = 0;
+
+  // Loop thread only. A read as submit_read (or, when `msg` is given, a recvmsg as
+  // submit_recvmsg, of its control buffer and one iovec whose length caps the read and
+  // whose base the loop fills in) into a buffer of lent_buffer_size bytes that the loop
+  // lends: a stream waiting for data that may be long in coming holds no buffer of its
+  // own. When bytes were read, the completion's flags carry lent_buffer_flag and
+  // lent_data(flags) is where they are, valid only until complete() returns (the loop
+  // takes the buffer back then). -ENOBUFS: every buffer was lent already (a burst of
+  // reads completing at once): read again, into a buffer of your own. Only where
+  // lends() (io_uring without provided buffer rings, before 5.19, does not).
+  virtual bool lends() const noexcept = 0;
+  virtual void submit_read_lent(int fd, msghdr* msg, completion* c) = 0;
+  virtual const char* lent_data(std::uint32_t flags) const noexcept = 0;
 
   // Loop thread only. One vectored write (sendmsg with MSG_NOSIGNAL on sockets, writev
   // otherwise); completes with the bytes written (possibly fewer than asked) or -errno.

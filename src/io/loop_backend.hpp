@@ -9,6 +9,10 @@
 // - Threads: a backend is used by one thread at a time, the loop thread once the loop
 //   runs (its constructor and destructor may run elsewhere). Nothing in it is
 //   synchronised.
+// - Lent reads: the backend keeps a set of lent_buffer_size buffers (loop_options::
+//   lent_buffers of them); a read completed into one carries lent_buffer_flag and the
+//   buffer's number (flags >> 16) in its flags, and stays out of the set until the
+//   reactor gives it back, right after the completion ran.
 // - submit_*(), cancel() and forget() never call a completion. Whatever they finish at
 //   once (an error, a direct write, -ECANCELED) is kept and handed back by the next
 //   wait(), as io_uring would deliver it.
@@ -60,6 +64,12 @@ class loop_backend {
   virtual void submit_writev(int fd, bool is_socket, const iovec* iov, int iovcnt,
                              completion* c) = 0;
   virtual void submit_recvmsg(int fd, msghdr* msg, completion* c) = 0;
+  virtual bool lends() const noexcept = 0;
+  virtual void submit_read_lent(int fd, msghdr* msg, completion* c) = 0;
+  virtual const char* lent_data(std::uint32_t flags) const noexcept = 0;
+  // The reactor, once the completion of a lent read whose flags carry lent_buffer_flag
+  // has returned: the buffer is free to lend again.
+  virtual void give_back(std::uint32_t flags) noexcept = 0;
   virtual void submit_sendmsg(int fd, const msghdr* msg, completion* c) = 0;
   virtual void submit_poll(int fd, completion* c) = 0;
   virtual void cancel(completion* c) = 0;
@@ -83,12 +93,17 @@ struct loop_options {
   // Submission queue entries of the io_uring ring (the completion queue gets twice as
   // many). The kernel refuses more than 32768, which the tests use to make setup fail.
   unsigned ring_entries = 256;
+  // Buffers a loop lends for reads (loop::submit_read_lent), lent_buffer_size each: as
+  // many reads can complete into them between two of the loop's turns; one more finds
+  // none (-ENOBUFS) and is made again into its reader's own buffer. A power of two
+  // (io_uring's provided buffer ring), at most 32768; 0: lend none.
+  unsigned lent_buffers = 64;
 };
 
 // Throw std::system_error when the backend cannot be set up (for io_uring: no ring, or
 // one that lacks an opcode or feature we need).
 std::unique_ptr<loop_backend> make_uring_backend(const loop_options& opts);
-std::unique_ptr<loop_backend> make_epoll_backend();
+std::unique_ptr<loop_backend> make_epoll_backend(const loop_options& opts);
 
 // Starts a loop thread with `kind` chosen exactly (no environment lookup); `automatic`
 // tries io_uring and falls back to epoll when the ring cannot be set up. Throws

@@ -94,6 +94,7 @@ void reactor::dispatch() {
     // A pipe write to a closed reader queued SIGPIPE on this thread, where it is blocked.
     if (e.res == -EPIPE) discard_pending_sigpipe();
     e.c->complete(e.res, e.flags);
+    if (e.flags & lent_buffer_flag) backend_->give_back(e.flags);  // its data was valid until now
   }
   events_.clear();
 }

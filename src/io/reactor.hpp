@@ -65,6 +65,13 @@ class reactor final : public loop {
   void submit_recvmsg(int fd, msghdr* msg, completion* c) override {
     backend_->submit_recvmsg(fd, msg, c);
   }
+  bool lends() const noexcept override { return backend_->lends(); }
+  void submit_read_lent(int fd, msghdr* msg, completion* c) override {
+    backend_->submit_read_lent(fd, msg, c);
+  }
+  const char* lent_data(std::uint32_t flags) const noexcept override {
+    return backend_->lent_data(flags);
+  }
   void submit_sendmsg(int fd, const msghdr* msg, completion* c) override {
     backend_->submit_sendmsg(fd, msg, c);
   }

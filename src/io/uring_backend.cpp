@@ -1,6 +1,7 @@
 #include "io/uring_backend.hpp"
 
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -16,6 +17,7 @@ constexpr std::uint64_t current_position = ~std::uint64_t{0};  // offset -1: RW_
 constexpr unsigned reap_batch = 64;
 constexpr int sqe_attempts = 64;
 constexpr auto exit_drain_limit = std::chrono::seconds(2);
+constexpr int lent_group = 0;  // the one provided buffer group
 
 std::uint64_t user_data_of(const void* p) noexcept { return reinterpret_cast<std::uintptr_t>(p); }
 
@@ -98,6 +100,7 @@ uring_backend::uring_backend(const loop_options& opts)
   try {
     check_features(p.features);
     check_enter();
+    set_up_lending(opts.lent_buffers);
   } catch (...) {
     ring_unmapping();
     io_uring_queue_exit(&ring_);
@@ -134,7 +137,49 @@ void uring_backend::check_enter() {
 
 uring_backend::~uring_backend() {
   ring_unmapping();
-  io_uring_queue_exit(&ring_);
+  io_uring_queue_exit(&ring_);  // the kernel lets go of the buffer ring with the ring
+  tear_down_lending();
+}
+
+// Maps `count` buffers and a provided buffer ring over them, and registers it. An
+// older kernel refuses the registration: then nothing is lent (lends() is false).
+void uring_backend::set_up_lending(unsigned count) {
+  if (count == 0) return;
+  if (count > 32768 || (count & (count - 1)) != 0)
+    fail(EINVAL, "loop_options::lent_buffers: a power of two up to 32768");
+  const std::size_t ring_bytes = count * sizeof(io_uring_buf);
+  void* ring = ::mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (ring == MAP_FAILED) fail(errno, "mmap (lent buffer ring)");
+  void* base = ::mmap(nullptr, count * lent_buffer_size, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (base == MAP_FAILED) {
+    int err = errno;
+    ::munmap(ring, ring_bytes);
+    fail(err, "mmap (lent buffers)");
+  }
+  lent_ring_ = static_cast<io_uring_buf_ring*>(ring);
+  lent_base_ = static_cast<char*>(base);
+  lent_count_ = count;
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<std::uintptr_t>(ring);
+  reg.ring_entries = count;
+  reg.bgid = lent_group;
+  if (io_uring_register_buf_ring(&ring_, &reg, 0) < 0) return tear_down_lending();
+  io_uring_buf_ring_init(lent_ring_);
+  const int mask = io_uring_buf_ring_mask(count);
+  for (unsigned i = 0; i < count; ++i)
+    io_uring_buf_ring_add(lent_ring_, lent_base_ + i * lent_buffer_size, lent_buffer_size,
+                          static_cast<unsigned short>(i), mask, static_cast<int>(i));
+  io_uring_buf_ring_advance(lent_ring_, static_cast<int>(count));
+}
+
+void uring_backend::tear_down_lending() noexcept {
+  if (lent_ring_) ::munmap(lent_ring_, lent_count_ * sizeof(io_uring_buf));
+  if (lent_base_) ::munmap(lent_base_, lent_count_ * lent_buffer_size);
+  lent_ring_ = nullptr;
+  lent_base_ = nullptr;
+  lent_count_ = 0;
 }
 
 io_uring_sqe* uring_backend::sqe() {
@@ -187,6 +232,31 @@ void uring_backend::submit_recvmsg(int fd, msghdr* msg, completion* c) {
   io_uring_sqe* s = sqe();
   io_uring_prep_recvmsg(s, fd, msg, MSG_CMSG_CLOEXEC);
   io_uring_sqe_set_data(s, c);
+}
+
+void uring_backend::submit_read_lent(int fd, msghdr* msg, completion* c) {
+  io_uring_sqe* s = sqe();
+  if (msg) {
+    msg->msg_iov[0].iov_base = nullptr;  // the kernel reads into the buffer it picks
+    msg->msg_iov[0].iov_len = std::min(msg->msg_iov[0].iov_len, lent_buffer_size);
+    io_uring_prep_recvmsg(s, fd, msg, MSG_CMSG_CLOEXEC);
+  } else {
+    io_uring_prep_read(s, fd, nullptr, lent_buffer_size, current_position);
+  }
+  s->flags |= IOSQE_BUFFER_SELECT;
+  s->buf_group = lent_group;
+  io_uring_sqe_set_data(s, c);
+}
+
+const char* uring_backend::lent_data(std::uint32_t flags) const noexcept {
+  return lent_base_ + (flags >> IORING_CQE_BUFFER_SHIFT) * lent_buffer_size;
+}
+
+void uring_backend::give_back(std::uint32_t flags) noexcept {
+  const unsigned id = flags >> IORING_CQE_BUFFER_SHIFT;
+  io_uring_buf_ring_add(lent_ring_, lent_base_ + id * lent_buffer_size, lent_buffer_size,
+                        static_cast<unsigned short>(id), io_uring_buf_ring_mask(lent_count_), 0);
+  io_uring_buf_ring_advance(lent_ring_, 1);
 }
 
 void uring_backend::submit_sendmsg(int fd, const msghdr* msg, completion* c) {

@@ -21,6 +21,11 @@
 //   MSG_CMSG_CLOEXEC and IORING_OP_SENDMSG with MSG_NOSIGNAL on the caller's msghdr,
 //   which the caller keeps stable until the CQE; the kernel writes msg_controllen and
 //   msg_flags (MSG_CTRUNC) back into it as recvmsg(2) does.
+// - Lent reads are IORING_OP_READ or IORING_OP_RECVMSG with IOSQE_BUFFER_SELECT from one
+//   provided buffer ring (5.19) over loop_options::lent_buffers buffers, mapped at setup
+//   (untouched pages cost nothing). The kernel picks a buffer only when data arrives, so
+//   a read waiting on an idle socket holds none. give_back() puts a buffer back on the
+//   ring. Where the ring cannot be registered (an older kernel), lends() is false.
 // - cancel(c) is IORING_OP_ASYNC_CANCEL by user_data with IORING_ASYNC_CANCEL_ALL
 //   (5.19); before 5.19 only the first matching operation is cancelled, which is all a
 //   duplex_stream needs (one operation per completion object).
@@ -62,6 +67,10 @@ class uring_backend final : public loop_backend {
                      completion* c) override;
   void submit_recvmsg(int fd, msghdr* msg, completion* c) override;
   void submit_sendmsg(int fd, const msghdr* msg, completion* c) override;
+  bool lends() const noexcept override { return lent_ring_ != nullptr; }
+  void submit_read_lent(int fd, msghdr* msg, completion* c) override;
+  const char* lent_data(std::uint32_t flags) const noexcept override;
+  void give_back(std::uint32_t flags) noexcept override;
   void submit_poll(int fd, completion* c) override;
   void cancel(completion* c) override;
   void forget(int) override {}  // nothing is kept per fd
@@ -78,6 +87,8 @@ class uring_backend final : public loop_backend {
   void submit_cancel(const void* target);
   void arm_wakeup();
   void reap();
+  void set_up_lending(unsigned count);
+  void tear_down_lending() noexcept;
 
   io_uring ring_{};
   int wake_fd_ = -1;
@@ -89,6 +100,10 @@ class uring_backend final : public loop_backend {
   std::vector<send_op*> free_send_ops_;
   std::vector<backend_event> ready_;  // reaped, not yet handed back
   unsigned inflight_ = 0;  // SQEs submitted or queued whose CQE has not arrived
+  // Lent reads: the provided buffer ring (null: none) and the buffers it lends.
+  io_uring_buf_ring* lent_ring_ = nullptr;
+  char* lent_base_ = nullptr;
+  unsigned lent_count_ = 0;
 };
 
 }  // namespace bokbok::io

@@ -10,10 +10,9 @@ void fd_queue::push(std::vector<base::unique_fd> fds) {
 
 bool fd_queue::take(std::size_t n, fd_list& out) {
   if (q_.size() < n) return false;
-  for (std::size_t i = 0; i < n; ++i) {
-    out.push_back(std::move(q_.front()));
-    q_.pop_front();
-  }
+  const auto first_n = q_.begin() + static_cast<std::ptrdiff_t>(n);
+  for (auto it = q_.begin(); it != first_n; ++it) out.push_back(std::move(*it));
+  q_.erase(q_.begin(), first_n);
   return true;
 }
 

@@ -9,7 +9,6 @@
 
 #include <atomic>
 #include <cstddef>
-#include <deque>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -28,7 +27,9 @@ class fd_queue {
   void clear() { q_.clear(); }
 
  private:
-  std::deque<owned_fd> q_;
+  // Oldest first. A vector, not a deque: empty, it allocates nothing (every connection
+  // has one; few ever receive fds), and the few a message takes go from the front.
+  std::vector<owned_fd> q_;
 };
 
 // The fds of one complete received message until the application takes them: counted

@@ -101,11 +101,7 @@ std::vector<inbound_request> inbound_calls::take_held() {
   return held;
 }
 
-std::deque<inbound_request> inbound_calls::take_queued() {
-  std::deque<inbound_request> queued;
-  queued.swap(queued_);
-  return queued;
-}
+std::deque<inbound_request> inbound_calls::take_queued() { return queued_.take(); }
 
 std::vector<std::shared_ptr<detail::call_context>> inbound_calls::running_contexts() {
   std::vector<std::shared_ptr<detail::call_context>> out;

@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "base/lazy_deque.hpp"
 #include "bokbok/connection.hpp"
 #include "io/loop.hpp"
 #include "rpc/fd_queue.hpp"
@@ -141,7 +142,7 @@ class inbound_calls {
   // Few (bounded by the running handlers): a vector, searched, with no node per call.
   std::vector<running_call> running_;
   std::atomic<unsigned> with_context_{0};  // entries of running_ with a context
-  std::deque<inbound_request> queued_;
+  base::lazy_deque<inbound_request> queued_;  // none made while nothing waits
   std::vector<inbound_request> held_;
   unsigned running_handlers_ = 0;  // requests started (and notifications) not yet ended
   unsigned in_pool_queue_ = 0;     // of those, submitted to the pool and not yet taken

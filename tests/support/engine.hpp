@@ -12,6 +12,7 @@
 #include <string>
 
 #include "io/loop.hpp"
+#include "io/loop_backend.hpp"
 
 namespace bokbok_test {
 
@@ -20,8 +21,9 @@ inline constexpr std::chrono::seconds patience{10};
 
 // Starts a loop and checks it runs on the backend BOKBOK_BACKEND names (tests/meson.build
 // runs each engine test once per backend).
-inline std::shared_ptr<bokbok::io::loop> start_checked() {
-  auto l = bokbok::io::loop::start();
+// `opts` varies what tests vary (loop_backend.hpp), e.g. how many buffers it lends.
+inline std::shared_ptr<bokbok::io::loop> start_checked(const bokbok::io::loop_options& opts = {}) {
+  auto l = bokbok::io::start_loop(bokbok::io::backend_from_env(), opts);
   const char* want = std::getenv("BOKBOK_BACKEND");
   if (want != nullptr && std::strcmp(want, "uring") == 0)
     REQUIRE(std::string(l->backend_name()) == "io_uring");
