@@ -17,7 +17,8 @@ namespace {
 
 constexpr std::string_view help_text =
     "usage: bokbok bench [--quick] [--transport socketpair|pipe|unix|tcp|child|all]\n"
-    "                    [--seconds N] [--pin same|split] [--only bulk|rate|connect]\n"
+    "                    [--seconds N] [--pin same|split]\n"
+    "                    [--only bulk|rate|connect|memory]\n"
     "                    [--malloc default|keep]\n"
     "\n"
     "Measures bokbok against a raw baseline over the same transport: a blocking\n"
@@ -62,6 +63,13 @@ constexpr std::string_view help_text =
     "                       server, each opened, used for one tiny call and closed:\n"
     "                       bokbok::server (plain, then key mode) against raw (accept,\n"
     "                       echo, close) (higher is better)\n"
+    "  idle-memory          bytes of resident memory a server process spends per idle\n"
+    "                       connection (the growth of its VmRSS while this process\n"
+    "                       opens 2,000 connections, each used for one tiny call; 300\n"
+    "                       with --quick): bokbok::server in a child process (this\n"
+    "                       program re-run as `bokbok bench --idle-server`), plain and\n"
+    "                       key mode, against a raw child that only holds the accepted\n"
+    "                       sockets (lower is better; no ratio: raw is near zero)\n"
     "Every response is checked against its request; a mismatch fails the run.\n"
     "\n"
     "options:\n"
@@ -81,10 +89,10 @@ constexpr std::string_view help_text =
     "                    thread is checked (/proc) while 16 callers run and printed\n"
     "                    per transport.\n"
     "                    Default: placement left to the scheduler.\n"
-    "  --only bulk|rate|connect\n"
+    "  --only bulk|rate|connect|memory\n"
     "                    measure only the bulk figures; or only calls/s with 16\n"
     "                    callers and pipelined/s, against raw pipelined; or only\n"
-    "                    connects/s (unix) (for profiling)\n"
+    "                    connects/s (unix); or only idle-memory (unix) (for profiling)\n"
     "  --malloc keep     glibc's malloc keeps big blocks: mmap threshold 64 MiB, trim\n"
     "                    threshold 256 MiB (mallopt), for every figure of the run;\n"
     "                    default: as it comes (a 1 MiB block is mmapped and returned\n"
@@ -183,11 +191,23 @@ void run_connects(const transport& t, const settings& s, watchdog& dog) {
                 "key mode; 4 clients to one server: open, one call, close"});
 }
 
+void run_idle_memory(const transport& t, watchdog& dog, const settings& s) {
+  dog.arm(std::string(t.name) + ": idle-memory", seconds_f(120));
+  idle_memory m = measure_idle_memory(s);
+  const std::string n = std::to_string(m.connections) + " idle connections, server side";
+  print_memory(t.name, m.plain, m.raw, n);
+  print_memory(t.name, m.keyed, m.raw, "key mode; " + n);
+}
+
 void run_transport(const transport& t, const settings& s, watchdog& dog) {
   const std::string name(t.name);
   const seconds_f budget = s.figure_time * 4 + seconds_f(20);
   if (s.connect_only) {
     if (t.name == "unix") run_connects(t, s, dog);
+    return;
+  }
+  if (s.memory_only) {
+    if (t.name == "unix") run_idle_memory(t, dog, s);
     return;
   }
 
@@ -275,7 +295,10 @@ void run_transport(const transport& t, const settings& s, watchdog& dog) {
     print_figure({t.name, "handshakes/s", keyed, plain, "/s", better::higher,
                   "key mode against plain: open and close one connection"});
   }
-  if (t.name == "unix") run_connects(t, s, dog);
+  if (t.name == "unix") {
+    run_connects(t, s, dog);
+    run_idle_memory(t, dog, s);
+  }
 
   if (t.name == child_transport.name) {
     dog.arm(name + ": spawn to first response", budget * 2);
@@ -321,14 +344,20 @@ int run(args_view args) {
         s.rate_only = true;
       else if (v == "connect")
         s.connect_only = true;
+      else if (v == "memory")
+        s.memory_only = true;
       else
-        throw usage_error("--only wants bulk, rate or connect, not '" + std::string(v) + "'");
+        throw usage_error("--only wants bulk, rate, connect or memory, not '" + std::string(v) +
+                          "'");
     } else if (opt == "--malloc") {
       std::string_view v = reader.value();
       if (v == "keep")
         s.malloc_keep = true;
       else if (v != "default")
         throw usage_error("--malloc wants default or keep, not '" + std::string(v) + "'");
+    } else if (opt == "--idle-server") {  // internal: the idle-memory figure's server
+      std::string name(reader.value());
+      return serve_idle_server(name, reader.value());
     } else if (opt == "--echo-peer") {
       return serve_echo_peer(reader.value());  // internal: the child transport's peer
     } else if (opt == "--pin") {

@@ -45,6 +45,7 @@ struct settings {
   bool bulk_only = false;           // --only bulk: the bulk figures and nothing else
   bool rate_only = false;           // --only rate: 16 in flight against raw pipelined
   bool connect_only = false;        // --only connect: connects/s (unix) and nothing else
+  bool memory_only = false;         // --only memory: idle-memory (unix) and nothing else
   bool malloc_keep = false;         // --malloc keep: glibc keeps big blocks (mallopt)
   // How the run was started, for the child run that measures with big blocks kept.
   std::string pin_arg, seconds_arg;
@@ -167,6 +168,18 @@ struct connect_rates {
 };
 connect_rates measure_connect_rates(const settings& s);
 
+// bench_idle.cpp: the resident memory a server process spends per idle connection over
+// a UNIX socket (bytes), its server in a child process: bokbok::server plain and key
+// mode, against a raw child that only holds the accepted sockets.
+struct idle_memory {
+  std::size_t connections = 0;
+  double raw = 0, plain = 0, keyed = 0;
+};
+idle_memory measure_idle_memory(const settings& s);
+// `bokbok bench --idle-server NAME plain|key|raw`: that child, listening on the abstract
+// UNIX socket NAME until its stdin ends.
+int serve_idle_server(const std::string& name, std::string_view kind);
+
 // bench_raw.cpp: the raw echo loop over (in, out) until EOF; the peer side.
 void run_raw_echo_peer(int in_fd, int out_fd);
 
@@ -229,6 +242,8 @@ void remember_cpus();
 // from that one run. Throws check_failed when the child run fails.
 void run_bulk_with_big_blocks_kept(const settings& s, std::string_view t);
 void print_figure(const figure& f);
+// A memory figure: bytes per connection, bokbok and raw, no ratio (raw is near zero).
+void print_memory(std::string_view transport, double bokbok, double raw, const std::string& note);
 void print_failure(std::string_view transport, const std::string& why);
 // Where the threads were while 16 callers ran (check_placement()'s summary).
 void print_placement(std::string_view transport, const std::string& where);

@@ -55,6 +55,8 @@ void print_header(const settings& s, bool quick) {
       "                       a blocking echo cannot multiplex)\n"
       "  bulk-1MiB            MB/s (10^6 bytes) echoing %s, both directions counted\n"
       "  spawn-median         child only: spawn the peer, one tiny round trip\n"
+      "  idle-memory          unix only: resident bytes per idle connection of a server\n"
+      "                       process, against one that only holds the sockets\n"
       "%s.\n"
       "malloc: %s.\n"
       "\n",
@@ -74,6 +76,12 @@ void print_figure(const figure& f) {
               format_value(f.raw, f.unit).c_str(), ratio,
               f.direction == better::lower ? "lower is better" : "higher is better",
               f.note.empty() ? "" : "; ", f.note.c_str());
+  std::fflush(stdout);
+}
+
+void print_memory(std::string_view transport, double bokbok, double raw, const std::string& note) {
+  std::printf("%-10.*s  %-12s  bokbok %8.0f B/conn  raw %8.0f B/conn  (lower is better; %s)\n",
+              int(transport.size()), transport.data(), "idle-memory", bokbok, raw, note.c_str());
   std::fflush(stdout);
 }
 
