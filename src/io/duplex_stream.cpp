@@ -266,6 +266,7 @@ void stream_impl::on_read(int res, std::uint32_t flags) {
   // The bytes of a lent read are at `lent` until this returns.
   const char* lent = (flags & lent_buffer_flag) ? loop_->lent_data(flags) : nullptr;
   const bool was_lent = std::exchange(lent_read_, false);
+  if (was_lent && res > 0 && !lent) res = -EIO;  // bytes nowhere: never from a sound kernel
   if (in_is_unix_ && res >= 0) {
     // Owned at once, so that they are closed whatever happens next.
     std::vector<base::unique_fd> fds = received_fds(read_msg_);
