@@ -70,7 +70,8 @@ key_session::step key_session::begin(const wire::preamble& peer, std::string_vie
   if (auto why = crypto::key_preamble_error(role, peer); !why.empty()) return fail(why, false);
   if (cfg_->initiator()) {
     try {
-      initiator_.emplace(to_crypto(*cfg_->key), local_preamble_, peer_bytes, settings_);
+      initiator_ = std::make_unique<crypto::key_initiator>(to_crypto(*cfg_->key), local_preamble_,
+                                                           peer_bytes, settings_);
     } catch (const std::bad_alloc&) {
       return out_of_memory();
     }
@@ -100,8 +101,8 @@ void key_session::start_responder() {
   crypto::responder_options ro;
   ro.window = cfg_->window;
   ro.user = peer_user_;
-  responder_.emplace(std::move(psk), peer_preamble_, local_preamble_, settings_, *cfg_->replay,
-                     ro);
+  responder_ = std::make_unique<crypto::key_responder>(std::move(psk), peer_preamble_,
+                                                       local_preamble_, settings_, *cfg_->replay, ro);
 }
 
 // Responder: moves bytes of message 1 from `in` to `message1_` until the record is whole
@@ -132,8 +133,19 @@ key_session::step key_session::finish_handshake() {
   // wiped now, so an open connection holds only its two record keys. A responder keeps
   // its state until the client's first record confirms the login (confirm(), §9.6),
   // which records message 1 in the replay cache; confirm() wipes it then.
-  initiator_.reset();
+  if (initiator_) {
+    initiator_.reset();
+    drop_handshake_inputs();
+  }
   return step::done;
+}
+
+// Once no handshake state is left: the preambles and settings it was made from are not
+// needed any more (an open connection should hold only what it uses).
+void key_session::drop_handshake_inputs() {
+  std::string().swap(local_preamble_);
+  std::string().swap(settings_);
+  std::string().swap(peer_preamble_);
 }
 
 // No memory for a connection's secrets refuses that connection only (logged as its end).
@@ -149,6 +161,7 @@ key_session::step key_session::confirm() {
     return fail(responder_->error(), true);
   confirmed_ = true;
   responder_.reset();  // its secrets were kept only to confirm the login
+  drop_handshake_inputs();
   return step::done;
 }
 
