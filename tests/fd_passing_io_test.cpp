@@ -295,10 +295,13 @@ TEST_CASE("10,000 writes with fds leave the process's fd count where it started"
       if (err == 0 && sent < batches) next();
     };
     on_loop(*s.l, next);
+    // A write's fds are delivered (on_fds) just before its bytes (on_data): the last
+    // fds arrive before the last bytes, so the wait is for both.
+    constexpr std::size_t fds_sent = batches * per_batch;
+    const std::size_t bytes_sent = batches * text.size();
     REQUIRE(s.rx_events.wait(
-        [&](recorder& r) { return r.fds_total_ == std::size_t{batches * per_batch}; }));
-    CHECK(s.rx_events.fd_batches_.size() == std::size_t{batches * per_batch});  // one each
-    CHECK(s.rx_events.bytes_ == batches * text.size());
+        [&](recorder& r) { return r.fds_total_ == fds_sent && r.bytes_ == bytes_sent; }));
+    CHECK(s.rx_events.fd_batches_.size() == fds_sent);  // one each
     on_loop(*s.l, [&] { s.tx_events.after_write = nullptr; });  // the loop thread reads it
     // At most: the loops of earlier cases may still be closing their own fds.
     CHECK(settles([&] { return open_fd_count() <= before; }));
