@@ -15,6 +15,9 @@
 // the same loop on both sides.
 #pragma once
 
+#include <sys/socket.h>
+#include <sys/un.h>
+
 #include <bokbok/bokbok.hpp>
 
 #include <chrono>
@@ -167,6 +170,10 @@ struct connect_rates {
   double raw = 0, plain = 0, keyed = 0;
 };
 connect_rates measure_connect_rates(const settings& s);
+// A name no other bench socket of this run uses ("bokbok-bench-<what>-<pid>-<n>"), and
+// its address in the abstract UNIX namespace.
+std::string unique_name(const char* what);
+sockaddr_un abstract_address(const std::string& name, socklen_t& len);
 
 // bench_idle.cpp: the resident memory a server process spends per idle connection over
 // a UNIX socket (bytes), its server in a child process: bokbok::server plain and key

@@ -25,11 +25,6 @@ namespace {
 constexpr unsigned connect_clients = 4;
 constexpr std::size_t max_connects = 200'000;  // a bound on the figure, whatever the speed
 
-std::string unique_name(const char* what) {
-  static std::atomic<unsigned> n{0};
-  return std::string("bokbok-bench-") + what + "-" + std::to_string(::getpid()) + "-" +
-         std::to_string(n++);
-}
 
 // Runs `one` (open, call, close) from connect_clients threads until the figure's time is
 // up; connections per second.
@@ -62,13 +57,6 @@ double run_clients(const settings& s, Fn one) {
 
 // ---- raw -----------------------------------------------------------------------------
 
-sockaddr_un abstract_address(const std::string& name, socklen_t& len) {
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  std::memcpy(a.sun_path + 1, name.data(), name.size());
-  len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
-  return a;
-}
 
 bool read_all(int fd, char* p, std::size_t n) {
   while (n > 0) {
@@ -168,6 +156,20 @@ double bokbok_connect_rate(const settings& s, bool keys) {
 }
 
 }  // namespace
+
+std::string unique_name(const char* what) {
+  static std::atomic<unsigned> n{0};
+  return std::string("bokbok-bench-") + what + "-" + std::to_string(::getpid()) + "-" +
+         std::to_string(n++);
+}
+
+sockaddr_un abstract_address(const std::string& name, socklen_t& len) {
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::memcpy(a.sun_path + 1, name.data(), name.size());
+  len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+  return a;
+}
 
 connect_rates measure_connect_rates(const settings& s) {
   connect_rates r;

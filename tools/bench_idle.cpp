@@ -54,16 +54,6 @@ long long resident_bytes(pid_t pid) {
   return -1;
 }
 
-// The path of a UNIX socket in the abstract namespace, as sockaddr_un.
-sockaddr_un unix_address(const std::string& name, socklen_t& len) {
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  std::memcpy(a.sun_path + 1, name.data(), std::min(name.size(), sizeof a.sun_path - 2));
-  len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 +
-                               std::min(name.size(), sizeof a.sun_path - 2));
-  return a;
-}
-
 // The child, started with its stdin on a pipe; ended (stdin closed, then reaped) with
 // the object.
 class idle_server_child {
@@ -115,7 +105,7 @@ void wait_for_stdin_end() {
 // The raw child: accepts and holds every connection, reading nothing.
 int serve_raw_idle(const std::string& name) {
   socklen_t len = 0;
-  sockaddr_un addr = unix_address(name, len);
+  sockaddr_un addr = abstract_address(name, len);
   const int l = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (l < 0 || ::bind(l, reinterpret_cast<sockaddr*>(&addr), len) != 0 || ::listen(l, 512) != 0)
     return 1;
@@ -148,7 +138,7 @@ auto when_up(Fn connect_once) -> decltype(connect_once()) {
 
 int raw_connect(const std::string& name) {
   socklen_t len = 0;
-  sockaddr_un addr = unix_address(name, len);
+  sockaddr_un addr = abstract_address(name, len);
   int c = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (c < 0 || ::connect(c, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
     int err = errno;
@@ -176,7 +166,7 @@ double per_connection(long long before, long long after, std::size_t n) {
 }
 
 double raw_idle_bytes(std::size_t n) {
-  const std::string name = "bokbok-bench-idle-raw-" + std::to_string(::getpid());
+  const std::string name = unique_name("idle-raw");
   idle_server_child child(name, "raw");
   std::vector<int> held;
   held.push_back(when_up([&] { return raw_connect(name); }));
@@ -199,8 +189,7 @@ double raw_idle_bytes(std::size_t n) {
 }
 
 double bokbok_idle_bytes(std::size_t n, bool keys) {
-  const std::string name = std::string("bokbok-bench-idle-") + (keys ? "key-" : "plain-") +
-                           std::to_string(::getpid());
+  const std::string name = unique_name(keys ? "idle-key" : "idle-plain");
   idle_server_child child(name, keys ? "key" : "plain");
   options o;
   if (keys) {

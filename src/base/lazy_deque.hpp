@@ -31,7 +31,6 @@ class lazy_deque {
   void erase(iterator it) { d_->erase(it); }
   // Everything queued, leaving this empty (and unmade).
   std::deque<T> take() { return d_ ? std::move(*std::exchange(d_, nullptr)) : std::deque<T>{}; }
-  void clear() noexcept { d_.reset(); }
 
  private:
   std::deque<T>& made() {
