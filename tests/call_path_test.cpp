@@ -1,16 +1,22 @@
 // The short call path of a connection (issue 12): what a call costs the caller's thread,
 // and how handlers see their call (this_call) with no call context made in advance.
 // Real connections over a socketpair, on the backend BOKBOK_BACKEND names.
+#include <sys/socket.h>
+
 #include <doctest/doctest.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <future>
+#include <mutex>
 #include <new>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "bokbok/bokbok.hpp"
+#include "support/raw_peer.hpp"
 
 using namespace std::chrono_literals;
 using bokbok::message;
@@ -20,6 +26,35 @@ using bokbok::message;
 namespace {
 thread_local bool counting = false;
 thread_local long allocations = 0;
+// A client connection `c` whose peer is `raw`, over a socketpair: the test answers
+// calls with the bytes it chooses, several answers in one write.
+struct raw_answered {
+  raw_answered() : raw(take_end(1)), c(bokbok::connect_fds(ends[0], ends[0], {}, "raw peer")) {}
+
+  // Reads `n` requests, then answers each with its own call id, all in one write: the
+  // connection reads them together.
+  void answer_together(int n) {
+    std::string answers;
+    for (int got = 0; got < n;) {
+      auto f = raw.next_frame(10s);
+      REQUIRE_MESSAGE(f, "no request came: ", raw.error());
+      if (f->type != bokbok::wire::frame_type::request) continue;  // a ping
+      answers += bokbok_test::response_bytes(f->call_id, {std::to_string(f->call_id)});
+      ++got;
+    }
+    REQUIRE(raw.send(answers));
+  }
+
+  bokbok::base::unique_fd take_end(int i) {
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) == 0);
+    return bokbok::base::unique_fd(ends[i]);
+  }
+
+  int ends[2] = {-1, -1};
+  bokbok_test::raw_peer raw;  // greets before c connects, so c's handshake completes
+  bokbok::connection c;
+};
+
 }  // namespace
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -141,4 +176,40 @@ TEST_CASE("a cancel for a handler that never asked for its stop token still stop
   auto seen = stopped.get_future();
   REQUIRE(seen.wait_for(10s) == std::future_status::ready);
   CHECK(seen.get());
+}
+
+// A thread that pipelines waits for its oldest call. Were the oldest completed first, it
+// would wake for that answer alone and sleep again on the next: two context switches per
+// call on a shared CPU (issue 12's pipelined figure).
+TEST_CASE("answers read together run their callbacks newest call first") {
+  raw_answered r;
+  constexpr int n = 4;
+  std::mutex mu;
+  std::vector<std::string> order;  // the call ids, as their callbacks ran
+  std::promise<void> all_ran;
+  for (int i = 0; i < n; ++i)
+    r.c.request_async({"call"}, {}, [&](std::exception_ptr e, message m) {
+      std::lock_guard lock(mu);
+      order.push_back(e ? "error" : m.at(0));
+      if (order.size() == n) all_ran.set_value();
+    });
+  r.answer_together(n);
+  REQUIRE(all_ran.get_future().wait_for(10s) == std::future_status::ready);
+  std::lock_guard lock(mu);
+  CHECK(order == std::vector<std::string>{"4", "3", "2", "1"});
+}
+
+TEST_CASE("a thread waiting for the oldest of several futures finds the others of its read ready") {
+  raw_answered r;
+  constexpr int n = 4;
+  std::vector<std::future<message>> futures;
+  for (int i = 0; i < n; ++i) futures.push_back(r.c.request_async({"call"}));
+  r.answer_together(n);
+  REQUIRE(futures[0].wait_for(10s) == std::future_status::ready);
+  CHECK(futures[0].get() == message{"1"});
+  for (int i = 1; i < n; ++i) {
+    // Ready now, without waiting: completed before the oldest was.
+    REQUIRE(futures[i].wait_for(0s) == std::future_status::ready);
+    CHECK(futures[i].get() == message{std::to_string(i + 1)});
+  }
 }

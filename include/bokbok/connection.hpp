@@ -325,7 +325,9 @@ class BOKBOK_API connection {
   message request(message request, const call_options& opts);
 
   // Non-blocking forms of request(). The callback runs on the event-loop thread, or on
-  // the calling thread when the call fails before it is sent.
+  // the calling thread when the call fails before it is sent. Answers read together run
+  // their callbacks newest call first, so a thread waiting for the oldest of several
+  // futures wakes once, to find the others of that read ready too.
   std::future<message> request_async(message request);
   void request_async(message request, response_callback done);
   std::future<message> request_async(message request, const call_options& opts);

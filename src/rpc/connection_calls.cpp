@@ -4,6 +4,7 @@
 // deadline timer, answers and end_call_locally on the loop thread.
 #include <algorithm>
 #include <cstring>
+#include <ranges>
 
 #include "base/log.hpp"
 #include "rpc/callback_error.hpp"
@@ -334,6 +335,13 @@ void connection_impl::complete_call(std::uint32_t id, std::exception_ptr error, 
 // An id we no longer wait for (late, or never ours) is ignored. Blocking callers get
 // their answer in place and are woken after unlocking; callbacks run unlocked, and the
 // calls taken are destroyed unlocked (a stop callback's destructor may wait for it).
+//
+// Callbacks run newest answer first. A callback that completes a future (request_async)
+// wakes the thread waiting on it at once, and on a shared CPU the woken thread runs
+// before this one goes on. A thread that pipelines waits for its oldest call, whose
+// answer came first: completed first, it would wake for that one answer, find the next
+// future not yet done, and sleep again, two context switches per call. Completed last,
+// it wakes once to find every answer of the read ready.
 void connection_impl::deliver_answers() {
   std::vector<answer> batch;
   batch.swap(answers_);  // a callback may read more (it runs on this thread): kept apart
@@ -364,7 +372,7 @@ void connection_impl::deliver_answers() {
   for (auto& waker : to_wake_) waker->cv.notify_one();
   to_wake_.clear();
   last_activity_ = io::clock::now();
-  for (auto& a : batch)
+  for (auto& a : std::views::reverse(batch))
     if (a.call.id && !a.call.waiter) {
       answer_fds = &a.fds;  // lent to the callback (take_answer_fds); closed after
       run_response_callback(a.call.done, std::move(a.error), std::move(a.response));

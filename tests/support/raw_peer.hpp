@@ -73,7 +73,9 @@ class raw_peer {
  public:
   // Connects to the UNIX socket at `path` and sends the preamble and a hello announcing
   // every feature this build supports.
-  explicit raw_peer(const std::string& path) : fd_(connect_unix(path)) {
+  explicit raw_peer(const std::string& path) : raw_peer(connect_unix(path)) {}
+  // The same on a socket already connected (one end of a socketpair), which it owns.
+  explicit raw_peer(bokbok::base::unique_fd fd) : fd_(std::move(fd)) {
     REQUIRE(write_all(fd_.get(), plain_greeting()));
   }
 
