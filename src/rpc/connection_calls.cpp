@@ -4,7 +4,6 @@
 // deadline timer, answers and end_call_locally on the loop thread.
 #include <algorithm>
 #include <cstring>
-#include <ranges>
 
 #include "base/log.hpp"
 #include "rpc/callback_error.hpp"
@@ -372,8 +371,9 @@ void connection_impl::deliver_answers() {
   for (auto& waker : to_wake_) waker->cv.notify_one();
   to_wake_.clear();
   last_activity_ = io::clock::now();
-  for (auto& a : std::views::reverse(batch))
-    if (a.call.id && !a.call.waiter) {
+  // Newest first (above). Not views::reverse: clang 14 rejects it with libstdc++ 12.
+  for (auto it = batch.rbegin(); it != batch.rend(); ++it)
+    if (answer& a = *it; a.call.id && !a.call.waiter) {
       answer_fds = &a.fds;  // lent to the callback (take_answer_fds); closed after
       run_response_callback(a.call.done, std::move(a.error), std::move(a.response));
       answer_fds = nullptr;
