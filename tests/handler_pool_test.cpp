@@ -130,3 +130,53 @@ TEST_CASE("while a thread waits in a nested call, another stays free past the id
   // Nobody waits any more: the threads leave as usual.
   CHECK(bokbok_test::settles([&] { return pool.threads() == 0; }, 5s));
 }
+
+// The event loop queues every request of a read before a handler thread is woken (issue
+// 12's pipelined figure): a thread woken at the first would run at once on a shared CPU,
+// before the loop had queued the second.
+TEST_CASE("a wake_batch holds back the wake-up of the tasks it queues until it ends") {
+  handler_pool pool({1, 1024, 60s});  // idle threads stay: only a wake-up starts a task
+  one_task(pool);
+  REQUIRE(pool.threads() == 1);
+  // Asleep: a thread just done with its task would look at the queue on its own.
+  REQUIRE(bokbok_test::settles([&] { return pool.waiting_threads() == 1; }));
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<int> ran;
+  auto task = [&](int i) {
+    return [&, i] {
+      std::lock_guard lock(mu);
+      ran.push_back(i);
+      cv.notify_all();
+    };
+  };
+  {
+    handler_pool::wake_batch batch(pool);
+    {
+      handler_pool::wake_batch nested(pool);  // the outer one wakes
+      REQUIRE(pool.submit(task(1)));
+    }
+    // Not started, though a thread is idle: nothing woke it. (Bounded: the wait ends at
+    // the first task that runs, or after 200 ms.)
+    std::unique_lock lock(mu);
+    CHECK_FALSE(cv.wait_for(lock, 200ms, [&] { return !ran.empty(); }));
+    lock.unlock();
+    REQUIRE(pool.submit(task(2)));
+    REQUIRE(pool.submit(task(3)));
+  }
+  std::unique_lock lock(mu);
+  REQUIRE(cv.wait_for(lock, 10s, [&] { return ran.size() == 3; }));
+  CHECK(ran == std::vector<int>{1, 2, 3});
+}
+
+TEST_CASE("in a wake_batch, a pool with no thread still starts one at once") {
+  handler_pool pool({2, 1024, 60s});
+  REQUIRE(pool.threads() == 0);
+  std::promise<void> done;
+  {
+    handler_pool::wake_batch batch(pool);
+    REQUIRE(pool.submit([&] { done.set_value(); }));
+    CHECK(pool.threads() == 1);  // started by submit(): a task is never left alone
+  }
+  REQUIRE(done.get_future().wait_for(10s) == std::future_status::ready);
+}

@@ -5,6 +5,7 @@
 // inbound calls, lifecycle, outbox); the frame source needs none.
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "base/log.hpp"
@@ -19,11 +20,17 @@ namespace bokbok::detail {
 // read_frames): one write for the rest of the read, made by the flush the outbox posts,
 // which runs on this thread once the loop's completions are handled (a local post: no
 // wake-up). The first frame's answer still goes out at once: a read of one request (a
-// lone caller's round trip) keeps the direct write's latency.
+// lone caller's round trip) keeps the direct write's latency. Likewise the requests of
+// one read are all queued for the handler pool before a handler thread is woken
+// (handler_pool::wake_batch), which then wakes the next while requests remain.
 void connection_impl::on_data(std::string_view bytes) {
   auto keep = shared_from_this();  // a frame may end the connection and its last owner
   const bool outer = !in_read_;    // on_data({}) may run inside a callback of on_data
-  read_frames(bytes);
+  {
+    std::optional<rpc::handler_pool::wake_batch> batch;  // nested (on_data({})): no-op
+    if (pool_) batch.emplace(*pool_);
+    read_frames(bytes);
+  }  // the handler threads are woken before the answers' callbacks run
   if (!answers_.empty()) deliver_answers();
   if (outer) in_read_ = false;
 }

@@ -120,6 +120,8 @@ struct handler_pool::state {
 namespace {
 // The pool whose thread this is, so a blocking_scope can find it.
 thread_local std::shared_ptr<handler_pool::state>* current_pool = nullptr;
+// This thread's innermost wake_batch, or null.
+thread_local handler_pool::wake_batch* current_batch = nullptr;
 }  // namespace
 
 void handler_pool::state::run(std::shared_ptr<state> self) {
@@ -192,6 +194,14 @@ bool handler_pool::submit_queued(pool_task task, std::string* why, bool no_limit
     return false;
   }
   state_->queue.push_back(std::move(task));
+  // In a batch of this pool, a live thread will see the task: woken at the batch's end,
+  // or on its own (an idle thread that times out looks at the queue before leaving, a
+  // running one when its task is done).
+  for (handler_pool::wake_batch* b = current_batch; b; b = b->outer_)
+    if (b->state_ == state_ && state_->threads > 0) {
+      b->pending_ = true;
+      return true;
+    }
   std::string failed = state_->wake_or_spawn(state_, &wake);
   if (failed.empty() || state_->threads > 0) return true;  // a thread will get to it
   // No thread at all, and none could be started: nobody would ever run it.
@@ -201,9 +211,30 @@ bool handler_pool::submit_queued(pool_task task, std::string* why, bool no_limit
   return false;
 }
 
+handler_pool::wake_batch::wake_batch(handler_pool& pool) : outer_(current_batch) {
+  for (wake_batch* b = outer_; b; b = b->outer_)
+    if (b->state_ == pool.state_) return;  // nested: the outer one wakes
+  state_ = pool.state_;
+  current_batch = this;
+}
+
+handler_pool::wake_batch::~wake_batch() {
+  if (!state_) return;
+  current_batch = outer_;
+  if (!pending_) return;
+  state::wake_after_unlock wake;  // notified after the lock is released
+  std::lock_guard lock(state_->mu);
+  state_->wake_or_spawn(state_, &wake);  // a failure: the live threads get to the queue
+}
+
 unsigned handler_pool::threads() const {
   std::lock_guard lock(state_->mu);
   return state_->threads;
+}
+
+unsigned handler_pool::waiting_threads() const {
+  std::lock_guard lock(state_->mu);
+  return unsigned(state_->waiters.size());
 }
 
 handler_pool::blocking_scope::blocking_scope() : state_(current_pool) {

@@ -24,6 +24,8 @@ namespace bokbok::rpc {
 
 class handler_pool {
  public:
+  struct state;  // handler_pool.cpp
+
   struct limits {
     unsigned max_threads = 16;
     std::size_t max_queued = 4096;  // tasks waiting for a thread beyond this are refused
@@ -48,6 +50,8 @@ class handler_pool {
 
   // Threads alive now (running or idle); for tests and diagnostics.
   unsigned threads() const;
+  // Threads waiting for work now (idle, asleep); for tests and diagnostics.
+  unsigned waiting_threads() const;
 
   // Marks the current thread as blocked waiting (a nested call) for its lifetime, when
   // the current thread is a pool thread; does nothing on other threads. When max_blocked
@@ -72,7 +76,27 @@ class handler_pool {
     unsigned limit_ = 0;
   };
 
-  struct state;
+  // Holds back, on the calling thread and for its lifetime, the wake-up that submit()
+  // gives a thread of `pool` for the tasks it queues; one wake-up follows at its end, and
+  // the woken thread wakes the next while tasks remain, as after any submit. The event
+  // loop holds one over each read, so that it queues every request of the read first:
+  // woken at the first, a handler thread would run at once on a shared CPU, before the
+  // loop had queued the second, two context switches per request. A task is never left
+  // without a thread: while none is alive, submit() starts one at once, as it does
+  // outside a batch. Nested batches on one thread: the outermost wakes. Not movable.
+  class wake_batch {
+   public:
+    explicit wake_batch(handler_pool& pool);
+    ~wake_batch();
+    wake_batch(const wake_batch&) = delete;
+    wake_batch& operator=(const wake_batch&) = delete;
+
+   private:
+    friend class handler_pool;
+    std::shared_ptr<state> state_;  // null: a nested batch of the same pool (no-op)
+    wake_batch* outer_;             // this thread's enclosing batch, restored at the end
+    bool pending_ = false;          // a task was queued without its wake-up
+  };
 
  private:
   bool submit_queued(pool_task task, std::string* why, bool no_limit);
