@@ -31,7 +31,7 @@ namespace bokbok::rpc {
 // the woken thread does not wake only to sleep again on `mu`; each thread's slot is
 // shared with whoever is about to notify it, so a late notify never finds it gone (a
 // late one may wake it spuriously: it waits on its own `woken`).
-struct handler_pool::state {
+struct handler_pool::state : std::enable_shared_from_this<handler_pool::state> {
   struct waiter {
     std::condition_variable cv;
     bool woken = false;  // guarded by mu: taken off `waiters` for new work
@@ -62,8 +62,7 @@ struct handler_pool::state {
   // is running or blocked to come back for it, if there is one). An idle thread not yet
   // waiting (just spawned, or just done with a task) looks at the queue before it waits.
   // `later`: the thread woken is notified by it, after `mu` is released; null: now.
-  std::string wake_or_spawn(const std::shared_ptr<state>& self,
-                            wake_after_unlock* later = nullptr) {
+  std::string wake_or_spawn(wake_after_unlock* later = nullptr) {
     if (queue.empty() || running >= lim.max_threads) return {};
     if (waking > 0) return {};  // it will look at the queue, and wake the next
     if (idle > 0) {
@@ -79,17 +78,17 @@ struct handler_pool::state {
       }
       return {};
     }
-    return spawn(self);
+    return spawn();
   }
 
   // With `mu` held: starts one more thread, idle until it finds work. Empty, or why it
   // could not be started.
-  std::string spawn(const std::shared_ptr<state>& self) {
+  std::string spawn() {
     ++threads;
     ++idle;
     ++waking;
     try {
-      std::thread([self] { self->run(self); }).detach();
+      std::thread([self = shared_from_this()] { self->run(self); }).detach();
     } catch (const std::system_error& e) {
       --threads;
       --idle;
@@ -148,7 +147,7 @@ void handler_pool::state::run(std::shared_ptr<state> self) {
     queue.pop_front();
     --idle;
     ++running;
-    wake_or_spawn(self, &wake);
+    wake_or_spawn(&wake);
     lock.unlock();
     wake.now();
     task();
@@ -156,7 +155,7 @@ void handler_pool::state::run(std::shared_ptr<state> self) {
     lock.lock();
     --running;
     ++idle;
-    wake_or_spawn(self);
+    wake_or_spawn();
   }
   --idle;
   --threads;
@@ -198,11 +197,11 @@ bool handler_pool::submit_queued(pool_task task, std::string* why, bool no_limit
   // or on its own (an idle thread that times out looks at the queue before leaving, a
   // running one when its task is done).
   for (handler_pool::wake_batch* b = current_batch; b; b = b->outer_)
-    if (b->state_ == state_ && state_->threads > 0) {
+    if (b->state_ == state_.get() && state_->threads > 0) {
       b->pending_ = true;
       return true;
     }
-  std::string failed = state_->wake_or_spawn(state_, &wake);
+  std::string failed = state_->wake_or_spawn(&wake);
   if (failed.empty() || state_->threads > 0) return true;  // a thread will get to it
   // No thread at all, and none could be started: nobody would ever run it.
   refused = std::move(state_->queue.back());
@@ -213,8 +212,8 @@ bool handler_pool::submit_queued(pool_task task, std::string* why, bool no_limit
 
 handler_pool::wake_batch::wake_batch(handler_pool& pool) : outer_(current_batch) {
   for (wake_batch* b = outer_; b; b = b->outer_)
-    if (b->state_ == pool.state_) return;  // nested: the outer one wakes
-  state_ = pool.state_;
+    if (b->state_ == pool.state_.get()) return;  // nested: the outer one wakes
+  state_ = pool.state_.get();
   current_batch = this;
 }
 
@@ -224,7 +223,7 @@ handler_pool::wake_batch::~wake_batch() {
   if (!pending_) return;
   state::wake_after_unlock wake;  // notified after the lock is released
   std::lock_guard lock(state_->mu);
-  state_->wake_or_spawn(state_, &wake);  // a failure: the live threads get to the queue
+  state_->wake_or_spawn(&wake);  // a failure: the live threads get to the queue
 }
 
 unsigned handler_pool::threads() const {
@@ -251,12 +250,12 @@ handler_pool::blocking_scope::blocking_scope() : state_(current_pool) {
   }
   --s.running;
   ++s.blocked;
-  s.wake_or_spawn(*current_pool);
+  s.wake_or_spawn();
   // Some thread must stay free to run new work while this one waits, perhaps forever
   // (a peer that never answers): were every thread waiting and no new one could be
   // started (RLIMIT_NPROC), queued work would wait for them and every caller would hang.
   // So the last free thread starts a stand-in before it waits, or does not wait.
-  if (s.idle + s.running == 0 && !s.spawn(*current_pool).empty()) {
+  if (s.idle + s.running == 0 && !s.spawn().empty()) {
     ++s.running;
     --s.blocked;
     refused_ = true;

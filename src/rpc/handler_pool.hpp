@@ -83,7 +83,8 @@ class handler_pool {
   // woken at the first, a handler thread would run at once on a shared CPU, before the
   // loop had queued the second, two context switches per request. A task is never left
   // without a thread: while none is alive, submit() starts one at once, as it does
-  // outside a batch. Nested batches on one thread: the outermost wakes. Not movable.
+  // outside a batch. Nested batches on one thread: the outermost wakes. Not movable;
+  // `pool` must outlive it.
   class wake_batch {
    public:
     explicit wake_batch(handler_pool& pool);
@@ -93,7 +94,7 @@ class handler_pool {
 
    private:
     friend class handler_pool;
-    std::shared_ptr<state> state_;  // null: a nested batch of the same pool (no-op)
+    state* state_ = nullptr;  // null: a nested batch of the same pool (no-op)
     wake_batch* outer_;             // this thread's enclosing batch, restored at the end
     bool pending_ = false;          // a task was queued without its wake-up
   };
