@@ -171,7 +171,7 @@ struct connect_rates {
 };
 connect_rates measure_connect_rates(const settings& s);
 // A name no other bench socket of this run uses ("bokbok-bench-<what>-<pid>-<n>"), and
-// its address in the abstract UNIX namespace.
+// its address in the abstract UNIX namespace (usage_error for a name too long for it).
 std::string unique_name(const char* what);
 sockaddr_un abstract_address(const std::string& name, socklen_t& len);
 

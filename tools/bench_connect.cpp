@@ -25,7 +25,6 @@ namespace {
 constexpr unsigned connect_clients = 4;
 constexpr std::size_t max_connects = 200'000;  // a bound on the figure, whatever the speed
 
-
 // Runs `one` (open, call, close) from connect_clients threads until the figure's time is
 // up; connections per second.
 template <typename Fn>
@@ -56,7 +55,6 @@ double run_clients(const settings& s, Fn one) {
 }
 
 // ---- raw -----------------------------------------------------------------------------
-
 
 bool read_all(int fd, char* p, std::size_t n) {
   while (n > 0) {
@@ -165,6 +163,10 @@ std::string unique_name(const char* what) {
 
 sockaddr_un abstract_address(const std::string& name, socklen_t& len) {
   sockaddr_un a{};
+  if (name.size() > sizeof a.sun_path - 1)  // (--idle-server takes it from the command line)
+    throw usage_error("a UNIX socket name of " + std::to_string(name.size()) +
+                      " bytes is too long (at most " + std::to_string(sizeof a.sun_path - 1) +
+                      "): " + name);
   a.sun_family = AF_UNIX;
   std::memcpy(a.sun_path + 1, name.data(), name.size());
   len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
