@@ -83,8 +83,10 @@ struct counting_listener {
         if (::poll(&p, 1, 50) <= 0) continue;
         int c = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
         if (c < 0) continue;
-        ::close(c);
+        // Count before closing: the close wakes the client, which may read the count
+        // before this thread runs again.
         ++accepted;
+        ::close(c);
       }
     });
   }
