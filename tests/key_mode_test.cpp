@@ -23,9 +23,11 @@
 
 #include "bokbok/bokbok.hpp"
 #include "support/key_users.hpp"
+#include "support/process_temp_dir.hpp"
 #include "bokbok/key.hpp"
 #include "support/child_process.hpp"
 #include "support/relay.hpp"
+#include "crypto/noise_handshake.hpp"
 #include "transport/command_line.hpp"
 
 using namespace std::chrono_literals;
@@ -66,12 +68,7 @@ bokbok::options answering_client(bokbok::options::key_options keys) {
   return o;
 }
 
-std::filesystem::path temp_dir() {
-  auto dir = std::filesystem::temp_directory_path() /
-             ("bokbok-key-mode-test-" + std::to_string(getpid()));
-  std::filesystem::create_directories(dir);
-  return dir;
-}
+std::filesystem::path temp_dir() { return bokbok_test::process_temp_dir("bokbok-key-mode-test"); }
 
 std::string hex_of(const bokbok::key& k) {
   static const char digits[] = "0123456789abcdef";

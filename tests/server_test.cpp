@@ -20,6 +20,7 @@
 #include <cstring>
 
 #include "bokbok/bokbok.hpp"
+#include "support/process_temp_dir.hpp"
 #include "support/demo_process.hpp"
 #include "transport/sockets.hpp"
 
@@ -52,10 +53,7 @@ bokbok::options answering_client() {
 }
 
 std::string temp_socket_path(const char* name) {
-  auto dir = std::filesystem::temp_directory_path() /
-             ("bokbok-test-" + std::to_string(getpid()));
-  std::filesystem::create_directories(dir);
-  return (dir / name).string();
+  return (bokbok_test::process_temp_dir("bokbok-test") / name).string();
 }
 
 // Collects what a server reports through on_connection_error.
