@@ -1,13 +1,17 @@
 // The short call path of a connection (issue 12): what a call costs the caller's thread,
-// and how handlers see their call (this_call) with no call context made in advance.
+// how handlers see their call (this_call) with no call context made in advance, and
+// which wake-ups a caller gets (answers read together; a graceful close).
 // Real connections over a socketpair, on the backend BOKBOK_BACKEND names.
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <doctest/doctest.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <new>
@@ -212,4 +216,77 @@ TEST_CASE("a thread waiting for the oldest of several futures finds the others o
     REQUIRE(futures[i].wait_for(0s) == std::future_status::ready);
     CHECK(futures[i].get() == message{std::to_string(i + 1)});
   }
+}
+
+namespace {
+
+// The voluntary context switches (times it blocked) of thread `tid` of this process so
+// far, and whether it is blocked now ('S'), from /proc.
+struct thread_sleeps {
+  long count = -1;
+  bool sleeping = false;
+};
+thread_sleeps sleeps_of(long tid) {
+  thread_sleeps t;
+  std::ifstream status("/proc/self/task/" + std::to_string(tid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.starts_with("State:")) t.sleeping = line.find('S') != std::string::npos;
+    if (line.starts_with("voluntary_ctxt_switches:")) t.count = std::stol(line.substr(24));
+  }
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("wait_closed() through a graceful close is woken once, when the connection has ended") {
+  // It used to be woken as the goaway went out too (the close handler's step), only to
+  // block again: two context switches of the ten or so a short-lived connection costs.
+  raw_answered r;
+  std::atomic<long> tid{0};
+  std::promise<void> returned;
+  auto done = returned.get_future();
+  std::thread waiter([&] {
+    tid = static_cast<long>(::syscall(SYS_gettid));
+    r.c.wait_closed();
+    returned.set_value();
+  });
+  struct joiner {  // a failed REQUIRE still ends the wait, and joins
+    std::thread& t;
+    bokbok::connection& c;
+    ~joiner() {
+      c.abort();
+      t.join();
+    }
+  } join_at_end{waiter, r.c};
+  // Until the waiter blocks in wait_closed() (bounded: 10 s).
+  const auto limit = std::chrono::steady_clock::now() + 10s;
+  thread_sleeps before;
+  while (std::chrono::steady_clock::now() < limit) {
+    if (tid != 0 && (before = sleeps_of(tid)).sleeping) break;
+    std::this_thread::yield();
+  }
+  REQUIRE(before.sleeping);
+  r.c.close();
+  // Our goaway and close come; the connection has finished its side (the close handler
+  // step), and waits for the peer's close.
+  bool close_came = false;
+  while (auto f = r.raw.next_frame(10s))
+    if (f->type == bokbok::wire::frame_type::close) {
+      close_came = true;
+      break;
+    }
+  REQUIRE(close_came);
+  // A wake-up now would show as one more time blocked: give it 300 ms to happen.
+  thread_sleeps during = sleeps_of(tid);
+  for (auto until = std::chrono::steady_clock::now() + 300ms;
+       std::chrono::steady_clock::now() < until && during.count == before.count;
+       during = sleeps_of(tid))
+    std::this_thread::yield();
+  CHECK(during.count == before.count);
+  CHECK(done.wait_for(0s) == std::future_status::timeout);
+  // The peer's close ends it: the waiter returns.
+  REQUIRE(r.raw.send(bokbok_test::frame_record(bokbok::wire::frame_type::close, 0, "")));
+  CHECK(done.wait_for(10s) == std::future_status::ready);
+  CHECK(r.c.closed());
+  CHECK(r.c.close_error() == nullptr);  // a clean close
 }

@@ -245,18 +245,25 @@ std::exception_ptr connection_impl::not_sent_error_locked() const {
 }
 
 // Any thread: records a step of the end (`step`, under `mu_`, returns the lifecycle's
-// last reference when the step was the last), then wakes wait_closed() after unlocking:
-// a waiter woken under `mu_` would run (on a shared CPU, at once) only to block on it
-// again, two context switches more per close. `keep` holds this object until the notify.
+// last reference when the step was the last), then wakes the waiters on closed_cv_
+// after unlocking: a waiter woken under `mu_` would run (on a shared CPU, at once) only
+// to block on it again, two context switches more per close. Only a step that makes a
+// waiter's condition true wakes them: both wait for the stream to be dropped
+// (wait_closed() for the close handler too), so a close handler returning first wakes
+// nobody. (It used to: a graceful close woke wait_closed() once for nothing, as its
+// goaway went out, two context switches of about ten per short-lived connection.)
+// `keep` holds this object until the notify.
 template <typename Step>
 void connection_impl::notify_closed(Step step) {
   auto keep = shared_from_this();
   std::shared_ptr<void> last;  // the last reference may go here: after unlocking
+  bool wake;
   {
     std::lock_guard lock(mu_);
     last = step();
+    wake = life_.stream_is_dropped();
   }
-  closed_cv_.notify_all();
+  if (wake) closed_cv_.notify_all();
 }
 
 void connection_impl::run_close_handler() {
