@@ -180,3 +180,33 @@ TEST_CASE("in a wake_batch, a pool with no thread still starts one at once") {
   }
   REQUIRE(done.get_future().wait_for(10s) == std::future_status::ready);
 }
+
+TEST_CASE("submit_if_free takes a task only when a thread can start it at once") {
+  handler_pool pool({1, 1024, 5s});
+  // A free slot: taken, and run.
+  std::promise<void> first;
+  REQUIRE(pool.submit_if_free([&] { first.set_value(); }));
+  REQUIRE(first.get_future().wait_for(10s) == std::future_status::ready);
+  // The one slot held by a handler: refused, where submit() would queue it behind.
+  std::promise<void> release, holding;
+  auto released = release.get_future().share();
+  REQUIRE(pool.submit([&, released] {
+    holding.set_value();
+    released.wait_for(10s);
+  }));
+  REQUIRE(holding.get_future().wait_for(10s) == std::future_status::ready);
+  std::atomic<bool> ran{false};
+  CHECK_FALSE(pool.submit_if_free([&] { ran = true; }));
+  // Work already waiting for the slot: refused as well (it would wait behind it).
+  std::promise<void> queued_ran;
+  REQUIRE(pool.submit([&] { queued_ran.set_value(); }));
+  CHECK_FALSE(pool.submit_if_free([&] { ran = true; }));
+  release.set_value();
+  REQUIRE(queued_ran.get_future().wait_for(10s) == std::future_status::ready);
+  CHECK_FALSE(ran.load());
+  // Free again: taken.
+  std::promise<void> again;
+  CHECK(bokbok_test::settles([&] { return pool.waiting_threads() == 1; }, 10s));
+  REQUIRE(pool.submit_if_free([&] { again.set_value(); }));
+  CHECK(again.get_future().wait_for(10s) == std::future_status::ready);
+}

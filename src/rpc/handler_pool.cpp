@@ -183,10 +183,20 @@ bool handler_pool::submit_beyond_queue_limit(pool_task task, std::string* why) {
   return submit_queued(std::move(task), why, true);
 }
 
-bool handler_pool::submit_queued(pool_task task, std::string* why, bool no_limit) {
+bool handler_pool::submit_if_free(pool_task task) {
+  return submit_queued(std::move(task), nullptr, false, true);
+}
+
+bool handler_pool::submit_queued(pool_task task, std::string* why, bool no_limit, bool only_free) {
   pool_task refused;  // destroyed after the lock is released
   state::wake_after_unlock wake;  // likewise: the thread woken is notified unlocked
   std::lock_guard lock(state_->mu);
+  const bool slot_free = state_->queue.empty() &&
+                         state_->running + state_->waking < state_->lim.max_threads;
+  if (only_free && !slot_free) {
+    refused = std::move(task);
+    return false;
+  }
   if (!no_limit && state_->queue.size() >= state_->lim.max_queued) {
     if (why) *why = "too many requests waiting for a handler";
     refused = std::move(task);

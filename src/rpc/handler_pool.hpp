@@ -47,6 +47,11 @@ class handler_pool {
   // The same, but never refused for a full queue (a connection's close handler: once
   // per connection, so bounded by them); refused only when no thread can run it.
   bool submit_beyond_queue_limit(pool_task task, std::string* why = nullptr);
+  // Queues `task` only when it can start at once: nothing waits in the queue and a
+  // running slot is free (an idle thread, or one can be started). False, and the task
+  // dropped, otherwise: the caller does the work itself rather than wait behind
+  // handlers (a server's login answers, connection_keys.cpp).
+  bool submit_if_free(pool_task task);
 
   // Threads alive now (running or idle); for tests and diagnostics.
   unsigned threads() const;
@@ -100,7 +105,7 @@ class handler_pool {
   };
 
  private:
-  bool submit_queued(pool_task task, std::string* why, bool no_limit);
+  bool submit_queued(pool_task task, std::string* why, bool no_limit, bool only_free = false);
   std::shared_ptr<state> state_;
 };
 
