@@ -50,7 +50,7 @@ run_result handshake(const key& client_key, std::optional<key> server_key, repla
                        fixed(client_now));
   REQUIRE(client.start(r.message1) == handshake_status::need_more);
   key_responder server(std::move(server_key), client_preamble(), server_preamble(),
-                       server_settings, cache, {120s, fixed(server_now)});
+                       server_settings, cache, {120s, fixed(server_now), ""});
   std::string_view in = r.message1;
   r.server_status = server.feed(in, r.message2);
   CHECK(in.empty());
@@ -154,7 +154,7 @@ TEST_CASE("a flood of wrong-key and unknown-user clients costs the server no Dif
     std::optional<key> known;
     if (i % 2 == 0) known = server_key.clone();
     key_responder server(std::move(known), client_preamble(), server_preamble(), "s", cache,
-                         {120s, fixed(t0)});
+                         {120s, fixed(t0), ""});
     std::string_view in = m1;
     CHECK(server.feed(in, m2) == handshake_status::error);
     CHECK(server.error() == authentication_failed);
@@ -167,7 +167,7 @@ TEST_CASE("a flood of wrong-key and unknown-user clients costs the server no Dif
   std::string m1, m2;
   REQUIRE(client.start(m1) == handshake_status::need_more);
   key_responder server(server_key.clone(), client_preamble(), server_preamble(), "s", cache,
-                       {120s, fixed(t0)});
+                       {120s, fixed(t0), ""});
   std::string_view in = m1;
   const std::uint64_t start = handshake_state::dh_count();
   CHECK(server.feed(in, m2) == handshake_status::done);
@@ -200,7 +200,7 @@ TEST_CASE("a replayed message 1 is refused while the cache remembers it") {
   auto first = handshake(k, k.clone(), cache);
   REQUIRE(first.server_status == handshake_status::done);
   key_responder again(k.clone(), client_preamble(), server_preamble(), "x", cache,
-                      {120s, fixed(t0 + 60'000)});
+                      {120s, fixed(t0 + 60'000), ""});
   std::string_view in = first.message1;
   std::string out;
   CHECK(again.feed(in, out) == handshake_status::error);
@@ -209,13 +209,13 @@ TEST_CASE("a replayed message 1 is refused while the cache remembers it") {
   // The same message to a server with an empty cache is accepted: the cache refused it.
   replay_cache other;
   key_responder fresh(k.clone(), client_preamble(), server_preamble(), "x", other,
-                      {120s, fixed(t0 + 60'000)});
+                      {120s, fixed(t0 + 60'000), ""});
   in = first.message1;
   out.clear();
   CHECK(fresh.feed(in, out) == handshake_status::done);
   // After the window the replay is stale instead.
   key_responder late(k.clone(), client_preamble(), server_preamble(), "x", cache,
-                     {120s, fixed(t0 + 121'000)});
+                     {120s, fixed(t0 + 121'000), ""});
   in = first.message1;
   out.clear();
   CHECK(late.feed(in, out) == handshake_status::error);
@@ -231,7 +231,7 @@ TEST_CASE("a message 1 enters the replay cache only at the login, and a full cac
   REQUIRE(pending.server_status == handshake_status::done);
   CHECK(cache.size() == 0);
   key_responder again(k.clone(), client_preamble(), server_preamble(), "s", cache,
-                      {120s, fixed(t0)});
+                      {120s, fixed(t0), ""});
   std::string_view in = pending.message1;
   std::string out;
   CHECK(again.feed(in, out) == handshake_status::done);
@@ -241,7 +241,7 @@ TEST_CASE("a message 1 enters the replay cache only at the login, and a full cac
   CHECK(again.confirm() == handshake_status::done);
   CHECK(cache.size() == 1);
   key_responder late(k.clone(), client_preamble(), server_preamble(), "s", cache,
-                     {120s, fixed(t0)});
+                     {120s, fixed(t0), ""});
   in = pending.message1;
   out.clear();
   CHECK(late.feed(in, out) == handshake_status::error);  // refused before any DH
@@ -260,7 +260,7 @@ TEST_CASE("a low-order ephemeral key in message 1 is refused") {
     const auto e = point(hex);
     const std::string m1 = forged_message1(k, e, t0, "s");
     key_responder server(k.clone(), client_preamble(), server_preamble(), "s", cache,
-                         {120s, fixed(t0)});
+                         {120s, fixed(t0), ""});
     std::string_view in = m1;
     std::string out;
     CHECK(server.feed(in, out) == handshake_status::error);
@@ -300,7 +300,7 @@ TEST_CASE("every byte of message 1 flipped in turn is refused, with no DH on the
     std::string bad = m1;
     bad[i] = static_cast<char>(bad[i] ^ 0x01);
     key_responder server(k.clone(), client_preamble(), server_preamble(), "s", cache,
-                         {120s, fixed(t0)});
+                         {120s, fixed(t0), ""});
     std::string_view in = bad;
     std::string out;
     auto st = server.feed(in, out);
@@ -321,7 +321,7 @@ TEST_CASE("every byte of message 2 flipped in turn is refused by the client") {
     std::string m1, m2;
     REQUIRE(client.start(m1) == handshake_status::need_more);
     key_responder server(k.clone(), client_preamble(), server_preamble(), "server", cache,
-                         {120s, fixed(t0)});
+                         {120s, fixed(t0), ""});
     std::string_view in = m1;
     REQUIRE(server.feed(in, m2) == handshake_status::done);
     size = m2.size();
@@ -341,7 +341,7 @@ TEST_CASE("records of the wrong length are refused from their length field alone
                           std::size_t{65535}}) {
     INFO("length " << len);
     key_responder server(k.clone(), client_preamble(), server_preamble(), "s", cache,
-                         {120s, fixed(t0)});
+                         {120s, fixed(t0), ""});
     std::string hdr{static_cast<char>(len >> 8), static_cast<char>(len & 0xff)};
     std::string_view in = hdr;
     std::string out;
@@ -366,7 +366,7 @@ TEST_CASE("fed one byte at a time the handshake still completes, leaving later b
   std::string m1, m2;
   REQUIRE(client.start(m1) == handshake_status::need_more);
   key_responder server(k.clone(), client_preamble(), server_preamble(), "s", cache,
-                       {120s, fixed(t0)});
+                       {120s, fixed(t0), ""});
   const std::string stream = m1 + "after";
   auto st = handshake_status::need_more;
   std::size_t at = 0;
@@ -390,7 +390,7 @@ TEST_CASE("a tampered preamble (the prologue) makes the handshake fail") {
   std::string m1, m2;
   REQUIRE(client.start(m1) == handshake_status::need_more);
   key_responder server(k.clone(), client_preamble("alicf"), server_preamble(), "s", cache,
-                       {120s, fixed(t0)});
+                       {120s, fixed(t0), ""});
   std::string_view in = m1;
   CHECK(server.feed(in, m2) == handshake_status::error);
   CHECK(server.error() == authentication_failed);
@@ -405,7 +405,7 @@ TEST_CASE("the end of the stream during the handshake is an error on both sides"
   CHECK(client.end_of_stream() == handshake_status::error);
   CHECK(client.error() == "the server closed the connection during the key-mode handshake");
   key_responder server(k.clone(), client_preamble(), server_preamble(), "s", cache,
-                       {120s, fixed(t0)});
+                       {120s, fixed(t0), ""});
   std::string_view part = std::string_view(m1).substr(0, 10);
   std::string out;
   CHECK(server.feed(part, out) == handshake_status::need_more);
@@ -451,10 +451,42 @@ TEST_CASE("a timestamp at the far end of the u64 range is refused as in the futu
     replay_cache cache;
     const std::string m1 = forged_message1(k, pub, ts, "s");
     key_responder server(k.clone(), client_preamble(), server_preamble(), "s", cache,
-                         {120s, fixed(t0)});
+                         {120s, fixed(t0), ""});
     std::string_view in = m1;
     std::string out;
     CHECK(server.feed(in, out) == handshake_status::error);
     CHECK(server.error().starts_with(ts == 0 ? "stale timestamp" : "timestamp in the future"));
   }
+}
+
+TEST_CASE("an ephemeral key pair made ahead is the one message 1 sends, and the handshake completes") {
+  replay_cache cache;
+  const key k = key::random();
+  ephemeral_keypair pair = ephemeral_keypair::generate();
+  const auto pub = pair.public_key;
+  key_initiator client(k, client_preamble(), server_preamble(), "client settings", fixed(t0));
+  client.use_ephemeral(std::move(pair));
+  // Writing message 1 makes no key pair of its own.
+  const auto made = ephemeral_keypair::made_on_this_thread();
+  std::string m1;
+  REQUIRE(client.start(m1) == handshake_status::need_more);
+  CHECK(ephemeral_keypair::made_on_this_thread() == made);
+  REQUIRE(m1.size() > 2 + dh_len);
+  CHECK(std::string_view(m1).substr(2, dh_len) ==
+        std::string_view(reinterpret_cast<const char*>(pub.data()), dh_len));
+  key_responder server(k.clone(), client_preamble(), server_preamble(), "server settings", cache,
+                       {120s, fixed(t0), ""});
+  std::string_view in = m1;
+  std::string m2;
+  REQUIRE(server.feed(in, m2) == handshake_status::done);
+  std::string_view back = m2;
+  REQUIRE(client.feed(back) == handshake_status::done);
+  CHECK(client.handshake_hash() == server.handshake_hash());
+  CHECK(client.peer_settings() == "server settings");
+  // Without one made ahead, writing message 1 makes one.
+  key_initiator other(k, client_preamble(), server_preamble(), "", fixed(t0));
+  const auto before_other = ephemeral_keypair::made_on_this_thread();
+  std::string m1b;
+  REQUIRE(other.start(m1b) == handshake_status::need_more);
+  CHECK(ephemeral_keypair::made_on_this_thread() == before_other + 1);
 }

@@ -216,6 +216,97 @@ TEST_CASE("a key-mode server on TCP and on a UNIX socket serves its users both w
   CHECK(opened_users == std::vector<std::string>{"alice", "alice"});
 }
 
+TEST_CASE("connect() makes its ephemeral key on the calling thread, not on the shared event loop") {
+  // The loop serves every connection connect() opens in this process: a key pair made
+  // there (some 45 µs) held up all of them, where the caller's thread only waits.
+  users u;
+  bokbok::server_options o;
+  o.listen = {"unix:@bokbok-key-mode-test-ephemeral-" + std::to_string(getpid())};
+  o.on_request = serve;
+  o.keys.key_for_user = u.lookup();
+  bokbok::server s(o);
+  s.start();
+  for (int i = 0; i < 3; ++i) {
+    const auto before = bokbok::crypto::ephemeral_keypair::made_on_this_thread();
+    auto c = bokbok::connect(s.local_addresses().at(0), answering_client(client_keys("alice", u.alice)));
+    CHECK(bokbok::crypto::ephemeral_keypair::made_on_this_thread() == before + 1);
+    CHECK(c.request({"who"}) == message{"alice"});
+    c.close();
+    c.wait_closed();
+  }
+  s.stop();
+  s.wait();
+}
+
+// A key-mode server knowing alice on an abstract UNIX socket named for `what`, with one
+// handler thread, running `handler`.
+bokbok::server_options one_thread_key_server(const users& u, const std::string& what,
+                                             bokbok::request_handler handler) {
+  bokbok::server_options o;
+  o.listen = {"unix:@bokbok-key-mode-test-" + what + "-" + std::to_string(getpid())};
+  o.max_threads = 1;
+  o.on_request = std::move(handler);
+  o.keys.key_for_user = u.lookup();
+  return o;
+}
+
+TEST_CASE("a key-mode server makes each login's key exchange on a handler thread, not its event loop") {
+  // The loop serves every connection of the server: a login's ephemeral key and
+  // Diffie-Hellman (some 100 µs) held them all up, and logins could use one CPU only.
+  // With one handler thread, the thread that answers calls is the one that made them.
+  users u;
+  bokbok::server s(one_thread_key_server(u, "answer", [](bokbok::connection&, message) {
+    return message{std::to_string(bokbok::crypto::handshake_state::dh_count_on_this_thread())};
+  }));
+  s.start();
+  std::vector<bokbok::connection> logins;
+  for (int i = 1; i <= 3; ++i) {
+    logins.push_back(bokbok::connect(s.local_addresses().at(0),
+                                     answering_client(client_keys("alice", u.alice))));
+    CHECK(logins.back().request({"dh"}) == message{std::to_string(i)});
+  }
+  for (auto& c : logins) {
+    c.close();
+    c.wait_closed();
+  }
+  s.stop();
+  s.wait();
+}
+
+TEST_CASE("a login is answered while every handler thread of the server is busy") {
+  // A login's answer goes to a handler thread only when one is free at once: it never
+  // waits behind slow handlers (here one handler that blocks), up to the handshake
+  // timeout.
+  users u;
+  std::promise<void> entered, release;
+  auto released = release.get_future().share();
+  bokbok::server s(one_thread_key_server(u, "busy", [&, released](bokbok::connection&, message m) {
+    if (!m.empty() && m[0] == "block") {
+      entered.set_value();
+      released.wait_for(patience);
+    }
+    return m;
+  }));
+  s.start();
+  const auto address = s.local_addresses().at(0);
+  auto first = bokbok::connect(address, answering_client(client_keys("alice", u.alice)));
+  auto blocked = first.request_async({"block"});
+  REQUIRE(entered.get_future().wait_for(patience) == std::future_status::ready);
+  // The one handler thread is held: this login is answered by the loop.
+  auto options = answering_client(client_keys("alice", u.alice));
+  options.connect_timeout = 5s;
+  auto second = bokbok::connect(address, options);
+  release.set_value();
+  CHECK(blocked.get() == message{"block"});
+  CHECK(second.request({"after"}) == message{"after"});
+  for (auto* c : {&first, &second}) {
+    c->close();
+    c->wait_closed();
+  }
+  s.stop();
+  s.wait();
+}
+
 TEST_CASE("the demo server spawned through exec: with a users file knows who called") {
   users u;
   auto other = bokbok::key::generate();

@@ -96,7 +96,7 @@ void check_handshake(const key_vector& v) {
   else if (v.at("responder-psk") != "none") server_key = key_of(v.bytes("responder-psk"));
   key_responder server(std::move(server_key), ipre, rpre,
                        v.has("responder-settings") ? v.bytes("responder-settings") : "", cache,
-                       {std::chrono::seconds(120), clock});
+                       {std::chrono::seconds(120), clock, ""});
   if (v.has("responder-ephemeral"))
     server.use_ephemeral_for_test(array_of(v.bytes("responder-ephemeral")));
   const std::string m1 = v.bytes("message-1");

@@ -158,8 +158,15 @@ handshake_status key_responder::refuse(std::string why, std::string& out) {
 }
 
 handshake_status key_responder::feed(std::string_view& in, std::string& out) {
+  auto st = check(in, out);
+  if (st == handshake_status::need_more && checked()) return answer(out);
+  return st;
+}
+
+handshake_status key_responder::check(std::string_view& in, std::string& out) {
   if (phase_ == phase::done) return handshake_status::done;
   if (phase_ == phase::failed) return handshake_status::error;
+  if (phase_ == phase::checked) return handshake_status::need_more;
   const auto st = take_record(buf_, in, message1_min_body, message1_max_body, "message 1", error_);
   if (st == handshake_status::error) return fail(error_);
   if (st == handshake_status::need_more) return st;
@@ -169,8 +176,9 @@ handshake_status key_responder::feed(std::string_view& in, std::string& out) {
 }
 
 // Message 1 is complete. Order matters: the tag is checked first (psk and e only, no DH),
-// then the timestamp, then the replay cache; the one DH happens in writing message 2.
-// The cache is not written here: confirm() does, once the client has proved its keys.
+// then the timestamp, then the replay cache; the one DH happens in writing message 2
+// (answer()). The cache is not written here: confirm() does, once the client has proved
+// its keys.
 handshake_status key_responder::accept(std::string_view body, std::string& out) {
   std::string payload;
   if (!noise_.read_message(body, payload)) return refuse(std::string(authentication_failed), out);
@@ -195,9 +203,18 @@ handshake_status key_responder::accept(std::string_view body, std::string& out) 
   // already: refused here, before the one DH.
   if (cache_->seen(noise_.remote_ephemeral_public(), now))
     return refuse("replayed handshake: this first message was already accepted", out);
+  peer_settings_.assign(payload, handshake_timestamp_len);
+  phase_ = phase::checked;
+  return handshake_status::need_more;
+}
+
+handshake_status key_responder::answer(std::string& out) {
+  if (phase_ != phase::checked) {
+    if (phase_ == phase::done) return handshake_status::done;
+    return fail("key_responder::answer before message 1 was checked");
+  }
   std::string message2;
   if (!noise_.write_message(settings_, message2)) return refuse(noise_.error(), out);
-  peer_settings_.assign(payload, handshake_timestamp_len);
   const auto e = noise_.remote_ephemeral_public();
   std::copy(e.begin(), e.end(), ephemeral_.begin());
   base::append_be16(out, static_cast<std::uint16_t>(message2.size()));

@@ -84,6 +84,8 @@ class key_initiator {
   void use_ephemeral_for_test(std::span<const unsigned char, dh_len> private_key) {
     noise_.use_ephemeral_for_test(private_key);
   }
+  // The key pair message 1 sends, made ahead (handshake_state::use_ephemeral).
+  void use_ephemeral(ephemeral_keypair&& pair) { noise_.use_ephemeral(std::move(pair)); }
 
   // Appends the message 1 record to `out`. Call once. need_more, or error.
   handshake_status start(std::string& out);
@@ -134,6 +136,17 @@ class key_responder {
   // so that the client and an observer see the same thing for every refusal; send it,
   // then close. A malformed record gives an error with no output.
   handshake_status feed(std::string_view& in, std::string& out);
+
+  // feed() in two steps, so that the costly one may run on another thread: check()
+  // consumes message 1 and does everything but the Diffie-Hellman (the tag, the
+  // timestamp, the replay cache; a refusal's decoy goes to `out` as in feed()); when
+  // message 1 passed it returns need_more with checked() true, and answer() then makes
+  // the ephemeral key, the one DH and message 2 (into `out`): done, or error with a
+  // decoy. No DH for a message 1 that fails its checks, as with feed().
+  handshake_status check(std::string_view& in, std::string& out);
+  bool checked() const noexcept { return phase_ == phase::checked; }
+  handshake_status answer(std::string& out);
+
   handshake_status end_of_stream();
 
   // After done, once a first record from the client has been opened with the session
@@ -161,7 +174,7 @@ class key_responder {
   std::int64_t timestamp_ms_ = 0;
   replay_cache::id ephemeral_{};  // the client's e, recorded by confirm()
   std::string error_;
-  enum class phase { waiting, done, failed } phase_ = phase::waiting;
+  enum class phase { waiting, checked, done, failed } phase_ = phase::waiting;
   bool confirmed_ = false;
 };
 

@@ -8,6 +8,8 @@ namespace bokbok::crypto {
 namespace {
 
 std::atomic<std::uint64_t> dh_operations{0};
+thread_local std::uint64_t keypairs_made = 0;  // made_on_this_thread()
+thread_local std::uint64_t dh_made = 0;        // dh_count_on_this_thread()
 
 }  // namespace
 
@@ -16,9 +18,21 @@ std::string_view protocol_name(noise_pattern p) noexcept {
                                 : "Noise_NNpsk0_25519_ChaChaPoly_SHA256";
 }
 
+ephemeral_keypair ephemeral_keypair::generate() {
+  ephemeral_keypair pair{secret_bytes(dh_len), {}};
+  randombytes_buf(pair.private_key.data(), dh_len);
+  crypto_scalarmult_base(pair.public_key.data(), pair.private_key.data());
+  ++keypairs_made;
+  return pair;
+}
+
+std::uint64_t ephemeral_keypair::made_on_this_thread() noexcept { return keypairs_made; }
+
 std::uint64_t handshake_state::dh_count() noexcept {
   return dh_operations.load(std::memory_order_relaxed);
 }
+
+std::uint64_t handshake_state::dh_count_on_this_thread() noexcept { return dh_made; }
 
 handshake_state::handshake_state(noise_pattern pattern, noise_role role,
                                  std::string_view prologue, const key* psk)
@@ -36,6 +50,14 @@ handshake_state::handshake_state(noise_pattern pattern, noise_role role,
 void handshake_state::use_ephemeral_for_test(std::span<const unsigned char, dh_len> private_key) {
   std::copy(private_key.begin(), private_key.end(), e_priv_.data());
   e_fixed_ = true;
+  e_pub_ready_ = false;
+}
+
+void handshake_state::use_ephemeral(ephemeral_keypair&& pair) {
+  std::copy(pair.private_key.data(), pair.private_key.data() + dh_len, e_priv_.data());
+  e_pub_ = pair.public_key;
+  pair.private_key.wipe();
+  e_fixed_ = e_pub_ready_ = true;
 }
 
 bool handshake_state::fail(std::string why) {
@@ -52,7 +74,10 @@ bool handshake_state::my_turn() const noexcept {
 // mixed into h, and with a psk also into the chaining key.
 void handshake_state::write_e(std::string& out) {
   if (!e_fixed_) randombytes_buf(e_priv_.data(), dh_len);
-  crypto_scalarmult_base(e_pub_.data(), e_priv_.data());
+  if (!e_pub_ready_) {
+    crypto_scalarmult_base(e_pub_.data(), e_priv_.data());
+    if (!e_fixed_) ++keypairs_made;
+  }
   out.append(reinterpret_cast<const char*>(e_pub_.data()), dh_len);
   symmetric_.mix_hash(e_pub_);
   if (pattern_ == noise_pattern::nnpsk0) symmetric_.mix_key(e_pub_);
@@ -63,6 +88,7 @@ void handshake_state::write_e(std::string& out) {
 bool handshake_state::dh_ee() {
   wiped<dh_len> shared;
   dh_operations.fetch_add(1, std::memory_order_relaxed);
+  ++dh_made;
   if (crypto_scalarmult(shared.data(), e_priv_.data(), re_.data()) != 0)
     return fail("low-order public key: the Diffie-Hellman result is all zero");
   symmetric_.mix_key(shared.span());

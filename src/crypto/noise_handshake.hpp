@@ -17,6 +17,7 @@
 // After an error the object is dead: every later call fails. Not thread-safe; no I/O.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -38,6 +39,22 @@ enum class noise_role { initiator, responder };
 // "Noise_NN_25519_ChaChaPoly_SHA256" or "Noise_NNpsk0_25519_ChaChaPoly_SHA256".
 std::string_view protocol_name(noise_pattern p) noexcept;
 
+// An ephemeral X25519 key pair made ahead of its handshake: the fixed-base scalar
+// multiplication (about 45 µs) then runs on the thread that makes it (a client's
+// calling thread, in connect()) rather than on the event loop that later writes the
+// message carrying it. Used by exactly one handshake (use_ephemeral()); the private key
+// is in locked memory and wiped with it.
+struct ephemeral_keypair {
+  secret_bytes private_key;                          // dh_len bytes
+  std::array<unsigned char, dh_len> public_key{};
+
+  // A fresh random pair. Throws std::bad_alloc when no locked memory is left.
+  static ephemeral_keypair generate();
+  // How many key pairs generate(), or a handshake writing `e` without one, has made on
+  // the calling thread (a test hook, like dh_count(): it checks which thread pays).
+  static std::uint64_t made_on_this_thread() noexcept;
+};
+
 class handshake_state {
  public:
   // Initialize(): `prologue` is mixed into h; `psk` is required for nnpsk0 and ignored
@@ -51,6 +68,10 @@ class handshake_state {
   // Test hook: the ephemeral private key this side will use, instead of a random one, to
   // reproduce test vectors. Call before the message that sends `e`.
   void use_ephemeral_for_test(std::span<const unsigned char, dh_len> private_key);
+
+  // The key pair this side's `e` token will send, made ahead (ephemeral_keypair), in
+  // place of one made when the message is written. Call before that message.
+  void use_ephemeral(ephemeral_keypair&& pair);
 
   // WriteMessage(payload): appends the handshake message to `out`. Returns false, with
   // error() set and nothing appended, if it is not this side's turn or a DH fails.
@@ -77,6 +98,8 @@ class handshake_state {
   // How many X25519 DH operations (crypto_scalarmult with a peer key) handshakes in this
   // process have computed so far. Test hook; relaxed atomic, thread-safe.
   static std::uint64_t dh_count() noexcept;
+  // The same, made on the calling thread (which thread pays for a login's DH).
+  static std::uint64_t dh_count_on_this_thread() noexcept;
 
  private:
   bool fail(std::string why);
@@ -89,7 +112,8 @@ class handshake_state {
   symmetric_state symmetric_;
   key psk_;
   secret_bytes e_priv_{dh_len};
-  bool e_fixed_ = false;
+  bool e_fixed_ = false;       // e_priv_ is given (the test hook): its public key is not
+  bool e_pub_ready_ = false;   // e_pub_ is given too (use_ephemeral)
   std::array<unsigned char, dh_len> e_pub_{};
   std::array<unsigned char, dh_len> re_{};
   int next_message_ = 0;  // 0: initiator -> responder, 1: responder -> initiator, 2: done

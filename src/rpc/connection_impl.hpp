@@ -285,6 +285,9 @@ class connection_impl final : public io::stream_events,
   // Key mode (connection_keys.cpp), loop thread. key_step() runs the handshake over
   // `bytes` after the preambles; false: stop here (more to come, or it failed).
   bool key_step(std::string_view& bytes);
+  bool key_stepped(rpc::key_session::step st, std::string& out);  // the rest of a step
+  bool answer_elsewhere(std::string out);  // a login's message 2 on a handler thread
+  void key_answered(rpc::key_session::step st, std::string& out);
   bool key_record_opened();  // a responder's login at the first record (§9.6)
   void key_failed();
   std::string settings_payload() const;
@@ -453,6 +456,9 @@ class connection_impl final : public io::stream_events,
   io::timer_id grace_timer_ = 0;
   std::unique_ptr<rpc::key_session> key_;  // key mode only
   bool key_begun_ = false;
+  // A handler thread is making message 2 (answer_elsewhere): key_ is that thread's
+  // (ready() excepted) and reading is stopped until key_answered().
+  bool key_busy_ = false;
   bool expect_refusal_ = false;  // key mode met a plain peer: only a refusal is news
   open_callback opened_;
   bool holding_ = false;

@@ -2,6 +2,10 @@
 // and sealing what the loop writes. The handshake and ciphers themselves are in
 // rpc/key_session and src/crypto; opening received records is in connection_reader.cpp.
 //
+// Threads: the loop thread, but for a server's answer to a checked message 1
+// (answer_elsewhere), made on a handler thread while the loop leaves key_ alone
+// (key_busy_) and reads nothing on this connection.
+//
 // What changes against plain mode: the hello's settings travel inside handshake
 // messages 1 and 2, so no hello frame is sent; the preamble and the handshake messages go
 // out unencrypted as the send path's raw bytes, ahead of the outbox; after the handshake every
@@ -42,7 +46,7 @@ std::uint32_t connection_impl::new_hello_nonce() {
 std::string connection_impl::handshake_awaited() const {
   if (!key_) return "the peer's bokbok preamble and hello";
   if (!preamble_done_) return "the peer's bokbok preamble (key mode)";
-  if (!key_->ready()) return "the key-mode handshake with the peer";
+  if (key_busy_ || !key_->ready()) return "the key-mode handshake with the peer";
   if (key_->awaiting_confirmation())
     return "the client's login proof (its first record after the key-mode handshake)";
   return "the key-mode handshake with the peer";
@@ -51,6 +55,7 @@ std::string connection_impl::handshake_awaited() const {
 // Loop thread, after the peer's preamble: feeds the handshake. True once it is done and
 // the connection open, with `bytes` left holding what follows the handshake.
 bool connection_impl::key_step(std::string_view& bytes) {
+  if (key_busy_) return false;  // (reading is stopped meanwhile)
   if (key_->ready()) return true;
   std::string out;
   auto st = rpc::key_session::step::need_more;
@@ -59,6 +64,50 @@ bool connection_impl::key_step(std::string_view& bytes) {
     st = key_->begin(preamble_reader_.value(), preamble_reader_.received(), out);
   }
   if (st != rpc::key_session::step::failed) st = key_->feed(bytes, out);
+  if (st == rpc::key_session::step::answer) {
+    // A client sends nothing after message 1 until message 2 has come; one that did
+    // (bytes left) is answered here, its bytes handled in order.
+    if (bytes.empty() && answer_elsewhere(std::move(out))) return false;
+    st = key_->answer(out);
+  }
+  return key_stepped(st, out);
+}
+
+// Loop thread: a responder's message 1 passed its checks (no Diffie-Hellman so far: a
+// wrong key or a replay never gets here). Its answer, an ephemeral key and the one DH
+// (about 100 µs), runs on a handler thread of the server: its logins then use every
+// CPU, and its loop goes on serving the other connections meanwhile. Reading stops
+// until the answer is back (key_answered). False when no handler thread can start it at
+// once (every running slot taken, or requests waiting: a login must not wait behind slow
+// handlers, as it never did), or for a connection of its own (stdio, connect_fds: no
+// server's pool, and nothing to share the loop with): the caller answers on this thread.
+bool connection_impl::answer_elsewhere(std::string out) {
+  if (!cfg_.pool || !stream_) return false;
+  key_busy_ = true;
+  stream_->stop_reading();
+  auto self = shared_from_this();
+  const bool taken = pool_->submit_if_free([self, out = std::move(out)]() mutable {
+    auto st = self->key_->answer(out);
+    self->cfg_.loop->post([self, st, out = std::move(out)]() mutable { self->key_answered(st, out); });
+  });
+  if (!taken) {
+    key_busy_ = false;
+    stream_->start_reading();
+  }
+  return taken;
+}
+
+// Loop thread: message 2 is made (or the DH failed: a decoy). Unless the connection ended
+// meanwhile (its handshake timeout, say), it goes out and reading resumes.
+void connection_impl::key_answered(rpc::key_session::step st, std::string& out) {
+  key_busy_ = false;
+  if (closing_.finished || !stream_) return;
+  stream_->start_reading();  // a read held meanwhile comes on a later turn (a post)
+  key_stepped(st, out);
+}
+
+// Loop thread: what a handshake step produced goes out; then its outcome.
+bool connection_impl::key_stepped(rpc::key_session::step st, std::string& out) {
   if (!out.empty()) {
     std::lock_guard lock(mu_);
     send_.push_raw(out);

@@ -52,7 +52,18 @@ key_session::key_session(std::shared_ptr<const key_config> cfg, std::string loca
                          std::string settings)
     : cfg_(std::move(cfg)),
       local_preamble_(std::move(local_preamble)),
-      settings_(std::move(settings)) {}
+      settings_(std::move(settings)) {
+  // An initiator's ephemeral key pair is made now, on the thread opening the connection
+  // (connect()'s caller), not by begin() on the event loop that all of a process's
+  // connect() connections share: there it was a quarter of the loop's time per key-mode
+  // connection. No locked memory left: begin() makes it, and fails as it always did.
+  if (cfg_->initiator()) {
+    try {
+      prepared_ = crypto::ephemeral_keypair::generate();
+    } catch (const std::bad_alloc&) {
+    }
+  }
+}
 
 key_session::step key_session::fail(std::string why, bool refused) {
   error_ = std::move(why);
@@ -74,6 +85,10 @@ key_session::step key_session::begin(const wire::preamble& peer, std::string_vie
                                                            peer_bytes, settings_);
     } catch (const std::bad_alloc&) {
       return out_of_memory();
+    }
+    if (prepared_) {
+      initiator_->use_ephemeral(std::move(*prepared_));
+      prepared_.reset();
     }
     auto st = initiator_->start(out);
     if (st == crypto::handshake_status::error) return fail(initiator_->error(), false);
@@ -129,6 +144,7 @@ key_session::step key_session::finish_handshake() {
     peer_settings_ = responder_->peer_settings();
     ciphers_.emplace(responder_->take_ciphers());
   }
+  ready_.store(true, std::memory_order_release);
   // The handshake's secrets (ephemeral key, chaining key, psk) are not needed any more:
   // wiped now, so an open connection holds only its two record keys. A responder keeps
   // its state until the client's first record confirms the login (confirm(), §9.6),
@@ -188,15 +204,27 @@ key_session::step key_session::feed(std::string_view& in, std::string& out) {
   }
 }
 
+key_session::step key_session::answer(std::string& out) {
+  if (!error_.empty()) return step::failed;
+  if (!responder_ || !responder_->checked()) return fail("key_session::answer out of turn", false);
+  try {
+    if (responder_->answer(out) == crypto::handshake_status::error)
+      return fail(responder_->error(), true);
+    return finish_handshake();
+  } catch (const std::bad_alloc&) {
+    return out_of_memory();
+  }
+}
+
 key_session::step key_session::feed_handshake(std::string_view& in, std::string& out) {
   if (!initiator_ && !responder_) {
     if (!gather_message1(in)) return step::need_more;
     start_responder();
     std::string_view whole = message1_;
-    auto st = responder_->feed(whole, out);
+    auto st = responder_->check(whole, out);
     std::string().swap(message1_);
     if (st == crypto::handshake_status::error) return fail(responder_->error(), true);
-    return finish_handshake();
+    return step::answer;  // a whole message 1 that is not an error passed every check
   }
   if (initiator_) {
     auto st = initiator_->feed(in);

@@ -6,12 +6,15 @@
 // responds (a server). The settings that a plain connection sends in its hello travel
 // inside handshake messages 1 and 2 instead, so a key-mode side sends no hello frame.
 //
-// Threads: begin(), feed(), open() and the handshake accessors run on the connection's
-// loop thread. seal() and send_cipher() are for the thread that holds the connection's
+// Threads: the constructor runs on the thread that creates the connection (an
+// initiator's ephemeral key pair is made there); begin(), feed(), open() and the
+// handshake accessors run on the connection's loop thread; a responder's answer() may
+// run on a handler thread (see there); ready() on any thread. seal() and send_cipher() are for the thread that holds the connection's
 // writer role (rpc/send_path.hpp), without the connection's mutex: only the send cipher is
 // touched there, which nothing on the loop thread touches meanwhile.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -51,7 +54,9 @@ std::shared_ptr<const key_config> make_key_config(const options::key_options& ke
 
 class key_session {
  public:
-  enum class step { need_more, done, failed };
+  // answer: a responder's message 1 passed its checks; answer() makes message 2 (the
+  // ephemeral key and the one Diffie-Hellman: the costly part of a login).
+  enum class step { need_more, done, failed, answer };
 
   // `local_preamble`: the exact bytes this side sent; `settings`: our settings payload.
   key_session(std::shared_ptr<const key_config> cfg, std::string local_preamble,
@@ -70,6 +75,12 @@ class key_session {
   // begin() and feed() fail this connection (not refused(): nothing is sent) instead of
   // throwing.
   step feed(std::string_view& in, std::string& out);
+
+  // Responder, after feed() said answer: appends message 2 to `out` (or a decoy when the
+  // DH fails); done or failed. It may run on any thread, one at a time, provided the
+  // loop thread leaves this session alone meanwhile (ready() excepted); what it did is
+  // the loop's to see once the loop has been told (a post).
+  step answer(std::string& out);
 
   // Why the handshake failed; whether it was an authentication refusal (what a client
   // reports as authentication_error).
@@ -102,7 +113,8 @@ class key_session {
   bool open(std::string_view body, std::string& frame) { return ciphers_->receive.open(body, frame); }
   // The same into `frame` (room for body.size() - tag_len bytes; record_cipher::open_into).
   bool open_into(std::string_view body, char* frame) { return ciphers_->receive.open_into(body, frame); }
-  bool ready() const { return ciphers_.has_value(); }
+  // Any thread (the send path looks, and answer() may be running on another thread).
+  bool ready() const { return ready_.load(std::memory_order_acquire); }
   // After done: the send direction's cipher (what seal() uses).
   crypto::record_cipher& send_cipher() { return ciphers_->send; }
   // After done: the receive direction's cipher (what open() uses; loop thread).
@@ -124,7 +136,10 @@ class key_session {
   // record ciphers (these are some 900 bytes, a tenth of an idle connection).
   std::unique_ptr<crypto::key_initiator> initiator_;
   std::unique_ptr<crypto::key_responder> responder_;
+  // Initiator: the ephemeral key pair made by the constructor, until begin() uses it.
+  std::optional<crypto::ephemeral_keypair> prepared_;
   std::optional<crypto::record_cipher_pair> ciphers_;
+  std::atomic<bool> ready_{false};  // ciphers_ is set, for good
   std::string peer_settings_;
   std::string peer_user_;
   std::string peer_preamble_;  // responder: the peer's preamble bytes, for the prologue
