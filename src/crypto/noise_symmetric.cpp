@@ -14,15 +14,26 @@ const unsigned char* bytes_of(std::string_view s) {
   return reinterpret_cast<const unsigned char*>(s.data());
 }
 
+// HMAC(key, data) from `keyed`, an HMAC state already keyed with key, which is left as it
+// was. Keying hashes the padded key's inner and outer blocks: two of the four SHA-256
+// compressions of a short HMAC. HKDF's outputs share one key (temp_key), so hkdf() keys
+// once and each output starts from a copy.
+void hmac_from(const crypto_auth_hmacsha256_state& keyed, std::span<const unsigned char> data,
+               unsigned char* out) {
+  crypto_auth_hmacsha256_state st = keyed;
+  crypto_auth_hmacsha256_update(&st, data.data(), data.size());
+  crypto_auth_hmacsha256_final(&st, out);
+  sodium_memzero(&st, sizeof st);
+}
+
 }  // namespace
 
 void hmac_sha256(std::span<const unsigned char> key, std::span<const unsigned char> data,
                  std::span<unsigned char, hash_len> out) {
-  crypto_auth_hmacsha256_state st;
-  crypto_auth_hmacsha256_init(&st, key.data(), key.size());
-  crypto_auth_hmacsha256_update(&st, data.data(), data.size());
-  crypto_auth_hmacsha256_final(&st, out.data());
-  sodium_memzero(&st, sizeof st);
+  crypto_auth_hmacsha256_state keyed;
+  crypto_auth_hmacsha256_init(&keyed, key.data(), key.size());
+  hmac_from(keyed, data, out.data());
+  sodium_memzero(&keyed, sizeof keyed);
 }
 
 namespace {
@@ -32,19 +43,24 @@ namespace {
 void hkdf(std::span<const unsigned char, hash_len> chaining_key,
           std::span<const unsigned char> ikm, unsigned char* out1, unsigned char* out2,
           unsigned char* out3) {
-  wiped<hash_len> temp_key;
-  hmac_sha256(chaining_key, ikm, temp_key.span());
+  crypto_auth_hmacsha256_state keyed;
+  {
+    wiped<hash_len> temp_key;
+    hmac_sha256(chaining_key, ikm, temp_key.span());
+    crypto_auth_hmacsha256_init(&keyed, temp_key.data(), hash_len);
+  }
   wiped<hash_len + 1> in;
   in.data()[0] = 0x01;
-  hmac_sha256(temp_key.span(), std::span<const unsigned char>(in.data(), 1),
-              std::span<unsigned char, hash_len>(out1, hash_len));
+  hmac_from(keyed, std::span<const unsigned char>(in.data(), 1), out1);
   std::copy(out1, out1 + hash_len, in.data());
   in.data()[hash_len] = 0x02;
-  hmac_sha256(temp_key.span(), in.span(), std::span<unsigned char, hash_len>(out2, hash_len));
-  if (out3 == nullptr) return;
-  std::copy(out2, out2 + hash_len, in.data());
-  in.data()[hash_len] = 0x03;
-  hmac_sha256(temp_key.span(), in.span(), std::span<unsigned char, hash_len>(out3, hash_len));
+  hmac_from(keyed, in.span(), out2);
+  if (out3 != nullptr) {
+    std::copy(out2, out2 + hash_len, in.data());
+    in.data()[hash_len] = 0x03;
+    hmac_from(keyed, in.span(), out3);
+  }
+  sodium_memzero(&keyed, sizeof keyed);  // it is the key of every output
 }
 
 }  // namespace
