@@ -10,6 +10,10 @@
 // Threads: the library's. Forwarded requests run on handler threads of the side they
 // arrived on and wait for the other side (a nested call gives up its slot while it
 // waits); when either side closes, the other is closed too.
+// Ownership: run_key_bridge owns the shared state, which holds both connections; the
+// handlers, which each connection holds, reach it through a weak_ptr. A shared_ptr there
+// would be a cycle (state -> connection -> handler -> state), and both connections would
+// never be freed (LeakSanitizer reported it on every bridge run).
 #include "bridge_keys.hpp"
 
 #include <condition_variable>
@@ -36,8 +40,10 @@ struct shared_state {
 
 // Passes a request from one side to the other; what the other answers, or the error
 // it raises, goes back.
-request_handler forward_to(std::shared_ptr<shared_state> st, bool to_b) {
-  return [st, to_b](connection&, message m) -> message {
+request_handler forward_to(std::weak_ptr<shared_state> weak, bool to_b) {
+  return [weak, to_b](connection&, message m) -> message {
+    auto st = weak.lock();
+    if (!st) throw remote_error(error_code::shutting_down, "the bridge is closing");
     std::optional<connection> other;
     {
       std::unique_lock lock(st->mu);
@@ -49,8 +55,10 @@ request_handler forward_to(std::shared_ptr<shared_state> st, bool to_b) {
   };
 }
 
-notify_handler notify_to(std::shared_ptr<shared_state> st, bool to_b) {
-  return [st, to_b](connection&, message m) {
+notify_handler notify_to(std::weak_ptr<shared_state> weak, bool to_b) {
+  return [weak, to_b](connection&, message m) {
+    auto st = weak.lock();
+    if (!st) return;
     std::optional<connection> other;
     {
       std::lock_guard lock(st->mu);
@@ -60,8 +68,10 @@ notify_handler notify_to(std::shared_ptr<shared_state> st, bool to_b) {
   };
 }
 
-close_handler end_bridge(std::shared_ptr<shared_state> st, const char* side) {
-  return [st, side](connection& c) {
+close_handler end_bridge(std::weak_ptr<shared_state> weak, const char* side) {
+  return [weak, side](connection& c) {
+    auto st = weak.lock();
+    if (!st) return;  // the bridge has returned, both sides closed
     std::optional<connection> a, b;
     {
       std::lock_guard lock(st->mu);
