@@ -23,7 +23,7 @@
 #pragma once
 
 #include <cstddef>
-#include <condition_variable>
+#include <atomic>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -34,23 +34,26 @@
 
 #include "bokbok/connection.hpp"
 #include "bokbok/fd.hpp"
+#include "base/parking.hpp"
 #include "io/loop.hpp"
 
 namespace bokbok::rpc {
 
 // What wakes a blocking caller: one per thread that ever blocks in a call (made on its
-// first, kept for the thread's life), shared so that a waker may notify it after
-// releasing the connection's mutex even if the caller has returned meanwhile.
+// first, kept for the thread's life), shared so that a waker may unpark it after
+// releasing the connection's mutex even if the caller has returned meanwhile (a late
+// unpark only wakes the thread's next wait spuriously: base/parking.hpp).
 struct thread_waker {
-  std::condition_variable cv;  // waited on with the connection's mutex
+  base::parking park;
 };
 
 // What a blocking caller (connection_impl::call_sync) waits on: on the caller's stack,
 // pointed to by its call's slot. Filled under the connection's mutex by whoever ends
-// the call, which copies `waker` then and notifies it after releasing that mutex (only
-// this caller wakes, not every blocking caller of the connection).
+// the call, which copies `waker` first, sets `done` last (the caller, which reads `done`
+// without the mutex, may return and free this the moment it is set), and unparks the
+// waker after releasing that mutex (only this caller wakes).
 struct sync_wait {
-  bool done = false;
+  std::atomic<bool> done{false};  // set once, last; both sides seq_cst (base/parking.hpp)
   std::exception_ptr error;
   message response;
   fd_list fds;  // those of the response (request_with_fds)

@@ -145,29 +145,27 @@ message connection_impl::call_sync(message request, const call_options& opts,
       std::move(request),
       [this, &w](std::exception_ptr e, message m) { end_sync_wait(w, std::move(e), std::move(m)); },
       opts, /*blocking=*/true, &w, std::move(fds));
-  {
-    std::unique_lock lock(mu_);
-    w.waker->cv.wait(lock, [&] { return w.done; });
-  }
+  // No mutex for the wait: `done` is set last, after the answer (sync_wait).
+  w.waker->park.park_until([&] { return w.done.load(std::memory_order_seq_cst); });
   if (w.error) std::rethrow_exception(w.error);
   if (received) *received = std::move(w.fds);
   return std::move(w.response);
 }
 
-// Any thread, `mu_` not held. Notified after unlocking: the caller, woken, takes the
-// mutex at once rather than sleeping on it again. The waker is copied first: the
+// Any thread, `mu_` not held. Unparked after unlocking, so that the caller, woken, does
+// not find the mutex still held. The waker is copied first and `done` set last: the
 // caller's `w` is gone as soon as it sees `done`.
 void connection_impl::end_sync_wait(rpc::sync_wait& w, std::exception_ptr error,
                                     message response) {
   std::shared_ptr<rpc::thread_waker> waker;
   {
     std::lock_guard lock(mu_);
+    waker = w.waker;
     w.error = std::move(error);
     w.response = std::move(response);
-    w.done = true;
-    waker = w.waker;
+    w.done.store(true, std::memory_order_seq_cst);
   }
-  waker->cv.notify_one();
+  waker->park.unpark();
 }
 
 void connection_impl::notify(message m, std::vector<base::unique_fd> fds) {
@@ -360,15 +358,15 @@ void connection_impl::deliver_answers() {
       }
       a.call = calls_.take(*c);
       if (rpc::sync_wait* w = a.call.waiter) {
+        to_wake_.push_back(w->waker);  // copied first: `w` may be gone once `done` is set
         w->error = std::move(a.error);
         w->response = std::move(a.response);
         w->fds = std::move(a.fds);
-        w->done = true;
-        to_wake_.push_back(w->waker);  // copied now: `w` may be gone once unlocked
+        w->done.store(true, std::memory_order_seq_cst);
       }
     }
   }
-  for (auto& waker : to_wake_) waker->cv.notify_one();
+  for (auto& waker : to_wake_) waker->park.unpark();
   to_wake_.clear();
   last_activity_ = io::clock::now();
   // Newest first (above). Not views::reverse: clang 14 rejects it with libstdc++ 12.

@@ -3,6 +3,7 @@
 // frames: connection_reader.cpp; closing and ending: connection_close.cpp.
 #include "rpc/connection_impl.hpp"
 
+#include <atomic>
 #include <cerrno>
 #include <algorithm>
 #include <cstring>
@@ -11,6 +12,7 @@
 #include <thread>
 
 #include "base/log.hpp"
+#include "base/parking.hpp"
 #include "rpc/callback_error.hpp"
 #include "rpc/error_ptr.hpp"
 
@@ -87,30 +89,25 @@ std::shared_ptr<connection_impl> connection_impl::start_async(config cfg, base::
 
 std::shared_ptr<connection_impl> connection_impl::open(config cfg, base::unique_fd in,
                                                        base::unique_fd out) {
+  // The opener parks until the outcome is in (base/parking.hpp: no mutex to take back
+  // when woken). `done` is set last; the callback runs once.
   struct outcome {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
+    base::parking park;
+    std::atomic<bool> done{false};
     std::shared_ptr<connection_impl> conn;
     std::exception_ptr error;
   };
   auto o = std::make_shared<outcome>();
   auto c = start_async(std::move(cfg), std::move(in), std::move(out),
              [o](std::shared_ptr<connection_impl> c, std::exception_ptr e) {
-               {
-                 std::lock_guard lock(o->mu);
-                 o->conn = std::move(c);
-                 o->error = std::move(e);
-                 o->done = true;
-               }
-               // After unlocking: the opener, woken, does not block on `mu` at once.
-               o->cv.notify_all();
+               o->conn = std::move(c);
+               o->error = std::move(e);
+               o->done.store(true, std::memory_order_seq_cst);
+               o->park.unpark();
              });
-  std::unique_lock lock(o->mu);
-  o->cv.wait(lock, [&] { return o->done; });
+  o->park.park_until([&] { return o->done.load(std::memory_order_seq_cst); });
   if (o->error) {
     auto error = std::move(o->error);  // this thread is its only owner now
-    lock.unlock();
     // What the failure still sends (a key-mode refusal's decoy, a goaway saying why)
     // goes out before the caller hears of it: a process that exits on this error (a
     // child serving stdio) would otherwise cut it off. Bounded by close_drain_timeout.

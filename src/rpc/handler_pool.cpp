@@ -2,13 +2,15 @@
 
 #include <pthread.h>
 
-#include <condition_variable>
+#include <atomic>
 #include <deque>
 #include <mutex>
 #include <string>
 #include <system_error>
 #include <thread>
 #include <vector>
+
+#include "base/parking.hpp"
 
 namespace bokbok::rpc {
 
@@ -27,20 +29,28 @@ namespace bokbok::rpc {
 // preempted by each thread it woke, on a busy CPU, before it had queued the rest. The
 // chain costs no task a thread: each thread wakes the next before it runs its task.
 //
-// A waker notifies after releasing `mu` where it can (submit, a thread taking a task), so
-// the woken thread does not wake only to sleep again on `mu`; each thread's slot is
-// shared with whoever is about to notify it, so a late notify never finds it gone (a
-// late one may wake it spuriously: it waits on its own `woken`).
+// An idle thread sleeps on its slot's parking word (base/parking.hpp), without `mu`:
+// woken from a condition variable it would get `mu` back marked contended, and its next
+// unlock (before running the task) would make a system call for nobody. A waker unparks
+// after releasing `mu` where it can (submit, a thread taking a task), so the woken
+// thread does not wake only to sleep again on `mu`; each thread's slot is shared with
+// whoever is about to unpark it, so a late unpark never finds it gone (a late one may
+// wake it spuriously: it waits for its own `signalled`).
 struct handler_pool::state : std::enable_shared_from_this<handler_pool::state> {
   struct waiter {
-    std::condition_variable cv;
+    base::parking park;
     bool woken = false;  // guarded by mu: taken off `waiters` for new work
+    // Set with `woken` or `stopping` (under mu), read by the sleeping thread without it.
+    std::atomic<bool> signalled{false};
+    void signal() {
+      signalled.store(true, std::memory_order_seq_cst);
+    }
   };
-  // Notifies `w` when it goes out of scope: declared before a lock, after its release.
+  // Unparks `w` when it goes out of scope: declared before a lock, after its release.
   struct wake_after_unlock {
     std::shared_ptr<waiter> w;
     void now() {
-      if (w) w->cv.notify_one();
+      if (w) w->park.unpark();
       w.reset();
     }
     ~wake_after_unlock() { now(); }
@@ -70,11 +80,12 @@ struct handler_pool::state : std::enable_shared_from_this<handler_pool::state> {
         std::shared_ptr<waiter> w = std::move(waiters.back());
         waiters.pop_back();
         w->woken = true;
+        w->signal();
         ++waking;
         if (later)
           later->w = std::move(w);
         else
-          w->cv.notify_one();
+          w->park.unpark();
       }
       return {};
     }
@@ -102,13 +113,18 @@ struct handler_pool::state : std::enable_shared_from_this<handler_pool::state> {
   // while others wait in nested calls; it must stay (see blocking_scope).
   bool last_free_thread() const { return blocked > 0 && idle + running == 1 && !stopping; }
 
-  // With `mu` held: waits on a slot of its own until woken for work, stopping, or
-  // idle_timeout; false when it timed out unwoken.
+  // With `mu` held (released while it sleeps): waits on a slot of its own until woken
+  // for work, stopping, or idle_timeout; false when it timed out unwoken.
   // `w` is the calling thread's own slot.
   bool wait_idle(std::unique_lock<std::mutex>& lock, const std::shared_ptr<waiter>& w) {
     w->woken = false;
+    w->signalled.store(false, std::memory_order_relaxed);
     waiters.push_back(w);
-    bool woken = w->cv.wait_for(lock, lim.idle_timeout, [&] { return w->woken || stopping; });
+    lock.unlock();
+    w->park.park_until_for([&] { return w->signalled.load(std::memory_order_seq_cst); },
+                           lim.idle_timeout);
+    lock.lock();
+    const bool woken = w->woken || stopping;  // a wake after the timeout still counts
     if (!w->woken) std::erase(waiters, w);
     return woken;
   }
@@ -172,7 +188,10 @@ handler_pool::handler_pool(limits l) : state_(std::make_shared<state>()) {
 handler_pool::~handler_pool() {
   std::lock_guard lock(state_->mu);
   state_->stopping = true;
-  for (auto& w : state_->waiters) w->cv.notify_one();
+  for (auto& w : state_->waiters) {
+    w->signal();
+    w->park.unpark();
+  }
 }
 
 bool handler_pool::submit(pool_task task, std::string* why) {
