@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -516,8 +517,10 @@ void server::impl::start_connection(transport::connected_socket sock) {
   // (on_close), or when it fails to open.
   std::string source = sources_->source_of(sock);
   sources_->started(source);
-  auto give_back = [sources = sources_, source, once = std::make_shared<std::once_flag>()] {
-    std::call_once(*once, [&] { sources->ended(source); });
+  // Once: a flag, not std::call_once, whose completion makes a futex wake-up call
+  // every time, waiter or not.
+  auto give_back = [sources = sources_, source, once = std::make_shared<std::atomic<bool>>(false)] {
+    if (!once->exchange(true)) sources->ended(source);
   };
   options o;
   o.on_request = opts_.on_request;
@@ -632,21 +635,27 @@ void server::impl::limit_age(std::uint64_t id, const std::shared_ptr<detail::con
 // Any thread: a connection ended (id 0: one that never opened).
 void server::impl::connection_closed(std::uint64_t id) {
   bool done_serving;
+  std::shared_ptr<io::loop> loop;
   {
     std::lock_guard lock(mu_);
     if (id) conns_.erase(id);
     done_serving = !listening_ && conns_.empty() && opening_ == 0 && !stopping_;
-    if (loop_)
-      loop_->post([weak = weak_from_this(), id] {
-        if (auto self = weak.lock()) {
-          if (auto t = self->age_timers_.find(id); t != self->age_timers_.end()) {
-            if (self->users_loop_) self->users_loop_->cancel_timer(t->second);
-            self->age_timers_.erase(t);
-          }
-          self->slot_freed();
-        }
-      });
+    loop = loop_;
   }
+  // Posted after unlocking: the post wakes the loop thread, which on a shared CPU runs
+  // at once; under `mu_` it could find the mutex held and sleep on it, and the mutex,
+  // once contended, costs its next holders a wake-up call each (two futex calls per
+  // connection, one of them to nobody). A post after shutdown is dropped (io/loop.hpp).
+  if (loop)
+    loop->post([weak = weak_from_this(), id] {
+      if (auto self = weak.lock()) {
+        if (auto t = self->age_timers_.find(id); t != self->age_timers_.end()) {
+          if (self->users_loop_) self->users_loop_->cancel_timer(t->second);
+          self->age_timers_.erase(t);
+        }
+        self->slot_freed();
+      }
+    });
   // A server given only handed-over connections (inetd nowait, systemd Accept=yes)
   // stops when the last one closes.
   if (done_serving) stop(std::chrono::milliseconds(0));
