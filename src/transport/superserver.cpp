@@ -177,9 +177,12 @@ bool sd_notify(std::string_view state) {
   base::unique_fd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (!fd) return false;
   auto [sa, len] = unix_sockaddr(to);
+  // MSG_DONTWAIT: a datagram to a receiver whose queue is full (net.unix.max_dgram_qlen,
+  // 10 by default, unread) would wait until it reads; the watchdog pings come from the
+  // server's event loop, which then stopped serving every connection. Not sent: false.
   ssize_t n;
   do {
-    n = ::sendto(fd.get(), state.data(), state.size(), MSG_NOSIGNAL,
+    n = ::sendto(fd.get(), state.data(), state.size(), MSG_NOSIGNAL | MSG_DONTWAIT,
                  reinterpret_cast<const sockaddr*>(&sa), len);
   } while (n < 0 && errno == EINTR);
   return n == static_cast<ssize_t>(state.size());

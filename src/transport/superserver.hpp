@@ -49,7 +49,8 @@ superserver detect_superserver();
 // Sends `state` ("READY=1", "WATCHDOG=1", "STOPPING=1") to $NOTIFY_SOCKET (a path or an
 // abstract "@name"), without libsystemd. Does nothing and returns true when
 // NOTIFY_SOCKET is unset; returns false if sending failed (or the address is not a path
-// or "@name", e.g. vsock:).
+// or "@name", e.g. vsock:). Never waits: a receiver that does not read (its queue full)
+// gets nothing, and false is returned.
 bool sd_notify(std::string_view state);
 
 // The watchdog interval systemd asked for (WATCHDOG_USEC, when WATCHDOG_PID is absent or

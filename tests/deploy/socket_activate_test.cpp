@@ -116,6 +116,21 @@ struct notify_socket {
     REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
   }
   ~notify_socket() { ::close(fd); }
+  // Until its queue is full (net.unix.max_dgram_qlen datagrams unread): sends probes of
+  // its own, without waiting, until one is refused (EAGAIN). Bounded.
+  bool fill_up() {
+    int probe = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (probe < 0) return false;
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::memcpy(a.sun_path, path.data(), path.size());
+    bool full = false;
+    for (int i = 0; i < 100'000 && !full; ++i)
+      full = ::sendto(probe, "X", 1, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 &&
+             errno == EAGAIN;
+    ::close(probe);
+    return full;
+  }
   // Waits (bounded) for a datagram containing `what`; returns every datagram read.
   bool wait_for(const std::string& what, std::string& seen, std::chrono::milliseconds limit) {
     auto deadline = clock::now() + limit;
@@ -216,6 +231,32 @@ TEST_CASE("systemd-socket-activate without --accept: two named listeners, one se
   REQUIRE_MESSAGE(status.has_value(), "the server did not exit after shutdown-server!");
   CHECK_MESSAGE(WIFEXITED(*status), describe_status(*status));
   CHECK(WEXITSTATUS(*status) == 0);
+}
+
+TEST_CASE("a server whose $NOTIFY_SOCKET is not read goes on serving (its watchdog pings never wait)") {
+  // A datagram to a full queue waits until the receiver reads, and the watchdog pings
+  // are sent from the server's event loop: it stopped serving every connection once ten
+  // pings were unread (an unoptimized ASan build took long enough in the test above).
+  temp_dir dir;
+  notify_socket notify(dir / "notify");
+  auto a = start({"-E", "NOTIFY_SOCKET=" + notify.path, "-E", "WATCHDOG_USEC=20000"}, {},
+                 {"--systemd"});
+  INFO(a.proc->report());
+  auto c = client::tcp(a.port);
+  std::string seen;
+  REQUIRE_MESSAGE(notify.wait_for("READY=1", seen, 15s), "no READY=1; got: " << seen);
+  REQUIRE(notify.fill_up());
+  // From now on every ping (one each 10 ms) finds the queue full: calls for 200 ms, more
+  // than a dozen pings, each answered.
+  const auto until = clock::now() + 200ms;
+  int calls = 0;
+  while (clock::now() < until && calls < 100'000) {
+    const std::string n = std::to_string(calls++);
+    bokbok::call_options within;
+    within.timeout = 5s;
+    REQUIRE(c->conn->request({"ping", n}, within) == bokbok::message{"pong", n});
+  }
+  CHECK(exercise(*c, "notify-unread") == "");
 }
 
 }  // TEST_SUITE
