@@ -38,7 +38,7 @@ std::string demo_address() {
 
 }  // namespace
 
-TEST_CASE("reconnect: after each of 200 server restarts, a call made at once waits for the new connection and succeeds") {
+TEST_CASE("reconnect: after each of up to 200 server restarts, a call made at once waits for the new connection and succeeds") {
   auto dir = std::filesystem::temp_directory_path() /
              ("bokbok-reconnect-race-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
@@ -65,11 +65,17 @@ TEST_CASE("reconnect: after each of 200 server restarts, a call made at once wai
   auto conn = bokbok::connect(address, o, policy);
   CHECK(conn.request({"ping", "first"}) == message{"pong", "first"});
 
-  constexpr int rounds = 200;
+  // Up to 200 restarts, within 60 s: an unoptimized ASan build (each restart starts an
+  // instrumented server) or a busy machine gets through fewer, and every restart made
+  // is checked. Each must be one drop and one reconnect.
+  constexpr int max_rounds = 200;
+  constexpr int min_rounds = 20;
+  int rounds = 0;
   int failed = 0;
   std::string first_failure;
   auto started = std::chrono::steady_clock::now();
-  for (int i = 0; i < rounds && std::chrono::steady_clock::now() - started < 60s; ++i) {
+  for (int i = 0; i < max_rounds && std::chrono::steady_clock::now() - started < 60s; ++i) {
+    ++rounds;
     // The drop: the server dies (its socket is closed before waitpid returns) and a new
     // one starts; the call is made at once, while the old connection is still current
     // or just closed.
@@ -87,6 +93,7 @@ TEST_CASE("reconnect: after each of 200 server restarts, a call made at once wai
     }
   }
   INFO("first failure: " << first_failure);
+  CHECK(rounds >= min_rounds);
   CHECK(failed == 0);
   CHECK(drops.load() == rounds);
   CHECK(settles([&] { return reconnects.load() == rounds; }));
