@@ -2,6 +2,7 @@
 // no wake-up lost between two threads (the store-buffering race its memory orders close),
 // a wake for an earlier condition does not end a later wait, timeouts.
 #include "base/parking.hpp"
+#include "support/proc_status.hpp"
 
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -18,23 +19,7 @@
 using namespace std::chrono_literals;
 using bokbok::base::parking;
 
-namespace {
-
-// Until thread `tid` of this process (0: not known yet) is asleep, per /proc; bounded.
-bool wait_until_sleeping(const std::atomic<long>& tid, std::chrono::milliseconds limit) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < end) {
-    if (const long t = tid.load(); t != 0) {
-      std::ifstream status("/proc/self/task/" + std::to_string(t) + "/status");
-      for (std::string line; std::getline(status, line);)
-        if (line.starts_with("State:") && line.find('S') != std::string::npos) return true;
-    }
-    std::this_thread::yield();
-  }
-  return false;
-}
-
-}  // namespace
+using bokbok_test::wait_until_sleeping;
 
 TEST_CASE("two threads taking turns through parking never lose a wake-up") {
   // Each round: one side sets the turn to the other and unparks it, then parks until the

@@ -10,6 +10,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,9 +21,11 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <set>
 
 #include "bokbok/error.hpp"
+#include "support/proc_status.hpp"
 #include "transport/sockets.hpp"
 
 using namespace bokbok::transport;
@@ -395,6 +398,81 @@ TEST_CASE("a UNIX connect to a listener whose queue is full gives up after the t
   // Once the listener takes one from its queue, the next client gets in.
   accept_one(ls.front());
   CHECK_NOTHROW(connect_to(name, 200ms));
+}
+
+// A UNIX connect is tried non-blocking first; when the queue is full it waits, blocking,
+// for up to the timeout (SO_SNDTIMEO), and must then hand back the socket as asked: the
+// timeout cleared (a caller's blocking writes must not time out), blocking or not.
+TEST_CASE("a UNIX connect that finds the queue full waits for room, and gets in when the listener takes a client") {
+  temp_dir dir;
+  listen_options o;
+  o.backlog = 0;
+  std::string name = "unix:" + dir / "wait.sock";
+  auto ls = listen_at(name, o);
+  std::vector<connected_socket> queued;
+  for (int i = 0; i < 8; ++i) {  // until the queue is full
+    try {
+      queued.push_back(connect_to(name, 50ms));
+    } catch (const transport_error&) {
+      break;
+    }
+  }
+  REQUIRE(queued.size() < 8);
+  std::atomic<long> tid{0};
+  auto waiting = std::async(std::launch::async, [&] {
+    tid = static_cast<long>(::syscall(SYS_gettid));
+    return connect_socket(parse_address(name), 10s, fd_mode::blocking);
+  });
+  REQUIRE(bokbok_test::wait_until_sleeping(tid, 10s));  // blocked in connect
+  accept_one(ls.front());
+  REQUIRE(waiting.wait_for(10s) == std::future_status::ready);
+  connected_socket c = waiting.get();
+  CHECK(c.kind.unix_stream());
+  CHECK_FALSE(c.kind.nonblocking);
+  CHECK((fcntl(c.fd.get(), F_GETFL) & O_NONBLOCK) == 0);
+  timeval tv{1, 1};
+  socklen_t len = sizeof tv;
+  REQUIRE(getsockopt(c.fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, &len) == 0);
+  CHECK(tv.tv_sec == 0);
+  CHECK(tv.tv_usec == 0);
+  // With room in the queue, a non-blocking one gets in at once, non-blocking.
+  accept_one(ls.front());
+  auto nb = connect_socket(parse_address(name), 10s, fd_mode::nonblocking);
+  CHECK(nb.kind.unix_stream());
+  CHECK(nb.kind.nonblocking);
+  CHECK((fcntl(nb.fd.get(), F_GETFL) & O_NONBLOCK) != 0);
+}
+
+// The kind a connect or an accept states is what the kernel says of the socket.
+TEST_CASE("connect_socket and accept_from state each socket's kind and mode truly") {
+  for (std::string where : {std::string("tcp:127.0.0.1:0"), std::string("tcp:[::1]:0"),
+                            "unix:@bokbok-kind-" + std::to_string(getpid())}) {
+    CAPTURE(where);
+    std::vector<listener> ls;
+    try {
+      ls = listen_at(where);
+    } catch (const transport_error&) {
+      continue;  // no IPv6 on this machine
+    }
+    const std::string name = ls.front().name;
+    for (fd_mode mode : {fd_mode::blocking, fd_mode::nonblocking}) {
+      auto c = connect_socket(parse_address(name), 5s, mode);
+      pollfd p{ls.front().fd.get(), POLLIN, 0};
+      REQUIRE(poll(&p, 1, 5000) == 1);
+      auto a = accept_from(ls.front(), mode);
+      REQUIRE(a.has_value());
+      for (const connected_socket* s : {&c, &*a}) {
+        const auto asked = bokbok::base::fd_kind::of(s->fd.get());
+        CHECK(s->kind.socket == asked.socket);
+        CHECK(s->kind.family == asked.family);
+        CHECK(s->kind.stream == asked.stream);
+        CHECK(s->kind.nonblocking == (mode == fd_mode::nonblocking));
+        CHECK(((fcntl(s->fd.get(), F_GETFL) & O_NONBLOCK) != 0) == s->kind.nonblocking);
+      }
+      CHECK(a->peer_address_len > 0);
+      CHECK(a->peer_address.ss_family == a->kind.family);
+    }
+  }
 }
 
 TEST_CASE("a stale unix socket file is replaced") {

@@ -68,10 +68,12 @@ std::shared_ptr<connection_impl> address_picker::dial(std::chrono::milliseconds 
   for (std::size_t i : order) {
     const auto& e = eps[i];
     std::string why;
-    auto [fd, connect_why] = transport::connect_endpoint(e, connect_timeout);
+    auto [fd, connect_why] =
+        transport::connect_endpoint(e, connect_timeout, transport::fd_mode::nonblocking);
     if (fd) {
       try {
-        auto c = open(transport::connected_socket{std::move(fd), e.name});
+        auto c = open(transport::connected_socket{
+            std::move(fd), e.name, base::fd_kind::stream_socket(e.sa.ss_family, true)});
         std::lock_guard lock(mu_);
         failed_.erase(e.name);
         return c;

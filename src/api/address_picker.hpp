@@ -33,8 +33,8 @@ class connection_impl;
 
 class address_picker {
  public:
-  // Opens a connection over a connected socket; throws transport_error (or a subclass)
-  // when that fails.
+  // Opens a connection over a connected socket (non-blocking, its kind stated: it is
+  // for the event loop); throws transport_error (or a subclass) when that fails.
   using open_fn = std::function<std::shared_ptr<connection_impl>(transport::connected_socket)>;
 
   address_picker(transport::tcp_address where, address_choice choice,

@@ -42,11 +42,13 @@ std::shared_ptr<crypto::replay_cache> default_replay_cache() {
 std::shared_ptr<detail::connection_impl> open_impl(
     base::unique_fd in, base::unique_fd out, const options& opts, std::string peer,
     std::optional<connection::credentials> creds = std::nullopt,
-    std::shared_ptr<transport::peer_process> process = nullptr) {
+    std::shared_ptr<transport::peer_process> process = nullptr,
+    std::optional<base::fd_kind> in_kind = std::nullopt) {
   auto keys = rpc::make_key_config(
       opts.keys, opts.keys.key_for_user ? default_replay_cache() : nullptr, opts.on_callback_error);
   detail::connection_impl::config cfg{opts, std::move(peer), default_loop(), nullptr, {},
                                       creds, false, std::move(process), std::move(keys), nullptr};
+  cfg.in_kind = in_kind;
   return detail::connection_impl::open(std::move(cfg), std::move(in), std::move(out));
 }
 
@@ -59,16 +61,16 @@ connection open_over(base::unique_fd in, base::unique_fd out, const options& opt
 // Dials a tcp: or unix: address and opens a connection over the socket.
 std::shared_ptr<detail::connection_impl> dial_socket(const transport::address& addr,
                                                      const options& opts) {
-  auto sock = transport::connect_socket(addr, opts.connect_timeout);
-  auto creds = transport::peer_credentials_of(sock.fd.get());
-  return open_impl(std::move(sock.fd), {}, opts, std::move(sock.peer), creds);
+  auto sock = transport::connect_socket(addr, opts.connect_timeout, transport::fd_mode::nonblocking);
+  auto creds = transport::peer_credentials_of(sock);
+  return open_impl(std::move(sock.fd), {}, opts, std::move(sock.peer), creds, nullptr, sock.kind);
 }
 
 // Dials a tcp: address per opts.address_choice through `picker` (api/address_picker.hpp).
 std::shared_ptr<detail::connection_impl> dial_picked(detail::address_picker& picker,
                                                      const options& opts) {
   return picker.dial(opts.connect_timeout, [&opts](transport::connected_socket s) {
-    return open_impl(std::move(s.fd), {}, opts, std::move(s.peer));
+    return open_impl(std::move(s.fd), {}, opts, std::move(s.peer), std::nullopt, nullptr, s.kind);
   });
 }
 

@@ -399,7 +399,7 @@ void server::impl::refuse_with_spare(const transport::listener& l, const std::st
   spare_fd_.reset();
   std::optional<transport::connected_socket> sock;
   try {
-    sock = transport::accept_from(l);
+    sock = transport::accept_from(l, transport::fd_mode::nonblocking);
   } catch (const std::exception&) {
   }
   if (!sock) return;
@@ -433,7 +433,8 @@ void server::impl::accept_clients(listener_watch& w, int events) {
     if (!can_take_clients()) return;  // left unarmed: slot_freed() arms it again
     std::optional<transport::connected_socket> sock;
     try {
-      sock = transport::accept_from(l);
+      // Non-blocking from the start: everything here reads and writes it so.
+      sock = transport::accept_from(l, transport::fd_mode::nonblocking);
     } catch (const std::exception& e) {
       // Out of descriptors or memory. The spare descriptor makes room to take one
       // client and tell it so; the others stay queued in the kernel.
@@ -562,6 +563,7 @@ void server::impl::start_connection(transport::connected_socket sock) {
   // Its place in its source's count is given back before the close handler runs; it
   // leaves connection_count() once the handler has returned (server.hpp).
   cfg.before_close_handler = give_back;
+  if (sock.kind.socket) cfg.in_kind = sock.kind;
   cfg.after_close_handler = [weak, id] {
     if (auto self = weak.lock()) self->connection_closed(id);
   };

@@ -20,11 +20,13 @@ bool loopback6(const in6_addr& a) {
 }  // namespace
 
 std::string source_limits::source_of(const transport::connected_socket& sock) const {
-  if (sock.proxied_source_len == 0) return source_of(sock.fd.get());
-  return source_of_address(sock.proxied_source, sock.fd.get());
+  if (sock.proxied_source_len != 0) return source_of_address(sock.proxied_source, sock.fd.get());
+  if (sock.peer_address_len != 0) return source_of_address(sock.peer_address, sock.fd.get());
+  return source_of(sock.fd.get());
 }
 
 std::string source_limits::source_of(int fd) const {
+  if (limits_.at_once == 0 && limits_.per_second == 0) return "";  // never limited: no question
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
   if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "";

@@ -41,7 +41,7 @@ bool as_ipv6(const sockaddr* sa, std::array<std::uint8_t, 16>& out) {
 
 std::optional<connection::credentials> client_credentials(const transport::connected_socket& sock) {
   if (sock.proxied_source_len != 0) return std::nullopt;
-  return transport::peer_credentials_of(sock.fd.get());
+  return transport::peer_credentials_of(sock);
 }
 
 proxy_sources::proxy_sources(const std::vector<std::string>& entries) {

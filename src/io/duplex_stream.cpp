@@ -56,12 +56,6 @@ static_assert(max_read_buffer <= INT_MAX);
 constexpr std::size_t send_control_size = CMSG_SPACE(max_fds_per_write * sizeof(int));
 constexpr std::size_t recv_control_size = send_control_size + CMSG_SPACE(sizeof(ucred));
 
-bool is_unix_socket(int fd) noexcept {
-  int domain = 0;
-  socklen_t len = sizeof domain;
-  return ::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain == AF_UNIX;
-}
-
 // After a recvmsg: the fds its control messages carry, each owned.
 std::vector<base::unique_fd> received_fds(const msghdr& msg) {
   std::vector<base::unique_fd> fds;
@@ -93,15 +87,17 @@ void set_nonblocking(int fd) {
 class stream_impl final : public duplex_stream,
                           public std::enable_shared_from_this<stream_impl> {
  public:
-  stream_impl(std::shared_ptr<loop> l, base::unique_fd in, base::unique_fd out, stream_events* events)
+  // `in_kind`, `out_kind`: what the descriptors are (out_kind unused when `out` is empty).
+  stream_impl(std::shared_ptr<loop> l, base::unique_fd in, base::unique_fd out,
+              base::fd_kind in_kind, base::fd_kind out_kind, stream_events* events)
       : loop_(std::move(l)),
         in_(std::move(in)),
         out_(std::move(out)),
         same_fd_(!out_),
-        in_is_socket_(base::is_socket(in_.get())),
-        out_is_socket_(out_ ? base::is_socket(out_.get()) : in_is_socket_),
-        in_is_unix_(in_is_socket_ && is_unix_socket(in_.get())),
-        passes_fds_(in_is_unix_ && (same_fd_ || (out_is_socket_ && is_unix_socket(out_.get())))),
+        in_is_socket_(in_kind.socket),
+        out_is_socket_(out_ ? out_kind.socket : in_is_socket_),
+        in_is_unix_(in_is_socket_ && in_kind.family == AF_UNIX),
+        passes_fds_(in_is_unix_ && (same_fd_ || (out_is_socket_ && out_kind.family == AF_UNIX))),
         events_(events),
         direct_fd_(out_fd()),
         read_op_(*this, &stream_impl::on_read),
@@ -559,7 +555,9 @@ void stream_impl::release_if_idle() {
 }  // namespace
 
 std::shared_ptr<duplex_stream> duplex_stream::create(std::shared_ptr<loop> l, base::unique_fd in,
-                                                     base::unique_fd out, stream_events* events) {
+                                                     base::unique_fd out, stream_events* events,
+                                                     std::optional<base::fd_kind> in_kind,
+                                                     std::optional<base::fd_kind> out_kind) {
   if (!l) throw std::invalid_argument("duplex_stream::create: no loop");
   if (!in) throw std::invalid_argument("duplex_stream::create: no input fd");
   if (out && out.get() == in.get()) {
@@ -568,9 +566,13 @@ std::shared_ptr<duplex_stream> duplex_stream::create(std::shared_ptr<loop> l, ba
     out.release();
     in = borrowed ? base::unique_fd::borrow(fd) : base::unique_fd(fd);
   }
-  set_nonblocking(in.get());
-  if (out) set_nonblocking(out.get());
-  return std::make_shared<stream_impl>(std::move(l), std::move(in), std::move(out), events);
+  // Made non-blocking first: fcntl fails on a descriptor that is not open, which
+  // fd_kind::of would take for "not a socket".
+  if (!in_kind || !in_kind->nonblocking) set_nonblocking(in.get());
+  if (out && (!out_kind || !out_kind->nonblocking)) set_nonblocking(out.get());
+  base::fd_kind ik = in_kind ? *in_kind : base::fd_kind::of(in.get());
+  base::fd_kind ok = !out ? ik : out_kind ? *out_kind : base::fd_kind::of(out.get());
+  return std::make_shared<stream_impl>(std::move(l), std::move(in), std::move(out), ik, ok, events);
 }
 
 }  // namespace bokbok::io

@@ -37,9 +37,11 @@
 #include <cstddef>
 #include <memory>
 #include <string_view>
+#include <optional>
 #include <vector>
 
 #include "io/loop.hpp"
+#include "base/is_socket.hpp"
 #include "base/unique_fd.hpp"
 
 namespace bokbok::io {
@@ -105,11 +107,15 @@ class duplex_stream {
   // `out` may be empty, meaning "write to `in` too" (a socket); `out` holding the same
   // number as `in` means the same (one fd, closed once; if either is borrowed it is not
   // closed). Sets both fds non-blocking (on a borrowed stdin/stdout this changes the
-  // file description shared with other processes). Sockets are told apart with fstat.
+  // file description shared with other processes). Sockets are told apart with fstat,
+  // unless the caller states what each fd is (`in_kind`, `out_kind`: base/is_socket.hpp;
+  // its `nonblocking` true skips setting it). A stated kind must be true of the fd.
   // `events` must outlive the stream or close() must be called first. Throws
   // std::system_error when an fd is not usable, std::invalid_argument when `in` is empty.
   static std::shared_ptr<duplex_stream> create(std::shared_ptr<loop> l, base::unique_fd in,
-                                               base::unique_fd out, stream_events* events);
+                                               base::unique_fd out, stream_events* events,
+                                               std::optional<base::fd_kind> in_kind = {},
+                                               std::optional<base::fd_kind> out_kind = {});
 
   // Starts reading continuously into an internal buffer; events arrive until the read
   // half ends or close(). Also resumes after stop_reading(): bytes held back meanwhile

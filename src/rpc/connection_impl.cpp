@@ -76,7 +76,9 @@ std::shared_ptr<connection_impl> connection_impl::start_async(config cfg, base::
                                                               base::unique_fd out,
                                                               open_callback done) {
   check_config(cfg);
-  cfg.carries_fds = rpc::can_carry_fds(in.get(), out.get());
+  cfg.carries_fds = !out && cfg.in_kind ? cfg.in_kind->unix_stream()
+                                        : rpc::can_carry_fds(in.get(), out.get());
+  if (out) cfg.in_kind.reset();  // it describes a lone socket only
   auto c = std::make_shared<connection_impl>(std::move(cfg));
   c->life_.keep_alive(c);  // no other thread knows it yet
   c->opened_ = std::move(done);
@@ -140,7 +142,8 @@ void connection_impl::release_requests() {
 // Loop thread: sends our preamble and hello at once, then reads.
 void connection_impl::start(base::unique_fd in, base::unique_fd out) {
   try {
-    stream_ = io::duplex_stream::create(cfg_.loop, std::move(in), std::move(out), this);
+    stream_ = io::duplex_stream::create(cfg_.loop, std::move(in), std::move(out), this,
+                                        cfg_.in_kind);
   } catch (const std::exception& e) {
     {
       std::lock_guard lock(mu_);

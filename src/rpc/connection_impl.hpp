@@ -149,6 +149,10 @@ class connection_impl final : public io::stream_events,
     // blocking: with no options::on_close they run on the loop thread, and no handler
     // thread is woken for the close at all.
     std::function<void()> before_close_handler = {}, after_close_handler = {};
+    // What `in` is, when `out` is empty and the layer that made the socket says so
+    // (base/is_socket.hpp): the fd-passing check and the stream then ask nothing of
+    // the kernel. Empty: they ask.
+    std::optional<base::fd_kind> in_kind = {};
   };
 
   // Called once on the loop thread when the handshake is done (error null) or has failed

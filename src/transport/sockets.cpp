@@ -48,9 +48,11 @@ int finish_connect(int fd, std::optional<clock::time_point> deadline) {
   }
 }
 
-// One attempt at one resolved address: a connected blocking socket, or the reason.
+// One attempt at one resolved address: a connected socket (blocking per `mode`), or
+// the reason.
 std::pair<base::unique_fd, std::string> connect_one(const addrinfo& ai,
-                                                  std::chrono::milliseconds timeout) {
+                                                  std::chrono::milliseconds timeout,
+                                                  fd_mode mode) {
   base::unique_fd fd(
       ::socket(ai.ai_family, ai.ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai.ai_protocol));
   if (!fd) return {base::unique_fd(), std::string("socket: ") + std::strerror(errno)};
@@ -65,13 +67,13 @@ std::pair<base::unique_fd, std::string> connect_one(const addrinfo& ai,
   }
   if (err == ETIMEDOUT && timeout.count() > 0) return {base::unique_fd(), timed_out(timeout)};
   if (err != 0) return {base::unique_fd(), std::strerror(err)};
-  if (!set_blocking(fd.get()) || !set_nodelay(fd.get()))
+  if ((mode == fd_mode::blocking && !set_blocking(fd.get())) || !set_nodelay(fd.get()))
     return {base::unique_fd(), std::string("fcntl/setsockopt: ") + std::strerror(errno)};
   return {std::move(fd), std::string()};
 }
 
 connected_socket connect_tcp(const tcp_address& t, const std::string& name,
-                             std::chrono::milliseconds timeout) {
+                             std::chrono::milliseconds timeout, fd_mode mode) {
   if (t.host.empty())  // usage, not a network failure: address_error
     throw address_error("bokbok: cannot connect to " + name +
                           ": * means every address, for listening; name a host to connect to");
@@ -80,8 +82,10 @@ connected_socket connect_tcp(const tcp_address& t, const std::string& name,
   int tried = 0;
   for (const auto& f : found.failures) failures += (tried++ ? "; " : "") + f;
   for (const auto& e : found.endpoints) {
-    auto [fd, why] = connect_endpoint(e, timeout);
-    if (fd) return {std::move(fd), e.name};
+    auto [fd, why] = connect_endpoint(e, timeout, mode);
+    if (fd)
+      return {std::move(fd), e.name,
+              base::fd_kind::stream_socket(e.sa.ss_family, mode == fd_mode::nonblocking)};
     if (tried++) failures += "; ";
     failures += endpoint_text(reinterpret_cast<const sockaddr*>(&e.sa), e.len) + ": " + why;
   }
@@ -90,58 +94,79 @@ connected_socket connect_tcp(const tcp_address& t, const std::string& name,
   throw transport_error("bokbok: cannot connect to " + name + ": " + failures);
 }
 
-// A UNIX connect waits, when the listener's queue is full, for up to SO_SNDTIMEO (a
-// non-blocking one fails at once with EAGAIN instead), so the timeout is set there.
+// A UNIX connect is first tried non-blocking: it succeeds at once when the listener's
+// queue has room, in two system calls. When the queue is full (EAGAIN) it waits, for up
+// to SO_SNDTIMEO, as a blocking connect (a non-blocking one cannot be waited for), so
+// the timeout is set there and cleared after.
 connected_socket connect_unix(const unix_address& u, const std::string& name,
-                              std::chrono::milliseconds timeout) {
+                              std::chrono::milliseconds timeout, fd_mode mode) {
   auto fail = [&](const std::string& why) -> connected_socket {
     throw transport_error("bokbok: cannot connect to " + name + ": " + why);
   };
-  base::unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  base::unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd) return fail(std::string("socket: ") + std::strerror(errno));
-  auto [sa, len] = unix_sockaddr(u);
-  auto deadline = clock::now() + timeout;
-  for (;;) {
-    if (timeout.count() > 0) {
-      auto left = std::chrono::ceil<std::chrono::microseconds>(deadline - clock::now());
-      if (left.count() <= 0) return fail(timed_out(timeout) + " (the listener's queue is full)");
-      if (!set_send_timeout(fd.get(), left)) return fail(std::strerror(errno));
+  const auto target = unix_sockaddr(u);  // (a structured binding: clang 14 cannot capture it)
+  auto connect_once = [&] {
+    int r;
+    do r = ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&target.first), target.second);
+    while (r != 0 && errno == EINTR);
+    return r == 0 ? 0 : errno;
+  };
+  int err = connect_once();
+  bool blocking = false;
+  if (err == EAGAIN) {  // the listener's queue is full: wait for room, blocking
+    if (!set_blocking(fd.get())) return fail(std::string("fcntl: ") + std::strerror(errno));
+    blocking = true;
+    auto deadline = clock::now() + timeout;
+    for (;;) {
+      if (timeout.count() > 0) {
+        auto left = std::chrono::ceil<std::chrono::microseconds>(deadline - clock::now());
+        if (left.count() <= 0) return fail(timed_out(timeout) + " (the listener's queue is full)");
+        if (!set_send_timeout(fd.get(), left)) return fail(std::strerror(errno));
+      }
+      err = connect_once();
+      if (err != EAGAIN || timeout.count() <= 0) break;
     }
-    if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&sa), len) == 0) break;
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN && timeout.count() > 0)
-      return fail(timed_out(timeout) + " (the listener's queue is full)");
-    return fail(std::strerror(errno));
+    if (err == EAGAIN) return fail(timed_out(timeout) + " (the listener's queue is full)");
+    if (err == 0 && timeout.count() > 0 && !set_send_timeout(fd.get(), std::chrono::microseconds(0)))
+      return fail(std::strerror(errno));
   }
-  if (!set_send_timeout(fd.get(), std::chrono::microseconds(0))) return fail(std::strerror(errno));
-  return {std::move(fd), to_string(address(u))};
+  if (err != 0) return fail(std::strerror(err));
+  const bool want_blocking = mode == fd_mode::blocking;
+  if (want_blocking != blocking &&
+      !(want_blocking ? set_blocking(fd.get()) : set_nonblocking(fd.get())))
+    return fail(std::string("fcntl: ") + std::strerror(errno));
+  return {std::move(fd), to_string(address(u)), base::fd_kind::stream_socket(AF_UNIX, !want_blocking)};
 }
 
 }  // namespace
 
 std::pair<base::unique_fd, std::string> connect_endpoint(const dial_endpoint& e,
-                                                       std::chrono::milliseconds timeout) {
+                                                       std::chrono::milliseconds timeout,
+                                                       fd_mode mode) {
   addrinfo ai{};
   ai.ai_family = e.sa.ss_family;
   ai.ai_socktype = SOCK_STREAM;
   ai.ai_protocol = IPPROTO_TCP;
   ai.ai_addr = const_cast<sockaddr*>(reinterpret_cast<const sockaddr*>(&e.sa));
   ai.ai_addrlen = e.len;
-  return connect_one(ai, timeout);
+  return connect_one(ai, timeout, mode);
 }
 
-connected_socket connect_socket(const address& a, std::chrono::milliseconds timeout) {
+connected_socket connect_socket(const address& a, std::chrono::milliseconds timeout,
+                                fd_mode mode) {
   std::string name = to_string(a);
-  if (auto* t = std::get_if<tcp_address>(&a)) return connect_tcp(*t, name, timeout);
-  if (auto* u = std::get_if<unix_address>(&a)) return connect_unix(*u, name, timeout);
+  if (auto* t = std::get_if<tcp_address>(&a)) return connect_tcp(*t, name, timeout, mode);
+  if (auto* u = std::get_if<unix_address>(&a)) return connect_unix(*u, name, timeout, mode);
   throw transport_error("bokbok: cannot connect to " + name +
                         ": only tcp: and unix: addresses are sockets to connect to");
 }
 
-std::optional<connected_socket> accept_from(const listener& l) {
+std::optional<connected_socket> accept_from(const listener& l, fd_mode mode) {
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  base::unique_fd fd(::accept4(l.fd.get(), reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC));
+  const int flags = SOCK_CLOEXEC | (mode == fd_mode::nonblocking ? SOCK_NONBLOCK : 0);
+  base::unique_fd fd(::accept4(l.fd.get(), reinterpret_cast<sockaddr*>(&ss), &len, flags));
   if (!fd) {
     switch (errno) {
       case EAGAIN:
@@ -166,7 +191,11 @@ std::optional<connected_socket> accept_from(const listener& l) {
   }
   if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) set_nodelay(fd.get());
   std::string peer = sockaddr_name(reinterpret_cast<const sockaddr*>(&ss), len);
-  return connected_socket{std::move(fd), std::move(peer)};
+  // Every listener is a stream socket (listen_on makes them so; the superserver
+  // checks inherited ones), and so is what it accepts.
+  return connected_socket{std::move(fd), std::move(peer),
+                          base::fd_kind::stream_socket(ss.ss_family, mode == fd_mode::nonblocking),
+                          ss, len};
 }
 
 std::string peer_name(int fd) {
@@ -176,15 +205,27 @@ std::string peer_name(int fd) {
   return sockaddr_name(reinterpret_cast<const sockaddr*>(&ss), len);
 }
 
+namespace {
+std::optional<connection::credentials> so_peercred(int fd) {
+  ucred c{};
+  socklen_t len = sizeof c;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &len) < 0) return std::nullopt;
+  return connection::credentials{c.uid, c.gid, c.pid};
+}
+}  // namespace
+
 std::optional<connection::credentials> peer_credentials_of(int fd) {
   int domain = 0;
   socklen_t len = sizeof domain;
   if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 || domain != AF_UNIX)
     return std::nullopt;
-  ucred c{};
-  len = sizeof c;
-  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &len) < 0) return std::nullopt;
-  return connection::credentials{c.uid, c.gid, c.pid};
+  return so_peercred(fd);
+}
+
+std::optional<connection::credentials> peer_credentials_of(const connected_socket& sock) {
+  if (!sock.kind.socket) return peer_credentials_of(sock.fd.get());  // not known: ask
+  if (sock.kind.family != AF_UNIX) return std::nullopt;
+  return so_peercred(sock.fd.get());
 }
 
 bool is_listening_socket(int fd) {

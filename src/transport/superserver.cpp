@@ -96,7 +96,8 @@ void take_inherited(base::unique_fd fd, const std::string& name, inherited_socke
   if (is_inet(fd.get())) set_nodelay(fd.get());
   std::string peer = peer_name(fd.get());
   if (peer.empty() || peer == "unix") peer = name;
-  out.connections.push_back(connected_socket{std::move(fd), std::move(peer)});
+  // Its kind is not known (left empty): the layers above ask.
+  out.connections.push_back(connected_socket{std::move(fd), std::move(peer), {}});
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // Test support: what /proc/PID/status says of a process (resident memory, threads), read
-// once or sampled on a thread of its own for the highest value seen.
+// once or sampled on a thread of its own for the highest value seen; whether a thread
+// of this process sleeps.
 #pragma once
 
 #include <sys/types.h>
@@ -24,6 +25,22 @@ inline long proc_status(pid_t pid, const char* field) {
   while (std::getline(in, line))
     if (line.compare(0, n, field) == 0) return std::stol(line.substr(n));
   return -1;
+}
+
+// Until thread `tid` of this process (0: not known yet) is asleep (State S), per
+// /proc/self/task; bounded by `limit`. For a test that must act once another thread
+// blocks in a system call, without guessing how long that takes.
+inline bool wait_until_sleeping(const std::atomic<long>& tid, std::chrono::milliseconds limit) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (const long t = tid.load(); t != 0) {
+      std::ifstream status("/proc/self/task/" + std::to_string(t) + "/status");
+      for (std::string line; std::getline(status, line);)
+        if (line.starts_with("State:") && line.find('S') != std::string::npos) return true;
+    }
+    std::this_thread::yield();
+  }
+  return false;
 }
 
 // Threads of every process whose real uid is `uid`, from /proc/*/status: what the kernel

@@ -2,7 +2,8 @@
 // connections on a socketpair, one caller, the echo handler on a handler thread (the
 // default; inline on the loop thread when RTT_PROBE_INLINE is set), then closes. With
 // RTT_PROBE_CONNECTS set, opens N connections one after another to a bokbok::server on
-// an abstract UNIX socket instead, each used for one tiny call, closed and waited for.
+// an abstract UNIX socket instead (on 127.0.0.1 when RTT_PROBE_TCP is set too), each
+// used for one tiny call, closed and waited for.
 // Only the public API. syscalls_per_rtt.sh and futex_wakes_per_rtt.sh run it under
 // strace with two values of N: the difference in system calls, divided by the
 // difference in N, is the cost of one round trip (or connection), setup and teardown
@@ -21,7 +22,8 @@ namespace {
 // RTT_PROBE_CONNECTS: N connections to a server, one call each.
 int connects(long n) {
   bokbok::server_options o;
-  o.listen = {"unix:@bokbok-rtt-probe-" + std::to_string(::getpid())};
+  o.listen = {std::getenv("RTT_PROBE_TCP") ? std::string("tcp:127.0.0.1:0")
+                                           : "unix:@bokbok-rtt-probe-" + std::to_string(::getpid())};
   o.on_request = [](bokbok::connection&, bokbok::message m) { return m; };
   bokbok::server s(o);
   s.start();
