@@ -290,3 +290,19 @@ TEST_CASE("wait_closed() through a graceful close is woken once, when the connec
   CHECK(r.c.closed());
   CHECK(r.c.close_error() == nullptr);  // a clean close
 }
+
+// options::caller_spin (base/spinning.hpp; spinning_test covers when a caller spins):
+// checked when a connection opens; zero turns the spin off, and calls still complete.
+TEST_CASE("caller_spin: a negative value is refused; zero never spins, and calls complete") {
+  bokbok::options bad;
+  bad.caller_spin = std::chrono::microseconds(-1);
+  CHECK_THROWS_WITH_AS(bokbok::connect_socketpair(bad, {}),
+                       doctest::Contains("caller_spin must not be negative"),
+                       bokbok::usage_error);
+  for (auto spin : {std::chrono::microseconds(0), std::chrono::microseconds(50)}) {
+    bokbok::options caller;
+    caller.caller_spin = spin;
+    auto [a, b] = bokbok::connect_socketpair(caller, echo_options());
+    for (int i = 0; i < 100; ++i) REQUIRE(a.request({"x"}) == message{"x"});
+  }
+}

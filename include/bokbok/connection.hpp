@@ -226,6 +226,15 @@ struct options {
   // other on the same loop wait. Such a handler must not call request(), which throws
   // usage_error there; request_async() is fine.
   bool inline_handlers = false;
+  // How long a blocking call (request()) looks for its answer before its thread sleeps,
+  // when another CPU may be making it: a tiny call's answer from a peer on another CPU
+  // comes back in tens of microseconds, sooner than a sleeping thread is woken across
+  // CPUs (about 20 µs on a small VM), so the round trip is shorter. Costs CPU while it
+  // lasts, so it is bounded: never when the caller may run on one CPU only, one
+  // spinning thread per process at a time (the other callers sleep at once), and a
+  // thread whose answer was slower skips spinning for its next 1, 2, 4 ... 64 calls.
+  // Zero: never spin. Negative: usage_error.
+  std::chrono::microseconds caller_spin{50};
   // The largest message this side accepts; the peer's own limit is honoured for sends
   // (the smaller of the two wins). At least 64 KiB, else opening throws usage_error.
   std::size_t max_message_size = 64u << 20;

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "base/log.hpp"
+#include "base/spinning.hpp"
 #include "rpc/callback_error.hpp"
 #include "rpc/connection_impl.hpp"
 #include "rpc/error_ptr.hpp"
@@ -145,8 +146,13 @@ message connection_impl::call_sync(message request, const call_options& opts,
       std::move(request),
       [this, &w](std::exception_ptr e, message m) { end_sync_wait(w, std::move(e), std::move(m)); },
       opts, /*blocking=*/true, &w, std::move(fds));
-  // No mutex for the wait: `done` is set last, after the answer (sync_wait).
-  w.waker->park.park_until([&] { return w.done.load(std::memory_order_seq_cst); });
+  // No mutex for the wait: `done` is set last, after the answer (sync_wait). First a
+  // bounded spin (base/spinning.hpp: when another CPU may be making the answer), then
+  // the park, which returns at once if the spin saw it.
+  auto answered = [&] { return w.done.load(std::memory_order_seq_cst); };
+  base::spinning spin;
+  spin.spin_until(answered, cfg_.opts.caller_spin);
+  w.waker->park.park_until(answered);
   if (w.error) std::rethrow_exception(w.error);
   if (received) *received = std::move(w.fds);
   return std::move(w.response);

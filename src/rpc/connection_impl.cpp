@@ -57,6 +57,8 @@ void check_options(const options& o) {
   if (o.stream_window_messages == 0 || o.stream_window_bytes == 0)
     throw usage_error("bokbok: options::stream_window_messages and stream_window_bytes must be "
                       "at least 1 (0 would let no stream message through)");
+  if (o.caller_spin.count() < 0)
+    throw usage_error("bokbok: options::caller_spin must not be negative (0: never spin)");
   if (o.max_send_queue == 0)
     throw usage_error("bokbok: options::max_send_queue must be at least 1 byte (0 would let "
                       "nothing be sent)");
