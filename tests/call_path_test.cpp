@@ -292,12 +292,17 @@ TEST_CASE("wait_closed() through a graceful close is woken once, when the connec
 }
 
 // options::caller_spin (base/spinning.hpp; spinning_test covers when a caller spins):
-// checked when a connection opens; zero turns the spin off, and calls still complete.
+// checked when a connection opens or a server is made; zero turns the spin off, and calls still complete.
 TEST_CASE("caller_spin: a negative value is refused; zero never spins, and calls complete") {
   bokbok::options bad;
   bad.caller_spin = std::chrono::microseconds(-1);
   CHECK_THROWS_WITH_AS(bokbok::connect_socketpair(bad, {}),
                        doctest::Contains("caller_spin must not be negative"),
+                       bokbok::usage_error);
+  bokbok::server_options so;  // a server's, for its handlers' calls to their clients
+  so.listen = {"unix:@bokbok-call-path-spin-" + std::to_string(getpid())};
+  so.caller_spin = std::chrono::microseconds(-1);
+  CHECK_THROWS_WITH_AS(bokbok::server{so}, doctest::Contains("caller_spin must not be negative"),
                        bokbok::usage_error);
   for (auto spin : {std::chrono::microseconds(0), std::chrono::microseconds(50)}) {
     bokbok::options caller;

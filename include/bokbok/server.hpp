@@ -149,6 +149,8 @@ struct server_options {
   callback_error_handler on_callback_error;
 
   bool inline_handlers = false;
+  // For blocking request()s a handler makes to its client: options::caller_spin.
+  std::chrono::microseconds caller_spin{50};
   std::size_t max_message_size = 64u << 20;
   // Receive budgets (README "Limits and memory"): per connection, as
   // options::max_receive_bytes (0: twice max_message_size); and for the whole server,

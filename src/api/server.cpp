@@ -89,6 +89,7 @@ class server::impl : public std::enable_shared_from_this<impl> {
     options each;  // what every connection will be opened with: refused now, not then
     each.max_message_size = opts_.max_message_size;
     each.max_send_queue = opts_.max_send_queue;
+    each.caller_spin = opts_.caller_spin;
     detail::check_options(each);
     if (opts_.keys.key)
       throw usage_error(
@@ -552,6 +553,7 @@ void server::impl::start_connection(transport::connected_socket sock) {
   o.record_timeout = opts_.record_timeout;
   o.max_send_queue = opts_.max_send_queue;
   o.inline_handlers = opts_.inline_handlers;
+  o.caller_spin = opts_.caller_spin;
   o.max_message_size = opts_.max_message_size;
   o.max_receive_bytes = opts_.max_receive_bytes_per_connection;
   o.connect_timeout = opts_.handshake_timeout;
