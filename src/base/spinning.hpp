@@ -13,12 +13,14 @@
 // - by CPUs: never on a machine with one CPU online (what it waits for needs that CPU;
 //   asked once per process). A caller pinned to one CPU may still wait on a peer on
 //   another, so its own affinity does not say; where both share one CPU the back-off
-//   below makes the cost small (one spin in 65 calls);
+//   below makes the cost small;
 // - by threads: only a caller that is the process's one blocked caller spins (with many
 //   callers the CPUs have other work: 16 callers spinning in turn took the CPU their
 //   requests needed, and cut their throughput by half);
-// - by success: a thread whose spin ran out (the answer was slow) skips its next 1, 2,
-//   4, ... up to 64 waits' spinning; one that succeeds spins again next time.
+// - by success: a thread whose spin ran out (the answer was slow, or made on this
+//   very CPU) skips its next 1, 2, 4, ... up to 1024 waits' spinning; one that succeeds
+//   spins again next time. So where spinning never pays (caller and peer sharing one
+//   CPU) one call in a thousand spins: too few to show even in the 99th percentile.
 //
 // Use: a `spinning` object for the whole wait (it counts the blocked callers), then
 // spin_until, then park.
@@ -72,13 +74,14 @@ class spinning {
     if (seen) {
       me.backoff = 0;
     } else {
-      me.backoff = me.backoff == 0 ? 1 : (me.backoff >= 64 ? 64 : me.backoff * 2);
+      me.backoff = me.backoff == 0 ? 1 : (me.backoff >= max_skip ? max_skip : me.backoff * 2);
       me.skip = me.backoff;
     }
     return seen;
   }
 
  private:
+  static constexpr unsigned max_skip = 1024;
   const bool alone_;  // no other caller waited when this one began
 
   struct per_thread {
