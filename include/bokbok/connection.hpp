@@ -230,9 +230,10 @@ struct options {
   // when another CPU may be making it: a tiny call's answer from a peer on another CPU
   // comes back in tens of microseconds, sooner than a sleeping thread is woken across
   // CPUs (about 20 µs on a small VM), so the round trip is shorter. Costs CPU while it
-  // lasts, so it is bounded: never when the caller may run on one CPU only, one
-  // spinning thread per process at a time (the other callers sleep at once), and a
-  // thread whose answer was slower skips spinning for its next 1, 2, 4 ... 1024 calls.
+  // lasts, so it is bounded: never on a machine with one CPU online, only by a caller
+  // that is the process's one blocked caller (with others waiting, all sleep at once),
+  // and a thread whose answer was slower skips spinning for its next 1, 2, 4 ... 1024
+  // calls.
   // Zero: never spin. Negative: usage_error.
   std::chrono::microseconds caller_spin{50};
   // The largest message this side accepts; the peer's own limit is honoured for sends

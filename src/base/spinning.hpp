@@ -33,7 +33,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <cstdint>
 
 namespace bokbok::base {
 
