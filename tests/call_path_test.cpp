@@ -291,9 +291,10 @@ TEST_CASE("wait_closed() through a graceful close is woken once, when the connec
   CHECK(r.c.close_error() == nullptr);  // a clean close
 }
 
-// options::caller_spin (base/spinning.hpp; spinning_test covers when a caller spins):
-// checked when a connection opens or a server is made; zero turns the spin off, and calls still complete.
-TEST_CASE("caller_spin: a negative value is refused; zero never spins, and calls complete") {
+// options::caller_spin (base/spinning.hpp; spinning_test covers when a caller spins, and
+// that zero never does): checked when a connection opens or a server is made; calls
+// complete with the spin off (0) and on (50 µs).
+TEST_CASE("caller_spin: a negative value is refused; calls complete at 0 µs and at 50 µs") {
   bokbok::options bad;
   bad.caller_spin = std::chrono::microseconds(-1);
   CHECK_THROWS_WITH_AS(bokbok::connect_socketpair(bad, {}),

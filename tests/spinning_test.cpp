@@ -1,6 +1,7 @@
 // base::spinning, the bounded spin of a blocking caller before it parks: it sees an
 // answer that comes while it looks, and it does not spin when it must not (no time
-// given, another caller waiting, a recent spin that ran out, until its back-off ends).
+// given, one CPU online, another caller waiting, a recent spin that ran out, until its
+// back-off ends).
 // Each case counts the looks taken at the condition rather than timing anything.
 #include "base/spinning.hpp"
 
@@ -9,6 +10,7 @@
 
 #include <chrono>
 #include <functional>
+#include <thread>
 
 using namespace std::chrono_literals;
 using bokbok::base::spinning;
@@ -27,7 +29,7 @@ struct counted {
 }  // namespace
 
 TEST_CASE("a spin sees a condition that turns true while it looks") {
-  if (!many_cpus()) return;  // one CPU: it never spins (the next case covers that rule)
+  if (!many_cpus()) return;  // one CPU: it never spins ("one CPU online" below)
   spinning s;
   counted c{1000};
   CHECK(s.spin_until(std::ref(c), 10s));
@@ -39,6 +41,21 @@ TEST_CASE("no time given: no spin, not one look") {
   counted c{1};
   CHECK_FALSE(s.spin_until(std::ref(c), 0us));
   CHECK(c.looks == 0);
+}
+
+TEST_CASE("one CPU online: no spin, not one look") {
+  // On a thread of its own, which has no back-off left by the cases before: only the
+  // CPU rule can stop it looking. The same thread with two CPUs does look.
+  auto looks_with = [](long cpus) {
+    counted c{1};
+    std::thread([&] {
+      spinning s(cpus);
+      s.spin_until(std::ref(c), 10s);
+    }).join();
+    return c.looks;
+  };
+  CHECK(looks_with(1) == 0);  // what it waits for would need the CPU it spins on
+  CHECK(looks_with(2) == 1);
 }
 
 TEST_CASE("a caller that began while another waited does not spin") {

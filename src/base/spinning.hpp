@@ -23,7 +23,8 @@
 //   CPU) one call in a thousand spins: too few to show even in the 99th percentile.
 //
 // Use: a `spinning` object for the whole wait (it counts the blocked callers), then
-// spin_until, then park.
+// spin_until, then park. The CPU count is an argument (the machine's by default) so that
+// a test can state the one-CPU rule on any machine.
 //
 // Threads: any thread, for itself (the back-off is per thread); spin_until never
 // blocks and never throws.
@@ -38,8 +39,11 @@ namespace bokbok::base {
 
 class spinning {
  public:
-  // This thread is a blocked caller until the object goes.
-  spinning() noexcept : alone_(waiters().fetch_add(1, std::memory_order_relaxed) == 0) {}
+  // This thread is a blocked caller until the object goes. `cpus_online`: how many CPUs
+  // the machine has online (asked once per process by default).
+  explicit spinning(long cpus_online = machine_cpus_online()) noexcept
+      : alone_(waiters().fetch_add(1, std::memory_order_relaxed) == 0),
+        other_cpus_(cpus_online > 1) {}
   ~spinning() { waiters().fetch_sub(1, std::memory_order_relaxed); }
   spinning(const spinning&) = delete;
   spinning& operator=(const spinning&) = delete;
@@ -54,7 +58,7 @@ class spinning {
       --me.skip;
       return false;
     }
-    if (!may_use_another_cpu()) return false;
+    if (!other_cpus_) return false;
     const auto end = std::chrono::steady_clock::now() + limit;
     bool seen = false;
     for (unsigned i = 0;; ++i) {
@@ -81,7 +85,8 @@ class spinning {
 
  private:
   static constexpr unsigned max_skip = 1024;
-  const bool alone_;  // no other caller waited when this one began
+  const bool alone_;       // no other caller waited when this one began
+  const bool other_cpus_;  // another CPU may be making the answer meanwhile
 
   struct per_thread {
     unsigned skip = 0;     // waits left that do not spin (after a spin that ran out)
@@ -99,9 +104,9 @@ class spinning {
     return n;
   }
 
-  static bool may_use_another_cpu() {
-    static const bool other_cpus = ::sysconf(_SC_NPROCESSORS_ONLN) > 1;
-    return other_cpus;
+  static long machine_cpus_online() {
+    static const long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+    return n;
   }
 
   static void pause() {
