@@ -90,6 +90,7 @@ std::uint64_t connection_impl::call(message request, response_callback done,
   queue_message_locked(lock, wire::frame_type::request, id, std::move(framed), prefix,
                        std::move(fds), stream ? wire::flag_stream : 0);
   send_.set_direct_request(0);
+  bool post = false;
   if (stream) {
     // The initial credit follows the request at once: no round trip (§12 "Credit").
     std::string rec;
@@ -97,9 +98,10 @@ std::uint64_t connection_impl::call(message request, response_callback done,
                        wire::encode_credit_payload({cfg_.opts.stream_window_messages,
                                                     cfg_.opts.stream_window_bytes}));
     send_.queue().push_record_bytes(rec);
-    schedule_flush_locked();
+    post = flush_wanted_locked();
   }
   lock.unlock();
+  if (post) post_flush();
   if (rearm) cfg_.loop->post([self = shared_from_this()] { self->arm_deadline_timer(); });
   if (stop.stop_possible()) {
     // May run at once (stop already requested): cancel_call only posts.

@@ -411,9 +411,20 @@ class connection_impl final : public io::stream_events,
                             std::optional<std::uint32_t> deadline_ms = std::nullopt,
                             std::vector<base::unique_fd> fds = {},
                             std::uint8_t extra_flags = 0);
+  // These three may release `mu_` for a while (a direct write, a post: flush_soon).
   void queue_record_locked(std::unique_lock<std::mutex>& lock, std::string_view record);
   bool send_now_locked(std::unique_lock<std::mutex>& lock, std::string_view record);
-  // Wakes the loop to write when nothing is being written.
+  // Has the loop write when nothing is being written or about to be. Off the loop thread
+  // the post wakes the loop, whose flush() takes `mu_` first of all: posted under the
+  // lock, the woken loop would only sleep again until it is released (a futex wait, and
+  // one more wake-up). So:
+  // - flush_soon: `mu_` held through `lock`; off the loop thread it is released for the
+  //   post and taken again (callers of the queue_* functions above allow that);
+  // - flush_wanted_locked, then post_flush once `mu_` is released (true: post);
+  // - schedule_flush_locked: loop thread only, where a post wakes no one.
+  void flush_soon(std::unique_lock<std::mutex>& lock);
+  [[nodiscard]] bool flush_wanted_locked() { return send_.want_flush(); }
+  void post_flush();
   void schedule_flush_locked();
   // Any thread: queues the answer to the peer's call `id` unless the connection closed.
   void send_response(std::uint32_t id, message response, fd_list fds = {});

@@ -91,8 +91,7 @@ void connection_impl::queue_message_locked(std::unique_lock<std::mutex>& lock,
       send_.queue().waits(type, id)) {
     send_.queue().push_message(type, id, std::move(framed), start + header_size, flags,
                                std::move(fds));
-    schedule_flush_locked();
-    return;
+    return flush_soon(lock);
   }
   auto header = wire::encode_frame_header(type, flags, id, size);
   std::memcpy(framed.bytes.data() + start, header.bytes, header_size);
@@ -103,7 +102,7 @@ void connection_impl::queue_record_locked(std::unique_lock<std::mutex>& lock,
                                           std::string_view record) {
   if (!send_now_locked(lock, record)) {
     send_.queue().push_record_bytes(record);
-    schedule_flush_locked();
+    flush_soon(lock);
   }
 }
 
@@ -131,12 +130,24 @@ bool connection_impl::send_now_locked(std::unique_lock<std::mutex>& lock,
   direct_write_cv_.notify_all();  // finish() waits for this write to be over
   if (done.not_sent)
     if (auto* c = calls_.find(done.not_sent)) c->not_sent = true;
-  if (done.flush) schedule_flush_locked();
+  if (done.flush) flush_soon(lock);
   return true;
 }
 
+void connection_impl::flush_soon(std::unique_lock<std::mutex>& lock) {
+  if (!send_.want_flush()) return;
+  if (cfg_.loop->in_loop_thread()) return post_flush();
+  lock.unlock();
+  post_flush();
+  lock.lock();
+}
+
+void connection_impl::post_flush() {
+  cfg_.loop->post([self = shared_from_this()] { self->flush(); });
+}
+
 void connection_impl::schedule_flush_locked() {
-  if (send_.want_flush()) cfg_.loop->post([self = shared_from_this()] { self->flush(); });
+  if (send_.want_flush()) post_flush();
 }
 
 // Loop thread: starts the next write when none is in flight. The batch is taken under
@@ -242,7 +253,7 @@ void connection_impl::send_error(std::uint32_t id, error_code code, std::string_
     // A stream call's error, like its response, goes after its stream's last message.
     end_inbound_stream_locked(id);
     send_.queue().push_record_after(wire::frame_type::reply_stream, id, record);
-    return schedule_flush_locked();
+    return flush_soon(lock);
   }
   queue_record_locked(lock, record);
 }

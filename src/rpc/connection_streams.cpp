@@ -80,7 +80,7 @@ void connection_impl::stream_send_framed(stream_state& s, wire::gathered_message
                                framed_headroom - wire::fds_prefix_size, wire::flag_fds,
                                std::move(fds));
   }
-  schedule_flush_locked();
+  flush_soon(lock);
 }
 
 namespace {
@@ -94,12 +94,12 @@ std::string control_record(wire::frame_type type, std::uint32_t id, std::string_
 
 void connection_impl::stream_end_write(stream_state& s) {
   std::string rec = control_record(wire::frame_type::stream_end, s.id, {});
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   if (life_.state() != phase::open || s.ended()) return;
   // A control frame, ahead of long messages, yet never ahead of a message of this
   // stream still being sent (nothing of a stream after its stream_end).
   send_.queue().push_record_after(wire::frame_type::stream, s.id, rec);
-  schedule_flush_locked();
+  flush_soon(lock);
 }
 
 void connection_impl::stream_grant(stream_state& s, std::uint32_t messages, std::uint32_t bytes) {
@@ -107,10 +107,10 @@ void connection_impl::stream_grant(stream_state& s, std::uint32_t messages, std:
   std::string rec = control_record(
       s.requester ? wire::frame_type::credit : wire::frame_type::reply_credit, s.id,
       wire::encode_credit_payload({messages, bytes}));
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   if (life_.state() != phase::open || s.ended()) return;
   send_.queue().push_record_bytes(rec);
-  schedule_flush_locked();
+  flush_soon(lock);
 }
 
 void connection_impl::stream_cancel_answer(stream_state& s) {
