@@ -102,6 +102,10 @@ void pin_event_loops(bool shared_with_server);
 // check_failed when one is not where its role says (pinned modes). Returns a summary:
 // per CPU list, the thread names found there.
 std::string check_placement();
+// The same for the connects/s figure, while its server runs: this process's shared loop
+// serves the clients, on the client CPU; the server's loops and handler threads are on
+// the server CPU. Throws check_failed when not (pinned modes).
+void check_connect_placement();
 
 // ---- transports (bench_transport.cpp) ----------------------------------------------
 

@@ -148,6 +148,7 @@ double bokbok_connect_rate(const settings& s, bool keys) {
     c.close();
     c.wait_closed();
   });
+  check_connect_placement();  // the server and the clients' loop are still there
   srv.stop(std::chrono::seconds(5));
   srv.wait();
   return rate;

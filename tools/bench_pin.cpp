@@ -10,7 +10,8 @@
 // API gives connect_fds no loop of its own, so both ends' I/O runs on it. It is moved to
 // the server CPU by pin_event_loops(); the handler threads ("bokbok-handler") are started
 // by it (or by each other) and so land there too. With a child peer, this process's loop
-// serves the client end only: it goes to the client CPU.
+// serves the client end only: it goes to the client CPU. So it does for the connects/s
+// figure, where the clients use it and the server runs loops of its own.
 //
 // check_placement() reads Cpus_allowed_list of every thread of this process and of its
 // child processes (/proc/.../task/*/status) and fails the run when one is not where its
@@ -165,7 +166,8 @@ std::string describe_placement() {
              std::to_string(p.server_cpu) +
              ";\nthe in-process bokbok pair shares one event-loop thread (the public API "
              "gives\nconnect_fds no loop of its own), placed on the server CPU (child: "
-             "this process's\nloop serves the client end only, on the client CPU)";
+             "this process's\nloop serves the client end only, on the client CPU; so for connects/s, where the\n"
+             "server has loops of its own)";
   }
   return "";
 }
@@ -232,6 +234,28 @@ std::string check_placement() {
     for (const auto& [role, n] : roles) out << " " << role << (n > 1 ? " x" + std::to_string(n) : "");
   }
   return out.str();
+}
+
+void check_connect_placement() {
+  const placement& p = current;
+  if (p.mode == pin_mode::none) return;
+  const std::string client = std::to_string(p.client_cpu);
+  const std::string server = std::to_string(p.server_cpu);
+  int loops_on_client = 0, loops_on_server = 0;
+  std::string wrong;
+  for (const thread_seen& t : threads_of(::getpid(), false)) {
+    if (t.name == "bokbok-loop") {
+      loops_on_client += t.allowed == client;
+      loops_on_server += t.allowed == server;
+      if (t.allowed != client && t.allowed != server)
+        wrong += " bokbok-loop may run on CPUs " + t.allowed + ";";
+    } else if (t.name == "bokbok-handler" && t.allowed != server) {
+      wrong += " bokbok-handler may run on CPUs " + t.allowed + ", not " + server + ";";
+    }
+  }
+  if (loops_on_client == 0) wrong += " no bokbok-loop serves the clients on CPU " + client + ";";
+  if (loops_on_server == 0) wrong += " no bokbok-loop serves the server on CPU " + server + ";";
+  if (!wrong.empty()) throw check_failed("placement of connects/s:" + wrong);
 }
 
 }  // namespace bokbok::tools::bench
