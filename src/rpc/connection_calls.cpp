@@ -320,7 +320,7 @@ void connection_impl::end_call_locally(std::uint64_t seq, error_code code, std::
               ? "the call was cancelled"
               : "the call's deadline passed before the answer came";
   run_response_callback(pc.done, error_ptr<call_error>(code, std::move(why)), {});
-  last_activity_ = io::clock::now();
+  live_.active(io::clock::now());
   close_if_drained();
 }
 
@@ -376,7 +376,7 @@ void connection_impl::deliver_answers() {
   }
   for (auto& waker : to_wake_) waker->park.unpark();
   to_wake_.clear();
-  last_activity_ = io::clock::now();
+  live_.active(io::clock::now());
   // Newest first (above). Not views::reverse: clang 14 rejects it with libstdc++ 12.
   for (auto it = batch.rbegin(); it != batch.rend(); ++it)
     if (answer& a = *it; a.call.id && !a.call.waiter) {

@@ -40,6 +40,7 @@
 #include "rpc/inbound_calls.hpp"
 #include "rpc/key_session.hpp"
 #include "rpc/lifecycle.hpp"
+#include "rpc/liveness.hpp"
 #include "rpc/outbox.hpp"
 #include "rpc/send_path.hpp"
 #include "rpc/stream_state.hpp"
@@ -350,6 +351,7 @@ class connection_impl final : public io::stream_events,
   void arm_deadline_timer();
   void sweep_deadlines();
   void arm_tick();
+  void arm_tick_at(io::clock::time_point when);
   void tick();
   // options::record_timeout (connection_reader.cpp): a record begun must arrive whole
   // in time. One timer at most, re-armed lazily when it fires early.
@@ -494,9 +496,7 @@ class connection_impl final : public io::stream_events,
   std::vector<answer> answers_;
   std::vector<std::shared_ptr<rpc::thread_waker>> to_wake_;  // deliver_answers' blocking callers
   // Heartbeat and idle state.
-  io::clock::time_point last_rx_{};
-  io::clock::time_point last_activity_{};  // last call started or finished either way
-  std::optional<io::clock::time_point> ping_sent_at_;
+  rpc::liveness live_{cfg_.opts.heartbeat_interval, cfg_.opts.idle_timeout};  // loop thread
   io::timer_id tick_timer_ = 0;
   // When the record now partly read began to arrive (none: no partial record).
   std::optional<io::clock::time_point> record_since_;

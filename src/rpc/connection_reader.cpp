@@ -36,7 +36,7 @@ void connection_impl::on_data(std::string_view bytes) {
 }
 
 void connection_impl::read_frames(std::string_view bytes) {
-  if (tick_timer_) last_rx_ = io::clock::now();  // any byte is a sign of life (§8.3)
+  if (tick_timer_) live_.received(io::clock::now());  // any byte is a sign of life (§8.3)
   if (closing_.finished) return linger_on_data(bytes);
   if (!preamble_done_) {
     auto st = preamble_reader_.feed(bytes);

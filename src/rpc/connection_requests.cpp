@@ -40,10 +40,11 @@ void connection_impl::accept_request(std::uint32_t id, message m, std::size_t co
                                      std::optional<std::uint32_t> deadline_ms,
                                      rpc::received_fds fds, bool stream) {
   last_peer_request_ = id;
-  last_activity_ = io::clock::now();
+  const auto now = io::clock::now();
+  live_.active(now);
   queued_call r{id, std::move(m), nullptr, rpc::receive_charge(account_, cost), std::nullopt,
                 std::move(fds), nullptr};
-  if (deadline_ms) r.deadline = last_activity_ + std::chrono::milliseconds(*deadline_ms);
+  if (deadline_ms) r.deadline = now + std::chrono::milliseconds(*deadline_ms);
   if (stream) r.stream = register_inbound_stream(id, r.deadline);  // connection_streams.cpp
   if (holding_) {
     std::lock_guard lock(mu_);
